@@ -1,0 +1,134 @@
+# Threshold.  `make` builds every binary into $(BUILD)/bin; `make test` installs
+# the Debian packages it needs, then runs the unit and integration tests;
+# `make asan` runs the same tests under AddressSanitizer/UBSan; `make demo`
+# runs the end-to-end story.  Nothing else is needed on a fresh Debian machine.
+
+BUILD	?= build
+CC	?= cc
+SAN	?=
+
+PKGS_COMMON	= openssl json-c
+PKGS_HW		= tss2-esys tss2-mu tss2-rc tss2-tctildr libp11 p11-kit-1
+
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g -O2 -Wall -Wextra -Werror \
+	-Wformat=2 -Wshadow -Wpointer-arith -Wmissing-prototypes \
+	-fstack-protector-strong -D_FORTIFY_SOURCE=2 -Ilib
+ifneq ($(SAN),)
+CFLAGS_BASE := $(filter-out -O2 -D_FORTIFY_SOURCE=2,$(CFLAGS_BASE)) -O1 \
+	-fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+LDFLAGS_SAN = -fsanitize=address,undefined
+endif
+
+CFLAGS_COMMON	= $(CFLAGS_BASE) $(shell pkg-config --cflags $(PKGS_COMMON) 2>/dev/null)
+LIBS_COMMON	= $(shell pkg-config --libs $(PKGS_COMMON) 2>/dev/null)
+CFLAGS_HW	= $(CFLAGS_COMMON) -Itpm -Ipkcs11 $(shell pkg-config --cflags $(PKGS_HW) 2>/dev/null)
+LIBS_HW		= $(shell pkg-config --libs $(PKGS_HW) 2>/dev/null)
+LDFLAGS		= $(LDFLAGS_SAN)
+
+LIB_SRC		= $(wildcard lib/*.c)
+HW_SRC		= $(wildcard tpm/*.c pkcs11/*.c)
+SIGNER_SRC	= $(filter-out signer/main.c,$(wildcard signer/*.c))
+CLI_SRC		= $(filter-out cli/main.c,$(wildcard cli/*.c))
+UNIT_SRC	= $(wildcard tests/unit/test_*.c)
+HWTEST_SRC	= $(wildcard tests/hw/test_*.c)
+BENCH_SRC	= $(wildcard bench/*.c)
+
+LIB_OBJ		= $(LIB_SRC:%.c=$(BUILD)/%.o)
+HW_OBJ		= $(HW_SRC:%.c=$(BUILD)/%.o)
+SIGNER_OBJ	= $(SIGNER_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ		= $(CLI_SRC:%.c=$(BUILD)/%.o)
+
+LIBCOMMON	= $(BUILD)/libthcommon.a
+LIBHW		= $(BUILD)/libthhw.a
+LIBSIGNER	= $(BUILD)/libthsigner.a
+LIBCLI		= $(BUILD)/libthcli.a
+
+BINS		= $(BUILD)/bin/threshold-signer $(BUILD)/bin/threshold
+UNIT_BINS	= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+HWTEST_BINS	= $(HWTEST_SRC:tests/hw/%.c=$(BUILD)/tests/%)
+BENCH_BINS	= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps test unit integration asan demo bench clean check-privsep
+all: $(BINS) $(UNIT_BINS) $(HWTEST_BINS) $(BENCH_BINS)
+
+deps:
+	@./scripts/deps
+
+# Objects.  Hardware backends and the signer see tpm2-tss/libp11 headers; the
+# rest of the tree does not.
+$(BUILD)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_COMMON) -MMD -MP -c $< -o $@
+$(BUILD)/cli/%.o: cli/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_COMMON) -MMD -MP -c $< -o $@
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_HW) -Isigner -MMD -MP -c $< -o $@
+
+$(LIBCOMMON): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+$(LIBHW): $(HW_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+$(LIBSIGNER): $(SIGNER_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+$(LIBCLI): $(CLI_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/threshold-signer: $(BUILD)/signer/main.o $(LIBSIGNER) $(LIBHW) $(LIBCOMMON)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_HW) $(LIBS_COMMON)
+$(BUILD)/bin/threshold: $(BUILD)/cli/main.o $(LIBCLI) $(LIBCOMMON)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_COMMON)
+
+# Unit tests link everything but the hardware libraries' users need them too.
+$(BUILD)/tests/%: tests/unit/%.c $(LIBSIGNER) $(LIBCLI) $(LIBHW) $(LIBCOMMON)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_HW) -Isigner -Icli -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
+$(BUILD)/tests/%: tests/hw/%.c $(LIBHW) $(LIBCOMMON)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_HW) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
+$(BUILD)/bench/%: bench/%.c $(LIBSIGNER) $(LIBHW) $(LIBCOMMON)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_HW) -Isigner -o $@ $^ $(LDFLAGS) $(LIBS_HW) $(LIBS_COMMON)
+
+# Only the signer may hold key material: keep tpm2-tss and libp11 out of
+# every other binary.
+check-privsep: $(BINS)
+	@if nm -D --undefined-only $(BUILD)/bin/threshold | grep -E 'Esys_|PKCS11_|C_GetFunctionList' ; then \
+		echo "check-privsep: threshold links a key backend" >&2; exit 1; fi
+	@echo "check-privsep: ok"
+
+unit: $(UNIT_BINS)
+	@./tests/run-unit $(UNIT_BINS)
+
+integration: all
+	@BUILD=$(BUILD) ./tests/run-integration
+
+test: deps
+	$(MAKE) all check-privsep
+	$(MAKE) unit integration
+	$(MAKE) asan
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=1 all
+	$(MAKE) BUILD=build-asan SAN=1 unit integration
+
+demo: deps
+	$(MAKE) all
+	@BUILD=$(BUILD) ./scripts/demo
+
+bench: deps
+	$(MAKE) all
+	@BUILD=$(BUILD) ./bench/run
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

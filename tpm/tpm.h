@@ -1,0 +1,90 @@
+/* TPM 2.0 backend (tpm2-tss ESYS).  Only threshold-signer links this.
+ *
+ * Keys live at persistent handles.  Signing keys (ES256, RS256) are children
+ * of a storage primary key (ECC P-256, the TCG SRK template) persisted at
+ * TPM_SRK_HANDLE under the owner hierarchy.  The attestation key is a
+ * restricted ECDSA P-256 signing key under the endorsement hierarchy, so its
+ * quotes carry unobfuscated clock and reset counters.
+ *
+ * Password (empty) authorisation is used on the hot path: HMAC sessions cost
+ * 5x in signing rate.  Every transient handle this module creates is flushed
+ * before the call returns: swtpm has no resource manager.
+ *
+ * When the TPM goes away (connection lost), calls fail with
+ * TH_ERR_UNAVAILABLE and the next call reconnects, so the signer recovers by
+ * itself once the TPM is back. */
+#ifndef TH_TPM_H
+#define TH_TPM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "alg.h"
+#include "buf.h"
+
+#define TPM_SRK_HANDLE		0x81000001
+#define TPM_QUALIFYING_MAX	64	/* bytes of qualifying data in a quote */
+#define TPM_PCRSEL_MAX		128	/* chars in a selection string */
+
+struct tpm_ctx;
+struct tpm_key;
+
+/* Connect through a TCTI config string, e.g. "swtpm:path=/tmp/x/swtpm.sock",
+ * "swtpm:host=127.0.0.1,port=2321" or "device:/dev/tpmrm0". */
+int	tpm_open(const char *tcti, struct tpm_ctx **out);
+void	tpm_close(struct tpm_ctx *ctx);			/* NULL ok */
+
+/* A cheap round trip to the TPM (e.g. TPM2_GetCapability); reconnects if
+ * needed.  0 when the TPM answers. */
+int	tpm_health(struct tpm_ctx *ctx);
+
+/* Creates a new non-restricted signing key (alg ES256 or RS256) under the SRK
+ * (creating and persisting the SRK if absent) and persists it at handle
+ * (0x81000000-0x8100ffff).  TH_ERR_EXISTS if the handle is occupied. */
+int	tpm_key_create(struct tpm_ctx *ctx, uint32_t handle, enum th_alg alg);
+
+/* Imports an external RSA-2048 private key (e.g. a GitHub App's PEM) under
+ * the SRK with fixedTPM|fixedParent so it can never be exported again, and
+ * persists it at handle. */
+int	tpm_key_import(struct tpm_ctx *ctx, uint32_t handle, EVP_PKEY *priv);
+
+/* Creates the restricted ECDSA P-256/SHA-256 attestation key as a primary
+ * key in the endorsement hierarchy and persists it at handle
+ * (0x81010000-0x8101ffff). */
+int	tpm_ak_create(struct tpm_ctx *ctx, uint32_t handle);
+
+/* Removes a persistent key (rotation, tests). */
+int	tpm_key_evict(struct tpm_ctx *ctx, uint32_t handle);
+
+/* Loads a persistent key once; the result caches its ESYS handle, algorithm
+ * and public key.  Freed by tpm_key_free before tpm_close. */
+int	tpm_key_load(struct tpm_ctx *ctx, uint32_t handle, struct tpm_key **out);
+void	tpm_key_free(struct tpm_key *key);		/* NULL ok */
+enum th_alg tpm_key_alg(const struct tpm_key *key);
+/* A new reference to the public key (caller frees with EVP_PKEY_free). */
+int	tpm_key_pubkey(struct tpm_key *key, EVP_PKEY **out);
+
+/* Signs a SHA-256 digest.  ES256: sig is r||s (64 bytes); RS256: PKCS#1
+ * v1.5 (256 bytes).  *siglen is the size of sig on input, the length used on
+ * output.  Refuses a restricted (attestation) key. */
+int	tpm_sign(struct tpm_key *key, const uint8_t digest[TH_DIGEST_LEN],
+	    uint8_t *sig, size_t *siglen);
+
+/* TPM2_Quote with the attestation key over pcrsel (tpm2-tools syntax without
+ * ranges, e.g. "sha256:0,1,2,3,4,5,6,7") with qualifying data qual.
+ * Appends to attest the TPMS_ATTEST bytes (what tpm2_quote -m writes), to
+ * sig the marshalled TPMT_SIGNATURE (tpm2_quote -s), and to pcrs the PCR
+ * values in tpm2-tools' serialized format (TPML_PCR_SELECTION, u32 count,
+ * TPML_DIGEST[count]; tpm2_quote -o with -F serialized), so tpm2_checkquote
+ * can verify the three files. */
+int	tpm_quote(struct tpm_key *ak, const char *pcrsel,
+	    const uint8_t *qual, size_t qual_len,
+	    struct buf *attest, struct buf *sig, struct buf *pcrs);
+
+/* Appends the DER EK certificate read from its NV index (RSA 0x01c00002,
+ * else ECC 0x01c0000a).  TH_ERR_NOT_FOUND if there is none. */
+int	tpm_ek_cert(struct tpm_ctx *ctx, struct buf *der);
+
+#endif
