@@ -1,5 +1,6 @@
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "err.h"
 
@@ -35,11 +36,15 @@ th_strerror(int code)
 int
 th_fail(int code, const char *fmt, ...)
 {
+	char tmp[TH_ERRMSG_MAX];
 	va_list ap;
 
+	/* Format into tmp first: callers may pass th_errmsg() as an argument
+	 * to wrap the previous detail. */
 	va_start(ap, fmt);
-	vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
+	memcpy(errmsg, tmp, sizeof(errmsg));
 	errcode = code;
 	return code;
 }

@@ -1,0 +1,43 @@
+/* threshold: the command line for humans, agents and auditors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "cli.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: threshold [--signer SOCKET] [--json] COMMAND ...\n"
+	    "commands:\n"
+	    "  signer health|pubkey|sign|quote|ekcert   talk to threshold-signer\n"
+	    "Run a command without arguments for its usage.\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cli cli = { .signer_socket = NULL };
+	int i;
+
+	for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+		if (strcmp(argv[i], "--signer") == 0 && i + 1 < argc)
+			cli.signer_socket = argv[++i];
+		else if (strcmp(argv[i], "--json") == 0)
+			cli.json = 1;
+		else
+			usage();
+	}
+	if (cli.signer_socket == NULL &&
+	    (cli.signer_socket = getenv("THRESHOLD_SIGNER_SOCKET")) == NULL)
+		cli.signer_socket = CLI_SIGNER_SOCKET_DEFAULT;
+	if (i >= argc)
+		usage();
+	if (strcmp(argv[i], "signer") == 0)
+		return cmd_signer(&cli, argc - i - 1, argv + i + 1);
+	usage();
+	return 2;
+}

@@ -1,0 +1,92 @@
+#include "b64url.h"
+#include "err.h"
+
+static const char alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int
+b64url_encode(struct buf *out, const uint8_t *p, size_t len)
+{
+	uint8_t *dst;
+	size_t i, o = 0;
+	uint32_t v;
+	int r;
+
+	if ((r = buf_reserve(out, B64URL_ENCODED_LEN(len), &dst)) != 0)
+		return r;
+	for (i = 0; i + 3 <= len; i += 3) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		dst[o++] = alphabet[v >> 18 & 63];
+		dst[o++] = alphabet[v >> 12 & 63];
+		dst[o++] = alphabet[v >> 6 & 63];
+		dst[o++] = alphabet[v & 63];
+	}
+	if (len - i == 1) {
+		v = (uint32_t)p[i] << 16;
+		dst[o++] = alphabet[v >> 18 & 63];
+		dst[o++] = alphabet[v >> 12 & 63];
+	} else if (len - i == 2) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+		dst[o++] = alphabet[v >> 18 & 63];
+		dst[o++] = alphabet[v >> 12 & 63];
+		dst[o++] = alphabet[v >> 6 & 63];
+	}
+	return 0;
+}
+
+static int
+b64url_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+int
+b64url_decode(struct buf *out, const char *s, size_t slen)
+{
+	uint8_t *dst;
+	size_t i, o = 0, rem = slen % 4, outlen;
+	uint32_t v = 0;
+	int c, r, n = 0;
+
+	if (rem == 1)
+		return th_fail(TH_ERR_INVALID, "base64url: impossible length");
+	outlen = slen / 4 * 3 + (rem ? rem - 1 : 0);
+	if ((r = buf_reserve(out, outlen, &dst)) != 0)
+		return r;
+	for (i = 0; i < slen; i++) {
+		if ((c = b64url_value(s[i])) < 0)
+			return th_fail(TH_ERR_INVALID,
+			    "base64url: invalid character at offset %zu", i);
+		v = v << 6 | (uint32_t)c;
+		if (++n == 4) {
+			dst[o++] = v >> 16;
+			dst[o++] = v >> 8;
+			dst[o++] = v;
+			v = 0;
+			n = 0;
+		}
+	}
+	if (n == 2) {
+		if (v & 0xf)
+			return th_fail(TH_ERR_INVALID,
+			    "base64url: non-canonical trailing bits");
+		dst[o++] = v >> 4;
+	} else if (n == 3) {
+		if (v & 0x3)
+			return th_fail(TH_ERR_INVALID,
+			    "base64url: non-canonical trailing bits");
+		dst[o++] = v >> 10;
+		dst[o++] = v >> 2;
+	}
+	return 0;
+}

@@ -1,0 +1,20 @@
+/* base64url without padding (RFC 4648 section 5, as JWS uses it).  Decoding
+ * is strict: no padding, no whitespace, no characters outside the alphabet,
+ * and the unused low bits of the last character must be zero, so every byte
+ * string has exactly one accepted encoding. */
+#ifndef TH_B64URL_H
+#define TH_B64URL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define B64URL_ENCODED_LEN(n)	(((n) * 4 + 2) / 3)
+
+/* Appends the encoding of p[len] to out (no NUL). */
+int	b64url_encode(struct buf *out, const uint8_t *p, size_t len);
+/* Appends the decoding of s[slen] to out; TH_ERR_INVALID if malformed. */
+int	b64url_decode(struct buf *out, const char *s, size_t slen);
+
+#endif

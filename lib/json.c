@@ -1,0 +1,127 @@
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "err.h"
+#include "json.h"
+
+/* Members in the tree, objects nested in arrays included. */
+static size_t
+count_members(struct json_object *o)
+{
+	size_t n = 0, i;
+
+	switch (json_object_get_type(o)) {
+	case json_type_object: {
+		json_object_object_foreach(o, k, v) {
+			(void)k;
+			n += 1 + count_members(v);
+		}
+		break;
+	}
+	case json_type_array:
+		for (i = 0; i < json_object_array_length(o); i++)
+			n += count_members(json_object_array_get_idx(o, i));
+		break;
+	default:
+		break;
+	}
+	return n;
+}
+
+/* Every member of a valid JSON text has exactly one ':' outside strings and
+ * no other ':' occurs there, so this counts members as written.  It also
+ * catches the extensions json-c accepts even in strict mode (single-quoted
+ * strings): outside strings only RFC 8259 characters may appear, else the
+ * count is SIZE_MAX and can match no tree. */
+static size_t
+count_colons(const char *s, size_t len)
+{
+	size_t i, n = 0;
+	int in_str = 0;
+
+	for (i = 0; i < len; i++) {
+		if (in_str) {
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == '"')
+				in_str = 0;
+		} else if (s[i] == '"')
+			in_str = 1;
+		else if (s[i] == ':')
+			n++;
+		else if (strchr("{}[], \t\n\r0123456789-+.eEtrufalsn", s[i])
+		    == NULL)
+			return SIZE_MAX;
+	}
+	return n;
+}
+
+int
+json_parse_strict(const char *s, size_t len, size_t maxlen,
+    struct json_object **out)
+{
+	struct json_tokener *tok = NULL;
+	struct json_object *o = NULL;
+	int r = TH_ERR_INVALID;
+
+	*out = NULL;
+	if (len > maxlen)
+		return th_fail(TH_ERR_TOO_LONG, "JSON of %zu bytes exceeds %zu",
+		    len, maxlen);
+	if (memchr(s, '\0', len) != NULL)
+		return th_fail(TH_ERR_INVALID, "JSON contains a NUL byte");
+	if ((tok = json_tokener_new_ex(JSON_DEPTH_MAX)) == NULL)
+		return TH_ERR_ALLOC;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, s, (int)len);
+	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success) {
+		r = th_fail(TH_ERR_INVALID, "invalid JSON: %s",
+		    json_tokener_error_desc(json_tokener_get_error(tok)));
+		goto out;
+	}
+	if (json_tokener_get_parse_end(tok) != len) {
+		r = th_fail(TH_ERR_INVALID, "trailing data after JSON");
+		goto out;
+	}
+	if (count_members(o) != count_colons(s, len)) {
+		r = th_fail(TH_ERR_INVALID, "duplicate member name in JSON");
+		goto out;
+	}
+	*out = o;
+	o = NULL;
+	r = 0;
+ out:
+	json_object_put(o);
+	json_tokener_free(tok);
+	return r;
+}
+
+int
+json_get_string(struct json_object *obj, const char *key, const char **out)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(obj, key, &v))
+		return th_fail(TH_ERR_NOT_FOUND, "missing \"%s\"", key);
+	if (!json_object_is_type(v, json_type_string))
+		return th_fail(TH_ERR_INVALID, "\"%s\" is not a string", key);
+	*out = json_object_get_string(v);
+	return 0;
+}
+
+int
+json_get_int64(struct json_object *obj, const char *key, int64_t *out)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(obj, key, &v))
+		return th_fail(TH_ERR_NOT_FOUND, "missing \"%s\"", key);
+	if (!json_object_is_type(v, json_type_int))
+		return th_fail(TH_ERR_INVALID, "\"%s\" is not an integer", key);
+	errno = 0;
+	*out = json_object_get_int64(v);
+	if (errno != 0)
+		return th_fail(TH_ERR_INVALID, "\"%s\" out of range", key);
+	return 0;
+}

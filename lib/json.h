@@ -1,0 +1,26 @@
+/* Strict JSON input for anything that arrives from outside (tokens, signer
+ * payloads, GitHub replies): json-c in strict mode, whole input consumed, no
+ * NUL bytes, bounded length and depth, and no duplicate member names in any
+ * object (a verifier that takes the first of two "typ" members and one that
+ * takes the last would disagree on what was signed). */
+#ifndef TH_JSON_H
+#define TH_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#define JSON_DEPTH_MAX	16
+
+/* On success *out is an owned reference (json_object_put it). */
+int	json_parse_strict(const char *s, size_t len, size_t maxlen,
+	    struct json_object **out);
+
+/* Typed member getters: TH_ERR_NOT_FOUND if absent, TH_ERR_INVALID if of
+ * another type.  Strings are returned borrowed from obj. */
+int	json_get_string(struct json_object *obj, const char *key,
+	    const char **out);
+int	json_get_int64(struct json_object *obj, const char *key, int64_t *out);
+
+#endif

@@ -1,0 +1,202 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <openssl/x509.h>
+
+#include "err.h"
+#include "sigclient.h"
+
+struct sigc {
+	char		 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int		 fd;
+	struct buf	*req;
+	struct buf	*rep;
+};
+
+static int
+sigc_open_socket(struct sigc *c)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, c->path, sizeof(sun.sun_path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return th_fail(TH_ERR_IO, "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		close(fd);
+		return th_fail(TH_ERR_UNAVAILABLE,
+		    "cannot reach the signer at %s: %s", c->path,
+		    strerror(errno));
+	}
+	c->fd = fd;
+	return 0;
+}
+
+int
+sigc_connect(const char *path, struct sigc **out)
+{
+	struct sigc *c = NULL;
+	int r = TH_ERR_ALLOC;
+
+	*out = NULL;
+	if (strlen(path) >= sizeof(c->path))
+		return th_fail(TH_ERR_CONFIG, "signer socket path too long");
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->req = buf_new()) == NULL || (c->rep = buf_new()) == NULL)
+		goto out;
+	c->fd = -1;
+	strncpy(c->path, path, sizeof(c->path) - 1);
+	if ((r = sigc_open_socket(c)) != 0)
+		goto out;
+	*out = c;
+	c = NULL;
+ out:
+	sigc_close(c);
+	return r;
+}
+
+void
+sigc_close(struct sigc *c)
+{
+	if (c == NULL)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	buf_free(c->req);
+	buf_free(c->rep);
+	free(c);
+}
+
+/* One request/reply exchange; on a broken connection reconnects and tries
+ * once more.  On success rep's blobs point into c->rep. */
+static int
+sigc_call(struct sigc *c, const struct proto_req *req, struct proto_reply *rep)
+{
+	int r, attempt;
+
+	buf_reset(c->req);
+	if ((r = proto_req_encode(c->req, req)) != 0)
+		return r;
+	for (attempt = 0; attempt < 2; attempt++) {
+		if (c->fd < 0 && (r = sigc_open_socket(c)) != 0)
+			return r;
+		if ((r = proto_write_all(c->fd, buf_ptr(c->req),
+		    buf_len(c->req))) == 0 &&
+		    (r = proto_read_frame(c->fd, c->rep)) == 0)
+			break;
+		close(c->fd);
+		c->fd = -1;
+		if (r != TH_ERR_IO)
+			return r;
+	}
+	if (r != 0)
+		return th_fail(TH_ERR_UNAVAILABLE, "signer connection failed: %s",
+		    th_errmsg(r));
+	if ((r = proto_reply_decode(c->rep, req->type, rep)) != 0)
+		return r;
+	if (rep->type == PROTO_ERROR)
+		return th_fail(rep->code, "signer refused: %s", rep->msg);
+	return 0;
+}
+
+int
+sigc_health(struct sigc *c, struct proto_reply *rep)
+{
+	struct proto_req req = { .type = PROTO_HEALTH };
+
+	return sigc_call(c, &req, rep);
+}
+
+static int
+sigc_purpose(struct proto_req *req, const char *purpose)
+{
+	if (strlen(purpose) >= sizeof(req->purpose) ||
+	    !proto_purpose_valid(purpose))
+		return th_fail(TH_ERR_INVALID, "bad purpose name \"%s\"",
+		    purpose);
+	strcpy(req->purpose, purpose);
+	return 0;
+}
+
+int
+sigc_pubkey(struct sigc *c, const char *purpose, enum th_alg *alg,
+    EVP_PKEY **pkey)
+{
+	struct proto_req req = { .type = PROTO_PUBKEY };
+	struct proto_reply rep;
+	const uint8_t *p;
+	int r;
+
+	*pkey = NULL;
+	if ((r = sigc_purpose(&req, purpose)) != 0 ||
+	    (r = sigc_call(c, &req, &rep)) != 0)
+		return r;
+	if ((*alg = th_alg_from_name(rep.alg)) == TH_ALG_NONE)
+		return th_fail(TH_ERR_PROTOCOL, "signer sent unknown alg");
+	p = rep.blob[0];
+	if ((*pkey = d2i_PUBKEY(NULL, &p, (long)rep.blob_len[0])) == NULL ||
+	    p != rep.blob[0] + rep.blob_len[0]) {
+		EVP_PKEY_free(*pkey);
+		*pkey = NULL;
+		return th_fail(TH_ERR_PROTOCOL, "signer sent a bad public key");
+	}
+	return 0;
+}
+
+int
+sigc_sign(struct sigc *c, const char *purpose, const uint8_t *payload,
+    size_t len, enum th_alg *alg, uint8_t *sig, size_t *siglen)
+{
+	struct proto_req req = { .type = PROTO_SIGN };
+	struct proto_reply rep;
+	int r;
+
+	req.data = payload;
+	req.data_len = len;
+	if ((r = sigc_purpose(&req, purpose)) != 0 ||
+	    (r = sigc_call(c, &req, &rep)) != 0)
+		return r;
+	if ((*alg = th_alg_from_name(rep.alg)) == TH_ALG_NONE ||
+	    rep.blob_len[0] > TH_SIG_MAX || rep.blob_len[0] == 0)
+		return th_fail(TH_ERR_PROTOCOL, "signer sent a bad signature");
+	memcpy(sig, rep.blob[0], rep.blob_len[0]);
+	*siglen = rep.blob_len[0];
+	return 0;
+}
+
+int
+sigc_quote(struct sigc *c, const uint8_t *qual, size_t qual_len,
+    struct buf *attest, struct buf *sig, struct buf *pcrs)
+{
+	struct proto_req req = { .type = PROTO_QUOTE };
+	struct proto_reply rep;
+	int r;
+
+	req.data = qual;
+	req.data_len = qual_len;
+	if ((r = sigc_call(c, &req, &rep)) != 0)
+		return r;
+	if ((r = buf_put(attest, rep.blob[0], rep.blob_len[0])) != 0 ||
+	    (r = buf_put(sig, rep.blob[1], rep.blob_len[1])) != 0 ||
+	    (r = buf_put(pcrs, rep.blob[2], rep.blob_len[2])) != 0)
+		return r;
+	return 0;
+}
+
+int
+sigc_ekcert(struct sigc *c, struct buf *der)
+{
+	struct proto_req req = { .type = PROTO_EKCERT };
+	struct proto_reply rep;
+	int r;
+
+	if ((r = sigc_call(c, &req, &rep)) != 0)
+		return r;
+	return buf_put(der, rep.blob[0], rep.blob_len[0]);
+}

@@ -1,0 +1,35 @@
+/* Client of threshold-signer (docs/signer-protocol.md), for the broker and
+ * the CLI.  One connection, one request at a time; not thread-safe (give each
+ * thread its own).  A broken connection is re-opened once per call, so a
+ * restarted signer is picked up without the caller noticing.  A refusal by
+ * the signer comes back as its error code with the signer's message as the
+ * th_errmsg() detail. */
+#ifndef TH_SIGCLIENT_H
+#define TH_SIGCLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "alg.h"
+#include "buf.h"
+#include "proto.h"
+
+struct sigc;
+
+int	sigc_connect(const char *path, struct sigc **out);
+void	sigc_close(struct sigc *c);			/* NULL ok */
+
+/* rep->health[0..nhealth) describes each configured key. */
+int	sigc_health(struct sigc *c, struct proto_reply *rep);
+int	sigc_pubkey(struct sigc *c, const char *purpose, enum th_alg *alg,
+	    EVP_PKEY **pkey);
+/* sig must hold TH_SIG_MAX bytes; *siglen is set to the length used. */
+int	sigc_sign(struct sigc *c, const char *purpose, const uint8_t *payload,
+	    size_t len, enum th_alg *alg, uint8_t *sig, size_t *siglen);
+int	sigc_quote(struct sigc *c, const uint8_t *qual, size_t qual_len,
+	    struct buf *attest, struct buf *sig, struct buf *pcrs);
+int	sigc_ekcert(struct sigc *c, struct buf *der);
+
+#endif

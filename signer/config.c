@@ -1,0 +1,225 @@
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "err.h"
+#include "proto.h"
+
+static const char *purpose_names[PURPOSE_COUNT] = {
+	"delegation-root", "capability", "github-app", "attestation"
+};
+
+const char *
+purpose_name(enum purpose p)
+{
+	return (unsigned)p < PURPOSE_COUNT ? purpose_names[p] : "?";
+}
+
+int
+purpose_from_name(const char *name)
+{
+	int i;
+
+	for (i = 0; i < PURPOSE_COUNT; i++)
+		if (strcmp(name, purpose_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *
+backend_name(enum backend b)
+{
+	switch (b) {
+	case BACKEND_TPM:	return "tpm";
+	case BACKEND_PKCS11:	return "pkcs11";
+	default:		return "none";
+	}
+}
+
+static int
+copy_value(char *dst, size_t dstsz, const char *v)
+{
+	if (strlen(v) >= dstsz)
+		return -1;
+	strcpy(dst, v);
+	return 0;
+}
+
+static int
+parse_key(struct config *cfg, const char *purpose, const char *ref)
+{
+	struct config_key *k;
+	unsigned long h;
+	char *end;
+	int p;
+
+	if ((p = purpose_from_name(purpose)) < 0)
+		return th_fail(TH_ERR_CONFIG, "unknown key purpose \"%s\" "
+		    "(expected delegation-root, capability, github-app or "
+		    "attestation)", purpose);
+	k = &cfg->keys[p];
+	if (k->backend != BACKEND_NONE)
+		return th_fail(TH_ERR_CONFIG, "key %s given twice", purpose);
+	if (strncmp(ref, "tpm:", 4) == 0) {
+		errno = 0;
+		h = strtoul(ref + 4, &end, 16);
+		if (errno != 0 || *end != '\0' || end == ref + 4 ||
+		    h < 0x81000000UL || h > 0x81ffffffUL)
+			return th_fail(TH_ERR_CONFIG, "key %s: \"%s\" is not a "
+			    "TPM persistent handle (tpm:0x81xxxxxx)", purpose,
+			    ref);
+		k->backend = BACKEND_TPM;
+		k->tpm_handle = (uint32_t)h;
+	} else if (strncmp(ref, "pkcs11:", 7) == 0) {
+		if (strstr(ref, "pin-value") != NULL)
+			return th_fail(TH_ERR_CONFIG, "key %s: a PIN never goes "
+			    "in the URI; use pin-source=file:PATH or "
+			    "pkcs11-pin-file", purpose);
+		if (copy_value(k->uri, sizeof(k->uri), ref) != 0)
+			return th_fail(TH_ERR_CONFIG, "key %s: URI too long",
+			    purpose);
+		k->backend = BACKEND_PKCS11;
+	} else
+		return th_fail(TH_ERR_CONFIG, "key %s: \"%s\" is neither "
+		    "tpm:HANDLE nor a pkcs11: URI", purpose, ref);
+	if (p == PURPOSE_ATTESTATION && k->backend != BACKEND_TPM)
+		return th_fail(TH_ERR_CONFIG, "the attestation key must be a "
+		    "TPM key (quotes need a TPM)");
+	return 0;
+}
+
+static int
+parse_uid(struct config *cfg, const char *v)
+{
+	unsigned long u;
+	char *end;
+
+	errno = 0;
+	u = strtoul(v, &end, 10);
+	if (errno != 0 || *end != '\0' || end == v || u >= UINT_MAX)
+		return th_fail(TH_ERR_CONFIG, "bad uid \"%s\"", v);
+	if (cfg->nuids == CONFIG_UIDS_MAX)
+		return th_fail(TH_ERR_CONFIG, "more than %d allow-uid lines",
+		    CONFIG_UIDS_MAX);
+	cfg->uids[cfg->nuids++] = (uid_t)u;
+	return 0;
+}
+
+static int
+parse_line(struct config *cfg, char *line)
+{
+	char *name, *v, *v2, *end;
+	unsigned long mode;
+
+	name = strtok_r(line, " \t", &end);
+	if (name == NULL || name[0] == '#')
+		return 0;
+	if ((v = strtok_r(NULL, " \t", &end)) == NULL)
+		return th_fail(TH_ERR_CONFIG, "\"%s\" needs a value", name);
+	v2 = strtok_r(NULL, " \t", &end);
+	if (strcmp(name, "key") == 0) {
+		if (v2 == NULL || strtok_r(NULL, " \t", &end) != NULL)
+			return th_fail(TH_ERR_CONFIG,
+			    "usage: key PURPOSE tpm:HANDLE|pkcs11:URI");
+		return parse_key(cfg, v, v2);
+	}
+	if (v2 != NULL)
+		return th_fail(TH_ERR_CONFIG, "\"%s\" takes one value", name);
+	if (strcmp(name, "socket") == 0) {
+		if (copy_value(cfg->socket, sizeof(cfg->socket), v) != 0)
+			return th_fail(TH_ERR_CONFIG, "socket path too long");
+	} else if (strcmp(name, "socket-mode") == 0) {
+		mode = strtoul(v, &end, 8);
+		if (*end != '\0' || (mode != 0600 && mode != 0660))
+			return th_fail(TH_ERR_CONFIG,
+			    "socket-mode must be 0600 or 0660");
+		cfg->socket_mode = (mode_t)mode;
+	} else if (strcmp(name, "allow-uid") == 0) {
+		return parse_uid(cfg, v);
+	} else if (strcmp(name, "tpm-tcti") == 0) {
+		if (copy_value(cfg->tcti, sizeof(cfg->tcti), v) != 0)
+			return th_fail(TH_ERR_CONFIG, "tpm-tcti too long");
+	} else if (strcmp(name, "pkcs11-module") == 0) {
+		if (copy_value(cfg->p11_module, sizeof(cfg->p11_module), v))
+			return th_fail(TH_ERR_CONFIG, "pkcs11-module too long");
+	} else if (strcmp(name, "pkcs11-pin-file") == 0) {
+		if (copy_value(cfg->p11_pin_file, sizeof(cfg->p11_pin_file), v))
+			return th_fail(TH_ERR_CONFIG, "pkcs11-pin-file too long");
+	} else if (strcmp(name, "github-app-id") == 0) {
+		if (copy_value(cfg->app_id, sizeof(cfg->app_id), v) != 0)
+			return th_fail(TH_ERR_CONFIG, "github-app-id too long");
+	} else if (strcmp(name, "quote-pcrs") == 0) {
+		if (copy_value(cfg->quote_pcrs, sizeof(cfg->quote_pcrs), v))
+			return th_fail(TH_ERR_CONFIG, "quote-pcrs too long");
+	} else
+		return th_fail(TH_ERR_CONFIG, "unknown directive \"%s\"", name);
+	return 0;
+}
+
+static int
+config_check(struct config *cfg)
+{
+	int i, tpm = 0, p11 = 0;
+
+	if (cfg->socket[0] == '\0')
+		return th_fail(TH_ERR_CONFIG, "no socket given");
+	for (i = 0; i < PURPOSE_COUNT; i++) {
+		tpm |= cfg->keys[i].backend == BACKEND_TPM;
+		p11 |= cfg->keys[i].backend == BACKEND_PKCS11;
+	}
+	if (tpm && cfg->tcti[0] == '\0')
+		return th_fail(TH_ERR_CONFIG, "TPM keys configured but no "
+		    "tpm-tcti");
+	if (p11 && cfg->p11_module[0] == '\0')
+		return th_fail(TH_ERR_CONFIG, "PKCS#11 keys configured but no "
+		    "pkcs11-module");
+	if (cfg->keys[PURPOSE_GITHUB_APP].backend != BACKEND_NONE &&
+	    cfg->app_id[0] == '\0')
+		return th_fail(TH_ERR_CONFIG, "github-app key configured but "
+		    "no github-app-id");
+	if (cfg->keys[PURPOSE_ATTESTATION].backend != BACKEND_NONE &&
+	    cfg->quote_pcrs[0] == '\0')
+		strcpy(cfg->quote_pcrs, "sha256:0,1,2,3,4,5,6,7");
+	return 0;
+}
+
+int
+config_load(const char *path, struct config *cfg)
+{
+	char line[CONFIG_LINE_MAX];
+	FILE *f = NULL;
+	size_t len;
+	int r = 0, lineno = 0;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->socket_mode = 0600;
+	if ((f = fopen(path, "re")) == NULL)
+		return th_fail(TH_ERR_CONFIG, "cannot open %s: %s", path,
+		    strerror(errno));
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		len = strlen(line);
+		if (len > 0 && line[len - 1] != '\n' && !feof(f)) {
+			r = th_fail(TH_ERR_CONFIG, "%s:%d: line too long", path,
+			    lineno);
+			goto out;
+		}
+		line[strcspn(line, "\r\n")] = '\0';
+		if ((r = parse_line(cfg, line)) != 0) {
+			r = th_fail(r, "%s:%d: %s", path, lineno, th_errmsg(r));
+			goto out;
+		}
+	}
+	if (ferror(f)) {
+		r = th_fail(TH_ERR_CONFIG, "reading %s failed", path);
+		goto out;
+	}
+	if ((r = config_check(cfg)) != 0)
+		r = th_fail(r, "%s: %s", path, th_errmsg(r));
+ out:
+	fclose(f);
+	return r;
+}

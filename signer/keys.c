@@ -1,0 +1,212 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/x509.h>
+
+#include "err.h"
+#include "keys.h"
+#include "log.h"
+#include "p11.h"
+#include "tpm.h"
+
+struct keys {
+	const struct config	*cfg;
+	struct tpm_ctx		*tpm;
+	struct p11_ctx		*p11;
+	struct tpm_key		*tkey[PURPOSE_COUNT];
+	struct p11_key		*pkey[PURPOSE_COUNT];
+};
+
+int
+keys_new(const struct config *cfg, struct keys **out)
+{
+	if ((*out = calloc(1, sizeof(**out))) == NULL)
+		return TH_ERR_ALLOC;
+	(*out)->cfg = cfg;
+	return 0;
+}
+
+static void
+keys_drop(struct keys *k, enum purpose p)
+{
+	tpm_key_free(k->tkey[p]);
+	p11_key_free(k->pkey[p]);
+	k->tkey[p] = NULL;
+	k->pkey[p] = NULL;
+}
+
+void
+keys_free(struct keys *k)
+{
+	int i;
+
+	if (k == NULL)
+		return;
+	for (i = 0; i < PURPOSE_COUNT; i++)
+		keys_drop(k, i);
+	tpm_close(k->tpm);
+	p11_close(k->p11);
+	free(k);
+}
+
+static enum th_alg
+key_alg(struct keys *k, enum purpose p)
+{
+	return k->tkey[p] != NULL ? tpm_key_alg(k->tkey[p]) :
+	    p11_key_alg(k->pkey[p]);
+}
+
+/* Each purpose has one algorithm: tokens are ES256, GitHub wants RS256. */
+static enum th_alg
+purpose_alg(enum purpose p)
+{
+	return p == PURPOSE_GITHUB_APP ? TH_ALG_RS256 : TH_ALG_ES256;
+}
+
+static int
+key_ensure(struct keys *k, enum purpose p)
+{
+	const struct config_key *ck = &k->cfg->keys[p];
+	int r;
+
+	if (k->tkey[p] != NULL || k->pkey[p] != NULL)
+		return 0;
+	switch (ck->backend) {
+	case BACKEND_TPM:
+		if (k->tpm == NULL &&
+		    (r = tpm_open(k->cfg->tcti, &k->tpm)) != 0)
+			return r;
+		if ((r = tpm_key_load(k->tpm, ck->tpm_handle,
+		    &k->tkey[p])) != 0)
+			return r;
+		break;
+	case BACKEND_PKCS11:
+		if (k->p11 == NULL && (r = p11_open(k->cfg->p11_module,
+		    k->cfg->p11_pin_file[0] ? k->cfg->p11_pin_file : NULL,
+		    &k->p11)) != 0)
+			return r;
+		if ((r = p11_key_load(k->p11, ck->uri, &k->pkey[p])) != 0)
+			return r;
+		break;
+	default:
+		return th_fail(TH_ERR_NOT_FOUND, "no %s key is configured",
+		    purpose_name(p));
+	}
+	if (key_alg(k, p) != purpose_alg(p)) {
+		r = th_fail(TH_ERR_CONFIG, "the %s key is %s, it must be %s",
+		    purpose_name(p), th_alg_name(key_alg(k, p)),
+		    th_alg_name(purpose_alg(p)));
+		keys_drop(k, p);
+		return r;
+	}
+	log_info("loaded %s key from %s", purpose_name(p),
+	    backend_name(ck->backend));
+	return 0;
+}
+
+int
+keys_alg(struct keys *k, enum purpose p, enum th_alg *alg)
+{
+	int r;
+
+	if ((r = key_ensure(k, p)) != 0)
+		return r;
+	*alg = key_alg(k, p);
+	return 0;
+}
+
+int
+keys_pubkey(struct keys *k, enum purpose p, enum th_alg *alg,
+    struct buf *spki)
+{
+	EVP_PKEY *pub = NULL;
+	uint8_t *der = NULL;
+	int r, len;
+
+	if ((r = key_ensure(k, p)) != 0)
+		return r;
+	*alg = key_alg(k, p);
+	r = k->tkey[p] != NULL ? tpm_key_pubkey(k->tkey[p], &pub) :
+	    p11_key_pubkey(k->pkey[p], &pub);
+	if (r != 0)
+		goto out;
+	if ((len = i2d_PUBKEY(pub, &der)) <= 0) {
+		r = th_fail(TH_ERR_CRYPTO, "cannot encode public key");
+		goto out;
+	}
+	r = buf_put(spki, der, (size_t)len);
+ out:
+	OPENSSL_free(der);
+	EVP_PKEY_free(pub);
+	return r;
+}
+
+int
+keys_sign(struct keys *k, enum purpose p, const uint8_t digest[TH_DIGEST_LEN],
+    uint8_t *sig, size_t *siglen)
+{
+	int r;
+
+	if (p == PURPOSE_ATTESTATION)
+		return th_fail(TH_ERR_DENIED, "the attestation key only quotes");
+	if ((r = key_ensure(k, p)) != 0)
+		return r;
+	*siglen = TH_SIG_MAX;
+	if (k->tkey[p] != NULL)
+		return tpm_sign(k->tkey[p], digest, sig, siglen);
+	r = p11_sign(k->pkey[p], digest, sig, siglen);
+	/* A token that went away leaves stale handles: find the key anew
+	 * next time. */
+	if (r == TH_ERR_UNAVAILABLE)
+		keys_drop(k, p);
+	return r;
+}
+
+int
+keys_quote(struct keys *k, const uint8_t *qual, size_t qual_len,
+    struct buf *attest, struct buf *sig, struct buf *pcrs)
+{
+	int r;
+
+	if ((r = key_ensure(k, PURPOSE_ATTESTATION)) != 0)
+		return r;
+	return tpm_quote(k->tkey[PURPOSE_ATTESTATION], k->cfg->quote_pcrs,
+	    qual, qual_len, attest, sig, pcrs);
+}
+
+int
+keys_ekcert(struct keys *k, struct buf *der)
+{
+	int r;
+
+	if (k->tpm == NULL && k->cfg->tcti[0] == '\0')
+		return th_fail(TH_ERR_NOT_FOUND, "no TPM is configured");
+	if (k->tpm == NULL && (r = tpm_open(k->cfg->tcti, &k->tpm)) != 0)
+		return r;
+	return tpm_ek_cert(k->tpm, der);
+}
+
+int
+keys_health(struct keys *k, struct proto_health_item *items, size_t *n)
+{
+	struct proto_health_item *it;
+	int i, r;
+
+	*n = 0;
+	for (i = 0; i < PURPOSE_COUNT && *n < PROTO_HEALTH_MAX; i++) {
+		if (k->cfg->keys[i].backend == BACKEND_NONE)
+			continue;
+		it = &items[(*n)++];
+		memset(it, 0, sizeof(*it));
+		strcpy(it->purpose, purpose_name(i));
+		strcpy(it->backend, backend_name(k->cfg->keys[i].backend));
+		r = key_ensure(k, i);
+		if (r == 0 && k->tkey[i] != NULL)
+			r = tpm_health(k->tpm);
+		it->status = r;
+		snprintf(it->detail, sizeof(it->detail), "%s",
+		    r == 0 ? "ok" : th_errmsg(r));
+	}
+	return 0;
+}

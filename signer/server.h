@@ -1,0 +1,17 @@
+/* threshold-signer's socket server: accepts allowed peers (SO_PEERCRED),
+ * reads bounded frames, dispatches the request types it permits, and logs
+ * every request and refusal.  Single-threaded with poll(): a slow or stalled
+ * client never blocks the others. */
+#ifndef TH_SIGNER_SERVER_H
+#define TH_SIGNER_SERVER_H
+
+#include "config.h"
+#include "keys.h"
+
+#define SERVER_CLIENTS_MAX	64
+#define SERVER_WRITE_TIMEOUT_MS	2000
+
+/* Serves until SIGTERM or SIGINT; returns 0 then, negative on setup error. */
+int	server_run(const struct config *cfg, struct keys *keys);
+
+#endif

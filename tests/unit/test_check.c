@@ -1,0 +1,166 @@
+/* Domain separation in the signer: what each key may sign. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "b64url.h"
+#include "check.h"
+#include "err.h"
+#include "typ.h"
+
+#define NOW 1790000000
+
+static struct config cfg;
+
+static int
+try(enum purpose p, enum th_alg alg, const char *hdr, const char *claims)
+{
+	struct buf *b = buf_new();
+	int r;
+
+	assert_int_equal(b64url_encode(b, (const uint8_t *)hdr,
+	    strlen(hdr)), 0);
+	assert_int_equal(buf_put_u8(b, '.'), 0);
+	assert_int_equal(b64url_encode(b, (const uint8_t *)claims,
+	    strlen(claims)), 0);
+	r = check_sign_payload(&cfg, p, alg, buf_ptr(b), buf_len(b), NOW);
+	buf_free(b);
+	return r;
+}
+
+static int
+try_raw(enum purpose p, const char *payload)
+{
+	return check_sign_payload(&cfg, p, TH_ALG_ES256,
+	    (const uint8_t *)payload, strlen(payload), NOW);
+}
+
+static int
+github(const char *hdr, const char *iss, long iat, long exp)
+{
+	char claims[256];
+
+	snprintf(claims, sizeof(claims), "{\"iss\":%s,\"iat\":%ld,\"exp\":%ld}",
+	    iss, iat, exp);
+	return try(PURPOSE_GITHUB_APP, TH_ALG_RS256, hdr, claims);
+}
+
+static void
+test_github_app(void **state)
+{
+	const char *rs = "{\"alg\":\"RS256\",\"typ\":\"JWT\"}";
+
+	(void)state;
+	strcpy(cfg.app_id, "123456");
+	assert_int_equal(github(rs, "\"123456\"", NOW - 60, NOW + 540), 0);
+	assert_int_equal(github(rs, "123456", NOW - 60, NOW + 540), 0);
+	assert_int_equal(github("{\"alg\":\"RS256\"}", "\"123456\"", NOW - 60,
+	    NOW + 540), 0);
+	/* Wrong issuer, too long, inverted, pre-signed for later, stale. */
+	assert_int_equal(github(rs, "\"654321\"", NOW - 60, NOW + 540),
+	    TH_ERR_DENIED);
+	assert_int_equal(github(rs, "1234567", NOW - 60, NOW + 540),
+	    TH_ERR_DENIED);
+	assert_int_equal(github(rs, "\"123456\"", NOW - 60, NOW + 541),
+	    TH_ERR_DENIED);
+	assert_int_equal(github(rs, "\"123456\"", NOW, NOW), TH_ERR_DENIED);
+	assert_int_equal(github(rs, "\"123456\"", NOW + 3600, NOW + 3900),
+	    TH_ERR_DENIED);
+	assert_int_equal(github(rs, "\"123456\"", NOW - 3600, NOW - 3300),
+	    TH_ERR_DENIED);
+	/* Wrong alg or typ, and headers that try to smuggle meaning. */
+	assert_int_equal(github("{\"alg\":\"ES256\"}", "\"123456\"", NOW - 60,
+	    NOW + 540), TH_ERR_DENIED);
+	assert_int_equal(github("{\"alg\":\"none\"}", "\"123456\"", NOW - 60,
+	    NOW + 540), TH_ERR_DENIED);
+	assert_int_equal(github("{\"alg\":\"RS256\",\"typ\":\""
+	    TYP_CAPABILITY "\"}", "\"123456\"", NOW - 60, NOW + 540),
+	    TH_ERR_DENIED);
+	assert_int_equal(github("{\"alg\":\"RS256\",\"crit\":[\"x\"]}",
+	    "\"123456\"", NOW - 60, NOW + 540), TH_ERR_DENIED);
+	assert_int_equal(github("{\"alg\":\"RS256\",\"alg\":\"RS256\"}",
+	    "\"123456\"", NOW - 60, NOW + 540), TH_ERR_DENIED);
+	/* Missing or mistyped claims. */
+	assert_int_equal(try(PURPOSE_GITHUB_APP, TH_ALG_RS256, rs,
+	    "{\"iss\":\"123456\",\"exp\":1790000100}"), TH_ERR_DENIED);
+	assert_int_equal(try(PURPOSE_GITHUB_APP, TH_ALG_RS256, rs,
+	    "{\"iss\":\"123456\",\"iat\":\"1790000000\",\"exp\":1790000100}"),
+	    TH_ERR_DENIED);
+	assert_int_equal(try(PURPOSE_GITHUB_APP, TH_ALG_RS256, rs,
+	    "{\"iss\":\"123456\",\"iat\":1790000000,\"exp\":1790000100,"
+	    "\"iss\":\"1\"}"), TH_ERR_DENIED);
+	/* An ES256 key configured as github-app signs nothing. */
+	assert_int_equal(try(PURPOSE_GITHUB_APP, TH_ALG_ES256,
+	    "{\"alg\":\"ES256\"}", "{\"iss\":\"123456\",\"iat\":1790000000,"
+	    "\"exp\":1790000100}"), TH_ERR_DENIED);
+}
+
+static void
+test_token_keys(void **state)
+{
+	const char *cap = "{\"alg\":\"ES256\",\"typ\":\"" TYP_CAPABILITY "\"}";
+	const char *cert = "{\"alg\":\"ES256\",\"typ\":\"" TYP_HUMAN_CERT
+	    "\",\"kid\":\"root\"}";
+	const char *claims15 = "{\"iat\":1790000000,\"exp\":1790000015}";
+	const char *claims61 = "{\"iat\":1790000000,\"exp\":1790000061}";
+
+	(void)state;
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap, claims15),
+	    0);
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap, claims61),
+	    TH_ERR_DENIED);
+	assert_int_equal(try(PURPOSE_DELEGATION_ROOT, TH_ALG_ES256, cert,
+	    "{\"sub\":\"human:alice\"}"), 0);
+	/* Each key signs only its own typ. */
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cert, claims15),
+	    TH_ERR_DENIED);
+	assert_int_equal(try(PURPOSE_DELEGATION_ROOT, TH_ALG_ES256, cap,
+	    claims15), TH_ERR_DENIED);
+	assert_int_equal(try(PURPOSE_DELEGATION_ROOT, TH_ALG_ES256,
+	    "{\"alg\":\"ES256\",\"typ\":\"" TYP_DELEGATION "\"}", claims15),
+	    TH_ERR_DENIED);
+	assert_int_equal(try(PURPOSE_DELEGATION_ROOT, TH_ALG_ES256,
+	    "{\"alg\":\"ES256\"}", claims15), TH_ERR_DENIED);
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256,
+	    "{\"alg\":\"RS256\",\"typ\":\"" TYP_CAPABILITY "\"}", claims15),
+	    TH_ERR_DENIED);
+	/* The attestation key never signs. */
+	assert_int_equal(try(PURPOSE_ATTESTATION, TH_ALG_ES256, cap, claims15),
+	    TH_ERR_DENIED);
+	/* Claims must be an object. */
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap, "[1]"),
+	    TH_ERR_DENIED);
+}
+
+static void
+test_malformed_payloads(void **state)
+{
+	(void)state;
+	assert_int_equal(try_raw(PURPOSE_CAPABILITY, ""), TH_ERR_DENIED);
+	assert_int_equal(try_raw(PURPOSE_CAPABILITY, "abc"), TH_ERR_DENIED);
+	assert_int_equal(try_raw(PURPOSE_CAPABILITY, "a.b.c"), TH_ERR_DENIED);
+	assert_int_equal(try_raw(PURPOSE_CAPABILITY, "."), TH_ERR_DENIED);
+	assert_int_equal(try_raw(PURPOSE_CAPABILITY, "e30=.e30"),
+	    TH_ERR_DENIED);
+	assert_int_equal(try_raw(PURPOSE_CAPABILITY, "e30.e30\n"),
+	    TH_ERR_DENIED);
+	/* A NUL-byte inside the payload. */
+	assert_int_equal(check_sign_payload(&cfg, PURPOSE_CAPABILITY,
+	    TH_ALG_ES256, (const uint8_t *)"e30\0.e30", 8, NOW), TH_ERR_DENIED);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_github_app),
+		cmocka_unit_test(test_token_keys),
+		cmocka_unit_test(test_malformed_payloads),
+	};
+
+	return cmocka_run_group_tests_name("check", tests, NULL, NULL);
+}

@@ -1,0 +1,167 @@
+/* Shared library: buffers, base64url, strict JSON. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "b64url.h"
+#include "buf.h"
+#include "err.h"
+#include "json.h"
+
+static void
+test_buf_typed(void **state)
+{
+	struct buf *b = buf_new();
+	const uint8_t *p;
+	uint64_t v64;
+	uint32_t v32;
+	uint16_t v16;
+	uint8_t v8;
+	size_t len;
+	char s[8];
+
+	(void)state;
+	assert_int_equal(buf_put_u8(b, 0xab), 0);
+	assert_int_equal(buf_put_u16(b, 0x1234), 0);
+	assert_int_equal(buf_put_u32(b, 0xdeadbeef), 0);
+	assert_int_equal(buf_put_u64(b, 0x0102030405060708ULL), 0);
+	assert_int_equal(buf_put_cstring(b, "hello"), 0);
+	assert_int_equal(buf_put_cstring(b, "toolongforeight"), 0);
+	assert_int_equal(buf_get_u8(b, &v8), 0);
+	assert_int_equal(v8, 0xab);
+	assert_int_equal(buf_get_u16(b, &v16), 0);
+	assert_int_equal(v16, 0x1234);
+	assert_int_equal(buf_get_u32(b, &v32), 0);
+	assert_int_equal(v32, 0xdeadbeef);
+	assert_int_equal(buf_get_u64(b, &v64), 0);
+	assert_true(v64 == 0x0102030405060708ULL);
+	assert_int_equal(buf_get_cstring(b, s, sizeof(s)), 0);
+	assert_string_equal(s, "hello");
+	/* Too long for the caller's bound: refused, nothing consumed. */
+	len = buf_len(b);
+	assert_int_equal(buf_get_cstring(b, s, sizeof(s)), TH_ERR_TOO_LONG);
+	assert_int_equal(buf_len(b), len);
+	assert_int_equal(buf_get_string_direct(b, &p, &len, 100), 0);
+	assert_int_equal(len, 15);
+	assert_int_equal(buf_get_u8(b, &v8), TH_ERR_TRUNCATED);
+	buf_free(b);
+}
+
+static void
+test_buf_grows_and_compacts(void **state)
+{
+	struct buf *b = buf_new();
+	uint8_t chunk[1000], out[1000];
+	int i;
+
+	(void)state;
+	for (i = 0; i < 1000; i++)
+		chunk[i] = (uint8_t)i;
+	for (i = 0; i < 100; i++) {
+		assert_int_equal(buf_put(b, chunk, sizeof(chunk)), 0);
+		assert_int_equal(buf_get(b, out, 500), 0);
+	}
+	assert_int_equal(buf_len(b), 100 * 500);
+	assert_int_equal(buf_reserve(b, BUF_SIZE_MAX, (uint8_t **)&i),
+	    TH_ERR_TOO_LONG);
+	buf_free(b);
+}
+
+static void
+check_b64(const char *in, const char *want)
+{
+	struct buf *b = buf_new(), *d = buf_new();
+
+	assert_int_equal(b64url_encode(b, (const uint8_t *)in, strlen(in)), 0);
+	assert_int_equal(buf_len(b), strlen(want));
+	assert_memory_equal(buf_ptr(b), want, strlen(want));
+	assert_int_equal(b64url_decode(d, want, strlen(want)), 0);
+	assert_int_equal(buf_len(d), strlen(in));
+	assert_memory_equal(buf_ptr(d), in, strlen(in));
+	buf_free(b);
+	buf_free(d);
+}
+
+static void
+test_b64url_vectors(void **state)
+{
+	(void)state;
+	/* RFC 4648 test vectors, unpadded. */
+	check_b64("", "");
+	check_b64("f", "Zg");
+	check_b64("fo", "Zm8");
+	check_b64("foo", "Zm9v");
+	check_b64("foob", "Zm9vYg");
+	check_b64("fooba", "Zm9vYmE");
+	check_b64("foobar", "Zm9vYmFy");
+	check_b64("\xfb\xff", "-_8");
+}
+
+static void
+test_b64url_strict(void **state)
+{
+	const char *bad[] = { "Zg==", "Z", "Zm9v YmFy", "Zm+v", "Zm/v",
+	    "Zh", "Zm9", "Zm:v", "Zm9vYmF\n" };
+	struct buf *d;
+	size_t i;
+
+	(void)state;
+	/* "Zh" and "Zm9" carry non-zero unused bits: a second encoding of
+	 * the same bytes, which a strict decoder must refuse. */
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		d = buf_new();
+		assert_int_equal(b64url_decode(d, bad[i], strlen(bad[i])),
+		    TH_ERR_INVALID);
+		buf_free(d);
+	}
+}
+
+static int
+parse(const char *s)
+{
+	struct json_object *o = NULL;
+	int r = json_parse_strict(s, strlen(s), 4096, &o);
+
+	json_object_put(o);
+	return r;
+}
+
+static void
+test_json_strict(void **state)
+{
+	(void)state;
+	assert_int_equal(parse("{\"a\":1,\"b\":{\"c\":\"x:y\"}}"), 0);
+	assert_int_equal(parse("{\"a\":\"\\\":\\\\\",\"b\":[{\"c\":1}]}"), 0);
+	assert_int_equal(parse("{\"a\":1,\"a\":2}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":1,\"\\u0061\":2}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"x\":[{\"a\":1,\"a\":1}]}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":{\"b\":1},\"a\":2}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":1} x"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":1,}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{'a':1}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":1"), TH_ERR_INVALID);
+	assert_int_equal(json_parse_strict("{\"a\":1}", 7, 6, &(struct json_object *){0}),
+	    TH_ERR_TOO_LONG);
+	assert_int_equal(json_parse_strict("{\"a\":\"\0\"}", 9, 100,
+	    &(struct json_object *){0}), TH_ERR_INVALID);
+	assert_int_equal(parse("[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]"),
+	    TH_ERR_INVALID);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buf_typed),
+		cmocka_unit_test(test_buf_grows_and_compacts),
+		cmocka_unit_test(test_b64url_vectors),
+		cmocka_unit_test(test_b64url_strict),
+		cmocka_unit_test(test_json_strict),
+	};
+
+	return cmocka_run_group_tests_name("lib", tests, NULL, NULL);
+}
