@@ -1,0 +1,175 @@
+/* Signing throughput and latency, raw (in-process backend calls) and through
+ * threshold-signer's socket, so the protocol's overhead is visible.
+ *
+ *   bench_sign raw CONFIG KEYREF N       KEYREF: tpm:0x81... or pkcs11:...
+ *   bench_sign socket SOCKET PURPOSE N [APP-ID]
+ *
+ * Prints one line: mode, key, ops/s, p50 and p99 latency in microseconds. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "b64url.h"
+#include "config.h"
+#include "err.h"
+#include "p11.h"
+#include "sigclient.h"
+#include "tpm.h"
+#include "typ.h"
+
+static double
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void
+report(const char *mode, const char *what, double *lat, size_t n,
+    double total_us)
+{
+	qsort(lat, n, sizeof(*lat), cmp_double);
+	printf("%-6s %-34s %9.0f ops/s   p50 %7.0f us   p99 %7.0f us\n",
+	    mode, what, n / (total_us / 1e6), lat[n / 2], lat[n * 99 / 100]);
+}
+
+static int
+bench_raw(const char *conf, const char *ref, size_t n)
+{
+	struct config cfg;
+	struct tpm_ctx *tpm = NULL;
+	struct p11_ctx *p11 = NULL;
+	struct tpm_key *tk = NULL;
+	struct p11_key *pk = NULL;
+	uint8_t digest[TH_DIGEST_LEN], sig[TH_SIG_MAX];
+	double *lat, t0, start;
+	size_t i, siglen;
+	int r;
+
+	if ((lat = calloc(n, sizeof(*lat))) == NULL)
+		return 1;
+	if ((r = config_load(conf, &cfg)) != 0)
+		goto out;
+	if (strncmp(ref, "tpm:", 4) == 0) {
+		if ((r = tpm_open(cfg.tcti, &tpm)) != 0 ||
+		    (r = tpm_key_load(tpm, (uint32_t)strtoul(ref + 4, NULL, 16),
+		    &tk)) != 0)
+			goto out;
+	} else if ((r = p11_open(cfg.p11_module, cfg.p11_pin_file, &p11)) != 0 ||
+	    (r = p11_key_load(p11, ref, &pk)) != 0)
+		goto out;
+	RAND_bytes(digest, sizeof(digest));
+	start = now_us();
+	for (i = 0; i < n; i++) {
+		t0 = now_us();
+		siglen = sizeof(sig);
+		digest[0] = (uint8_t)i;
+		r = tk != NULL ? tpm_sign(tk, digest, sig, &siglen) :
+		    p11_sign(pk, digest, sig, &siglen);
+		if (r != 0)
+			goto out;
+		lat[i] = now_us() - t0;
+	}
+	report("raw", ref, lat, n, now_us() - start);
+ out:
+	if (r != 0)
+		fprintf(stderr, "bench_sign: %s\n", th_errmsg(r));
+	tpm_key_free(tk);
+	p11_key_free(pk);
+	tpm_close(tpm);
+	p11_close(p11);
+	free(lat);
+	return r != 0;
+}
+
+/* A payload the signer accepts for the purpose, fresh each time. */
+static int
+make_payload(struct buf *b, const char *purpose, const char *app_id, size_t i)
+{
+	char hdr[128], claims[256];
+	int64_t t = (int64_t)time(NULL);
+
+	if (strcmp(purpose, "github-app") == 0) {
+		snprintf(hdr, sizeof(hdr), "{\"alg\":\"RS256\",\"typ\":\"JWT\"}");
+		snprintf(claims, sizeof(claims), "{\"iss\":\"%s\",\"iat\":%"
+		    PRId64 ",\"exp\":%" PRId64 ",\"n\":%zu}", app_id, t - 60,
+		    t + 540, i);
+	} else {
+		snprintf(hdr, sizeof(hdr), "{\"alg\":\"ES256\",\"typ\":\"%s\"}",
+		    strcmp(purpose, "capability") == 0 ? TYP_CAPABILITY :
+		    TYP_HUMAN_CERT);
+		snprintf(claims, sizeof(claims), "{\"jti\":\"%zu\",\"iat\":%"
+		    PRId64 ",\"exp\":%" PRId64 "}", i, t, t + 15);
+	}
+	buf_reset(b);
+	if (b64url_encode(b, (uint8_t *)hdr, strlen(hdr)) != 0 ||
+	    buf_put_u8(b, '.') != 0 ||
+	    b64url_encode(b, (uint8_t *)claims, strlen(claims)) != 0)
+		return TH_ERR_ALLOC;
+	return 0;
+}
+
+static int
+bench_socket(const char *path, const char *purpose, size_t n,
+    const char *app_id)
+{
+	struct sigc *c = NULL;
+	struct buf *payload = buf_new();
+	uint8_t sig[TH_SIG_MAX];
+	double *lat, t0, start;
+	enum th_alg alg;
+	size_t i, siglen;
+	char what[64];
+	int r;
+
+	if ((lat = calloc(n, sizeof(*lat))) == NULL || payload == NULL)
+		return 1;
+	if ((r = sigc_connect(path, &c)) != 0)
+		goto out;
+	start = now_us();
+	for (i = 0; i < n; i++) {
+		if ((r = make_payload(payload, purpose, app_id, i)) != 0)
+			goto out;
+		t0 = now_us();
+		if ((r = sigc_sign(c, purpose, buf_ptr(payload),
+		    buf_len(payload), &alg, sig, &siglen)) != 0)
+			goto out;
+		lat[i] = now_us() - t0;
+	}
+	snprintf(what, sizeof(what), "%s (%s)", purpose, th_alg_name(alg));
+	report("socket", what, lat, n, now_us() - start);
+ out:
+	if (r != 0)
+		fprintf(stderr, "bench_sign: %s\n", th_errmsg(r));
+	sigc_close(c);
+	buf_free(payload);
+	free(lat);
+	return r != 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc == 5 && strcmp(argv[1], "raw") == 0)
+		return bench_raw(argv[2], argv[3], strtoul(argv[4], NULL, 10));
+	if ((argc == 5 || argc == 6) && strcmp(argv[1], "socket") == 0)
+		return bench_socket(argv[2], argv[3], strtoul(argv[4], NULL, 10),
+		    argc == 6 ? argv[5] : "");
+	fprintf(stderr, "usage: bench_sign raw CONFIG KEYREF N\n"
+	    "       bench_sign socket SOCKET PURPOSE N [APP-ID]\n");
+	return 2;
+}

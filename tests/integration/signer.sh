@@ -1,0 +1,136 @@
+# threshold-signer end to end, against real swtpm and SoftHSM: signatures
+# checked by PyJWT and OpenSSL, quotes by tpm2_checkquote, and every refusal
+# the signer owes (domain separation, peer uid, bad frames, TPM gone).
+. "$(dirname "$0")/../lib.sh"
+TOOLS="$ROOT/tests/tools"
+PY=/usr/bin/python3
+
+"$FIX/provision" "$T" 2>"$T/provision.log" || { cat "$T/provision.log"; fail "provision"; done_testing; exit 1; }
+export SOFTHSM2_CONF="$T/hsm/softhsm2.conf"
+"$FIX/signer-start" "$T" || { fail "signer starts"; done_testing; exit 1; }
+TH="$BIN/threshold --signer $T/signer.sock"
+
+expect_ok "health: every key answers" $TH signer health
+grep -q "^attestation *tpm *ok" "$T/out" && grep -q "^capability *pkcs11 *ok" "$T/out" ||
+	fail "health lists the four keys as ok"
+
+for p in delegation-root capability github-app attestation; do
+	expect_ok "pubkey $p" sh -c "$TH signer pubkey $p > $T/$p.pem"
+done
+expect_ok "github-app public key is the imported one" \
+	cmp "$T/github-app.pem" "$T/github-app.pub.pem"
+
+now=$($PY "$TOOLS/jws.py" now)
+sign() { # purpose header claims -> $T/jws
+	$PY "$TOOLS/jws.py" input "$2" "$3" >"$T/input"
+	$TH signer sign "$1" "$T/input" >"$T/jws"
+}
+
+# The capability key (SoftHSM) and the root key (TPM): verified by PyJWT.
+expect_ok "capability key signs a capability" \
+	sign capability '{"alg":"ES256","typ":"threshold-capability+jwt"}' \
+	"{\"iat\":$now,\"exp\":$((now + 15)),\"sub\":\"agent:coder-1\"}"
+expect_ok "capability signature verifies (PyJWT)" \
+	$PY "$TOOLS/jws.py" verify "$(cat "$T/jws")" "$T/capability.pem" ES256
+expect_ok "root key signs a human certificate" \
+	sign delegation-root '{"alg":"ES256","typ":"threshold-human-cert+jwt"}' \
+	'{"sub":"human:alice","name":"Alice"}'
+expect_ok "root signature verifies (PyJWT)" \
+	$PY "$TOOLS/jws.py" verify "$(cat "$T/jws")" "$T/delegation-root.pem" ES256
+
+# The imported GitHub App key (TPM): verified by OpenSSL from the PEM the
+# App came with.
+expect_ok "github-app key signs an App JWT" \
+	sign github-app '{"alg":"RS256","typ":"JWT"}' \
+	"{\"iss\":\"$(cat "$T/app-id")\",\"iat\":$((now - 60)),\"exp\":$((now + 540))}"
+cut -d. -f1,2 "$T/jws" | tr -d '\n' >"$T/jwt.input"
+cut -d. -f3 "$T/jws" | tr '_-' '/+' | sed 's/$/==/' | base64 -d >"$T/jwt.sig" 2>/dev/null
+expect_ok "App JWT verifies with openssl and the App's public key" \
+	openssl dgst -sha256 -verify "$T/github-app.pub.pem" -signature "$T/jwt.sig" "$T/jwt.input"
+
+# Domain separation.
+expect_fail "unknown purpose refused" "unknown purpose" \
+	sign payroll '{"alg":"ES256"}' '{}'
+expect_fail "capability key refuses a human certificate" "typ" \
+	sign capability '{"alg":"ES256","typ":"threshold-human-cert+jwt"}' '{"sub":"x"}'
+expect_fail "root key refuses a capability" "typ" \
+	sign delegation-root '{"alg":"ES256","typ":"threshold-capability+jwt"}' \
+	"{\"iat\":$now,\"exp\":$((now + 15))}"
+expect_fail "capability lifetime over 60 s refused" "lifetime" \
+	sign capability '{"alg":"ES256","typ":"threshold-capability+jwt"}' \
+	"{\"iat\":$now,\"exp\":$((now + 61))}"
+expect_fail "App JWT with a wrong iss refused" "iss" \
+	sign github-app '{"alg":"RS256"}' \
+	"{\"iss\":\"1\",\"iat\":$((now - 60)),\"exp\":$((now + 540))}"
+expect_fail "App JWT living over 600 s refused" "lifetime" \
+	sign github-app '{"alg":"RS256"}' \
+	"{\"iss\":\"$(cat "$T/app-id")\",\"iat\":$((now - 60)),\"exp\":$((now + 541))}"
+expect_fail "App JWT with alg none refused" "alg" \
+	sign github-app '{"alg":"none"}' \
+	"{\"iss\":\"$(cat "$T/app-id")\",\"iat\":$((now - 60)),\"exp\":$((now + 540))}"
+expect_fail "attestation key refuses SIGN" "QUOTE" \
+	sign attestation '{"alg":"ES256"}' '{}'
+expect_fail "opaque payload refused" "signing input" \
+	sh -c "printf 'just some bytes' | $TH signer sign capability -"
+
+# Quote: checked by tpm2_checkquote, an independent implementation.
+mkdir -p "$T/q"
+qual=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+expect_ok "quote through the signer" $TH signer quote "$qual" "$T/q"
+expect_ok "tpm2_checkquote accepts the quote" \
+	tpm2_checkquote -u "$T/attestation.pem" -m "$T/q/attest.bin" \
+	-s "$T/q/sig.bin" -f "$T/q/pcrs.bin" -g sha256 -q "$qual"
+other=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+expect_fail "tpm2_checkquote rejects other qualifying data" "." \
+	tpm2_checkquote -u "$T/attestation.pem" -m "$T/q/attest.bin" \
+	-s "$T/q/sig.bin" -f "$T/q/pcrs.bin" -g sha256 -q "$other"
+expect_fail "quote refuses 65 bytes of qualifying data" "at most 64" \
+	$TH signer quote "$(printf '%0130d' 0)" "$T/q"
+expect_ok "EK certificate through the signer" sh -c "$TH signer ekcert > $T/ek.pem"
+if [ -f "$T/tpm/ek-ca.pem" ]; then
+	expect_ok "EK certificate chains to the swtpm local CA" \
+		openssl verify -partial_chain -CAfile "$T/tpm/ek-ca.pem" "$T/ek.pem"
+fi
+
+# Malformed frames: an error reply (code 15) or a closed connection, never
+# a crash; the signer keeps serving afterwards.
+frame() { $PY "$TOOLS/frame.py" "$T/signer.sock" "$@"; }
+check_frame() { # desc hex expected-regex
+	out=$(frame "$2" 2>&1)
+	if echo "$out" | grep -Eq "$3"; then ok "$1"; else fail "$1 (got: $out)"; fi
+}
+check_frame "oversized frame length refused" "00100000" "^ERROR 15 .*out of range"
+check_frame "zero frame length refused" "00000000" "^ERROR 15"
+check_frame "unknown request type refused" "0000000142" "^ERROR 15 .*unknown request"
+check_frame "truncated SIGN refused" "0000000603000000ff61" "^ERROR 15"
+check_frame "frame cut short closes quietly" "00000010030000" "^CLOSED"
+check_frame "trailing bytes refused" "000000020100" "^ERROR 15 .*trailing"
+check_frame "garbage refused" "$(od -An -tx1 -N64 /dev/urandom | tr -d ' \n' | sed 's/^../00/')" "^(ERROR|CLOSED)"
+out=$(frame sign capability "x.y")
+echo "$out" | grep -q "^ERROR 10" && ok "well-formed frame with bad payload: refused, code 10" ||
+	fail "well-formed frame with bad payload (got: $out)"
+expect_ok "signer still healthy after bad frames" $TH signer health
+
+# A peer whose uid is not in allow-uid can reach the socket but is refused.
+chmod 0711 "$T"
+chgrp nogroup "$T/signer.sock" && chmod 0660 "$T/signer.sock"
+expect_fail "disallowed peer uid refused" "uid 65534 is not allowed" \
+	setpriv --reuid=65534 --regid=65534 --clear-groups $TH signer health
+
+# The TPM goes away: a clear error, nothing signed; it comes back: the
+# signer recovers without a restart.
+"$FIX/swtpm-stop" "$T"
+expect_fail "TPM down: root key refuses with a clear error" "unavailable|TPM|reach" \
+	sign delegation-root '{"alg":"ES256","typ":"threshold-human-cert+jwt"}' '{"sub":"x"}'
+"$FIX/swtpm-start" "$T" >/dev/null
+expect_ok "TPM back: the signer recovers by itself" \
+	sign delegation-root '{"alg":"ES256","typ":"threshold-human-cert+jwt"}' '{"sub":"x"}'
+expect_ok "recovered signature verifies" \
+	$PY "$TOOLS/jws.py" verify "$(cat "$T/jws")" "$T/delegation-root.pem" ES256
+
+# Nothing secret in the signer's log.
+if grep -q "$(cat "$T/hsm/user.pin")" "$T/signer.log"; then fail "PIN in the log"; else ok "no PIN in the log"; fi
+grep -q "refused: header typ" "$T/signer.log" && ok "refusals are logged" || fail "refusals are logged"
+
+"$FIX/signer-stop" "$T"
+done_testing
