@@ -101,7 +101,8 @@ sigc_call(struct sigc *c, const struct proto_req *req, struct proto_reply *rep)
 	if ((r = proto_reply_decode(c->rep, req->type, rep)) != 0)
 		return r;
 	if (rep->type == PROTO_ERROR)
-		return th_fail(rep->code, "signer refused: %s", rep->msg);
+		return th_fail(rep->code, "signer: %s: %s",
+		    th_strerror(rep->code), rep->msg);
 	return 0;
 }
 

@@ -2,69 +2,26 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "b64url.h"
 #include "check.h"
 #include "err.h"
 #include "json.h"
-#include "proto.h"
+#include "jws.h"
 #include "typ.h"
 
+/* The header's alg must be the key's; its typ the purpose's (or absent, if
+ * typ_optional). */
 static int
-decode_part(const uint8_t *p, size_t len, size_t maxlen, const char *what,
-    struct json_object **out)
+check_header(const struct jws *j, enum th_alg want_alg, const char *want_typ,
+    int typ_optional)
 {
-	struct buf *b = NULL;
-	int r;
-
-	*out = NULL;
-	if ((b = buf_new()) == NULL)
-		return TH_ERR_ALLOC;
-	if ((r = b64url_decode(b, (const char *)p, len)) != 0) {
-		r = th_fail(TH_ERR_DENIED, "%s: %s", what, th_errmsg(r));
-		goto out;
-	}
-	if ((r = json_parse_strict((const char *)buf_ptr(b), buf_len(b),
-	    maxlen, out)) != 0) {
-		r = th_fail(TH_ERR_DENIED, "%s: %s", what, th_errmsg(r));
-		goto out;
-	}
-	if (!json_object_is_type(*out, json_type_object)) {
-		json_object_put(*out);
-		*out = NULL;
-		r = th_fail(TH_ERR_DENIED, "%s is not a JSON object", what);
-	}
- out:
-	buf_free(b);
-	return r;
-}
-
-static int
-check_header(struct json_object *hdr, enum th_alg want_alg,
-    const char *want_typ, int typ_optional)
-{
-	const char *alg, *typ;
-	int r;
-
-	json_object_object_foreach(hdr, k, v) {
-		(void)v;
-		if (strcmp(k, "alg") != 0 && strcmp(k, "typ") != 0 &&
-		    strcmp(k, "kid") != 0)
-			return th_fail(TH_ERR_DENIED,
-			    "header member \"%s\" not allowed", k);
-	}
-	if ((r = json_get_string(hdr, "alg", &alg)) != 0)
-		return th_fail(TH_ERR_DENIED, "header: %s", th_errmsg(r));
-	if (strcmp(alg, th_alg_name(want_alg)) != 0)
+	if (j->alg != want_alg)
 		return th_fail(TH_ERR_DENIED, "header alg %s, this key signs "
-		    "only %s", alg, th_alg_name(want_alg));
-	r = json_get_string(hdr, "typ", &typ);
-	if (r == TH_ERR_NOT_FOUND && typ_optional)
+		    "only %s", th_alg_name(j->alg), th_alg_name(want_alg));
+	if (j->typ[0] == '\0' && typ_optional)
 		return 0;
-	if (r != 0)
-		return th_fail(TH_ERR_DENIED, "header: %s", th_errmsg(r));
-	if (strcmp(typ, want_typ) != 0)
+	if (strcmp(j->typ, want_typ) != 0)
 		return th_fail(TH_ERR_DENIED, "header typ \"%s\", this key signs "
-		    "only \"%s\"", typ, want_typ);
+		    "only \"%s\"", j->typ, want_typ);
 	return 0;
 }
 
@@ -124,43 +81,33 @@ int
 check_sign_payload(const struct config *cfg, enum purpose p,
     enum th_alg keyalg, const uint8_t *payload, size_t len, time_t now)
 {
-	struct json_object *hdr = NULL, *claims = NULL;
-	const uint8_t *dot;
+	struct jws *j = NULL;
 	int64_t iat;
 	int r;
 
 	if (p == PURPOSE_ATTESTATION)
 		return th_fail(TH_ERR_DENIED, "the attestation key signs only "
 		    "through QUOTE");
-	if ((dot = memchr(payload, '.', len)) == NULL ||
-	    memchr(dot + 1, '.', len - (size_t)(dot + 1 - payload)) != NULL)
-		return th_fail(TH_ERR_DENIED, "payload is not a JWS signing "
-		    "input (header.claims)");
-	if ((r = decode_part(payload, (size_t)(dot - payload),
-	    CHECK_HEADER_MAX, "header", &hdr)) != 0 ||
-	    (r = decode_part(dot + 1, len - (size_t)(dot + 1 - payload),
-	    PROTO_PAYLOAD_MAX, "claims", &claims)) != 0)
-		goto out;
+	if ((r = jws_parse_input((const char *)payload, len, &j)) != 0)
+		return th_fail(TH_ERR_DENIED, "%s", th_errmsg(r));
 	switch (p) {
 	case PURPOSE_DELEGATION_ROOT:
-		r = check_header(hdr, keyalg, TYP_HUMAN_CERT, 0);
+		r = check_header(j, keyalg, TYP_HUMAN_CERT, 0);
 		break;
 	case PURPOSE_CAPABILITY:
-		if ((r = check_header(hdr, keyalg, TYP_CAPABILITY, 0)) == 0)
-			r = check_lifetime(claims, CAPABILITY_TTL_MAX, &iat);
+		if ((r = check_header(j, keyalg, TYP_CAPABILITY, 0)) == 0)
+			r = check_lifetime(j->claims, CAPABILITY_TTL_MAX, &iat);
 		break;
 	case PURPOSE_GITHUB_APP:
 		if (keyalg != TH_ALG_RS256)
 			r = th_fail(TH_ERR_DENIED, "github-app key is not RSA");
-		else if ((r = check_header(hdr, TH_ALG_RS256, "JWT", 1)) == 0)
-			r = check_github_jwt(cfg, claims, now);
+		else if ((r = check_header(j, TH_ALG_RS256, "JWT", 1)) == 0)
+			r = check_github_jwt(cfg, j->claims, now);
 		break;
 	default:
 		r = th_fail(TH_ERR_DENIED, "unknown purpose");
 		break;
 	}
- out:
-	json_object_put(hdr);
-	json_object_put(claims);
+	jws_free(j);
 	return r;
 }

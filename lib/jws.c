@@ -1,0 +1,274 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/ecdsa.h>
+#include <openssl/sha.h>
+
+#include "b64url.h"
+#include "err.h"
+#include "json.h"
+#include "jwk.h"
+#include "jws.h"
+
+#define JWS_HEADER_MAX	512
+
+void
+jws_hash(const void *p, size_t len, char out[JWS_HASH_LEN + 1])
+{
+	uint8_t d[SHA256_DIGEST_LENGTH];
+	struct buf *b = buf_new();
+
+	SHA256(p, len, d);
+	out[0] = '\0';
+	if (b != NULL && b64url_encode(b, d, sizeof(d)) == 0) {
+		memcpy(out, buf_ptr(b), JWS_HASH_LEN);
+		out[JWS_HASH_LEN] = '\0';
+	}
+	buf_free(b);
+}
+
+void
+jws_free(struct jws *j)
+{
+	if (j == NULL)
+		return;
+	json_object_put(j->claims);
+	free(j->token);
+	free(j);
+}
+
+static int
+decode_json(const char *p, size_t len, size_t max, const char *what,
+    struct json_object **out)
+{
+	struct buf *b = buf_new();
+	int r;
+
+	if (b == NULL)
+		return TH_ERR_ALLOC;
+	if ((r = b64url_decode(b, p, len)) != 0)
+		r = th_fail(TH_ERR_INVALID, "%s: %s", what, th_errmsg(r));
+	else if ((r = json_parse_strict((const char *)buf_ptr(b), buf_len(b),
+	    max, out)) != 0)
+		r = th_fail(TH_ERR_INVALID, "%s: %s", what, th_errmsg(r));
+	else if (!json_object_is_type(*out, json_type_object)) {
+		json_object_put(*out);
+		*out = NULL;
+		r = th_fail(TH_ERR_INVALID, "%s is not a JSON object", what);
+	}
+	buf_free(b);
+	return r;
+}
+
+static int
+parse_header(struct jws *j, struct json_object *hdr)
+{
+	const char *alg, *typ, *kid;
+	int r;
+
+	json_object_object_foreach(hdr, k, v) {
+		(void)v;
+		if (strcmp(k, "alg") != 0 && strcmp(k, "typ") != 0 &&
+		    strcmp(k, "kid") != 0)
+			return th_fail(TH_ERR_INVALID, "header member \"%s\" "
+			    "not allowed", k);
+	}
+	if ((r = json_get_string(hdr, "alg", &alg)) != 0)
+		return th_fail(TH_ERR_INVALID, "header: %s", th_errmsg(r));
+	if ((j->alg = th_alg_from_name(alg)) == TH_ALG_NONE)
+		return th_fail(TH_ERR_INVALID, "alg \"%.16s\" not accepted "
+		    "(only ES256 and RS256)", alg);
+	r = json_get_string(hdr, "typ", &typ);
+	if (r != 0 && r != TH_ERR_NOT_FOUND)
+		return th_fail(TH_ERR_INVALID, "header: %s", th_errmsg(r));
+	if (r == 0 && strlen(typ) > JWS_TYP_MAX)
+		return th_fail(TH_ERR_INVALID, "typ too long");
+	if (r == 0)
+		strcpy(j->typ, typ);
+	r = json_get_string(hdr, "kid", &kid);
+	if (r == TH_ERR_NOT_FOUND)
+		return 0;
+	if (r != 0 || strlen(kid) > JWS_KID_MAX)
+		return th_fail(TH_ERR_INVALID, "bad kid");
+	strcpy(j->kid, kid);
+	return 0;
+}
+
+/* A token (with_sig) is header.claims.signature; a signing input is
+ * header.claims. */
+static int
+parse(const char *token, size_t len, int with_sig, struct jws **out)
+{
+	struct json_object *hdr = NULL;
+	struct jws *j = NULL;
+	const char *d1, *d2;
+	struct buf *b = NULL;
+	int r;
+
+	*out = NULL;
+	if (len > JWS_TOKEN_MAX)
+		return th_fail(TH_ERR_TOO_LONG, "token of %zu bytes exceeds %d",
+		    len, JWS_TOKEN_MAX);
+	if ((d1 = memchr(token, '.', len)) == NULL)
+		d2 = NULL;
+	else if ((d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)))
+	    == NULL)
+		d2 = with_sig ? NULL : token + len;
+	else if (!with_sig || memchr(d2 + 1, '.',
+	    len - (size_t)(d2 + 1 - token)) != NULL)
+		d2 = NULL;
+	if (d1 == NULL || d2 == NULL)
+		return th_fail(TH_ERR_INVALID, with_sig ? "not a compact JWS "
+		    "(three dot-separated parts)" : "not a JWS signing input "
+		    "(header.claims)");
+	if ((j = calloc(1, sizeof(*j))) == NULL ||
+	    (j->token = strndup(token, len)) == NULL ||
+	    (b = buf_new()) == NULL) {
+		r = TH_ERR_ALLOC;
+		goto out;
+	}
+	if (strlen(j->token) != len) {
+		r = th_fail(TH_ERR_INVALID, "token contains a NUL byte");
+		goto out;
+	}
+	j->token_len = len;
+	j->input_len = (size_t)(d2 - token);
+	if ((r = decode_json(token, (size_t)(d1 - token), JWS_HEADER_MAX,
+	    "header", &hdr)) != 0 || (r = parse_header(j, hdr)) != 0 ||
+	    (r = decode_json(d1 + 1, (size_t)(d2 - d1 - 1), JWS_TOKEN_MAX,
+	    "claims", &j->claims)) != 0)
+		goto out;
+	if (!with_sig)
+		goto done;
+	if ((r = b64url_decode(b, d2 + 1, len - (size_t)(d2 + 1 - token)))
+	    != 0) {
+		r = th_fail(TH_ERR_INVALID, "signature: %s", th_errmsg(r));
+		goto out;
+	}
+	if (buf_len(b) == 0 || buf_len(b) > TH_SIG_MAX) {
+		r = th_fail(TH_ERR_INVALID, "signature has a bad length");
+		goto out;
+	}
+	memcpy(j->sig, buf_ptr(b), buf_len(b));
+	j->siglen = buf_len(b);
+ done:
+	jws_hash(token, len, j->hash);
+	*out = j;
+	j = NULL;
+ out:
+	json_object_put(hdr);
+	buf_free(b);
+	jws_free(j);
+	return r;
+}
+
+int
+jws_parse(const char *token, size_t len, struct jws **out)
+{
+	return parse(token, len, 1, out);
+}
+
+int
+jws_parse_input(const char *input, size_t len, struct jws **out)
+{
+	return parse(input, len, 0, out);
+}
+
+/* JWS carries ECDSA signatures as r||s; OpenSSL verifies DER. */
+static int
+es256_to_der(const uint8_t *sig, size_t len, uint8_t **der, int *derlen)
+{
+	ECDSA_SIG *es = NULL;
+	BIGNUM *r = NULL, *s = NULL;
+	int ret = th_fail(TH_ERR_CRYPTO, "bad ES256 signature");
+
+	*der = NULL;
+	if (len != 64)
+		return th_fail(TH_ERR_CRYPTO, "ES256 signature is %zu bytes, "
+		    "not 64", len);
+	if ((es = ECDSA_SIG_new()) == NULL ||
+	    (r = BN_bin2bn(sig, 32, NULL)) == NULL ||
+	    (s = BN_bin2bn(sig + 32, 32, NULL)) == NULL ||
+	    !ECDSA_SIG_set0(es, r, s))
+		goto out;
+	r = s = NULL;
+	if ((*derlen = i2d_ECDSA_SIG(es, der)) <= 0)
+		goto out;
+	ret = 0;
+ out:
+	BN_free(r);
+	BN_free(s);
+	ECDSA_SIG_free(es);
+	return ret;
+}
+
+int
+jws_verify(const struct jws *j, EVP_PKEY *pub)
+{
+	EVP_MD_CTX *md = NULL;
+	const uint8_t *sig = j->sig;
+	uint8_t *der = NULL;
+	enum th_alg keyalg = jwk_pkey_alg(pub);
+	int r, siglen = (int)j->siglen;
+
+	if (keyalg != j->alg)
+		return th_fail(TH_ERR_CRYPTO, "alg %s does not match the "
+		    "signer's %s key", th_alg_name(j->alg),
+		    keyalg == TH_ALG_ES256 ? "EC P-256" :
+		    keyalg == TH_ALG_RS256 ? "RSA" : "unsupported");
+	if (j->alg == TH_ALG_ES256) {
+		if ((r = es256_to_der(j->sig, j->siglen, &der, &siglen)) != 0)
+			return r;
+		sig = der;
+	}
+	r = th_fail(TH_ERR_CRYPTO, "bad signature");
+	if ((md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) <= 0)
+		goto out;
+	if (EVP_DigestVerify(md, sig, (size_t)siglen,
+	    (const uint8_t *)j->token, j->input_len) == 1)
+		r = 0;
+ out:
+	EVP_MD_CTX_free(md);
+	OPENSSL_free(der);
+	return r;
+}
+
+int
+jws_signing_input(struct buf *out, enum th_alg alg, const char *typ,
+    const char *kid, struct json_object *claims)
+{
+	struct json_object *hdr;
+	const char *s;
+	int r = TH_ERR_ALLOC;
+
+	if ((hdr = json_object_new_object()) == NULL)
+		return TH_ERR_ALLOC;
+	json_object_object_add(hdr, "alg",
+	    json_object_new_string(th_alg_name(alg)));
+	json_object_object_add(hdr, "typ", json_object_new_string(typ));
+	if (kid != NULL && kid[0] != '\0')
+		json_object_object_add(hdr, "kid", json_object_new_string(kid));
+	s = json_object_to_json_string_ext(hdr, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (s == NULL || (r = b64url_encode(out, (const uint8_t *)s,
+	    strlen(s))) != 0 || (r = buf_put_u8(out, '.')) != 0)
+		goto out;
+	s = json_object_to_json_string_ext(claims, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	r = s == NULL ? TH_ERR_ALLOC :
+	    b64url_encode(out, (const uint8_t *)s, strlen(s));
+ out:
+	json_object_put(hdr);
+	return r;
+}
+
+int
+jws_append_sig(struct buf *token, const uint8_t *sig, size_t siglen)
+{
+	int r;
+
+	if ((r = buf_put_u8(token, '.')) != 0)
+		return r;
+	return b64url_encode(token, sig, siglen);
+}

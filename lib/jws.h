@@ -1,0 +1,54 @@
+/* Compact JWS (RFC 7515) as Threshold's tokens use it: ES256 or RS256 only
+ * (never "none" or an HMAC), header members alg, typ and kid only, claims a strict JSON object, every part strict base64url, the whole
+ * token at most JWS_TOKEN_MAX bytes.  A token's identity is the SHA-256 of
+ * its exact compact serialisation (jws->hash). */
+#ifndef TH_JWS_H
+#define TH_JWS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
+
+#include "alg.h"
+#include "buf.h"
+
+#define JWS_TOKEN_MAX	(16 * 1024)
+#define JWS_TYP_MAX	64
+#define JWS_KID_MAX	128
+#define JWS_HASH_LEN	43	/* base64url of SHA-256 */
+
+struct jws {
+	enum th_alg		 alg;
+	char			 typ[JWS_TYP_MAX + 1];
+	char			 kid[JWS_KID_MAX + 1];	/* "" if absent */
+	struct json_object	*claims;		/* owned */
+	char			*token;			/* owned, NUL-terminated */
+	size_t			 token_len;
+	size_t			 input_len;	/* signing input is token[0..) */
+	uint8_t			 sig[TH_SIG_MAX];
+	size_t			 siglen;
+	char			 hash[JWS_HASH_LEN + 1];
+};
+
+/* Parses without verifying; *out is freed with jws_free.  typ may be
+ * absent ("" then): callers compare it with the typ they expect. */
+int	jws_parse(const char *token, size_t len, struct jws **out);
+/* Parses a signing input (header.claims, no signature), as the signer
+ * receives it; siglen is 0. */
+int	jws_parse_input(const char *input, size_t len, struct jws **out);
+void	jws_free(struct jws *j);			/* NULL ok */
+/* Verifies the signature with pub; the header's alg must be the key's
+ * (ES256 with EC P-256, RS256 with RSA), TH_ERR_CRYPTO otherwise. */
+int	jws_verify(const struct jws *j, EVP_PKEY *pub);
+
+/* Appends BASE64URL(header) "." BASE64URL(claims) for signing. */
+int	jws_signing_input(struct buf *out, enum th_alg alg, const char *typ,
+	    const char *kid, struct json_object *claims);
+/* Appends "." BASE64URL(sig), turning a signing input into a token. */
+int	jws_append_sig(struct buf *token, const uint8_t *sig, size_t siglen);
+/* base64url(SHA-256(p[len])) into out[JWS_HASH_LEN + 1]. */
+void	jws_hash(const void *p, size_t len, char out[JWS_HASH_LEN + 1]);
+
+#endif
