@@ -125,3 +125,34 @@ json_get_int64(struct json_object *obj, const char *key, int64_t *out)
 		return th_fail(TH_ERR_INVALID, "\"%s\" out of range", key);
 	return 0;
 }
+
+int
+json_only_members(struct json_object *obj, const char *const *names, size_t n)
+{
+	size_t i;
+
+	json_object_object_foreach(obj, k, v) {
+		(void)v;
+		for (i = 0; i < n; i++)
+			if (strcmp(k, names[i]) == 0)
+				break;
+		if (i == n)
+			return th_fail(TH_ERR_INVALID, "member \"%.32s\" not "
+			    "allowed", k);
+	}
+	return 0;
+}
+
+int
+json_get_string_len(struct json_object *obj, const char *key, size_t maxlen,
+    const char **out)
+{
+	int r;
+
+	if ((r = json_get_string(obj, key, out)) != 0)
+		return r;
+	if ((*out)[0] == '\0' || strlen(*out) > maxlen)
+		return th_fail(TH_ERR_INVALID, "\"%s\" must be 1 to %zu bytes",
+		    key, maxlen);
+	return 0;
+}

@@ -23,4 +23,11 @@ int	json_get_string(struct json_object *obj, const char *key,
 	    const char **out);
 int	json_get_int64(struct json_object *obj, const char *key, int64_t *out);
 
+/* TH_ERR_INVALID if obj has a member not in names[0..n). */
+int	json_only_members(struct json_object *obj, const char *const *names,
+	    size_t n);
+/* A string member of 1..maxlen bytes. */
+int	json_get_string_len(struct json_object *obj, const char *key,
+	    size_t maxlen, const char **out);
+
 #endif

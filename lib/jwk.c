@@ -136,24 +136,6 @@ get_b64(struct json_object *jwk, const char *key, struct buf *b, size_t min,
 }
 
 static int
-only_members(struct json_object *jwk, const char *const *names, size_t n)
-{
-	size_t i, count = 0;
-
-	json_object_object_foreach(jwk, k, v) {
-		(void)v;
-		for (i = 0; i < n; i++)
-			if (strcmp(k, names[i]) == 0)
-				break;
-		if (i == n)
-			return th_fail(TH_ERR_INVALID, "JWK member \"%s\" not "
-			    "allowed", k);
-		count++;
-	}
-	return count == n ? 0 : th_fail(TH_ERR_INVALID, "JWK incomplete");
-}
-
-static int
 pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld, EVP_PKEY **out)
 {
 	EVP_PKEY_CTX *ctx = NULL;
@@ -202,7 +184,7 @@ jwk_to_pkey(struct json_object *jwk, EVP_PKEY **out)
 		goto out;
 	}
 	if (strcmp(kty, "EC") == 0) {
-		if ((r = only_members(jwk, ec, 4)) != 0 ||
+		if ((r = json_only_members(jwk, ec, 4)) != 0 ||
 		    (r = json_get_string(jwk, "crv", &crv)) != 0)
 			goto out;
 		if (strcmp(crv, "P-256") != 0) {
@@ -226,7 +208,7 @@ jwk_to_pkey(struct json_object *jwk, EVP_PKEY **out)
 		}
 		r = pkey_fromdata("EC", bld, out);
 	} else if (strcmp(kty, "RSA") == 0) {
-		if ((r = only_members(jwk, rsa, 3)) != 0 ||
+		if ((r = json_only_members(jwk, rsa, 3)) != 0 ||
 		    (r = get_b64(jwk, "n", b, JWK_RSA_MIN / 8,
 		    JWK_RSA_MAX / 8)) != 0)
 			goto out;

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include <openssl/ecdsa.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "b64url.h"
@@ -271,4 +272,23 @@ jws_append_sig(struct buf *token, const uint8_t *sig, size_t siglen)
 	if ((r = buf_put_u8(token, '.')) != 0)
 		return r;
 	return b64url_encode(token, sig, siglen);
+}
+
+int
+jws_new_jti(char out[JWS_JTI_LEN + 1])
+{
+	uint8_t rnd[16];
+	struct buf *b;
+	int r;
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return th_fail(TH_ERR_CRYPTO, "no randomness");
+	if ((b = buf_new()) == NULL)
+		return TH_ERR_ALLOC;
+	if ((r = b64url_encode(b, rnd, sizeof(rnd))) == 0) {
+		memcpy(out, buf_ptr(b), JWS_JTI_LEN);
+		out[JWS_JTI_LEN] = '\0';
+	}
+	buf_free(b);
+	return r;
 }

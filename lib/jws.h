@@ -51,4 +51,9 @@ int	jws_append_sig(struct buf *token, const uint8_t *sig, size_t siglen);
 /* base64url(SHA-256(p[len])) into out[JWS_HASH_LEN + 1]. */
 void	jws_hash(const void *p, size_t len, char out[JWS_HASH_LEN + 1]);
 
+#define JWS_JTI_LEN	22	/* base64url of 128 random bits */
+
+/* A fresh random token id into out[JWS_JTI_LEN + 1]. */
+int	jws_new_jti(char out[JWS_JTI_LEN + 1]);
+
 #endif

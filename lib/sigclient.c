@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@ struct sigc {
 static int
 sigc_open_socket(struct sigc *c)
 {
+	struct timeval timeout = { .tv_sec = SIGC_TIMEOUT_S };
 	struct sockaddr_un sun;
 	int fd;
 
@@ -28,6 +30,13 @@ sigc_open_socket(struct sigc *c)
 	memcpy(sun.sun_path, c->path, sizeof(sun.sun_path));
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return th_fail(TH_ERR_IO, "socket: %s", strerror(errno));
+	/* A wedged TPM must not wedge the caller: give up after a while. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout,
+	    sizeof(timeout)) != 0 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO,
+	    &timeout, sizeof(timeout)) != 0) {
+		close(fd);
+		return th_fail(TH_ERR_IO, "setsockopt: %s", strerror(errno));
+	}
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
 		close(fd);
 		return th_fail(TH_ERR_UNAVAILABLE,
@@ -86,9 +95,10 @@ sigc_call(struct sigc *c, const struct proto_req *req, struct proto_reply *rep)
 	for (attempt = 0; attempt < 2; attempt++) {
 		if (c->fd < 0 && (r = sigc_open_socket(c)) != 0)
 			return r;
-		if ((r = proto_write_all(c->fd, buf_ptr(c->req),
-		    buf_len(c->req))) == 0 &&
-		    (r = proto_read_frame(c->fd, c->rep)) == 0)
+		/* Read even when the write failed: a signer that refuses a
+		 * peer sends its reason and closes before reading. */
+		(void)proto_write_all(c->fd, buf_ptr(c->req), buf_len(c->req));
+		if ((r = proto_read_frame(c->fd, c->rep)) == 0)
 			break;
 		close(c->fd);
 		c->fd = -1;

@@ -16,6 +16,8 @@
 #include "buf.h"
 #include "proto.h"
 
+#define SIGC_TIMEOUT_S	30	/* per read or write on the socket */
+
 struct sigc;
 
 int	sigc_connect(const char *path, struct sigc **out);

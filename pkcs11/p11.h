@@ -7,7 +7,25 @@
  * buffers are wiped after login.
  *
  * Imported and generated private keys are CKA_TOKEN, CKA_PRIVATE,
- * CKA_SENSITIVE=true, CKA_EXTRACTABLE=false. */
+ * CKA_SENSITIVE=true, CKA_EXTRACTABLE=false, CKA_SIGN only (no decrypt,
+ * unwrap or derive); their public halves are stored beside them with the
+ * same label and CKA_ID.  Without id= in the URI, the id is the first
+ * P11_ID_DERIVED_LEN bytes of SHA-256 over the DER SubjectPublicKeyInfo.
+ *
+ * URIs: token=, manufacturer=, model=, serial=, slot-*=, library-*=,
+ * object=, id= and type=private are matched; pin-source=file:/abs/path is
+ * honoured; pin-value= is refused (TH_ERR_DENIED); module-name=,
+ * module-path= and unknown path attributes are TH_ERR_INVALID (p11-kit
+ * drops unknown query attributes).  A URI must name object= or id=, and
+ * exactly one initialised token and one private key must match.
+ *
+ * Not thread-safe: the signer is single-threaded and each context, and every
+ * key loaded from it, must be used by one thread at a time.  Use one context
+ * per process (a second one would share and, on close, finalise the same
+ * module instance).  Not fork-safe: open the context after forking.
+ *
+ * Limitation: libp11 keeps its own copy of the PIN (for re-login after fork)
+ * until p11_close, which wipes it. */
 #ifndef TH_P11_H
 #define TH_P11_H
 
@@ -19,7 +37,9 @@
 #include "alg.h"
 
 #define P11_URI_MAX	1024
-#define P11_PIN_MAX	256
+#define P11_PIN_MAX	256	/* bytes in a PIN file, newline excluded */
+#define P11_ID_MAX	64	/* bytes of CKA_ID in a URI */
+#define P11_ID_DERIVED_LEN 16	/* bytes of a derived CKA_ID */
 
 struct p11_ctx;
 struct p11_key;
@@ -42,13 +62,22 @@ int	p11_key_import(struct p11_ctx *ctx, const char *uri, EVP_PKEY *priv);
 int	p11_key_destroy(struct p11_ctx *ctx, const char *uri);
 
 /* Finds the key once (login included); the result caches what signing
- * needs.  Freed by p11_key_free before p11_close. */
+ * needs (its own session, the object handle, the public key), so p11_sign
+ * does no lookup.  Loading signs once and verifies the signature with the
+ * public key object, so the public key reported is the one that verifies.
+ * Freed by p11_key_free before p11_close.  A loaded key does not survive
+ * p11_key_destroy of its object or the token going away (p11_sign then fails;
+ * load it again). */
 int	p11_key_load(struct p11_ctx *ctx, const char *uri, struct p11_key **out);
 void	p11_key_free(struct p11_key *key);		/* NULL ok */
 enum th_alg p11_key_alg(const struct p11_key *key);
+/* A new reference to the public key, a plain OpenSSL key with no tie to
+ * the token (caller frees with EVP_PKEY_free). */
 int	p11_key_pubkey(struct p11_key *key, EVP_PKEY **out);
 
-/* Signs a SHA-256 digest: ES256 r||s (64 bytes) or RS256 PKCS#1 v1.5. */
+/* Signs a SHA-256 digest: ES256 r||s (64 bytes) or RS256 PKCS#1 v1.5
+ * (256 bytes).  *siglen is the size of sig on input, the length used on
+ * output. */
 int	p11_sign(struct p11_key *key, const uint8_t digest[TH_DIGEST_LEN],
 	    uint8_t *sig, size_t *siglen);
 

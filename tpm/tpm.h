@@ -12,7 +12,9 @@
  *
  * When the TPM goes away (connection lost), calls fail with
  * TH_ERR_UNAVAILABLE and the next call reconnects, so the signer recovers by
- * itself once the TPM is back. */
+ * itself once the TPM is back.  A write to a TPM socket that was closed raises
+ * SIGPIPE: the process must ignore it.  Not thread-safe: one tpm_ctx (and its
+ * keys) per thread. */
 #ifndef TH_TPM_H
 #define TH_TPM_H
 
@@ -40,14 +42,21 @@ void	tpm_close(struct tpm_ctx *ctx);			/* NULL ok */
  * needed.  0 when the TPM answers. */
 int	tpm_health(struct tpm_ctx *ctx);
 
+/* Counts transient objects and sessions loaded in the TPM, whoever loaded
+ * them (leak checks: this module leaves none behind). */
+int	tpm_loaded_handles(struct tpm_ctx *ctx, uint32_t *objects,
+	    uint32_t *sessions);
+
 /* Creates a new non-restricted signing key (alg ES256 or RS256) under the SRK
  * (creating and persisting the SRK if absent) and persists it at handle
  * (0x81000000-0x8100ffff).  TH_ERR_EXISTS if the handle is occupied. */
 int	tpm_key_create(struct tpm_ctx *ctx, uint32_t handle, enum th_alg alg);
 
 /* Imports an external RSA-2048 private key (e.g. a GitHub App's PEM) under
- * the SRK with fixedTPM|fixedParent so it can never be exported again, and
- * persists it at handle. */
+ * the SRK so it can never be exported again, and persists it at handle.
+ * TPM2_Import requires fixedTPM|fixedParent CLEAR on an imported object;
+ * instead its empty authPolicy makes TPM2_Duplicate (DUP role, policy only)
+ * impossible (details at the definition). */
 int	tpm_key_import(struct tpm_ctx *ctx, uint32_t handle, EVP_PKEY *priv);
 
 /* Creates the restricted ECDSA P-256/SHA-256 attestation key as a primary
@@ -55,7 +64,9 @@ int	tpm_key_import(struct tpm_ctx *ctx, uint32_t handle, EVP_PKEY *priv);
  * (0x81010000-0x8101ffff). */
 int	tpm_ak_create(struct tpm_ctx *ctx, uint32_t handle);
 
-/* Removes a persistent key (rotation, tests). */
+/* Removes a persistent key (rotation, tests).  Keys of ctx loaded from that
+ * handle are refused from then on (TH_ERR_NOT_FOUND), as is a loaded key
+ * whose handle turns out to hold a different object after a reconnect. */
 int	tpm_key_evict(struct tpm_ctx *ctx, uint32_t handle);
 
 /* Loads a persistent key once; the result caches its ESYS handle, algorithm
@@ -77,14 +88,16 @@ int	tpm_sign(struct tpm_key *key, const uint8_t digest[TH_DIGEST_LEN],
  * Appends to attest the TPMS_ATTEST bytes (what tpm2_quote -m writes), to
  * sig the marshalled TPMT_SIGNATURE (tpm2_quote -s), and to pcrs the PCR
  * values in tpm2-tools' serialized format (TPML_PCR_SELECTION, u32 count,
- * TPML_DIGEST[count]; tpm2_quote -o with -F serialized), so tpm2_checkquote
- * can verify the three files. */
+ * TPML_DIGEST[count]; tpm2_quote -o with -F serialized: raw little-endian C
+ * structures, not TPM marshalling), so tpm2_checkquote can verify the three
+ * files.  TH_ERR_DENIED if ak is not a restricted ES256 key. */
 int	tpm_quote(struct tpm_key *ak, const char *pcrsel,
 	    const uint8_t *qual, size_t qual_len,
 	    struct buf *attest, struct buf *sig, struct buf *pcrs);
 
 /* Appends the DER EK certificate read from its NV index (RSA 0x01c00002,
- * else ECC 0x01c0000a).  TH_ERR_NOT_FOUND if there is none. */
+ * else ECC P-256 0x01c0000a, else ECC P-384 0x01c00016).  TH_ERR_NOT_FOUND
+ * if there is none. */
 int	tpm_ek_cert(struct tpm_ctx *ctx, struct buf *der);
 
 #endif

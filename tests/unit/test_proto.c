@@ -224,6 +224,7 @@ test_reply_roundtrips(void **state)
 	assert_int_equal(proto_reply_decode(b, PROTO_QUOTE, &rep), 0);
 	assert_memory_equal(rep.blob[2], "ccc", 3);
 	buf_free(b);
+	buf_free(f);
 	/* A QUOTE-shaped reply is not a valid SIGN reply. */
 	f = buf_new();
 	assert_int_equal(proto_reply_blobs(f, NULL, blobs, lens, 3), 0);
