@@ -96,7 +96,7 @@ $(BUILD)/tests/%: tests/hw/%.c $(LIBHW) $(LIBCOMMON)
 	$(CC) $(CFLAGS_HW) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
 $(BUILD)/bench/%: bench/%.c $(LIBSIGNER) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_HW) -Isigner -o $@ $^ $(LDFLAGS) $(LIBS_HW) $(LIBS_COMMON)
+	$(CC) $(CFLAGS_HW) -Isigner -o $@ $^ $(LDFLAGS) -lpthread $(LIBS_HW) $(LIBS_COMMON)
 
 # Only the signer may hold key material: keep tpm2-tss and libp11 out of
 # every other binary.

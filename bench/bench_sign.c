@@ -2,10 +2,11 @@
  * threshold-signer's socket, so the protocol's overhead is visible.
  *
  *   bench_sign raw CONFIG KEYREF N       KEYREF: tpm:0x81... or pkcs11:...
- *   bench_sign socket SOCKET PURPOSE N [APP-ID]
+ *   bench_sign socket SOCKET PURPOSE N [APP-ID [CONNECTIONS]]
  *
  * Prints one line: mode, key, ops/s, p50 and p99 latency in microseconds. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,8 @@
 #include "sigclient.h"
 #include "tpm.h"
 #include "typ.h"
+
+#define BENCH_CONNS_MAX	16
 
 static double
 now_us(void)
@@ -43,7 +46,7 @@ report(const char *mode, const char *what, double *lat, size_t n,
     double total_us)
 {
 	qsort(lat, n, sizeof(*lat), cmp_double);
-	printf("%-6s %-34s %9.0f ops/s   p50 %7.0f us   p99 %7.0f us\n",
+	printf("%-6s %-40s %9.0f ops/s   p50 %7.0f us   p99 %7.0f us\n",
 	    mode, what, n / (total_us / 1e6), lat[n / 2], lat[n * 99 / 100]);
 }
 
@@ -123,40 +126,81 @@ make_payload(struct buf *b, const char *purpose, const char *app_id, size_t i)
 	return 0;
 }
 
-static int
-bench_socket(const char *path, const char *purpose, size_t n,
-    const char *app_id)
+struct worker {
+	const char	*path, *purpose, *app_id;
+	size_t		 first, n;
+	double		*lat;
+	enum th_alg	 alg;
+	int		 r;
+};
+
+static void *
+worker_run(void *arg)
 {
+	struct worker *w = arg;
 	struct sigc *c = NULL;
 	struct buf *payload = buf_new();
 	uint8_t sig[TH_SIG_MAX];
-	double *lat, t0, start;
-	enum th_alg alg;
 	size_t i, siglen;
-	char what[64];
-	int r;
+	double t0;
 
-	if ((lat = calloc(n, sizeof(*lat))) == NULL || payload == NULL)
-		return 1;
-	if ((r = sigc_connect(path, &c)) != 0)
+	if (payload == NULL) {
+		w->r = TH_ERR_ALLOC;
+		return NULL;
+	}
+	if ((w->r = sigc_connect(w->path, &c)) != 0)
 		goto out;
-	start = now_us();
-	for (i = 0; i < n; i++) {
-		if ((r = make_payload(payload, purpose, app_id, i)) != 0)
+	for (i = 0; i < w->n; i++) {
+		if ((w->r = make_payload(payload, w->purpose, w->app_id,
+		    w->first + i)) != 0)
 			goto out;
 		t0 = now_us();
-		if ((r = sigc_sign(c, purpose, buf_ptr(payload),
-		    buf_len(payload), &alg, sig, &siglen)) != 0)
+		if ((w->r = sigc_sign(c, w->purpose, buf_ptr(payload),
+		    buf_len(payload), &w->alg, sig, &siglen)) != 0)
 			goto out;
-		lat[i] = now_us() - t0;
+		w->lat[w->first + i] = now_us() - t0;
 	}
-	snprintf(what, sizeof(what), "%s (%s)", purpose, th_alg_name(alg));
-	report("socket", what, lat, n, now_us() - start);
  out:
-	if (r != 0)
-		fprintf(stderr, "bench_sign: %s\n", th_errmsg(r));
+	if (w->r != 0)
+		fprintf(stderr, "bench_sign: %s\n", th_errmsg(w->r));
 	sigc_close(c);
 	buf_free(payload);
+	return NULL;
+}
+
+/* conns connections in parallel, as a broker serving several agents has:
+ * the signer then never waits for a client's next request. */
+static int
+bench_socket(const char *path, const char *purpose, size_t n,
+    const char *app_id, size_t conns)
+{
+	struct worker w[BENCH_CONNS_MAX];
+	pthread_t th[BENCH_CONNS_MAX];
+	double *lat, start;
+	char what[64];
+	size_t i;
+	int r = 0;
+
+	if (conns == 0 || conns > BENCH_CONNS_MAX ||
+	    (lat = calloc(n, sizeof(*lat))) == NULL)
+		return 1;
+	start = now_us();
+	for (i = 0; i < conns; i++) {
+		w[i] = (struct worker){ .path = path, .purpose = purpose,
+		    .app_id = app_id, .first = i * (n / conns), .n = n / conns,
+		    .lat = lat };
+		pthread_create(&th[i], NULL, worker_run, &w[i]);
+	}
+	for (i = 0; i < conns; i++) {
+		pthread_join(th[i], NULL);
+		r |= w[i].r;
+	}
+	if (r == 0) {
+		snprintf(what, sizeof(what), "%s (%s), %zu conn", purpose,
+		    th_alg_name(w[0].alg), conns);
+		report("socket", what, lat, conns * (n / conns),
+		    now_us() - start);
+	}
 	free(lat);
 	return r != 0;
 }
@@ -166,10 +210,11 @@ main(int argc, char **argv)
 {
 	if (argc == 5 && strcmp(argv[1], "raw") == 0)
 		return bench_raw(argv[2], argv[3], strtoul(argv[4], NULL, 10));
-	if ((argc == 5 || argc == 6) && strcmp(argv[1], "socket") == 0)
+	if ((argc >= 5 && argc <= 7) && strcmp(argv[1], "socket") == 0)
 		return bench_socket(argv[2], argv[3], strtoul(argv[4], NULL, 10),
-		    argc == 6 ? argv[5] : "");
+		    argc >= 6 ? argv[5] : "",
+		    argc == 7 ? strtoul(argv[6], NULL, 10) : 1);
 	fprintf(stderr, "usage: bench_sign raw CONFIG KEYREF N\n"
-	    "       bench_sign socket SOCKET PURPOSE N [APP-ID]\n");
+	    "       bench_sign socket SOCKET PURPOSE N [APP-ID [CONNS]]\n");
 	return 2;
 }

@@ -152,8 +152,8 @@ parse(const char *token, size_t len, int with_sig, struct jws **out)
 	}
 	memcpy(j->sig, buf_ptr(b), buf_len(b));
 	j->siglen = buf_len(b);
- done:
 	jws_hash(token, len, j->hash);
+ done:
 	*out = j;
 	j = NULL;
  out:

@@ -36,7 +36,7 @@ struct jws {
  * absent ("" then): callers compare it with the typ they expect. */
 int	jws_parse(const char *token, size_t len, struct jws **out);
 /* Parses a signing input (header.claims, no signature), as the signer
- * receives it; siglen is 0. */
+ * receives it; siglen is 0 and hash is empty. */
 int	jws_parse_input(const char *input, size_t len, struct jws **out);
 void	jws_free(struct jws *j);			/* NULL ok */
 /* Verifies the signature with pub; the header's alg must be the key's

@@ -314,21 +314,39 @@ read_full(int fd, uint8_t *p, size_t len)
 int
 proto_read_frame(int fd, struct buf *body)
 {
-	uint8_t hdr[4], *p;
+	uint8_t first[4096], *p;
 	uint32_t n;
+	ssize_t got;
+	size_t have;
 	int r;
 
 	buf_reset(body);
-	if ((r = read_full(fd, hdr, sizeof(hdr))) != 0)
+	/* One read usually brings the whole (small) frame.  A peer never has
+	 * a second frame in flight, so anything past this frame is an error,
+	 * never data to keep for later. */
+	do
+		got = recv(fd, first, sizeof(first), 0);
+	while (got < 0 && errno == EINTR);
+	if (got < 0)
+		return th_fail(TH_ERR_IO, "read: %s", strerror(errno));
+	if (got == 0)
+		return th_fail(TH_ERR_IO, "connection closed");
+	have = (size_t)got;
+	if (have < 4 && (r = read_full(fd, first + have, 4 - have)) != 0)
 		return r;
-	n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
-	    (uint32_t)hdr[2] << 8 | hdr[3];
+	if (have < 4)
+		have = 4;
+	n = (uint32_t)first[0] << 24 | (uint32_t)first[1] << 16 |
+	    (uint32_t)first[2] << 8 | first[3];
 	if (n == 0 || n > PROTO_FRAME_MAX)
 		return th_fail(TH_ERR_PROTOCOL, "frame length %u out of range",
 		    n);
+	if (have - 4 > n)
+		return th_fail(TH_ERR_PROTOCOL, "data after the frame");
 	if ((r = buf_reserve(body, n, &p)) != 0)
 		return r;
-	return read_full(fd, p, n);
+	memcpy(p, first + 4, have - 4);
+	return read_full(fd, p + (have - 4), n - (have - 4));
 }
 
 int

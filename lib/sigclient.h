@@ -17,6 +17,7 @@
 #include "proto.h"
 
 #define SIGC_TIMEOUT_S	30	/* per read or write on the socket */
+#define SIGC_SPIN_US	300	/* busy-wait for a reply before sleeping */
 
 struct sigc;
 

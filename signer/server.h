@@ -10,6 +10,7 @@
 
 #define SERVER_CLIENTS_MAX	64
 #define SERVER_WRITE_TIMEOUT_MS	2000
+#define SERVER_SPIN_US		200	/* busy-poll after a request */
 
 /* Serves until SIGTERM or SIGINT; returns 0 then, negative on setup error. */
 int	server_run(const struct config *cfg, struct keys *keys);
