@@ -7,7 +7,7 @@ BUILD	?= build
 CC	?= cc
 SAN	?=
 
-PKGS_COMMON	= openssl json-c
+PKGS_COMMON	= openssl json-c sqlite3
 PKGS_HW		= tss2-esys tss2-mu tss2-rc tss2-tctildr libp11 p11-kit-1
 
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g -O2 -Wall -Wextra -Werror \
@@ -21,7 +21,7 @@ LDFLAGS_SAN = -fsanitize=address,undefined
 endif
 
 CFLAGS_COMMON	= $(CFLAGS_BASE) $(shell pkg-config --cflags $(PKGS_COMMON) 2>/dev/null)
-LIBS_COMMON	= $(shell pkg-config --libs $(PKGS_COMMON) 2>/dev/null)
+LIBS_COMMON	= $(shell pkg-config --libs $(PKGS_COMMON) 2>/dev/null) -lpthread
 CFLAGS_HW	= $(CFLAGS_COMMON) -Itpm -Ipkcs11 $(shell pkg-config --cflags $(PKGS_HW) 2>/dev/null)
 LIBS_HW		= $(shell pkg-config --libs $(PKGS_HW) 2>/dev/null)
 LDFLAGS		= $(LDFLAGS_SAN)
@@ -30,6 +30,7 @@ LIB_SRC		= $(wildcard lib/*.c)
 HW_SRC		= $(wildcard tpm/*.c pkcs11/*.c)
 SIGNER_SRC	= $(filter-out signer/main.c,$(wildcard signer/*.c))
 CLI_SRC		= $(filter-out cli/main.c,$(wildcard cli/*.c))
+TOKENS_SRC	= $(wildcard tokens/*.c)
 UNIT_SRC	= $(wildcard tests/unit/test_*.c)
 HWTEST_SRC	= $(wildcard tests/hw/test_*.c)
 BENCH_SRC	= $(wildcard bench/*.c)
@@ -38,13 +39,16 @@ LIB_OBJ		= $(LIB_SRC:%.c=$(BUILD)/%.o)
 HW_OBJ		= $(HW_SRC:%.c=$(BUILD)/%.o)
 SIGNER_OBJ	= $(SIGNER_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ		= $(CLI_SRC:%.c=$(BUILD)/%.o)
+TOKENS_OBJ	= $(TOKENS_SRC:%.c=$(BUILD)/%.o)
 
 LIBCOMMON	= $(BUILD)/libthcommon.a
 LIBHW		= $(BUILD)/libthhw.a
 LIBSIGNER	= $(BUILD)/libthsigner.a
 LIBCLI		= $(BUILD)/libthcli.a
+LIBTOKENS	= $(BUILD)/libthtokens.a
 
-BINS		= $(BUILD)/bin/threshold-signer $(BUILD)/bin/threshold
+BINS		= $(BUILD)/bin/threshold-signer $(BUILD)/bin/threshold \
+		  $(BUILD)/bin/threshold-pkcs11-helper
 UNIT_BINS	= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HWTEST_BINS	= $(HWTEST_SRC:tests/hw/%.c=$(BUILD)/tests/%)
 BENCH_BINS	= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
@@ -62,7 +66,10 @@ $(BUILD)/lib/%.o: lib/%.c
 	$(CC) $(CFLAGS_COMMON) -MMD -MP -c $< -o $@
 $(BUILD)/cli/%.o: cli/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_COMMON) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS_COMMON) -Itokens -MMD -MP -c $< -o $@
+$(BUILD)/tokens/%.o: tokens/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_COMMON) -Itokens -MMD -MP -c $< -o $@
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_HW) -Isigner -MMD -MP -c $< -o $@
@@ -79,24 +86,32 @@ $(LIBSIGNER): $(SIGNER_OBJ)
 $(LIBCLI): $(CLI_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
+$(LIBTOKENS): $(TOKENS_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/bin/threshold-signer: $(BUILD)/signer/main.o $(LIBSIGNER) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_HW) $(LIBS_COMMON)
-$(BUILD)/bin/threshold: $(BUILD)/cli/main.o $(LIBCLI) $(LIBCOMMON)
+$(BUILD)/bin/threshold: $(BUILD)/cli/main.o $(LIBCLI) $(LIBTOKENS) $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_COMMON)
+# The human's PKCS#11 token is used only in this helper, which the CLI spawns
+# (lib/p11client.c), as ssh-pkcs11-helper is for ssh.
+$(BUILD)/bin/threshold-pkcs11-helper: $(BUILD)/p11helper/main.o $(LIBHW) $(LIBCOMMON)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_HW) $(LIBS_COMMON)
 
 # Unit tests link everything but the hardware libraries' users need them too.
-$(BUILD)/tests/%: tests/unit/%.c $(LIBSIGNER) $(LIBCLI) $(LIBHW) $(LIBCOMMON)
+$(BUILD)/tests/%: tests/unit/%.c $(LIBSIGNER) $(LIBCLI) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_HW) -Isigner -Icli -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
-$(BUILD)/tests/%: tests/hw/%.c $(LIBHW) $(LIBCOMMON)
+	$(CC) $(CFLAGS_HW) -Isigner -Icli -Itokens -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
+$(BUILD)/tests/%: tests/hw/%.c $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_HW) -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
-$(BUILD)/bench/%: bench/%.c $(LIBSIGNER) $(LIBHW) $(LIBCOMMON)
+	$(CC) $(CFLAGS_HW) -Itokens -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
+$(BUILD)/bench/%: bench/%.c $(LIBSIGNER) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_HW) -Isigner -o $@ $^ $(LDFLAGS) -lpthread $(LIBS_HW) $(LIBS_COMMON)
+	$(CC) $(CFLAGS_HW) -Isigner -Itokens -o $@ $^ $(LDFLAGS) -lpthread $(LIBS_HW) $(LIBS_COMMON)
 
 # Only the signer may hold key material: keep tpm2-tss and libp11 out of
 # every other binary.

@@ -10,14 +10,34 @@
 #include "buf.h"
 
 #define CLI_SIGNER_SOCKET_DEFAULT	"/run/threshold/signer.sock"
+#define CLI_STATE_DEFAULT		"/var/lib/threshold"
+#define CLI_PKCS11_MODULE_DEFAULT	"/usr/lib/softhsm/libsofthsm2.so"
 #define CLI_FILE_MAX			(1024 * 1024)
+
+struct store;
+struct sigc;
+struct cap_ctx;
 
 struct cli {
 	const char	*signer_socket;
+	const char	*state_dir;
 	int		 json;
 };
 
 int	cmd_signer(struct cli *cli, int argc, char **argv);
+int	cmd_human(struct cli *cli, int argc, char **argv);
+int	cmd_delegate(struct cli *cli, int argc, char **argv);
+int	cmd_delegation(struct cli *cli, int argc, char **argv);
+int	cmd_capability(struct cli *cli, int argc, char **argv);
+
+/* The token store in the state directory, the signer, and a capability
+ * context over both; each prints its own error and returns non-zero. */
+int	cli_open_store(struct cli *cli, struct store **out);
+int	cli_open_signer(struct cli *cli, struct sigc **out);
+int	cli_open_cap(struct cli *cli, struct sigc *signer, struct store *st,
+	    struct cap_ctx **out);
+/* "90s", "15m", "8h", "365d" -> seconds; -1 if malformed or over 10 y. */
+int64_t	cli_duration(const char *s);
 
 /* Prints "threshold: MESSAGE" on stderr and returns 1. */
 int	cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -10,9 +10,13 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: threshold [--signer SOCKET] [--json] COMMAND ...\n"
+	    "usage: threshold [--signer SOCKET] [--state DIR] [--json] COMMAND ...\n"
 	    "commands:\n"
 	    "  signer health|pubkey|sign|quote|ekcert   talk to threshold-signer\n"
+	    "  human add|list|revoke                    humans' certificates\n"
+	    "  delegate --as WHO --to AGENT ...         grant an agent operations\n"
+	    "  delegation list|revoke|install           installed delegations\n"
+	    "  capability request|redeem                one operation, once\n"
 	    "Run a command without arguments for its usage.\n");
 	exit(2);
 }
@@ -20,12 +24,14 @@ usage(void)
 int
 main(int argc, char **argv)
 {
-	struct cli cli = { .signer_socket = NULL };
+	struct cli cli = { .signer_socket = NULL, .state_dir = NULL };
 	int i;
 
 	for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
 		if (strcmp(argv[i], "--signer") == 0 && i + 1 < argc)
 			cli.signer_socket = argv[++i];
+		else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
+			cli.state_dir = argv[++i];
 		else if (strcmp(argv[i], "--json") == 0)
 			cli.json = 1;
 		else
@@ -34,10 +40,21 @@ main(int argc, char **argv)
 	if (cli.signer_socket == NULL &&
 	    (cli.signer_socket = getenv("THRESHOLD_SIGNER_SOCKET")) == NULL)
 		cli.signer_socket = CLI_SIGNER_SOCKET_DEFAULT;
+	if (cli.state_dir == NULL &&
+	    (cli.state_dir = getenv("THRESHOLD_STATE")) == NULL)
+		cli.state_dir = CLI_STATE_DEFAULT;
 	if (i >= argc)
 		usage();
 	if (strcmp(argv[i], "signer") == 0)
 		return cmd_signer(&cli, argc - i - 1, argv + i + 1);
+	if (strcmp(argv[i], "human") == 0)
+		return cmd_human(&cli, argc - i - 1, argv + i + 1);
+	if (strcmp(argv[i], "delegate") == 0)
+		return cmd_delegate(&cli, argc - i, argv + i);
+	if (strcmp(argv[i], "delegation") == 0)
+		return cmd_delegation(&cli, argc - i - 1, argv + i + 1);
+	if (strcmp(argv[i], "capability") == 0)
+		return cmd_capability(&cli, argc - i - 1, argv + i + 1);
 	usage();
 	return 2;
 }

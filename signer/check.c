@@ -77,6 +77,22 @@ check_github_jwt(const struct config *cfg, struct json_object *claims,
 	return 0;
 }
 
+/* The attenuation key signs only what an agent re-delegates; a human's
+ * delegation must carry her own signature. */
+static int
+check_agent_issuer(struct json_object *claims)
+{
+	const char *iss;
+	int r;
+
+	if ((r = json_get_string(claims, "iss", &iss)) != 0)
+		return th_fail(TH_ERR_DENIED, "claims: %s", th_errmsg(r));
+	if (strncmp(iss, "agent:", 6) != 0)
+		return th_fail(TH_ERR_DENIED, "the attenuation key signs only "
+		    "delegations issued by an agent, not by \"%.64s\"", iss);
+	return 0;
+}
+
 int
 check_sign_payload(const struct config *cfg, enum purpose p,
     enum th_alg keyalg, const uint8_t *payload, size_t len, time_t now)
@@ -97,6 +113,10 @@ check_sign_payload(const struct config *cfg, enum purpose p,
 	case PURPOSE_CAPABILITY:
 		if ((r = check_header(j, keyalg, TYP_CAPABILITY, 0)) == 0)
 			r = check_lifetime(j->claims, CAPABILITY_TTL_MAX, &iat);
+		break;
+	case PURPOSE_ATTENUATION:
+		if ((r = check_header(j, keyalg, TYP_DELEGATION, 0)) == 0)
+			r = check_agent_issuer(j->claims);
 		break;
 	case PURPOSE_GITHUB_APP:
 		if (keyalg != TH_ALG_RS256)

@@ -10,6 +10,8 @@
  *                    the configured App id, 0 < exp - iat <= 600, and iat
  *                    within [now - 120, now + 60] so nobody can pre-sign
  *                    JWTs for later
+ *   attenuation      header alg = the key's, typ = threshold-delegation+jwt,
+ *                    claims iss = "agent:..." (re-delegations by agents)
  *   attestation      never: it signs only through QUOTE
  *
  * Headers may hold only alg, typ and kid; header and claims must be strict

@@ -9,7 +9,8 @@
 #include "proto.h"
 
 static const char *purpose_names[PURPOSE_COUNT] = {
-	"delegation-root", "capability", "github-app", "attestation"
+	"delegation-root", "capability", "github-app", "attestation",
+	"attenuation"
 };
 
 const char *
@@ -58,8 +59,8 @@ parse_key(struct config *cfg, const char *purpose, const char *ref)
 
 	if ((p = purpose_from_name(purpose)) < 0)
 		return th_fail(TH_ERR_CONFIG, "unknown key purpose \"%s\" "
-		    "(expected delegation-root, capability, github-app or "
-		    "attestation)", purpose);
+		    "(expected delegation-root, capability, github-app, "
+		    "attestation or attenuation)", purpose);
 	k = &cfg->keys[p];
 	if (k->backend != BACKEND_NONE)
 		return th_fail(TH_ERR_CONFIG, "key %s given twice", purpose);

@@ -12,7 +12,8 @@
  *   key PURPOSE tpm:HANDLE		a TPM persistent handle, e.g. 0x81000010
  *   key PURPOSE pkcs11:...		an RFC 7512 URI
  *
- * Purposes: delegation-root, capability, github-app, attestation. */
+ * Purposes: delegation-root, capability, github-app, attestation,
+ * attenuation. */
 #ifndef TH_SIGNER_CONFIG_H
 #define TH_SIGNER_CONFIG_H
 
@@ -31,6 +32,7 @@ enum purpose {
 	PURPOSE_CAPABILITY,
 	PURPOSE_GITHUB_APP,
 	PURPOSE_ATTESTATION,
+	PURPOSE_ATTENUATION,
 	PURPOSE_COUNT
 };
 

@@ -25,7 +25,8 @@ usage(void)
 	    "       threshold-signer -f CONFIG import PURPOSE PEMFILE\n"
 	    "       threshold-signer -f CONFIG pubkey PURPOSE\n"
 	    "       threshold-signer -f CONFIG destroy PURPOSE\n"
-	    "PURPOSE: delegation-root, capability, github-app, attestation\n");
+	    "PURPOSE: delegation-root, capability, github-app, attestation,\n"
+	    "         attenuation\n");
 	exit(2);
 }
 

@@ -128,6 +128,16 @@ test_token_keys(void **state)
 	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256,
 	    "{\"alg\":\"RS256\",\"typ\":\"" TYP_CAPABILITY "\"}", claims15),
 	    TH_ERR_DENIED);
+	/* The attenuation key signs only agents' re-delegations. */
+	assert_int_equal(try(PURPOSE_ATTENUATION, TH_ALG_ES256,
+	    "{\"alg\":\"ES256\",\"typ\":\"" TYP_DELEGATION "\"}",
+	    "{\"iss\":\"agent:coder-1\",\"sub\":\"agent:sub\"}"), 0);
+	assert_int_equal(try(PURPOSE_ATTENUATION, TH_ALG_ES256,
+	    "{\"alg\":\"ES256\",\"typ\":\"" TYP_DELEGATION "\"}",
+	    "{\"iss\":\"human:alice\",\"sub\":\"agent:x\"}"),
+	    TH_ERR_DENIED);
+	assert_int_equal(try(PURPOSE_ATTENUATION, TH_ALG_ES256, cap, claims15),
+	    TH_ERR_DENIED);
 	/* The attestation key never signs. */
 	assert_int_equal(try(PURPOSE_ATTESTATION, TH_ALG_ES256, cap, claims15),
 	    TH_ERR_DENIED);

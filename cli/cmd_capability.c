@@ -1,0 +1,169 @@
+/* threshold capability request|redeem: one operation, once.  (The broker
+ * serves the same over its API, where the agent's name comes from the
+ * kernel instead of --agent.) */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cap.h"
+#include "cli.h"
+#include "err.h"
+#include "sigclient.h"
+#include "store.h"
+
+static int
+capability_usage(void)
+{
+	fprintf(stderr,
+	    "usage: threshold capability request --agent NAME OP --repo OWNER/NAME\n"
+	    "           [--pr N] [--target BRANCH]\n"
+	    "       threshold capability redeem TOKEN|FILE|-\n");
+	return 2;
+}
+
+static int
+copy_arg(char *dst, size_t dstsz, const char *v, const char *what)
+{
+	if (strlen(v) >= dstsz)
+		return cli_fail("%s too long", what);
+	strcpy(dst, v);
+	return 0;
+}
+
+static int
+capability_request(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "agent", required_argument, NULL, 'a' },
+		{ "repo", required_argument, NULL, 'r' },
+		{ "pr", required_argument, NULL, 'p' },
+		{ "target", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct cap_op op;
+	struct store *st = NULL;
+	struct sigc *sc = NULL;
+	struct cap_ctx *cap = NULL;
+	struct buf *tok = NULL;
+	char agent[80] = "", desc[512];
+	char *end;
+	int ch, r, rc = 1;
+
+	memset(&op, 0, sizeof(op));
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'a':
+			snprintf(agent, sizeof(agent), "%s%s",
+			    strncmp(optarg, "agent:", 6) ? "agent:" : "", optarg);
+			break;
+		case 'r':
+			if (copy_arg(op.repo, sizeof(op.repo), optarg, "--repo"))
+				return 1;
+			break;
+		case 'p':
+			op.pr = strtoll(optarg, &end, 10);
+			if (*end != '\0' || op.pr <= 0 || op.pr > CAP_PR_MAX)
+				return cli_fail("bad --pr \"%s\"", optarg);
+			break;
+		case 't':
+			if (copy_arg(op.target, sizeof(op.target), optarg,
+			    "--target"))
+				return 1;
+			break;
+		default: return capability_usage();
+		}
+	}
+	if (optind != argc - 1 || agent[0] == '\0')
+		return capability_usage();
+	if (copy_arg(op.op, sizeof(op.op), argv[optind], "operation"))
+		return 1;
+	if ((r = cap_op_validate(&op)) != 0)
+		return cli_fail("%s", th_errmsg(r));
+	if ((tok = buf_new()) == NULL)
+		goto out;
+	if (cli_open_store(cli, &st) != 0 || cli_open_signer(cli, &sc) != 0 ||
+	    cli_open_cap(cli, sc, st, &cap) != 0)
+		goto out;
+	if ((r = cap_mint(cap, st, agent, &op, (int64_t)time(NULL), tok, desc,
+	    sizeof(desc))) != 0) {
+		rc = cli_fail("refused: %s", th_errmsg(r));
+		goto out;
+	}
+	printf("%.*s\n", (int)buf_len(tok), (const char *)buf_ptr(tok));
+	fprintf(stderr, "chain: %s\n", desc);
+	rc = 0;
+ out:
+	buf_free(tok);
+	cap_ctx_free(cap);
+	sigc_close(sc);
+	store_close(st);
+	return rc;
+}
+
+static int
+capability_redeem(struct cli *cli, const char *arg)
+{
+	struct cap_redeemed red;
+	struct store *st = NULL;
+	struct sigc *sc = NULL;
+	struct cap_ctx *cap = NULL;
+	struct buf *in = NULL;
+	char desc[512];
+	size_t len;
+	int r, rc = 1;
+
+	if ((in = buf_new()) == NULL)
+		return 1;
+	/* A token has two dots; anything else names a file. */
+	if (strchr(arg, '.') != NULL && strchr(strchr(arg, '.') + 1, '.') &&
+	    strchr(arg, '/') == NULL)
+		r = buf_put(in, arg, strlen(arg));
+	else
+		r = cli_read_file(arg, JWS_TOKEN_MAX + 2, in);
+	if (r != 0) {
+		rc = cli_fail("%s", th_errmsg(r));
+		goto out;
+	}
+	for (len = buf_len(in); len > 0 && (buf_ptr(in)[len - 1] == '\n' ||
+	    buf_ptr(in)[len - 1] == '\r'); len--)
+		;
+	if (cli_open_store(cli, &st) != 0 || cli_open_signer(cli, &sc) != 0 ||
+	    cli_open_cap(cli, sc, st, &cap) != 0)
+		goto out;
+	if ((r = cap_redeem(cap, st, (const char *)buf_ptr(in), len,
+	    (int64_t)time(NULL), &red)) != 0) {
+		rc = cli_fail("refused: %s", th_errmsg(r));
+		goto out;
+	}
+	chain_describe(red.chain, desc, sizeof(desc));
+	if (cli->json)
+		printf("{\"op\":\"%s\",\"repo\":\"%s\",\"pr\":%lld,"
+		    "\"target\":\"%s\",\"agent\":\"%s\",\"jti\":\"%s\","
+		    "\"chain\":\"%s\"}\n", red.op.op, red.op.repo,
+		    (long long)red.op.pr, red.op.target, red.agent, red.jti,
+		    desc);
+	else
+		printf("ok: %s %s#%lld -> %s for %s (chain %s)\n", red.op.op,
+		    red.op.repo, (long long)red.op.pr, red.op.target, red.agent,
+		    desc);
+	rc = 0;
+ out:
+	buf_free(in);
+	cap_ctx_free(cap);
+	sigc_close(sc);
+	store_close(st);
+	return rc;
+}
+
+int
+cmd_capability(struct cli *cli, int argc, char **argv)
+{
+	if (argc >= 1 && strcmp(argv[0], "request") == 0)
+		return capability_request(cli, argc, argv);
+	if (argc == 2 && strcmp(argv[0], "redeem") == 0)
+		return capability_redeem(cli, argv[1]);
+	return capability_usage();
+}

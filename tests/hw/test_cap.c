@@ -1,0 +1,314 @@
+/* Capabilities against the real signer and a real store, with explicit
+ * clocks: the edges of the validity window, N threads redeeming one
+ * capability, tampering, expiring links and the chain cache.
+ *
+ *   test_cap SIGNER_SOCKET STATE_DIR
+ *
+ * The human here has an in-memory key: the delegation being signed on a
+ * PKCS#11 token is covered by tests/integration/tokens.sh. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+
+#include "cap.h"
+#include "cert.h"
+#include "chain.h"
+#include "deleg.h"
+#include "err.h"
+#include "jwk.h"
+#include "sigclient.h"
+#include "store.h"
+#include "typ.h"
+
+#define THREADS 16
+
+static const char *sock, *dbpath;
+static char dbfile[512];
+static struct sigc *sc;
+static struct store *st;
+static struct cap_ctx *cap;
+static int64_t T0;
+
+static void
+sign_local(EVP_PKEY *key, struct buf *tok)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t der[128], rs[64];
+	const uint8_t *p = der;
+	size_t derlen = sizeof(der);
+	ECDSA_SIG *es;
+
+	assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key),
+	    1);
+	assert_int_equal(EVP_DigestSign(md, der, &derlen, buf_ptr(tok),
+	    buf_len(tok)), 1);
+	es = d2i_ECDSA_SIG(NULL, &p, (long)derlen);
+	assert_non_null(es);
+	BN_bn2binpad(ECDSA_SIG_get0_r(es), rs, 32);
+	BN_bn2binpad(ECDSA_SIG_get0_s(es), rs + 32, 32);
+	assert_int_equal(jws_append_sig(tok, rs, 64), 0);
+	ECDSA_SIG_free(es);
+	EVP_MD_CTX_free(md);
+}
+
+/* Installs human:tess (certified by the root in the signer) and her
+ * delegation of github.merge on acme/app@main to agent, valid until exp. */
+static void
+install_chain(const char *human, const char *agent, int64_t exp)
+{
+	struct json_object *claims, *ops, *policy;
+	EVP_PKEY *hk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), *root;
+	char kid[JWK_THUMBPRINT_LEN + 1], certhash[JWS_HASH_LEN + 1];
+	struct buf *tok = buf_new();
+	struct chain *ch;
+	struct deleg *d;
+	uint8_t sig[TH_SIG_MAX];
+	enum th_alg alg;
+	size_t siglen;
+
+	assert_int_equal(sigc_pubkey(sc, "delegation-root", &alg, &root), 0);
+	assert_int_equal(jwk_thumbprint(root, kid), 0);
+	assert_int_equal(cert_claims(human, "Tess", "tess@example.com", hk,
+	    T0 - 100, T0 - 100, T0 + 86400, &claims), 0);
+	assert_int_equal(jws_signing_input(tok, TH_ALG_ES256, TYP_HUMAN_CERT,
+	    kid, claims), 0);
+	assert_int_equal(sigc_sign(sc, "delegation-root", buf_ptr(tok),
+	    buf_len(tok), &alg, sig, &siglen), 0);
+	assert_int_equal(jws_append_sig(tok, sig, siglen), 0);
+	jws_hash(buf_ptr(tok), buf_len(tok), certhash);
+	assert_int_equal(buf_put_u8(tok, 0), 0);
+	assert_int_equal(store_put_token(st, STORE_CERT, certhash,
+	    (const char *)buf_ptr(tok), CERT_ISS, human, NULL, T0 + 86400), 0);
+	json_object_put(claims);
+
+	ops = json_tokener_parse("[{\"op\":\"github.merge\",\"repos\":"
+	    "[\"acme/app\"],\"targets\":[\"main\"]}]");
+	policy = json_tokener_parse("{\"min_approvals\":1}");
+	assert_int_equal(deleg_claims(human, agent, certhash, ops, policy,
+	    NULL, T0 - 100, T0 - 100, exp, &claims), 0);
+	buf_reset(tok);
+	assert_int_equal(jwk_thumbprint(hk, kid), 0);
+	assert_int_equal(jws_signing_input(tok, TH_ALG_ES256, TYP_DELEGATION,
+	    kid, claims), 0);
+	sign_local(hk, tok);
+	assert_int_equal(chain_verify_new(cap_chains(cap), st,
+	    (const char *)buf_ptr(tok), buf_len(tok), &ch), 0);
+	assert_int_equal(deleg_parse((const char *)buf_ptr(tok), buf_len(tok),
+	    &d), 0);
+	assert_int_equal(store_put_token(st, STORE_DELEG, d->jws->hash,
+	    d->jws->token, human, agent, certhash, exp), 0);
+	deleg_free(d);
+	chain_free(ch);
+	json_object_put(claims);
+	json_object_put(ops);
+	json_object_put(policy);
+	buf_free(tok);
+	EVP_PKEY_free(root);
+	EVP_PKEY_free(hk);
+}
+
+static const struct cap_op merge = { "github.merge", "acme/app", 42, "main" };
+
+static void
+mint(const char *agent, int64_t now, struct buf *tok)
+{
+	char desc[256];
+
+	buf_reset(tok);
+	assert_int_equal(cap_mint(cap, st, agent, &merge, now, tok, desc,
+	    sizeof(desc)), 0);
+}
+
+static int
+redeem(struct buf *tok, int64_t now)
+{
+	struct cap_redeemed red;
+
+	return cap_redeem(cap, st, (const char *)buf_ptr(tok), buf_len(tok),
+	    now, &red);
+}
+
+static void
+test_window_edges(void **state)
+{
+	struct buf *tok = buf_new();
+	int64_t t = T0;
+
+	(void)state;
+	/* iat may lie CAP_SKEW seconds ahead of the redeemer's clock. */
+	mint("agent:t1", t, tok);
+	assert_int_equal(redeem(tok, t - CAP_SKEW), 0);
+	mint("agent:t1", t, tok);
+	assert_int_equal(redeem(tok, t - CAP_SKEW - 1), TH_ERR_DENIED);
+	assert_non_null(strstr(th_errmsg(TH_ERR_DENIED), "future"));
+	/* Valid through exp - 1, dead at exp. */
+	mint("agent:t1", t, tok);
+	assert_int_equal(redeem(tok, t + CAP_TTL_DEFAULT - 1), 0);
+	mint("agent:t1", t, tok);
+	assert_int_equal(redeem(tok, t + CAP_TTL_DEFAULT), TH_ERR_DENIED);
+	assert_non_null(strstr(th_errmsg(TH_ERR_DENIED), "expired"));
+	buf_free(tok);
+}
+
+struct racer {
+	struct buf	*tok;
+	pthread_barrier_t *go;
+	int		 r;
+	char		 msg[256];
+};
+
+static void *
+race(void *arg)
+{
+	struct racer *rc = arg;
+	struct cap_redeemed red;
+	struct store *mine;
+
+	/* One connection per thread, as the store requires. */
+	if (store_open(dbfile, &mine) != 0) {
+		rc->r = -100;
+		return NULL;
+	}
+	pthread_barrier_wait(rc->go);
+	rc->r = cap_redeem(cap, mine, (const char *)buf_ptr(rc->tok),
+	    buf_len(rc->tok), T0 + 1, &red);
+	snprintf(rc->msg, sizeof(rc->msg), "%s", th_errmsg(rc->r));
+	store_close(mine);
+	return NULL;
+}
+
+static void
+test_threads_redeem_once(void **state)
+{
+	struct racer rc[THREADS];
+	pthread_t th[THREADS];
+	pthread_barrier_t go;
+	struct buf *tok = buf_new();
+	int i, wins = 0;
+
+	(void)state;
+	mint("agent:t1", T0, tok);
+	pthread_barrier_init(&go, NULL, THREADS);
+	for (i = 0; i < THREADS; i++) {
+		rc[i] = (struct racer){ .tok = tok, .go = &go };
+		assert_int_equal(pthread_create(&th[i], NULL, race, &rc[i]), 0);
+	}
+	for (i = 0; i < THREADS; i++) {
+		pthread_join(th[i], NULL);
+		if (rc[i].r == 0)
+			wins++;
+		else {
+			assert_int_equal(rc[i].r, TH_ERR_DENIED);
+			assert_non_null(strstr(rc[i].msg, "replayed"));
+		}
+	}
+	assert_int_equal(wins, 1);
+	pthread_barrier_destroy(&go);
+	buf_free(tok);
+}
+
+static void
+test_tampering(void **state)
+{
+	struct buf *tok = buf_new(), *bad = buf_new();
+	uint8_t *p;
+	size_t n;
+
+	(void)state;
+	mint("agent:t1", T0, tok);
+	n = buf_len(tok);
+	/* A flipped signature character. */
+	assert_int_equal(buf_put(bad, buf_ptr(tok), n), 0);
+	p = (uint8_t *)buf_ptr(bad);
+	p[n - 5] = p[n - 5] == 'A' ? 'B' : 'A';
+	assert_int_equal(redeem(bad, T0), TH_ERR_DENIED);
+	assert_non_null(strstr(th_errmsg(TH_ERR_DENIED), "signature"));
+	/* Truncated. */
+	buf_reset(bad);
+	assert_int_equal(buf_put(bad, buf_ptr(tok), n - 10), 0);
+	assert_int_equal(redeem(bad, T0), TH_ERR_DENIED);
+	/* alg none with the signature stripped. */
+	buf_reset(bad);
+	assert_int_equal(buf_put(bad, "eyJhbGciOiJub25lIiwidHlwIjoidGhyZXNob2xkLWNhcGFiaWxpdHkrand0In0.e30.", 67), 0);
+	assert_int_equal(redeem(bad, T0), TH_ERR_DENIED);
+	assert_non_null(strstr(th_errmsg(TH_ERR_DENIED), "malformed"));
+	/* The genuine one still works once. */
+	assert_int_equal(redeem(tok, T0), 0);
+	buf_free(tok);
+	buf_free(bad);
+}
+
+static void
+test_expiring_link(void **state)
+{
+	struct buf *tok = buf_new();
+
+	(void)state;
+	install_chain("human:uma", "agent:t2", T0 + 5);
+	mint("agent:t2", T0, tok);
+	assert_int_equal(redeem(tok, T0 + 6), TH_ERR_DENIED);
+	assert_non_null(strstr(th_errmsg(TH_ERR_DENIED), "link 2 (agent:t2) "
+	    "expired"));
+	buf_free(tok);
+}
+
+static void
+test_chain_cached(void **state)
+{
+	char leaves[1][JWS_HASH_LEN + 1];
+	const struct chain *a, *b;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(store_find_leaves(st, "agent:t1", T0, leaves, 1, &n),
+	    0);
+	assert_int_equal(n, 1);
+	assert_int_equal(chain_get(cap_chains(cap), st, leaves[0], &a), 0);
+	assert_int_equal(chain_get(cap_chains(cap), st, leaves[0], &b), 0);
+	assert_ptr_equal(a, b);
+	assert_int_equal(a->n, 2);
+	assert_string_equal(a->names[0], "human:tess");
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_window_edges),
+		cmocka_unit_test(test_threads_redeem_once),
+		cmocka_unit_test(test_tampering),
+		cmocka_unit_test(test_expiring_link),
+		cmocka_unit_test(test_chain_cached),
+	};
+	int r;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: test_cap SIGNER_SOCKET STATE_DIR\n");
+		return 2;
+	}
+	sock = argv[1];
+	dbpath = argv[2];
+	snprintf(dbfile, sizeof(dbfile), "%s/threshold.db", dbpath);
+	T0 = (int64_t)time(NULL);
+	if (sigc_connect(sock, &sc) != 0 || store_open(dbfile, &st) != 0 ||
+	    cap_ctx_new(sc, store_instance(st), CAP_TTL_DEFAULT, &cap) != 0) {
+		fprintf(stderr, "test_cap: %s\n", th_errmsg(TH_ERR_IO));
+		return 1;
+	}
+	install_chain("human:tess", "agent:t1", T0 + 3600);
+	r = cmocka_run_group_tests_name("cap", tests, NULL, NULL);
+	cap_ctx_free(cap);
+	store_close(st);
+	sigc_close(sc);
+	return r;
+}

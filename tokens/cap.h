@@ -1,0 +1,60 @@
+/* Capabilities (docs/tokens.md, "Capability"): minted for exactly one
+ * operation when an installed chain covers it, signed by the signer's
+ * capability key, redeemed once. */
+#ifndef TH_CAP_H
+#define TH_CAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "chain.h"
+#include "scope.h"
+#include "sigclient.h"
+#include "store.h"
+
+#define CAP_TTL_DEFAULT		15
+#define CAP_SKEW		2	/* seconds an iat may lie in the future */
+#define CAP_ISS			"threshold:broker"
+#define CAP_PR_MAX		2147483647LL
+
+/* One operation with its exact parameters. */
+struct cap_op {
+	char		op[SCOPE_OP_MAX + 1];
+	char		repo[SCOPE_REPO_MAX + 1];
+	int64_t		pr;			/* 0 when the op has none */
+	char		target[SCOPE_BRANCH_MAX + 1];	/* "" when none */
+};
+
+struct cap_redeemed {
+	struct cap_op		 op;
+	char			 agent[CHAIN_NAME_MAX + 1];
+	char			 jti[JWS_JTI_LEN + 1];
+	const struct chain	*chain;		/* owned by the cap_ctx */
+};
+
+struct cap_ctx;
+
+/* Fetches the delegation-root, capability and (if configured) attenuation
+ * public keys from the signer once.  aud is this broker's id
+ * (store_instance); ttl 1..60 seconds. */
+int	cap_ctx_new(struct sigc *signer, const char *aud, int ttl,
+	    struct cap_ctx **out);
+void	cap_ctx_free(struct cap_ctx *ctx);		/* NULL ok */
+struct chain_ctx *cap_chains(struct cap_ctx *ctx);
+
+/* Checks op's parameters against what the operation takes. */
+int	cap_op_validate(const struct cap_op *op);
+
+/* Mints a capability for agent ("agent:NAME") to do op, if an installed
+ * chain covers it; appends the token to out and describes the chain in
+ * desc.  Refusals are TH_ERR_DENIED with the reason. */
+int	cap_mint(struct cap_ctx *ctx, struct store *st, const char *agent,
+	    const struct cap_op *op, int64_t now, struct buf *out, char *desc,
+	    size_t desclen);
+/* Verifies and spends a capability; thread-safe given one store per
+ * thread.  Refusals are TH_ERR_DENIED naming the failed check. */
+int	cap_redeem(struct cap_ctx *ctx, struct store *st, const char *token,
+	    size_t len, int64_t now, struct cap_redeemed *out);
+
+#endif

@@ -1,0 +1,245 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "err.h"
+#include "policy.h"
+#include "scope.h"
+
+static const char *const days[] = {
+	"mon", "tue", "wed", "thu", "fri", "sat", "sun"
+};
+
+static int
+is_string_list(struct json_object *v, int (*valid)(const char *))
+{
+	size_t i, n;
+	struct json_object *e;
+
+	if (!json_object_is_type(v, json_type_array))
+		return 0;
+	n = json_object_array_length(v);
+	if (n > POLICY_LIST_MAX)
+		return 0;
+	for (i = 0; i < n; i++) {
+		e = json_object_array_get_idx(v, i);
+		if (!json_object_is_type(e, json_type_string) ||
+		    json_object_get_string_len(e) == 0 ||
+		    json_object_get_string_len(e) > POLICY_STRING_MAX ||
+		    (valid != NULL && !valid(json_object_get_string(e))))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+is_day(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < 7; i++)
+		if (strcmp(s, days[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+is_branch(const char *s)
+{
+	return branch_valid(s, 1);
+}
+
+/* "HH:MM" -> minutes since midnight, or -1. */
+static int
+hhmm(struct json_object *v)
+{
+	const char *s;
+	unsigned h, m;
+	char end;
+
+	if (!json_object_is_type(v, json_type_string))
+		return -1;
+	s = json_object_get_string(v);
+	if (strlen(s) != 5 || sscanf(s, "%2u:%2u%c", &h, &m, &end) != 2 ||
+	    s[2] != ':' || h > 24 || m > 59 || (h == 24 && m != 0))
+		return -1;
+	return (int)(h * 60 + m);
+}
+
+static int
+tz_valid(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > 64 || s[0] == '/' || strstr(s, "..") != NULL)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || strchr("/_+-", s[i])))
+			return 0;
+	return 1;
+}
+
+static int
+window_validate(struct json_object *w)
+{
+	struct json_object *v;
+	int start, end;
+
+	if (!json_object_is_type(w, json_type_object))
+		return th_fail(TH_ERR_INVALID, "time_window is not an object");
+	json_object_object_foreach(w, k, val) {
+		(void)val;
+		if (strcmp(k, "tz") && strcmp(k, "days") &&
+		    strcmp(k, "start") && strcmp(k, "end"))
+			return th_fail(TH_ERR_INVALID, "time_window member "
+			    "\"%s\" not allowed", k);
+	}
+	if (!json_object_object_get_ex(w, "tz", &v) ||
+	    !json_object_is_type(v, json_type_string) ||
+	    !tz_valid(json_object_get_string(v)))
+		return th_fail(TH_ERR_INVALID, "time_window needs an IANA tz");
+	if (!json_object_object_get_ex(w, "days", &v) ||
+	    !is_string_list(v, is_day) || json_object_array_length(v) == 0)
+		return th_fail(TH_ERR_INVALID, "time_window days must be "
+		    "among mon..sun");
+	if (!json_object_object_get_ex(w, "start", &v) || (start = hhmm(v)) < 0 ||
+	    !json_object_object_get_ex(w, "end", &v) || (end = hhmm(v)) < 0 ||
+	    start >= end)
+		return th_fail(TH_ERR_INVALID, "time_window needs start < end "
+		    "as HH:MM");
+	return 0;
+}
+
+int
+policy_validate(struct json_object *p)
+{
+	int64_t n;
+
+	if (!json_object_is_type(p, json_type_object))
+		return th_fail(TH_ERR_INVALID, "policy is not an object");
+	json_object_object_foreach(p, k, v) {
+		if (strcmp(k, "required_checks") == 0 ||
+		    strcmp(k, "protected_paths") == 0) {
+			if (!is_string_list(v, NULL))
+				return th_fail(TH_ERR_INVALID, "policy %s must "
+				    "be a list of strings", k);
+		} else if (strcmp(k, "allowed_targets") == 0) {
+			if (!is_string_list(v, is_branch))
+				return th_fail(TH_ERR_INVALID, "policy %s must "
+				    "be a list of branch names", k);
+		} else if (strcmp(k, "min_approvals") == 0 ||
+		    strcmp(k, "max_changed_files") == 0) {
+			n = json_object_get_int64(v);
+			if (!json_object_is_type(v, json_type_int) || n < 0 ||
+			    n > 3000)
+				return th_fail(TH_ERR_INVALID, "policy %s must "
+				    "be an integer 0..3000", k);
+		} else if (strcmp(k, "fresh_approvals") == 0) {
+			if (!json_object_is_type(v, json_type_boolean))
+				return th_fail(TH_ERR_INVALID, "policy %s must "
+				    "be true or false", k);
+		} else if (strcmp(k, "time_window") == 0) {
+			if (window_validate(v) != 0)
+				return TH_ERR_INVALID;
+		} else
+			return th_fail(TH_ERR_INVALID, "unknown policy rule "
+			    "\"%s\"", k);
+	}
+	return 0;
+}
+
+static int
+list_has(struct json_object *a, const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < json_object_array_length(a); i++)
+		if (strcmp(json_object_get_string(json_object_array_get_idx(a,
+		    i)), s) == 0)
+			return 1;
+	return 0;
+}
+
+/* Every entry of sub is in super?  *missing names the first that is not. */
+static int
+subset(struct json_object *sub, struct json_object *super,
+    const char **missing)
+{
+	size_t i;
+	const char *s;
+
+	for (i = 0; i < json_object_array_length(sub); i++) {
+		s = json_object_get_string(json_object_array_get_idx(sub, i));
+		if (!list_has(super, s)) {
+			*missing = s;
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static int
+window_narrows(struct json_object *c, struct json_object *p)
+{
+	struct json_object *cv, *pv;
+	const char *missing;
+
+	json_object_object_get_ex(c, "tz", &cv);
+	json_object_object_get_ex(p, "tz", &pv);
+	if (strcmp(json_object_get_string(cv), json_object_get_string(pv)))
+		return th_fail(TH_ERR_DENIED, "time_window changes the time "
+		    "zone");
+	json_object_object_get_ex(c, "days", &cv);
+	json_object_object_get_ex(p, "days", &pv);
+	if (!subset(cv, pv, &missing))
+		return th_fail(TH_ERR_DENIED, "time_window adds %s", missing);
+	json_object_object_get_ex(c, "start", &cv);
+	json_object_object_get_ex(p, "start", &pv);
+	if (hhmm(cv) < hhmm(pv))
+		return th_fail(TH_ERR_DENIED, "time_window starts earlier");
+	json_object_object_get_ex(c, "end", &cv);
+	json_object_object_get_ex(p, "end", &pv);
+	if (hhmm(cv) > hhmm(pv))
+		return th_fail(TH_ERR_DENIED, "time_window ends later");
+	return 0;
+}
+
+int
+policy_narrows(struct json_object *child, struct json_object *parent)
+{
+	struct json_object *c;
+	const char *missing;
+
+	json_object_object_foreach(parent, k, p) {
+		if (!json_object_object_get_ex(child, k, &c))
+			return th_fail(TH_ERR_DENIED, "policy drops %s", k);
+		if (strcmp(k, "required_checks") == 0 ||
+		    strcmp(k, "protected_paths") == 0) {
+			if (!subset(p, c, &missing))
+				return th_fail(TH_ERR_DENIED, "policy %s drops "
+				    "%s", k, missing);
+		} else if (strcmp(k, "allowed_targets") == 0) {
+			if (!subset(c, p, &missing))
+				return th_fail(TH_ERR_DENIED, "policy %s adds "
+				    "%s", k, missing);
+		} else if (strcmp(k, "min_approvals") == 0) {
+			if (json_object_get_int64(c) < json_object_get_int64(p))
+				return th_fail(TH_ERR_DENIED, "policy lowers "
+				    "min_approvals");
+		} else if (strcmp(k, "max_changed_files") == 0) {
+			if (json_object_get_int64(c) > json_object_get_int64(p))
+				return th_fail(TH_ERR_DENIED, "policy raises "
+				    "max_changed_files");
+		} else if (strcmp(k, "fresh_approvals") == 0) {
+			if (json_object_get_boolean(p) &&
+			    !json_object_get_boolean(c))
+				return th_fail(TH_ERR_DENIED, "policy drops "
+				    "fresh_approvals");
+		} else if (strcmp(k, "time_window") == 0) {
+			if (window_narrows(c, p) != 0)
+				return TH_ERR_DENIED;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,19 @@
+/* The policy a delegation carries (docs/policy.md): its schema, and whether
+ * one policy is at least as strict as another ("narrowing").  Evaluation
+ * against GitHub belongs to the broker. */
+#ifndef TH_POLICY_H
+#define TH_POLICY_H
+
+#include <json-c/json.h>
+
+#define POLICY_LIST_MAX		64
+#define POLICY_STRING_MAX	256
+#define POLICY_DOC_MAX		(8 * 1024)
+
+/* 0 if p is a well-formed policy object; TH_ERR_INVALID with the reason. */
+int	policy_validate(struct json_object *p);
+/* 0 if child keeps every condition of parent and is at least as strict;
+ * TH_ERR_DENIED naming the weakened condition otherwise. */
+int	policy_narrows(struct json_object *child, struct json_object *parent);
+
+#endif
