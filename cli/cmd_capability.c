@@ -87,7 +87,7 @@ capability_request(struct cli *cli, int argc, char **argv)
 	if (cli_open_store(cli, &st) != 0 || cli_open_signer(cli, &sc) != 0 ||
 	    cli_open_cap(cli, sc, st, &cap) != 0)
 		goto out;
-	if ((r = cap_mint(cap, st, agent, &op, (int64_t)time(NULL), tok, desc,
+	if ((r = cap_mint(cap, sc, st, agent, &op, (int64_t)time(NULL), tok, desc,
 	    sizeof(desc))) != 0) {
 		rc = cli_fail("refused: %s", th_errmsg(r));
 		goto out;

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "cli.h"
 #include "err.h"
+#include "jws.h"
 #include "proto.h"
 #include "sigclient.h"
 
@@ -83,8 +84,8 @@ do_sign(struct sigc *c, const char *purpose, const char *path)
 		rc = cli_fail("%s", th_errmsg(r));
 		goto out;
 	}
-	if (buf_put(out, buf_ptr(in), len) != 0 || buf_put_u8(out, '.') != 0 ||
-	    b64url_encode(out, sig, siglen) != 0)
+	if (buf_put(out, buf_ptr(in), len) != 0 ||
+	    jws_append_sig(out, sig, siglen) != 0)
 		goto out;
 	printf("%.*s\n", (int)buf_len(out), (const char *)buf_ptr(out));
 	rc = 0;

@@ -175,6 +175,38 @@ jws_parse_input(const char *input, size_t len, struct jws **out)
 	return parse(input, len, 0, out);
 }
 
+/* P-256's group order; an ES256 s above half of it is the "high" twin of a
+ * valid signature.  Threshold emits and accepts only low-S signatures, so
+ * that a token has exactly one valid serialisation and so one hash, which
+ * revocation and single use depend on. */
+static const uint8_t p256_order[32] = {
+	0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
+	0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51
+};
+
+/* 1 if s (32 bytes) > order / 2, 0 if not, -1 on error; with fix, rewrites
+ * a high s as order - s. */
+static int
+es256_high_s(uint8_t *s, int fix)
+{
+	BIGNUM *n = BN_bin2bn(p256_order, 32, NULL), *v = BN_bin2bn(s, 32, NULL);
+	BIGNUM *half = BN_new();
+	int high = -1;
+
+	if (n == NULL || v == NULL || half == NULL || !BN_rshift1(half, n))
+		goto out;
+	high = BN_cmp(v, half) > 0;
+	if (high && fix && (!BN_sub(v, n, v) || BN_bn2binpad(v, s, 32) != 32))
+		high = -1;
+ out:
+	BN_free(n);
+	BN_free(v);
+	BN_free(half);
+	return high;
+}
+
 /* JWS carries ECDSA signatures as r||s; OpenSSL verifies DER. */
 static int
 es256_to_der(const uint8_t *sig, size_t len, uint8_t **der, int *derlen)
@@ -218,6 +250,10 @@ jws_verify(const struct jws *j, EVP_PKEY *pub)
 		    keyalg == TH_ALG_ES256 ? "EC P-256" :
 		    keyalg == TH_ALG_RS256 ? "RSA" : "unsupported");
 	if (j->alg == TH_ALG_ES256) {
+		if (j->siglen == 64 && es256_high_s((uint8_t *)j->sig + 32, 0)
+		    != 0)
+			return th_fail(TH_ERR_CRYPTO, "ES256 signature with a "
+			    "high s (not canonical)");
 		if ((r = es256_to_der(j->sig, j->siglen, &der, &siglen)) != 0)
 			return r;
 		sig = der;
@@ -267,11 +303,20 @@ jws_signing_input(struct buf *out, enum th_alg alg, const char *typ,
 int
 jws_append_sig(struct buf *token, const uint8_t *sig, size_t siglen)
 {
+	uint8_t rs[64];
 	int r;
 
 	if ((r = buf_put_u8(token, '.')) != 0)
 		return r;
-	return b64url_encode(token, sig, siglen);
+	if (siglen != sizeof(rs))
+		return b64url_encode(token, sig, siglen);
+	/* ES256 (the only 64-byte signature): emit the low-S form whatever
+	 * the TPM or token returned. */
+	memcpy(rs, sig, sizeof(rs));
+	if (es256_high_s(rs + 32, 1) < 0)
+		return th_fail(TH_ERR_CRYPTO, "cannot normalise ES256 "
+		    "signature");
+	return b64url_encode(token, rs, sizeof(rs));
 }
 
 int

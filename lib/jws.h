@@ -40,13 +40,15 @@ int	jws_parse(const char *token, size_t len, struct jws **out);
 int	jws_parse_input(const char *input, size_t len, struct jws **out);
 void	jws_free(struct jws *j);			/* NULL ok */
 /* Verifies the signature with pub; the header's alg must be the key's
- * (ES256 with EC P-256, RS256 with RSA), TH_ERR_CRYPTO otherwise. */
+ * (ES256 with EC P-256, RS256 with RSA), and an ES256 s must be in the lower
+ * half of the group order; TH_ERR_CRYPTO otherwise. */
 int	jws_verify(const struct jws *j, EVP_PKEY *pub);
 
 /* Appends BASE64URL(header) "." BASE64URL(claims) for signing. */
 int	jws_signing_input(struct buf *out, enum th_alg alg, const char *typ,
 	    const char *kid, struct json_object *claims);
-/* Appends "." BASE64URL(sig), turning a signing input into a token. */
+/* Appends "." BASE64URL(sig), turning a signing input into a token.  A
+ * 64-byte (ES256) signature is written in its low-S form. */
 int	jws_append_sig(struct buf *token, const uint8_t *sig, size_t siglen);
 /* base64url(SHA-256(p[len])) into out[JWS_HASH_LEN + 1]. */
 void	jws_hash(const void *p, size_t len, char out[JWS_HASH_LEN + 1]);

@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <openssl/bio.h>
@@ -69,26 +68,33 @@ ms_left(const struct timespec *deadline)
 	return ms < 0 ? 0 : ms;
 }
 
-/* Reaps pid, killing it if it outlives the deadline.  *status as from
- * waitpid. */
-static void
+/* Reaps pid, killing it if it outlives the deadline; *status as from
+ * waitpid.  Fails if the child cannot be reaped (SIGCHLD ignored by the
+ * caller, say): its exit status is then unknown, never taken for success. */
+static int
 reap(pid_t pid, const struct timespec *deadline, int *status)
 {
-	struct timespec nap = { 0, 5 * 1000 * 1000 };
+	struct timespec nap = { 0, 2 * 1000 * 1000 };
 	pid_t w;
 
 	for (;;) {
 		if ((w = waitpid(pid, status, WNOHANG)) == pid)
-			return;
+			return 0;
 		if (w == -1 && errno != EINTR)
+			return th_fail(TH_ERR_INTERNAL, "waitpid: %s",
+			    strerror(errno));
+		if (w == 0 && ms_left(deadline) == 0)
 			break;
-		if (ms_left(deadline) == 0)
-			break;
-		nanosleep(&nap, NULL);
+		if (w == 0)
+			nanosleep(&nap, NULL);
 	}
 	kill(pid, SIGKILL);
-	while (waitpid(pid, status, 0) == -1 && errno == EINTR)
+	while ((w = waitpid(pid, status, 0)) == -1 && errno == EINTR)
 		;
+	if (w != pid)
+		return th_fail(TH_ERR_INTERNAL, "waitpid: %s", strerror(errno));
+	return th_fail(TH_ERR_P11, P11C_HELPER_NAME " timed out after %d s",
+	    P11C_TIMEOUT_S);
 }
 
 /* The helper's reason: its last line starting with P11C_HELPER_NAME ": "
@@ -270,13 +276,13 @@ run_helper(const char *helper, char *const argv[], const uint8_t *input,
 	fd_close(&out[1]);
 	fd_close(&err[0]);
 	fd_close(&err[1]);
-	if (pid != -1) {
-		if (r != 0)
-			kill(pid, SIGKILL);
-		reap(pid, &deadline, &status);
-		if (r == 0)
-			r = exit_status(helper, status, run);
-	}
+	if (pid != -1 && r != 0) {
+		/* Already failed: keep that reason. */
+		kill(pid, SIGKILL);
+		while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+			;
+	} else if (pid != -1 && (r = reap(pid, &deadline, &status)) == 0)
+		r = exit_status(helper, status, run);
 	if (attr_ok)
 		posix_spawnattr_destroy(&attr);
 	if (fa_ok)

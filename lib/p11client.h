@@ -1,10 +1,11 @@
 /* Client of threshold-pkcs11-helper (p11helper/main.c): the CLI's way to use
  * a key on the human's PKCS#11 token without linking libp11 or p11-kit.
  * Each call spawns the helper once (posix_spawnp, no shell; argv carries the
- * module path, the PIN file's path and the URI, never a PIN), feeds it its
- * input, reads its stdout (at most P11C_STDOUT_MAX bytes) and stderr (the
- * first P11C_STDERR_MAX bytes kept), and reaps it.  A helper that runs
- * longer than P11C_TIMEOUT_S is killed.
+ * module path, the PIN file's path and the URI, never a PIN; it inherits the
+ * environment, e.g. SOFTHSM2_CONF), feeds it its input, reads its stdout (at
+ * most P11C_STDOUT_MAX bytes) and stderr (the first P11C_STDERR_MAX bytes
+ * kept), and reaps it.  A helper that runs longer than P11C_TIMEOUT_S is
+ * killed.
  *
  * Errors: the helper missing or not executable is TH_ERR_UNAVAILABLE; a
  * helper exiting non-zero or killed is TH_ERR_P11 with its reason, the last

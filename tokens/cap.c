@@ -9,7 +9,6 @@
 #include "typ.h"
 
 struct cap_ctx {
-	struct sigc		*signer;
 	struct chain_ctx	*chains;
 	EVP_PKEY		*cap_pub;
 	char			 kid[JWK_THUMBPRINT_LEN + 1];
@@ -68,7 +67,6 @@ cap_ctx_new(struct sigc *signer, const char *aud, int ttl,
 		return th_fail(TH_ERR_CONFIG, "audience too long");
 	if ((ctx = calloc(1, sizeof(*ctx))) == NULL)
 		return TH_ERR_ALLOC;
-	ctx->signer = signer;
 	ctx->ttl = ttl;
 	strcpy(ctx->aud, aud);
 	if ((r = sigc_pubkey(signer, "delegation-root", &alg, &root)) != 0 ||
@@ -165,7 +163,8 @@ find_chain(struct cap_ctx *ctx, struct store *st, const char *agent,
 }
 
 int
-cap_mint(struct cap_ctx *ctx, struct store *st, const char *agent,
+cap_mint(struct cap_ctx *ctx, struct sigc *signer, struct store *st,
+    const char *agent,
     const struct cap_op *op, int64_t now, struct buf *out, char *desc,
     size_t desclen)
 {
@@ -206,7 +205,7 @@ cap_mint(struct cap_ctx *ctx, struct store *st, const char *agent,
 	chain = NULL;
 	if ((r = jws_signing_input(tok, TH_ALG_ES256, TYP_CAPABILITY, ctx->kid,
 	    claims)) != 0 ||
-	    (r = sigc_sign(ctx->signer, "capability", buf_ptr(tok),
+	    (r = sigc_sign(signer, "capability", buf_ptr(tok),
 	    buf_len(tok), &alg, sig, &siglen)) != 0 ||
 	    (r = jws_append_sig(tok, sig, siglen)) != 0 ||
 	    (r = buf_put(out, buf_ptr(tok), buf_len(tok))) != 0)

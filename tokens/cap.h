@@ -36,7 +36,7 @@ struct cap_redeemed {
 struct cap_ctx;
 
 /* Fetches the delegation-root, capability and (if configured) attenuation
- * public keys from the signer once.  aud is this broker's id
+ * public keys from the signer once; signer is not kept.  aud is this broker's id
  * (store_instance); ttl 1..60 seconds. */
 int	cap_ctx_new(struct sigc *signer, const char *aud, int ttl,
 	    struct cap_ctx **out);
@@ -47,9 +47,11 @@ struct chain_ctx *cap_chains(struct cap_ctx *ctx);
 int	cap_op_validate(const struct cap_op *op);
 
 /* Mints a capability for agent ("agent:NAME") to do op, if an installed
- * chain covers it; appends the token to out and describes the chain in
- * desc.  Refusals are TH_ERR_DENIED with the reason. */
-int	cap_mint(struct cap_ctx *ctx, struct store *st, const char *agent,
+ * chain covers it, signed through signer (one connection per thread);
+ * appends the token to out and describes the chain in desc.  Refusals are
+ * TH_ERR_DENIED with the reason. */
+int	cap_mint(struct cap_ctx *ctx, struct sigc *signer, struct store *st,
+	    const char *agent,
 	    const struct cap_op *op, int64_t now, struct buf *out, char *desc,
 	    size_t desclen);
 /* Verifies and spends a capability; thread-safe given one store per

@@ -12,7 +12,8 @@
 struct store {
 	sqlite3		*db;
 	char		 instance[STORE_INSTANCE_MAX + 1];
-	sqlite3_stmt	*spend, *prune, *get;
+	sqlite3_stmt	*spend, *prune, *get, *revoked;
+	int64_t		 pruned;	/* when spent ids were last pruned */
 };
 
 static const char schema[] =
@@ -97,7 +98,9 @@ store_open(const char *path, struct store **out)
 	    sqlite3_prepare_v2(s->db, "DELETE FROM spent WHERE exp < ?", -1,
 	    &s->prune, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(s->db, "SELECT kind, token FROM tokens "
-	    "WHERE hash = ?", -1, &s->get, NULL) != SQLITE_OK) {
+	    "WHERE hash = ?", -1, &s->get, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(s->db, "SELECT revoked FROM tokens WHERE "
+	    "hash = ?", -1, &s->revoked, NULL) != SQLITE_OK) {
 		r = db_fail(s, "prepare");
 		goto out;
 	}
@@ -116,6 +119,7 @@ store_close(struct store *s)
 	sqlite3_finalize(s->spend);
 	sqlite3_finalize(s->prune);
 	sqlite3_finalize(s->get);
+	sqlite3_finalize(s->revoked);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -154,7 +158,7 @@ int
 store_get_token(struct store *s, const char *hash, enum store_kind *kind,
     char **out)
 {
-	int r = 0, rc;
+	int r = 0, rc = SQLITE_DONE;
 
 	*out = NULL;
 	sqlite3_reset(s->get);
@@ -197,7 +201,7 @@ int
 store_get_policy(struct store *s, const char *hash, char **out)
 {
 	sqlite3_stmt *st = NULL;
-	int r = 0, rc;
+	int r = 0, rc = SQLITE_DONE;
 
 	*out = NULL;
 	if (sqlite3_prepare_v2(s->db, "SELECT body FROM policies WHERE "
@@ -240,13 +244,10 @@ int
 store_check_revoked(struct store *s, char (*hashes)[JWS_HASH_LEN + 1],
     size_t n, size_t *which)
 {
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st = s->revoked;
 	size_t i;
 	int r = 0, rc;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT revoked FROM tokens WHERE "
-	    "hash = ?", -1, &st, NULL) != SQLITE_OK)
-		return db_fail(s, "revocation check");
 	for (i = 0; i < n && r == 0; i++) {
 		sqlite3_reset(st);
 		if (sqlite3_bind_text(st, 1, hashes[i], -1, SQLITE_STATIC) !=
@@ -264,7 +265,8 @@ store_check_revoked(struct store *s, char (*hashes)[JWS_HASH_LEN + 1],
 		} else if (rc != SQLITE_ROW)
 			r = db_fail(s, "revocation check");
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	return r;
 }
 
@@ -273,7 +275,7 @@ store_find_cert(struct store *s, const char *sub, int64_t now,
     char hash[JWS_HASH_LEN + 1])
 {
 	sqlite3_stmt *st = NULL;
-	int r = 0, rc;
+	int r = 0, rc = SQLITE_DONE;
 
 	if (sqlite3_prepare_v2(s->db, "SELECT hash FROM tokens WHERE kind = 1 "
 	    "AND subject = ? AND revoked = 0 AND exp > ? ORDER BY created DESC,"
@@ -301,7 +303,7 @@ store_find_leaves(struct store *s, const char *sub, int64_t now,
     char (*hashes)[JWS_HASH_LEN + 1], size_t max, size_t *n)
 {
 	sqlite3_stmt *st = NULL;
-	int r = 0, rc;
+	int r = 0, rc = SQLITE_DONE;
 
 	*n = 0;
 	if (sqlite3_prepare_v2(s->db, "SELECT hash FROM tokens WHERE kind = 2 "
@@ -328,7 +330,7 @@ store_list(struct store *s, enum store_kind kind,
 {
 	struct store_row row;
 	sqlite3_stmt *st = NULL;
-	int r = 0, rc;
+	int r = 0, rc = SQLITE_DONE;
 
 	if (sqlite3_prepare_v2(s->db, "SELECT kind, hash, issuer, subject, "
 	    "exp, revoked FROM tokens WHERE ?1 = 0 OR kind = ?1 ORDER BY "
@@ -362,13 +364,18 @@ store_spend(struct store *s, const char *jti, int64_t exp, int64_t now)
 {
 	int r = 0, rc;
 
-	sqlite3_reset(s->prune);
-	if (sqlite3_bind_int64(s->prune, 1, now) != SQLITE_OK ||
-	    sqlite3_step(s->prune) != SQLITE_DONE)
-		r = db_fail(s, "prune spent ids");
-	sqlite3_reset(s->prune);
-	if (r != 0)
-		return r;
+	/* Pruning is a write of its own: once a second is plenty, since
+	 * ids live at most a minute. */
+	if (now != s->pruned) {
+		sqlite3_reset(s->prune);
+		if (sqlite3_bind_int64(s->prune, 1, now) != SQLITE_OK ||
+		    sqlite3_step(s->prune) != SQLITE_DONE)
+			r = db_fail(s, "prune spent ids");
+		sqlite3_reset(s->prune);
+		if (r != 0)
+			return r;
+		s->pruned = now;
+	}
 	/* The primary key makes the insert the atomic test-and-set: of two
 	 * concurrent redemptions exactly one insert succeeds. */
 	sqlite3_reset(s->spend);

@@ -125,7 +125,7 @@ mint(const char *agent, int64_t now, struct buf *tok)
 	char desc[256];
 
 	buf_reset(tok);
-	assert_int_equal(cap_mint(cap, st, agent, &merge, now, tok, desc,
+	assert_int_equal(cap_mint(cap, sc, st, agent, &merge, now, tok, desc,
 	    sizeof(desc)), 0);
 }
 

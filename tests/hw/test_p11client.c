@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -261,6 +262,24 @@ test_fake_helpers(void **state)
 	buf_free(in);
 }
 
+/* With SIGCHLD ignored the helper's exit status is lost: not a success. */
+static void
+test_sigchld_ignored(void **state)
+{
+	EVP_PKEY *pub = NULL;
+	char h[4096];
+
+	(void)state;
+	fake(h, sizeof(h), "fake-fails-quietly", "exit 1");
+	assert_true(signal(SIGCHLD, SIG_IGN) != SIG_ERR);
+	assert_int_not_equal(p11c_pubkey(h, g_module, g_pin,
+	    URI("human-es256"), &pub), 0);
+	assert_int_not_equal(p11c_pubkey(g_helper, g_module, g_pin,
+	    URI("human-es256"), &pub), 0);
+	assert_true(signal(SIGCHLD, SIG_DFL) != SIG_ERR);
+	assert_null(pub);
+}
+
 static void
 test_default_helper(void **state)
 {
@@ -286,6 +305,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_wrong_pin),
 		cmocka_unit_test(test_no_helper),
 		cmocka_unit_test(test_fake_helpers),
+		cmocka_unit_test(test_sigchld_ignored),
 		cmocka_unit_test(test_default_helper),
 	};
 	int n;

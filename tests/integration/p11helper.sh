@@ -17,6 +17,9 @@ if [ "$conf" = "$T/hsm/softhsm2.conf" ] && [ -s "$T/hsm/user.pin" ]; then
 else
 	fail "softhsm-start"; sed 's/^/#   /' "$T/err"; done_testing; exit
 fi
+for b in "$H" "$TBIN/test_p11client"; do
+	[ -x "$b" ] || { fail "$b not built"; done_testing; exit; }
+done
 SOFTHSM2_CONF=$conf
 export SOFTHSM2_CONF
 PIN="$T/hsm/user.pin"

@@ -78,10 +78,26 @@ def alg_of(priv):
     return "RS256" if isinstance(priv, rsa.RSAPrivateKey) else "ES256"
 
 
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def low_s(token, high=False):
+    """docs/tokens.md wants ES256 signatures with s <= n/2 (high=True makes
+    the other twin, for the negative test); PyJWT emits either."""
+    h, c, sig = token.split(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    if len(raw) != 64:
+        return token
+    r, s_ = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    if (s_ > P256_N // 2) != high:
+        s_ = P256_N - s_
+    return h + "." + c + "." + b64(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+
+
 def pyjwt_sign(claims, priv, typ):
     """The normal way: PyJWT, header {alg, typ, kid}."""
-    return jwt.encode(claims, priv, algorithm=alg_of(priv),
-                      headers={"typ": typ, "kid": thumb(priv)})
+    return low_s(jwt.encode(claims, priv, algorithm=alg_of(priv),
+                            headers={"typ": typ, "kid": thumb(priv)}))
 
 
 def raw_sign(header_b64, claims_b64, priv, alg=None):
@@ -90,6 +106,7 @@ def raw_sign(header_b64, claims_b64, priv, alg=None):
     si = (header_b64 + "." + claims_b64).encode()
     if alg == "ES256":
         r, s = decode_dss_signature(priv.sign(si, ec.ECDSA(hashes.SHA256())))
+        s = min(s, P256_N - s)
         sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
     elif alg == "RS256":
         sig = priv.sign(si, padding.PKCS1v15(), hashes.SHA256())
@@ -500,8 +517,8 @@ class Format(Base):
         self.assertChainFails(self.chain(cert_over={"jwk": jwk(small)}), 1, "1024 bits")
 
     def test_kid_mismatch(self):
-        toks = self.chain(signers={3: lambda c: jwt.encode(
-            c, KEYS["att"], algorithm="ES256", headers={"typ": TYP_DEL, "kid": thumb(KEYS["cap"])})})
+        toks = self.chain(signers={3: lambda c: low_s(jwt.encode(
+            c, KEYS["att"], algorithm="ES256", headers={"typ": TYP_DEL, "kid": thumb(KEYS["cap"])}))})
         self.assertChainFails(toks, 3, "kid")
         # kid is optional
         toks = self.chain(signers={3: lambda c: raw_sign(
@@ -516,6 +533,14 @@ class Format(Base):
 
 
 class Chains(Base):
+    def test_high_s_twin_refused(self):
+        # (r, n - s) is a valid ECDSA signature too; the spec allows only
+        # the low-S one, so each token has a single hash.
+        for k in (1, 2, 3):
+            toks = self.chain()
+            toks[k - 1] = low_s(toks[k - 1], high=True)
+            self.assertChainFails(toks, k, "signature")
+
     def test_bad_signature_at_each_link(self):
         for k in (1, 2, 3):
             toks = self.chain()

@@ -255,7 +255,10 @@ def verify_signature(pub, alg, signing_input, sig):
             return False
         r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
         order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-        if not (0 < r < order and 0 < s < order):
+        # docs/tokens.md: s must be in the lower half, so that no second
+        # valid encoding (r, n - s) of a signature -- and so of a token hash
+        # -- exists.
+        if not (0 < r < order and 0 < s <= order // 2):
             return False
         try:
             pub.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
@@ -346,13 +349,13 @@ def check_signed_by(jws, pub, whose):
 # claims
 
 
-def _exact_claims(claims, required, optional=()):
+def _exact_claims(claims, required, optional=(), noun="claim", where=""):
     extra = set(claims) - set(required) - set(optional)
     if extra:
-        raise Fail(f"unknown claim(s) {sorted(extra)}")
+        raise Fail(f"{where}unknown {noun}(s) {sorted(extra)}")
     missing = [c for c in required if c not in claims]
     if missing:
-        raise Fail(f"missing claim(s) {missing}")
+        raise Fail(f"{where}missing {noun}(s) {missing}")
 
 
 def _string(obj, key, what=None):
@@ -409,7 +412,7 @@ def check_cert_claims(c):
 def check_scope(s, what):
     if not isinstance(s, dict):
         raise Fail(f"{what} is not an object")
-    _exact_claims(s, ["op", "repos"], ["targets"])
+    _exact_claims(s, ["op", "repos"], ["targets"], "member", f"{what}: ")
     if not _string(s, "op", f"{what}.op"):
         raise Fail(f"{what}.op is empty")
     repos = s["repos"]
@@ -466,10 +469,7 @@ def check_capability_claims(c):
     op = c["op"]
     if not isinstance(op, dict):
         raise Fail("op is not an object")
-    try:
-        _exact_claims(op, ["op", "repo", "pr", "target"])
-    except Fail as e:
-        raise Fail(f"op: {e}".replace("claim", "member"))
+    _exact_claims(op, ["op", "repo", "pr", "target"], (), "member", "op: ")
     if not _string(op, "op", "op.op"):
         raise Fail("op.op is empty")
     if not isinstance(op["repo"], str) or not REPO_RE.fullmatch(op["repo"]):

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <openssl/bn.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -260,6 +261,44 @@ test_byte_mutations(void **state)
 	buf_free(good);
 }
 
+/* (r, n - s) verifies as well as (r, s) mathematically; Threshold accepts
+ * only the low-S form, so a token has a single hash. */
+static void
+test_high_s_refused(void **state)
+{
+	static const uint8_t order[32] = {
+		0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
+		0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51
+	};
+	struct buf *good = make("{\"alg\":\"ES256\",\"typ\":\"x\"}", "{}",
+	    ec), *sig = buf_new(), *t = buf_new();
+	const char *p = (const char *)buf_ptr(good);
+	const char *dot = memrchr(p, '.', buf_len(good));
+	BIGNUM *n = BN_bin2bn(order, 32, NULL), *s;
+	uint8_t *rs;
+
+	(void)state;
+	assert_int_equal(check(good, ec), 0);
+	assert_int_equal(b64url_decode(sig, dot + 1,
+	    buf_len(good) - (size_t)(dot + 1 - p)), 0);
+	rs = (uint8_t *)buf_ptr(sig);
+	s = BN_bin2bn(rs + 32, 32, NULL);
+	assert_true(BN_cmp(s, BN_value_one()) > 0);
+	BN_sub(s, n, s);
+	BN_bn2binpad(s, rs + 32, 32);
+	assert_int_equal(buf_put(t, p, (size_t)(dot - p) + 1), 0);
+	assert_int_equal(b64url_encode(t, rs, 64), 0);
+	assert_int_equal(check(t, ec), TH_ERR_CRYPTO);
+	assert_non_null(strstr(th_errmsg(TH_ERR_CRYPTO), "high s"));
+	BN_free(n);
+	BN_free(s);
+	buf_free(good);
+	buf_free(sig);
+	buf_free(t);
+}
+
 static void
 test_rfc7638_thumbprint(void **state)
 {
@@ -341,6 +380,7 @@ main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_malformed_encoding),
 		cmocka_unit_test(test_byte_mutations),
+		cmocka_unit_test(test_high_s_refused),
 		cmocka_unit_test(test_rfc7638_thumbprint),
 		cmocka_unit_test(test_jwk_strict),
 	};
