@@ -17,7 +17,7 @@
 #include "proto.h"
 
 #define SIGC_TIMEOUT_S	30	/* per read or write on the socket */
-#define SIGC_SPIN_US	300	/* busy-wait for a reply before sleeping */
+#define SIGC_SPIN_US	100	/* busy-wait for a reply before sleeping */
 
 struct sigc;
 

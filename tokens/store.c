@@ -12,7 +12,7 @@
 struct store {
 	sqlite3		*db;
 	char		 instance[STORE_INSTANCE_MAX + 1];
-	sqlite3_stmt	*spend, *prune, *get, *revoked;
+	sqlite3_stmt	*spend, *prune, *get, *revoked, *leaves;
 	int64_t		 pruned;	/* when spent ids were last pruned */
 };
 
@@ -100,7 +100,10 @@ store_open(const char *path, struct store **out)
 	    sqlite3_prepare_v2(s->db, "SELECT kind, token FROM tokens "
 	    "WHERE hash = ?", -1, &s->get, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(s->db, "SELECT revoked FROM tokens WHERE "
-	    "hash = ?", -1, &s->revoked, NULL) != SQLITE_OK) {
+	    "hash = ?", -1, &s->revoked, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(s->db, "SELECT hash FROM tokens WHERE kind = 2 "
+	    "AND subject = ? AND exp > ? ORDER BY revoked, created DESC, "
+	    "rowid DESC", -1, &s->leaves, NULL) != SQLITE_OK) {
 		r = db_fail(s, "prepare");
 		goto out;
 	}
@@ -120,6 +123,7 @@ store_close(struct store *s)
 	sqlite3_finalize(s->prune);
 	sqlite3_finalize(s->get);
 	sqlite3_finalize(s->revoked);
+	sqlite3_finalize(s->leaves);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -302,14 +306,12 @@ int
 store_find_leaves(struct store *s, const char *sub, int64_t now,
     char (*hashes)[JWS_HASH_LEN + 1], size_t max, size_t *n)
 {
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st = s->leaves;
 	int r = 0, rc = SQLITE_DONE;
 
 	*n = 0;
-	if (sqlite3_prepare_v2(s->db, "SELECT hash FROM tokens WHERE kind = 2 "
-	    "AND subject = ? AND exp > ? ORDER BY revoked, created DESC,"
-	    " rowid DESC", -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 1, sub, -1, SQLITE_STATIC) != SQLITE_OK ||
+	sqlite3_reset(st);
+	if (sqlite3_bind_text(st, 1, sub, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 2, now) != SQLITE_OK) {
 		r = db_fail(s, "find delegations");
 		goto out;
@@ -320,7 +322,8 @@ store_find_leaves(struct store *s, const char *sub, int64_t now,
 	if (*n < max && rc != SQLITE_DONE)
 		r = db_fail(s, "find delegations");
  out:
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	return r;
 }
 
