@@ -17,6 +17,8 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 
@@ -262,6 +264,41 @@ test_expiring_link(void **state)
 	buf_free(tok);
 }
 
+static int
+spent_rows(void)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	int n = -1;
+
+	assert_int_equal(sqlite3_open(dbfile, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM spent",
+	    -1, &q, NULL), SQLITE_OK);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
+/* Spent ids are kept while their capability could still be presented,
+ * and pruned once it has expired. */
+static void
+test_spent_pruned(void **state)
+{
+	struct buf *tok = buf_new();
+
+	(void)state;
+	mint("agent:t1", T0, tok);
+	assert_int_equal(redeem(tok, T0), 0);
+	assert_true(spent_rows() >= 1);
+	/* A redemption a minute later prunes everything that expired. */
+	mint("agent:t1", T0 + 100, tok);
+	assert_int_equal(redeem(tok, T0 + 100), 0);
+	assert_int_equal(spent_rows(), 1);
+	buf_free(tok);
+}
+
 static void
 test_chain_cached(void **state)
 {
@@ -289,6 +326,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_tampering),
 		cmocka_unit_test(test_expiring_link),
 		cmocka_unit_test(test_chain_cached),
+		cmocka_unit_test(test_spent_pruned),
 	};
 	int r;
 
