@@ -31,6 +31,7 @@ HW_SRC		= $(wildcard tpm/*.c pkcs11/*.c)
 SIGNER_SRC	= $(filter-out signer/main.c,$(wildcard signer/*.c))
 CLI_SRC		= $(filter-out cli/main.c,$(wildcard cli/*.c))
 TOKENS_SRC	= $(wildcard tokens/*.c)
+BROKER_SRC	= $(filter-out broker/main.c,$(wildcard broker/*.c))
 UNIT_SRC	= $(wildcard tests/unit/test_*.c)
 HWTEST_SRC	= $(wildcard tests/hw/test_*.c)
 BENCH_SRC	= $(wildcard bench/*.c)
@@ -40,14 +41,18 @@ HW_OBJ		= $(HW_SRC:%.c=$(BUILD)/%.o)
 SIGNER_OBJ	= $(SIGNER_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ		= $(CLI_SRC:%.c=$(BUILD)/%.o)
 TOKENS_OBJ	= $(TOKENS_SRC:%.c=$(BUILD)/%.o)
+BROKER_OBJ	= $(BROKER_SRC:%.c=$(BUILD)/%.o)
 
 LIBCOMMON	= $(BUILD)/libthcommon.a
 LIBHW		= $(BUILD)/libthhw.a
 LIBSIGNER	= $(BUILD)/libthsigner.a
 LIBCLI		= $(BUILD)/libthcli.a
 LIBTOKENS	= $(BUILD)/libthtokens.a
+LIBBROKER	= $(BUILD)/libthbroker.a
+LIBS_BROKER	= $(shell pkg-config --libs libcurl libmicrohttpd 2>/dev/null)
 
 BINS		= $(BUILD)/bin/threshold-signer $(BUILD)/bin/threshold \
+		  $(BUILD)/bin/thresholdd \
 		  $(BUILD)/bin/threshold-pkcs11-helper
 UNIT_BINS	= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HWTEST_BINS	= $(HWTEST_SRC:tests/hw/%.c=$(BUILD)/tests/%)
@@ -70,6 +75,9 @@ $(BUILD)/cli/%.o: cli/%.c
 $(BUILD)/tokens/%.o: tokens/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_COMMON) -Itokens -MMD -MP -c $< -o $@
+$(BUILD)/broker/%.o: broker/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_COMMON) -Itokens -Ibroker -MMD -MP -c $< -o $@
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_HW) -Isigner -MMD -MP -c $< -o $@
@@ -89,13 +97,19 @@ $(LIBCLI): $(CLI_OBJ)
 $(LIBTOKENS): $(TOKENS_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
+$(LIBBROKER): $(BROKER_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/bin/thresholdd: $(BUILD)/broker/main.o $(LIBBROKER) $(LIBTOKENS) $(LIBCOMMON)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_BROKER) $(LIBS_COMMON)
 
 $(BUILD)/bin/threshold-signer: $(BUILD)/signer/main.o $(LIBSIGNER) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_HW) $(LIBS_COMMON)
 $(BUILD)/bin/threshold: $(BUILD)/cli/main.o $(LIBCLI) $(LIBTOKENS) $(LIBCOMMON)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_COMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcurl) $(LIBS_COMMON)
 # The human's PKCS#11 token is used only in this helper, which the CLI spawns
 # (lib/p11client.c), as ssh-pkcs11-helper is for ssh.
 $(BUILD)/bin/threshold-pkcs11-helper: $(BUILD)/p11helper/main.o $(LIBHW) $(LIBCOMMON)
@@ -103,9 +117,9 @@ $(BUILD)/bin/threshold-pkcs11-helper: $(BUILD)/p11helper/main.o $(LIBHW) $(LIBCO
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_HW) $(LIBS_COMMON)
 
 # Unit tests link everything but the hardware libraries' users need them too.
-$(BUILD)/tests/%: tests/unit/%.c $(LIBSIGNER) $(LIBCLI) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
+$(BUILD)/tests/%: tests/unit/%.c $(LIBSIGNER) $(LIBCLI) $(LIBBROKER) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_HW) -Isigner -Icli -Itokens -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
+	$(CC) $(CFLAGS_HW) -Isigner -Icli -Itokens -Ibroker -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_BROKER) $(LIBS_HW) $(LIBS_COMMON)
 $(BUILD)/tests/%: tests/hw/%.c $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_HW) -Itokens -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
@@ -116,9 +130,10 @@ $(BUILD)/bench/%: bench/%.c $(LIBSIGNER) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 # Only the signer may hold key material: keep tpm2-tss and libp11 out of
 # every other binary.
 check-privsep: $(BINS)
-	@if nm -D --undefined-only $(BUILD)/bin/threshold | grep -E 'Esys_|PKCS11_|C_GetFunctionList' ; then \
-		echo "check-privsep: threshold links a key backend" >&2; exit 1; fi
-	@echo "check-privsep: ok"
+	@for b in threshold thresholdd; do \
+		if nm -D --undefined-only $(BUILD)/bin/$$b | grep -E 'Esys_|PKCS11_|C_GetFunctionList|p11_kit' ; then \
+			echo "check-privsep: $$b links a key backend" >&2; exit 1; fi; done
+	@echo "check-privsep: ok (threshold and thresholdd hold no key code)"
 
 unit: $(UNIT_BINS)
 	@./tests/run-unit $(UNIT_BINS)

@@ -11,6 +11,7 @@
 
 #define CLI_SIGNER_SOCKET_DEFAULT	"/run/threshold/signer.sock"
 #define CLI_STATE_DEFAULT		"/var/lib/threshold"
+#define CLI_BROKER_SOCKET_DEFAULT	"/run/threshold/broker.sock"
 #define CLI_PKCS11_MODULE_DEFAULT	"/usr/lib/softhsm/libsofthsm2.so"
 #define CLI_FILE_MAX			(1024 * 1024)
 
@@ -21,6 +22,7 @@ struct cap_ctx;
 struct cli {
 	const char	*signer_socket;
 	const char	*state_dir;
+	const char	*broker_socket;
 	int		 json;
 };
 
@@ -29,6 +31,7 @@ int	cmd_human(struct cli *cli, int argc, char **argv);
 int	cmd_delegate(struct cli *cli, int argc, char **argv);
 int	cmd_delegation(struct cli *cli, int argc, char **argv);
 int	cmd_capability(struct cli *cli, int argc, char **argv);
+int	cmd_github(struct cli *cli, int argc, char **argv);
 
 /* The token store in the state directory, the signer, and a capability
  * context over both; each prints its own error and returns non-zero. */

@@ -10,13 +10,15 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: threshold [--signer SOCKET] [--state DIR] [--json] COMMAND ...\n"
+	    "usage: threshold [--signer SOCKET] [--state DIR] [--broker SOCKET]\n"
+	    "                 [--json] COMMAND ...\n"
 	    "commands:\n"
 	    "  signer health|pubkey|sign|quote|ekcert   talk to threshold-signer\n"
 	    "  human add|list|revoke                    humans' certificates\n"
 	    "  delegate --as WHO --to AGENT ...         grant an agent operations\n"
 	    "  delegation list|revoke|install           installed delegations\n"
 	    "  capability request|redeem                one operation, once\n"
+	    "  github merge ...                         act through thresholdd\n"
 	    "Run a command without arguments for its usage.\n");
 	exit(2);
 }
@@ -32,6 +34,8 @@ main(int argc, char **argv)
 			cli.signer_socket = argv[++i];
 		else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
 			cli.state_dir = argv[++i];
+		else if (strcmp(argv[i], "--broker") == 0 && i + 1 < argc)
+			cli.broker_socket = argv[++i];
 		else if (strcmp(argv[i], "--json") == 0)
 			cli.json = 1;
 		else
@@ -40,6 +44,9 @@ main(int argc, char **argv)
 	if (cli.signer_socket == NULL &&
 	    (cli.signer_socket = getenv("THRESHOLD_SIGNER_SOCKET")) == NULL)
 		cli.signer_socket = CLI_SIGNER_SOCKET_DEFAULT;
+	if (cli.broker_socket == NULL &&
+	    (cli.broker_socket = getenv("THRESHOLD_BROKER_SOCKET")) == NULL)
+		cli.broker_socket = CLI_BROKER_SOCKET_DEFAULT;
 	if (cli.state_dir == NULL &&
 	    (cli.state_dir = getenv("THRESHOLD_STATE")) == NULL)
 		cli.state_dir = CLI_STATE_DEFAULT;
@@ -55,6 +62,8 @@ main(int argc, char **argv)
 		return cmd_delegation(&cli, argc - i - 1, argv + i + 1);
 	if (strcmp(argv[i], "capability") == 0)
 		return cmd_capability(&cli, argc - i - 1, argv + i + 1);
+	if (strcmp(argv[i], "github") == 0)
+		return cmd_github(&cli, argc - i - 1, argv + i + 1);
 	usage();
 	return 2;
 }

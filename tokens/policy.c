@@ -48,21 +48,25 @@ is_branch(const char *s)
 	return branch_valid(s, 1);
 }
 
-/* "HH:MM" -> minutes since midnight, or -1. */
+/* "HH:MM" (exactly two digits, a colon, two digits) -> minutes since
+ * midnight, or -1. */
 static int
 hhmm(struct json_object *v)
 {
 	const char *s;
-	unsigned h, m;
-	char end;
+	int h, m;
 
 	if (!json_object_is_type(v, json_type_string))
 		return -1;
 	s = json_object_get_string(v);
-	if (strlen(s) != 5 || sscanf(s, "%2u:%2u%c", &h, &m, &end) != 2 ||
-	    s[2] != ':' || h > 24 || m > 59 || (h == 24 && m != 0))
+	if (strlen(s) != 5 || s[2] != ':' ||
+	    strspn(s, "0123456789") != 2 || strspn(s + 3, "0123456789") != 2)
 		return -1;
-	return (int)(h * 60 + m);
+	h = (s[0] - '0') * 10 + (s[1] - '0');
+	m = (s[3] - '0') * 10 + (s[4] - '0');
+	if (h > 24 || m > 59 || (h == 24 && m != 0))
+		return -1;
+	return h * 60 + m;
 }
 
 static int

@@ -186,6 +186,10 @@ test_policy(void **state)
 	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
 	json_object_put(o);
 	o = j("{\"time_window\":{\"tz\":\"UTC\",\"days\":[\"mon\"],"
+	    "\"start\":\" 9:00\",\"end\":\"18:00\"}}");
+	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
+	json_object_put(o);
+	o = j("{\"time_window\":{\"tz\":\"UTC\",\"days\":[\"mon\"],"
 	    "\"start\":\"18:00\",\"end\":\"09:00\"}}");
 	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
 	json_object_put(o);

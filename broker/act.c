@@ -1,0 +1,272 @@
+/* What the API does: mint a capability, or redeem one and perform its
+ * operation on GitHub with a token made for it alone. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "broker.h"
+#include "err.h"
+#include "json.h"
+#include "log.h"
+#include "peval.h"
+
+static void
+fail(struct answer *ans, unsigned status, const char *code, int r)
+{
+	struct json_object *err = json_object_new_object();
+
+	ans->status = status;
+	ans->code = code;
+	if (ans->body == NULL)
+		ans->body = json_object_new_object();
+	json_object_object_add(err, "code", json_object_new_string(code));
+	json_object_object_add(err, "message",
+	    json_object_new_string(th_errmsg(r)));
+	json_object_object_add(ans->body, "error", err);
+}
+
+/* Reads {"op","repo","pr","target"} into op. */
+static int
+parse_op(struct json_object *req, struct cap_op *op)
+{
+	const char *s;
+	int r;
+
+	memset(op, 0, sizeof(*op));
+	if (!json_object_is_type(req, json_type_object))
+		return th_fail(TH_ERR_INVALID, "the request is not a JSON "
+		    "object");
+	if ((r = json_get_string_len(req, "op", SCOPE_OP_MAX, &s)) != 0)
+		return r;
+	strcpy(op->op, s);
+	if ((r = json_get_string_len(req, "repo", SCOPE_REPO_MAX, &s)) != 0)
+		return r;
+	strcpy(op->repo, s);
+	r = json_get_int64(req, "pr", &op->pr);
+	if (r != 0 && r != TH_ERR_NOT_FOUND)
+		return r;
+	r = json_get_string_len(req, "target", SCOPE_BRANCH_MAX, &s);
+	if (r == 0)
+		strcpy(op->target, s);
+	else if (r != TH_ERR_NOT_FOUND)
+		return r;
+	return cap_op_validate(op);
+}
+
+void
+act_mint(struct broker *b, const char *agent, struct json_object *req,
+    struct answer *ans)
+{
+	struct cap_op op;
+	struct buf *tok = NULL;
+	char desc[512];
+	int64_t now = (int64_t)time(NULL);
+	int r;
+
+	if ((r = parse_op(req, &op)) != 0) {
+		fail(ans, 400, "bad_request", r);
+		return;
+	}
+	if ((tok = buf_new()) == NULL) {
+		fail(ans, 500, "internal", TH_ERR_ALLOC);
+		return;
+	}
+	r = cap_mint(b->cap, b->signer, b->st, agent, &op, now, tok, desc,
+	    sizeof(desc));
+	if (r != 0) {
+		b->m.mint_refused++;
+		log_warn("%s: capability for %s %s refused: %s", agent, op.op,
+		    op.repo, th_errmsg(r));
+		fail(ans, r == TH_ERR_DENIED ? 403 : r == TH_ERR_UNAVAILABLE ?
+		    503 : 500, r == TH_ERR_DENIED ? "not_covered" :
+		    r == TH_ERR_UNAVAILABLE ? "signer_unavailable" : "internal",
+		    r);
+		goto out;
+	}
+	b->m.minted++;
+	log_info("%s: capability for %s %s#%lld (%s)", agent, op.op, op.repo,
+	    (long long)op.pr, desc);
+	ans->status = 201;
+	ans->body = json_object_new_object();
+	json_object_object_add(ans->body, "capability",
+	    json_object_new_string_len((const char *)buf_ptr(tok),
+	    (int)buf_len(tok)));
+	json_object_object_add(ans->body, "chain", json_object_new_string(desc));
+	json_object_object_add(ans->body, "expires_at",
+	    json_object_new_int64(now + b->cfg.ttl));
+ out:
+	buf_free(tok);
+}
+
+/* The least a merge needs: write contents through the merge, read what
+ * the policy reads. */
+static struct json_object *
+merge_permissions(void)
+{
+	struct json_object *p = json_object_new_object();
+
+	json_object_object_add(p, "contents", json_object_new_string("write"));
+	json_object_object_add(p, "pull_requests",
+	    json_object_new_string("write"));
+	json_object_object_add(p, "checks", json_object_new_string("read"));
+	json_object_object_add(p, "statuses", json_object_new_string("read"));
+	return p;
+}
+
+static void
+token_json(struct answer *ans, const struct gh_token *tok)
+{
+	struct json_object *t = json_object_new_object();
+
+	json_object_object_add(t, "fingerprint",
+	    json_object_new_string(tok->fingerprint));
+	json_object_object_add(t, "expires_at",
+	    json_object_new_string(tok->expires_at));
+	json_object_object_add(t, "revocation", json_object_new_string(
+	    tok->revoked == 1 ? "revoked" : tok->revoked < 0 ?
+	    tok->revoke_msg : "after this answer"));
+	json_object_object_add(ans->body, "token", t);
+}
+
+static void
+merge(struct broker *b, const struct cap_redeemed *red, const char *method,
+    struct answer *ans)
+{
+	struct json_object *perms = NULL, *evidence = NULL, *res;
+	struct gh_token *tok = NULL;
+	struct gh_result gr;
+	struct pr_facts f;
+	int64_t inst;
+	int r;
+
+	memset(&f, 0, sizeof(f));
+	if ((tok = calloc(1, sizeof(*tok))) == NULL ||
+	    (perms = merge_permissions()) == NULL) {
+		fail(ans, 500, "internal", TH_ERR_ALLOC);
+		goto out;
+	}
+	if ((r = gh_installation(b->gh, red->op.repo, &inst)) != 0 ||
+	    (r = gh_token_create(b->gh, inst, red->op.repo, perms, tok)) != 0) {
+		b->m.github_unavailable += r != TH_ERR_DENIED;
+		fail(ans, r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ? 403 :
+		    502, r == TH_ERR_UNAVAILABLE ? "github_unavailable" :
+		    r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ?
+		    "github_refused" : "github_error", r);
+		goto out;
+	}
+	if ((r = gh_pr_facts(b->gh, tok, red->op.repo, red->op.pr, &f)) != 0) {
+		fail(ans, r == TH_ERR_UNAVAILABLE ? 502 : 403,
+		    r == TH_ERR_UNAVAILABLE ? "github_unavailable" :
+		    "github_refused", r);
+		goto revoke;
+	}
+	r = peval_merge(red->chain->policy, &f, red->op.target,
+	    time(NULL), &evidence);
+	ans->body = json_object_new_object();
+	json_object_object_add(ans->body, "decision", evidence);
+	if (r != 0) {
+		b->m.policy_denied++;
+		log_warn("%s: merge of %s#%lld denied: %s", red->agent,
+		    red->op.repo, (long long)red->op.pr, th_errmsg(r));
+		fail(ans, 403, "policy_denied", r);
+		goto revoke;
+	}
+	/* The merge names the SHA every rule was checked against: if the
+	 * head moved since, GitHub refuses (409). */
+	if ((r = gh_merge(b->gh, tok, red->op.repo, red->op.pr, f.pr.head_sha,
+	    method, &gr)) != 0) {
+		b->m.github_refused++;
+		log_warn("%s: merge of %s#%lld refused by GitHub: %s",
+		    red->agent, red->op.repo, (long long)red->op.pr,
+		    th_errmsg(r));
+		fail(ans, gr.status == 409 ? 409 : 502, gr.status == 409 ?
+		    "head_moved" : "github_refused", r);
+		goto revoke;
+	}
+	b->m.merges++;
+	log_info("%s: merged %s#%lld at %s as %s", red->agent, red->op.repo,
+	    (long long)red->op.pr, f.pr.head_sha, gr.sha);
+	ans->status = 200;
+	res = json_object_new_object();
+	json_object_object_add(res, "merged", json_object_new_boolean(1));
+	json_object_object_add(res, "sha", json_object_new_string(gr.sha));
+	json_object_object_add(res, "head_sha",
+	    json_object_new_string(f.pr.head_sha));
+	json_object_object_add(ans->body, "result", res);
+ revoke:
+	/* Revocation happens after the answer is sent, off its path. */
+	token_json(ans, tok);
+	ans->revoke_later = tok;
+	tok = NULL;
+ out:
+	facts_free(&f);
+	json_object_put(perms);
+	if (tok != NULL)
+		OPENSSL_cleanse(tok, sizeof(*tok));
+	free(tok);
+}
+
+void
+act_redeem(struct broker *b, const char *agent, struct json_object *req,
+    struct answer *ans)
+{
+	struct cap_redeemed red;
+	const char *tok, *method = "merge";
+	char desc[512];
+	int r;
+
+	if (!json_object_is_type(req, json_type_object) ||
+	    (r = json_get_string_len(req, "capability", JWS_TOKEN_MAX, &tok))
+	    != 0) {
+		fail(ans, 400, "bad_request", th_fail(TH_ERR_INVALID, "give "
+		    "{\"capability\": TOKEN}"));
+		return;
+	}
+	r = json_get_string(req, "merge_method", &method);
+	if (r == 0 && strcmp(method, "merge") && strcmp(method, "squash") &&
+	    strcmp(method, "rebase")) {
+		fail(ans, 400, "bad_request", th_fail(TH_ERR_INVALID,
+		    "merge_method must be merge, squash or rebase"));
+		return;
+	}
+	if ((r = cap_redeem(b->cap, b->st, tok, strlen(tok), time(NULL),
+	    &red)) != 0 || (strcmp(red.agent, agent) != 0 &&
+	    (r = th_fail(TH_ERR_DENIED, "the capability was minted for %s",
+	    red.agent)) != 0)) {
+		b->m.redeem_refused++;
+		log_warn("%s: redeem refused: %s", agent, th_errmsg(r));
+		fail(ans, r == TH_ERR_DENIED ? 403 : 500, r == TH_ERR_DENIED ?
+		    "capability_refused" : "internal", r);
+		return;
+	}
+	b->m.redeemed++;
+	chain_describe(red.chain, desc, sizeof(desc));
+	log_info("%s: redeemed %s for %s %s#%lld (%s)", agent, red.jti,
+	    red.op.op, red.op.repo, (long long)red.op.pr, desc);
+	if (strcmp(red.op.op, "github.merge") == 0)
+		merge(b, &red, method, ans);
+	else
+		fail(ans, 501, "not_implemented", th_fail(TH_ERR_INVALID,
+		    "%s is not implemented yet", red.op.op));
+	if (ans->body == NULL)
+		ans->body = json_object_new_object();
+	json_object_object_add(ans->body, "chain", json_object_new_string(desc));
+	json_object_object_add(ans->body, "jti", json_object_new_string(red.jti));
+}
+
+void
+act_revoke(struct broker *b, struct gh_token *tok)
+{
+	gh_token_revoke(b->gh, tok);
+	if (tok->revoked == 1)
+		b->m.revoked++;
+	else
+		b->m.revoke_unknown++;
+	log_info("installation token %.12s...: %s", tok->fingerprint,
+	    tok->revoke_msg);
+	OPENSSL_cleanse(tok, sizeof(*tok));
+	free(tok);
+}

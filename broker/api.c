@@ -1,0 +1,342 @@
+/* The HTTP side of thresholdd, on libmicrohttpd: a Unix socket for agents
+ * (whose identity comes from the kernel, SO_PEERCRED) and optionally
+ * loopback TCP for health and metrics.  One request is handled at a time. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "broker.h"
+#include "err.h"
+#include "json.h"
+#include "log.h"
+
+struct conn {
+	struct buf	*body;
+	int		 too_big;
+	struct gh_token	*revoke_later;
+};
+
+static volatile sig_atomic_t stopping;
+/* The Unix and TCP daemons each have a thread; the broker's state (signer
+ * connection, store, GitHub client) is used by one request at a time. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static enum MHD_Result
+reply(struct MHD_Connection *c, unsigned status, const char *ctype,
+    const char *text)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(strlen(text), (void *)text,
+	    MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result
+reply_json(struct MHD_Connection *c, struct answer *ans)
+{
+	enum MHD_Result ret;
+
+	ret = reply(c, ans->status, "application/json",
+	    json_object_to_json_string_ext(ans->body, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(ans->body);
+	return ret;
+}
+
+static enum MHD_Result
+reply_error(struct MHD_Connection *c, unsigned status, const char *code,
+    const char *msg)
+{
+	struct answer ans = { .status = status };
+	struct json_object *err = json_object_new_object();
+
+	ans.body = json_object_new_object();
+	json_object_object_add(err, "code", json_object_new_string(code));
+	json_object_object_add(err, "message", json_object_new_string(msg));
+	json_object_object_add(ans.body, "error", err);
+	return reply_json(c, &ans);
+}
+
+/* The agent behind a Unix-socket connection, from the kernel; NULL for
+ * TCP or an unknown uid. */
+static const char *
+peer_agent(struct broker *b, struct MHD_Connection *c, uid_t *uid)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	*uid = (uid_t)-1;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci == NULL || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED,
+	    &cred, &len) != 0)
+		return NULL;
+	*uid = cred.uid;
+	return bconf_agent(&b->cfg, cred.uid);
+}
+
+static enum MHD_Result
+health(struct broker *b, struct MHD_Connection *c)
+{
+	struct proto_reply rep;
+	char text[256];
+	int r;
+
+	if ((r = sigc_health(b->signer, &rep)) != 0) {
+		snprintf(text, sizeof(text), "signer: %s", th_errmsg(r));
+		return reply_error(c, 503, "signer_unavailable", text);
+	}
+	return reply(c, 200, "application/json",
+	    "{\"status\":\"ok\",\"signer\":\"ok\"}");
+}
+
+static enum MHD_Result
+metrics(struct broker *b, struct MHD_Connection *c)
+{
+	const struct broker_metrics *m = &b->m;
+	char text[2048];
+
+	snprintf(text, sizeof(text),
+	    "# TYPE threshold_requests_total counter\n"
+	    "threshold_requests_total %llu\n"
+	    "# TYPE threshold_capabilities_total counter\n"
+	    "threshold_capabilities_total{result=\"minted\"} %llu\n"
+	    "threshold_capabilities_total{result=\"refused\"} %llu\n"
+	    "# TYPE threshold_redemptions_total counter\n"
+	    "threshold_redemptions_total{result=\"accepted\"} %llu\n"
+	    "threshold_redemptions_total{result=\"refused\"} %llu\n"
+	    "# TYPE threshold_operations_total counter\n"
+	    "threshold_operations_total{op=\"github.merge\",result=\"done\"} %llu\n"
+	    "threshold_operations_total{result=\"policy_denied\"} %llu\n"
+	    "threshold_operations_total{result=\"github_refused\"} %llu\n"
+	    "threshold_operations_total{result=\"github_unavailable\"} %llu\n"
+	    "# TYPE threshold_token_revocations_total counter\n"
+	    "threshold_token_revocations_total{result=\"revoked\"} %llu\n"
+	    "threshold_token_revocations_total{result=\"unknown\"} %llu\n"
+	    "# TYPE threshold_github_round_trips_total counter\n"
+	    "threshold_github_round_trips_total %u\n",
+	    (unsigned long long)m->requests, (unsigned long long)m->minted,
+	    (unsigned long long)m->mint_refused,
+	    (unsigned long long)m->redeemed,
+	    (unsigned long long)m->redeem_refused,
+	    (unsigned long long)m->merges,
+	    (unsigned long long)m->policy_denied,
+	    (unsigned long long)m->github_refused,
+	    (unsigned long long)m->github_unavailable,
+	    (unsigned long long)m->revoked,
+	    (unsigned long long)m->revoke_unknown, gh_rounds(b->gh));
+	return reply(c, 200, "text/plain; version=0.0.4", text);
+}
+
+static enum MHD_Result
+handle(void *arg, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload,
+    size_t *upload_size, void **ctx)
+{
+	struct broker *b = arg;
+	struct conn *cn = *ctx;
+	struct json_object *req = NULL;
+	struct answer ans;
+	const char *agent;
+	uid_t uid;
+	char msg[256];
+	int r;
+
+	(void)version;
+	if (cn == NULL) {
+		if ((cn = calloc(1, sizeof(*cn))) == NULL ||
+		    (cn->body = buf_new()) == NULL) {
+			free(cn);
+			return MHD_NO;
+		}
+		*ctx = cn;
+		return MHD_YES;
+	}
+	if (*upload_size > 0) {
+		if (buf_len(cn->body) + *upload_size > BROKER_BODY_MAX)
+			cn->too_big = 1;
+		else if (buf_put(cn->body, upload, *upload_size) != 0)
+			return MHD_NO;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	b->m.requests++;
+	if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/health") == 0)
+		return health(b, c);
+	if (strcmp(method, "GET") == 0 && strcmp(url, "/metrics") == 0)
+		return metrics(b, c);
+	if (strcmp(method, "POST") != 0 || (strcmp(url, "/v1/capabilities") &&
+	    strcmp(url, "/v1/redeem")))
+		return reply_error(c, 404, "not_found", "no such endpoint "
+		    "(see docs/api.md)");
+	if ((agent = peer_agent(b, c, &uid)) == NULL) {
+		snprintf(msg, sizeof(msg), uid == (uid_t)-1 ? "agent identity "
+		    "comes from the Unix socket; use it, not TCP" : "uid %u is "
+		    "not an agent in thresholdd's configuration",
+		    (unsigned)uid);
+		log_warn("refused: %s", msg);
+		return reply_error(c, 403, "unknown_agent", msg);
+	}
+	if (cn->too_big)
+		return reply_error(c, 413, "bad_request", "request body over "
+		    "64 KiB");
+	if ((r = json_parse_strict((const char *)buf_ptr(cn->body),
+	    buf_len(cn->body), BROKER_BODY_MAX, &req)) != 0)
+		return reply_error(c, 400, "bad_request", th_errmsg(r));
+	memset(&ans, 0, sizeof(ans));
+	if (strcmp(url, "/v1/capabilities") == 0)
+		act_mint(b, agent, req, &ans);
+	else
+		act_redeem(b, agent, req, &ans);
+	json_object_put(req);
+	cn->revoke_later = ans.revoke_later;
+	return reply_json(c, &ans);
+}
+
+static enum MHD_Result
+on_request(void *arg, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload,
+    size_t *upload_size, void **ctx)
+{
+	enum MHD_Result r;
+
+	pthread_mutex_lock(&lock);
+	r = handle(arg, c, url, method, version, upload, upload_size, ctx);
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+/* After the answer went out: revoke the operation's token. */
+static void
+on_completed(void *arg, struct MHD_Connection *c, void **ctx,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct broker *b = arg;
+	struct conn *cn = *ctx;
+
+	(void)c;
+	(void)toe;
+	if (cn == NULL)
+		return;
+	if (cn->revoke_later != NULL) {
+		pthread_mutex_lock(&lock);
+		act_revoke(b, cn->revoke_later);
+		pthread_mutex_unlock(&lock);
+	}
+	buf_free(cn->body);
+	free(cn);
+	*ctx = NULL;
+}
+
+static int
+unix_listener(const struct bconf *cfg)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	mode_t old;
+	int fd, r;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(cfg->listen) >= sizeof(sun.sun_path))
+		return th_fail(TH_ERR_CONFIG, "listen path too long");
+	strcpy(sun.sun_path, cfg->listen);
+	if (lstat(cfg->listen, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return th_fail(TH_ERR_CONFIG, "%s exists and is not a "
+			    "socket", cfg->listen);
+		unlink(cfg->listen);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return th_fail(TH_ERR_IO, "socket: %s", strerror(errno));
+	old = umask(0177);
+	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (r != 0 || chmod(cfg->listen, cfg->socket_mode) != 0 ||
+	    listen(fd, 64) != 0) {
+		r = th_fail(TH_ERR_IO, "cannot listen on %s: %s", cfg->listen,
+		    strerror(errno));
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int
+api_serve(struct broker *b)
+{
+	struct MHD_Daemon *ud = NULL, *td = NULL;
+	struct sigaction sa;
+	int fd, r = 0;
+
+	if ((fd = unix_listener(&b->cfg)) < 0)
+		return fd;
+	ud = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, b,
+	    MHD_OPTION_LISTEN_SOCKET, fd,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, b,
+	    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+	    MHD_OPTION_END);
+	if (ud == NULL) {
+		close(fd);
+		return th_fail(TH_ERR_IO, "cannot start the HTTP server");
+	}
+	if (b->cfg.tcp_port != 0) {
+		struct sockaddr_in sin;
+
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons((uint16_t)b->cfg.tcp_port);
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		/* TCP carries no identity: agents' endpoints refuse it and
+		 * only health and metrics answer there. */
+		td = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+		    MHD_USE_ERROR_LOG, (uint16_t)b->cfg.tcp_port, NULL, NULL,
+		    on_request, b, MHD_OPTION_SOCK_ADDR, &sin,
+		    MHD_OPTION_NOTIFY_COMPLETED, on_completed, b,
+		    MHD_OPTION_END);
+		if (td == NULL) {
+			r = th_fail(TH_ERR_IO, "cannot listen on 127.0.0.1:%d",
+			    b->cfg.tcp_port);
+			goto out;
+		}
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	log_info("serving agents on %s", b->cfg.listen);
+	while (!stopping)
+		pause();
+	log_info("stopping");
+ out:
+	if (td != NULL)
+		MHD_stop_daemon(td);
+	MHD_stop_daemon(ud);
+	unlink(b->cfg.listen);
+	return r;
+}

@@ -1,0 +1,157 @@
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bconfig.h"
+#include "cap.h"
+#include "err.h"
+#include "scope.h"
+#include "typ.h"
+
+static int
+set(char *dst, size_t dstsz, const char *v, const char *what)
+{
+	if (strlen(v) >= dstsz)
+		return th_fail(TH_ERR_CONFIG, "%s too long", what);
+	strcpy(dst, v);
+	return 0;
+}
+
+static int
+parse_agent(struct bconf *c, const char *uid, const char *name)
+{
+	struct bconf_agent *a;
+	unsigned long u;
+	char *end;
+
+	errno = 0;
+	u = strtoul(uid, &end, 10);
+	if (errno != 0 || *end != '\0' || end == uid || u >= UINT_MAX)
+		return th_fail(TH_ERR_CONFIG, "bad uid \"%s\"", uid);
+	if (c->nagents == BCONF_AGENTS_MAX)
+		return th_fail(TH_ERR_CONFIG, "too many agents");
+	a = &c->agents[c->nagents];
+	snprintf(a->name, sizeof(a->name), "%s%s",
+	    strncmp(name, "agent:", 6) ? "agent:" : "", name);
+	if (!name_valid(a->name, "agent"))
+		return th_fail(TH_ERR_CONFIG, "bad agent name \"%s\"", name);
+	if (bconf_agent(c, (uid_t)u) != NULL)
+		return th_fail(TH_ERR_CONFIG, "uid %lu given twice", u);
+	a->uid = (uid_t)u;
+	c->nagents++;
+	return 0;
+}
+
+static int
+parse_tcp(struct bconf *c, const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	char *end;
+	long port;
+
+	if (colon == NULL || (size_t)(colon - v) >= sizeof(c->tcp_host))
+		return th_fail(TH_ERR_CONFIG, "listen-tcp wants HOST:PORT");
+	memcpy(c->tcp_host, v, (size_t)(colon - v));
+	c->tcp_host[colon - v] = '\0';
+	if (strcmp(c->tcp_host, "127.0.0.1") != 0 &&
+	    strcmp(c->tcp_host, "localhost") != 0)
+		return th_fail(TH_ERR_CONFIG, "listen-tcp is for loopback only");
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port <= 0 || port > 65535)
+		return th_fail(TH_ERR_CONFIG, "bad port in listen-tcp");
+	c->tcp_port = (int)port;
+	return 0;
+}
+
+static int
+parse_line(struct bconf *c, char *line)
+{
+	char *name, *v, *v2, *end;
+	unsigned long mode;
+	long ttl;
+
+	if ((name = strtok_r(line, " \t", &end)) == NULL || name[0] == '#')
+		return 0;
+	if ((v = strtok_r(NULL, " \t", &end)) == NULL)
+		return th_fail(TH_ERR_CONFIG, "\"%s\" needs a value", name);
+	v2 = strtok_r(NULL, " \t", &end);
+	if (strcmp(name, "agent") == 0) {
+		if (v2 == NULL || strtok_r(NULL, " \t", &end) != NULL)
+			return th_fail(TH_ERR_CONFIG, "usage: agent UID NAME");
+		return parse_agent(c, v, v2);
+	}
+	if (v2 != NULL)
+		return th_fail(TH_ERR_CONFIG, "\"%s\" takes one value", name);
+	if (strcmp(name, "listen") == 0)
+		return set(c->listen, sizeof(c->listen), v, "listen");
+	if (strcmp(name, "listen-tcp") == 0)
+		return parse_tcp(c, v);
+	if (strcmp(name, "signer") == 0)
+		return set(c->signer, sizeof(c->signer), v, "signer");
+	if (strcmp(name, "state") == 0)
+		return set(c->state, sizeof(c->state), v, "state");
+	if (strcmp(name, "github-url") == 0)
+		return set(c->github_url, sizeof(c->github_url), v,
+		    "github-url");
+	if (strcmp(name, "github-app-id") == 0)
+		return set(c->app_id, sizeof(c->app_id), v, "github-app-id");
+	if (strcmp(name, "socket-mode") == 0) {
+		mode = strtoul(v, &end, 8);
+		if (*end != '\0' || (mode != 0600 && mode != 0660 &&
+		    mode != 0666))
+			return th_fail(TH_ERR_CONFIG, "socket-mode must be "
+			    "0600, 0660 or 0666");
+		c->socket_mode = (mode_t)mode;
+		return 0;
+	}
+	if (strcmp(name, "capability-ttl") == 0) {
+		ttl = strtol(v, &end, 10);
+		if (*end != '\0' || ttl < 1 || ttl > CAPABILITY_TTL_MAX)
+			return th_fail(TH_ERR_CONFIG, "capability-ttl must be "
+			    "1..%d", CAPABILITY_TTL_MAX);
+		c->ttl = (int)ttl;
+		return 0;
+	}
+	return th_fail(TH_ERR_CONFIG, "unknown directive \"%s\"", name);
+}
+
+int
+bconf_load(const char *path, struct bconf *c)
+{
+	char line[2048];
+	FILE *f;
+	int r = 0, n = 0;
+
+	memset(c, 0, sizeof(*c));
+	c->socket_mode = 0660;
+	c->ttl = CAP_TTL_DEFAULT;
+	if ((f = fopen(path, "re")) == NULL)
+		return th_fail(TH_ERR_CONFIG, "cannot open %s: %s", path,
+		    strerror(errno));
+	while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
+		n++;
+		line[strcspn(line, "\r\n")] = '\0';
+		if ((r = parse_line(c, line)) != 0)
+			r = th_fail(r, "%s:%d: %s", path, n, th_errmsg(r));
+	}
+	fclose(f);
+	if (r == 0 && (c->listen[0] == '\0' || c->signer[0] == '\0' ||
+	    c->state[0] == '\0' || c->github_url[0] == '\0' ||
+	    c->app_id[0] == '\0'))
+		r = th_fail(TH_ERR_CONFIG, "%s: listen, signer, state, "
+		    "github-url and github-app-id are required", path);
+	return r;
+}
+
+const char *
+bconf_agent(const struct bconf *c, uid_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < c->nagents; i++)
+		if (c->agents[i].uid == uid)
+			return c->agents[i].name;
+	return NULL;
+}

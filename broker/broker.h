@@ -1,0 +1,55 @@
+/* thresholdd: the agents' API (docs/api.md).  It holds no private key:
+ * capabilities and App JWTs are signed by threshold-signer. */
+#ifndef TH_BROKER_H
+#define TH_BROKER_H
+
+#include <stdint.h>
+
+#include "bconfig.h"
+#include "cap.h"
+#include "github.h"
+#include "sigclient.h"
+#include "store.h"
+
+#define BROKER_BODY_MAX		(64 * 1024)
+
+struct broker_metrics {
+	uint64_t	requests;
+	uint64_t	minted, mint_refused;
+	uint64_t	redeemed, redeem_refused;
+	uint64_t	policy_denied, github_refused, github_unavailable;
+	uint64_t	revoked, revoke_unknown;
+	uint64_t	merges;
+};
+
+struct broker {
+	struct bconf		 cfg;
+	struct store		*st;
+	struct sigc		*signer;
+	struct cap_ctx		*cap;
+	struct gh		*gh;
+	struct broker_metrics	 m;
+};
+
+/* The outcome of one API call: HTTP status, stable error code (NULL on
+ * success) and the JSON body. */
+struct answer {
+	unsigned		 status;
+	const char		*code;
+	struct json_object	*body;
+	struct gh_token		*revoke_later;	/* revoked after replying */
+};
+
+/* POST /v1/capabilities for agent. */
+void	act_mint(struct broker *b, const char *agent, struct json_object *req,
+	    struct answer *ans);
+/* POST /v1/redeem for agent: verify, evaluate policy live, act, revoke. */
+void	act_redeem(struct broker *b, const char *agent,
+	    struct json_object *req, struct answer *ans);
+/* Revokes a token an answer left for after the reply. */
+void	act_revoke(struct broker *b, struct gh_token *tok);
+
+/* Serves until SIGTERM/SIGINT. */
+int	api_serve(struct broker *b);
+
+#endif

@@ -1,0 +1,74 @@
+/* What the broker reads from GitHub about one pull request, all of it
+ * about one head SHA, as the policy needs it.  Filled by the GitHub client
+ * (github.c) from bounded, validated replies; read by the policy evaluator
+ * (peval.c).  Strings are NUL-terminated and fit their arrays. */
+#ifndef TH_FACTS_H
+#define TH_FACTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FACTS_SHA_LEN		40
+#define FACTS_LOGIN_MAX		39	/* GitHub's limit */
+#define FACTS_REF_MAX		255
+#define FACTS_NAME_MAX		255	/* check run name, status context */
+#define FACTS_PATH_MAX		1024
+#define FACTS_FILES_MAX		3000	/* GitHub lists at most 3000 */
+#define FACTS_CHECKS_MAX	1000
+#define FACTS_STATUSES_MAX	1000
+#define FACTS_REVIEWS_MAX	1000
+
+struct gh_pr {
+	int64_t	number;
+	char	head_sha[FACTS_SHA_LEN + 1];
+	char	head_ref[FACTS_REF_MAX + 1];
+	char	base_ref[FACTS_REF_MAX + 1];
+	char	author[FACTS_LOGIN_MAX + 1];
+	int	open;			/* state == "open" */
+	int	merged;
+	int	draft;
+	int	mergeable;		/* 1, 0, or -1: not computed yet */
+};
+
+struct gh_check_run {
+	char	name[FACTS_NAME_MAX + 1];
+	char	status[24];		/* queued, in_progress, completed, ... */
+	char	conclusion[24];		/* "" while not completed */
+};
+
+struct gh_status {
+	char	context[FACTS_NAME_MAX + 1];
+	char	state[16];		/* error, failure, pending, success */
+};
+
+struct gh_review {
+	int64_t	id;
+	char	user[FACTS_LOGIN_MAX + 1];
+	char	state[24];	/* APPROVED, CHANGES_REQUESTED, COMMENTED,
+				 * DISMISSED, PENDING */
+	char	commit_id[FACTS_SHA_LEN + 1];
+};
+
+struct gh_file {
+	char	filename[FACTS_PATH_MAX + 1];
+	char	previous[FACTS_PATH_MAX + 1];	/* renames; "" otherwise */
+	char	status[16];
+};
+
+struct pr_facts {
+	struct gh_pr		 pr;
+	struct gh_check_run	*checks;	/* on pr.head_sha, in order */
+	size_t			 nchecks;
+	struct gh_status	*statuses;	/* on pr.head_sha */
+	size_t			 nstatuses;
+	struct gh_review	*reviews;	/* chronological */
+	size_t			 nreviews;
+	struct gh_file		*files;
+	size_t			 nfiles;
+	int			 files_complete;	/* every page was read */
+};
+
+/* Frees the arrays (not f itself). */
+void	facts_free(struct pr_facts *f);
+
+#endif

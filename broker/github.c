@@ -1,0 +1,636 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include "err.h"
+#include "github.h"
+#include "json.h"
+#include "jws.h"
+
+#define GH_JWT_TTL	540	/* GitHub allows 600; iat is backdated 60 */
+#define GH_PER_PAGE	100
+#define GH_PAGES_MAX	40	/* 3000 files / 100 + slack */
+
+struct gh {
+	struct http	*http;
+	struct sigc	*signer;
+	char		 base[HTTP_URL_MAX / 2];
+	char		 app_id[64];
+	char		 jwt[2048];	/* "Bearer <App JWT>", secret */
+	int64_t		 jwt_exp;
+	struct {
+		char	 repo[SCOPE_REPO_MAX + 1];
+		int64_t	 id;
+	}		 inst[GH_INSTALL_CACHE];
+	size_t		 ninst;
+	unsigned	 rounds;
+};
+
+int
+gh_new(const char *base_url, const char *app_id, struct sigc *signer,
+    struct gh **out)
+{
+	struct gh *g;
+	int r;
+
+	*out = NULL;
+	if (strlen(base_url) >= sizeof(g->base) || strlen(app_id) >= 64 ||
+	    (strncmp(base_url, "https://", 8) != 0 &&
+	    strncmp(base_url, "http://127.0.0.1", 16) != 0 &&
+	    strncmp(base_url, "http://localhost", 16) != 0))
+		return th_fail(TH_ERR_CONFIG, "github-url must be https:// "
+		    "(or http:// on loopback, for tests)");
+	if ((g = calloc(1, sizeof(*g))) == NULL)
+		return TH_ERR_ALLOC;
+	if ((r = http_new("Threshold/0.1 (+broker)", &g->http)) != 0) {
+		free(g);
+		return r;
+	}
+	snprintf(g->base, sizeof(g->base), "%s", base_url);
+	if (g->base[0] != '\0' && g->base[strlen(g->base) - 1] == '/')
+		g->base[strlen(g->base) - 1] = '\0';
+	snprintf(g->app_id, sizeof(g->app_id), "%s", app_id);
+	g->signer = signer;
+	*out = g;
+	return 0;
+}
+
+void
+gh_free(struct gh *g)
+{
+	if (g == NULL)
+		return;
+	http_free(g->http);
+	OPENSSL_cleanse(g->jwt, sizeof(g->jwt));
+	free(g);
+}
+
+unsigned
+gh_rounds(const struct gh *g)
+{
+	return g->rounds;
+}
+
+/* "Bearer <JWT>" for the App, re-signed shortly before it expires. */
+static int
+app_auth(struct gh *g, const char **out)
+{
+	struct json_object *claims = NULL;
+	struct buf *tok = NULL;
+	uint8_t sig[TH_SIG_MAX];
+	int64_t now = (int64_t)time(NULL);
+	enum th_alg alg;
+	size_t siglen;
+	int r;
+
+	if (g->jwt[0] != '\0' && now < g->jwt_exp - 60) {
+		*out = g->jwt;
+		return 0;
+	}
+	if ((claims = json_object_new_object()) == NULL ||
+	    (tok = buf_new()) == NULL) {
+		r = TH_ERR_ALLOC;
+		goto out;
+	}
+	json_object_object_add(claims, "iat", json_object_new_int64(now - 60));
+	json_object_object_add(claims, "exp",
+	    json_object_new_int64(now + GH_JWT_TTL));
+	json_object_object_add(claims, "iss", json_object_new_string(g->app_id));
+	if ((r = jws_signing_input(tok, TH_ALG_RS256, "JWT", NULL, claims)) != 0 ||
+	    (r = sigc_sign(g->signer, "github-app", buf_ptr(tok), buf_len(tok),
+	    &alg, sig, &siglen)) != 0 ||
+	    (r = jws_append_sig(tok, sig, siglen)) != 0)
+		goto out;
+	if (buf_len(tok) + 8 >= sizeof(g->jwt)) {
+		r = th_fail(TH_ERR_TOO_LONG, "App JWT too long");
+		goto out;
+	}
+	snprintf(g->jwt, sizeof(g->jwt), "Bearer %.*s", (int)buf_len(tok),
+	    (const char *)buf_ptr(tok));
+	g->jwt_exp = now + GH_JWT_TTL;
+	*out = g->jwt;
+ out:
+	json_object_put(claims);
+	buf_free(tok);
+	return r;
+}
+
+/* One request, retried as http allows; on success *reply holds the
+ * parsed JSON body (NULL for an empty one). */
+static int
+call(struct gh *g, const char *method, const char *url, const char *auth,
+    const char *body, int idempotent, long *status,
+    struct json_object **reply, char *next, size_t nextlen)
+{
+	struct http_req req, *reqs[1] = { &req };
+	int r;
+
+	*reply = NULL;
+	if ((r = http_req_init(&req, method, url, auth, body, idempotent)) != 0)
+		return r;
+	if ((r = http_run(g->http, reqs, 1, &g->rounds)) != 0)
+		goto out;
+	if (req.r != 0) {
+		r = th_fail(req.r, "GitHub %s %s: %s", method, url + strlen(g->base),
+		    req.errmsg);
+		goto out;
+	}
+	*status = req.status;
+	if (next != NULL)
+		snprintf(next, nextlen, "%s", req.next);
+	if (buf_len(req.resp) > 0 && (r = json_parse_strict(
+	    (const char *)buf_ptr(req.resp), buf_len(req.resp),
+	    HTTP_RESP_MAX, reply)) != 0)
+		r = th_fail(TH_ERR_PROTOCOL, "GitHub %s %s: unreadable reply: "
+		    "%s", method, url + strlen(g->base), th_errmsg(r));
+ out:
+	http_req_clear(&req);
+	return r;
+}
+
+/* GitHub's "message", for errors. */
+static const char *
+gh_message(struct json_object *o)
+{
+	const char *m;
+
+	if (o != NULL && json_object_is_type(o, json_type_object) &&
+	    json_get_string(o, "message", &m) == 0)
+		return m;
+	return "no message";
+}
+
+int
+gh_installation(struct gh *g, const char *repo, int64_t *id)
+{
+	struct json_object *o = NULL;
+	const char *auth;
+	char url[HTTP_URL_MAX];
+	long status = 0;
+	size_t i;
+	int r;
+
+	for (i = 0; i < g->ninst; i++)
+		if (strcmp(g->inst[i].repo, repo) == 0) {
+			*id = g->inst[i].id;
+			return 0;
+		}
+	snprintf(url, sizeof(url), "%s/repos/%s/installation", g->base, repo);
+	if ((r = app_auth(g, &auth)) != 0 ||
+	    (r = call(g, "GET", url, auth, NULL, 1, &status, &o, NULL, 0)) != 0)
+		goto out;
+	if (status != 200) {
+		r = th_fail(status == 404 ? TH_ERR_NOT_FOUND : TH_ERR_DENIED,
+		    "the GitHub App is not installed on %s (%ld: %s)", repo,
+		    status, gh_message(o));
+		goto out;
+	}
+	if ((r = json_get_int64(o, "id", id)) != 0 || *id <= 0) {
+		r = th_fail(TH_ERR_PROTOCOL, "installation reply without id");
+		goto out;
+	}
+	if (g->ninst < GH_INSTALL_CACHE) {
+		snprintf(g->inst[g->ninst].repo, sizeof(g->inst[0].repo), "%s",
+		    repo);
+		g->inst[g->ninst++].id = *id;
+	}
+ out:
+	json_object_put(o);
+	return r;
+}
+
+static void
+fingerprint(const char *value, char out[65])
+{
+	uint8_t d[SHA256_DIGEST_LENGTH];
+	size_t i;
+
+	SHA256((const uint8_t *)value, strlen(value), d);
+	for (i = 0; i < sizeof(d); i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* GitHub's answer must grant exactly the permissions and repository asked
+ * for (GitHub adds metadata: read to every token): a token wider than
+ * requested is revoked, not used. */
+static int
+check_scope(struct json_object *o, const char *name, struct json_object *perms)
+{
+	struct json_object *got, *repos, *v;
+	const char *rn;
+
+	if (!json_object_object_get_ex(o, "permissions", &got) ||
+	    !json_object_is_type(got, json_type_object))
+		return th_fail(TH_ERR_DENIED, "token reply lists no "
+		    "permissions");
+	json_object_object_foreach(got, k, have) {
+		if (strcmp(k, "metadata") == 0 &&
+		    json_object_is_type(have, json_type_string) &&
+		    strcmp(json_object_get_string(have), "read") == 0)
+			continue;
+		if (!json_object_object_get_ex(perms, k, &v) ||
+		    !json_object_is_type(have, json_type_string) ||
+		    strcmp(json_object_get_string(v),
+		    json_object_get_string(have)) != 0)
+			return th_fail(TH_ERR_DENIED, "token carries permission "
+			    "%s beyond the request", k);
+	}
+	json_object_object_foreach(perms, k2, want) {
+		(void)want;
+		if (!json_object_object_get_ex(got, k2, &v))
+			return th_fail(TH_ERR_DENIED, "token lacks permission "
+			    "%s", k2);
+	}
+	if (!json_object_object_get_ex(o, "repositories", &repos) ||
+	    !json_object_is_type(repos, json_type_array) ||
+	    json_object_array_length(repos) != 1 ||
+	    json_get_string(json_object_array_get_idx(repos, 0), "name",
+	    &rn) != 0 || strcmp(rn, name) != 0)
+		return th_fail(TH_ERR_DENIED, "token is not scoped to exactly "
+		    "%s", name);
+	return 0;
+}
+
+int
+gh_token_create(struct gh *g, int64_t installation, const char *repo,
+    struct json_object *perms, struct gh_token *tok)
+{
+	struct json_object *body = NULL, *repos, *o = NULL;
+	const char *auth, *name = strchr(repo, '/') + 1, *v, *exp;
+	char url[HTTP_URL_MAX];
+	long status = 0;
+	int r;
+
+	memset(tok, 0, sizeof(*tok));
+	if ((body = json_object_new_object()) == NULL ||
+	    (repos = json_object_new_array()) == NULL) {
+		r = TH_ERR_ALLOC;
+		goto out;
+	}
+	json_object_array_add(repos, json_object_new_string(name));
+	json_object_object_add(body, "repositories", repos);
+	json_object_object_add(body, "permissions", json_object_get(perms));
+	snprintf(url, sizeof(url), "%s/app/installations/%lld/access_tokens",
+	    g->base, (long long)installation);
+	/* Safe to resend: a token lost to a failed reply expires unused. */
+	if ((r = app_auth(g, &auth)) != 0 ||
+	    (r = call(g, "POST", url, auth, json_object_to_json_string_ext(body,
+	    JSON_C_TO_STRING_PLAIN), 1, &status, &o, NULL, 0)) != 0)
+		goto out;
+	if (status != 201) {
+		r = th_fail(TH_ERR_DENIED, "GitHub refused an installation "
+		    "token for %s (%ld: %s)", repo, status, gh_message(o));
+		goto out;
+	}
+	if ((r = json_get_string(o, "token", &v)) != 0 ||
+	    strlen(v) == 0 || strlen(v) > GH_TOKEN_MAX ||
+	    (r = json_get_string(o, "expires_at", &exp)) != 0) {
+		r = th_fail(TH_ERR_PROTOCOL, "malformed installation token "
+		    "reply");
+		goto out;
+	}
+	strcpy(tok->value, v);
+	fingerprint(tok->value, tok->fingerprint);
+	snprintf(tok->expires_at, sizeof(tok->expires_at), "%s", exp);
+	if ((r = check_scope(o, name, perms)) != 0) {
+		gh_token_revoke(g, tok);
+		goto out;
+	}
+ out:
+	/* json-c keeps its copy of the token until put: wipe it. */
+	if (o != NULL && json_object_object_get_ex(o, "token", &repos) &&
+	    json_object_is_type(repos, json_type_string))
+		OPENSSL_cleanse((char *)json_object_get_string(repos),
+		    (size_t)json_object_get_string_len(repos));
+	json_object_put(o);
+	json_object_put(body);
+	return r;
+}
+
+void
+gh_token_revoke(struct gh *g, struct gh_token *tok)
+{
+	struct json_object *o = NULL;
+	char url[HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
+	long status = 0;
+	int r;
+
+	if (tok->value[0] == '\0')
+		return;
+	snprintf(url, sizeof(url), "%s/installation/token", g->base);
+	snprintf(auth, sizeof(auth), "Bearer %s", tok->value);
+	r = call(g, "DELETE", url, auth, NULL, 1, &status, &o, NULL, 0);
+	if (r == 0 && status == 204) {
+		tok->revoked = 1;
+		snprintf(tok->revoke_msg, sizeof(tok->revoke_msg), "revoked");
+	} else {
+		/* Never assume success: a 401 may mean expired or unknown. */
+		tok->revoked = -1;
+		snprintf(tok->revoke_msg, sizeof(tok->revoke_msg),
+		    "revocation unknown: %s", r != 0 ? th_errmsg(r) :
+		    status == 401 ? "401 (expired or already revoked)" :
+		    "unexpected status");
+	}
+	OPENSSL_cleanse(auth, sizeof(auth));
+	OPENSSL_cleanse(tok->value, sizeof(tok->value));
+	json_object_put(o);
+}
+
+/* Copies string member key of o into dst; a missing optional member
+ * leaves "", anything too long or of another type is an error. */
+static int
+copy_str(struct json_object *o, const char *key, char *dst, size_t dstsz,
+    int required)
+{
+	struct json_object *v;
+
+	dst[0] = '\0';
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    json_object_is_type(v, json_type_null))
+		return required ? th_fail(TH_ERR_PROTOCOL, "GitHub reply "
+		    "lacks \"%s\"", key) : 0;
+	if (!json_object_is_type(v, json_type_string) ||
+	    (size_t)json_object_get_string_len(v) >= dstsz)
+		return th_fail(TH_ERR_PROTOCOL, "GitHub reply: bad \"%s\"", key);
+	memcpy(dst, json_object_get_string(v),
+	    (size_t)json_object_get_string_len(v) + 1);
+	return 0;
+}
+
+static int
+copy_login(struct json_object *o, char *dst)
+{
+	struct json_object *user;
+
+	if (!json_object_object_get_ex(o, "user", &user) ||
+	    !json_object_is_type(user, json_type_object))
+		return th_fail(TH_ERR_PROTOCOL, "GitHub reply lacks a user");
+	return copy_str(user, "login", dst, FACTS_LOGIN_MAX + 1, 1);
+}
+
+static int
+parse_pr(struct json_object *o, struct gh_pr *pr)
+{
+	struct json_object *head, *base, *v;
+	const char *state;
+	int r;
+
+	memset(pr, 0, sizeof(*pr));
+	if (!json_object_object_get_ex(o, "head", &head) ||
+	    !json_object_object_get_ex(o, "base", &base) ||
+	    (r = copy_str(head, "sha", pr->head_sha, sizeof(pr->head_sha), 1))
+	    != 0 || strlen(pr->head_sha) != FACTS_SHA_LEN ||
+	    (r = copy_str(head, "ref", pr->head_ref, sizeof(pr->head_ref), 1))
+	    != 0 ||
+	    (r = copy_str(base, "ref", pr->base_ref, sizeof(pr->base_ref), 1))
+	    != 0 || (r = copy_login(o, pr->author)) != 0 ||
+	    (r = json_get_int64(o, "number", &pr->number)) != 0 ||
+	    (r = json_get_string(o, "state", &state)) != 0)
+		return th_fail(TH_ERR_PROTOCOL, "malformed pull request reply");
+	pr->open = strcmp(state, "open") == 0;
+	pr->merged = json_object_object_get_ex(o, "merged", &v) &&
+	    json_object_get_boolean(v);
+	pr->draft = json_object_object_get_ex(o, "draft", &v) &&
+	    json_object_get_boolean(v);
+	pr->mergeable = !json_object_object_get_ex(o, "mergeable", &v) ||
+	    json_object_is_type(v, json_type_null) ? -1 :
+	    json_object_get_boolean(v);
+	return 0;
+}
+
+enum list_kind { L_CHECKS, L_STATUS, L_REVIEWS, L_FILES, L_COUNT };
+
+/* Grows *arr (of elements of size sz) to hold one more, bounded by max. */
+static void *
+push(void **arr, size_t *n, size_t sz, size_t max)
+{
+	void *p;
+
+	if (*n >= max || (p = realloc(*arr, (*n + 1) * sz)) == NULL)
+		return NULL;
+	*arr = p;
+	memset((char *)p + *n * sz, 0, sz);
+	return (char *)p + (*n)++ * sz;
+}
+
+static int
+parse_page(enum list_kind kind, struct json_object *o, struct pr_facts *f)
+{
+	struct json_object *a = o, *e;
+	struct gh_check_run *c;
+	struct gh_status *s;
+	struct gh_review *rv;
+	struct gh_file *fl;
+	size_t i;
+	int r = 0;
+
+	if (kind == L_CHECKS && !json_object_object_get_ex(o, "check_runs", &a))
+		return th_fail(TH_ERR_PROTOCOL, "check-runs reply lacks runs");
+	if (kind == L_STATUS && !json_object_object_get_ex(o, "statuses", &a))
+		return th_fail(TH_ERR_PROTOCOL, "status reply lacks statuses");
+	if (!json_object_is_type(a, json_type_array))
+		return th_fail(TH_ERR_PROTOCOL, "GitHub reply is not a list");
+	for (i = 0; r == 0 && i < json_object_array_length(a); i++) {
+		e = json_object_array_get_idx(a, i);
+		if (!json_object_is_type(e, json_type_object))
+			return th_fail(TH_ERR_PROTOCOL, "bad list entry");
+		switch (kind) {
+		case L_CHECKS:
+			if ((c = push((void **)&f->checks, &f->nchecks,
+			    sizeof(*c), FACTS_CHECKS_MAX)) == NULL)
+				return th_fail(TH_ERR_TOO_LONG, "too many "
+				    "check runs");
+			if ((r = copy_str(e, "name", c->name, sizeof(c->name),
+			    1)) == 0 && (r = copy_str(e, "status", c->status,
+			    sizeof(c->status), 1)) == 0)
+				r = copy_str(e, "conclusion", c->conclusion,
+				    sizeof(c->conclusion), 0);
+			break;
+		case L_STATUS:
+			if ((s = push((void **)&f->statuses, &f->nstatuses,
+			    sizeof(*s), FACTS_STATUSES_MAX)) == NULL)
+				return th_fail(TH_ERR_TOO_LONG, "too many "
+				    "statuses");
+			if ((r = copy_str(e, "context", s->context,
+			    sizeof(s->context), 1)) == 0)
+				r = copy_str(e, "state", s->state,
+				    sizeof(s->state), 1);
+			break;
+		case L_REVIEWS:
+			if ((rv = push((void **)&f->reviews, &f->nreviews,
+			    sizeof(*rv), FACTS_REVIEWS_MAX)) == NULL)
+				return th_fail(TH_ERR_TOO_LONG, "too many "
+				    "reviews");
+			if ((r = json_get_int64(e, "id", &rv->id)) == 0 &&
+			    (r = copy_login(e, rv->user)) == 0 &&
+			    (r = copy_str(e, "state", rv->state,
+			    sizeof(rv->state), 1)) == 0)
+				r = copy_str(e, "commit_id", rv->commit_id,
+				    sizeof(rv->commit_id), 0);
+			break;
+		case L_FILES:
+			if ((fl = push((void **)&f->files, &f->nfiles,
+			    sizeof(*fl), FACTS_FILES_MAX)) == NULL)
+				return th_fail(TH_ERR_TOO_LONG, "more than %d "
+				    "changed files", FACTS_FILES_MAX);
+			if ((r = copy_str(e, "filename", fl->filename,
+			    sizeof(fl->filename), 1)) == 0 &&
+			    (r = copy_str(e, "status", fl->status,
+			    sizeof(fl->status), 1)) == 0)
+				r = copy_str(e, "previous_filename",
+				    fl->previous, sizeof(fl->previous), 0);
+			break;
+		default:
+			break;
+		}
+	}
+	return r;
+}
+
+int
+gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
+    int64_t pr, struct pr_facts *f)
+{
+	struct http_req req[L_COUNT], *batch[L_COUNT];
+	struct json_object *o = NULL;
+	char url[L_COUNT][HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
+	int active[L_COUNT], pages = 0, k, n, r;
+	long status = 0;
+
+	memset(f, 0, sizeof(*f));
+	memset(req, 0, sizeof(req));
+	snprintf(auth, sizeof(auth), "Bearer %s", tok->value);
+	snprintf(url[0], sizeof(url[0]), "%s/repos/%s/pulls/%lld", g->base,
+	    repo, (long long)pr);
+	if ((r = call(g, "GET", url[0], auth, NULL, 1, &status, &o, NULL, 0))
+	    != 0)
+		goto out;
+	if (status != 200) {
+		r = th_fail(status == 404 ? TH_ERR_NOT_FOUND : TH_ERR_DENIED,
+		    "GitHub: pull request %s#%lld: %ld %s", repo, (long long)pr,
+		    status, gh_message(o));
+		goto out;
+	}
+	if ((r = parse_pr(o, &f->pr)) != 0)
+		goto out;
+	/* Everything else is read for this one head SHA, all at once. */
+	snprintf(url[L_CHECKS], HTTP_URL_MAX, "%s/repos/%s/commits/%s/"
+	    "check-runs?per_page=%d", g->base, repo, f->pr.head_sha,
+	    GH_PER_PAGE);
+	snprintf(url[L_STATUS], HTTP_URL_MAX, "%s/repos/%s/commits/%s/status"
+	    "?per_page=%d", g->base, repo, f->pr.head_sha, GH_PER_PAGE);
+	snprintf(url[L_REVIEWS], HTTP_URL_MAX, "%s/repos/%s/pulls/%lld/"
+	    "reviews?per_page=%d", g->base, repo, (long long)pr, GH_PER_PAGE);
+	snprintf(url[L_FILES], HTTP_URL_MAX, "%s/repos/%s/pulls/%lld/files"
+	    "?per_page=%d", g->base, repo, (long long)pr, GH_PER_PAGE);
+	for (k = 0; k < L_COUNT; k++)
+		active[k] = 1;
+	for (;;) {
+		for (k = n = 0; k < L_COUNT; k++) {
+			if (!active[k])
+				continue;
+			if ((r = http_req_init(&req[k], "GET", url[k], auth,
+			    NULL, 1)) != 0)
+				goto out;
+			batch[n++] = &req[k];
+		}
+		if (n == 0)
+			break;
+		if (++pages > GH_PAGES_MAX) {
+			r = th_fail(TH_ERR_TOO_LONG, "too many pages");
+			goto out;
+		}
+		if ((r = http_run(g->http, batch, (size_t)n, &g->rounds)) != 0)
+			goto out;
+		for (k = 0; k < L_COUNT; k++) {
+			if (!active[k])
+				continue;
+			json_object_put(o);
+			o = NULL;
+			if (req[k].r != 0) {
+				r = th_fail(req[k].r, "GitHub: %s",
+				    req[k].errmsg);
+				goto out;
+			}
+			if (req[k].status != 200) {
+				r = th_fail(TH_ERR_DENIED, "GitHub: %s: %ld",
+				    url[k] + strlen(g->base), req[k].status);
+				goto out;
+			}
+			if ((r = json_parse_strict((const char *)buf_ptr(
+			    req[k].resp), buf_len(req[k].resp), HTTP_RESP_MAX,
+			    &o)) != 0 || (r = parse_page(k, o, f)) != 0)
+				goto out;
+			/* Follow a next page only on the same GitHub: the
+			 * token must not be sent anywhere else. */
+			if (req[k].next[0] != '\0' && strncmp(req[k].next,
+			    g->base, strlen(g->base)) == 0 &&
+			    req[k].next[strlen(g->base)] == '/')
+				snprintf(url[k], HTTP_URL_MAX, "%s",
+				    req[k].next);
+			else if (req[k].next[0] != '\0') {
+				r = th_fail(TH_ERR_PROTOCOL, "GitHub sent a "
+				    "next page on another host");
+				goto out;
+			} else {
+				active[k] = 0;
+				if (k == L_FILES)
+					f->files_complete = 1;
+			}
+			http_req_clear(&req[k]);
+		}
+	}
+ out:
+	for (k = 0; k < L_COUNT; k++)
+		if (req[k].resp != NULL)
+			http_req_clear(&req[k]);
+	OPENSSL_cleanse(auth, sizeof(auth));
+	json_object_put(o);
+	if (r != 0)
+		facts_free(f);
+	return r;
+}
+
+int
+gh_merge(struct gh *g, const struct gh_token *tok, const char *repo,
+    int64_t pr, const char *sha, const char *method, struct gh_result *res)
+{
+	struct json_object *body = NULL, *o = NULL;
+	char url[HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	if ((body = json_object_new_object()) == NULL)
+		return TH_ERR_ALLOC;
+	json_object_object_add(body, "sha", json_object_new_string(sha));
+	json_object_object_add(body, "merge_method",
+	    json_object_new_string(method));
+	snprintf(url, sizeof(url), "%s/repos/%s/pulls/%lld/merge", g->base,
+	    repo, (long long)pr);
+	snprintf(auth, sizeof(auth), "Bearer %s", tok->value);
+	/* Not resent on failure: a merge that may have happened must be
+	 * looked up, not repeated. */
+	if ((r = call(g, "PUT", url, auth, json_object_to_json_string_ext(body,
+	    JSON_C_TO_STRING_PLAIN), 0, &res->status, &o, NULL, 0)) != 0)
+		goto out;
+	snprintf(res->message, sizeof(res->message), "%s", gh_message(o));
+	if (res->status == 200) {
+		if (copy_str(o, "sha", res->sha, sizeof(res->sha), 1) != 0)
+			r = th_fail(TH_ERR_PROTOCOL, "merge reply without sha");
+	} else if (res->status == 409)
+		r = th_fail(TH_ERR_DENIED, "GitHub refused the merge: the head "
+		    "moved after the policy was checked (409: %s)",
+		    res->message);
+	else
+		r = th_fail(TH_ERR_DENIED, "GitHub refused the merge (%ld: %s)",
+		    res->status, res->message);
+ out:
+	OPENSSL_cleanse(auth, sizeof(auth));
+	json_object_put(body);
+	json_object_put(o);
+	return r;
+}

@@ -1,0 +1,68 @@
+/* The GitHub REST client (docs: ../shared/notes/github-api.md).  App JWTs
+ * are signed by the signer's github-app key; installation tokens are
+ * created per operation for one repository and the least permissions, used,
+ * and revoked.  A token's value never leaves this module except inside the
+ * Authorization header of a request to the configured GitHub; it is wiped
+ * when revoked. */
+#ifndef TH_GITHUB_H
+#define TH_GITHUB_H
+
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "facts.h"
+#include "http.h"
+#include "scope.h"
+#include "sigclient.h"
+
+#define GH_TOKEN_MAX		4096	/* GitHub's token format is changing */
+#define GH_INSTALL_CACHE	64
+#define GH_MSG_MAX		256
+
+struct gh;
+
+struct gh_token {
+	char	value[GH_TOKEN_MAX + 1];		/* secret */
+	char	fingerprint[65];	/* hex SHA-256 of the value */
+	char	expires_at[32];
+	int	revoked;	/* 1 revoked, -1 revocation unknown, 0 not yet */
+	char	revoke_msg[GH_MSG_MAX];
+};
+
+struct gh_result {
+	long	status;			/* GitHub's HTTP status */
+	char	sha[FACTS_SHA_LEN + 1];	/* merge commit */
+	int64_t	id;			/* comment, deployment, PR number */
+	char	message[GH_MSG_MAX];	/* GitHub's message, or ours */
+};
+
+/* base_url without trailing '/', e.g. https://api.github.com or
+ * https://ghe.example.com/api/v3.  signer is used for App JWTs only. */
+int	gh_new(const char *base_url, const char *app_id, struct sigc *signer,
+	    struct gh **out);
+void	gh_free(struct gh *g);				/* NULL ok */
+/* Sequential network round trips so far (for metrics and benchmarks). */
+unsigned gh_rounds(const struct gh *g);
+
+/* The installation id for repo "OWNER/NAME", cached. */
+int	gh_installation(struct gh *g, const char *repo, int64_t *id);
+/* An installation token for exactly repo with exactly perms ({"contents":
+ * "write", ...}); refused unless GitHub's answer is scoped as asked. */
+int	gh_token_create(struct gh *g, int64_t installation, const char *repo,
+	    struct json_object *perms, struct gh_token *tok);
+/* Revokes and wipes tok; the outcome is in tok->revoked. */
+void	gh_token_revoke(struct gh *g, struct gh_token *tok);
+
+/* The PR and, for its head SHA, check runs, statuses, reviews and files,
+ * read in parallel, every page. */
+int	gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
+	    int64_t pr, struct pr_facts *f);
+/* PUT .../pulls/N/merge with sha (GitHub refuses with 409 if the head
+ * moved).  0 with res->status 200 when merged; TH_ERR_DENIED with the
+ * reason for GitHub's refusals. */
+int	gh_merge(struct gh *g, const struct gh_token *tok, const char *repo,
+	    int64_t pr, const char *sha, const char *method,
+	    struct gh_result *res);
+
+#endif

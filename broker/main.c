@@ -1,0 +1,68 @@
+/* thresholdd: agents ask it to act on GitHub; it never shows them a
+ * credential.  See docs/api.md. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include "broker.h"
+#include "err.h"
+#include "log.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: thresholdd -f CONFIG [-v]\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct rlimit rl = { 0, 0 };
+	struct broker b;
+	const char *conf = NULL;
+	enum log_level level = LOG_INFO;
+	char db[PATH_MAX];
+	int ch, r;
+
+	/* Installation tokens pass through this process's memory. */
+	setrlimit(RLIMIT_CORE, &rl);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	while ((ch = getopt(argc, argv, "f:v")) != -1) {
+		switch (ch) {
+		case 'f': conf = optarg; break;
+		case 'v': level = LOG_DEBUG; break;
+		default: usage();
+		}
+	}
+	if (conf == NULL || optind != argc)
+		usage();
+	log_init("thresholdd", level);
+	memset(&b, 0, sizeof(b));
+	if ((r = bconf_load(conf, &b.cfg)) != 0)
+		goto out;
+	snprintf(db, sizeof(db), "%s/threshold.db", b.cfg.state);
+	/* Fail closed: without the signer nothing can be authorised, so do
+	 * not pretend to serve. */
+	if ((r = store_open(db, &b.st)) != 0 ||
+	    (r = sigc_connect(b.cfg.signer, &b.signer)) != 0 ||
+	    (r = cap_ctx_new(b.signer, store_instance(b.st), b.cfg.ttl,
+	    &b.cap)) != 0 ||
+	    (r = gh_new(b.cfg.github_url, b.cfg.app_id, b.signer, &b.gh)) != 0)
+		goto out;
+	log_info("instance %s, GitHub at %s", store_instance(b.st),
+	    b.cfg.github_url);
+	r = api_serve(&b);
+ out:
+	if (r != 0)
+		fprintf(stderr, "thresholdd: %s\n", th_errmsg(r));
+	gh_free(b.gh);
+	cap_ctx_free(b.cap);
+	sigc_close(b.signer);
+	store_close(b.st);
+	return r != 0;
+}

@@ -1,0 +1,2018 @@
+#!/usr/bin/python3
+"""GitHub REST API emulator for the Threshold test suite.
+
+An independent, in-memory implementation of the parts of GitHub's REST API that
+the broker uses (App JWT auth, installation tokens, pull requests, CI state,
+comments, deployments, workflow dispatch), plus an unauthenticated admin API
+under /_admin/ to seed state, inspect what happened and inject faults.
+
+Only the Python standard library and python3-cryptography are used.
+Listens on loopback only.  See README.md next to this file.
+"""
+
+import argparse
+import base64
+import copy
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import secrets
+import signal
+import socket
+import string
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+API_VERSION = "2022-11-28"
+DOC = "https://docs.github.com/rest"
+ALNUM = string.ascii_letters + string.digits
+LEVELS = {"read": 1, "write": 2, "admin": 3}
+REVIEW_STATES = ("APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING")
+FILE_STATUSES = ("added", "removed", "modified", "renamed", "copied", "changed", "unchanged")
+CHECK_STATUSES = ("queued", "in_progress", "completed", "waiting", "requested", "pending")
+CHECK_CONCLUSIONS = (None, "success", "failure", "neutral", "cancelled", "skipped",
+                     "timed_out", "action_required", "stale")
+STATUS_STATES = ("error", "failure", "pending", "success")
+MERGE_METHODS = ("merge", "squash", "rebase")
+MAX_PR_FILES = 3000
+
+DEFAULT_CONFIG = {
+    "token_ttl": 3600,          # seconds an installation token lives
+    "token_length": 36,         # random characters after the prefix
+    "token_prefix": "ghs_",
+    "app_slug": "threshold-test",
+    "rate_limit": 5000,         # primary limit per installation / per app JWT, per hour
+    "unauth_rate_limit": 60,    # reported only; not enforced
+    "clock_offset": 0,          # seconds added to the emulator's clock (drift tests)
+    "implicit_metadata": True,  # tokens always carry metadata: read, as on GitHub
+    "jwt_max_lifetime": 600,    # max exp - iat, and max exp - now
+    "jwt_iat_leeway": 60,       # iat may be this far in the future
+    "request_log_max": 100000,
+    "api_created_pr_mergeable_null": True,  # POST /pulls answers mergeable null first
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status, message, extra=None, headers=None, doc=DOC):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra or {}
+        self.headers = headers or {}
+        self.doc = doc
+
+
+class AdminError(Exception):
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Response:
+    def __init__(self, status, body=None, headers=None, close=False, raw=None):
+        self.status = status
+        self.body = body          # JSON-serialisable or None (no body)
+        self.headers = dict(headers or {})
+        self.close = close        # drop the connection without answering
+        self.raw = raw            # bytes to send instead of JSON
+
+
+def error_body(status, message, doc=DOC, extra=None):
+    b = {"message": message, "documentation_url": doc}
+    if extra:
+        b.update(extra)
+    b["status"] = str(status)
+    return b
+
+
+def iso(ts):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def rand_sha():
+    return secrets.token_hex(20)
+
+
+def sha256_hex(s):
+    return hashlib.sha256(s.encode("utf-8")).hexdigest()
+
+
+def b64url_decode(s):
+    if not isinstance(s, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", s):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def invalid_type(key, value, typename):
+    return ApiError(422, "Invalid request.\n\nFor 'properties/%s', %s is not %s."
+                    % (key, json.dumps(value), typename))
+
+
+def check_type(body, key, types, typename, required=False):
+    if key not in body or body[key] is None:
+        if required:
+            raise ApiError(422, "Invalid request.\n\n\"%s\" wasn't supplied." % key)
+        return None
+    v = body[key]
+    ok = isinstance(v, types)
+    if ok and isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        ok = False
+    if not ok:
+        raise invalid_type(key, v, typename)
+    return v
+
+
+def load_public_key(data):
+    """Accept a public key, a private key (public half used) or a certificate."""
+    if isinstance(data, str):
+        data = data.encode()
+    key = None
+    for loader in (lambda d: serialization.load_pem_public_key(d),
+                   lambda d: serialization.load_pem_private_key(d, None).public_key(),
+                   lambda d: x509.load_pem_x509_certificate(d).public_key()):
+        try:
+            key = loader(data)
+            break
+        except Exception:
+            continue
+    if key is None:
+        raise ValueError("cannot load a PEM public key")
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("App keys must be RSA")
+    return key
+
+
+def key_fingerprint(key):
+    der = key.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+# --------------------------------------------------------------------------------------
+# Routes.  Paths are matched after removing an optional /api/v3 prefix.
+# auth: "jwt" (App JWT), "token" (installation token), "any" (anything or nothing)
+# --------------------------------------------------------------------------------------
+_OR = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
+ROUTES = [
+    ("GET", r"/app", "app_get", "jwt"),
+    ("GET", r"/app/installations", "app_installations", "jwt"),
+    ("GET", r"/app/installations/(?P<iid>\d+)", "app_installation", "jwt"),
+    ("POST", r"/app/installations/(?P<iid>\d+)/access_tokens", "create_token", "jwt"),
+    ("GET", _OR + r"/installation", "repo_installation", "jwt"),
+    ("DELETE", r"/installation/token", "revoke_token", "token"),
+    ("GET", r"/installation/repositories", "installation_repos", "token"),
+    ("GET", r"/rate_limit", "rate_limit", "any"),
+    ("GET", _OR, "repo_get", "token"),
+    ("POST", _OR + r"/pulls", "pull_create", "token"),
+    ("GET", _OR + r"/pulls/(?P<number>\d+)", "pull_get", "token"),
+    ("PUT", _OR + r"/pulls/(?P<number>\d+)/merge", "pull_merge", "token"),
+    ("GET", _OR + r"/pulls/(?P<number>\d+)/files", "pull_files", "token"),
+    ("GET", _OR + r"/pulls/(?P<number>\d+)/reviews", "pull_reviews", "token"),
+    ("GET", _OR + r"/commits/(?P<ref>.+?)/check-runs", "check_runs", "token"),
+    ("GET", _OR + r"/commits/(?P<ref>.+?)/status", "combined_status", "token"),
+    ("POST", _OR + r"/issues/(?P<number>\d+)/comments", "issue_comment", "token"),
+    ("POST", _OR + r"/deployments", "deployment_create", "token"),
+    ("POST", _OR + r"/actions/workflows/(?P<wf>[^/]+)/dispatches", "dispatch", "token"),
+]
+ROUTES = [(m, re.compile(p), n, a) for (m, p, n, a) in ROUTES]
+
+# push-on-next "before" names -> route names
+BEFORE_ROUTES = {
+    "merge": ("pull_merge",),
+    "get": ("pull_get",),
+    "pull": ("pull_get",),
+    "files": ("pull_files",),
+    "reviews": ("pull_reviews",),
+    "any": ("pull_get", "pull_merge", "pull_files", "pull_reviews"),
+}
+
+
+class Ctx:
+    """Everything a route handler needs about one request."""
+
+    def __init__(self, emu, method, orig_path, path, prefix, query, headers, host):
+        self.emu = emu
+        self.method = method
+        self.orig_path = orig_path  # as requested (with /api/v3 if any)
+        self.path = path            # normalised
+        self.prefix = prefix
+        self.query_string = query
+        self.query = urllib.parse.parse_qs(query, keep_blank_values=True)
+        self.headers = headers
+        self.host = host
+        self.params = {}
+        self.body = None
+        self.route = None
+        self.auth_kind = "none"
+        self.token = None           # token record
+        self.jwt_claims = None
+        self.identity = None        # rate-limit bucket
+
+    def q(self, name, default=None):
+        v = self.query.get(name)
+        return v[-1] if v else default
+
+    def qint(self, name, default):
+        try:
+            return int(self.q(name, default))
+        except (TypeError, ValueError):
+            return default
+
+    def url(self, path):
+        return "http://%s%s%s" % (self.host, self.prefix, path)
+
+    def body_obj(self):
+        if self.body is None:
+            return {}
+        if not isinstance(self.body, dict):
+            raise ApiError(400, "Problems parsing JSON")
+        return self.body
+
+
+class Emulator:
+    def __init__(self, app_id, keys, client_id=None, app_slug=None, seed=None):
+        self.lock = threading.RLock()
+        self.app_id = str(app_id)
+        self.client_id = client_id
+        self.initial_keys = list(keys)
+        self.initial_slug = app_slug
+        self.seed = seed
+        self.conn_ids = itertools.count(1)
+        self.stopping = threading.Event()
+        self.started_at = time.time()
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self, reload_seed=False):
+        with self.lock:
+            self.config = dict(DEFAULT_CONFIG)
+            if self.initial_slug:
+                self.config["app_slug"] = self.initial_slug
+            self.keys = list(self.initial_keys)
+            self.installations = {}
+            self.repos = {}          # lower(full_name) -> repo record
+            self.tokens = {}         # sha256(token) -> token record
+            self.faults = []
+            self.latency_ms = 0
+            self.push_on_next = []
+            self.requests = []
+            self.req_seq = 0
+            self.ratelimits = {}
+            self._ids = itertools.count(1001)
+            self._fault_ids = itertools.count(1)
+            self._synthetic_clock = time.time() - 86400
+            self.events = []         # merges/comments/deployments/dispatches, in order
+            if reload_seed and self.seed:
+                self.load(self.seed)
+
+    def now(self):
+        return time.time() + float(self.config.get("clock_offset", 0) or 0)
+
+    def new_id(self):
+        return next(self._ids)
+
+    def synthetic_time(self):
+        self._synthetic_clock += 1
+        return iso(self._synthetic_clock)
+
+    def load(self, doc):
+        if not isinstance(doc, dict):
+            raise AdminError("state document must be an object")
+        with self.lock:
+            if "config" in doc:
+                self.set_config(doc["config"])
+            for r in doc.get("repos", []):
+                self.add_repo(r)
+            for i in doc.get("installations", []):
+                self.add_installation(i)
+            for p in doc.get("pulls", []):
+                self.add_pull(p)
+            for c in doc.get("checks", []):
+                self.set_checks(c)
+            for s in doc.get("statuses", []):
+                self.set_statuses(s)
+            for f in doc.get("faults", []):
+                self.add_fault(f)
+            if "latency_ms" in doc:
+                self.latency_ms = int(doc["latency_ms"])
+
+    def set_config(self, cfg):
+        if not isinstance(cfg, dict):
+            raise AdminError("config must be an object")
+        for k, v in cfg.items():
+            if k not in DEFAULT_CONFIG:
+                raise AdminError("unknown config key %r" % k)
+            self.config[k] = v
+
+    def find_repo(self, full_name):
+        return self.repos.get(str(full_name).lower())
+
+    def repo_by_id(self, rid):
+        for r in self.repos.values():
+            if r["id"] == rid:
+                return r
+        return None
+
+    def add_repo(self, spec):
+        if isinstance(spec, str):
+            spec = {"full_name": spec}
+        full = spec.get("full_name")
+        if not isinstance(full, str) or not re.fullmatch(r"[^/\s]+/[^/\s]+", full):
+            raise AdminError("full_name must be 'owner/name'")
+        with self.lock:
+            r = self.find_repo(full)
+            if r is None:
+                owner, name = full.split("/")
+                r = {"id": spec.get("id") or self.new_id(), "owner": owner, "name": name,
+                     "full_name": full, "default_branch": "main", "branches": {},
+                     "tags": {}, "private": True, "workflows": [], "behind_default": [],
+                     "issues": [], "pulls": {}, "checks": {}, "statuses": {},
+                     "comments": [], "deployments": [], "dispatches": [], "merges": [],
+                     "next_number": 1, "moved_to": None,
+                     "allowed_merge_methods": list(MERGE_METHODS)}
+                self.repos[full.lower()] = r
+            for k in ("default_branch", "private", "moved_to"):
+                if k in spec:
+                    r[k] = spec[k]
+            if "allowed_merge_methods" in spec:
+                r["allowed_merge_methods"] = list(spec["allowed_merge_methods"])
+            for b, sha in (spec.get("branches") or {}).items():
+                r["branches"][b] = sha or rand_sha()
+            for t, sha in (spec.get("tags") or {}).items():
+                r["tags"][t] = sha or rand_sha()
+            if r["default_branch"] not in r["branches"]:
+                r["branches"][r["default_branch"]] = rand_sha()
+            for w in spec.get("workflows") or []:
+                self._add_workflow(r, w)
+            if "behind_default" in spec:
+                r["behind_default"] = list(spec["behind_default"])
+            for n in spec.get("issues") or []:
+                if int(n) not in r["issues"]:
+                    r["issues"].append(int(n))
+                r["next_number"] = max(r["next_number"], int(n) + 1)
+            return r
+
+    def _add_workflow(self, repo, w):
+        if isinstance(w, (str, int)):
+            w = {"path": str(w)} if isinstance(w, str) else {"id": w}
+        path = w.get("path") or w.get("file")
+        if path and "/" not in path:
+            path = ".github/workflows/" + path
+        wid = int(w.get("id") or self.new_id())
+        if not path:
+            path = ".github/workflows/workflow-%d.yml" % wid
+        rec = {"id": wid, "path": path, "name": w.get("name") or os.path.basename(path),
+               "state": w.get("state", "active"),
+               "dispatchable": bool(w.get("dispatchable", True)),
+               "inputs": w.get("inputs")}
+        repo["workflows"] = [x for x in repo["workflows"]
+                             if x["id"] != wid and x["path"] != path] + [rec]
+
+    def add_installation(self, spec):
+        with self.lock:
+            iid = spec.get("id")
+            iid = int(iid) if iid is not None else self.new_id()
+            repos = []
+            account = spec.get("account")
+            if isinstance(account, dict):
+                account = account.get("login")
+            for full in spec.get("repositories") or []:
+                if "/" not in full:
+                    if not account:
+                        raise AdminError("repository %r needs 'owner/' or an account" % full)
+                    full = account + "/" + full
+                r = self.find_repo(full) or self.add_repo({"full_name": full})
+                repos.append(r["full_name"].lower())
+                if not account:
+                    account = r["owner"]
+            if not account:
+                raise AdminError("installation needs an account or repositories")
+            perms = dict(spec.get("permissions") or {})
+            for k, v in perms.items():
+                if v not in LEVELS:
+                    raise AdminError("permission level for %s must be read|write|admin" % k)
+            perms.setdefault("metadata", "read")
+            inst = {"id": iid, "account": account, "repositories": repos,
+                    "repository_selection": spec.get("repository_selection", "selected"),
+                    "permissions": perms, "suspended": bool(spec.get("suspended", False)),
+                    "events": spec.get("events", []),
+                    "target_type": spec.get("target_type", "Organization"),
+                    "created_at": iso(self.now() - 86400 * 30)}
+            self.installations[iid] = inst
+            return inst
+
+    def installation_repos(self, inst):
+        if inst["repository_selection"] == "all":
+            return [k for k, r in self.repos.items() if r["owner"].lower() == inst["account"].lower()]
+        return list(inst["repositories"])
+
+    def installation_for_repo(self, repo):
+        key = repo["full_name"].lower()
+        for inst in self.installations.values():
+            if key in self.installation_repos(inst):
+                return inst
+        return None
+
+    def _norm_file(self, f):
+        if isinstance(f, str):
+            f = {"filename": f}
+        if not isinstance(f, dict) or not isinstance(f.get("filename"), str):
+            raise AdminError("each file needs a filename")
+        st = f.get("status", "modified")
+        if st not in FILE_STATUSES:
+            raise AdminError("bad file status %r" % st)
+        add = int(f.get("additions", 1 if st != "removed" else 0))
+        dele = int(f.get("deletions", 1 if st in ("modified", "removed", "changed") else 0))
+        rec = {"sha": hashlib.sha1(f["filename"].encode()).hexdigest(),
+               "filename": f["filename"], "status": st, "additions": add,
+               "deletions": dele, "changes": int(f.get("changes", add + dele))}
+        if st in ("renamed", "copied") and f.get("previous_filename"):
+            rec["previous_filename"] = f["previous_filename"]
+        elif st == "renamed":
+            raise AdminError("renamed file %r needs previous_filename" % f["filename"])
+        if "patch" in f:
+            rec["patch"] = f["patch"]
+        return rec
+
+    def _norm_files(self, files):
+        if files is None:
+            return []
+        if isinstance(files, int):
+            files = {"generate": files}
+        if isinstance(files, dict):
+            n = int(files.get("generate", 0))
+            pat = files.get("pattern", "src/file_{i:04d}.c")
+            return [self._norm_file({"filename": pat.format(i=i)}) for i in range(n)]
+        return [self._norm_file(f) for f in files]
+
+    def _norm_review(self, rv, pr):
+        if not isinstance(rv, dict):
+            raise AdminError("review must be an object")
+        user = rv.get("user", "reviewer")
+        if isinstance(user, dict):
+            user = user.get("login")
+        state = str(rv.get("state", "APPROVED")).upper()
+        if state not in REVIEW_STATES:
+            raise AdminError("bad review state %r" % state)
+        return {"id": int(rv.get("id") or self.new_id()),
+                "user": {"login": user, "id": abs(hash(user)) % 10**8, "type": "User"},
+                "body": rv.get("body", ""), "state": state,
+                "commit_id": rv.get("commit_id") or pr["head"]["sha"],
+                "submitted_at": None if state == "PENDING"
+                else (rv.get("submitted_at") or self.synthetic_time()),
+                "author_association": rv.get("author_association", "MEMBER")}
+
+    def add_pull(self, spec):
+        with self.lock:
+            repo = self.find_repo(spec.get("repo", ""))
+            if repo is None:
+                repo = self.add_repo({"full_name": spec.get("repo", "")})
+            number = spec.get("number")
+            number = int(number) if number is not None else repo["next_number"]
+            pr = repo["pulls"].get(number)
+            if pr is None:
+                pr = {"number": number, "id": self.new_id(), "state": "open",
+                      "merged": False, "merged_at": None, "merge_commit_sha": None,
+                      "merged_by": None, "closed_at": None, "mergeable": True,
+                      "draft": False, "title": "PR %d" % number, "body": "",
+                      "user": {"login": "octocat"},
+                      "head": {"ref": "feature-%d" % number, "sha": rand_sha()},
+                      "base": {"ref": repo["default_branch"]},
+                      "files": [], "reviews": [], "commits": 1,
+                      "created_at": self.synthetic_time(), "updated_at": None,
+                      "compute_mergeable_on_get": False}
+                repo["pulls"][number] = pr
+            for k in ("state", "merged", "mergeable", "draft", "title", "body", "commits"):
+                if k in spec:
+                    pr[k] = spec[k]
+            if "user" in spec:
+                u = spec["user"]
+                pr["user"] = {"login": u.get("login") if isinstance(u, dict) else u}
+            if "head" in spec:
+                h = spec["head"]
+                pr["head"] = {"ref": h.get("ref", pr["head"]["ref"]),
+                              "sha": h.get("sha") or pr["head"]["sha"]}
+            if "base" in spec:
+                pr["base"] = {"ref": spec["base"].get("ref", pr["base"]["ref"])}
+                if spec["base"].get("sha"):
+                    repo["branches"][pr["base"]["ref"]] = spec["base"]["sha"]
+            if pr["state"] == "open":
+                repo["branches"][pr["head"]["ref"]] = pr["head"]["sha"]
+            repo["branches"].setdefault(pr["base"]["ref"], rand_sha())
+            if "files" in spec:
+                pr["files"] = self._norm_files(spec["files"])
+            if "reviews" in spec:
+                pr["reviews"] = [self._norm_review(r, pr) for r in spec["reviews"]]
+            if pr["merged"]:
+                pr["state"] = "closed"
+                pr["merged_at"] = pr["merged_at"] or self.synthetic_time()
+                pr["merge_commit_sha"] = pr["merge_commit_sha"] or rand_sha()
+            if pr["state"] == "closed" and not pr["closed_at"]:
+                pr["closed_at"] = self.synthetic_time()
+            pr["updated_at"] = self.synthetic_time()
+            repo["next_number"] = max(repo["next_number"], number + 1)
+            return pr
+
+    def add_reviews(self, spec):
+        with self.lock:
+            repo, pr = self._admin_pr(spec)
+            new = [self._norm_review(r, pr) for r in spec.get("reviews", [])]
+            if spec.get("replace"):
+                pr["reviews"] = new
+            else:
+                pr["reviews"].extend(new)
+            return pr
+
+    def _admin_pr(self, spec):
+        repo = self.find_repo(spec.get("repo", ""))
+        if repo is None:
+            raise AdminError("unknown repo %r" % spec.get("repo"), 404)
+        num = spec.get("pr", spec.get("number"))
+        pr = repo["pulls"].get(int(num)) if num is not None else None
+        if pr is None:
+            raise AdminError("unknown pull request %r" % num, 404)
+        return repo, pr
+
+    def _norm_check(self, c, sha):
+        if isinstance(c, str):
+            c = {"name": c}
+        status = c.get("status", "completed")
+        if status not in CHECK_STATUSES:
+            raise AdminError("bad check status %r" % status)
+        concl = c.get("conclusion", "success" if status == "completed" else None)
+        if concl not in CHECK_CONCLUSIONS:
+            raise AdminError("bad check conclusion %r" % concl)
+        cid = int(c.get("id") or self.new_id())
+        return {"id": cid, "name": c.get("name", "check"), "head_sha": sha,
+                "status": status, "conclusion": concl,
+                "external_id": c.get("external_id", ""),
+                "started_at": c.get("started_at") or self.synthetic_time(),
+                "completed_at": (c.get("completed_at") or self.synthetic_time())
+                if status == "completed" else None,
+                "app": {"id": c.get("app_id", 15368), "slug": c.get("app_slug", "github-actions")},
+                "output": {"title": c.get("title"), "summary": c.get("summary"),
+                           "text": None, "annotations_count": 0}}
+
+    def set_checks(self, spec):
+        with self.lock:
+            repo = self.find_repo(spec.get("repo", "")) or self.add_repo({"full_name": spec.get("repo", "")})
+            sha = spec.get("sha")
+            if not sha:
+                raise AdminError("sha required")
+            new = [self._norm_check(c, sha) for c in spec.get("check_runs", [])]
+            if spec.get("replace", True):
+                repo["checks"][sha] = new
+            else:
+                repo["checks"].setdefault(sha, []).extend(new)
+            return repo["checks"][sha]
+
+    def set_statuses(self, spec):
+        with self.lock:
+            repo = self.find_repo(spec.get("repo", "")) or self.add_repo({"full_name": spec.get("repo", "")})
+            sha = spec.get("sha")
+            if not sha:
+                raise AdminError("sha required")
+            new = []
+            for s in spec.get("statuses", []):
+                if s.get("state") not in STATUS_STATES:
+                    raise AdminError("bad status state %r" % s.get("state"))
+                t = s.get("created_at") or self.synthetic_time()
+                new.append({"id": int(s.get("id") or self.new_id()),
+                            "context": s.get("context", "default"), "state": s["state"],
+                            "description": s.get("description"),
+                            "target_url": s.get("target_url"),
+                            "created_at": t, "updated_at": t})
+            if spec.get("replace", True):
+                repo["statuses"][sha] = new
+            else:
+                repo["statuses"].setdefault(sha, []).extend(new)
+            return repo["statuses"][sha]
+
+    def push(self, spec):
+        with self.lock:
+            sha = spec.get("sha") or rand_sha()
+            if spec.get("pr") is not None:
+                repo, pr = self._admin_pr(spec)
+                self._move_pr_head(repo, pr, sha, spec)
+                return {"repo": repo["full_name"], "pr": pr["number"], "sha": sha}
+            repo = self.find_repo(spec.get("repo", ""))
+            if repo is None or not spec.get("branch"):
+                raise AdminError("push needs repo and pr or branch")
+            repo["branches"][spec["branch"]] = sha
+            for pr in repo["pulls"].values():
+                if pr["state"] == "open" and pr["head"]["ref"] == spec["branch"]:
+                    self._move_pr_head(repo, pr, sha, spec)
+            return {"repo": repo["full_name"], "branch": spec["branch"], "sha": sha}
+
+    def _move_pr_head(self, repo, pr, sha, spec):
+        pr["head"]["sha"] = sha
+        repo["branches"][pr["head"]["ref"]] = sha
+        if "mergeable" in spec:
+            pr["mergeable"] = spec["mergeable"]
+        if "files" in spec:
+            pr["files"] = self._norm_files(spec["files"])
+        pr["commits"] = pr.get("commits", 1) + 1
+        pr["updated_at"] = self.synthetic_time()
+
+    def add_fault(self, f):
+        if not isinstance(f, dict):
+            raise AdminError("fault must be an object")
+        try:
+            rx = re.compile(f.get("path_regex", ".*"))
+        except re.error as e:
+            raise AdminError("bad path_regex: %s" % e)
+        rl = f.get("rate_limit")
+        if rl is not None and (not isinstance(rl, dict) or rl.get("kind") not in ("primary", "secondary")):
+            raise AdminError("rate_limit.kind must be primary or secondary")
+        if not any(k in f for k in ("status", "delay_ms", "hang_ms", "rate_limit", "close")):
+            raise AdminError("fault needs status, delay_ms, hang_ms, rate_limit or close")
+        times = f.get("times", 1)
+        if times is not None and (not is_int(times) or (times < 1 and times != -1)):
+            raise AdminError("times must be a positive integer, or -1/null for always")
+        with self.lock:
+            rec = {"id": next(self._fault_ids), "method": str(f.get("method", "*")).upper(),
+                   "path_regex": rx.pattern, "rx": rx, "status": f.get("status"),
+                   "body": f.get("body"), "headers": f.get("headers") or {},
+                   "delay_ms": f.get("delay_ms"), "hang_ms": f.get("hang_ms"),
+                   "then": f.get("then", "respond"), "rate_limit": rl,
+                   "close": bool(f.get("close", False)), "skip": int(f.get("skip", 0)),
+                   "times": None if times in (None, -1) else int(times), "hits": 0}
+            self.faults.append(rec)
+            return self._fault_view(rec)
+
+    @staticmethod
+    def _fault_view(rec):
+        return {k: v for k, v in rec.items() if k != "rx"}
+
+    # ------------------------------------------------------------------ views
+    def state_view(self):
+        with self.lock:
+            repos = {}
+            for r in self.repos.values():
+                rv = copy.deepcopy(r)
+                rv["pulls"] = {str(n): self._pr_admin_view(r, p) for n, p in r["pulls"].items()}
+                repos[r["full_name"]] = rv
+            return {"app_id": self.app_id, "client_id": self.client_id,
+                    "config": dict(self.config),
+                    "app_keys": [key_fingerprint(k) for k in self.keys],
+                    "installations": [copy.deepcopy(i) for i in self.installations.values()],
+                    "repos": repos,
+                    "events": copy.deepcopy(self.events),
+                    "merges": [e for e in copy.deepcopy(self.events) if e["type"] == "merge"],
+                    "comments": [e for e in copy.deepcopy(self.events) if e["type"] == "comment"],
+                    "deployments": [e for e in copy.deepcopy(self.events) if e["type"] == "deployment"],
+                    "dispatches": [e for e in copy.deepcopy(self.events) if e["type"] == "dispatch"],
+                    "pull_requests_created": [e for e in copy.deepcopy(self.events) if e["type"] == "pull_create"],
+                    "tokens": self.tokens_view(),
+                    "faults": [self._fault_view(f) for f in self.faults],
+                    "latency_ms": self.latency_ms,
+                    "push_on_next": copy.deepcopy(self.push_on_next)}
+
+    def _pr_admin_view(self, repo, pr):
+        v = copy.deepcopy(pr)
+        v["base"]["sha"] = repo["branches"].get(pr["base"]["ref"])
+        return v
+
+    def tokens_view(self):
+        now = self.now()
+        out = []
+        for h, t in self.tokens.items():
+            v = {k: copy.deepcopy(t[k]) for k in t if k != "expires_ts"}
+            v["expired"] = now >= t["expires_ts"]
+            out.append(v)
+        return out
+
+    # ------------------------------------------------------------------ request log
+    def log_request(self, entry):
+        with self.lock:
+            self.req_seq += 1
+            entry["seq"] = self.req_seq
+            self.requests.append(entry)
+            excess = len(self.requests) - int(self.config["request_log_max"])
+            if excess > 0:
+                del self.requests[:excess]
+
+    # ------------------------------------------------------------------ main entry
+    def handle_api(self, h, method, raw_path, query, body_bytes, conn_id):
+        t0 = time.time()
+        hdr = h.headers
+        entry = {"time": iso(t0), "t": t0, "method": method, "path": raw_path,
+                 "query": urllib.parse.parse_qs(query, keep_blank_values=True),
+                 "query_string": query, "connection_id": conn_id, "auth": "none",
+                 "token_sha256": None, "jwt_claims": None, "jwt_header": None,
+                 "headers": {k: hdr.get(k) for k in ("User-Agent", "Accept",
+                                                     "X-GitHub-Api-Version",
+                                                     "Content-Type", "Connection")},
+                 "body": None, "fault": None, "route": None, "status": None}
+        if body_bytes:
+            try:
+                entry["body"] = json.loads(body_bytes.decode("utf-8"))
+            except Exception:
+                entry["body"] = body_bytes.decode("utf-8", "replace")
+        try:
+            resp = self._handle_api(h, entry, method, raw_path, query, body_bytes)
+        except Exception:
+            traceback.print_exc()
+            resp = Response(500, error_body(500, "Server Error"))
+        entry["status"] = None if resp.close else resp.status
+        entry["dropped"] = resp.close
+        entry["duration_ms"] = round((time.time() - t0) * 1000, 3)
+        if resp.body is not None and isinstance(resp.body, dict) and "message" in resp.body:
+            entry["response_message"] = resp.body["message"]
+        self.log_request(entry)
+        return resp
+
+    def _sleep(self, ms):
+        end = time.time() + ms / 1000.0
+        while not self.stopping.is_set():
+            left = end - time.time()
+            if left <= 0:
+                break
+            self.stopping.wait(min(left, 0.1))
+
+    def _match_fault(self, method, path):
+        with self.lock:
+            for f in self.faults:
+                if f["method"] not in ("*", method):
+                    continue
+                if not f["rx"].search(path):
+                    continue
+                if f["skip"] > 0:
+                    f["skip"] -= 1
+                    continue
+                f["hits"] += 1
+                if f["times"] is not None:
+                    f["times"] -= 1
+                    if f["times"] <= 0:
+                        self.faults.remove(f)
+                return dict(f)
+        return None
+
+    def _handle_api(self, h, entry, method, raw_path, query, body_bytes):
+        hdr = h.headers
+        host = hdr.get("Host") or "127.0.0.1:%d" % h.server.server_address[1]
+        prefix = ""
+        path = raw_path
+        if path == "/api/v3" or path.startswith("/api/v3/"):
+            prefix, path = "/api/v3", path[len("/api/v3"):] or "/"
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/") or "/"
+        ctx = Ctx(self, method, raw_path, path, prefix, query, hdr, host)
+
+        if self.latency_ms:
+            self._sleep(self.latency_ms)
+
+        # --- edge checks
+        if not hdr.get("User-Agent"):
+            return self._finish(ctx, Response(403, error_body(
+                403, "Request forbidden by administrative rules. Please make sure your "
+                "request has a User-Agent header "
+                "(https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required).")))
+
+        # --- faults
+        f = self._match_fault(method, path)
+        if f is not None:
+            entry["fault"] = f["id"]
+            resp = self._apply_fault(ctx, f)
+            if resp is not None:
+                return resp
+
+        ver = hdr.get("X-GitHub-Api-Version")
+        if ver is not None and ver != API_VERSION:
+            return self._finish(ctx, Response(400, error_body(
+                400, "API version %s is not supported." % ver,
+                "https://docs.github.com/rest/overview/api-versions")))
+        accept = hdr.get("Accept")
+        if accept is not None and not any(a in accept for a in (
+                "application/vnd.github", "application/json", "*/*")):
+            return self._finish(ctx, Response(415, error_body(
+                415, "Unsupported 'Accept' header: %s. Must accept 'application/json'." % accept)))
+
+        # --- body
+        if body_bytes and method in ("POST", "PUT", "PATCH", "DELETE"):
+            try:
+                ctx.body = json.loads(body_bytes.decode("utf-8"))
+            except Exception:
+                return self._finish(ctx, Response(400, error_body(400, "Problems parsing JSON")))
+
+        # --- /repositories/{id}/... form
+        m = re.fullmatch(r"/repositories/(\d+)(/.*)?", path)
+        if m:
+            with self.lock:
+                r = self.repo_by_id(int(m.group(1)))
+            if r is None:
+                return self._finish(ctx, Response(404, error_body(404, "Not Found")))
+            path = "/repos/%s%s" % (r["full_name"], m.group(2) or "")
+            ctx.path = path
+
+        # --- routing
+        route = None
+        for (rm, rx, name, auth) in ROUTES:
+            mm = rx.fullmatch(path)
+            if mm and (rm == method or (method == "HEAD" and rm == "GET")):
+                route = (name, auth)
+                ctx.params = {k: urllib.parse.unquote(v) for k, v in mm.groupdict().items()}
+                break
+        if route is None:
+            return self._finish(ctx, Response(404, error_body(404, "Not Found")))
+        ctx.route = route[0]
+        entry["route"] = route[0]
+
+        # --- renamed repositories
+        if "owner" in ctx.params:
+            with self.lock:
+                r = self.find_repo("%s/%s" % (ctx.params["owner"], ctx.params["repo"]))
+                target = self.find_repo(r["moved_to"]) if r and r.get("moved_to") else None
+            if target is not None:
+                rest = re.sub(r"^/repos/[^/]+/[^/]+", "", path)
+                loc = ctx.url("/repositories/%d%s" % (target["id"], rest))
+                if query:
+                    loc += "?" + query
+                st = 301 if method in ("GET", "HEAD") else 307
+                return self._finish(ctx, Response(st, {"message": "Moved Permanently", "url": loc,
+                                                       "documentation_url": DOC},
+                                                  {"Location": loc}))
+
+        # --- authentication
+        try:
+            self._authenticate(ctx, entry, route[1])
+        except ApiError as e:
+            return self._finish(ctx, self._error_response(e))
+
+        # --- primary rate limit (natural exhaustion)
+        if ctx.identity and ctx.route != "rate_limit":
+            with self.lock:
+                b = self._bucket(ctx.identity)
+                if b["used"] >= b["limit"]:
+                    return self._finish(ctx, Response(403, error_body(
+                        403, self._rate_limit_message(ctx),
+                        "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api")),
+                        count=False)
+
+        # --- push-on-next race helper
+        with self.lock:
+            for p in list(self.push_on_next):
+                if ctx.route not in BEFORE_ROUTES.get(p["before"], ()):
+                    continue
+                if ("%s/%s" % (ctx.params.get("owner"), ctx.params.get("repo"))).lower() != p["repo_key"]:
+                    continue
+                if int(ctx.params.get("number", -1)) != p["pr"]:
+                    continue
+                self.push_on_next.remove(p)
+                spec = dict(p["spec"])
+                self.push(spec)
+                entry["push_on_next"] = spec
+
+        # --- handler
+        try:
+            with self.lock:
+                resp = getattr(self, "r_" + ctx.route)(ctx)
+        except ApiError as e:
+            resp = self._error_response(e)
+        return self._finish(ctx, resp)
+
+    def _error_response(self, e):
+        return Response(e.status, error_body(e.status, e.message, e.doc, e.extra), e.headers)
+
+    def _rate_limit_message(self, ctx):
+        if ctx.token:
+            return "API rate limit exceeded for installation ID %s." % ctx.token["installation_id"]
+        return "API rate limit exceeded for app ID %s." % self.app_id
+
+    def _bucket(self, identity):
+        now = time.time()
+        b = self.ratelimits.get(identity)
+        limit = int(self.config["rate_limit"])
+        if identity.startswith("ip:"):
+            limit = int(self.config["unauth_rate_limit"])
+        if b is None or now >= b["reset"]:
+            b = {"used": 0, "reset": int(now) + 3600, "limit": limit}
+            self.ratelimits[identity] = b
+        b["limit"] = limit
+        return b
+
+    def _finish(self, ctx, resp, count=True):
+        if resp.close:
+            return resp
+        with self.lock:
+            ident = ctx.identity or "ip:127.0.0.1"
+            b = self._bucket(ident)
+            if count and ctx.route != "rate_limit" and not ident.startswith("ip:"):
+                b["used"] += 1
+            rl = {"x-ratelimit-limit": str(b["limit"]),
+                  "x-ratelimit-remaining": str(max(0, b["limit"] - b["used"])),
+                  "x-ratelimit-used": str(b["used"]),
+                  "x-ratelimit-reset": str(int(b["reset"] + float(self.config["clock_offset"] or 0))),
+                  "x-ratelimit-resource": "core"}
+        for k, v in rl.items():
+            resp.headers.setdefault(k, v)
+        return resp
+
+    def _apply_fault(self, ctx, f):
+        if f.get("delay_ms"):
+            self._sleep(int(f["delay_ms"]))
+        if f.get("hang_ms"):
+            self._sleep(int(f["hang_ms"]))
+            if f.get("then") == "close":
+                return Response(0, close=True)
+        if f.get("close"):
+            return Response(0, close=True)
+        rl = f.get("rate_limit")
+        if rl:
+            now = self.now()
+            limit = int(self.config["rate_limit"])
+            if rl["kind"] == "primary":
+                reset = int(now + float(rl.get("reset_in", 60)))
+                hdrs = {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": "0",
+                        "x-ratelimit-used": str(limit), "x-ratelimit-reset": str(reset),
+                        "x-ratelimit-resource": rl.get("resource", "core")}
+                msg = ("API rate limit exceeded for installation ID %s. If you reach out to GitHub "
+                       "Support for help, please include the request ID %s."
+                       % (rl.get("installation_id", "1"), secrets.token_hex(8).upper()))
+                st = int(rl.get("status", 403))
+                doc = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-primary-rate-limits"
+            else:
+                with self.lock:
+                    ident = ctx.identity or "ip:127.0.0.1"
+                    b = self._bucket(ident)
+                    hdrs = {"x-ratelimit-limit": str(b["limit"]),
+                            "x-ratelimit-remaining": str(max(0, b["limit"] - b["used"])),
+                            "x-ratelimit-used": str(b["used"]),
+                            "x-ratelimit-reset": str(int(b["reset"])),
+                            "x-ratelimit-resource": "core"}
+                if rl.get("retry_after") is not None:
+                    hdrs["retry-after"] = str(rl["retry_after"])
+                msg = ("You have exceeded a secondary rate limit. Please wait a few minutes before "
+                       "you try again. If you reach out to GitHub Support for help, please include "
+                       "the request ID %s." % secrets.token_hex(8).upper())
+                st = int(rl.get("status", 403))
+                doc = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+            hdrs.update(f.get("headers") or {})
+            body = f.get("body") if f.get("body") is not None else error_body(st, msg, doc)
+            return Response(st, body, hdrs)
+        if f.get("status"):
+            st = int(f["status"])
+            body = f.get("body")
+            if body is None:
+                msgs = {500: "Server Error", 502: "Server Error", 503: "Service Unavailable",
+                        504: "Gateway Timeout", 404: "Not Found", 401: "Bad credentials",
+                        403: "Forbidden", 422: "Validation Failed", 409: "Conflict",
+                        405: "Method Not Allowed"}
+                body = error_body(st, msgs.get(st, "Error"))
+            return self._finish(ctx, Response(st, body, f.get("headers") or {}))
+        return None  # delay-only fault: carry on normally
+
+    # ------------------------------------------------------------------ authentication
+    def _authenticate(self, ctx, entry, kind):
+        auth = ctx.headers.get("Authorization")
+        scheme, cred = None, None
+        if auth:
+            parts = auth.strip().split(None, 1)
+            scheme = parts[0].lower()
+            cred = parts[1].strip() if len(parts) > 1 else ""
+        looks_jwt = bool(cred) and cred.count(".") == 2 and cred.startswith("eyJ")
+        if auth is None:
+            entry["auth"] = "none"
+        elif scheme in ("bearer", "token") and looks_jwt:
+            entry["auth"] = "jwt"
+        elif scheme in ("bearer", "token"):
+            entry["auth"] = "token"
+            entry["token_sha256"] = sha256_hex(cred)
+        else:
+            entry["auth"] = scheme or "other"
+        ctx.auth_kind = entry["auth"]
+
+        if kind == "any":
+            if entry["auth"] == "token":
+                with self.lock:
+                    t = self.tokens.get(entry["token_sha256"])
+                    if t and not t["revoked"] and self.now() < t["expires_ts"]:
+                        ctx.token = t
+                        ctx.identity = "inst:%s" % t["installation_id"]
+            return
+
+        if kind == "jwt":
+            if entry["auth"] != "jwt" or scheme != "bearer":
+                raise ApiError(401, "A JSON web token could not be decoded")
+            claims = self._verify_jwt(cred, entry)
+            ctx.jwt_claims = claims
+            ctx.identity = "app:%s" % self.app_id
+            return
+
+        # installation-token endpoints
+        if entry["auth"] == "none":
+            ctx.identity = None
+            return  # anonymous: handlers decide (404 on private repos)
+        if entry["auth"] == "jwt":
+            self._verify_jwt(cred, entry)
+            ctx.identity = "app:%s" % self.app_id
+            raise ApiError(403, "Resource not accessible by integration",
+                           doc="https://docs.github.com/rest")
+        if entry["auth"] != "token" or not cred:
+            raise ApiError(401, "Bad credentials")
+        with self.lock:
+            t = self.tokens.get(entry["token_sha256"])
+            if t is None or t["revoked"] or self.now() >= t["expires_ts"]:
+                if t is not None:
+                    entry["token_state"] = "revoked" if t["revoked"] else "expired"
+                else:
+                    entry["token_state"] = "unknown"
+                raise ApiError(401, "Bad credentials")
+            t["uses"] += 1
+            t["last_used_at"] = iso(self.now())
+            ctx.token = t
+            ctx.identity = "inst:%s" % t["installation_id"]
+
+    def _verify_jwt(self, cred, entry):
+        bad = ApiError(401, "A JSON web token could not be decoded")
+        parts = cred.split(".")
+        if len(parts) != 3:
+            raise bad
+        try:
+            header = json.loads(b64url_decode(parts[0]))
+            claims = json.loads(b64url_decode(parts[1]))
+            sig = b64url_decode(parts[2])
+        except Exception:
+            raise bad
+        entry["jwt_header"] = header
+        entry["jwt_claims"] = claims
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            raise bad
+        if header.get("alg") != "RS256":
+            entry["jwt_error"] = "alg %r rejected" % header.get("alg")
+            raise bad
+        signing_input = (parts[0] + "." + parts[1]).encode("ascii")
+        ok = False
+        for key in self.keys:
+            try:
+                key.verify(sig, signing_input, padding.PKCS1v15(), hashes.SHA256())
+                ok = True
+                break
+            except InvalidSignature:
+                continue
+        if not ok:
+            entry["jwt_error"] = "signature"
+            raise bad
+        iss = claims.get("iss")
+        if iss is None or isinstance(iss, bool) or not isinstance(iss, (int, str)):
+            entry["jwt_error"] = "iss missing"
+            raise ApiError(401, "'Issuer' claim ('iss') must be an Integer")
+        if str(iss) != self.app_id and (self.client_id is None or iss != self.client_id):
+            entry["jwt_error"] = "iss mismatch"
+            raise bad
+        now = self.now()
+        iat, exp = claims.get("iat"), claims.get("exp")
+        iat_msg = ("'Issued at' claim ('iat') must be an Integer representing the time "
+                   "that the assertion was issued")
+        if not is_int(iat):
+            entry["jwt_error"] = "iat type"
+            raise ApiError(401, iat_msg)
+        if iat > now + float(self.config["jwt_iat_leeway"]):
+            entry["jwt_error"] = "iat in the future"
+            raise ApiError(401, iat_msg)
+        if not is_num(exp) or exp <= now:
+            entry["jwt_error"] = "exp type or expired"
+            raise ApiError(401, "'Expiration time' claim ('exp') must be a numeric value "
+                                "representing the future time at which the assertion expires")
+        maxlife = float(self.config["jwt_max_lifetime"])
+        if exp - iat > maxlife or exp > now + maxlife:
+            entry["jwt_error"] = "exp too far"
+            raise ApiError(401, "'Expiration time' claim ('exp') is too far in the future")
+        return claims
+
+    # ------------------------------------------------------------------ authorisation
+    def _require_repo(self, ctx, perms, level):
+        """Return the repo if the caller may use `perms` (alternatives) at `level`."""
+        repo = self.find_repo("%s/%s" % (ctx.params["owner"], ctx.params["repo"]))
+        if repo is None:
+            raise ApiError(404, "Not Found")
+        need = LEVELS[level]
+        t = ctx.token
+        if t is None:  # anonymous
+            if repo["private"] or need > 1:
+                if need > 1 and not repo["private"]:
+                    raise ApiError(401, "Requires authentication")
+                raise ApiError(404, "Not Found")
+            return repo
+        if not self._token_covers(t, repo):
+            if repo["private"] or need > 1:
+                raise ApiError(404, "Not Found")
+            return repo  # public repo, read access
+        tp = t["permissions"]
+        if not any(LEVELS.get(tp.get(p), 0) >= need for p in perms):
+            accepted = "; ".join("%s=%s" % (p, level) for p in perms)
+            raise ApiError(403, "Resource not accessible by integration",
+                           headers={"x-accepted-github-permissions": accepted})
+        return repo
+
+    def _token_covers(self, t, repo):
+        key = repo["full_name"].lower()
+        if t["repositories"] is None:
+            inst = self.installations.get(t["installation_id"])
+            return inst is not None and key in self.installation_repos(inst)
+        return key in t["repositories"]
+
+    def _pr(self, repo, number):
+        pr = repo["pulls"].get(int(number))
+        if pr is None:
+            raise ApiError(404, "Not Found")
+        return pr
+
+    def _bot(self):
+        slug = self.config["app_slug"]
+        return {"login": slug + "[bot]", "id": 41898282 + int(self.app_id) % 1000,
+                "type": "Bot", "html_url": "https://github.com/apps/" + slug}
+
+    def _resolve_ref(self, repo, ref, allow_sha=True):
+        """Return the commit sha for a branch, tag, refs/... or a 40-hex sha, else None."""
+        for pfx in ("refs/heads/", "heads/"):
+            if ref.startswith(pfx) and ref[len(pfx):] in repo["branches"]:
+                return repo["branches"][ref[len(pfx):]]
+        for pfx in ("refs/tags/", "tags/"):
+            if ref.startswith(pfx) and ref[len(pfx):] in repo["tags"]:
+                return repo["tags"][ref[len(pfx):]]
+        if ref in repo["branches"]:
+            return repo["branches"][ref]
+        if ref in repo["tags"]:
+            return repo["tags"][ref]
+        if allow_sha and re.fullmatch(r"[0-9a-f]{40}", ref):
+            return ref
+        return None
+
+    # ------------------------------------------------------------------ JSON shapes
+    def _user(self, login):
+        return {"login": login, "id": abs(hash(login)) % 10**8, "type": "User",
+                "html_url": "https://github.com/" + login}
+
+    def _repo_json(self, ctx, repo):
+        return {"id": repo["id"], "node_id": "R_%d" % repo["id"], "name": repo["name"],
+                "full_name": repo["full_name"], "private": repo["private"],
+                "owner": {"login": repo["owner"], "type": "Organization"},
+                "html_url": "https://github.com/" + repo["full_name"],
+                "url": ctx.url("/repos/" + repo["full_name"]),
+                "default_branch": repo["default_branch"],
+                "allow_merge_commit": "merge" in repo["allowed_merge_methods"],
+                "allow_squash_merge": "squash" in repo["allowed_merge_methods"],
+                "allow_rebase_merge": "rebase" in repo["allowed_merge_methods"]}
+
+    def _pr_json(self, ctx, repo, pr):
+        base_sha = repo["branches"].get(pr["base"]["ref"])
+        adds = sum(f["additions"] for f in pr["files"])
+        dels = sum(f["deletions"] for f in pr["files"])
+        rj = {"id": repo["id"], "name": repo["name"], "full_name": repo["full_name"],
+              "private": repo["private"], "default_branch": repo["default_branch"]}
+        mergeable = pr["mergeable"]
+        if pr["merged"] or pr["state"] == "closed":
+            mstate = "unknown"
+        elif mergeable is None:
+            mstate = "unknown"
+        elif mergeable is False:
+            mstate = "dirty"
+        else:
+            mstate = "draft" if pr["draft"] else "clean"
+        return {"url": ctx.url("/repos/%s/pulls/%d" % (repo["full_name"], pr["number"])),
+                "id": pr["id"], "node_id": "PR_%d" % pr["id"],
+                "html_url": "https://github.com/%s/pull/%d" % (repo["full_name"], pr["number"]),
+                "number": pr["number"], "state": pr["state"], "locked": False,
+                "title": pr["title"], "body": pr["body"], "user": self._user(pr["user"]["login"]),
+                "created_at": pr["created_at"], "updated_at": pr["updated_at"],
+                "closed_at": pr["closed_at"], "merged_at": pr["merged_at"],
+                "merge_commit_sha": pr["merge_commit_sha"], "draft": pr["draft"],
+                "head": {"label": "%s:%s" % (repo["owner"], pr["head"]["ref"]),
+                         "ref": pr["head"]["ref"], "sha": pr["head"]["sha"],
+                         "user": {"login": repo["owner"]}, "repo": rj},
+                "base": {"label": "%s:%s" % (repo["owner"], pr["base"]["ref"]),
+                         "ref": pr["base"]["ref"], "sha": base_sha,
+                         "user": {"login": repo["owner"]}, "repo": rj},
+                "merged": pr["merged"], "mergeable": mergeable, "rebaseable": mergeable,
+                "mergeable_state": mstate,
+                "merged_by": self._user(pr["merged_by"]) if pr["merged_by"] else None,
+                "comments": sum(1 for c in repo["comments"] if c["issue_number"] == pr["number"]),
+                "review_comments": 0, "commits": pr.get("commits", 1),
+                "additions": adds, "deletions": dels, "changed_files": len(pr["files"])}
+
+    def _installation_json(self, ctx, inst):
+        return {"id": inst["id"],
+                "account": {"login": inst["account"], "id": abs(hash(inst["account"])) % 10**8,
+                            "type": inst["target_type"]},
+                "app_id": int(self.app_id) if self.app_id.isdigit() else self.app_id,
+                "app_slug": self.config["app_slug"], "client_id": self.client_id,
+                "target_id": abs(hash(inst["account"])) % 10**8,
+                "target_type": inst["target_type"],
+                "repository_selection": inst["repository_selection"],
+                "permissions": dict(inst["permissions"]), "events": list(inst["events"]),
+                "access_tokens_url": ctx.url("/app/installations/%d/access_tokens" % inst["id"]),
+                "repositories_url": ctx.url("/installation/repositories"),
+                "html_url": "https://github.com/organizations/%s/settings/installations/%d"
+                            % (inst["account"], inst["id"]),
+                "created_at": inst["created_at"], "updated_at": inst["created_at"],
+                "single_file_name": None, "has_multiple_single_files": False,
+                "single_file_paths": [],
+                "suspended_at": iso(self.now()) if inst["suspended"] else None,
+                "suspended_by": None}
+
+    def _paginate(self, ctx, items, default=30, maximum=100):
+        per = ctx.qint("per_page", default)
+        if per < 1:
+            per = default
+        per = min(per, maximum)
+        page = max(1, ctx.qint("page", 1))
+        total = len(items)
+        last = max(1, math.ceil(total / per))
+        chunk = items[(page - 1) * per: page * per]
+        headers = {}
+        if last > 1 or page > 1:
+            base_q = [(k, v) for (k, v) in urllib.parse.parse_qsl(ctx.query_string, keep_blank_values=True)
+                      if k != "page"]
+
+            def link(p, rel):
+                q = urllib.parse.urlencode(base_q + [("page", str(p))])
+                return '<http://%s%s?%s>; rel="%s"' % (ctx.host, ctx.orig_path, q, rel)
+            links = []
+            if page > 1:
+                links.append(link(min(page - 1, last), "prev"))
+            if page < last:
+                links.append(link(page + 1, "next"))
+                links.append(link(last, "last"))
+            if page > 1:
+                links.append(link(1, "first"))
+            if links:
+                headers["Link"] = ", ".join(links)
+        return chunk, headers, total
+
+    # ------------------------------------------------------------------ handlers: App
+    def r_app_get(self, ctx):
+        slug = self.config["app_slug"]
+        return Response(200, {"id": int(self.app_id) if self.app_id.isdigit() else self.app_id,
+                              "slug": slug, "client_id": self.client_id, "name": slug,
+                              "owner": {"login": "threshold"},
+                              "installations_count": len(self.installations),
+                              "permissions": {}, "events": []})
+
+    def r_app_installations(self, ctx):
+        items = [self._installation_json(ctx, i) for i in
+                 sorted(self.installations.values(), key=lambda i: i["id"])]
+        chunk, hdrs, _ = self._paginate(ctx, items)
+        return Response(200, chunk, hdrs)
+
+    def r_app_installation(self, ctx):
+        inst = self.installations.get(int(ctx.params["iid"]))
+        if inst is None:
+            raise ApiError(404, "Not Found")
+        return Response(200, self._installation_json(ctx, inst))
+
+    def r_repo_installation(self, ctx):
+        repo = self.find_repo("%s/%s" % (ctx.params["owner"], ctx.params["repo"]))
+        inst = self.installation_for_repo(repo) if repo else None
+        if inst is None:
+            raise ApiError(404, "Not Found",
+                           doc="https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app")
+        return Response(200, self._installation_json(ctx, inst))
+
+    def r_create_token(self, ctx):
+        doc = "https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app"
+        inst = self.installations.get(int(ctx.params["iid"]))
+        if inst is None:
+            raise ApiError(404, "Not Found", doc=doc)
+        if inst["suspended"]:
+            raise ApiError(403, "This installation has been suspended", doc=doc)
+        body = ctx.body_obj()
+        names = check_type(body, "repositories", list, "of type array")
+        ids = check_type(body, "repository_ids", list, "of type array")
+        perms = check_type(body, "permissions", dict, "of type object")
+        inst_repos = self.installation_repos(inst)
+        not_acc = ApiError(422, "There is at least one repository that does not exist or is "
+                                "not accessible to the parent installation.", doc=doc)
+        selected = None
+        if names is not None or ids is not None:
+            selected = []
+            for n in names or []:
+                if not isinstance(n, str):
+                    raise invalid_type("repositories", names, "an array of strings")
+                if "/" in n:
+                    raise not_acc  # names only; owner comes from the installation
+                key = ("%s/%s" % (inst["account"], n)).lower()
+                if key not in inst_repos:
+                    raise not_acc
+                if key not in selected:
+                    selected.append(key)
+            for rid in ids or []:
+                if not is_int(rid):
+                    raise invalid_type("repository_ids", ids, "an array of integers")
+                r = self.repo_by_id(rid)
+                if r is None or r["full_name"].lower() not in inst_repos:
+                    raise not_acc
+                if r["full_name"].lower() not in selected:
+                    selected.append(r["full_name"].lower())
+            if len(selected) > 500:
+                raise ApiError(422, "Too many repositories requested (maximum 500).", doc=doc)
+        ip = inst["permissions"]
+        if perms is None:
+            granted = dict(ip)
+        else:
+            granted = {}
+            for k, v in perms.items():
+                if v not in LEVELS:
+                    raise ApiError(422, "Invalid request.\n\nFor 'properties/%s', %s is not one of "
+                                        "[\"read\", \"write\"]." % (k, json.dumps(v)), doc=doc)
+                if LEVELS.get(ip.get(k), 0) < LEVELS[v]:
+                    raise ApiError(422, "The permissions requested are not granted to this "
+                                        "installation.", doc=doc)
+                granted[k] = v
+            if self.config["implicit_metadata"]:
+                granted.setdefault("metadata", "read")
+        length = int(self.config["token_length"])
+        token = self.config["token_prefix"] + "".join(secrets.choice(ALNUM) for _ in range(length))
+        now = self.now()
+        exp_ts = int(now) + int(self.config["token_ttl"])
+        h = sha256_hex(token)
+        rec = {"id": self.new_id(), "sha256": h, "token": token, "installation_id": inst["id"],
+               "repositories": selected, "permissions": granted, "created_at": iso(now),
+               "expires_at": iso(exp_ts), "expires_ts": exp_ts, "revoked": False,
+               "revoked_at": None, "uses": 0, "last_used_at": None,
+               "requested": {"repositories": names, "repository_ids": ids, "permissions": perms},
+               "jwt_iat": (ctx.jwt_claims or {}).get("iat"),
+               "jwt_exp": (ctx.jwt_claims or {}).get("exp")}
+        self.tokens[h] = rec
+        out = {"token": token, "expires_at": rec["expires_at"], "permissions": granted,
+               "repository_selection": "selected" if selected is not None
+               else inst["repository_selection"]}
+        if selected is not None:
+            out["repositories"] = [self._repo_json(ctx, self.find_repo(k)) for k in selected]
+        return Response(201, out)
+
+    def r_revoke_token(self, ctx):
+        if ctx.token is None:
+            raise ApiError(401, "Requires authentication")
+        ctx.token["revoked"] = True
+        ctx.token["revoked_at"] = iso(self.now())
+        return Response(204)
+
+    def r_installation_repos(self, ctx):
+        if ctx.token is None:
+            raise ApiError(401, "Requires authentication")
+        t = ctx.token
+        inst = self.installations.get(t["installation_id"])
+        keys = t["repositories"] if t["repositories"] is not None else \
+            (self.installation_repos(inst) if inst else [])
+        items = [self._repo_json(ctx, self.find_repo(k)) for k in keys if self.find_repo(k)]
+        chunk, hdrs, total = self._paginate(ctx, items)
+        return Response(200, {"total_count": total, "repository_selection":
+                              "selected" if t["repositories"] is not None else
+                              (inst or {}).get("repository_selection", "selected"),
+                              "repositories": chunk}, hdrs)
+
+    def r_rate_limit(self, ctx):
+        ident = ctx.identity or "ip:127.0.0.1"
+        b = self._bucket(ident)
+        core = {"limit": b["limit"], "used": b["used"],
+                "remaining": max(0, b["limit"] - b["used"]), "reset": int(b["reset"])}
+        return Response(200, {"resources": {"core": core}, "rate": core})
+
+    # ------------------------------------------------------------------ handlers: repos
+    def r_repo_get(self, ctx):
+        repo = self._require_repo(ctx, ["metadata"], "read")
+        return Response(200, self._repo_json(ctx, repo))
+
+    def r_pull_get(self, ctx):
+        repo = self._require_repo(ctx, ["pull_requests"], "read")
+        pr = self._pr(repo, ctx.params["number"])
+        out = self._pr_json(ctx, repo, pr)
+        if pr.get("compute_mergeable_on_get") and pr["mergeable"] is None:
+            pr["mergeable"] = True  # "computed" for the next GET
+            pr["compute_mergeable_on_get"] = False
+        return Response(200, out)
+
+    def r_pull_files(self, ctx):
+        repo = self._require_repo(ctx, ["pull_requests"], "read")
+        pr = self._pr(repo, ctx.params["number"])
+        items = []
+        for f in pr["files"][:MAX_PR_FILES]:
+            v = dict(f)
+            v["blob_url"] = "https://github.com/%s/blob/%s/%s" % (repo["full_name"], pr["head"]["sha"], f["filename"])
+            v["raw_url"] = "https://github.com/%s/raw/%s/%s" % (repo["full_name"], pr["head"]["sha"], f["filename"])
+            v["contents_url"] = ctx.url("/repos/%s/contents/%s?ref=%s" % (
+                repo["full_name"], urllib.parse.quote(f["filename"]), pr["head"]["sha"]))
+            items.append(v)
+        chunk, hdrs, _ = self._paginate(ctx, items)
+        return Response(200, chunk, hdrs)
+
+    def r_pull_reviews(self, ctx):
+        repo = self._require_repo(ctx, ["pull_requests"], "read")
+        pr = self._pr(repo, ctx.params["number"])
+        items = []
+        for rv in pr["reviews"]:
+            v = copy.deepcopy(rv)
+            v["node_id"] = "PRR_%d" % rv["id"]
+            v["html_url"] = "https://github.com/%s/pull/%d#pullrequestreview-%d" % (
+                repo["full_name"], pr["number"], rv["id"])
+            v["pull_request_url"] = ctx.url("/repos/%s/pulls/%d" % (repo["full_name"], pr["number"]))
+            if v["submitted_at"] is None:
+                del v["submitted_at"]
+            items.append(v)
+        chunk, hdrs, _ = self._paginate(ctx, items)
+        return Response(200, chunk, hdrs)
+
+    def r_pull_merge(self, ctx):
+        doc = "https://docs.github.com/rest/pulls/pulls#merge-a-pull-request"
+        repo = self._require_repo(ctx, ["contents"], "write")
+        pr = self._pr(repo, ctx.params["number"])
+        body = ctx.body_obj()
+        sha = check_type(body, "sha", str, "of type string")
+        method = check_type(body, "merge_method", str, "of type string") or "merge"
+        title = check_type(body, "commit_title", str, "of type string")
+        message = check_type(body, "commit_message", str, "of type string")
+        if method not in MERGE_METHODS:
+            raise ApiError(422, "Validation Failed", doc=doc, extra={"errors": [
+                {"resource": "PullRequest", "code": "invalid", "field": "merge_method",
+                 "message": "merge_method must be one of merge, squash, rebase"}]})
+        if method not in repo["allowed_merge_methods"]:
+            raise ApiError(405, {"merge": "Merge commits are not allowed on this repository.",
+                                 "squash": "Squash merges are not allowed on this repository.",
+                                 "rebase": "Rebase merges are not allowed on this repository."}[method],
+                           doc=doc)
+        if pr["merged"] or pr["state"] != "open":
+            raise ApiError(405, "Pull Request is not mergeable", doc=doc)
+        if sha is not None and sha != pr["head"]["sha"]:
+            raise ApiError(409, "Head branch was modified. Review and try the merge again.", doc=doc)
+        if pr["draft"]:
+            raise ApiError(405, "Pull Request is still a draft", doc=doc)
+        if pr["mergeable"] is False:
+            raise ApiError(405, "Pull Request is not mergeable", doc=doc)
+        base_ref = pr["base"]["ref"]
+        merge_sha = hashlib.sha1(("%s:%s:%s:%s" % (pr["head"]["sha"], repo["branches"].get(base_ref),
+                                                   method, secrets.token_hex(8))).encode()).hexdigest()
+        old_base = repo["branches"].get(base_ref)
+        repo["branches"][base_ref] = merge_sha
+        now = iso(self.now())
+        pr.update({"state": "closed", "merged": True, "merged_at": now, "closed_at": now,
+                   "merge_commit_sha": merge_sha, "merged_by": self._bot()["login"],
+                   "mergeable": None, "updated_at": now})
+        ev = {"type": "merge", "repo": repo["full_name"], "pr": pr["number"],
+              "requested_sha": sha, "head_sha": pr["head"]["sha"], "merge_method": method,
+              "commit_title": title, "commit_message": message, "merge_sha": merge_sha,
+              "base_ref": base_ref, "old_base_sha": old_base, "time": now,
+              "token_sha256": ctx.token["sha256"] if ctx.token else None}
+        repo["merges"].append(ev)
+        self.events.append(ev)
+        return Response(200, {"sha": merge_sha, "merged": True,
+                              "message": "Pull Request successfully merged"})
+
+    def r_pull_create(self, ctx):
+        doc = "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"
+        repo = self._require_repo(ctx, ["pull_requests"], "write")
+        body = ctx.body_obj()
+        title = check_type(body, "title", str, "of type string")
+        head = check_type(body, "head", str, "of type string")
+        base = check_type(body, "base", str, "of type string")
+        text = check_type(body, "body", str, "of type string")
+        draft = check_type(body, "draft", bool, "of type boolean")
+        check_type(body, "maintainer_can_modify", bool, "of type boolean")
+
+        def vf(errors):
+            return ApiError(422, "Validation Failed", extra={"errors": errors}, doc=doc)
+        missing = [f for f, v in (("head", head), ("base", base)) if not v]
+        if missing:
+            raise vf([{"resource": "PullRequest", "field": f, "code": "missing_field"} for f in missing])
+        if not title:
+            raise vf([{"resource": "PullRequest", "field": "title", "code": "missing_field"}])
+        head_ref = head
+        if ":" in head:
+            owner, head_ref = head.split(":", 1)
+            if owner.lower() != repo["owner"].lower():
+                raise vf([{"resource": "PullRequest", "field": "head", "code": "invalid"}])
+        if base not in repo["branches"]:
+            raise vf([{"resource": "PullRequest", "field": "base", "code": "invalid"}])
+        if head_ref not in repo["branches"]:
+            raise vf([{"resource": "PullRequest", "field": "head", "code": "invalid"}])
+        if head_ref == base or repo["branches"][head_ref] == repo["branches"][base]:
+            raise vf([{"resource": "PullRequest", "code": "custom",
+                       "message": "No commits between %s and %s" % (base, head_ref)}])
+        for p in repo["pulls"].values():
+            if p["state"] == "open" and p["head"]["ref"] == head_ref and p["base"]["ref"] == base:
+                raise vf([{"resource": "PullRequest", "code": "custom",
+                           "message": "A pull request already exists for %s:%s."
+                                      % (repo["owner"], head_ref)}])
+        number = repo["next_number"]
+        pr = self.add_pull({"repo": repo["full_name"], "number": number, "title": title,
+                            "body": text or "", "draft": bool(draft),
+                            "head": {"ref": head_ref, "sha": repo["branches"][head_ref]},
+                            "base": {"ref": base}, "user": self._bot()["login"]})
+        if self.config["api_created_pr_mergeable_null"]:
+            pr["mergeable"] = None
+            pr["compute_mergeable_on_get"] = True
+        ev = {"type": "pull_create", "repo": repo["full_name"], "pr": number, "head": head_ref,
+              "base": base, "title": title, "body": text, "draft": bool(draft),
+              "time": iso(self.now()), "token_sha256": ctx.token["sha256"] if ctx.token else None}
+        self.events.append(ev)
+        out = self._pr_json(ctx, repo, pr)
+        return Response(201, out, {"Location": out["url"]})
+
+    def r_check_runs(self, ctx):
+        repo = self._require_repo(ctx, ["checks"], "read")
+        ref = ctx.params["ref"]
+        sha = self._resolve_ref(repo, ref)
+        if sha is None:
+            raise ApiError(422, "No commit found for SHA: %s" % ref,
+                           doc="https://docs.github.com/rest/checks/runs#list-check-runs-for-a-git-reference")
+        runs = list(repo["checks"].get(sha, []))
+        if ctx.q("check_name"):
+            runs = [r for r in runs if r["name"] == ctx.q("check_name")]
+        if ctx.q("status"):
+            runs = [r for r in runs if r["status"] == ctx.q("status")]
+        if ctx.q("filter", "latest") == "latest":
+            latest = {}
+            for r in runs:
+                if r["name"] not in latest or r["id"] > latest[r["name"]]["id"]:
+                    latest[r["name"]] = r
+            runs = [r for r in runs if latest[r["name"]] is r]
+        items = []
+        for r in runs:
+            v = copy.deepcopy(r)
+            v["node_id"] = "CR_%d" % r["id"]
+            v["url"] = ctx.url("/repos/%s/check-runs/%d" % (repo["full_name"], r["id"]))
+            v["html_url"] = "https://github.com/%s/runs/%d" % (repo["full_name"], r["id"])
+            v["details_url"] = v["html_url"]
+            items.append(v)
+        chunk, hdrs, total = self._paginate(ctx, items)
+        return Response(200, {"total_count": total, "check_runs": chunk}, hdrs)
+
+    def r_combined_status(self, ctx):
+        repo = self._require_repo(ctx, ["statuses"], "read")
+        ref = ctx.params["ref"]
+        sha = self._resolve_ref(repo, ref)
+        if sha is None:
+            raise ApiError(422, "No commit found for SHA: %s" % ref,
+                           doc="https://docs.github.com/rest/commits/statuses#get-the-combined-status-for-a-specific-reference")
+        latest = {}
+        for s in repo["statuses"].get(sha, []):
+            latest[s["context"]] = s  # later entries are newer
+        sts = list(latest.values())
+        states = [s["state"] for s in sts]
+        if not states:
+            combined = "pending"
+        elif "error" in states or "failure" in states:
+            combined = "failure"
+        elif "pending" in states:
+            combined = "pending"
+        else:
+            combined = "success"
+        items = [dict(s, node_id="SC_%d" % s["id"],
+                      url=ctx.url("/repos/%s/statuses/%s" % (repo["full_name"], sha)),
+                      avatar_url=None) for s in sts]
+        chunk, hdrs, total = self._paginate(ctx, items, default=100)
+        return Response(200, {"state": combined, "sha": sha, "total_count": total,
+                              "statuses": chunk,
+                              "repository": {"id": repo["id"], "full_name": repo["full_name"]},
+                              "commit_url": ctx.url("/repos/%s/commits/%s" % (repo["full_name"], sha)),
+                              "url": ctx.url("/repos/%s/commits/%s/status" % (repo["full_name"], sha))},
+                        hdrs)
+
+    def r_issue_comment(self, ctx):
+        repo = self._require_repo(ctx, ["issues", "pull_requests"], "write")
+        number = int(ctx.params["number"])
+        if number not in repo["pulls"] and number not in repo["issues"]:
+            raise ApiError(404, "Not Found")
+        body = ctx.body_obj()
+        text = check_type(body, "body", str, "of type string", required=True)
+        cid = self.new_id()
+        now = iso(self.now())
+        url = ctx.url("/repos/%s/issues/comments/%d" % (repo["full_name"], cid))
+        c = {"id": cid, "node_id": "IC_%d" % cid, "url": url,
+             "html_url": "https://github.com/%s/pull/%d#issuecomment-%d" % (repo["full_name"], number, cid),
+             "issue_url": ctx.url("/repos/%s/issues/%d" % (repo["full_name"], number)),
+             "body": text, "user": self._bot(), "created_at": now, "updated_at": now,
+             "author_association": "NONE", "issue_number": number}
+        repo["comments"].append(c)
+        self.events.append({"type": "comment", "repo": repo["full_name"], "issue_number": number,
+                            "id": cid, "body": text, "time": now,
+                            "token_sha256": ctx.token["sha256"] if ctx.token else None})
+        out = {k: v for k, v in c.items() if k != "issue_number"}
+        return Response(201, out, {"Location": url})
+
+    def r_deployment_create(self, ctx):
+        doc = "https://docs.github.com/rest/deployments/deployments#create-a-deployment"
+        repo = self._require_repo(ctx, ["deployments"], "write")
+        body = ctx.body_obj()
+        ref = check_type(body, "ref", str, "of type string", required=True)
+        auto_merge = check_type(body, "auto_merge", bool, "of type boolean")
+        required = check_type(body, "required_contexts", list, "of type array")
+        env = check_type(body, "environment", str, "of type string") or "production"
+        task = check_type(body, "task", str, "of type string") or "deploy"
+        desc = check_type(body, "description", str, "of type string")
+        payload = body.get("payload", {})
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, (dict, str)):
+            raise invalid_type("payload", payload, "of type object or string")
+        if required is not None and not all(isinstance(c, str) for c in required):
+            raise invalid_type("required_contexts", required, "an array of strings")
+        sha = self._resolve_ref(repo, ref)
+        if sha is None:
+            raise ApiError(422, "No ref found for: %s" % ref, doc=doc)
+        branch = ref[len("refs/heads/"):] if ref.startswith("refs/heads/") else ref
+        if (auto_merge is None or auto_merge) and branch in repo["behind_default"] \
+                and branch in repo["branches"] and branch != repo["default_branch"]:
+            repo["behind_default"].remove(branch)
+            repo["branches"][branch] = rand_sha()
+            for p in repo["pulls"].values():
+                if p["state"] == "open" and p["head"]["ref"] == branch:
+                    p["head"]["sha"] = repo["branches"][branch]
+            self.events.append({"type": "deployment_auto_merge", "repo": repo["full_name"],
+                                "ref": ref, "new_sha": repo["branches"][branch],
+                                "time": iso(self.now())})
+            return Response(202, {"message": "Auto-merged %s into %s on deployment."
+                                             % (repo["default_branch"], branch)})
+        latest = {}
+        for s in repo["statuses"].get(sha, []):
+            latest[s["context"]] = s["state"]
+        needed = list(latest.keys()) if required is None else required
+        failing = [{"context": c, "state": latest.get(c, "missing")}
+                   for c in needed if latest.get(c) != "success"]
+        if failing:
+            raise ApiError(409, "Conflict: Commit status checks failed for %s." % ref, doc=doc,
+                           extra={"errors": [{"contexts": failing, "resource": "Deployment",
+                                              "field": "required_contexts", "code": "invalid"}]})
+        did = self.new_id()
+        now = iso(self.now())
+        d = {"id": did, "node_id": "DE_%d" % did,
+             "url": ctx.url("/repos/%s/deployments/%d" % (repo["full_name"], did)),
+             "sha": sha, "ref": ref, "task": task, "payload": payload,
+             "original_environment": env, "environment": env, "description": desc,
+             "creator": self._bot(), "created_at": now, "updated_at": now,
+             "statuses_url": ctx.url("/repos/%s/deployments/%d/statuses" % (repo["full_name"], did)),
+             "repository_url": ctx.url("/repos/" + repo["full_name"]),
+             "transient_environment": bool(body.get("transient_environment", False)),
+             "production_environment": bool(body.get("production_environment", env == "production"))}
+        repo["deployments"].append(d)
+        ev = dict(d, type="deployment", repo=repo["full_name"], auto_merge=auto_merge,
+                  required_contexts=required, time=now,
+                  token_sha256=ctx.token["sha256"] if ctx.token else None)
+        self.events.append(ev)
+        return Response(201, d, {"Location": d["url"]})
+
+    def r_dispatch(self, ctx):
+        doc = "https://docs.github.com/rest/actions/workflows#create-a-workflow-dispatch-event"
+        repo = self._require_repo(ctx, ["actions"], "write")
+        wf_id = ctx.params["wf"]
+        wf = None
+        for w in repo["workflows"]:
+            if (wf_id.isdigit() and w["id"] == int(wf_id)) or os.path.basename(w["path"]) == wf_id:
+                wf = w
+                break
+        if wf is None:
+            raise ApiError(404, "Not Found", doc=doc)
+        body = ctx.body_obj()
+        ref = check_type(body, "ref", str, "of type string", required=True)
+        inputs = check_type(body, "inputs", dict, "of type object")
+        if wf["state"] != "active":
+            raise ApiError(422, "Cannot trigger a 'workflow_dispatch' on a disabled workflow", doc=doc)
+        if not wf["dispatchable"]:
+            raise ApiError(422, "Workflow does not have 'workflow_dispatch' trigger", doc=doc)
+        sha = self._resolve_ref(repo, ref, allow_sha=False)
+        if sha is None:
+            raise ApiError(422, "No ref found for: %s" % ref, doc=doc)
+        inputs = inputs or {}
+        if len(inputs) > 25:
+            raise ApiError(422, "you may only define up to 25 `inputs` for a `workflow_dispatch` event",
+                           doc=doc)
+        declared = wf.get("inputs")
+        if isinstance(declared, (list, dict)):
+            names = list(declared.keys()) if isinstance(declared, dict) else list(declared)
+            extra = sorted(k for k in inputs if k not in names)
+            if extra:
+                raise ApiError(422, "Unexpected inputs provided: %s" % json.dumps(extra), doc=doc)
+            if isinstance(declared, dict):
+                for n, spec in declared.items():
+                    if isinstance(spec, dict) and spec.get("required") and n not in inputs:
+                        raise ApiError(422, "Required input '%s' not provided" % n, doc=doc)
+        now = iso(self.now())
+        d = {"type": "dispatch", "repo": repo["full_name"], "workflow_id": wf["id"],
+             "workflow_path": wf["path"], "ref": ref, "sha": sha, "inputs": inputs, "time": now,
+             "token_sha256": ctx.token["sha256"] if ctx.token else None}
+        repo["dispatches"].append(d)
+        self.events.append(d)
+        return Response(204)
+
+    # ------------------------------------------------------------------ admin API
+    def handle_admin(self, method, path, query, body):
+        q = urllib.parse.parse_qs(query)
+        body = body if body is not None else {}
+        if method == "GET" and path == "/_admin/health":
+            return 200, {"ok": True, "app_id": self.app_id, "pid": os.getpid()}
+        if method == "GET" and path == "/_admin/state":
+            return 200, self.state_view()
+        if method == "POST" and path == "/_admin/reset":
+            self.reset(reload_seed=bool(body.get("reload_seed", False)))
+            return 200, {"ok": True}
+        if method == "POST" and path == "/_admin/load":
+            self.load(body)
+            return 200, {"ok": True}
+        if path == "/_admin/config":
+            if method == "POST":
+                with self.lock:
+                    self.set_config(body)
+            with self.lock:
+                return 200, dict(self.config)
+        if method == "POST" and path == "/_admin/app-keys":
+            try:
+                key = load_public_key(body.get("pem", ""))
+            except ValueError as e:
+                raise AdminError(str(e))
+            with self.lock:
+                if body.get("replace"):
+                    self.keys = [key]
+                else:
+                    self.keys.append(key)
+                if len(self.keys) > 25:
+                    self.keys.pop(0)
+                return 200, {"keys": [key_fingerprint(k) for k in self.keys]}
+        if method == "POST" and path == "/_admin/installations":
+            inst = self.add_installation(body)
+            return 201, copy.deepcopy(inst)
+        if method == "POST" and path == "/_admin/repos":
+            r = self.add_repo(body)
+            with self.lock:
+                return 201, {k: copy.deepcopy(v) for k, v in r.items() if k != "pulls"}
+        if method == "POST" and path == "/_admin/pulls":
+            pr = self.add_pull(body)
+            with self.lock:
+                return 201, copy.deepcopy(pr)
+        if method == "POST" and path == "/_admin/reviews":
+            pr = self.add_reviews(body)
+            with self.lock:
+                return 200, copy.deepcopy(pr["reviews"])
+        if method == "POST" and path == "/_admin/checks":
+            return 201, copy.deepcopy(self.set_checks(body))
+        if method == "POST" and path == "/_admin/statuses":
+            return 201, copy.deepcopy(self.set_statuses(body))
+        if method == "POST" and path == "/_admin/push":
+            return 200, self.push(body)
+        if method == "POST" and path == "/_admin/push-on-next":
+            with self.lock:
+                repo, pr = self._admin_pr(body)
+                before = body.get("before", "merge")
+                if before not in BEFORE_ROUTES:
+                    raise AdminError("before must be one of %s" % ", ".join(BEFORE_ROUTES))
+                spec = {"repo": repo["full_name"], "pr": pr["number"],
+                        "sha": body.get("sha") or rand_sha()}
+                for k in ("mergeable", "files"):
+                    if k in body:
+                        spec[k] = body[k]
+                p = {"repo_key": repo["full_name"].lower(), "pr": pr["number"],
+                     "before": before, "spec": spec}
+                self.push_on_next.append(p)
+                return 201, copy.deepcopy(p)
+        if method == "GET" and path == "/_admin/tokens":
+            with self.lock:
+                return 200, self.tokens_view()
+        if method == "POST" and path in ("/_admin/tokens/expire", "/_admin/tokens/revoke"):
+            with self.lock:
+                sel = [t for h, t in self.tokens.items()
+                       if body.get("all") or body.get("sha256") == "all" or h == body.get("sha256")
+                       or (body.get("token") is not None and t["token"] == body.get("token"))]
+                if not sel and not body.get("all") and body.get("sha256") != "all":
+                    raise AdminError("no such token", 404)
+                for t in sel:
+                    if path.endswith("expire"):
+                        t["expires_ts"] = int(self.now()) - 1
+                        t["expires_at"] = iso(t["expires_ts"])
+                    else:
+                        t["revoked"] = True
+                        t["revoked_at"] = iso(self.now())
+                return 200, {"count": len(sel)}
+        if method == "GET" and path == "/_admin/requests":
+            since = int(q.get("since", ["0"])[0])
+            with self.lock:
+                return 200, [copy.deepcopy(r) for r in self.requests if r["seq"] > since]
+        if method == "POST" and path == "/_admin/requests/clear":
+            with self.lock:
+                self.requests = []
+            return 200, {"ok": True}
+        if path == "/_admin/faults":
+            if method == "GET":
+                with self.lock:
+                    return 200, [self._fault_view(f) for f in self.faults]
+            if method == "POST":
+                if isinstance(body, dict) and "faults" in body:
+                    return 201, [self.add_fault(f) for f in body["faults"]]
+                return 201, self.add_fault(body)
+            if method == "DELETE":
+                with self.lock:
+                    self.faults = []
+                return 200, {"ok": True}
+        if method == "POST" and path == "/_admin/faults/clear":
+            with self.lock:
+                self.faults = []
+            return 200, {"ok": True}
+        if path == "/_admin/latency":
+            if method == "POST":
+                with self.lock:
+                    self.latency_ms = int(body.get("ms", 0))
+            return 200, {"ms": self.latency_ms}
+        raise AdminError("no such admin endpoint: %s %s" % (method, path), 404)
+
+
+# --------------------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------------------
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "GitHub.com"
+    sys_version = ""
+    timeout = 300  # idle keep-alive connections are closed after this
+
+    def version_string(self):
+        return "GitHub.com"
+
+    def setup(self):
+        super().setup()
+        try:  # answer in one segment, no Nagle/delayed-ACK stalls on keep-alive connections
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.conn_id = next(self.server.emu.conn_ids)
+
+    def log_message(self, fmt, *args):
+        if self.server.verbose:
+            sys.stderr.write("emulator: %s - %s\n" % (self.address_string(), fmt % args))
+
+    def _read_body(self):
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            out = b""
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline(65537)
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def _dispatch(self):
+        emu = self.server.emu
+        try:
+            body = self._read_body()
+        except Exception:
+            self.close_connection = True
+            self._send(Response(400, error_body(400, "Problems reading request body")))
+            return
+        split = urllib.parse.urlsplit(self.path)
+        path = split.path
+        if path.startswith("/_admin/") or path == "/_admin":
+            self._admin(emu, path, split.query, body)
+            return
+        resp = emu.handle_api(self, self.command, path, split.query, body, self.conn_id)
+        if resp.close:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self._send(resp)
+
+    def _admin(self, emu, path, query, body):
+        try:
+            obj = json.loads(body.decode("utf-8")) if body else None
+        except Exception:
+            self._send(Response(400, {"error": "invalid JSON"}))
+            return
+        try:
+            status, out = emu.handle_admin(self.command, path, query, obj)
+        except AdminError as e:
+            status, out = e.status, {"error": e.message}
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            status, out = 400, {"error": "%s: %s" % (type(e).__name__, e)}
+        self._send(Response(status, out))
+
+    def _send(self, resp):
+        if resp.raw is not None:
+            data = resp.raw
+        elif resp.body is None:
+            data = b""
+        else:
+            data = json.dumps(resp.body, separators=(",", ":")).encode("utf-8")
+        try:
+            self.send_response(resp.status)
+            has_body = resp.status not in (204, 304) and not (100 <= resp.status < 200)
+            if has_body:
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("X-GitHub-Media-Type", "github.v3; format=json")
+            self.send_header("X-GitHub-Api-Version-Selected", API_VERSION)
+            self.send_header("X-GitHub-Request-Id", "%s:%s" % (secrets.token_hex(4).upper(),
+                                                               secrets.token_hex(6).upper()))
+            for k, v in resp.headers.items():
+                self.send_header(k, str(v))
+            if has_body:
+                self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self._headers_buffer.append(b"\r\n")
+            if has_body and self.command != "HEAD":
+                self._headers_buffer.append(data)
+            self.flush_headers()  # status line, headers and body in a single write
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def handle_error(self, request, client_address):
+        if self.verbose:
+            super().handle_error(request, client_address)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="GitHub REST API emulator (loopback only)")
+    ap.add_argument("--host", default="127.0.0.1", help="127.0.0.1 or ::1 (loopback only)")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file", help="write the bound port here once listening")
+    ap.add_argument("--app-id", required=True)
+    ap.add_argument("--client-id", help="also accept this as the JWT iss")
+    ap.add_argument("--app-slug", default=None)
+    ap.add_argument("--app-key", action="append", required=True,
+                    help="App public key PEM (repeat for rotation; a private key or cert also works)")
+    ap.add_argument("--state", help="JSON seed document loaded at start (same format as /_admin/load)")
+    ap.add_argument("--dump-state", help="write the final state here on SIGTERM")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+
+    if args.host not in ("127.0.0.1", "::1", "localhost"):
+        ap.error("the emulator only listens on loopback")
+    keys = []
+    for p in args.app_key:
+        with open(p, "rb") as fh:
+            keys.append(load_public_key(fh.read()))
+    seed = None
+    if args.state:
+        with open(args.state) as fh:
+            seed = json.load(fh)
+    emu = Emulator(args.app_id, keys, client_id=args.client_id, app_slug=args.app_slug, seed=seed)
+    if seed:
+        emu.load(seed)
+
+    cls = Server
+    if ":" in args.host:
+        class Server6(Server):
+            address_family = socket.AF_INET6
+        cls = Server6
+    srv = cls(("127.0.0.1" if args.host == "localhost" else args.host, args.port), Handler)
+    srv.emu = emu
+    srv.verbose = args.verbose
+    port = srv.server_address[1]
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write("%d\n" % port)
+        os.replace(tmp, args.port_file)
+    if args.verbose:
+        sys.stderr.write("emulator: listening on %s:%d\n" % (args.host, port))
+
+    def stop(signum, frame):
+        emu.stopping.set()
+        threading.Thread(target=srv.shutdown, daemon=True).start()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    finally:
+        srv.server_close()
+        if args.dump_state:
+            with open(args.dump_state, "w") as fh:
+                json.dump(emu.state_view(), fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

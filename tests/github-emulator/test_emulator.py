@@ -1,0 +1,624 @@
+#!/usr/bin/python3
+"""Self-test of the GitHub emulator.  Run: /usr/bin/python3 tests/github-emulator/test_emulator.py"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from client import Emulator, generate_rsa_keypair, make_jwt  # noqa: E402
+
+APP_ID = 4242
+REPO = "acme/widgets"
+HEAD = "a" * 40
+ALL_PERMS = {"contents": "write", "pull_requests": "write", "checks": "read",
+             "statuses": "read", "issues": "write", "deployments": "write", "actions": "write"}
+
+
+def parse_link(value):
+    out = {}
+    for part in value.split(","):
+        m = re.match(r'\s*<([^>]+)>;\s*rel="([a-z]+)"', part)
+        out[m.group(2)] = m.group(1)
+    return out
+
+
+class EmulatorTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.gh = Emulator(app_id=APP_ID).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gh.stop()
+
+    def setUp(self):
+        gh = self.gh
+        gh.reset()
+        gh.add_repo({"full_name": REPO, "default_branch": "main",
+                     "branches": {"main": "b" * 40, "topic": "c" * 40, "behind": "d" * 40},
+                     "workflows": ["ci.yml", {"id": 777, "path": ".github/workflows/deploy.yml"}],
+                     "behind_default": ["behind"]})
+        gh.add_repo({"full_name": "acme/outside"})
+        gh.add_installation({"id": 42, "account": "acme",
+                             "repositories": [REPO, "acme/gadgets"], "permissions": ALL_PERMS})
+        gh.add_pull({"repo": REPO, "number": 7, "head": {"sha": HEAD, "ref": "feature"},
+                     "base": {"ref": "main"}, "user": {"login": "alice"}, "title": "Add widget",
+                     "files": ["src/a.c", {"filename": "docs/new.md", "status": "renamed",
+                                           "previous_filename": ".github/old.md"},
+                               {"filename": "gone.txt", "status": "removed"}],
+                     "reviews": [{"user": "bob", "state": "CHANGES_REQUESTED"},
+                                 {"user": "bob", "state": "APPROVED", "commit_id": HEAD},
+                                 {"user": "carol", "state": "COMMENTED", "commit_id": "e" * 40}]})
+        gh.add_pull({"repo": "acme/gadgets", "number": 1})
+        gh.add_pull({"repo": "acme/outside", "number": 1})
+
+    # ------------------------------------------------------------------ helpers
+    def token(self, repositories=None, permissions=None):
+        return self.gh.mint_token(42, repositories, permissions)
+
+    def get(self, path, tok, **kw):
+        return self.gh.api("GET", path, token=tok, **kw)
+
+    # ------------------------------------------------------------------ JWT
+    def test_installation_lookup_with_jwt(self):
+        r = self.gh.api("GET", "/repos/acme/widgets/installation", jwt=self.gh.jwt())
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["id"], 42)
+        self.assertEqual(r.json["account"]["login"], "acme")
+        self.assertEqual(r.json["app_id"], APP_ID)
+        self.assertEqual(r.json["repository_selection"], "selected")
+        self.assertEqual(r.json["permissions"]["contents"], "write")
+        for h in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-used",
+                  "x-ratelimit-reset", "x-ratelimit-resource"):
+            self.assertIsNotNone(r.header(h), h)
+        r = self.gh.api("GET", "/repos/acme/outside/installation", jwt=self.gh.jwt())
+        self.assertEqual(r.status, 404)
+        self.assertEqual(r.json["message"], "Not Found")
+        # GitHub Enterprise Server style prefix
+        r = self.gh.api("GET", "/api/v3/repos/acme/widgets/installation", jwt=self.gh.jwt())
+        self.assertEqual(r.status, 200)
+
+    def test_jwt_rejections(self):
+        gh = self.gh
+        path = "/repos/acme/widgets/installation"
+        other_key, _ = generate_rsa_keypair(gh.dir, "other")
+        with open(other_key, "rb") as fh:
+            other_pem = fh.read()
+        with open(gh.pub_path, "rb") as fh:
+            pub_pem = fh.read()
+        decode = "A JSON web token could not be decoded"
+        cases = [
+            ("wrong key", make_jwt(other_pem, APP_ID), decode),
+            ("alg none", make_jwt(None, APP_ID, alg="none"), decode),
+            ("HS256 with public key", make_jwt(pub_pem, APP_ID, alg="HS256"), decode),
+            ("RS512", make_jwt(gh.private_key_pem, APP_ID, alg="RS512"), decode),
+            ("wrong iss", gh.jwt(iss=APP_ID + 1), decode),
+            ("expired", gh.jwt(iat_offset=-700, exp_offset=-10),
+             "'Expiration time' claim ('exp') must be a numeric value representing the future "
+             "time at which the assertion expires"),
+            ("exp-iat > 600", gh.jwt(iat_offset=-60, exp_offset=600),
+             "'Expiration time' claim ('exp') is too far in the future"),
+            ("exp > now+600", gh.jwt(iat_offset=30, exp_offset=620),
+             "'Expiration time' claim ('exp') is too far in the future"),
+            ("iat in future", gh.jwt(iat_offset=120, exp_offset=300),
+             "'Issued at' claim ('iat') must be an Integer representing the time that the "
+             "assertion was issued"),
+            ("no iat", gh.jwt(drop=("iat",)),
+             "'Issued at' claim ('iat') must be an Integer representing the time that the "
+             "assertion was issued"),
+            ("installation token", self.token(), decode),
+            ("garbage", "eyJhbGciOi.x.y", decode),
+        ]
+        for name, cred, msg in cases:
+            with self.subTest(name):
+                r = gh.api("GET", path, jwt=cred)
+                self.assertEqual(r.status, 401, r)
+                self.assertEqual(r.json["message"], msg)
+                self.assertIn("documentation_url", r.json)
+        # iss as a string works; iat 59 s in the future (clock drift) works
+        self.assertEqual(gh.api("GET", path, jwt=gh.jwt(iss=str(APP_ID))).status, 200)
+        self.assertEqual(gh.api("GET", path, jwt=gh.jwt(iat_offset=59, exp_offset=500)).status, 200)
+        # no Authorization at all
+        self.assertEqual(gh.api("GET", path).status, 401)
+
+    def test_key_rotation(self):
+        _, pub2 = generate_rsa_keypair(self.gh.dir, "second")
+        key2 = os.path.join(self.gh.dir, "second.key")
+        with open(key2, "rb") as fh:
+            k2 = fh.read()
+        with open(pub2) as fh:
+            self.gh.admin("POST", "app-keys", {"pem": fh.read()})
+        for key in (self.gh.private_key_pem, k2):
+            r = self.gh.api("GET", "/app/installations/42", jwt=make_jwt(key, APP_ID))
+            self.assertEqual(r.status, 200, r)
+
+    # ------------------------------------------------------------------ tokens
+    def test_token_mint_shape(self):
+        r = self.gh.api("POST", "/app/installations/42/access_tokens",
+                        {"repositories": ["widgets"], "permissions": {"pull_requests": "read"}},
+                        jwt=self.gh.jwt())
+        self.assertEqual(r.status, 201, r)
+        tok = r.json["token"]
+        self.assertRegex(tok, r"^ghs_[A-Za-z0-9]{36}$")
+        exp = time.mktime(time.strptime(r.json["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        self.assertAlmostEqual(exp - time.time(), 3600, delta=5)
+        self.assertEqual(r.json["permissions"], {"pull_requests": "read", "metadata": "read"})
+        self.assertEqual(r.json["repository_selection"], "selected")
+        self.assertEqual([x["full_name"] for x in r.json["repositories"]], [REPO])
+        self.assertTrue({"id", "name", "full_name"} <= set(r.json["repositories"][0]))
+        # admin view never needs the token: it has the sha256
+        toks = self.gh.tokens()
+        self.assertEqual(toks[0]["sha256"], Emulator.token_hash(tok))
+        self.assertEqual(toks[0]["repositories"], [REPO])
+        # configurable length and lifetime
+        self.gh.config(token_length=120, token_ttl=30)
+        r = self.gh.api("POST", "/app/installations/42/access_tokens", {}, jwt=self.gh.jwt())
+        self.assertEqual(len(r.json["token"]), 124)
+        self.assertEqual(r.json["permissions"]["contents"], "write")  # no permissions -> all
+        exp = time.mktime(time.strptime(r.json["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        self.assertAlmostEqual(exp - time.time(), 30, delta=5)
+
+    def test_token_mint_rejections(self):
+        def mint(body, iid=42):
+            return self.gh.api("POST", "/app/installations/%d/access_tokens" % iid, body,
+                               jwt=self.gh.jwt())
+        r = mint({"repositories": ["outside"], "permissions": {"contents": "read"}})
+        self.assertEqual(r.status, 422)
+        self.assertIn("not accessible to the parent installation", r.json["message"])
+        self.assertEqual(mint({"repositories": ["nope"]}).status, 422)
+        r = mint({"repositories": ["widgets"], "permissions": {"administration": "write"}})
+        self.assertEqual(r.status, 422)
+        self.assertEqual(r.json["message"], "The permissions requested are not granted to this installation.")
+        self.assertEqual(mint({"permissions": {"checks": "write"}}).status, 422)  # higher level
+        self.assertEqual(mint({"permissions": {"checks": "bogus"}}).status, 422)
+        self.assertEqual(mint({"repositories": "widgets"}).status, 422)
+        self.assertEqual(mint({}, iid=999).status, 404)
+
+    def test_scoping_and_permissions(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", tok).status, 200)
+        # repo in the installation but not in the token, or not in the installation
+        r = self.get("/repos/acme/gadgets/pulls/1", tok)
+        self.assertEqual((r.status, r.json["message"]), (404, "Not Found"))
+        self.assertEqual(self.get("/repos/acme/outside/pulls/1", tok).status, 404)
+        # in scope, permission missing
+        r = self.gh.api("PUT", "/repos/acme/widgets/pulls/7/merge", {"sha": HEAD}, token=tok)
+        self.assertEqual((r.status, r.json["message"]), (403, "Resource not accessible by integration"))
+        self.assertEqual(r.header("x-accepted-github-permissions"), "contents=write")
+        r = self.get("/repos/acme/widgets/commits/%s/check-runs" % HEAD, tok)
+        self.assertEqual(r.status, 403)
+        r = self.gh.api("POST", "/repos/acme/widgets/issues/7/comments", {"body": "x"}, token=tok)
+        self.assertEqual(r.status, 403)
+        # issues:write alone is enough to comment; 'token' scheme accepted
+        tok2 = self.token(["widgets"], {"issues": "write"})
+        r = self.gh.api("POST", "/repos/acme/widgets/issues/7/comments", {"body": "x"},
+                        token=tok2, scheme="token")
+        self.assertEqual(r.status, 201)
+        # pull_requests:write is not enough to merge (contents:write is)
+        tok3 = self.token(["widgets"], {"pull_requests": "write"})
+        r = self.gh.api("PUT", "/repos/acme/widgets/pulls/7/merge", {"sha": HEAD}, token=tok3)
+        self.assertEqual(r.status, 403)
+        # unknown token
+        r = self.get("/repos/acme/widgets/pulls/7", "ghs_" + "x" * 36)
+        self.assertEqual((r.status, r.json["message"]), (401, "Bad credentials"))
+        # no credentials on a private repo
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", None).status, 404)
+
+    def test_revocation(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        r = self.gh.api("DELETE", "/installation/token", token=tok)
+        self.assertEqual(r.status, 204)
+        self.assertEqual(r.data, b"")
+        r = self.get("/repos/acme/widgets/pulls/7", tok)
+        self.assertEqual((r.status, r.json["message"]), (401, "Bad credentials"))
+        self.assertEqual(self.gh.api("DELETE", "/installation/token", token=tok).status, 401)
+        self.assertTrue(self.gh.tokens()[0]["revoked"])
+
+    def test_expiry_via_admin(self):
+        t1 = self.token(["widgets"], {"pull_requests": "read"})
+        t2 = self.token(["widgets"], {"pull_requests": "read"})
+        self.gh.expire_tokens(Emulator.token_hash(t1))
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", t1).status, 401)
+        self.assertEqual(self.gh.api("DELETE", "/installation/token", token=t1).status, 401)
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", t2).status, 200)
+        self.gh.expire_tokens("all")
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", t2).status, 401)
+        self.assertTrue(all(t["expired"] for t in self.gh.tokens()))
+
+    # ------------------------------------------------------------------ reads
+    def test_pull_shape(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        r = self.get("/repos/acme/widgets/pulls/7", tok)
+        j = r.json
+        self.assertEqual((j["number"], j["state"], j["merged"], j["mergeable"], j["draft"]),
+                         (7, "open", False, True, False))
+        self.assertEqual(j["head"]["sha"], HEAD)
+        self.assertEqual(j["head"]["ref"], "feature")
+        self.assertEqual(j["base"]["ref"], "main")
+        self.assertEqual(j["user"]["login"], "alice")
+        self.assertEqual(j["title"], "Add widget")
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/99", tok).status, 404)
+        self.gh.add_pull({"repo": REPO, "number": 7, "mergeable": None})
+        self.assertIsNone(self.get("/repos/acme/widgets/pulls/7", tok).json["mergeable"])
+
+    def test_files_pagination(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        files = [{"filename": "f%03d.c" % i} for i in range(249)]
+        files.append({"filename": "new/name.c", "status": "renamed", "previous_filename": "old/name.c"})
+        self.gh.add_pull({"repo": REPO, "number": 7, "files": files})
+        url = "/repos/acme/widgets/pulls/7/files?per_page=100"
+        seen, pages = [], 0
+        while url:
+            r = self.get(url, tok)
+            self.assertEqual(r.status, 200)
+            pages += 1
+            seen += r.json
+            links = parse_link(r.header("Link")) if r.header("Link") else {}
+            if pages == 1:
+                self.assertEqual(set(links), {"next", "last"})
+                self.assertIn("page=2", links["next"])
+                self.assertIn("page=3", links["last"])
+                self.assertTrue(links["next"].startswith(self.gh.base_url + "/repos/acme/widgets/pulls/7/files?"))
+                self.assertIn("per_page=100", links["next"])
+            elif pages == 2:
+                self.assertEqual(set(links), {"prev", "next", "last", "first"})
+            else:
+                self.assertEqual(set(links), {"prev", "first"})
+                self.assertEqual(len(r.json), 50)
+            url = links.get("next")
+            if url:
+                u = urllib.parse.urlsplit(url)
+                url = u.path + "?" + u.query
+        self.assertEqual(pages, 3)
+        self.assertEqual(len(seen), 250)
+        renamed = [f for f in seen if f["status"] == "renamed"]
+        self.assertEqual(renamed[0]["previous_filename"], "old/name.c")
+        self.assertTrue(all("previous_filename" not in f for f in seen if f["status"] != "renamed"))
+        for k in ("filename", "status", "additions", "deletions", "changes"):
+            self.assertIn(k, seen[0])
+        # defaults and clamps
+        r = self.get("/repos/acme/widgets/pulls/7/files", tok)
+        self.assertEqual(len(r.json), 30)
+        self.assertIn("page=9", parse_link(r.header("Link"))["last"])
+        r = self.get("/repos/acme/widgets/pulls/7/files?per_page=1000", tok)
+        self.assertEqual(len(r.json), 100)
+        # /api/v3 prefix is kept in Link URLs
+        r = self.get("/api/v3/repos/acme/widgets/pulls/7/files?per_page=100", tok)
+        self.assertIn("/api/v3/repos/", parse_link(r.header("Link"))["next"])
+        # GitHub lists at most 3000 files
+        self.gh.add_pull({"repo": REPO, "number": 7, "files": {"generate": 3100}})
+        r = self.get("/repos/acme/widgets/pulls/7/files?per_page=100&page=30", tok)
+        self.assertEqual(len(r.json), 100)
+        self.assertNotIn("next", parse_link(r.header("Link")))
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7/files?per_page=100&page=31", tok).json, [])
+
+    def test_reviews(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        r = self.get("/repos/acme/widgets/pulls/7/reviews", tok)
+        self.assertEqual(r.status, 200)
+        self.assertEqual([(x["user"]["login"], x["state"]) for x in r.json],
+                         [("bob", "CHANGES_REQUESTED"), ("bob", "APPROVED"), ("carol", "COMMENTED")])
+        self.assertEqual(r.json[1]["commit_id"], HEAD)
+        self.assertEqual(r.json[2]["commit_id"], "e" * 40)
+        times = [x["submitted_at"] for x in r.json]
+        self.assertEqual(times, sorted(times))
+        self.assertTrue(all(isinstance(x["id"], int) for x in r.json))
+        r = self.get("/repos/acme/widgets/pulls/7/reviews?per_page=2", tok)
+        self.assertEqual(len(r.json), 2)
+        self.assertIn("next", parse_link(r.header("Link")))
+
+    def test_check_runs(self):
+        tok = self.token(["widgets"], {"checks": "read"})
+        self.gh.set_checks(REPO, HEAD, [
+            {"name": "build", "status": "completed", "conclusion": "failure"},
+            {"name": "build", "status": "completed", "conclusion": "success"},  # re-run, newer
+            {"name": "lint", "status": "in_progress"},
+            {"name": "docs", "status": "completed", "conclusion": "skipped"}])
+        r = self.get("/repos/acme/widgets/commits/%s/check-runs" % HEAD, tok)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["total_count"], 3)
+        runs = {c["name"]: c for c in r.json["check_runs"]}
+        self.assertEqual(runs["build"]["conclusion"], "success")
+        self.assertEqual((runs["lint"]["status"], runs["lint"]["conclusion"]), ("in_progress", None))
+        self.assertEqual(runs["docs"]["head_sha"], HEAD)
+        r = self.get("/repos/acme/widgets/commits/%s/check-runs?filter=all&per_page=2" % HEAD, tok)
+        self.assertEqual((r.json["total_count"], len(r.json["check_runs"])), (4, 2))
+        self.assertIn("next", parse_link(r.header("Link")))
+        r = self.get("/repos/acme/widgets/commits/%s/check-runs" % ("f" * 40), tok)
+        self.assertEqual(r.json, {"total_count": 0, "check_runs": []})
+
+    def test_combined_status(self):
+        tok = self.token(["widgets"], {"statuses": "read"})
+        url = "/repos/acme/widgets/commits/%s/status" % HEAD
+        r = self.get(url, tok)
+        self.assertEqual(r.status, 200)
+        self.assertEqual((r.json["state"], r.json["total_count"], r.json["statuses"], r.json["sha"]),
+                         ("pending", 0, [], HEAD))
+        self.gh.set_statuses(REPO, HEAD, [{"context": "ci/a", "state": "success"},
+                                          {"context": "ci/b", "state": "success"}])
+        self.assertEqual(self.get(url, tok).json["state"], "success")
+        self.gh.set_statuses(REPO, HEAD, [{"context": "ci/a", "state": "success"},
+                                          {"context": "ci/b", "state": "pending"}])
+        self.assertEqual(self.get(url, tok).json["state"], "pending")
+        self.gh.set_statuses(REPO, HEAD, [{"context": "ci/a", "state": "error"},
+                                          {"context": "ci/b", "state": "pending"}])
+        self.assertEqual(self.get(url, tok).json["state"], "failure")
+        # the latest status per context wins
+        self.gh.set_statuses(REPO, HEAD, [{"context": "ci/a", "state": "failure"},
+                                          {"context": "ci/a", "state": "success"}])
+        r = self.get(url, tok).json
+        self.assertEqual((r["state"], r["total_count"]), ("success", 1))
+        self.assertEqual(r["statuses"][0]["context"], "ci/a")
+
+    # ------------------------------------------------------------------ merge
+    def test_merge_success(self):
+        tok = self.token(["widgets"], {"contents": "write", "pull_requests": "write"})
+        r = self.gh.api("PUT", "/repos/acme/widgets/pulls/7/merge",
+                        {"sha": HEAD, "merge_method": "squash", "commit_title": "t",
+                         "commit_message": "m"}, token=tok)
+        self.assertEqual(r.status, 200, r)
+        self.assertRegex(r.json["sha"], r"^[0-9a-f]{40}$")
+        self.assertEqual((r.json["merged"], r.json["message"]), (True, "Pull Request successfully merged"))
+        st = self.gh.state()
+        pr = st["repos"][REPO]["pulls"]["7"]
+        self.assertEqual((pr["state"], pr["merged"], pr["merge_commit_sha"]), ("closed", True, r.json["sha"]))
+        self.assertEqual(st["repos"][REPO]["branches"]["main"], r.json["sha"])
+        self.assertEqual(st["merges"][0]["merge_method"], "squash")
+        self.assertEqual(st["merges"][0]["requested_sha"], HEAD)
+        self.assertEqual(st["merges"][0]["commit_title"], "t")
+        r = self.gh.api("PUT", "/repos/acme/widgets/pulls/7/merge", {"sha": HEAD}, token=tok)
+        self.assertEqual((r.status, r.json["message"]), (405, "Pull Request is not mergeable"))
+
+    def test_merge_refusals(self):
+        tok = self.token(["widgets"], {"contents": "write"})
+        path = "/repos/acme/widgets/pulls/7/merge"
+        r = self.gh.api("PUT", path, {"sha": "0" * 40}, token=tok)
+        self.assertEqual((r.status, r.json["message"]),
+                         (409, "Head branch was modified. Review and try the merge again."))
+        r = self.gh.api("PUT", path, {"sha": HEAD, "merge_method": "octopus"}, token=tok)
+        self.assertEqual(r.status, 422)
+        self.gh.add_pull({"repo": REPO, "number": 7, "mergeable": False})
+        r = self.gh.api("PUT", path, {"sha": HEAD}, token=tok)
+        self.assertEqual((r.status, r.json["message"]), (405, "Pull Request is not mergeable"))
+        self.assertEqual(self.gh.state()["merges"], [])
+        self.assertEqual(self.gh.api("PUT", "/repos/acme/widgets/pulls/99/merge", {}, token=tok).status, 404)
+
+    def test_push_between_check_and_merge(self):
+        tok = self.token(["widgets"], {"contents": "write", "pull_requests": "read"})
+        seen = self.get("/repos/acme/widgets/pulls/7", tok).json["head"]["sha"]
+        self.gh.push_on_next(REPO, 7, sha="9" * 40, before="merge")
+        # a GET does not trigger it
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", tok).json["head"]["sha"], seen)
+        r = self.gh.api("PUT", "/repos/acme/widgets/pulls/7/merge", {"sha": seen}, token=tok)
+        self.assertEqual(r.status, 409)
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", tok).json["head"]["sha"], "9" * 40)
+        self.assertEqual(self.gh.state()["merges"], [])
+        # plain push too
+        self.gh.push(REPO, 7, "8" * 40)
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", tok).json["head"]["sha"], "8" * 40)
+        log = self.gh.requests()
+        self.assertTrue(any(e.get("push_on_next") for e in log))
+
+    # ------------------------------------------------------------------ writes
+    def test_create_pull(self):
+        tok = self.token(["widgets"], {"pull_requests": "write"})
+        path = "/repos/acme/widgets/pulls"
+        r = self.gh.api("POST", path, {"head": "topic", "base": "main", "title": "T", "body": "B",
+                                       "draft": True}, token=tok)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["number"], 8)
+        self.assertEqual((r.json["head"]["ref"], r.json["head"]["sha"], r.json["base"]["ref"]),
+                         ("topic", "c" * 40, "main"))
+        self.assertTrue(r.json["draft"])
+        self.assertEqual(r.json["user"]["login"], "threshold-test[bot]")
+        self.assertTrue(r.header("Location").endswith("/repos/acme/widgets/pulls/8"))
+        for body in ({"head": "main", "base": "main", "title": "x"},
+                     {"head": "nope", "base": "main", "title": "x"},
+                     {"head": "topic", "base": "nope", "title": "x"},
+                     {"head": "topic", "base": "main"},
+                     {"base": "main", "title": "x"},
+                     {"head": "topic", "base": "main", "title": "dup"}):
+            with self.subTest(body=body):
+                r = self.gh.api("POST", path, body, token=tok)
+                self.assertEqual(r.status, 422, r)
+                self.assertEqual(r.json["message"], "Validation Failed")
+        r = self.gh.api("POST", path, {"head": "acme:behind", "base": "main", "title": "x"}, token=tok)
+        self.assertEqual(r.json["number"], 9)
+        self.assertEqual(self.gh.api("POST", path, b"{nope", token=tok).status, 400)
+
+    def test_comment(self):
+        tok = self.token(["widgets"], {"pull_requests": "write"})
+        r = self.gh.api("POST", "/repos/acme/widgets/issues/7/comments", {"body": "merged by policy"},
+                        token=tok)
+        self.assertEqual(r.status, 201, r)
+        self.assertIsInstance(r.json["id"], int)
+        self.assertEqual(r.json["body"], "merged by policy")
+        self.assertEqual(r.json["user"]["login"], "threshold-test[bot]")
+        self.assertEqual(self.gh.state()["comments"][0]["body"], "merged by policy")
+        r = self.gh.api("POST", "/repos/acme/widgets/issues/99/comments", {"body": "x"}, token=tok)
+        self.assertEqual(r.status, 404)
+        r = self.gh.api("POST", "/repos/acme/widgets/issues/7/comments", {}, token=tok)
+        self.assertEqual(r.status, 422)
+
+    def test_deployment(self):
+        tok = self.token(["widgets"], {"deployments": "write"})
+        path = "/repos/acme/widgets/deployments"
+        r = self.gh.api("POST", path, {"ref": "topic", "auto_merge": False, "environment": "staging",
+                                       "payload": {"k": "v"}, "description": "d"}, token=tok)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual((r.json["ref"], r.json["sha"], r.json["environment"]), ("topic", "c" * 40, "staging"))
+        self.assertIsInstance(r.json["id"], int)
+        # auto_merge defaults to true: a branch behind the default branch is merged instead -> 202
+        r = self.gh.api("POST", path, {"ref": "behind"}, token=tok)
+        self.assertEqual(r.status, 202)
+        self.assertEqual(r.json["message"], "Auto-merged main into behind on deployment.")
+        # required contexts default to all contexts on the commit
+        self.gh.set_statuses(REPO, "c" * 40, [{"context": "ci", "state": "failure"}])
+        r = self.gh.api("POST", path, {"ref": "topic", "auto_merge": False}, token=tok)
+        self.assertEqual(r.status, 409)
+        self.assertEqual(r.json["message"], "Conflict: Commit status checks failed for topic.")
+        r = self.gh.api("POST", path, {"ref": "topic", "auto_merge": False, "required_contexts": []},
+                        token=tok)
+        self.assertEqual(r.status, 201)
+        self.assertEqual(r.json["environment"], "production")
+        self.assertEqual(self.gh.api("POST", path, {"ref": "nope"}, token=tok).status, 422)
+        self.assertEqual(self.gh.api("POST", path, {}, token=tok).status, 422)
+        self.assertEqual(len(self.gh.state()["deployments"]), 2)
+
+    def test_dispatch(self):
+        tok = self.token(["widgets"], {"actions": "write"})
+        base = "/repos/acme/widgets/actions/workflows/%s/dispatches"
+        r = self.gh.api("POST", base % "ci.yml", {"ref": "main", "inputs": {"x": "1"}}, token=tok)
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(r.data, b"")
+        self.assertEqual(self.gh.api("POST", base % "777", {"ref": "refs/heads/topic"}, token=tok).status, 204)
+        self.assertEqual(self.gh.api("POST", base % "nope.yml", {"ref": "main"}, token=tok).status, 404)
+        self.assertEqual(self.gh.api("POST", base % "ci.yml", {"ref": "nope"}, token=tok).status, 422)
+        self.assertEqual(self.gh.api("POST", base % "ci.yml", {}, token=tok).status, 422)
+        d = self.gh.state()["dispatches"]
+        self.assertEqual([(x["workflow_path"], x["ref"]) for x in d],
+                         [(".github/workflows/ci.yml", "main"), (".github/workflows/deploy.yml", "refs/heads/topic")])
+        self.assertEqual(d[0]["inputs"], {"x": "1"})
+
+    # ------------------------------------------------------------------ faults
+    def test_fault_503_twice_then_ok(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        self.gh.fault(method="GET", path_regex=r"/pulls/7$", status=503, times=2)
+        codes = [self.get("/repos/acme/widgets/pulls/7", tok).status for _ in range(3)]
+        self.assertEqual(codes, [503, 503, 200])
+        self.assertEqual(self.gh.admin("GET", "faults"), [])
+
+    def test_secondary_rate_limit(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        self.gh.fault(path_regex="/pulls/", rate_limit={"kind": "secondary", "retry_after": 7})
+        r = self.get("/repos/acme/widgets/pulls/7", tok)
+        self.assertEqual(r.status, 403)
+        self.assertEqual(r.header("retry-after"), "7")
+        self.assertIn("secondary rate limit", r.json["message"])
+        self.assertNotEqual(r.header("x-ratelimit-remaining"), "0")
+        self.gh.fault(path_regex="/pulls/", rate_limit={"kind": "secondary", "status": 429})
+        r = self.get("/repos/acme/widgets/pulls/7", tok)
+        self.assertEqual(r.status, 429)
+        self.assertIsNone(r.header("retry-after"))
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", tok).status, 200)
+
+    def test_primary_rate_limit(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        self.gh.fault(path_regex="/pulls/", rate_limit={"kind": "primary", "reset_in": 30})
+        r = self.get("/repos/acme/widgets/pulls/7", tok)
+        self.assertEqual(r.status, 403)
+        self.assertEqual(r.header("x-ratelimit-remaining"), "0")
+        self.assertAlmostEqual(int(r.header("x-ratelimit-reset")), time.time() + 30, delta=3)
+        self.assertIn("API rate limit exceeded", r.json["message"])
+        # natural exhaustion of the per-installation budget
+        self.gh.config(rate_limit=3)
+        codes = [self.get("/repos/acme/widgets/pulls/7", tok).status for _ in range(5)]
+        self.assertIn(403, codes)
+        r = self.get("/repos/acme/widgets/pulls/7", tok)
+        self.assertEqual((r.status, r.header("x-ratelimit-remaining")), (403, "0"))
+
+    def test_latency_and_delay(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        self.gh.latency(80)
+        t0 = time.time()
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", tok).status, 200)
+        self.assertGreaterEqual(time.time() - t0, 0.08)
+        self.gh.latency(0)
+        self.gh.fault(path_regex="/pulls/7$", delay_ms=100)
+        t0 = time.time()
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", tok).status, 200)
+        self.assertGreaterEqual(time.time() - t0, 0.1)
+
+    def test_hang_and_close(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        self.gh.fault(path_regex="/pulls/7$", hang_ms=1500)
+        with self.assertRaises(socket.timeout):
+            self.get("/repos/acme/widgets/pulls/7", tok, timeout=0.3)
+        self.gh.fault(path_regex="/pulls/7$", close=True)
+        with self.assertRaises((http.client.RemoteDisconnected, ConnectionError)):
+            self.get("/repos/acme/widgets/pulls/7", tok)
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", tok).status, 200)
+
+    # ------------------------------------------------------------------ plumbing
+    def test_request_log(self):
+        tok = self.token(["widgets"], {"issues": "write"})
+        self.gh.clear_requests()
+        self.gh.api("POST", "/repos/acme/widgets/issues/7/comments", {"body": "hi"}, token=tok)
+        self.gh.api("GET", "/repos/acme/widgets/installation", jwt=self.gh.jwt())
+        log = self.gh.requests()
+        self.assertEqual(len(log), 2)
+        a, b = log
+        self.assertEqual((a["method"], a["path"], a["status"], a["auth"]),
+                         ("POST", "/repos/acme/widgets/issues/7/comments", 201, "token"))
+        self.assertEqual(a["token_sha256"], Emulator.token_hash(tok))
+        self.assertEqual(a["body"], {"body": "hi"})
+        self.assertEqual(a["headers"]["User-Agent"], "threshold-test")
+        self.assertEqual(a["headers"]["Accept"], "application/vnd.github+json")
+        self.assertEqual(a["headers"]["X-GitHub-Api-Version"], "2022-11-28")
+        self.assertEqual((b["auth"], b["jwt_claims"]["iss"]), ("jwt", APP_ID))
+        self.assertEqual(b["jwt_claims"]["exp"] - b["jwt_claims"]["iat"], 600)
+        self.assertEqual(len(self.gh.requests(since=a["seq"])), 1)
+
+    def test_edge_header_checks(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        r = self.gh.api("GET", "/repos/acme/widgets/pulls/7", token=tok, user_agent=None)
+        self.assertEqual(r.status, 403)
+        self.assertIn("User-Agent", r.json["message"])
+        r = self.gh.api("GET", "/repos/acme/widgets/pulls/7", token=tok, api_version="2020-01-01")
+        self.assertEqual(r.status, 400)
+        r = self.gh.api("GET", "/repos/acme/widgets/pulls/7", token=tok, api_version=None,
+                        accept="application/json")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.gh.api("GET", "/nope", token=tok).status, 404)
+
+    def test_keep_alive(self):
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        self.gh.clear_requests()
+        conn = http.client.HTTPConnection("127.0.0.1", self.gh.port, timeout=5)
+        r1 = self.gh.api("GET", "/repos/acme/widgets/pulls/7", token=tok, conn=conn)
+        sock = conn.sock
+        r2 = self.gh.api("PUT", "/repos/acme/widgets/pulls/7/merge", {"sha": "0" * 40}, token=tok, conn=conn)
+        r3 = self.gh.api("DELETE", "/installation/token", token=tok, conn=conn)  # 204, no body
+        r4 = self.gh.api("GET", "/repos/acme/widgets/pulls/7", token=tok, conn=conn)
+        self.assertEqual([r1.status, r2.status, r3.status, r4.status], [200, 403, 204, 401])
+        self.assertIs(conn.sock, sock)
+        conn.close()
+        ids = {e["connection_id"] for e in self.gh.requests()}
+        self.assertEqual(len(ids), 1)
+
+    def test_renamed_repo_redirect(self):
+        self.gh.add_repo({"full_name": "acme/old-name", "moved_to": REPO})
+        tok = self.token(["widgets"], {"pull_requests": "read"})
+        r = self.get("/repos/acme/old-name/pulls/7", tok)
+        self.assertEqual(r.status, 301)
+        loc = urllib.parse.urlsplit(r.header("Location"))
+        self.assertRegex(loc.path, r"^/repositories/\d+/pulls/7$")
+        r = self.get(loc.path, tok)
+        self.assertEqual((r.status, r.json["number"]), (200, 7))
+
+    def test_seed_file(self):
+        d = tempfile.mkdtemp(prefix="gh-emu-seed-")
+        seed = os.path.join(d, "seed.json")
+        with open(seed, "w") as fh:
+            json.dump({"installations": [{"id": 5, "account": "o", "repositories": ["o/r"],
+                                          "permissions": {"contents": "read"}}]}, fh)
+        gh2 = Emulator(app_id=7, extra_args=["--state", seed], workdir=d).start()
+        try:
+            r = gh2.api("GET", "/repos/o/r/installation", jwt=gh2.jwt())
+            self.assertEqual((r.status, r.json["id"]), (200, 5))
+        finally:
+            gh2.stop()
+            shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
