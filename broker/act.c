@@ -182,8 +182,11 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *method,
 		log_warn("%s: merge of %s#%lld refused by GitHub: %s",
 		    red->agent, red->op.repo, (long long)red->op.pr,
 		    th_errmsg(r));
+		/* A 5xx or a lost answer leaves the outcome unknown: say so
+		 * rather than guess. */
 		fail(ans, gr.status == 409 ? 409 : 502, gr.status == 409 ?
-		    "head_moved" : "github_refused", r);
+		    "head_moved" : gr.status == 0 || gr.status >= 500 ?
+		    "github_unavailable" : "github_refused", r);
 		goto revoke;
 	}
 	b->m.merges++;

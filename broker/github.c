@@ -615,8 +615,10 @@ gh_merge(struct gh *g, const struct gh_token *tok, const char *repo,
 	/* Not resent on failure: a merge that may have happened must be
 	 * looked up, not repeated. */
 	if ((r = call(g, "PUT", url, auth, json_object_to_json_string_ext(body,
-	    JSON_C_TO_STRING_PLAIN), 0, &res->status, &o, NULL, 0)) != 0)
+	    JSON_C_TO_STRING_PLAIN), 0, &res->status, &o, NULL, 0)) != 0) {
+		r = th_fail(r, "merge outcome unknown: %s", th_errmsg(r));
 		goto out;
+	}
 	snprintf(res->message, sizeof(res->message), "%s", gh_message(o));
 	if (res->status == 200) {
 		if (copy_str(o, "sha", res->sha, sizeof(res->sha), 1) != 0)
@@ -625,6 +627,10 @@ gh_merge(struct gh *g, const struct gh_token *tok, const char *repo,
 		r = th_fail(TH_ERR_DENIED, "GitHub refused the merge: the head "
 		    "moved after the policy was checked (409: %s)",
 		    res->message);
+	else if (res->status >= 500)
+		r = th_fail(TH_ERR_UNAVAILABLE, "GitHub failed during the merge "
+		    "(%ld: %s); its outcome is unknown and it was not retried",
+		    res->status, res->message);
 	else
 		r = th_fail(TH_ERR_DENIED, "GitHub refused the merge (%ld: %s)",
 		    res->status, res->message);

@@ -46,3 +46,47 @@ done_testing() {
 	echo "# $_oks passed, $_fails failed"
 	[ "$_fails" -eq 0 ]
 }
+
+# start_emulator APP_ID APP_PUBKEY: the GitHub emulator on a free loopback
+# port; sets GH (its base URL) and GHPORT.
+start_emulator() {
+	/usr/bin/python3 "$ROOT/tests/github-emulator/emulator.py" --port 0 \
+	    --port-file "$T/gh.port" --app-id "$1" --app-key "$2" \
+	    >"$T/emulator.log" 2>&1 &
+	echo $! >"$T/emulator.pid"
+	i=0
+	while [ ! -s "$T/gh.port" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	GHPORT=$(cat "$T/gh.port")
+	GH="http://127.0.0.1:$GHPORT"
+}
+
+# admin METHOD PATH [JSON]: the emulator's admin API.
+admin() {
+	if [ $# -ge 3 ]; then
+		curl -sS -X "$1" -H 'Content-Type: application/json' "$GH/_admin/$2" -d "$3"
+	else
+		curl -sS -X "$1" "$GH/_admin/$2"
+	fi
+}
+
+# start_broker: thresholdd on $T/broker.conf; waits for its socket.
+start_broker() {
+	rm -f "$T/broker.sock"
+	"$BIN/thresholdd" -f "$T/broker.conf" >>"$T/broker.log" 2>&1 &
+	echo $! >"$T/broker.pid"
+	i=0
+	while [ ! -S "$T/broker.sock" ] && [ $i -lt 100 ]; do
+		kill -0 "$(cat "$T/broker.pid")" 2>/dev/null || break
+		sleep 0.1; i=$((i + 1))
+	done
+	[ -S "$T/broker.sock" ]
+}
+
+stop_broker() {
+	[ -f "$T/broker.pid" ] && kill "$(cat "$T/broker.pid")" 2>/dev/null
+	i=0
+	while [ -f "$T/broker.pid" ] && kill -0 "$(cat "$T/broker.pid")" 2>/dev/null && [ $i -lt 50 ]; do
+		sleep 0.1; i=$((i + 1))
+	done
+	rm -f "$T/broker.pid"
+}

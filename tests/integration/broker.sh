@@ -1,0 +1,158 @@
+# thresholdd end to end: the real signer (swtpm + SoftHSM), a human's
+# delegation signed on her own token, and the independent GitHub emulator,
+# which verifies the App JWT, enforces token scope and revocation, and
+# refuses a merge whose sha is stale.
+. "$(dirname "$0")/../lib.sh"
+PY=/usr/bin/python3
+HEAD1=1111111111111111111111111111111111111111
+
+"$FIX/provision" "$T" 2>"$T/provision.log" || { cat "$T/provision.log"; fail "provision"; done_testing; exit 1; }
+export SOFTHSM2_CONF="$T/hsm/softhsm2.conf"
+"$FIX/signer-start" "$T" || { fail "signer starts"; done_testing; exit 1; }
+start_emulator "$(cat "$T/app-id")" "$T/github-app.pub.pem"
+[ -n "$GHPORT" ] && ok "emulator up" || { fail "emulator up"; cat "$T/emulator.log"; done_testing; exit 1; }
+
+cat >"$T/policy.json" <<'JSON'
+{"required_checks":["ci/test"],"min_approvals":1,"protected_paths":[".github/workflows/**","secrets/"],"max_changed_files":50}
+JSON
+expect_ok "alice delegates github.merge on acme/backend@main to coder-1" \
+	sh -c "BUILD=$BUILD $FIX/alice $T $T/policy.json"
+
+cat >"$T/broker.conf" <<CONF
+listen $T/broker.sock
+socket-mode 0666
+listen-tcp 127.0.0.1:0
+signer $T/signer.sock
+state $T/state
+github-url $GH
+github-app-id $(cat "$T/app-id")
+agent $(id -u) coder-1
+CONF
+sed -i '/^listen-tcp/d' "$T/broker.conf"
+start_broker && ok "thresholdd starts" || { fail "thresholdd starts"; cat "$T/broker.log"; done_testing; exit 1; }
+TH="$BIN/threshold --broker $T/broker.sock"
+
+# GitHub state: acme/backend with PRs for each case.
+sha() { printf '%040d' "$1"; }
+pr() { # number head_sha base user files_json reviews_json
+	admin POST pulls "{\"repo\":\"acme/backend\",\"number\":$1,\"head\":{\"sha\":\"$2\",\"ref\":\"topic-$1\"},\"base\":{\"ref\":\"$3\"},\"user\":{\"login\":\"$4\"},\"mergeable\":true,\"files\":$5,\"reviews\":$6}" >/dev/null
+}
+green() { admin POST checks "{\"repo\":\"acme/backend\",\"sha\":\"$1\",\"check_runs\":[{\"name\":\"ci/test\",\"status\":\"completed\",\"conclusion\":\"${2:-success}\"}]}" >/dev/null; }
+admin POST installations '{"id":42,"account":"acme","repositories":["acme/backend","acme/frontend"],"permissions":{"contents":"write","pull_requests":"write","checks":"read","statuses":"read","issues":"write"}}' >/dev/null
+admin POST repos '{"full_name":"acme/backend","default_branch":"main","branches":{"main":"0000000000000000000000000000000000000000","release":"0000000000000000000000000000000000000000"}}' >/dev/null
+APPROVED='[{"user":"carol","state":"APPROVED"}]'
+pr 1 "$(sha 1)" main bob '["src/a.c","README.md"]' "$APPROVED"; green "$(sha 1)"
+pr 2 "$(sha 2)" main bob '["src/b.c"]' "$APPROVED"; green "$(sha 2)" failure
+pr 3 "$(sha 3)" main bob '["src/c.c",".github/workflows/ci.yml"]' "$APPROVED"; green "$(sha 3)"
+pr 4 "$(sha 4)" main bob '["src/d.c"]' '[]'; green "$(sha 4)"
+pr 5 "$(sha 5)" main bob '["src/e.c"]' '[{"user":"bob","state":"APPROVED"}]'; green "$(sha 5)"
+pr 6 "$(sha 6)" release bob '["src/f.c"]' "$APPROVED"; green "$(sha 6)"
+pr 7 "$(sha 7)" main bob '[{"filename":"tools/ci.yml","status":"renamed","previous_filename":".github/workflows/ci.yml"}]' "$APPROVED"; green "$(sha 7)"
+pr 8 "$(sha 8)" main bob '["src/h.c"]' "$APPROVED"; green "$(sha 8)"
+pr 9 "$(sha 9)" main bob '["src/i.c"]' "$APPROVED"
+pr 10 "$(sha 10)" main bob '{"generate":250,"pattern":"src/gen{i}.c"}' "$APPROVED"; green "$(sha 10)"
+pr 11 "$(sha 11)" main bob '["src/k.c"]' "$APPROVED"; green "$(sha 11)"
+pr 12 "$(sha 12)" main bob '["src/l.c"]' "$APPROVED"; green "$(sha 12)"
+pr 13 "$(sha 13)" main bob '["src/m.c"]' "$APPROVED"; green "$(sha 13)"
+pr 14 "$(sha 14)" main bob '["src/n.c"]' "$APPROVED"; green "$(sha 14)"
+
+merged() { admin GET state | $PY -c "import json,sys;s=json.load(sys.stdin);print(' '.join(str(m.get('number', m.get('pr'))) for m in s['merges']))"; }
+
+expect_ok "health over the Unix socket (curl --unix-socket)" \
+	curl -sSf --unix-socket "$T/broker.sock" http://localhost/v1/health
+admin POST requests/clear >/dev/null
+expect_ok "coder-1 merges acme/backend#1" $TH github merge --repo acme/backend --pr 1 --target main
+grep -q "merged acme/backend#1 into main as .* (authorised by human:alice -> agent:coder-1)" "$T/out" &&
+	ok "the answer names the merge and the chain" || fail "the answer names the merge and the chain"
+merged | grep -qw 1 && ok "GitHub (emulator) merged #1" || fail "GitHub (emulator) merged #1"
+sleep 0.3
+admin GET requests >"$T/req.json"
+$PY - "$T/req.json" <<'PY' >"$T/req.check" 2>&1
+import json, sys
+reqs = json.load(open(sys.argv[1]))
+reqs = reqs["requests"] if isinstance(reqs, dict) else reqs
+tok = [r for r in reqs if r["path"].endswith("/access_tokens")]
+assert len(tok) == 1, "one token per operation"
+body = tok[0]["body"]
+assert body["repositories"] == ["backend"], body
+assert body["permissions"] == {"contents": "write", "pull_requests": "write", "checks": "read", "statuses": "read"}, body
+assert tok[0]["auth"] == "jwt" and tok[0]["jwt_claims"]["exp"] - tok[0]["jwt_claims"]["iat"] <= 600
+merge = [r for r in reqs if r["method"] == "PUT"][0]
+assert merge["body"]["sha"] == "0" * 39 + "1", merge["body"]
+dele = [r for r in reqs if r["method"] == "DELETE" and r["path"] == "/installation/token"]
+assert len(dele) == 1 and dele[0]["status"] == 204, dele
+assert all(r["headers"].get("User-Agent") and r["headers"].get("X-GitHub-Api-Version") == "2022-11-28" for r in reqs)
+print("ok")
+PY
+grep -q '^ok$' "$T/req.check" && ok "one token, scoped to acme/backend with the least permissions, merged at the checked sha, revoked (204)" ||
+	{ fail "token scope / sha / revocation"; sed 's/^/#   /' "$T/req.check"; }
+admin GET tokens >"$T/tokens.json"
+tokval=$($PY -c "import json,sys;t=json.load(open(sys.argv[1]));t=t['tokens'] if isinstance(t,dict) else t;print(t[-1]['token'])" "$T/tokens.json")
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tokval" -H 'User-Agent: t' "$GH/repos/acme/backend/pulls/1")
+[ "$code" = 401 ] && ok "the token is dead after the operation (GitHub says 401)" || fail "token dead after use (got $code)"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tokval" -H 'User-Agent: t' "$GH/repos/acme/frontend/pulls/1")
+[ "$code" = 401 ] || [ "$code" = 404 ] && ok "and it never reached acme/frontend" || fail "token on another repo (got $code)"
+if grep -q "$tokval" "$T/broker.log" "$T/signer.log" "$T/out" "$T/err"; then fail "token value in a log"; else ok "token value in no log or output"; fi
+
+# Policy rules, each refused with its reason (exit 3).
+refused() { # desc pr regex
+	d=$1; n=$2; re=$3
+	$TH github merge --repo acme/backend --pr "$n" --target main >"$T/out" 2>"$T/err"; rc=$?
+	if [ $rc -eq 3 ] && grep -Eq "$re" "$T/err"; then ok "$d"; else fail "$d (exit $rc)"; sed 's/^/#   /' "$T/err"; fi
+}
+refused "failing check refused" 2 "policy_denied.*required checks: ci/test is failure"
+refused "protected path refused" 3 "protected path: .github/workflows/ci.yml"
+refused "no approval refused" 4 "approvals: 0 of 1"
+refused "author's own approval does not count" 5 "approvals: 0 of 1"
+refused "PR targeting another branch refused" 6 "targets release"
+refused "rename out of a protected path refused" 7 "protected path: .github/workflows/ci.yml"
+refused "no checks at all is not success" 9 "required checks"
+refused "max changed files (250 files over 3 pages)" 10 "changed files"
+merged | grep -qwE "2|3|4|5|6|7|9|10" && fail "a refused PR was merged" || ok "nothing refused was merged"
+expect_ok "a refusal carries its evidence (--json)" sh -c "$BIN/threshold --broker $T/broker.sock --json github merge --repo acme/backend --pr 3 --target main | grep -q matched_path"
+
+# The head moves between the policy check and the merge: GitHub refuses
+# (409) and Threshold reports it (exit 4).
+admin POST push-on-next "{\"repo\":\"acme/backend\",\"pr\":8,\"sha\":\"$(sha 88)\",\"before\":\"merge\"}" >/dev/null
+$TH github merge --repo acme/backend --pr 8 --target main >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 4 ] && grep -q "head_moved" "$T/err" && ok "push between check and merge: refused (409), exit 4" ||
+	{ fail "push race (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+
+# GitHub faults.
+admin POST faults '{"method":"GET","path_regex":"/pulls/11$","status":503,"times":2}' >/dev/null
+expect_ok "two 503s on a read are retried through" $TH github merge --repo acme/backend --pr 11 --target main
+admin POST faults '{"method":"GET","path_regex":"/pulls/12/files","rate_limit":{"kind":"secondary","retry_after":1}}' >/dev/null
+expect_ok "a secondary rate limit (retry-after: 1) is waited out" $TH github merge --repo acme/backend --pr 12 --target main
+admin POST faults '{"method":"GET","path_regex":"/pulls/13$","rate_limit":{"kind":"primary","reset_in":3600},"times":5}' >/dev/null
+$TH github merge --repo acme/backend --pr 13 --target main >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 5 ] && grep -q "rate limit" "$T/err" && ok "an hour-long rate limit fails fast with a clear error (exit 5)" ||
+	{ fail "primary rate limit (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+admin DELETE faults >/dev/null
+admin POST faults '{"method":"PUT","path_regex":"/pulls/14/merge","status":502,"times":1}' >/dev/null
+$TH github merge --repo acme/backend --pr 14 --target main >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 5 ] && grep -q "outcome is unknown" "$T/err" && ok "a 502 on the merge is not retried; outcome reported unknown" ||
+	{ fail "merge 502 (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+admin DELETE faults >/dev/null
+merged | grep -qw 14 && fail "the failed merge was retried" || ok "the failed merge was not retried"
+
+# Identity from the kernel: a uid that is not an agent is refused.
+chmod 0711 "$T"
+expect_fail "a uid that is not an agent is refused" "unknown_agent.*uid 65534" \
+	setpriv --reuid=65534 --regid=65534 --clear-groups $TH github merge --repo acme/backend --pr 11 --target main
+expect_fail "an operation not delegated is refused" "not_covered" \
+	$TH github merge --repo acme/frontend --pr 1 --target main
+
+expect_ok "metrics" sh -c "curl -sSf --unix-socket $T/broker.sock http://localhost/metrics | grep -q 'threshold_token_revocations_total{result=\"revoked\"} [1-9]'"
+
+# Signer down: nothing is authorised and nothing reaches GitHub.
+"$FIX/signer-stop" "$T"
+admin POST requests/clear >/dev/null
+$TH github merge --repo acme/backend --pr 12 --target main >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 5 ] && grep -q "signer" "$T/err" && ok "signer down: refused (exit 5)" || { fail "signer down (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+n=$(admin GET requests | $PY -c "import json,sys;r=json.load(sys.stdin);r=r['requests'] if isinstance(r,dict) else r;print(len(r))")
+[ "$n" = 0 ] && ok "signer down: no request reached GitHub" || fail "signer down: $n requests reached GitHub"
+code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$T/broker.sock" http://localhost/v1/health)
+[ "$code" = 503 ] && ok "health says 503 while the signer is down" || fail "health with signer down ($code)"
+
+stop_broker
+done_testing
