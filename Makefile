@@ -125,7 +125,7 @@ $(BUILD)/tests/%: tests/hw/%.c $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	$(CC) $(CFLAGS_HW) -Itokens -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
 $(BUILD)/bench/%: bench/%.c $(LIBSIGNER) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_HW) -Isigner -Itokens -o $@ $^ $(LDFLAGS) -lpthread $(LIBS_HW) $(LIBS_COMMON)
+	$(CC) $(CFLAGS_HW) -Isigner -Itokens -o $@ $^ $(LDFLAGS) -lpthread $(LIBS_BROKER) $(LIBS_HW) $(LIBS_COMMON)
 
 # Only the signer may hold key material: keep tpm2-tss and libp11 out of
 # every other binary.

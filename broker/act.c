@@ -131,6 +131,33 @@ token_json(struct answer *ans, const struct gh_token *tok)
 	json_object_object_add(ans->body, "token", t);
 }
 
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* How long the answer took, and how much of it was GitHub's: what the
+ * broker itself costs is the difference. */
+static void
+timing_json(struct broker *b, struct answer *ans, uint64_t t0,
+    unsigned rounds0, uint64_t busy0)
+{
+	struct json_object *t = json_object_new_object();
+	uint64_t total = now_us() - t0, gh = gh_busy_us(b->gh) - busy0;
+
+	json_object_object_add(t, "github_round_trips",
+	    json_object_new_int64(gh_rounds(b->gh) - rounds0));
+	json_object_object_add(t, "github_us", json_object_new_int64(
+	    (int64_t)gh));
+	json_object_object_add(t, "broker_us", json_object_new_int64(
+	    (int64_t)(total - gh)));
+	json_object_object_add(ans->body, "timing", t);
+}
+
 static void
 merge(struct broker *b, const struct cap_redeemed *red, const char *method,
     struct answer *ans)
@@ -219,6 +246,8 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 	struct cap_redeemed red;
 	const char *tok, *method = "merge";
 	char desc[512];
+	uint64_t t0 = now_us(), busy0 = gh_busy_us(b->gh);
+	unsigned rounds0 = gh_rounds(b->gh);
 	int r;
 
 	if (!json_object_is_type(req, json_type_object) ||
@@ -258,18 +287,5 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 		ans->body = json_object_new_object();
 	json_object_object_add(ans->body, "chain", json_object_new_string(desc));
 	json_object_object_add(ans->body, "jti", json_object_new_string(red.jti));
-}
-
-void
-act_revoke(struct broker *b, struct gh_token *tok)
-{
-	gh_token_revoke(b->gh, tok);
-	if (tok->revoked == 1)
-		b->m.revoked++;
-	else
-		b->m.revoke_unknown++;
-	log_info("installation token %.12s...: %s", tok->fingerprint,
-	    tok->revoke_msg);
-	OPENSSL_cleanse(tok, sizeof(*tok));
-	free(tok);
+	timing_json(b, ans, t0, rounds0, busy0);
 }

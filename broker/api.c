@@ -118,8 +118,10 @@ static enum MHD_Result
 metrics(struct broker *b, struct MHD_Connection *c)
 {
 	const struct broker_metrics *m = &b->m;
+	uint64_t revoked, unknown;
 	char text[2048];
 
+	revoker_counts(b->revoker, &revoked, &unknown);
 	snprintf(text, sizeof(text),
 	    "# TYPE threshold_requests_total counter\n"
 	    "threshold_requests_total %llu\n"
@@ -147,8 +149,8 @@ metrics(struct broker *b, struct MHD_Connection *c)
 	    (unsigned long long)m->policy_denied,
 	    (unsigned long long)m->github_refused,
 	    (unsigned long long)m->github_unavailable,
-	    (unsigned long long)m->revoked,
-	    (unsigned long long)m->revoke_unknown, gh_rounds(b->gh));
+	    (unsigned long long)revoked, (unsigned long long)unknown,
+	    gh_rounds(b->gh));
 	return reply(c, 200, "text/plain; version=0.0.4", text);
 }
 
@@ -230,7 +232,7 @@ on_request(void *arg, struct MHD_Connection *c, const char *url,
 	return r;
 }
 
-/* After the answer went out: revoke the operation's token. */
+/* After the answer went out: hand the operation's token to the revoker. */
 static void
 on_completed(void *arg, struct MHD_Connection *c, void **ctx,
     enum MHD_RequestTerminationCode toe)
@@ -242,11 +244,8 @@ on_completed(void *arg, struct MHD_Connection *c, void **ctx,
 	(void)toe;
 	if (cn == NULL)
 		return;
-	if (cn->revoke_later != NULL) {
-		pthread_mutex_lock(&lock);
-		act_revoke(b, cn->revoke_later);
-		pthread_mutex_unlock(&lock);
-	}
+	if (cn->revoke_later != NULL)
+		revoker_push(b->revoker, cn->revoke_later);
 	buf_free(cn->body);
 	free(cn);
 	*ctx = NULL;

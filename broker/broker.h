@@ -8,6 +8,7 @@
 #include "bconfig.h"
 #include "cap.h"
 #include "github.h"
+#include "revoker.h"
 #include "sigclient.h"
 #include "store.h"
 
@@ -18,7 +19,6 @@ struct broker_metrics {
 	uint64_t	minted, mint_refused;
 	uint64_t	redeemed, redeem_refused;
 	uint64_t	policy_denied, github_refused, github_unavailable;
-	uint64_t	revoked, revoke_unknown;
 	uint64_t	merges;
 };
 
@@ -28,6 +28,7 @@ struct broker {
 	struct sigc		*signer;
 	struct cap_ctx		*cap;
 	struct gh		*gh;
+	struct revoker		*revoker;
 	struct broker_metrics	 m;
 };
 
@@ -46,8 +47,6 @@ void	act_mint(struct broker *b, const char *agent, struct json_object *req,
 /* POST /v1/redeem for agent: verify, evaluate policy live, act, revoke. */
 void	act_redeem(struct broker *b, const char *agent,
 	    struct json_object *req, struct answer *ans);
-/* Revokes a token an answer left for after the reply. */
-void	act_revoke(struct broker *b, struct gh_token *tok);
 
 /* Serves until SIGTERM/SIGINT. */
 int	api_serve(struct broker *b);

@@ -28,6 +28,7 @@ struct gh {
 	}		 inst[GH_INSTALL_CACHE];
 	size_t		 ninst;
 	unsigned	 rounds;
+	uint64_t	 busy_us;	/* wall time spent waiting on GitHub */
 };
 
 int
@@ -73,6 +74,33 @@ unsigned
 gh_rounds(const struct gh *g)
 {
 	return g->rounds;
+}
+
+uint64_t
+gh_busy_us(const struct gh *g)
+{
+	return g->busy_us;
+}
+
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* http_run, accounting the wall time spent waiting on GitHub. */
+static int
+run(struct gh *g, struct http_req **reqs, size_t n)
+{
+	uint64_t t0 = now_us();
+	int r;
+
+	r = http_run(g->http, reqs, n, &g->rounds);
+	g->busy_us += now_us() - t0;
+	return r;
 }
 
 /* "Bearer <JWT>" for the App, re-signed shortly before it expires. */
@@ -132,7 +160,7 @@ call(struct gh *g, const char *method, const char *url, const char *auth,
 	*reply = NULL;
 	if ((r = http_req_init(&req, method, url, auth, body, idempotent)) != 0)
 		return r;
-	if ((r = http_run(g->http, reqs, 1, &g->rounds)) != 0)
+	if ((r = run(g, reqs, 1)) != 0)
 		goto out;
 	if (req.r != 0) {
 		r = th_fail(req.r, "GitHub %s %s: %s", method, url + strlen(g->base),
@@ -544,7 +572,7 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			r = th_fail(TH_ERR_TOO_LONG, "too many pages");
 			goto out;
 		}
-		if ((r = http_run(g->http, batch, (size_t)n, &g->rounds)) != 0)
+		if ((r = run(g, batch, (size_t)n)) != 0)
 			goto out;
 		for (k = 0; k < L_COUNT; k++) {
 			if (!active[k])

@@ -42,8 +42,10 @@ struct gh_result {
 int	gh_new(const char *base_url, const char *app_id, struct sigc *signer,
 	    struct gh **out);
 void	gh_free(struct gh *g);				/* NULL ok */
-/* Sequential network round trips so far (for metrics and benchmarks). */
+/* Sequential network round trips so far, and the wall time spent waiting
+ * on GitHub, in microseconds (for metrics and benchmarks). */
 unsigned gh_rounds(const struct gh *g);
+uint64_t gh_busy_us(const struct gh *g);
 
 /* The installation id for repo "OWNER/NAME", cached. */
 int	gh_installation(struct gh *g, const char *repo, int64_t *id);

@@ -52,7 +52,8 @@ main(int argc, char **argv)
 	    (r = sigc_connect(b.cfg.signer, &b.signer)) != 0 ||
 	    (r = cap_ctx_new(b.signer, store_instance(b.st), b.cfg.ttl,
 	    &b.cap)) != 0 ||
-	    (r = gh_new(b.cfg.github_url, b.cfg.app_id, b.signer, &b.gh)) != 0)
+	    (r = gh_new(b.cfg.github_url, b.cfg.app_id, b.signer, &b.gh)) != 0 ||
+	    (r = revoker_start(b.cfg.github_url, b.cfg.app_id, &b.revoker)) != 0)
 		goto out;
 	log_info("instance %s, GitHub at %s", store_instance(b.st),
 	    b.cfg.github_url);
@@ -60,6 +61,7 @@ main(int argc, char **argv)
  out:
 	if (r != 0)
 		fprintf(stderr, "thresholdd: %s\n", th_errmsg(r));
+	revoker_stop(b.revoker);	/* revokes whatever is still queued */
 	gh_free(b.gh);
 	cap_ctx_free(b.cap);
 	sigc_close(b.signer);

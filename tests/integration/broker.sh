@@ -55,6 +55,7 @@ pr 11 "$(sha 11)" main bob '["src/k.c"]' "$APPROVED"; green "$(sha 11)"
 pr 12 "$(sha 12)" main bob '["src/l.c"]' "$APPROVED"; green "$(sha 12)"
 pr 13 "$(sha 13)" main bob '["src/m.c"]' "$APPROVED"; green "$(sha 13)"
 pr 14 "$(sha 14)" main bob '["src/n.c"]' "$APPROVED"; green "$(sha 14)"
+pr 15 "$(sha 15)" main bob '["src/o.c"]' "$APPROVED"; green "$(sha 15)"
 
 merged() { admin GET state | $PY -c "import json,sys;s=json.load(sys.stdin);print(' '.join(str(m.get('number', m.get('pr'))) for m in s['merges']))"; }
 
@@ -93,6 +94,12 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tokval"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tokval" -H 'User-Agent: t' "$GH/repos/acme/frontend/pulls/1")
 [ "$code" = 401 ] || [ "$code" = 404 ] && ok "and it never reached acme/frontend" || fail "token on another repo (got $code)"
 if grep -q "$tokval" "$T/broker.log" "$T/signer.log" "$T/out" "$T/err"; then fail "token value in a log"; else ok "token value in no log or output"; fi
+
+# The answer's path: token, PR, the policy reads in parallel, merge.
+rt=$($BIN/threshold --broker "$T/broker.sock" --json github merge --repo acme/backend --pr 15 --target main |
+	$PY -c "import json,sys;print(json.load(sys.stdin)['timing']['github_round_trips'])")
+[ "$rt" = 4 ] && ok "a merge takes 4 sequential GitHub round trips (revocation off the path)" ||
+	fail "round trips per merge: $rt"
 
 # Policy rules, each refused with its reason (exit 3).
 refused() { # desc pr regex
