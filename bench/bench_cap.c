@@ -135,7 +135,7 @@ static void *
 run(void *arg)
 {
 	static const struct cap_op op = { "github.merge", "bench/app", 1,
-	    "main" };
+	    "main", "" };
 	struct worker *w = arg;
 	struct cap_redeemed red;
 	struct store *st = NULL;

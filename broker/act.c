@@ -32,6 +32,7 @@ fail(struct answer *ans, unsigned status, const char *code, int r)
 static int
 parse_op(struct json_object *req, struct cap_op *op)
 {
+	struct json_object *p;
 	const char *s;
 	int r;
 
@@ -53,6 +54,14 @@ parse_op(struct json_object *req, struct cap_op *op)
 		strcpy(op->target, s);
 	else if (r != TH_ERR_NOT_FOUND)
 		return r;
+	if (json_object_object_get_ex(req, "params", &p)) {
+		s = json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN);
+		if (!json_object_is_type(p, json_type_object) ||
+		    strlen(s) > CAP_PARAMS_MAX)
+			return th_fail(TH_ERR_INVALID, "params must be an "
+			    "object of at most %d bytes", CAP_PARAMS_MAX);
+		strcpy(op->params, s);
+	}
 	return cap_op_validate(op);
 }
 
@@ -101,18 +110,37 @@ act_mint(struct broker *b, const char *agent, struct json_object *req,
 	buf_free(tok);
 }
 
-/* The least a merge needs: write contents through the merge, read what
- * the policy reads. */
-static struct json_object *
-merge_permissions(void)
-{
-	struct json_object *p = json_object_new_object();
+/* The least each operation needs (../shared/notes/github-api.md); a merge
+ * also reads what its policy reads. */
+static const struct {
+	const char	*op;
+	const char	*perms[4][2];
+} least[] = {
+	{ "github.merge", { { "contents", "write" },
+	    { "pull_requests", "write" }, { "checks", "read" },
+	    { "statuses", "read" } } },
+	{ "github.pr.create", { { "pull_requests", "write" },
+	    { "contents", "read" } } },
+	{ "github.comment", { { "issues", "write" } } },
+	{ "github.deployment.create", { { "deployments", "write" } } },
+	{ "github.workflow.dispatch", { { "actions", "write" } } },
+};
 
-	json_object_object_add(p, "contents", json_object_new_string("write"));
-	json_object_object_add(p, "pull_requests",
-	    json_object_new_string("write"));
-	json_object_object_add(p, "checks", json_object_new_string("read"));
-	json_object_object_add(p, "statuses", json_object_new_string("read"));
+static struct json_object *
+permissions(const char *op)
+{
+	struct json_object *p;
+	size_t i, k;
+
+	for (i = 0; i < sizeof(least) / sizeof(least[0]); i++)
+		if (strcmp(least[i].op, op) == 0)
+			break;
+	if (i == sizeof(least) / sizeof(least[0]) ||
+	    (p = json_object_new_object()) == NULL)
+		return NULL;
+	for (k = 0; k < 4 && least[i].perms[k][0] != NULL; k++)
+		json_object_object_add(p, least[i].perms[k][0],
+		    json_object_new_string(least[i].perms[k][1]));
 	return p;
 }
 
@@ -171,7 +199,7 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *method,
 
 	memset(&f, 0, sizeof(f));
 	if ((tok = calloc(1, sizeof(*tok))) == NULL ||
-	    (perms = merge_permissions()) == NULL) {
+	    (perms = permissions(red->op.op)) == NULL) {
 		fail(ans, 500, "internal", TH_ERR_ALLOC);
 		goto out;
 	}
@@ -239,6 +267,142 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *method,
 	free(tok);
 }
 
+/* A file name or numeric id: it goes into a URL path. */
+static int
+workflow_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= 255 && s[0] != '.' &&
+	    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789._-") == n;
+}
+
+/* The request GitHub gets for an operation other than a merge. */
+static int
+write_request(const struct cap_op *op, char *path, size_t pathlen,
+    struct json_object **body, long *ok)
+{
+	struct json_object *p, *v;
+	const char *wf;
+	int r = 0;
+
+	if ((p = json_tokener_parse(op->params[0] ? op->params : "{}")) == NULL)
+		return TH_ERR_ALLOC;
+	*body = json_object_new_object();
+	if (strcmp(op->op, "github.pr.create") == 0) {
+		snprintf(path, pathlen, "/repos/%s/pulls", op->repo);
+		json_object_object_add(*body, "base",
+		    json_object_new_string(op->target));
+		json_object_object_foreach(p, k, val)
+			json_object_object_add(*body, k, json_object_get(val));
+		*ok = 201;
+	} else if (strcmp(op->op, "github.comment") == 0) {
+		snprintf(path, pathlen, "/repos/%s/issues/%lld/comments",
+		    op->repo, (long long)op->pr);
+		json_object_object_get_ex(p, "body", &v);
+		json_object_object_add(*body, "body", json_object_get(v));
+		*ok = 201;
+	} else if (strcmp(op->op, "github.deployment.create") == 0) {
+		snprintf(path, pathlen, "/repos/%s/deployments", op->repo);
+		json_object_object_add(*body, "ref",
+		    json_object_new_string(op->target));
+		/* GitHub's default would merge the default branch into the
+		 * ref first: deploy exactly what was named. */
+		json_object_object_add(*body, "auto_merge",
+		    json_object_new_boolean(0));
+		json_object_object_foreach(p, k2, val2)
+			json_object_object_add(*body, k2,
+			    json_object_get(val2));
+		*ok = 201;
+	} else if (strcmp(op->op, "github.workflow.dispatch") == 0) {
+		json_object_object_get_ex(p, "workflow", &v);
+		wf = json_object_get_string(v);
+		if (!workflow_valid(wf))
+			r = th_fail(TH_ERR_INVALID, "workflow must be a file name "
+			    "or an id");
+		snprintf(path, pathlen, "/repos/%s/actions/workflows/%s/"
+		    "dispatches", op->repo, wf);
+		json_object_object_add(*body, "ref",
+		    json_object_new_string(op->target));
+		if (json_object_object_get_ex(p, "inputs", &v))
+			json_object_object_add(*body, "inputs",
+			    json_object_get(v));
+		*ok = 204;
+	} else
+		r = th_fail(TH_ERR_INVALID, "%s is not an operation", op->op);
+	json_object_put(p);
+	return r;
+}
+
+/* Any operation but a merge: policy first (it needs nothing from GitHub),
+ * then a token for exactly this, the write, and revocation. */
+static void
+operate(struct broker *b, const struct cap_redeemed *red, struct answer *ans)
+{
+	struct json_object *perms = NULL, *evidence = NULL, *body = NULL, *res;
+	struct gh_token *tok = NULL;
+	struct gh_result gr;
+	char path[HTTP_URL_MAX / 2];
+	int64_t inst;
+	long ok = 0;
+	int r;
+
+	r = peval_op(red->chain->policy, red->op.target[0] ? red->op.target :
+	    NULL, time(NULL), &evidence);
+	ans->body = json_object_new_object();
+	json_object_object_add(ans->body, "decision", evidence);
+	if (r != 0) {
+		b->m.policy_denied++;
+		log_warn("%s: %s on %s denied: %s", red->agent, red->op.op,
+		    red->op.repo, th_errmsg(r));
+		fail(ans, 403, "policy_denied", r);
+		return;
+	}
+	if ((r = write_request(&red->op, path, sizeof(path), &body, &ok)) != 0) {
+		fail(ans, 400, "bad_request", r);
+		goto out;
+	}
+	if ((tok = calloc(1, sizeof(*tok))) == NULL ||
+	    (perms = permissions(red->op.op)) == NULL) {
+		fail(ans, 500, "internal", TH_ERR_ALLOC);
+		goto out;
+	}
+	if ((r = gh_installation(b->gh, red->op.repo, &inst)) != 0 ||
+	    (r = gh_token_create(b->gh, inst, red->op.repo, perms, tok)) != 0) {
+		fail(ans, r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ? 403 :
+		    502, r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ?
+		    "github_refused" : "github_unavailable", r);
+		goto out;
+	}
+	if ((r = gh_write(b->gh, tok, "POST", path, body, ok, &gr)) != 0) {
+		b->m.github_refused++;
+		log_warn("%s: %s on %s failed: %s", red->agent, red->op.op,
+		    red->op.repo, th_errmsg(r));
+		fail(ans, r == TH_ERR_UNAVAILABLE ? 502 : 403,
+		    r == TH_ERR_UNAVAILABLE ? "github_unavailable" :
+		    "github_refused", r);
+	} else {
+		log_info("%s: %s on %s done (%ld)", red->agent, red->op.op,
+		    red->op.repo, gr.status);
+		ans->status = 200;
+		res = json_object_new_object();
+		json_object_object_add(res, "status",
+		    json_object_new_int64(gr.status));
+		if (gr.id != 0)
+			json_object_object_add(res, "id",
+			    json_object_new_int64(gr.id));
+		json_object_object_add(ans->body, "result", res);
+	}
+	token_json(ans, tok);
+	ans->revoke_later = tok;
+	tok = NULL;
+ out:
+	json_object_put(body);
+	json_object_put(perms);
+	free(tok);
+}
+
 void
 act_redeem(struct broker *b, const char *agent, struct json_object *req,
     struct answer *ans)
@@ -281,8 +445,7 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 	if (strcmp(red.op.op, "github.merge") == 0)
 		merge(b, &red, method, ans);
 	else
-		fail(ans, 501, "not_implemented", th_fail(TH_ERR_INVALID,
-		    "%s is not implemented yet", red.op.op));
+		operate(b, &red, ans);
 	if (ans->body == NULL)
 		ans->body = json_object_new_object();
 	json_object_object_add(ans->body, "chain", json_object_new_string(desc));

@@ -668,3 +668,41 @@ gh_merge(struct gh *g, const struct gh_token *tok, const char *repo,
 	json_object_put(o);
 	return r;
 }
+
+int
+gh_write(struct gh *g, const struct gh_token *tok, const char *method,
+    const char *path, struct json_object *body, long ok_status,
+    struct gh_result *res)
+{
+	struct json_object *o = NULL;
+	char url[HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	if ((size_t)snprintf(url, sizeof(url), "%s%s", g->base, path) >=
+	    sizeof(url))
+		return th_fail(TH_ERR_TOO_LONG, "URL too long");
+	snprintf(auth, sizeof(auth), "Bearer %s", tok->value);
+	/* Writes are not resent: one that may have happened is reported as
+	 * such, not repeated. */
+	if ((r = call(g, method, url, auth, json_object_to_json_string_ext(body,
+	    JSON_C_TO_STRING_PLAIN), 0, &res->status, &o, NULL, 0)) != 0) {
+		r = th_fail(r, "outcome unknown: %s", th_errmsg(r));
+		goto out;
+	}
+	snprintf(res->message, sizeof(res->message), "%s", gh_message(o));
+	if (res->status == ok_status) {
+		if (o != NULL && json_get_int64(o, "number", &res->id) != 0)
+			(void)json_get_int64(o, "id", &res->id);
+	} else if (res->status >= 500)
+		r = th_fail(TH_ERR_UNAVAILABLE, "GitHub failed (%ld: %s); the "
+		    "outcome is unknown and it was not retried", res->status,
+		    res->message);
+	else
+		r = th_fail(TH_ERR_DENIED, "GitHub refused (%ld: %s)",
+		    res->status, res->message);
+ out:
+	OPENSSL_cleanse(auth, sizeof(auth));
+	json_object_put(o);
+	return r;
+}

@@ -67,4 +67,11 @@ int	gh_merge(struct gh *g, const struct gh_token *tok, const char *repo,
 	    int64_t pr, const char *sha, const char *method,
 	    struct gh_result *res);
 
+/* A write (method on base + path, body JSON) with tok; 0 when GitHub
+ * answers ok_status, res->id then holds the new object's "number" or
+ * "id".  Never resent. */
+int	gh_write(struct gh *g, const struct gh_token *tok, const char *method,
+	    const char *path, struct json_object *body, long ok_status,
+	    struct gh_result *res);
+
 #endif

@@ -982,3 +982,68 @@ peval_merge(struct json_object *policy, const struct pr_facts *f,
 		json_object_put(ev);
 	return r;
 }
+
+int
+peval_op(struct json_object *policy, const char *target, time_t now,
+    struct json_object **evidence)
+{
+	struct ectx x;
+	struct json_object *ev = NULL, *list, *v;
+	const char *failed = NULL;
+	int r;
+
+	if (evidence != NULL)
+		*evidence = NULL;
+	if ((ev = json_object_new_object()) == NULL)
+		return th_fail(TH_ERR_ALLOC, "out of memory");
+	if (policy == NULL) {
+		r = th_fail(TH_ERR_INVALID, "peval: missing argument");
+		goto out;
+	}
+	if ((r = policy_validate(policy)) != 0 ||
+	    (r = known_members(policy)) != 0) {
+		failed = "policy";
+		goto out;
+	}
+	memset(&x, 0, sizeof(x));
+	x.policy = policy;
+	x.target = target;
+	x.now = now;
+	x.ev = ev;
+	if ((target != NULL && (r = ev_set(ev, "target",
+	    json_object_new_string(target))) != 0) ||
+	    (r = ev_array(ev, "rules", &list)) != 0)
+		goto out;
+	/* A branch-restricted policy holds an operation without a target
+	 * (a comment) to nothing; one with a target must name an allowed
+	 * branch. */
+	if (target != NULL &&
+	    json_object_object_get_ex(policy, "allowed_targets", &v)) {
+		if ((r = ev_push(list, json_object_new_string(
+		    "allowed_targets"))) != 0)
+			goto out;
+		if ((r = rule_targets(&x, v)) != 0) {
+			failed = "allowed_targets";
+			goto out;
+		}
+	}
+	if (json_object_object_get_ex(policy, "time_window", &v)) {
+		if ((r = ev_push(list, json_object_new_string(
+		    "time_window"))) != 0)
+			goto out;
+		if ((r = rule_window(&x, v)) != 0) {
+			failed = "time_window";
+			goto out;
+		}
+	}
+	r = 0;
+ out:
+	if (failed != NULL && ev_set(ev, "failed_rule",
+	    json_object_new_string(failed)) != 0)
+		r = TH_ERR_ALLOC;
+	if (evidence != NULL)
+		*evidence = ev;
+	else
+		json_object_put(ev);
+	return r;
+}

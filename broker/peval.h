@@ -24,6 +24,14 @@
 int	peval_merge(struct json_object *policy, const struct pr_facts *f,
 	    const char *target, time_t now, struct json_object **evidence);
 
+/* The rules that apply to an operation other than a merge (creating a PR,
+ * commenting, deploying, dispatching a workflow): allowed_targets for its
+ * target branch (NULL when it has none) and time_window.  The rules about
+ * a pull request's content apply to merges only.  Same return and evidence
+ * conventions as peval_merge. */
+int	peval_op(struct json_object *policy, const char *target, time_t now,
+	    struct json_object **evidence);
+
 /* gitignore-style match of a repository path (no leading '/') against one
  * pattern: '*' and '?' never match '/', "[...]" classes, "**" spans
  * directories ("**" + "/x", "x/" + "**", "a/" + "**" + "/b"), a pattern

@@ -100,64 +100,45 @@ static int
 github_usage(void)
 {
 	fprintf(stderr,
-	    "usage: threshold [--broker SOCKET] [--json] github merge --repo OWNER/NAME\n"
-	    "           --pr N [--target BRANCH (default main)]\n"
-	    "           [--method merge|squash|rebase]\n");
+	    "usage: threshold [--broker SOCKET] [--json] github COMMAND ...\n"
+	    "  merge --repo OWNER/NAME --pr N [--target BRANCH (main)]\n"
+	    "        [--method merge|squash|rebase]\n"
+	    "  pr create --repo OWNER/NAME --head BRANCH --base BRANCH --title T\n"
+	    "        [--body TEXT] [--draft]\n"
+	    "  comment --repo OWNER/NAME --pr N --body TEXT\n"
+	    "  deploy --repo OWNER/NAME --ref BRANCH [--environment E]\n"
+	    "  dispatch --repo OWNER/NAME --workflow FILE|ID --ref BRANCH\n"
+	    "        [--input KEY=VALUE ...]\n");
 	return 2;
 }
 
+/* Requests a capability for req and redeems it; prints the outcome. */
 static int
-github_merge(struct cli *cli, int argc, char **argv)
+run_op(struct cli *cli, struct json_object *req, const char *method,
+    const char *what)
 {
-	static const struct option opts[] = {
-		{ "repo", required_argument, NULL, 'r' },
-		{ "pr", required_argument, NULL, 'p' },
-		{ "target", required_argument, NULL, 't' },
-		{ "method", required_argument, NULL, 'm' },
-		{ NULL, 0, NULL, 0 }
-	};
-	struct json_object *req = NULL, *reply = NULL, *res, *v;
-	const char *repo = NULL, *target = "main", *method = "merge", *cap;
-	const char *sha = "?", *chain = "?";
-	long long pr = 0;
+	struct json_object *red = NULL, *reply = NULL, *res, *v;
+	const char *cap, *chain = "?";
 	long status = 0;
-	int ch, r, rc = 1;
+	int r, rc = 1;
 
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'r': repo = optarg; break;
-		case 'p': pr = strtoll(optarg, NULL, 10); break;
-		case 't': target = optarg; break;
-		case 'm': method = optarg; break;
-		default: return github_usage();
-		}
-	}
-	if (optind != argc || repo == NULL || pr <= 0)
-		return github_usage();
-	req = json_object_new_object();
-	json_object_object_add(req, "op", json_object_new_string("github.merge"));
-	json_object_object_add(req, "repo", json_object_new_string(repo));
-	json_object_object_add(req, "pr", json_object_new_int64(pr));
-	json_object_object_add(req, "target", json_object_new_string(target));
 	if ((r = broker_post(cli->broker_socket, "/v1/capabilities", req,
 	    &status, &reply)) != 0) {
 		cli_fail("%s", th_errmsg(r));
-		rc = r == TH_ERR_UNAVAILABLE ? GH_EXIT_UNAVAILABLE : 1;
-		goto out;
+		return r == TH_ERR_UNAVAILABLE ? GH_EXIT_UNAVAILABLE : 1;
 	}
 	if (status != 201 || json_get_string(reply, "capability", &cap) != 0) {
 		rc = report_error(status, reply);
 		goto out;
 	}
-	json_object_put(req);
-	req = json_object_new_object();
-	json_object_object_add(req, "capability", json_object_new_string(cap));
-	json_object_object_add(req, "merge_method",
-	    json_object_new_string(method));
+	red = json_object_new_object();
+	json_object_object_add(red, "capability", json_object_new_string(cap));
+	if (method != NULL)
+		json_object_object_add(red, "merge_method",
+		    json_object_new_string(method));
 	json_object_put(reply);
 	reply = NULL;
-	if ((r = broker_post(cli->broker_socket, "/v1/redeem", req, &status,
+	if ((r = broker_post(cli->broker_socket, "/v1/redeem", red, &status,
 	    &reply)) != 0) {
 		cli_fail("%s", th_errmsg(r));
 		rc = r == TH_ERR_UNAVAILABLE ? GH_EXIT_UNAVAILABLE : 1;
@@ -170,24 +151,164 @@ github_merge(struct cli *cli, int argc, char **argv)
 		rc = report_error(status, reply);
 		goto out;
 	}
-	if (json_object_object_get_ex(reply, "result", &res) &&
-	    json_object_object_get_ex(res, "sha", &v))
-		sha = json_object_get_string(v);
 	json_get_string(reply, "chain", &chain);
-	if (!cli->json)
-		printf("merged %s#%lld into %s as %s (authorised by %s)\n", repo,
-		    pr, target, sha, chain);
+	if (!cli->json) {
+		printf("%s", what);
+		if (json_object_object_get_ex(reply, "result", &res)) {
+			if (json_object_object_get_ex(res, "sha", &v))
+				printf(" as %s", json_object_get_string(v));
+			else if (json_object_object_get_ex(res, "id", &v))
+				printf(" (#%s)", json_object_get_string(v));
+		}
+		printf(" (authorised by %s)\n", chain);
+	}
 	rc = 0;
  out:
-	json_object_put(req);
+	json_object_put(red);
 	json_object_put(reply);
 	return rc;
+}
+
+static struct json_object *
+new_req(const char *op, const char *repo, long long pr, const char *target)
+{
+	struct json_object *req = json_object_new_object();
+
+	json_object_object_add(req, "op", json_object_new_string(op));
+	json_object_object_add(req, "repo", json_object_new_string(repo));
+	if (pr > 0)
+		json_object_object_add(req, "pr", json_object_new_int64(pr));
+	if (target != NULL)
+		json_object_object_add(req, "target",
+		    json_object_new_string(target));
+	json_object_object_add(req, "params", json_object_new_object());
+	return req;
+}
+
+static void
+param(struct json_object *req, const char *k, const char *v)
+{
+	struct json_object *p;
+
+	if (v == NULL)
+		return;
+	json_object_object_get_ex(req, "params", &p);
+	json_object_object_add(p, k, json_object_new_string(v));
 }
 
 int
 cmd_github(struct cli *cli, int argc, char **argv)
 {
-	if (argc >= 1 && strcmp(argv[0], "merge") == 0)
-		return github_merge(cli, argc, argv);
-	return github_usage();
+	static const struct option opts[] = {
+		{ "repo", required_argument, NULL, 'r' },
+		{ "pr", required_argument, NULL, 'p' },
+		{ "target", required_argument, NULL, 't' },
+		{ "method", required_argument, NULL, 'm' },
+		{ "head", required_argument, NULL, 'H' },
+		{ "base", required_argument, NULL, 'B' },
+		{ "title", required_argument, NULL, 'T' },
+		{ "body", required_argument, NULL, 'b' },
+		{ "draft", no_argument, NULL, 'd' },
+		{ "ref", required_argument, NULL, 'R' },
+		{ "environment", required_argument, NULL, 'e' },
+		{ "workflow", required_argument, NULL, 'w' },
+		{ "input", required_argument, NULL, 'i' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *repo = NULL, *target = NULL, *method = NULL, *head = NULL;
+	const char *base = NULL, *title = NULL, *body = NULL, *ref = NULL;
+	const char *env = NULL, *wf = NULL, *sub;
+	struct json_object *req = NULL, *inputs = NULL, *p;
+	char what[512], *eq;
+	long long pr = 0;
+	int ch, draft = 0, rc;
+
+	if (argc < 1)
+		return github_usage();
+	sub = argv[0];
+	if (strcmp(sub, "pr") == 0) {
+		if (argc < 2 || strcmp(argv[1], "create") != 0)
+			return github_usage();
+		sub = "pr create";
+		argc--;
+		argv++;
+	}
+	inputs = json_object_new_object();
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'r': repo = optarg; break;
+		case 'p': pr = strtoll(optarg, NULL, 10); break;
+		case 't': target = optarg; break;
+		case 'm': method = optarg; break;
+		case 'H': head = optarg; break;
+		case 'B': base = optarg; break;
+		case 'T': title = optarg; break;
+		case 'b': body = optarg; break;
+		case 'd': draft = 1; break;
+		case 'R': ref = optarg; break;
+		case 'e': env = optarg; break;
+		case 'w': wf = optarg; break;
+		case 'i':
+			if ((eq = strchr(optarg, '=')) == NULL || eq == optarg) {
+				json_object_put(inputs);
+				return github_usage();
+			}
+			*eq = '\0';
+			json_object_object_add(inputs, optarg,
+			    json_object_new_string(eq + 1));
+			break;
+		default:
+			json_object_put(inputs);
+			return github_usage();
+		}
+	}
+	rc = 2;
+	if (optind != argc || repo == NULL)
+		goto usage;
+	if (strcmp(sub, "merge") == 0 && pr > 0) {
+		req = new_req("github.merge", repo, pr, target ? target : "main");
+		snprintf(what, sizeof(what), "merged %s#%lld into %s", repo, pr,
+		    target ? target : "main");
+		rc = run_op(cli, req, method ? method : "merge", what);
+	} else if (strcmp(sub, "pr create") == 0 && head && base && title) {
+		req = new_req("github.pr.create", repo, 0, base);
+		param(req, "head", head);
+		param(req, "title", title);
+		param(req, "body", body);
+		if (draft) {
+			json_object_object_get_ex(req, "params", &p);
+			json_object_object_add(p, "draft",
+			    json_object_new_boolean(1));
+		}
+		snprintf(what, sizeof(what), "opened a pull request %s -> %s on "
+		    "%s", head, base, repo);
+		rc = run_op(cli, req, NULL, what);
+	} else if (strcmp(sub, "comment") == 0 && pr > 0 && body) {
+		req = new_req("github.comment", repo, pr, NULL);
+		param(req, "body", body);
+		snprintf(what, sizeof(what), "commented on %s#%lld", repo, pr);
+		rc = run_op(cli, req, NULL, what);
+	} else if (strcmp(sub, "deploy") == 0 && ref) {
+		req = new_req("github.deployment.create", repo, 0, ref);
+		param(req, "environment", env);
+		snprintf(what, sizeof(what), "created a deployment of %s@%s",
+		    repo, ref);
+		rc = run_op(cli, req, NULL, what);
+	} else if (strcmp(sub, "dispatch") == 0 && ref && wf) {
+		req = new_req("github.workflow.dispatch", repo, 0, ref);
+		param(req, "workflow", wf);
+		if (json_object_object_length(inputs) > 0) {
+			json_object_object_get_ex(req, "params", &p);
+			json_object_object_add(p, "inputs",
+			    json_object_get(inputs));
+		}
+		snprintf(what, sizeof(what), "dispatched %s on %s@%s", wf,
+		    repo, ref);
+		rc = run_op(cli, req, NULL, what);
+	}
+ usage:
+	json_object_put(req);
+	json_object_put(inputs);
+	return rc == 2 ? github_usage() : rc;
 }

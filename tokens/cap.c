@@ -21,9 +21,76 @@ static const struct {
 	const char	*op;
 	int		 needs_pr;
 	int		 needs_target;
+	const char	*params[5];	/* allowed, NULL-terminated */
+	const char	*required[3];
 } ops[] = {
-	{ "github.merge",	1, 1 },
+	{ "github.merge",		1, 1, { NULL }, { NULL } },
+	{ "github.pr.create",		0, 1, { "head", "title", "body", "draft",
+	    NULL }, { "head", "title", NULL } },
+	{ "github.comment",		1, 0, { "body", NULL }, { "body", NULL } },
+	{ "github.deployment.create",	0, 1, { "environment", "description",
+	    NULL }, { NULL } },
+	{ "github.workflow.dispatch",	0, 1, { "workflow", "inputs", NULL },
+	    { "workflow", NULL } },
 };
+
+static int
+listed(const char *const *names, const char *k)
+{
+	for (; *names != NULL; names++)
+		if (strcmp(*names, k) == 0)
+			return 1;
+	return 0;
+}
+
+/* Strings, except draft (boolean) and inputs (an object of at most 10
+ * strings), as GitHub takes them. */
+static int
+params_validate(size_t i, const char *text)
+{
+	struct json_object *p = NULL, *v;
+	size_t k;
+	int r = 0;
+
+	if (text[0] == '\0')
+		p = json_object_new_object();
+	else if ((r = json_parse_strict(text, strlen(text), CAP_PARAMS_MAX,
+	    &p)) != 0 || !json_object_is_type(p, json_type_object)) {
+		json_object_put(p);
+		return th_fail(TH_ERR_INVALID, "params must be a JSON object");
+	}
+	json_object_object_foreach(p, key, val) {
+		if (!listed(ops[i].params, key)) {
+			r = th_fail(TH_ERR_INVALID, "%s takes no parameter "
+			    "\"%.32s\"", ops[i].op, key);
+			break;
+		}
+		if (strcmp(key, "draft") == 0 ?
+		    !json_object_is_type(val, json_type_boolean) :
+		    strcmp(key, "inputs") == 0 ?
+		    !json_object_is_type(val, json_type_object) ||
+		    json_object_object_length(val) > 10 :
+		    !json_object_is_type(val, json_type_string) ||
+		    json_object_get_string_len(val) == 0) {
+			r = th_fail(TH_ERR_INVALID, "bad value for %s", key);
+			break;
+		}
+		if (strcmp(key, "inputs") == 0) {
+			json_object_object_foreach(val, ik, iv) {
+				(void)ik;
+				if (!json_object_is_type(iv, json_type_string))
+					r = th_fail(TH_ERR_INVALID, "workflow "
+					    "inputs must be strings");
+			}
+		}
+	}
+	for (k = 0; r == 0 && ops[i].required[k] != NULL; k++)
+		if (!json_object_object_get_ex(p, ops[i].required[k], &v))
+			r = th_fail(TH_ERR_INVALID, "%s needs parameter %s",
+			    ops[i].op, ops[i].required[k]);
+	json_object_put(p);
+	return r;
+}
 
 int
 cap_op_validate(const struct cap_op *op)
@@ -47,7 +114,7 @@ cap_op_validate(const struct cap_op *op)
 	    (op->target[0] != '\0' && !branch_valid(op->target, 0)))
 		return th_fail(TH_ERR_INVALID, "%s %s a valid target branch",
 		    op->op, ops[i].needs_target ? "needs" : "takes no");
-	return 0;
+	return params_validate(i, op->params);
 }
 
 int
@@ -117,6 +184,9 @@ op_json(const struct cap_op *op)
 	if (op->target[0] != '\0')
 		json_object_object_add(o, "target",
 		    json_object_new_string(op->target));
+	if (op->params[0] != '\0')
+		json_object_object_add(o, "params",
+		    json_tokener_parse(op->params));
 	return o;
 }
 
@@ -234,15 +304,17 @@ get_into(struct json_object *o, const char *key, char *dst, size_t max)
 static int
 parse_op(struct json_object *claims, struct cap_op *op)
 {
-	static const char *const members[] = { "op", "repo", "pr", "target" };
-	struct json_object *o;
+	static const char *const members[] = { "op", "repo", "pr", "target",
+	    "params" };
+	struct json_object *o, *p;
+	const char *text;
 	int r;
 
 	memset(op, 0, sizeof(*op));
 	if (!json_object_object_get_ex(claims, "op", &o) ||
 	    !json_object_is_type(o, json_type_object))
 		return th_fail(TH_ERR_INVALID, "op is not an object");
-	if ((r = json_only_members(o, members, 4)) != 0 ||
+	if ((r = json_only_members(o, members, 5)) != 0 ||
 	    (r = get_into(o, "op", op->op, SCOPE_OP_MAX)) != 0 ||
 	    (r = get_into(o, "repo", op->repo, SCOPE_REPO_MAX)) != 0)
 		return r;
@@ -254,6 +326,13 @@ parse_op(struct json_object *claims, struct cap_op *op)
 	r = get_into(o, "target", op->target, SCOPE_BRANCH_MAX);
 	if (r != 0 && r != TH_ERR_NOT_FOUND)
 		return r;
+	if (json_object_object_get_ex(o, "params", &p)) {
+		text = json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN);
+		if (!json_object_is_type(p, json_type_object) ||
+		    strlen(text) > CAP_PARAMS_MAX)
+			return th_fail(TH_ERR_INVALID, "bad params");
+		strcpy(op->params, text);
+	}
 	return cap_op_validate(op);
 }
 

@@ -17,13 +17,23 @@
 #define CAP_SKEW		2	/* seconds an iat may lie in the future */
 #define CAP_ISS			"threshold:broker"
 #define CAP_PR_MAX		2147483647LL
+#define CAP_PARAMS_MAX		4096	/* serialised "params" */
 
-/* One operation with its exact parameters. */
+/* One operation with its exact parameters (docs/tokens.md, "Capability"):
+ *   github.merge              repo, pr, target (the PR's base)
+ *   github.pr.create          repo, target (base); params head, title,
+ *                             body, draft
+ *   github.comment            repo, pr; params body
+ *   github.deployment.create  repo, target (the ref); params environment,
+ *                             description
+ *   github.workflow.dispatch  repo, target (the ref); params workflow,
+ *                             inputs */
 struct cap_op {
 	char		op[SCOPE_OP_MAX + 1];
 	char		repo[SCOPE_REPO_MAX + 1];
 	int64_t		pr;			/* 0 when the op has none */
 	char		target[SCOPE_BRANCH_MAX + 1];	/* "" when none */
+	char		params[CAP_PARAMS_MAX + 1];	/* JSON object, or "" */
 };
 
 struct cap_redeemed {

@@ -243,9 +243,11 @@ scope_covers(struct json_object *ops, const struct scope_req *req)
 		if (strcmp(scope_op(s), req->op) != 0 ||
 		    !list_matches(scope_list(s, "repos"), req->repo))
 			continue;
+		/* Targets restrict the operations that have one (a merge's
+		 * base, a deployment's ref); a comment has none. */
 		targets = scope_list(s, "targets");
-		if (targets != NULL &&
-		    (req->target == NULL || !list_matches(targets, req->target)))
+		if (targets != NULL && req->target != NULL &&
+		    !list_matches(targets, req->target))
 			continue;
 		return 1;
 	}

@@ -119,7 +119,8 @@ install_chain(const char *human, const char *agent, int64_t exp)
 	EVP_PKEY_free(hk);
 }
 
-static const struct cap_op merge = { "github.merge", "acme/app", 42, "main" };
+static const struct cap_op merge = { "github.merge", "acme/app", 42, "main",
+    "" };
 
 static void
 mint(const char *agent, int64_t now, struct buf *tok)

@@ -27,6 +27,7 @@ state $T/state
 github-url $GH
 github-app-id $(cat "$T/app-id")
 agent $(id -u) coder-1
+agent 65534 coder-2
 CONF
 sed -i '/^listen-tcp/d' "$T/broker.conf"
 start_broker && ok "thresholdd starts" || { fail "thresholdd starts"; cat "$T/broker.log"; done_testing; exit 1; }
@@ -39,7 +40,8 @@ pr() { # number head_sha base user files_json reviews_json
 }
 green() { admin POST checks "{\"repo\":\"acme/backend\",\"sha\":\"$1\",\"check_runs\":[{\"name\":\"ci/test\",\"status\":\"completed\",\"conclusion\":\"${2:-success}\"}]}" >/dev/null; }
 admin POST installations '{"id":42,"account":"acme","repositories":["acme/backend","acme/frontend"],"permissions":{"contents":"write","pull_requests":"write","checks":"read","statuses":"read","issues":"write"}}' >/dev/null
-admin POST repos '{"full_name":"acme/backend","default_branch":"main","branches":{"main":"0000000000000000000000000000000000000000","release":"0000000000000000000000000000000000000000"}}' >/dev/null
+admin POST repos '{"full_name":"acme/backend","default_branch":"main","branches":{"main":"0000000000000000000000000000000000000000","release":"0000000000000000000000000000000000000000","feature-x":"abababababababababababababababababababab"},"workflows":["deploy.yml"]}' >/dev/null
+admin POST installations '{"id":42,"account":"acme","repositories":["acme/backend","acme/frontend"],"permissions":{"contents":"write","pull_requests":"write","checks":"read","statuses":"read","issues":"write","deployments":"write","actions":"write"}}' >/dev/null
 APPROVED='[{"user":"carol","state":"APPROVED"}]'
 pr 1 "$(sha 1)" main bob '["src/a.c","README.md"]' "$APPROVED"; green "$(sha 1)"
 pr 2 "$(sha 2)" main bob '["src/b.c"]' "$APPROVED"; green "$(sha 2)" failure
@@ -142,10 +144,61 @@ $TH github merge --repo acme/backend --pr 14 --target main >"$T/out" 2>"$T/err";
 admin DELETE faults >/dev/null
 merged | grep -qw 14 && fail "the failed merge was retried" || ok "the failed merge was not retried"
 
-# Identity from the kernel: a uid that is not an agent is refused.
+# The other operations, each with its own least permissions.
+ALICE="env SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state"
+AKEY="pkcs11:token=alice;object=alice-key;type=private"
+echo '{"allowed_targets":["main"]}' >"$T/ops-policy.json"
+expect_ok "alice delegates the other operations on acme/backend to coder-1" \
+	$ALICE delegate --as alice --key "$AKEY" --pin-file "$T/alice/hsm/user.pin" --to coder-1 \
+	--allow github.pr.create --allow github.comment --allow github.deployment.create \
+	--allow github.workflow.dispatch --repo acme/backend --target main --target release \
+	--policy "$T/ops-policy.json" --ttl 1h
+admin POST requests/clear >/dev/null
+expect_ok "pr create" $TH github pr create --repo acme/backend --head feature-x --base main --title "Add x"
+expect_ok "comment" $TH github comment --repo acme/backend --pr 1 --body "Merged by an agent, authorised by alice"
+expect_ok "deployment" $TH github deploy --repo acme/backend --ref main --environment staging
+expect_ok "workflow dispatch" $TH github dispatch --repo acme/backend --workflow deploy.yml --ref main
+expect_fail "policy: a PR against a branch not in allowed_targets" "policy_denied.*allowed_targets" \
+	$TH github pr create --repo acme/backend --head feature-x --base release --title "Add y"
+expect_fail "a workflow name that would escape its URL path is refused" "bad_request|not_covered|workflow" \
+	$TH github dispatch --repo acme/backend --workflow ../../x --ref main
+sleep 0.3
+admin GET state >"$T/state.json"
+admin GET requests >"$T/req2.json"
+$PY - "$T/state.json" "$T/req2.json" <<'PY' >"$T/ops.check" 2>&1
+import json, sys
+st = json.load(open(sys.argv[1]))
+reqs = json.load(open(sys.argv[2]))
+reqs = reqs["requests"] if isinstance(reqs, dict) else reqs
+assert len(st["pull_requests_created"]) == 1, st["pull_requests_created"]
+assert any("alice" in c.get("body", "") for c in st["comments"]), st["comments"]
+assert len(st["deployments"]) == 1 and st["deployments"][0].get("environment") == "staging", st["deployments"]
+assert len(st["dispatches"]) == 1, st["dispatches"]
+perms = [r["body"]["permissions"] for r in reqs if r["path"].endswith("/access_tokens")]
+want = [{"pull_requests": "write", "contents": "read"}, {"issues": "write"},
+        {"deployments": "write"}, {"actions": "write"}]
+assert perms == want, perms
+deleted = [r for r in reqs if r["method"] == "DELETE"]
+assert len(deleted) == 4 and all(r["status"] == 204 for r in deleted), deleted
+print("ok")
+PY
+grep -q '^ok$' "$T/ops.check" && ok "each operation done at GitHub with only its least permissions, every token revoked" ||
+	{ fail "operations at GitHub"; sed 's/^/#   /' "$T/ops.check"; }
+
+# A time window that excludes now (chosen from the clock, never flaky).
+h=$(date -u +%H)
+if [ "$h" -lt 12 ]; then win='"start":"13:00","end":"14:00"'; else win='"start":"01:00","end":"02:00"'; fi
+echo "{\"time_window\":{\"tz\":\"Europe/Paris\",\"days\":[\"mon\",\"tue\",\"wed\",\"thu\",\"fri\",\"sat\",\"sun\"],$win}}" >"$T/night.json"
+expect_ok "alice delegates comments to coder-2, within a time window" \
+	$ALICE delegate --as alice --key "$AKEY" --pin-file "$T/alice/hsm/user.pin" --to coder-2 \
+	--allow github.comment --repo acme/backend --policy "$T/night.json" --ttl 1h
 chmod 0711 "$T"
-expect_fail "a uid that is not an agent is refused" "unknown_agent.*uid 65534" \
-	setpriv --reuid=65534 --regid=65534 --clear-groups $TH github merge --repo acme/backend --pr 11 --target main
+expect_fail "outside the time window: refused, naming the local time" "policy_denied.*outside the time window \(.* Europe/Paris\)" \
+	setpriv --reuid=65534 --regid=65534 --clear-groups $TH github comment --repo acme/backend --pr 1 --body late
+
+# Identity from the kernel: a uid that is not an agent is refused.
+expect_fail "a uid that is not an agent is refused" "unknown_agent.*uid 65533" \
+	setpriv --reuid=65533 --regid=65533 --clear-groups $TH github merge --repo acme/backend --pr 11 --target main
 expect_fail "an operation not delegated is refused" "not_covered" \
 	$TH github merge --repo acme/frontend --pr 1 --target main
 

@@ -689,8 +689,19 @@ class Capabilities(Base):
         self.assertCapFails(self.cap(toks, {"op": op}), toks, "not covered")
         op = dict(op, target="release/1.2", repo="acme/api")
         self.assertCapFails(self.cap(toks, {"op": op}), toks, "not covered")
-        op = dict(op, repo="acme/web", op="github.comment")
+        op = {"op": "github.comment", "repo": "acme/web", "pr": 42, "params": {"body": "x"}}
         self.assertCapFails(self.cap(toks, {"op": op}), toks, "not covered")
+
+    def test_op_parameters_as_the_operation_takes_them(self):
+        toks = self.chain()
+        for op, why in (
+                ({"op": "github.comment", "repo": "acme/web", "pr": 42, "target": "main",
+                  "params": {"body": "x"}}, "target is not allowed"),
+                ({"op": "github.comment", "repo": "acme/web", "pr": 42}, "missing parameter"),
+                ({"op": "github.merge", "repo": "acme/web", "pr": 42, "target": "main",
+                  "params": {"sha": "x"}}, "unknown parameter"),
+                ({"op": "github.nuke", "repo": "acme/web"}, "not an operation")):
+            self.assertCapFails(self.cap(toks, {"op": op}), toks, why)
 
     def test_requester_not_delegate(self):
         toks = self.chain()

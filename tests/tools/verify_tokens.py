@@ -469,14 +469,35 @@ def check_capability_claims(c):
     op = c["op"]
     if not isinstance(op, dict):
         raise Fail("op is not an object")
-    _exact_claims(op, ["op", "repo", "pr", "target"], (), "member", "op: ")
+    _exact_claims(op, ["op", "repo"], ("pr", "target", "params"), "member", "op: ")
     if not _string(op, "op", "op.op"):
         raise Fail("op.op is empty")
+    if op["op"] not in OPS:
+        raise Fail(f"op.op {op['op']!r} is not an operation")
+    needs_pr, needs_target, allowed, required = OPS[op["op"]]
     if not isinstance(op["repo"], str) or not REPO_RE.fullmatch(op["repo"]):
         raise Fail(f"op.repo {op['repo']!r} is not OWNER/NAME")
-    _integer(op, "pr", 1, PR_MAX, "op.pr")
-    if not isinstance(op["target"], str) or not BRANCH_RE.fullmatch(op["target"]):
+    if ("pr" in op) != needs_pr:
+        raise Fail(f"op.pr is {'missing' if needs_pr else 'not allowed'} for {op['op']}")
+    if needs_pr:
+        _integer(op, "pr", 1, PR_MAX, "op.pr")
+    if ("target" in op) != needs_target:
+        raise Fail(f"op.target is {'missing' if needs_target else 'not allowed'} for {op['op']}")
+    if needs_target and (not isinstance(op["target"], str) or not BRANCH_RE.fullmatch(op["target"])):
         raise Fail(f"op.target {op['target']!r} is not a branch name")
+    params = op.get("params", {})
+    if not isinstance(params, dict):
+        raise Fail("op.params is not an object")
+    _exact_claims(params, sorted(required), sorted(set(allowed) - set(required)), "parameter", "op.params: ")
+    for k, v in params.items():
+        if k == "draft":
+            ok = isinstance(v, bool)
+        elif k == "inputs":
+            ok = isinstance(v, dict) and len(v) <= 10 and all(isinstance(x, str) for x in v.values())
+        else:
+            ok = isinstance(v, str) and v != ""
+        if not ok:
+            raise Fail(f"op.params.{k} has a bad value")
     chain = c["chain"]
     if not isinstance(chain, list) or not (1 + MIN_DELEGATIONS <= len(chain)
                                            <= 1 + MAX_DELEGATIONS):
@@ -652,12 +673,25 @@ def ops_within(child_ops, parent_ops):
     return None
 
 
+# docs/tokens.md, "Capability": what each operation takes besides its repo:
+# (needs pr, needs target, allowed params, required params).
+OPS = {
+    "github.merge": (True, True, set(), set()),
+    "github.pr.create": (False, True, {"head", "title", "body", "draft"}, {"head", "title"}),
+    "github.comment": (True, False, {"body"}, {"body"}),
+    "github.deployment.create": (False, True, {"environment", "description"}, set()),
+    "github.workflow.dispatch": (False, True, {"workflow", "inputs"}, {"workflow"}),
+}
+
+
 def scope_covers(scope, op, repo, target):
     if scope["op"] != op:
         return False
     if not any(repo_covers(r, repo) for r in scope["repos"]):
         return False
-    if "targets" in scope and not any(target_covers(t, target) for t in scope["targets"]):
+    # Targets restrict only operations that have one (a comment has none).
+    if target is not None and "targets" in scope and \
+            not any(target_covers(t, target) for t in scope["targets"]):
         return False
     return True
 
@@ -796,8 +830,8 @@ def verify_capability(cap, cap_key, aud, now, tokens, root, attenuation, policy_
     if c["sub"] != last["sub"]:
         raise Fail(f"requester {c['sub']} is not the chain's delegate {last['sub']}")
     op = c["op"]
-    if not any(scope_covers(s, op["op"], op["repo"], op["target"]) for s in last["ops"]):
-        raise Fail(f"operation {op['op']} {op['repo']} -> {op['target']} not covered by the chain")
+    if not any(scope_covers(s, op["op"], op["repo"], op.get("target")) for s in last["ops"]):
+        raise Fail(f"operation {op['op']} {op['repo']} -> {op.get('target')} not covered by the chain")
     return jws
 
 

@@ -53,8 +53,9 @@ test_covers(void **state)
 	assert_false(scope_covers(ops, &r));
 	r = (struct scope_req){ "github.merge", "tools", "main" };
 	assert_false(scope_covers(ops, &r));
+	/* An operation without a target is not held to target lists. */
 	r = (struct scope_req){ "github.merge", "acme/backend", NULL };
-	assert_false(scope_covers(ops, &r));
+	assert_true(scope_covers(ops, &r));
 	r = (struct scope_req){ "github.comment", "acme/backend", NULL };
 	assert_true(scope_covers(ops, &r));
 	r = (struct scope_req){ "github.deploy", "acme/backend", NULL };
