@@ -18,10 +18,11 @@ JSON
 expect_ok "alice delegates github.merge on acme/backend@main to coder-1" \
 	sh -c "BUILD=$BUILD $FIX/alice $T $T/policy.json"
 
+TCPPORT=$($PY -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
 cat >"$T/broker.conf" <<CONF
 listen $T/broker.sock
 socket-mode 0666
-listen-tcp 127.0.0.1:0
+listen-tcp 127.0.0.1:$TCPPORT
 signer $T/signer.sock
 state $T/state
 github-url $GH
@@ -29,7 +30,6 @@ github-app-id $(cat "$T/app-id")
 agent $(id -u) coder-1
 agent 65534 coder-2
 CONF
-sed -i '/^listen-tcp/d' "$T/broker.conf"
 start_broker && ok "thresholdd starts" || { fail "thresholdd starts"; cat "$T/broker.log"; done_testing; exit 1; }
 TH="$BIN/threshold --broker $T/broker.sock"
 
@@ -147,7 +147,7 @@ merged | grep -qw 14 && fail "the failed merge was retried" || ok "the failed me
 # The other operations, each with its own least permissions.
 ALICE="env SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state"
 AKEY="pkcs11:token=alice;object=alice-key;type=private"
-echo '{"allowed_targets":["main"]}' >"$T/ops-policy.json"
+echo '{"allowed_targets":["main"],"time_window":{"tz":"UTC","days":["mon","tue","wed","thu","fri","sat","sun"],"start":"00:00","end":"24:00"}}' >"$T/ops-policy.json"
 expect_ok "alice delegates the other operations on acme/backend to coder-1" \
 	$ALICE delegate --as alice --key "$AKEY" --pin-file "$T/alice/hsm/user.pin" --to coder-1 \
 	--allow github.pr.create --allow github.comment --allow github.deployment.create \
@@ -202,7 +202,34 @@ expect_fail "a uid that is not an agent is refused" "unknown_agent.*uid 65533" \
 expect_fail "an operation not delegated is refused" "not_covered" \
 	$TH github merge --repo acme/frontend --pr 1 --target main
 
-expect_ok "metrics" sh -c "curl -sSf --unix-socket $T/broker.sock http://localhost/metrics | grep -q 'threshold_token_revocations_total{result=\"revoked\"} [1-9]'"
+# Loopback TCP: health and metrics, but no agent identity.
+expect_ok "health over loopback TCP" curl -sSf "http://127.0.0.1:$TCPPORT/v1/health"
+code=$(curl -s -o "$T/tcp.json" -w '%{http_code}' -X POST "http://127.0.0.1:$TCPPORT/v1/capabilities" \
+	-d '{"op":"github.merge","repo":"acme/backend","pr":1,"target":"main"}')
+[ "$code" = 403 ] && grep -q unknown_agent "$T/tcp.json" && ok "TCP carries no identity: agent endpoints refuse it" ||
+	fail "agent endpoint over TCP ($code)"
+
+# Connections to GitHub are reused across calls.
+$PY - "$T/req.json" <<'PY' >"$T/conn.check" 2>&1
+import json, sys
+reqs = json.load(open(sys.argv[1]))
+reqs = reqs["requests"] if isinstance(reqs, dict) else reqs
+conns = {r["connection_id"] for r in reqs}
+assert len(conns) < len(reqs), (len(conns), len(reqs))
+print("ok", len(reqs), "requests on", len(conns), "connections")
+PY
+grep -q '^ok' "$T/conn.check" && ok "connection reuse: $(cat "$T/conn.check")" || { fail "connection reuse"; sed 's/^/#   /' "$T/conn.check"; }
+
+# A revocation GitHub does not confirm is recorded as unknown, never as done.
+admin POST faults '{"method":"DELETE","path_regex":"^/installation/token$","status":500,"times":3}' >/dev/null
+pr 16 "$(sha 16)" main bob '["src/p.c"]' "$APPROVED"; green "$(sha 16)"
+expect_ok "merge while revocation fails" $TH github merge --repo acme/backend --pr 16 --target main
+sleep 1
+grep -q "revocation unknown" "$T/broker.log" && ok "failed revocation recorded as 'revocation unknown'" ||
+	fail "failed revocation recorded"
+admin DELETE faults >/dev/null
+
+expect_ok "metrics" sh -c "curl -sSf --unix-socket $T/broker.sock http://localhost/metrics | grep -q 'threshold_token_revocations_total{result=\"revoked\"} [1-9]' && curl -sSf --unix-socket $T/broker.sock http://localhost/metrics | grep -q 'threshold_token_revocations_total{result=\"unknown\"} 1'"
 
 # Signer down: nothing is authorised and nothing reaches GitHub.
 "$FIX/signer-stop" "$T"
