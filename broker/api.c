@@ -19,6 +19,7 @@
 #include "err.h"
 #include "json.h"
 #include "log.h"
+#include "usock.h"
 
 struct conn {
 	struct buf	*body;
@@ -251,40 +252,6 @@ on_completed(void *arg, struct MHD_Connection *c, void **ctx,
 	*ctx = NULL;
 }
 
-static int
-unix_listener(const struct bconf *cfg)
-{
-	struct sockaddr_un sun;
-	struct stat st;
-	mode_t old;
-	int fd, r;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(cfg->listen) >= sizeof(sun.sun_path))
-		return th_fail(TH_ERR_CONFIG, "listen path too long");
-	strcpy(sun.sun_path, cfg->listen);
-	if (lstat(cfg->listen, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return th_fail(TH_ERR_CONFIG, "%s exists and is not a "
-			    "socket", cfg->listen);
-		unlink(cfg->listen);
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return th_fail(TH_ERR_IO, "socket: %s", strerror(errno));
-	old = umask(0177);
-	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (r != 0 || chmod(cfg->listen, cfg->socket_mode) != 0 ||
-	    listen(fd, 64) != 0) {
-		r = th_fail(TH_ERR_IO, "cannot listen on %s: %s", cfg->listen,
-		    strerror(errno));
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
 int
 api_serve(struct broker *b)
 {
@@ -292,7 +259,7 @@ api_serve(struct broker *b)
 	struct sigaction sa;
 	int fd, r = 0;
 
-	if ((fd = unix_listener(&b->cfg)) < 0)
+	if ((fd = usock_listen(b->cfg.listen, b->cfg.socket_mode, 64)) < 0)
 		return fd;
 	ud = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
 	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, b,

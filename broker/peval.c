@@ -356,20 +356,6 @@ glob_match(const char *pattern, const char *path)
 
 /* Time windows. */
 
-static int
-tz_name_ok(const char *s)
-{
-	size_t i, n = strnlen(s, TZ_NAME_MAX + 1);
-
-	if (n == 0 || n > TZ_NAME_MAX || s[0] == '/' || strstr(s, "..") != NULL)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= '0' && s[i] <= '9') || strchr("/_+-", s[i])))
-			return 0;
-	return 1;
-}
 
 /* The zone must be a TZif file: glibc silently falls back to UTC for a
  * name it cannot load, and /usr/share/zoneinfo also holds zone.tab and
@@ -381,7 +367,7 @@ zone_check(const char *tz)
 	struct stat st;
 	int fd = -1, ok;
 
-	if (!tz_name_ok(tz))
+	if (strlen(tz) > TZ_NAME_MAX || !policy_tz_valid(tz))
 		return th_fail(TH_ERR_INVALID, "unknown time zone %.*s",
 		    TZ_NAME_MAX, tz);
 	snprintf(path, sizeof(path), "%s/%s", ZONEINFO_DIR, tz);

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "proto.h"
 #include "server.h"
+#include "usock.h"
 
 struct client {
 	int		 fd;
@@ -358,41 +359,6 @@ accept_client(struct server *s)
 	log_debug("uid %u pid %d: connected", (unsigned)c->uid, (int)c->pid);
 }
 
-static int
-listen_socket(const struct config *cfg)
-{
-	struct sockaddr_un sun;
-	struct stat st;
-	mode_t old;
-	int fd, r;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(cfg->socket) >= sizeof(sun.sun_path))
-		return th_fail(TH_ERR_CONFIG, "socket path too long");
-	strcpy(sun.sun_path, cfg->socket);
-	/* Only a stale socket of ours may be replaced, never another file. */
-	if (lstat(cfg->socket, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return th_fail(TH_ERR_CONFIG, "%s exists and is not a "
-			    "socket", cfg->socket);
-		unlink(cfg->socket);
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return th_fail(TH_ERR_IO, "socket: %s", strerror(errno));
-	old = umask(0177);
-	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	umask(old);
-	if (r != 0 || chmod(cfg->socket, cfg->socket_mode) != 0 ||
-	    listen(fd, 16) != 0) {
-		r = th_fail(TH_ERR_IO, "cannot listen on %s: %s", cfg->socket,
-		    strerror(errno));
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
 /* poll() that, for SERVER_SPIN_US after the last request, checks without
  * sleeping: a client's next request then needs no wake-up of this process,
  * which on a VM costs as much as a SoftHSM signature.  Idle, it sleeps. */
@@ -439,7 +405,7 @@ server_run(const struct config *cfg, struct keys *keys)
 	s.keys = keys;
 	if ((s.reply = buf_new()) == NULL)
 		return TH_ERR_ALLOC;
-	if ((s.listen_fd = listen_socket(cfg)) < 0) {
+	if ((s.listen_fd = usock_listen(cfg->socket, cfg->socket_mode, 16)) < 0) {
 		r = s.listen_fd;
 		goto out;
 	}

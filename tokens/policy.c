@@ -69,8 +69,8 @@ hhmm(struct json_object *v)
 	return h * 60 + m;
 }
 
-static int
-tz_valid(const char *s)
+int
+policy_tz_valid(const char *s)
 {
 	size_t i, n = strlen(s);
 
@@ -101,7 +101,7 @@ window_validate(struct json_object *w)
 	}
 	if (!json_object_object_get_ex(w, "tz", &v) ||
 	    !json_object_is_type(v, json_type_string) ||
-	    !tz_valid(json_object_get_string(v)))
+	    !policy_tz_valid(json_object_get_string(v)))
 		return th_fail(TH_ERR_INVALID, "time_window needs an IANA tz");
 	if (!json_object_object_get_ex(w, "days", &v) ||
 	    !is_string_list(v, is_day) || json_object_array_length(v) == 0)

@@ -16,4 +16,8 @@ int	policy_validate(struct json_object *p);
  * TH_ERR_DENIED naming the weakened condition otherwise. */
 int	policy_narrows(struct json_object *child, struct json_object *parent);
 
+/* 1 if s can be an IANA zone name: letters, digits, "/_+-", no leading
+ * '/', no "..", at most 64 bytes (it becomes a path under zoneinfo). */
+int	policy_tz_valid(const char *s);
+
 #endif
