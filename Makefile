@@ -32,6 +32,7 @@ SIGNER_SRC	= $(filter-out signer/main.c,$(wildcard signer/*.c))
 CLI_SRC		= $(filter-out cli/main.c,$(wildcard cli/*.c))
 TOKENS_SRC	= $(wildcard tokens/*.c)
 BROKER_SRC	= $(filter-out broker/main.c,$(wildcard broker/*.c))
+AUDIT_SRC	= $(wildcard audit/*.c)
 UNIT_SRC	= $(wildcard tests/unit/test_*.c)
 HWTEST_SRC	= $(wildcard tests/hw/test_*.c)
 BENCH_SRC	= $(wildcard bench/*.c)
@@ -42,6 +43,7 @@ SIGNER_OBJ	= $(SIGNER_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ		= $(CLI_SRC:%.c=$(BUILD)/%.o)
 TOKENS_OBJ	= $(TOKENS_SRC:%.c=$(BUILD)/%.o)
 BROKER_OBJ	= $(BROKER_SRC:%.c=$(BUILD)/%.o)
+AUDIT_OBJ	= $(AUDIT_SRC:%.c=$(BUILD)/%.o)
 
 LIBCOMMON	= $(BUILD)/libthcommon.a
 LIBHW		= $(BUILD)/libthhw.a
@@ -49,6 +51,7 @@ LIBSIGNER	= $(BUILD)/libthsigner.a
 LIBCLI		= $(BUILD)/libthcli.a
 LIBTOKENS	= $(BUILD)/libthtokens.a
 LIBBROKER	= $(BUILD)/libthbroker.a
+LIBAUDIT	= $(BUILD)/libthaudit.a
 LIBS_BROKER	= $(shell pkg-config --libs libcurl libmicrohttpd 2>/dev/null)
 
 BINS		= $(BUILD)/bin/threshold-signer $(BUILD)/bin/threshold \
@@ -71,13 +74,16 @@ $(BUILD)/lib/%.o: lib/%.c
 	$(CC) $(CFLAGS_COMMON) -MMD -MP -c $< -o $@
 $(BUILD)/cli/%.o: cli/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_COMMON) -Itokens -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS_COMMON) -Itokens -Iaudit -MMD -MP -c $< -o $@
 $(BUILD)/tokens/%.o: tokens/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_COMMON) -Itokens -MMD -MP -c $< -o $@
 $(BUILD)/broker/%.o: broker/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_COMMON) -Itokens -Ibroker -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS_COMMON) -Itokens -Ibroker -Iaudit -MMD -MP -c $< -o $@
+$(BUILD)/audit/%.o: audit/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_COMMON) -Itokens -Iaudit -MMD -MP -c $< -o $@
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_HW) -Isigner -MMD -MP -c $< -o $@
@@ -100,14 +106,17 @@ $(LIBTOKENS): $(TOKENS_OBJ)
 $(LIBBROKER): $(BROKER_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
-$(BUILD)/bin/thresholdd: $(BUILD)/broker/main.o $(LIBBROKER) $(LIBTOKENS) $(LIBCOMMON)
+$(LIBAUDIT): $(AUDIT_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/bin/thresholdd: $(BUILD)/broker/main.o $(LIBBROKER) $(LIBAUDIT) $(LIBTOKENS) $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_BROKER) $(LIBS_COMMON)
 
 $(BUILD)/bin/threshold-signer: $(BUILD)/signer/main.o $(LIBSIGNER) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_HW) $(LIBS_COMMON)
-$(BUILD)/bin/threshold: $(BUILD)/cli/main.o $(LIBCLI) $(LIBTOKENS) $(LIBCOMMON)
+$(BUILD)/bin/threshold: $(BUILD)/cli/main.o $(LIBCLI) $(LIBAUDIT) $(LIBTOKENS) $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcurl) $(LIBS_COMMON)
 # The human's PKCS#11 token is used only in this helper, which the CLI spawns
@@ -117,12 +126,12 @@ $(BUILD)/bin/threshold-pkcs11-helper: $(BUILD)/p11helper/main.o $(LIBHW) $(LIBCO
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_HW) $(LIBS_COMMON)
 
 # Unit tests link everything but the hardware libraries' users need them too.
-$(BUILD)/tests/%: tests/unit/%.c $(LIBSIGNER) $(LIBCLI) $(LIBBROKER) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
+$(BUILD)/tests/%: tests/unit/%.c $(LIBSIGNER) $(LIBCLI) $(LIBBROKER) $(LIBAUDIT) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_HW) -Isigner -Icli -Itokens -Ibroker -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_BROKER) $(LIBS_HW) $(LIBS_COMMON)
-$(BUILD)/tests/%: tests/hw/%.c $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
+	$(CC) $(CFLAGS_HW) -Isigner -Icli -Itokens -Ibroker -Iaudit -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_BROKER) $(LIBS_HW) $(LIBS_COMMON)
+$(BUILD)/tests/%: tests/hw/%.c $(LIBAUDIT) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_HW) -Itokens -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
+	$(CC) $(CFLAGS_HW) -Itokens -Iaudit -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
 $(BUILD)/bench/%: bench/%.c $(LIBSIGNER) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_HW) -Isigner -Itokens -o $@ $^ $(LDFLAGS) -lpthread $(LIBS_BROKER) $(LIBS_HW) $(LIBS_COMMON)
