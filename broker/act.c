@@ -13,19 +13,46 @@
 #include "log.h"
 #include "peval.h"
 
+/* A refusal: the answer says why, and so does the audit log. */
 static void
-fail(struct answer *ans, unsigned status, const char *code, int r)
+fail(struct broker *b, struct answer *ans, unsigned status, const char *code,
+    int r)
 {
 	struct json_object *err = json_object_new_object();
+	char why[512];
+	int e;
 
+	snprintf(why, sizeof(why), "%s", th_errmsg(r));
 	ans->status = status;
 	ans->code = code;
 	if (ans->body == NULL)
 		ans->body = json_object_new_object();
 	json_object_object_add(err, "code", json_object_new_string(code));
-	json_object_object_add(err, "message",
-	    json_object_new_string(th_errmsg(r)));
+	json_object_object_add(err, "message", json_object_new_string(why));
 	json_object_object_add(ans->body, "error", err);
+	if ((e = rec_refusal(b, ans, why)) != 0)
+		log_err("audit: refusal not recorded: %s", th_errmsg(e));
+}
+
+/* The audit trail's part of an answer. */
+static void
+audit_json(struct answer *ans, int64_t intent, int64_t outcome,
+    int64_t checkpoint, int r)
+{
+	struct json_object *a = json_object_new_object();
+
+	json_object_object_add(a, "intent", json_object_new_int64(intent));
+	if (r == 0) {
+		json_object_object_add(a, "outcome",
+		    json_object_new_int64(outcome));
+		json_object_object_add(a, "checkpoint",
+		    json_object_new_int64(checkpoint));
+		json_object_object_add(a, "committed",
+		    json_object_new_boolean(1));
+	} else
+		json_object_object_add(a, "error", json_object_new_string(
+		    th_errmsg(r)));
+	json_object_object_add(ans->body, "audit", a);
 }
 
 /* Reads {"op","repo","pr","target"} into op. */
@@ -75,12 +102,15 @@ act_mint(struct broker *b, const char *agent, struct json_object *req,
 	int64_t now = (int64_t)time(NULL);
 	int r;
 
+	ans->agent = agent;
 	if ((r = parse_op(req, &op)) != 0) {
-		fail(ans, 400, "bad_request", r);
+		fail(b, ans, 400, "bad_request", r);
 		return;
 	}
+	ans->op = &op;
 	if ((tok = buf_new()) == NULL) {
-		fail(ans, 500, "internal", TH_ERR_ALLOC);
+		fail(b, ans, 500, "internal", TH_ERR_ALLOC);
+		ans->op = NULL;
 		return;
 	}
 	r = cap_mint(b->cap, b->signer, b->st, agent, &op, now, tok, desc,
@@ -89,10 +119,16 @@ act_mint(struct broker *b, const char *agent, struct json_object *req,
 		b->m.mint_refused++;
 		log_warn("%s: capability for %s %s refused: %s", agent, op.op,
 		    op.repo, th_errmsg(r));
-		fail(ans, r == TH_ERR_DENIED ? 403 : r == TH_ERR_UNAVAILABLE ?
+		fail(b, ans, r == TH_ERR_DENIED ? 403 : r == TH_ERR_UNAVAILABLE ?
 		    503 : 500, r == TH_ERR_DENIED ? "not_covered" :
 		    r == TH_ERR_UNAVAILABLE ? "signer_unavailable" : "internal",
 		    r);
+		goto out;
+	}
+	/* No capability leaves unrecorded. */
+	if ((r = rec_mint(b, agent, (const char *)buf_ptr(tok),
+	    buf_len(tok))) != 0) {
+		fail(b, ans, 503, "audit_unavailable", r);
 		goto out;
 	}
 	b->m.minted++;
@@ -107,6 +143,7 @@ act_mint(struct broker *b, const char *agent, struct json_object *req,
 	json_object_object_add(ans->body, "expires_at",
 	    json_object_new_int64(now + b->cfg.ttl));
  out:
+	ans->op = NULL;
 	buf_free(tok);
 }
 
@@ -187,33 +224,34 @@ timing_json(struct broker *b, struct answer *ans, uint64_t t0,
 }
 
 static void
-merge(struct broker *b, const struct cap_redeemed *red, const char *method,
-    struct answer *ans)
+merge(struct broker *b, const struct cap_redeemed *red, const char *cap,
+    const char *method, struct answer *ans)
 {
 	struct json_object *perms = NULL, *evidence = NULL, *res;
 	struct gh_token *tok = NULL;
 	struct gh_result gr;
 	struct pr_facts f;
-	int64_t inst;
-	int r;
+	int64_t inst, intent = 0, outcome = 0, ckpt = 0;
+	char why[512];
+	int r, e;
 
 	memset(&f, 0, sizeof(f));
 	if ((tok = calloc(1, sizeof(*tok))) == NULL ||
 	    (perms = permissions(red->op.op)) == NULL) {
-		fail(ans, 500, "internal", TH_ERR_ALLOC);
+		fail(b, ans, 500, "internal", TH_ERR_ALLOC);
 		goto out;
 	}
 	if ((r = gh_installation(b->gh, red->op.repo, &inst)) != 0 ||
 	    (r = gh_token_create(b->gh, inst, red->op.repo, perms, tok)) != 0) {
 		b->m.github_unavailable += r != TH_ERR_DENIED;
-		fail(ans, r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ? 403 :
+		fail(b, ans, r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ? 403 :
 		    502, r == TH_ERR_UNAVAILABLE ? "github_unavailable" :
 		    r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ?
 		    "github_refused" : "github_error", r);
 		goto out;
 	}
 	if ((r = gh_pr_facts(b->gh, tok, red->op.repo, red->op.pr, &f)) != 0) {
-		fail(ans, r == TH_ERR_UNAVAILABLE ? 502 : 403,
+		fail(b, ans, r == TH_ERR_UNAVAILABLE ? 502 : 403,
 		    r == TH_ERR_UNAVAILABLE ? "github_unavailable" :
 		    "github_refused", r);
 		goto revoke;
@@ -226,20 +264,42 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *method,
 		b->m.policy_denied++;
 		log_warn("%s: merge of %s#%lld denied: %s", red->agent,
 		    red->op.repo, (long long)red->op.pr, th_errmsg(r));
-		fail(ans, 403, "policy_denied", r);
+		fail(b, ans, 403, "policy_denied", r);
 		goto revoke;
 	}
+	if ((r = rec_intent(b, red, cap, evidence, tok, &intent)) != 0) {
+		fail(b, ans, 503, "audit_unavailable", r);
+		goto revoke;
+	}
+	tok->intent = intent;
 	/* The merge names the SHA every rule was checked against: if the
 	 * head moved since, GitHub refuses (409). */
-	if ((r = gh_merge(b->gh, tok, red->op.repo, red->op.pr, f.pr.head_sha,
-	    method, &gr)) != 0) {
+	r = gh_merge(b->gh, tok, red->op.repo, red->op.pr, f.pr.head_sha,
+	    method, &gr);
+	snprintf(why, sizeof(why), "%s", th_errmsg(r));
+	res = json_object_new_object();
+	if (r == 0) {
+		json_object_object_add(res, "merged", json_object_new_boolean(1));
+		json_object_object_add(res, "sha", json_object_new_string(gr.sha));
+		json_object_object_add(res, "head_sha",
+		    json_object_new_string(f.pr.head_sha));
+	}
+	e = rec_outcome(b, intent, gr.status, res, r != 0 ? why : NULL,
+	    &outcome, &ckpt);
+	audit_json(ans, intent, outcome, ckpt, e);
+	if (e != 0)
+		log_err("audit: outcome of intent %lld not recorded: %s",
+		    (long long)intent, th_errmsg(e));
+	if (r != 0) {
+		th_fail(r, "%s", why);
+		json_object_put(res);
 		b->m.github_refused++;
 		log_warn("%s: merge of %s#%lld refused by GitHub: %s",
 		    red->agent, red->op.repo, (long long)red->op.pr,
 		    th_errmsg(r));
 		/* A 5xx or a lost answer leaves the outcome unknown: say so
 		 * rather than guess. */
-		fail(ans, gr.status == 409 ? 409 : 502, gr.status == 409 ?
+		fail(b, ans, gr.status == 409 ? 409 : 502, gr.status == 409 ?
 		    "head_moved" : gr.status == 0 || gr.status >= 500 ?
 		    "github_unavailable" : "github_refused", r);
 		goto revoke;
@@ -248,11 +308,6 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *method,
 	log_info("%s: merged %s#%lld at %s as %s", red->agent, red->op.repo,
 	    (long long)red->op.pr, f.pr.head_sha, gr.sha);
 	ans->status = 200;
-	res = json_object_new_object();
-	json_object_object_add(res, "merged", json_object_new_boolean(1));
-	json_object_object_add(res, "sha", json_object_new_string(gr.sha));
-	json_object_object_add(res, "head_sha",
-	    json_object_new_string(f.pr.head_sha));
 	json_object_object_add(ans->body, "result", res);
  revoke:
 	/* Revocation happens after the answer is sent, off its path. */
@@ -338,15 +393,17 @@ write_request(const struct cap_op *op, char *path, size_t pathlen,
 /* Any operation but a merge: policy first (it needs nothing from GitHub),
  * then a token for exactly this, the write, and revocation. */
 static void
-operate(struct broker *b, const struct cap_redeemed *red, struct answer *ans)
+operate(struct broker *b, const struct cap_redeemed *red, const char *cap,
+    struct answer *ans)
 {
 	struct json_object *perms = NULL, *evidence = NULL, *body = NULL, *res;
 	struct gh_token *tok = NULL;
 	struct gh_result gr;
 	char path[HTTP_URL_MAX / 2];
-	int64_t inst;
+	int64_t inst, intent = 0, outcome = 0, ckpt = 0;
+	char why[512];
 	long ok = 0;
-	int r;
+	int r, e;
 
 	r = peval_op(red->chain->policy, red->op.target[0] ? red->op.target :
 	    NULL, time(NULL), &evidence);
@@ -356,44 +413,55 @@ operate(struct broker *b, const struct cap_redeemed *red, struct answer *ans)
 		b->m.policy_denied++;
 		log_warn("%s: %s on %s denied: %s", red->agent, red->op.op,
 		    red->op.repo, th_errmsg(r));
-		fail(ans, 403, "policy_denied", r);
+		fail(b, ans, 403, "policy_denied", r);
 		return;
 	}
 	if ((r = write_request(&red->op, path, sizeof(path), &body, &ok)) != 0) {
-		fail(ans, 400, "bad_request", r);
+		fail(b, ans, 400, "bad_request", r);
 		goto out;
 	}
 	if ((tok = calloc(1, sizeof(*tok))) == NULL ||
 	    (perms = permissions(red->op.op)) == NULL) {
-		fail(ans, 500, "internal", TH_ERR_ALLOC);
+		fail(b, ans, 500, "internal", TH_ERR_ALLOC);
 		goto out;
 	}
 	if ((r = gh_installation(b->gh, red->op.repo, &inst)) != 0 ||
 	    (r = gh_token_create(b->gh, inst, red->op.repo, perms, tok)) != 0) {
-		fail(ans, r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ? 403 :
+		fail(b, ans, r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ? 403 :
 		    502, r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ?
 		    "github_refused" : "github_unavailable", r);
 		goto out;
 	}
-	if ((r = gh_write(b->gh, tok, "POST", path, body, ok, &gr)) != 0) {
+	if ((r = rec_intent(b, red, cap, evidence, tok, &intent)) != 0) {
+		fail(b, ans, 503, "audit_unavailable", r);
+		goto revoke;
+	}
+	tok->intent = intent;
+	r = gh_write(b->gh, tok, "POST", path, body, ok, &gr);
+	snprintf(why, sizeof(why), "%s", th_errmsg(r));
+	res = json_object_new_object();
+	json_object_object_add(res, "status", json_object_new_int64(gr.status));
+	if (r == 0 && gr.id != 0)
+		json_object_object_add(res, "id", json_object_new_int64(gr.id));
+	e = rec_outcome(b, intent, gr.status, res, r != 0 ? why : NULL,
+	    &outcome, &ckpt);
+	audit_json(ans, intent, outcome, ckpt, e);
+	if (r != 0) {
+		th_fail(r, "%s", why);
+		json_object_put(res);
 		b->m.github_refused++;
 		log_warn("%s: %s on %s failed: %s", red->agent, red->op.op,
 		    red->op.repo, th_errmsg(r));
-		fail(ans, r == TH_ERR_UNAVAILABLE ? 502 : 403,
+		fail(b, ans, r == TH_ERR_UNAVAILABLE ? 502 : 403,
 		    r == TH_ERR_UNAVAILABLE ? "github_unavailable" :
 		    "github_refused", r);
 	} else {
 		log_info("%s: %s on %s done (%ld)", red->agent, red->op.op,
 		    red->op.repo, gr.status);
 		ans->status = 200;
-		res = json_object_new_object();
-		json_object_object_add(res, "status",
-		    json_object_new_int64(gr.status));
-		if (gr.id != 0)
-			json_object_object_add(res, "id",
-			    json_object_new_int64(gr.id));
 		json_object_object_add(ans->body, "result", res);
 	}
+ revoke:
 	token_json(ans, tok);
 	ans->revoke_later = tok;
 	tok = NULL;
@@ -414,17 +482,18 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 	unsigned rounds0 = gh_rounds(b->gh);
 	int r;
 
+	ans->agent = agent;
 	if (!json_object_is_type(req, json_type_object) ||
 	    (r = json_get_string_len(req, "capability", JWS_TOKEN_MAX, &tok))
 	    != 0) {
-		fail(ans, 400, "bad_request", th_fail(TH_ERR_INVALID, "give "
+		fail(b, ans, 400, "bad_request", th_fail(TH_ERR_INVALID, "give "
 		    "{\"capability\": TOKEN}"));
 		return;
 	}
 	r = json_get_string(req, "merge_method", &method);
 	if (r == 0 && strcmp(method, "merge") && strcmp(method, "squash") &&
 	    strcmp(method, "rebase")) {
-		fail(ans, 400, "bad_request", th_fail(TH_ERR_INVALID,
+		fail(b, ans, 400, "bad_request", th_fail(TH_ERR_INVALID,
 		    "merge_method must be merge, squash or rebase"));
 		return;
 	}
@@ -434,18 +503,22 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 	    red.agent)) != 0)) {
 		b->m.redeem_refused++;
 		log_warn("%s: redeem refused: %s", agent, th_errmsg(r));
-		fail(ans, r == TH_ERR_DENIED ? 403 : 500, r == TH_ERR_DENIED ?
+		fail(b, ans, r == TH_ERR_DENIED ? 403 : 500, r == TH_ERR_DENIED ?
 		    "capability_refused" : "internal", r);
 		return;
 	}
 	b->m.redeemed++;
+	ans->op = &red.op;
+	ans->jti = red.jti;
 	chain_describe(red.chain, desc, sizeof(desc));
 	log_info("%s: redeemed %s for %s %s#%lld (%s)", agent, red.jti,
 	    red.op.op, red.op.repo, (long long)red.op.pr, desc);
 	if (strcmp(red.op.op, "github.merge") == 0)
-		merge(b, &red, method, ans);
+		merge(b, &red, tok, method, ans);
 	else
-		operate(b, &red, ans);
+		operate(b, &red, tok, ans);
+	ans->op = NULL;
+	ans->jti = NULL;
 	if (ans->body == NULL)
 		ans->body = json_object_new_object();
 	json_object_object_add(ans->body, "chain", json_object_new_string(desc));

@@ -92,6 +92,8 @@ parse_line(struct bconf *c, char *line)
 		return set(c->signer, sizeof(c->signer), v, "signer");
 	if (strcmp(name, "state") == 0)
 		return set(c->state, sizeof(c->state), v, "state");
+	if (strcmp(name, "audit") == 0)
+		return set(c->audit, sizeof(c->audit), v, "audit");
 	if (strcmp(name, "github-url") == 0)
 		return set(c->github_url, sizeof(c->github_url), v,
 		    "github-url");
@@ -137,6 +139,9 @@ bconf_load(const char *path, struct bconf *c)
 			r = th_fail(r, "%s:%d: %s", path, n, th_errmsg(r));
 	}
 	fclose(f);
+	if (r == 0 && c->audit[0] == '\0' && (size_t)snprintf(c->audit,
+	    sizeof(c->audit), "%s/audit.db", c->state) >= sizeof(c->audit))
+		r = th_fail(TH_ERR_CONFIG, "state path too long");
 	if (r == 0 && (c->listen[0] == '\0' || c->signer[0] == '\0' ||
 	    c->state[0] == '\0' || c->github_url[0] == '\0' ||
 	    c->app_id[0] == '\0'))

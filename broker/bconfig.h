@@ -7,6 +7,7 @@
  *					metrics only (no identity over TCP)
  *   signer PATH			threshold-signer's socket
  *   state DIR				token store (DIR/threshold.db)
+ *   audit PATH				the audit log (default DIR/audit.db)
  *   github-url URL			https://api.github.com, or a GHES
  *					https://HOST/api/v3
  *   github-app-id ID			the App's id or client id
@@ -36,6 +37,7 @@ struct bconf {
 	int			tcp_port;	/* 0: no TCP */
 	char			signer[BCONF_PATH_MAX];
 	char			state[BCONF_VALUE_MAX];
+	char			audit[BCONF_VALUE_MAX];
 	char			github_url[BCONF_VALUE_MAX];
 	char			app_id[64];
 	int			ttl;

@@ -7,6 +7,7 @@
 
 #include "bconfig.h"
 #include "cap.h"
+#include "alog.h"
 #include "github.h"
 #include "revoker.h"
 #include "sigclient.h"
@@ -29,6 +30,7 @@ struct broker {
 	struct cap_ctx		*cap;
 	struct gh		*gh;
 	struct revoker		*revoker;
+	struct alog		*audit;
 	struct broker_metrics	 m;
 };
 
@@ -39,7 +41,24 @@ struct answer {
 	const char		*code;
 	struct json_object	*body;
 	struct gh_token		*revoke_later;	/* revoked after replying */
+	/* What a refusal is recorded against in the audit log. */
+	const char		*agent;
+	const struct cap_op	*op;
+	const char		*jti;
 };
+
+/* The audit trail (record.c).  Each append is durable when it returns and
+ * committed (countersigned) before rec_* reports success. */
+int	rec_refusal(struct broker *b, const struct answer *ans,
+	    const char *reason);
+int	rec_mint(struct broker *b, const char *agent, const char *capability,
+	    size_t len);
+int	rec_intent(struct broker *b, const struct cap_redeemed *red,
+	    const char *capability, struct json_object *decision,
+	    const struct gh_token *tok, int64_t *seq);
+int	rec_outcome(struct broker *b, int64_t intent, long status,
+	    struct json_object *result, const char *error, int64_t *seq,
+	    int64_t *checkpoint);
 
 /* POST /v1/capabilities for agent. */
 void	act_mint(struct broker *b, const char *agent, struct json_object *req,
@@ -47,6 +66,10 @@ void	act_mint(struct broker *b, const char *agent, struct json_object *req,
 /* POST /v1/redeem for agent: verify, evaluate policy live, act, revoke. */
 void	act_redeem(struct broker *b, const char *agent,
 	    struct json_object *req, struct answer *ans);
+
+/* Records, for every intent the log holds without an outcome (the broker
+ * died in between), what GitHub says happened. */
+int	act_recover(struct broker *b);
 
 /* Serves until SIGTERM/SIGINT. */
 int	api_serve(struct broker *b);

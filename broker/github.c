@@ -706,3 +706,24 @@ gh_write(struct gh *g, const struct gh_token *tok, const char *method,
 	json_object_put(o);
 	return r;
 }
+
+int
+gh_pr_get(struct gh *g, const struct gh_token *tok, const char *repo,
+    int64_t pr, struct gh_pr *out)
+{
+	struct json_object *o = NULL;
+	char url[HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
+	long status = 0;
+	int r;
+
+	snprintf(url, sizeof(url), "%s/repos/%s/pulls/%lld", g->base, repo,
+	    (long long)pr);
+	snprintf(auth, sizeof(auth), "Bearer %s", tok->value);
+	if ((r = call(g, "GET", url, auth, NULL, 1, &status, &o, NULL, 0)) == 0)
+		r = status == 200 ? parse_pr(o, out) : th_fail(TH_ERR_DENIED,
+		    "GitHub: pull request %s#%lld: %ld", repo, (long long)pr,
+		    status);
+	OPENSSL_cleanse(auth, sizeof(auth));
+	json_object_put(o);
+	return r;
+}

@@ -28,6 +28,7 @@ struct gh_token {
 	char	expires_at[32];
 	int	revoked;	/* 1 revoked, -1 revocation unknown, 0 not yet */
 	char	revoke_msg[GH_MSG_MAX];
+	int64_t	intent;		/* the audit entry of the operation it served */
 };
 
 struct gh_result {
@@ -66,6 +67,10 @@ int	gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 int	gh_merge(struct gh *g, const struct gh_token *tok, const char *repo,
 	    int64_t pr, const char *sha, const char *method,
 	    struct gh_result *res);
+
+/* Just the pull request (no lists). */
+int	gh_pr_get(struct gh *g, const struct gh_token *tok, const char *repo,
+	    int64_t pr, struct gh_pr *out);
 
 /* A write (method on base + path, body JSON) with tok; 0 when GitHub
  * answers ok_status, res->id then holds the new object's "number" or

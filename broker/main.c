@@ -53,7 +53,11 @@ main(int argc, char **argv)
 	    (r = cap_ctx_new(b.signer, store_instance(b.st), b.cfg.ttl,
 	    &b.cap)) != 0 ||
 	    (r = gh_new(b.cfg.github_url, b.cfg.app_id, b.signer, &b.gh)) != 0 ||
-	    (r = revoker_start(b.cfg.github_url, b.cfg.app_id, &b.revoker)) != 0)
+	    (r = alog_open(b.cfg.audit, b.cfg.signer, store_instance(b.st),
+	    &b.audit)) != 0 ||
+	    (r = revoker_start(b.cfg.github_url, b.cfg.app_id, b.audit,
+	    &b.revoker)) != 0 ||
+	    (r = act_recover(&b)) != 0)
 		goto out;
 	log_info("instance %s, GitHub at %s", store_instance(b.st),
 	    b.cfg.github_url);
@@ -62,6 +66,7 @@ main(int argc, char **argv)
 	if (r != 0)
 		fprintf(stderr, "thresholdd: %s\n", th_errmsg(r));
 	revoker_stop(b.revoker);	/* revokes whatever is still queued */
+	alog_close(b.audit);
 	gh_free(b.gh);
 	cap_ctx_free(b.cap);
 	sigc_close(b.signer);

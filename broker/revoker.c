@@ -12,6 +12,7 @@
 
 struct revoker {
 	struct gh	*gh;
+	struct alog	*audit;
 	pthread_t	 thread;
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 wake;
@@ -24,9 +25,25 @@ struct revoker {
 static void
 revoke_one(struct revoker *rv, struct gh_token *tok)
 {
+	struct json_object *e;
+	int r;
+
 	gh_token_revoke(rv->gh, tok);
 	log_info("installation token %.12s...: %s", tok->fingerprint,
 	    tok->revoke_msg);
+	if ((e = json_object_new_object()) != NULL) {
+		if (tok->intent > 0)
+			json_object_object_add(e, "intent",
+			    json_object_new_int64(tok->intent));
+		json_object_object_add(e, "fingerprint",
+		    json_object_new_string(tok->fingerprint));
+		json_object_object_add(e, "result", json_object_new_string(
+		    tok->revoked == 1 ? "revoked" : tok->revoke_msg));
+		if ((r = alog_append(rv->audit, "revocation", e, NULL)) != 0)
+			log_err("audit: revocation of %.12s... not recorded: %s",
+			    tok->fingerprint, th_errmsg(r));
+		json_object_put(e);
+	}
 	pthread_mutex_lock(&rv->lock);
 	if (tok->revoked == 1)
 		rv->revoked++;
@@ -61,13 +78,15 @@ run(void *arg)
 }
 
 int
-revoker_start(const char *base_url, const char *app_id, struct revoker **out)
+revoker_start(const char *base_url, const char *app_id, struct alog *audit,
+    struct revoker **out)
 {
 	struct revoker *rv;
 	int r;
 
 	if ((rv = calloc(1, sizeof(*rv))) == NULL)
 		return TH_ERR_ALLOC;
+	rv->audit = audit;
 	/* Revocation authenticates with the token itself: no App JWT, so no
 	 * signer connection on this thread. */
 	if ((r = gh_new(base_url, app_id, NULL, &rv->gh)) != 0) {

@@ -7,12 +7,15 @@
 
 #include <stdint.h>
 
+#include "alog.h"
 #include "github.h"
 
 struct revoker;
 
+/* Each revocation is recorded in audit (an entry referring to the
+ * token's intent). */
 int	revoker_start(const char *base_url, const char *app_id,
-	    struct revoker **out);
+	    struct alog *audit, struct revoker **out);
 /* Takes ownership of tok (heap-allocated); it is wiped and freed once
  * revoked. */
 void	revoker_push(struct revoker *rv, struct gh_token *tok);

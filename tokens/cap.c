@@ -170,8 +170,8 @@ cap_chains(struct cap_ctx *ctx)
 	return ctx->chains;
 }
 
-static struct json_object *
-op_json(const struct cap_op *op)
+struct json_object *
+cap_op_json(const struct cap_op *op)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -270,7 +270,7 @@ cap_mint(struct cap_ctx *ctx, struct sigc *signer, struct store *st,
 	json_object_object_add(claims, "iat", json_object_new_int64(now));
 	json_object_object_add(claims, "exp",
 	    json_object_new_int64(now + ctx->ttl));
-	json_object_object_add(claims, "op", op_json(op));
+	json_object_object_add(claims, "op", cap_op_json(op));
 	json_object_object_add(claims, "chain", chain);
 	chain = NULL;
 	if ((r = jws_signing_input(tok, TH_ALG_ES256, TYP_CAPABILITY, ctx->kid,

@@ -53,6 +53,9 @@ int	cap_ctx_new(struct sigc *signer, const char *aud, int ttl,
 void	cap_ctx_free(struct cap_ctx *ctx);		/* NULL ok */
 struct chain_ctx *cap_chains(struct cap_ctx *ctx);
 
+/* The capability's "op" object for op (a new reference). */
+struct json_object *cap_op_json(const struct cap_op *op);
+
 /* Checks op's parameters against what the operation takes. */
 int	cap_op_validate(const struct cap_op *op);
 

@@ -1,0 +1,739 @@
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/sha.h>
+#include <sqlite3.h>
+
+#include "b64url.h"
+#include "err.h"
+#include "jcs.h"
+#include "json.h"
+#include "jwk.h"
+#include "jws.h"
+#include "alog.h"
+#include "merkle.h"
+
+#define ALOG_BATCH_MAX		100000
+#define ALOG_LINKS_MAX		4096
+#define ALOG_BODY_MAX		(1024 * 1024)
+#define PCR_SEL_SIZE		132	/* tpm2-tools' TPML_PCR_SELECTION dump */
+#define PCR_DIG_SIZE		532	/* ... and TPML_DIGEST */
+
+struct alog {
+	sqlite3		*db;
+	struct sigc	*signer;
+	pthread_mutex_t	 lock;
+	pthread_cond_t	 done;
+	char		 hh[JWS_HASH_LEN + 1];	/* header hash */
+	char		 pcr_selection[128];
+	int64_t		 seq;			/* last entry */
+	uint8_t		 last[32];		/* its hash */
+	int64_t		 committed;		/* last entry checkpointed */
+	int64_t		 ckpt_n;
+	char		 ckpt_prev[JWS_HASH_LEN + 1];	/* last statement hash */
+	uint8_t		(*leaves)[MERKLE_HASH_LEN];	/* committed+1 .. seq */
+	size_t		 nleaves, aleaves;
+	int		 committing;
+	char		(*links)[JWS_HASH_LEN + 1];
+	size_t		 nlinks;
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS header(id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  body TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS entries(seq INTEGER PRIMARY KEY,"
+    "  kind TEXT NOT NULL, ref INTEGER, body TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS entries_ref ON entries(ref);"
+    "CREATE TABLE IF NOT EXISTS checkpoints(n INTEGER PRIMARY KEY,"
+    "  body TEXT NOT NULL);"
+    /* Append-only even for a careless hand: rows are never changed. */
+    "CREATE TRIGGER IF NOT EXISTS entries_ro BEFORE UPDATE ON entries"
+    "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+    "CREATE TRIGGER IF NOT EXISTS entries_nd BEFORE DELETE ON entries"
+    "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+    "CREATE TRIGGER IF NOT EXISTS ckpt_ro BEFORE UPDATE ON checkpoints"
+    "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+    "CREATE TRIGGER IF NOT EXISTS ckpt_nd BEFORE DELETE ON checkpoints"
+    "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;";
+
+static int
+db_fail(struct alog *l, const char *what)
+{
+	return th_fail(TH_ERR_IO, "audit log: %s: %s", what,
+	    sqlite3_errmsg(l->db));
+}
+
+static void
+hash_b64(const uint8_t h[32], char out[JWS_HASH_LEN + 1])
+{
+	struct buf *b = buf_new();
+
+	out[0] = '\0';
+	if (b != NULL && b64url_encode(b, h, 32) == 0) {
+		memcpy(out, buf_ptr(b), JWS_HASH_LEN);
+		out[JWS_HASH_LEN] = '\0';
+	}
+	buf_free(b);
+}
+
+static int
+add_b64(struct json_object *o, const char *key, const uint8_t *p, size_t n)
+{
+	struct buf *b = buf_new();
+	int r;
+
+	if (b == NULL)
+		return TH_ERR_ALLOC;
+	if ((r = b64url_encode(b, p, n)) == 0)
+		json_object_object_add(o, key, json_object_new_string_len(
+		    (const char *)buf_ptr(b), (int)buf_len(b)));
+	buf_free(b);
+	return r;
+}
+
+/* The PCR values of tpm2-tools' serialized dump (see tpm/tpm.c,
+ * pcrs_serialize), in selection order, and the selection as a string. */
+static int
+pcr_values(const uint8_t *p, size_t len, struct json_object **out,
+    char *sel, size_t sellen)
+{
+	struct json_object *a = NULL, *e;
+	uint32_t nsel, ndig, i, j, bit, dcount, di = 0, dl = 0;
+	const uint8_t *d;
+	char hex[129], part[64];
+	uint16_t alg, size;
+	size_t k, used = 0;
+	int r = th_fail(TH_ERR_PROTOCOL, "malformed PCR values from the signer");
+
+	*out = NULL;
+	sel[0] = '\0';
+	if (len < PCR_SEL_SIZE + 4)
+		return r;
+	nsel = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+	ndig = (uint32_t)p[132] | (uint32_t)p[133] << 8 |
+	    (uint32_t)p[134] << 16 | (uint32_t)p[135] << 24;
+	if (nsel == 0 || nsel > 16 || ndig > 16 ||
+	    len != PCR_SEL_SIZE + 4 + (size_t)ndig * PCR_DIG_SIZE ||
+	    (a = json_object_new_array()) == NULL)
+		goto out;
+	for (i = 0; i < nsel; i++) {
+		alg = (uint16_t)(p[4 + i * 8] | p[5 + i * 8] << 8);
+		size = p[6 + i * 8];
+		if (size > 4 || (alg != 0x000b && alg != 0x0004))
+			goto out;
+		used += (size_t)snprintf(sel + used, sellen - used, "%s%s:",
+		    i ? "+" : "", alg == 0x000b ? "sha256" : "sha1");
+		for (j = 0, k = 0; j < size * 8u; j++) {
+			if (!(p[7 + i * 8 + j / 8] & (1u << (j % 8))))
+				continue;
+			/* The next value in the flattened digest lists. */
+			for (;;) {
+				if (di >= ndig)
+					goto out;
+				d = p + PCR_SEL_SIZE + 4 + (size_t)di * PCR_DIG_SIZE;
+				dcount = (uint32_t)d[0] | (uint32_t)d[1] << 8 |
+				    (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+				if (dcount > 8)
+					goto out;
+				if (dl < dcount)
+					break;
+				di++;
+				dl = 0;
+			}
+			d = p + PCR_SEL_SIZE + 4 + (size_t)di * PCR_DIG_SIZE + 4 +
+			    (size_t)dl * 66;
+			dl++;
+			bit = (uint32_t)(d[0] | d[1] << 8);
+			if (bit > 64)
+				goto out;
+			for (k = 0; k < bit; k++)
+				snprintf(hex + 2 * k, 3, "%02x", d[2 + k]);
+			hex[2 * bit] = '\0';
+			e = json_object_new_object();
+			json_object_object_add(e, "bank", json_object_new_string(
+			    alg == 0x000b ? "sha256" : "sha1"));
+			json_object_object_add(e, "pcr", json_object_new_int(
+			    (int)j));
+			json_object_object_add(e, "value",
+			    json_object_new_string(hex));
+			json_object_array_add(a, e);
+			snprintf(part, sizeof(part), "%s%u",
+			    sel[used - 1] == ':' ? "" : ",", j);
+			used += (size_t)snprintf(sel + used, sellen - used, "%s",
+			    part);
+			if (used >= sellen)
+				goto out;
+		}
+	}
+	*out = a;
+	a = NULL;
+	r = 0;
+ out:
+	json_object_put(a);
+	return r;
+}
+
+static int
+insert_body(struct alog *l, const char *sql, int64_t key, const char *kind,
+    int64_t ref, struct buf *body)
+{
+	sqlite3_stmt *st = NULL;
+	int r = 0;
+
+	if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, key) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, (const char *)buf_ptr(body),
+	    (int)buf_len(body), SQLITE_STATIC) != SQLITE_OK ||
+	    (kind != NULL && (sqlite3_bind_text(st, 3, kind, -1,
+	    SQLITE_STATIC) != SQLITE_OK || (ref > 0 ?
+	    sqlite3_bind_int64(st, 4, ref) : sqlite3_bind_null(st, 4)) !=
+	    SQLITE_OK)) || sqlite3_step(st) != SQLITE_DONE)
+		r = db_fail(l, "write");
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* A TPM quote over the statement's hash, stored as checkpoint n. */
+static int
+countersign(struct alog *l, struct json_object *stmt, int64_t n,
+    uint8_t qual[32])
+{
+	struct buf *attest = buf_new(), *sig = buf_new(), *pcrs = buf_new();
+	struct buf *body = buf_new();
+	struct json_object *vals = NULL;
+	char sel[128];
+	int r = TH_ERR_ALLOC;
+
+	if (attest == NULL || sig == NULL || pcrs == NULL || body == NULL)
+		goto out;
+	if ((r = sigc_quote(l->signer, qual, 32, attest, sig, pcrs)) != 0) {
+		r = th_fail(r, "audit log: cannot countersign: %s",
+		    th_errmsg(r));
+		goto out;
+	}
+	if ((r = pcr_values(buf_ptr(pcrs), buf_len(pcrs), &vals, sel,
+	    sizeof(sel))) != 0)
+		goto out;
+	if (strcmp(sel, l->pcr_selection) != 0) {
+		r = th_fail(TH_ERR_PROTOCOL, "audit log: the signer quoted %s, "
+		    "the log's header says %s", sel, l->pcr_selection);
+		goto out;
+	}
+	json_object_object_add(stmt, "kind", json_object_new_string(
+	    "tpm-quote"));
+	if ((r = add_b64(stmt, "qual", qual, 32)) != 0 ||
+	    (r = add_b64(stmt, "attest", buf_ptr(attest),
+	    buf_len(attest))) != 0 ||
+	    (r = add_b64(stmt, "sig", buf_ptr(sig), buf_len(sig))) != 0 ||
+	    (r = add_b64(stmt, "pcrs", buf_ptr(pcrs), buf_len(pcrs))) != 0)
+		goto out;
+	json_object_object_add(stmt, "pcr_values", vals);
+	vals = NULL;
+	if ((r = jcs_encode(body, stmt)) != 0)
+		goto out;
+	r = insert_body(l, "INSERT INTO checkpoints(n, body) VALUES(?, ?)", n,
+	    NULL, 0, body);
+ out:
+	json_object_put(vals);
+	buf_free(attest);
+	buf_free(sig);
+	buf_free(pcrs);
+	buf_free(body);
+	return r;
+}
+
+/* Called with the lock held and committing set; drops the lock around the
+ * quote. */
+static int
+checkpoint(struct alog *l)
+{
+	struct json_object *stmt = NULL;
+	uint8_t root[MERKLE_HASH_LEN], qual[32];
+	uint8_t (*leaves)[MERKLE_HASH_LEN] = NULL;
+	char rootb[JWS_HASH_LEN + 1], prevb[JWS_HASH_LEN + 1];
+	struct buf *canon = NULL;
+	int64_t first = l->committed + 1, last = l->seq, n = l->ckpt_n + 1;
+	size_t count = l->nleaves;
+	int r = TH_ERR_ALLOC;
+
+	if ((leaves = malloc(count * sizeof(*leaves))) == NULL)
+		return TH_ERR_ALLOC;
+	memcpy(leaves, l->leaves, count * sizeof(*leaves));
+	snprintf(prevb, sizeof(prevb), "%s", l->ckpt_prev);
+	pthread_mutex_unlock(&l->lock);
+
+	if ((r = merkle_root((const uint8_t (*)[MERKLE_HASH_LEN])leaves,
+	    count, root)) != 0)
+		goto out;
+	hash_b64(root, rootb);
+	if ((stmt = json_object_new_object()) == NULL ||
+	    (canon = buf_new()) == NULL) {
+		r = TH_ERR_ALLOC;
+		goto out;
+	}
+	json_object_object_add(stmt, "first", json_object_new_int64(first));
+	json_object_object_add(stmt, "last", json_object_new_int64(last));
+	json_object_object_add(stmt, "log", json_object_new_string(l->hh));
+	json_object_object_add(stmt, "n", json_object_new_int64(n));
+	json_object_object_add(stmt, "prev", json_object_new_string(prevb));
+	json_object_object_add(stmt, "root", json_object_new_string(rootb));
+	if ((r = jcs_encode(canon, stmt)) != 0)
+		goto out;
+	SHA256(buf_ptr(canon), buf_len(canon), qual);
+	r = countersign(l, stmt, n, qual);
+ out:
+	pthread_mutex_lock(&l->lock);
+	if (r == 0) {
+		/* Entries appended meanwhile stay for the next batch. */
+		memmove(l->leaves, l->leaves + count,
+		    (l->nleaves - count) * sizeof(*l->leaves));
+		l->nleaves -= count;
+		l->committed = last;
+		l->ckpt_n = n;
+		hash_b64(qual, l->ckpt_prev);
+	}
+	json_object_put(stmt);
+	buf_free(canon);
+	free(leaves);
+	return r;
+}
+
+int
+alog_commit(struct alog *l, int64_t seq, int64_t *n)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&l->lock);
+	while (r == 0 && l->committed < seq) {
+		if (l->committing) {
+			/* A quote is in flight; it or the next one covers us. */
+			pthread_cond_wait(&l->done, &l->lock);
+			continue;
+		}
+		l->committing = 1;
+		r = checkpoint(l);
+		l->committing = 0;
+		pthread_cond_broadcast(&l->done);
+	}
+	if (r == 0 && n != NULL)
+		*n = l->ckpt_n;
+	pthread_mutex_unlock(&l->lock);
+	return r;
+}
+
+int
+alog_append(struct alog *l, const char *kind, struct json_object *obj,
+    int64_t *seq)
+{
+	struct json_object *e = NULL, *ref;
+	struct buf *body = NULL;
+	char prev[JWS_HASH_LEN + 1];
+	uint8_t (*grown)[MERKLE_HASH_LEN];
+	int r = TH_ERR_ALLOC;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->nleaves == l->aleaves) {
+		if (l->aleaves >= ALOG_BATCH_MAX) {
+			r = th_fail(TH_ERR_UNAVAILABLE, "audit log: too many "
+			    "uncommitted entries");
+			goto out;
+		}
+		if ((grown = realloc(l->leaves, (l->aleaves ? l->aleaves * 2 :
+		    256) * sizeof(*grown))) == NULL)
+			goto out;
+		l->leaves = grown;
+		l->aleaves = l->aleaves ? l->aleaves * 2 : 256;
+	}
+	if ((e = json_object_new_object()) == NULL ||
+	    (body = buf_new()) == NULL)
+		goto out;
+	json_object_object_foreach(obj, k, v)
+		json_object_object_add(e, k, json_object_get(v));
+	if (l->seq == 0)
+		snprintf(prev, sizeof(prev), "%s", l->hh);
+	else
+		hash_b64(l->last, prev);
+	json_object_object_add(e, "v", json_object_new_int(1));
+	json_object_object_add(e, "seq", json_object_new_int64(l->seq + 1));
+	json_object_object_add(e, "time", json_object_new_int64(time(NULL)));
+	json_object_object_add(e, "prev", json_object_new_string(prev));
+	json_object_object_add(e, "kind", json_object_new_string(kind));
+	if ((r = jcs_encode(body, e)) != 0)
+		goto out;
+	if (buf_len(body) > ALOG_BODY_MAX) {
+		r = th_fail(TH_ERR_TOO_LONG, "audit entry too large");
+		goto out;
+	}
+	if ((r = insert_body(l, "INSERT INTO entries(seq, body, kind, ref) "
+	    "VALUES(?, ?, ?, ?)", l->seq + 1, kind,
+	    json_object_object_get_ex(obj, "intent", &ref) ?
+	    json_object_get_int64(ref) : 0, body)) != 0)
+		goto out;
+	l->seq++;
+	SHA256(buf_ptr(body), buf_len(body), l->last);
+	merkle_leaf(buf_ptr(body), buf_len(body), l->leaves[l->nleaves++]);
+	if (seq != NULL)
+		*seq = l->seq;
+ out:
+	pthread_mutex_unlock(&l->lock);
+	json_object_put(e);
+	buf_free(body);
+	return r;
+}
+
+int
+alog_link(struct alog *l, const char *hash, const char *token)
+{
+	struct json_object *o;
+	char (*grown)[JWS_HASH_LEN + 1];
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&l->lock);
+	for (i = 0; i < l->nlinks; i++)
+		if (strcmp(l->links[i], hash) == 0)
+			break;
+	pthread_mutex_unlock(&l->lock);
+	if (i < l->nlinks)
+		return 0;
+	if ((o = json_object_new_object()) == NULL)
+		return TH_ERR_ALLOC;
+	json_object_object_add(o, "hash", json_object_new_string(hash));
+	json_object_object_add(o, "token", json_object_new_string(token));
+	r = alog_append(l, "link", o, NULL);
+	json_object_put(o);
+	if (r != 0)
+		return r;
+	pthread_mutex_lock(&l->lock);
+	if (l->nlinks < ALOG_LINKS_MAX && (grown = realloc(l->links,
+	    (l->nlinks + 1) * sizeof(*grown))) != NULL) {
+		l->links = grown;
+		snprintf(l->links[l->nlinks++], JWS_HASH_LEN + 1, "%s", hash);
+	}
+	pthread_mutex_unlock(&l->lock);
+	return 0;
+}
+
+/* The header of a new log: the keys an auditor needs, and what the TPM
+ * quotes (learnt from a probe quote, which also proves the TPM works). */
+static int
+make_header(struct alog *l, const char *instance, struct buf *body)
+{
+	static const char *const purposes[] = { "delegation-root", "capability",
+	    "attenuation", "attestation" };
+	static const char *const names[] = { "root", "capability",
+	    "attenuation", "ak" };
+	struct json_object *h = NULL, *jwk, *vals = NULL;
+	struct buf *ek = buf_new(), *a = buf_new(), *s = buf_new();
+	struct buf *p = buf_new();
+	uint8_t qual[32];
+	EVP_PKEY *pk;
+	enum th_alg alg;
+	size_t i;
+	int r = TH_ERR_ALLOC;
+
+	if (ek == NULL || a == NULL || s == NULL || p == NULL ||
+	    (h = json_object_new_object()) == NULL)
+		goto out;
+	json_object_object_add(h, "v", json_object_new_int(1));
+	json_object_object_add(h, "log", json_object_new_string(
+	    "threshold-audit"));
+	json_object_object_add(h, "instance", json_object_new_string(instance));
+	json_object_object_add(h, "created", json_object_new_int64(time(NULL)));
+	json_object_object_add(h, "checkpoint_key",
+	    json_object_new_string("tpm-quote"));
+	for (i = 0; i < 4; i++) {
+		r = sigc_pubkey(l->signer, purposes[i], &alg, &pk);
+		if (r == TH_ERR_NOT_FOUND && i == 2) {
+			json_object_object_add(h, names[i], NULL);
+			continue;
+		}
+		if (r != 0) {
+			r = th_fail(r, "audit log: %s key: %s", purposes[i],
+			    th_errmsg(r));
+			goto out;
+		}
+		r = jwk_from_pkey(pk, &jwk);
+		EVP_PKEY_free(pk);
+		if (r != 0)
+			goto out;
+		json_object_object_add(h, names[i], jwk);
+	}
+	if (sigc_ekcert(l->signer, ek) == 0)
+		add_b64(h, "ek_cert", buf_ptr(ek), buf_len(ek));
+	else
+		json_object_object_add(h, "ek_cert", NULL);
+	SHA256((const uint8_t *)"threshold-audit-probe", 21, qual);
+	if ((r = sigc_quote(l->signer, qual, sizeof(qual), a, s, p)) != 0) {
+		r = th_fail(r, "audit log: the TPM cannot quote: %s",
+		    th_errmsg(r));
+		goto out;
+	}
+	if ((r = pcr_values(buf_ptr(p), buf_len(p), &vals, l->pcr_selection,
+	    sizeof(l->pcr_selection))) != 0)
+		goto out;
+	json_object_object_add(h, "pcr_selection",
+	    json_object_new_string(l->pcr_selection));
+	r = jcs_encode(body, h);
+ out:
+	json_object_put(vals);
+	json_object_put(h);
+	buf_free(ek);
+	buf_free(a);
+	buf_free(s);
+	buf_free(p);
+	return r;
+}
+
+/* Reloads what appending and committing need from an existing log. */
+static int
+load_state(struct alog *l)
+{
+	struct json_object *o = NULL;
+	sqlite3_stmt *st = NULL;
+	const char *qual, *hash;
+	int64_t last = 0;
+	int r = 0, rc;
+
+	if (sqlite3_prepare_v2(l->db, "SELECT n, body FROM checkpoints ORDER "
+	    "BY n DESC LIMIT 1", -1, &st, NULL) != SQLITE_OK)
+		return db_fail(l, "read");
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		l->ckpt_n = sqlite3_column_int64(st, 0);
+		if ((r = json_parse_strict((const char *)sqlite3_column_text(st,
+		    1), (size_t)sqlite3_column_bytes(st, 1), ALOG_BODY_MAX,
+		    &o)) != 0 || (r = json_get_int64(o, "last", &last)) != 0 ||
+		    (r = json_get_string(o, "qual", &qual)) != 0)
+			r = th_fail(TH_ERR_INVALID, "audit log: unreadable last "
+			    "checkpoint");
+		else
+			snprintf(l->ckpt_prev, sizeof(l->ckpt_prev), "%s", qual);
+		json_object_put(o);
+		o = NULL;
+	} else
+		snprintf(l->ckpt_prev, sizeof(l->ckpt_prev), "%s", l->hh);
+	sqlite3_finalize(st);
+	st = NULL;
+	l->committed = last;
+	if (r != 0)
+		return r;
+	if (sqlite3_prepare_v2(l->db, "SELECT seq, kind, body FROM entries "
+	    "ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+		return db_fail(l, "read");
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const uint8_t *b = sqlite3_column_text(st, 2);
+		size_t n = (size_t)sqlite3_column_bytes(st, 2);
+
+		if (sqlite3_column_int64(st, 0) != l->seq + 1) {
+			r = th_fail(TH_ERR_INVALID, "audit log: entry %lld is "
+			    "missing", (long long)l->seq + 1);
+			break;
+		}
+		l->seq++;
+		SHA256(b, n, l->last);
+		if (l->seq > l->committed) {
+			if (l->nleaves == l->aleaves) {
+				uint8_t (*g)[MERKLE_HASH_LEN] = realloc(l->leaves,
+				    (l->aleaves ? l->aleaves * 2 : 256) *
+				    sizeof(*g));
+
+				if (g == NULL) {
+					r = TH_ERR_ALLOC;
+					break;
+				}
+				l->leaves = g;
+				l->aleaves = l->aleaves ? l->aleaves * 2 : 256;
+			}
+			merkle_leaf(b, n, l->leaves[l->nleaves++]);
+		}
+		if (strcmp((const char *)sqlite3_column_text(st, 1), "link") == 0 &&
+		    json_parse_strict((const char *)b, n, ALOG_BODY_MAX,
+		    &o) == 0 && json_get_string(o, "hash", &hash) == 0 &&
+		    l->nlinks < ALOG_LINKS_MAX) {
+			char (*g)[JWS_HASH_LEN + 1] = realloc(l->links,
+			    (l->nlinks + 1) * sizeof(*g));
+
+			if (g != NULL) {
+				l->links = g;
+				snprintf(l->links[l->nlinks++], JWS_HASH_LEN + 1,
+				    "%s", hash);
+			}
+		}
+		json_object_put(o);
+		o = NULL;
+	}
+	sqlite3_finalize(st);
+	if (r == 0 && l->committed > l->seq)
+		r = th_fail(TH_ERR_INVALID, "audit log: checkpoint beyond the "
+		    "last entry");
+	return r;
+}
+
+int
+alog_open(const char *path, const char *signer_path, const char *instance,
+    struct alog **out)
+{
+	struct json_object *h = NULL;
+	struct alog *l;
+	struct buf *body = NULL;
+	sqlite3_stmt *st = NULL;
+	const char *inst, *sel;
+	uint8_t hh[32];
+	int r;
+
+	*out = NULL;
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return TH_ERR_ALLOC;
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->done, NULL);
+	if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		r = th_fail(TH_ERR_IO, "cannot open the audit log %s", path);
+		goto out;
+	}
+	sqlite3_busy_timeout(l->db, 5000);
+	/* Every commit reaches the disk before the caller goes on. */
+	if (sqlite3_exec(l->db, "PRAGMA journal_mode=WAL;"
+	    "PRAGMA synchronous=FULL;", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(l->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+		r = db_fail(l, path);
+		goto out;
+	}
+	if ((r = sigc_connect(signer_path, &l->signer)) != 0 ||
+	    (body = buf_new()) == NULL)
+		goto out;
+	if (sqlite3_prepare_v2(l->db, "SELECT body FROM header", -1, &st,
+	    NULL) != SQLITE_OK) {
+		r = db_fail(l, "read header");
+		goto out;
+	}
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		r = buf_put(body, sqlite3_column_text(st, 0),
+		    (size_t)sqlite3_column_bytes(st, 0));
+	} else if ((r = make_header(l, instance, body)) == 0)
+		r = insert_body(l, "INSERT INTO header(id, body) VALUES(?, ?)",
+		    1, NULL, 0, body);
+	sqlite3_finalize(st);
+	if (r != 0)
+		goto out;
+	if ((r = json_parse_strict((const char *)buf_ptr(body), buf_len(body),
+	    ALOG_BODY_MAX, &h)) != 0 ||
+	    (r = json_get_string(h, "instance", &inst)) != 0 ||
+	    (r = json_get_string(h, "pcr_selection", &sel)) != 0) {
+		r = th_fail(TH_ERR_INVALID, "audit log: unreadable header");
+		goto out;
+	}
+	if (strcmp(inst, instance) != 0) {
+		r = th_fail(TH_ERR_CONFIG, "audit log %s belongs to %s, not %s",
+		    path, inst, instance);
+		goto out;
+	}
+	snprintf(l->pcr_selection, sizeof(l->pcr_selection), "%s", sel);
+	SHA256(buf_ptr(body), buf_len(body), hh);
+	hash_b64(hh, l->hh);
+	if ((r = load_state(l)) != 0)
+		goto out;
+	*out = l;
+	l = NULL;
+ out:
+	json_object_put(h);
+	buf_free(body);
+	alog_close(l);
+	return r;
+}
+
+void
+alog_close(struct alog *l)
+{
+	if (l == NULL)
+		return;
+	sqlite3_close(l->db);
+	sigc_close(l->signer);
+	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->done);
+	free(l->leaves);
+	free(l->links);
+	free(l);
+}
+
+int
+alog_open_intents(struct alog *l,
+    int (*fn)(int64_t seq, struct json_object *entry, void *arg), void *arg)
+{
+	struct json_object *o;
+	sqlite3_stmt *st = NULL;
+	int r = 0;
+
+	if (sqlite3_prepare_v2(l->db, "SELECT seq, body FROM entries WHERE "
+	    "kind = 'intent' AND seq NOT IN (SELECT ref FROM entries WHERE "
+	    "kind IN ('outcome', 'recovered') AND ref IS NOT NULL) ORDER BY "
+	    "seq", -1, &st, NULL) != SQLITE_OK)
+		return db_fail(l, "read");
+	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		o = NULL;
+		if ((r = json_parse_strict((const char *)sqlite3_column_text(st,
+		    1), (size_t)sqlite3_column_bytes(st, 1), ALOG_BODY_MAX,
+		    &o)) == 0)
+			r = fn(sqlite3_column_int64(st, 0), o, arg);
+		json_object_put(o);
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+export_rows(sqlite3 *db, const char *sql, const char *type, FILE *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return th_fail(TH_ERR_IO, "audit export: %s", sqlite3_errmsg(db));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		fprintf(out, "{\"type\":\"%s\",\"%s\":%s}\n", type, type,
+		    (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return th_fail(TH_ERR_IO, "audit export: %s", sqlite3_errmsg(db));
+	return ferror(out) ? th_fail(TH_ERR_IO, "audit export: write failed") :
+	    0;
+}
+
+static int
+export_db(sqlite3 *db, FILE *out)
+{
+	int r;
+
+	if ((r = export_rows(db, "SELECT body FROM header", "header", out)) ||
+	    (r = export_rows(db, "SELECT body FROM entries ORDER BY seq",
+	    "entry", out)) ||
+	    (r = export_rows(db, "SELECT body FROM checkpoints ORDER BY n",
+	    "checkpoint", out)))
+		return r;
+	return fflush(out) == 0 ? 0 : th_fail(TH_ERR_IO, "write failed");
+}
+
+int
+alog_export(struct alog *l, FILE *out)
+{
+	return export_db(l->db, out);
+}
+
+int
+alog_export_db(const char *path, FILE *out)
+{
+	sqlite3 *db = NULL;
+	int r;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		r = th_fail(TH_ERR_IO, "cannot open the audit log %s", path);
+		goto out;
+	}
+	r = export_db(db, out);
+ out:
+	sqlite3_close(db);
+	return r;
+}

@@ -1,0 +1,49 @@
+/* alog: the audit log writer (docs/audit-format.md): append-only SQLite (WAL,
+ * synchronous FULL), canonical-JSON entries chained by hash, committed in
+ * batches whose RFC 6962 root is bound into the qualifying data of one
+ * TPM2_Quote by the attestation key.  Thread-safe: appends are serialised;
+ * commits group everything appended while a quote was in flight, so under
+ * load the quote count grows with batches, not entries. */
+#ifndef TH_ALOG_H
+#define TH_ALOG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <json-c/json.h>
+
+#include "sigclient.h"
+
+struct alog;
+
+/* Opens the log at path, creating it (and its header, from the signer's
+ * public keys, EK certificate and a probe quote) if new.  signer_path is
+ * the signer's socket: the log keeps a connection of its own.  instance is
+ * the broker's id.  Fails closed: no signer, no TPM quote, no log. */
+int	alog_open(const char *path, const char *signer_path,
+	    const char *instance, struct alog **out);
+void	alog_close(struct alog *l);			/* NULL ok */
+
+/* Appends an entry of kind with the members of obj (not consumed), adding
+ * v, seq, time and prev; durable when this returns.  *seq may be NULL. */
+int	alog_append(struct alog *l, const char *kind, struct json_object *obj,
+	    int64_t *seq);
+/* Appends a link entry for token (with its hash) unless the log already
+ * holds one. */
+int	alog_link(struct alog *l, const char *hash, const char *token);
+/* Returns once a checkpoint covers seq, quoting if need be; *n is that
+ * checkpoint's number (may be NULL). */
+int	alog_commit(struct alog *l, int64_t seq, int64_t *n);
+
+/* Calls fn for every intent that has neither an outcome nor a recovered
+ * entry (the broker died between them). */
+int	alog_open_intents(struct alog *l,
+	    int (*fn)(int64_t seq, struct json_object *entry, void *arg),
+	    void *arg);
+
+/* Writes the export file (JSON lines: header, entries, checkpoints). */
+int	alog_export(struct alog *l, FILE *out);
+/* The same, reading a log database directly (threshold audit export). */
+int	alog_export_db(const char *path, FILE *out);
+
+#endif

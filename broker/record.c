@@ -1,0 +1,228 @@
+/* What the broker writes to the audit log (docs/audit-format.md). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "err.h"
+#include "json.h"
+#include "log.h"
+
+/* link entries for every link of a chain not yet in the log. */
+static int
+rec_links(struct broker *b, char (*hashes)[JWS_HASH_LEN + 1], size_t n)
+{
+	enum store_kind kind;
+	char *tok;
+	size_t i;
+	int r = 0;
+
+	for (i = 0; r == 0 && i < n; i++) {
+		if ((r = store_get_token(b->st, hashes[i], &kind, &tok)) != 0)
+			break;
+		r = alog_link(b->audit, hashes[i], tok);
+		free(tok);
+	}
+	return r;
+}
+
+static int
+append_commit(struct broker *b, const char *kind, struct json_object *e,
+    int64_t *seq, int64_t *checkpoint)
+{
+	int64_t s;
+	int r;
+
+	if ((r = alog_append(b->audit, kind, e, &s)) != 0 ||
+	    (r = alog_commit(b->audit, s, checkpoint)) != 0)
+		return r;
+	if (seq != NULL)
+		*seq = s;
+	return 0;
+}
+
+int
+rec_refusal(struct broker *b, const struct answer *ans, const char *reason)
+{
+	struct json_object *e = json_object_new_object(), *d;
+	int r;
+
+	if (e == NULL)
+		return TH_ERR_ALLOC;
+	json_object_object_add(e, "agent", json_object_new_string(
+	    ans->agent != NULL ? ans->agent : "unknown"));
+	json_object_object_add(e, "code", json_object_new_string(ans->code));
+	json_object_object_add(e, "reason", json_object_new_string(reason));
+	if (ans->op != NULL)
+		json_object_object_add(e, "op", cap_op_json(ans->op));
+	if (ans->jti != NULL)
+		json_object_object_add(e, "jti", json_object_new_string(ans->jti));
+	if (ans->body != NULL && json_object_object_get_ex(ans->body,
+	    "decision", &d))
+		json_object_object_add(e, "decision", json_object_get(d));
+	r = append_commit(b, "refusal", e, NULL, NULL);
+	json_object_put(e);
+	return r;
+}
+
+int
+rec_mint(struct broker *b, const char *agent, const char *capability,
+    size_t len)
+{
+	struct json_object *e = NULL, *v;
+	char hashes[CHAIN_LINKS_MAX][JWS_HASH_LEN + 1];
+	struct jws *j = NULL;
+	size_t i, n;
+	int r;
+
+	if ((r = jws_parse(capability, len, &j)) != 0)
+		return r;
+	json_object_object_get_ex(j->claims, "chain", &v);
+	n = json_object_array_length(v);
+	for (i = 0; i < n && i < CHAIN_LINKS_MAX; i++)
+		snprintf(hashes[i], sizeof(hashes[i]), "%s",
+		    json_object_get_string(json_object_array_get_idx(v, i)));
+	if ((r = rec_links(b, hashes, i)) != 0)
+		goto out;
+	if ((e = json_object_new_object()) == NULL) {
+		r = TH_ERR_ALLOC;
+		goto out;
+	}
+	json_object_object_add(e, "agent", json_object_new_string(agent));
+	json_object_object_add(e, "chain", json_object_get(v));
+	json_object_object_get_ex(j->claims, "op", &v);
+	json_object_object_add(e, "op", json_object_get(v));
+	json_object_object_get_ex(j->claims, "jti", &v);
+	json_object_object_add(e, "jti", json_object_get(v));
+	r = alog_append(b->audit, "mint", e, NULL);
+ out:
+	json_object_put(e);
+	jws_free(j);
+	return r;
+}
+
+int
+rec_intent(struct broker *b, const struct cap_redeemed *red,
+    const char *capability, struct json_object *decision,
+    const struct gh_token *tok, int64_t *seq)
+{
+	struct json_object *e = NULL, *chain, *t;
+	size_t i;
+	int r;
+
+	if ((r = rec_links(b, (char (*)[JWS_HASH_LEN + 1])red->chain->hashes,
+	    red->chain->n)) != 0)
+		return r;
+	if ((e = json_object_new_object()) == NULL ||
+	    (chain = json_object_new_array()) == NULL ||
+	    (t = json_object_new_object()) == NULL) {
+		json_object_put(e);
+		return TH_ERR_ALLOC;
+	}
+	for (i = 0; i < red->chain->n; i++)
+		json_object_array_add(chain,
+		    json_object_new_string(red->chain->hashes[i]));
+	json_object_object_add(e, "agent", json_object_new_string(red->agent));
+	json_object_object_add(e, "capability",
+	    json_object_new_string(capability));
+	json_object_object_add(e, "op", cap_op_json(&red->op));
+	json_object_object_add(e, "jti", json_object_new_string(red->jti));
+	json_object_object_add(e, "chain", chain);
+	json_object_object_add(e, "decision", json_object_get(decision));
+	json_object_object_add(t, "fingerprint",
+	    json_object_new_string(tok->fingerprint));
+	json_object_object_add(t, "expires_at",
+	    json_object_new_string(tok->expires_at));
+	json_object_object_add(e, "token", t);
+	/* Durable and countersigned before GitHub is asked to change
+	 * anything: fail closed. */
+	r = append_commit(b, "intent", e, seq, NULL);
+	json_object_put(e);
+	return r;
+}
+
+int
+rec_outcome(struct broker *b, int64_t intent, long status,
+    struct json_object *result, const char *error, int64_t *seq,
+    int64_t *checkpoint)
+{
+	struct json_object *e = json_object_new_object();
+	int r;
+
+	if (e == NULL)
+		return TH_ERR_ALLOC;
+	json_object_object_add(e, "intent", json_object_new_int64(intent));
+	json_object_object_add(e, "status", json_object_new_int64(status));
+	json_object_object_add(e, "result", result != NULL ?
+	    json_object_get(result) : json_object_new_object());
+	if (error != NULL)
+		json_object_object_add(e, "error", json_object_new_string(error));
+	r = append_commit(b, "outcome", e, seq, checkpoint);
+	json_object_put(e);
+	return r;
+}
+
+/* What GitHub says about one intent left without an outcome. */
+static int
+recover_one(int64_t seq, struct json_object *entry, void *arg)
+{
+	struct broker *b = arg;
+	struct json_object *op, *perms = NULL, *res, *e;
+	struct gh_token tok;
+	struct gh_pr pr;
+	const char *kind = "", *repo = "";
+	int64_t inst, n = 0;
+	long status = 0;
+	int r;
+
+	memset(&tok, 0, sizeof(tok));
+	res = json_object_new_object();
+	if (json_object_object_get_ex(entry, "op", &op)) {
+		json_get_string(op, "op", &kind);
+		json_get_string(op, "repo", &repo);
+		json_get_int64(op, "pr", &n);
+	}
+	if (strcmp(kind, "github.merge") == 0) {
+		perms = json_object_new_object();
+		json_object_object_add(perms, "pull_requests",
+		    json_object_new_string("read"));
+		if ((r = gh_installation(b->gh, repo, &inst)) != 0 ||
+		    (r = gh_token_create(b->gh, inst, repo, perms, &tok)) != 0 ||
+		    (r = gh_pr_get(b->gh, &tok, repo, n, &pr)) != 0) {
+			log_warn("audit: intent %lld still open: GitHub did not "
+			    "say what happened: %s", (long long)seq,
+			    th_errmsg(r));
+			gh_token_revoke(b->gh, &tok);
+			json_object_put(perms);
+			json_object_put(res);
+			return 0;	/* try again at the next start */
+		}
+		gh_token_revoke(b->gh, &tok);
+		status = 200;
+		json_object_object_add(res, "merged",
+		    json_object_new_boolean(pr.merged));
+		json_object_object_add(res, "state", json_object_new_string(
+		    pr.open ? "open" : "closed"));
+		json_object_object_add(res, "head_sha",
+		    json_object_new_string(pr.head_sha));
+	} else
+		json_object_object_add(res, "unknown", json_object_new_string(
+		    "GitHub offers no lookup that tells whether this operation "
+		    "happened; check by hand"));
+	e = json_object_new_object();
+	json_object_object_add(e, "intent", json_object_new_int64(seq));
+	json_object_object_add(e, "status", json_object_new_int64(status));
+	json_object_object_add(e, "result", res);
+	r = append_commit(b, "recovered", e, NULL, NULL);
+	log_info("audit: intent %lld recovered: %s", (long long)seq,
+	    json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
+	json_object_put(e);
+	json_object_put(perms);
+	return r;
+}
+
+int
+act_recover(struct broker *b)
+{
+	return alog_open_intents(b->audit, recover_one, b);
+}
