@@ -1,6 +1,7 @@
 /* thresholdd: agents ask it to act on GitHub; it never shows them a
  * credential.  See docs/api.md. */
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,9 @@ main(int argc, char **argv)
 
 	/* Installation tokens pass through this process's memory. */
 	setrlimit(RLIMIT_CORE, &rl);
+	/* A full disk must fail a write (and so the operation, closed), not
+	 * kill the broker. */
+	signal(SIGXFSZ, SIG_IGN);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	while ((ch = getopt(argc, argv, "f:v")) != -1) {
 		switch (ch) {

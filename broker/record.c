@@ -135,8 +135,10 @@ rec_intent(struct broker *b, const struct cap_redeemed *red,
 	    json_object_new_string(tok->expires_at));
 	json_object_object_add(e, "token", t);
 	/* Durable and countersigned before GitHub is asked to change
-	 * anything: fail closed. */
-	r = append_commit(b, "intent", e, seq, NULL);
+	 * anything: fail closed.  *seq is set as soon as the entry is
+	 * written, so that a failed countersignature can still close it. */
+	if ((r = alog_append(b->audit, "intent", e, seq)) == 0)
+		r = alog_commit(b->audit, *seq, NULL);
 	json_object_put(e);
 	return r;
 }
@@ -148,6 +150,7 @@ rec_outcome(struct broker *b, int64_t intent, long status,
 {
 	struct json_object *e = json_object_new_object();
 	int r;
+
 
 	if (e == NULL)
 		return TH_ERR_ALLOC;

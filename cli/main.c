@@ -18,7 +18,8 @@ usage(void)
 	    "  delegate --as WHO --to AGENT ...         grant an agent operations\n"
 	    "  delegation list|revoke|install           installed delegations\n"
 	    "  capability request|redeem                one operation, once\n"
-	    "  github merge ...                         act through thresholdd\n"
+	    "  github merge|pr create|comment|deploy|dispatch  act through thresholdd\n"
+	    "  audit export|verify                      the audit log, for auditors\n"
 	    "Run a command without arguments for its usage.\n");
 	exit(2);
 }
@@ -64,6 +65,9 @@ main(int argc, char **argv)
 		return cmd_capability(&cli, argc - i - 1, argv + i + 1);
 	if (strcmp(argv[i], "github") == 0)
 		return cmd_github(&cli, argc - i - 1, argv + i + 1);
+	if (strcmp(argv[i], "audit") == 0 && i + 1 < argc &&
+	    strcmp(argv[i + 1], "export") == 0)
+		return audit_export_cmd(&cli, argc - i - 1, argv + i + 1);
 	usage();
 	return 2;
 }

@@ -90,3 +90,33 @@ stop_broker() {
 	done
 	rm -f "$T/broker.pid"
 }
+
+# world POLICY: the whole product on this machine -- swtpm + SoftHSM +
+# signer, alice's delegation of github.merge on acme/backend@main to
+# coder-1 (the caller's uid) under POLICY, the GitHub emulator with an
+# installation on acme/backend, and thresholdd ($T/broker.sock).
+world() {
+	"$FIX/provision" "$T" 2>"$T/provision.log" || { cat "$T/provision.log"; return 1; }
+	export SOFTHSM2_CONF="$T/hsm/softhsm2.conf"
+	"$FIX/signer-start" "$T" || return 1
+	BUILD=$BUILD "$FIX/alice" "$T" "$1" >/dev/null 2>&1 || return 1
+	start_emulator "$(cat "$T/app-id")" "$T/github-app.pub.pem"
+	admin POST repos '{"full_name":"acme/backend","default_branch":"main"}' >/dev/null
+	admin POST installations '{"id":42,"account":"acme","repositories":["acme/backend"],"permissions":{"contents":"write","pull_requests":"write","checks":"read","statuses":"read"}}' >/dev/null
+	cat >"$T/broker.conf" <<CONF
+listen $T/broker.sock
+signer $T/signer.sock
+state $T/state
+github-url $GH
+github-app-id $(cat "$T/app-id")
+agent $(id -u) coder-1
+CONF
+	start_broker
+}
+
+# green_pr N SHA FILES_JSON: an open PR on acme/backend@main, approved by
+# carol, with ci/test green on SHA.
+green_pr() {
+	admin POST pulls "{\"repo\":\"acme/backend\",\"number\":$1,\"head\":{\"sha\":\"$2\",\"ref\":\"topic-$1\"},\"base\":{\"ref\":\"main\"},\"user\":{\"login\":\"bob\"},\"mergeable\":true,\"files\":$3,\"reviews\":[{\"user\":\"carol\",\"state\":\"APPROVED\"}]}" >/dev/null
+	admin POST checks "{\"repo\":\"acme/backend\",\"sha\":\"$2\",\"check_runs\":[{\"name\":\"ci/test\",\"status\":\"completed\",\"conclusion\":\"success\"}]}" >/dev/null
+}

@@ -1,0 +1,91 @@
+# The audit log of a real broker (swtpm quotes, SoftHSM, GitHub emulator):
+# what it records, its countersignatures checked by tpm2_checkquote, crash
+# consistency (kill -9 in the middle of an operation), and fail-closed
+# behaviour when the log cannot be written or countersigned.
+. "$(dirname "$0")/../lib.sh"
+PY=/usr/bin/python3
+AC="$PY $ROOT/tests/tools/audit_check.py"
+sha() { printf '%040d' "$1"; }
+echo '{"required_checks":["ci/test"],"min_approvals":1,"protected_paths":[".github/workflows/**"]}' >"$T/policy.json"
+world "$T/policy.json" && ok "the whole product is up" || { fail "world"; cat "$T"/*.log; done_testing; exit 1; }
+TH="$BIN/threshold --broker $T/broker.sock --state $T/state --signer $T/signer.sock"
+export_log() { $TH audit export "$T/audit.jsonl"; }
+
+green_pr 1 "$(sha 1)" '["src/a.c"]'
+green_pr 2 "$(sha 2)" '[".github/workflows/ci.yml"]'
+$BIN/threshold --broker "$T/broker.sock" --json github merge --repo acme/backend --pr 1 >"$T/m1.json" 2>&1
+$PY -c "import json,sys;a=json.load(open(sys.argv[1]))['audit'];assert a['committed'] and a['checkpoint']>=1 and a['outcome']>a['intent']" "$T/m1.json" &&
+	ok "a merge's answer says its intent and outcome are committed under a checkpoint" || { fail "audit in the answer"; cat "$T/m1.json"; }
+$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 2 >/dev/null 2>&1
+sleep 0.5
+expect_ok "export" export_log
+kinds=$($AC kinds "$T/audit.jsonl")
+echo "$kinds" | grep -q "link link mint intent outcome" && ok "links, mint, intent, outcome in order" || fail "kinds: $kinds"
+echo "$kinds" | grep -q "revocation" && ok "the token's revocation is recorded" || fail "revocation recorded: $kinds"
+echo "$kinds" | grep -q "refusal" && ok "the policy refusal is recorded" || fail "refusal recorded: $kinds"
+$AC find "$T/audit.jsonl" refusal code=policy_denied | grep -q "protected path" && ok "the refusal names the rule" || fail "refusal reason"
+expect_ok "the hash chain recomputes independently" $AC chain "$T/audit.jsonl"
+if grep -q "ghs_" "$T/audit.jsonl"; then fail "a token value in the log"; else ok "no token value in the log (fingerprints only)"; fi
+mkdir -p "$T/cp"
+expect_ok "checkpoint 1 extracted, qual = H(statement)" $AC checkpoint "$T/audit.jsonl" 1 "$T/cp"
+expect_ok "tpm2_checkquote accepts checkpoint 1's quote" \
+	tpm2_checkquote -u "$T/cp/ak.pem" -m "$T/cp/attest.bin" -s "$T/cp/sig.bin" -f "$T/cp/pcrs.bin" \
+	-g sha256 -q "$(cat "$T/cp/qual.hex")"
+expect_fail "and rejects it for another statement" "." \
+	tpm2_checkquote -u "$T/cp/ak.pem" -m "$T/cp/attest.bin" -s "$T/cp/sig.bin" -f "$T/cp/pcrs.bin" \
+	-g sha256 -q "$(printf '%064d' 0)"
+expect_fail "the log refuses updates (append-only)" "append-only" \
+	$PY -c "import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);c.execute('update entries set body=body where seq=1');c.commit()" "$T/state/audit.db"
+
+# Crash consistency: kill -9 while the merge is at GitHub (it completes
+# there), and while it has not reached GitHub (it never does).
+green_pr 3 "$(sha 3)" '["src/c.c"]'
+green_pr 4 "$(sha 4)" '["src/d.c"]'
+admin POST faults '{"method":"PUT","path_regex":"/pulls/3/merge","delay_ms":2500}' >/dev/null
+admin POST faults '{"method":"PUT","path_regex":"/pulls/4/merge","hang_ms":2500,"then":"close"}' >/dev/null
+for n in 3 4; do
+	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr $n >/dev/null 2>&1 &
+	sleep 1.2
+	kill -9 "$(cat "$T/broker.pid")"
+	sleep 2
+	start_broker || fail "broker restarts after kill -9"
+done
+sleep 0.5
+merged=$(admin GET state | $PY -c "import json,sys;print(' '.join(str(m.get('number',m.get('pr'))) for m in json.load(sys.stdin)['merges']))")
+echo "$merged" | grep -qw 3 && ok "the in-flight merge completed at GitHub" || fail "merge 3 at GitHub ($merged)"
+echo "$merged" | grep -qw 4 && fail "merge 4 reached GitHub" || ok "the hung merge never reached GitHub"
+export_log
+i3=$($AC find "$T/audit.jsonl" intent | $PY -c "import json,sys;print([json.loads(l)['seq'] for l in sys.stdin if json.loads(l)['op']['pr']==3][0])")
+i4=$($AC find "$T/audit.jsonl" intent | $PY -c "import json,sys;print([json.loads(l)['seq'] for l in sys.stdin if json.loads(l)['op']['pr']==4][0])")
+$AC find "$T/audit.jsonl" recovered intent=$i3 | grep -q '"merged": true' && ok "restart recorded that #3 was merged" || fail "recovery of #3"
+$AC find "$T/audit.jsonl" recovered intent=$i4 | grep -q '"merged": false' && ok "restart recorded that #4 was not" || fail "recovery of #4"
+expect_ok "after the crashes the hash chain is intact" $AC chain "$T/audit.jsonl"
+
+# Fail closed: the TPM cannot quote (swtpm down; the installation id and
+# App JWT are cached, so only the countersignature needs it): refused,
+# nothing done at GitHub.
+green_pr 5 "$(sha 5)" '["src/e.c"]'
+$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 3 >/dev/null 2>&1
+"$FIX/swtpm-stop" "$T"
+$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 5 >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "audit_unavailable" "$T/err" && ok "no countersignature: refused (audit_unavailable)" ||
+	{ fail "quote failing (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+admin GET state | grep -q '"number": 5, "merged": true\|"pr": 5' && fail "merged without an audit record" || ok "nothing merged at GitHub"
+"$FIX/swtpm-start" "$T" >/dev/null
+
+# Fail closed: the log's database cannot be written.
+stop_broker
+chattr +i "$T/state/audit.db" "$T/state/audit.db-wal" "$T/state/audit.db-shm" 2>/dev/null
+if lsattr "$T/state/audit.db" 2>/dev/null | grep -q -- '-i-'; then
+	start_broker
+	green_pr 6 "$(sha 6)" '["src/f.c"]'
+	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 6 >"$T/out" 2>"$T/err"; rc=$?
+	[ $rc -ne 0 ] && grep -q "audit_unavailable\|audit log" "$T/err" && ok "read-only log: refused" ||
+		{ fail "read-only log (exit $rc)"; sed 's/^/#   /' "$T/err" "$T/broker.log" | tail -5; }
+	admin GET state | grep -q '"pr": 6' && fail "merged without an audit record" || ok "nothing done at GitHub"
+	stop_broker
+	chattr -i "$T/state/audit.db" "$T/state/audit.db-wal" "$T/state/audit.db-shm" 2>/dev/null
+else
+	ok "SKIP read-only log: chattr +i unsupported here"
+fi
+done_testing
