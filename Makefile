@@ -132,9 +132,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBSIGNER) $(LIBCLI) $(LIBBROKER) $(LIBAUDIT)
 $(BUILD)/tests/%: tests/hw/%.c $(LIBAUDIT) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_HW) -Itokens -Iaudit -o $@ $^ $(LDFLAGS) -lcmocka $(LIBS_HW) $(LIBS_COMMON)
-$(BUILD)/bench/%: bench/%.c $(LIBSIGNER) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
+$(BUILD)/bench/%: bench/%.c $(LIBSIGNER) $(LIBAUDIT) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_HW) -Isigner -Itokens -o $@ $^ $(LDFLAGS) -lpthread $(LIBS_BROKER) $(LIBS_HW) $(LIBS_COMMON)
+	$(CC) $(CFLAGS_HW) -Isigner -Itokens -Iaudit -o $@ $^ $(LDFLAGS) -lpthread $(LIBS_BROKER) $(LIBS_HW) $(LIBS_COMMON)
 
 # Only the signer may hold key material: keep tpm2-tss and libp11 out of
 # every other binary.

@@ -20,6 +20,7 @@
 #define ALOG_BODY_MAX		(1024 * 1024)
 #define PCR_SEL_SIZE		132	/* tpm2-tools' TPML_PCR_SELECTION dump */
 #define PCR_DIG_SIZE		532	/* ... and TPML_DIGEST */
+#define ALOG_COMMIT_DELAY_MS	10	/* background batching window */
 
 struct alog {
 	sqlite3		*db;
@@ -38,6 +39,9 @@ struct alog {
 	int		 committing;
 	char		(*links)[JWS_HASH_LEN + 1];
 	size_t		 nlinks;
+	pthread_t	 committer;
+	pthread_cond_t	 pending;
+	int		 running, stopping;
 };
 
 static const char schema[] =
@@ -377,6 +381,7 @@ alog_append(struct alog *l, const char *kind, struct json_object *obj,
 	merkle_leaf(buf_ptr(body), buf_len(body), l->leaves[l->nleaves++]);
 	if (seq != NULL)
 		*seq = l->seq;
+	pthread_cond_signal(&l->pending);
  out:
 	pthread_mutex_unlock(&l->lock);
 	json_object_put(e);
@@ -589,6 +594,7 @@ alog_open(const char *path, const char *signer_path, const char *instance,
 		return TH_ERR_ALLOC;
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_cond_init(&l->done, NULL);
+	pthread_cond_init(&l->pending, NULL);
 	if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
 		r = th_fail(TH_ERR_IO, "cannot open the audit log %s", path);
@@ -645,15 +651,70 @@ alog_open(const char *path, const char *signer_path, const char *instance,
 	return r;
 }
 
+/* Commits whatever was appended, a little later, so that entries nobody
+ * waits for (outcomes, revocations, mints) are countersigned too and
+ * share quotes. */
+static void *
+committer(void *arg)
+{
+	struct alog *l = arg;
+	struct timespec delay = { 0, ALOG_COMMIT_DELAY_MS * 1000000L };
+	int64_t seq;
+
+	pthread_mutex_lock(&l->lock);
+	for (;;) {
+		while (!l->stopping && l->committed >= l->seq)
+			pthread_cond_wait(&l->pending, &l->lock);
+		if (l->committed >= l->seq)
+			break;
+		pthread_mutex_unlock(&l->lock);
+		nanosleep(&delay, NULL);
+		pthread_mutex_lock(&l->lock);
+		seq = l->seq;
+		pthread_mutex_unlock(&l->lock);
+		/* A failure (the TPM away) leaves the entries pending; the
+		 * next append or commit tries again. */
+		if (alog_commit(l, seq, NULL) != 0) {
+			nanosleep(&delay, NULL);
+			pthread_mutex_lock(&l->lock);
+			if (l->stopping)
+				break;
+			continue;
+		}
+		pthread_mutex_lock(&l->lock);
+	}
+	pthread_mutex_unlock(&l->lock);
+	return NULL;
+}
+
+int
+alog_start_committer(struct alog *l)
+{
+	if (pthread_create(&l->committer, NULL, committer, l) != 0)
+		return th_fail(TH_ERR_INTERNAL, "cannot start the audit "
+		    "committer");
+	l->running = 1;
+	return 0;
+}
+
 void
 alog_close(struct alog *l)
 {
 	if (l == NULL)
 		return;
+	if (l->running) {
+		/* Commit what is pending before going. */
+		pthread_mutex_lock(&l->lock);
+		l->stopping = 1;
+		pthread_cond_signal(&l->pending);
+		pthread_mutex_unlock(&l->lock);
+		pthread_join(l->committer, NULL);
+	}
 	sqlite3_close(l->db);
 	sigc_close(l->signer);
 	pthread_mutex_destroy(&l->lock);
 	pthread_cond_destroy(&l->done);
+	pthread_cond_destroy(&l->pending);
 	free(l->leaves);
 	free(l->links);
 	free(l);

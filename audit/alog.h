@@ -35,6 +35,10 @@ int	alog_link(struct alog *l, const char *hash, const char *token);
  * checkpoint's number (may be NULL). */
 int	alog_commit(struct alog *l, int64_t seq, int64_t *n);
 
+/* Starts a thread that commits what nobody waits for, within ~10 ms of
+ * its append; alog_close then commits what is pending before returning. */
+int	alog_start_committer(struct alog *l);
+
 /* Calls fn for every intent that has neither an outcome nor a recovered
  * entry (the broker died between them). */
 int	alog_open_intents(struct alog *l,

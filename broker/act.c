@@ -47,22 +47,23 @@ close_intent(struct broker *b, int64_t intent, int why)
 	(void)rec_outcome(b, intent, 0, NULL, msg, NULL, NULL);
 }
 
-/* The audit trail's part of an answer. */
+/* The audit trail's part of an answer: the intent was countersigned
+ * before GitHub was asked; the outcome is durable and countersigned in
+ * the next batch, within milliseconds. */
 static void
 audit_json(struct answer *ans, int64_t intent, int64_t outcome,
     int64_t checkpoint, int r)
 {
 	struct json_object *a = json_object_new_object();
 
+	(void)checkpoint;
 	json_object_object_add(a, "intent", json_object_new_int64(intent));
-	if (r == 0) {
+	json_object_object_add(a, "intent_committed",
+	    json_object_new_boolean(1));
+	if (r == 0)
 		json_object_object_add(a, "outcome",
 		    json_object_new_int64(outcome));
-		json_object_object_add(a, "checkpoint",
-		    json_object_new_int64(checkpoint));
-		json_object_object_add(a, "committed",
-		    json_object_new_boolean(1));
-	} else
+	else
 		json_object_object_add(a, "error", json_object_new_string(
 		    th_errmsg(r)));
 	json_object_object_add(ans->body, "audit", a);

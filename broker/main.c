@@ -58,7 +58,7 @@ main(int argc, char **argv)
 	    &b.cap)) != 0 ||
 	    (r = gh_new(b.cfg.github_url, b.cfg.app_id, b.signer, &b.gh)) != 0 ||
 	    (r = alog_open(b.cfg.audit, b.cfg.signer, store_instance(b.st),
-	    &b.audit)) != 0 ||
+	    &b.audit)) != 0 || (r = alog_start_committer(b.audit)) != 0 ||
 	    (r = revoker_start(b.cfg.github_url, b.cfg.app_id, b.audit,
 	    &b.revoker)) != 0 ||
 	    (r = act_recover(&b)) != 0)
@@ -70,7 +70,7 @@ main(int argc, char **argv)
 	if (r != 0)
 		fprintf(stderr, "thresholdd: %s\n", th_errmsg(r));
 	revoker_stop(b.revoker);	/* revokes whatever is still queued */
-	alog_close(b.audit);
+	alog_close(b.audit);		/* commits whatever is pending */
 	gh_free(b.gh);
 	cap_ctx_free(b.cap);
 	sigc_close(b.signer);

@@ -14,8 +14,8 @@ export_log() { $TH audit export "$T/audit.jsonl"; }
 green_pr 1 "$(sha 1)" '["src/a.c"]'
 green_pr 2 "$(sha 2)" '[".github/workflows/ci.yml"]'
 $BIN/threshold --broker "$T/broker.sock" --json github merge --repo acme/backend --pr 1 >"$T/m1.json" 2>&1
-$PY -c "import json,sys;a=json.load(open(sys.argv[1]))['audit'];assert a['committed'] and a['checkpoint']>=1 and a['outcome']>a['intent']" "$T/m1.json" &&
-	ok "a merge's answer says its intent and outcome are committed under a checkpoint" || { fail "audit in the answer"; cat "$T/m1.json"; }
+$PY -c "import json,sys;a=json.load(open(sys.argv[1]))['audit'];assert a['intent_committed'] and a['outcome']>a['intent']" "$T/m1.json" &&
+	ok "a merge's answer gives its intent (countersigned before the merge) and outcome" || { fail "audit in the answer"; cat "$T/m1.json"; }
 $BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 2 >/dev/null 2>&1
 sleep 0.5
 expect_ok "export" export_log
