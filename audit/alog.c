@@ -29,6 +29,7 @@ struct alog {
 	pthread_cond_t	 done;
 	char		 hh[JWS_HASH_LEN + 1];	/* header hash */
 	char		 pcr_selection[128];
+	int		 token_mode;	/* no TPM: the audit key signs */
 	int64_t		 seq;			/* last entry */
 	uint8_t		 last[32];		/* its hash */
 	int64_t		 committed;		/* last entry checkpointed */
@@ -200,6 +201,34 @@ insert_body(struct alog *l, const char *sql, int64_t key, const char *kind,
 	return r;
 }
 
+/* Without a TPM: an ES256 signature by the signer's audit key over
+ * "threshold-audit-checkpoint:" + base64url(qual). */
+static int
+token_sign(struct alog *l, struct json_object *stmt, const uint8_t qual[32])
+{
+	char msg[96], q[JWS_HASH_LEN + 1];
+	uint8_t sig[TH_SIG_MAX];
+	enum th_alg alg;
+	size_t siglen;
+	int r;
+
+	hash_b64(qual, q);
+	snprintf(msg, sizeof(msg), "threshold-audit-checkpoint:%s", q);
+	if ((r = sigc_sign(l->signer, "audit", (const uint8_t *)msg,
+	    strlen(msg), &alg, sig, &siglen)) != 0)
+		return th_fail(r, "audit log: cannot countersign: %s",
+		    th_errmsg(r));
+	if (alg != TH_ALG_ES256 || siglen != 64 ||
+	    (r = jws_es256_low_s(sig)) != 0)
+		return th_fail(TH_ERR_PROTOCOL, "audit log: bad audit-key "
+		    "signature");
+	json_object_object_add(stmt, "kind", json_object_new_string(
+	    "token-signature"));
+	if ((r = add_b64(stmt, "qual", qual, 32)) != 0)
+		return r;
+	return add_b64(stmt, "sig", sig, 64);
+}
+
 /* A TPM quote over the statement's hash, stored as checkpoint n. */
 static int
 countersign(struct alog *l, struct json_object *stmt, int64_t n,
@@ -213,6 +242,13 @@ countersign(struct alog *l, struct json_object *stmt, int64_t n,
 
 	if (attest == NULL || sig == NULL || pcrs == NULL || body == NULL)
 		goto out;
+	if (l->token_mode) {
+		r = token_sign(l, stmt, qual);
+		if (r == 0 && (r = jcs_encode(body, stmt)) == 0)
+			r = insert_body(l, "INSERT INTO checkpoints(n, body) "
+			    "VALUES(?, ?)", n, NULL, 0, body);
+		goto out;
+	}
 	if ((r = sigc_quote(l->signer, qual, 32, attest, sig, pcrs)) != 0) {
 		r = th_fail(r, "audit log: cannot countersign: %s",
 		    th_errmsg(r));
@@ -428,9 +464,9 @@ static int
 make_header(struct alog *l, const char *instance, struct buf *body)
 {
 	static const char *const purposes[] = { "delegation-root", "capability",
-	    "attenuation", "attestation" };
+	    "attenuation" };
 	static const char *const names[] = { "root", "capability",
-	    "attenuation", "ak" };
+	    "attenuation" };
 	struct json_object *h = NULL, *jwk, *vals = NULL;
 	struct buf *ek = buf_new(), *a = buf_new(), *s = buf_new();
 	struct buf *p = buf_new();
@@ -448,9 +484,7 @@ make_header(struct alog *l, const char *instance, struct buf *body)
 	    "threshold-audit"));
 	json_object_object_add(h, "instance", json_object_new_string(instance));
 	json_object_object_add(h, "created", json_object_new_int64(time(NULL)));
-	json_object_object_add(h, "checkpoint_key",
-	    json_object_new_string("tpm-quote"));
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < 3; i++) {
 		r = sigc_pubkey(l->signer, purposes[i], &alg, &pk);
 		if (r == TH_ERR_NOT_FOUND && i == 2) {
 			json_object_object_add(h, names[i], NULL);
@@ -466,6 +500,31 @@ make_header(struct alog *l, const char *instance, struct buf *body)
 		if (r != 0)
 			goto out;
 		json_object_object_add(h, names[i], jwk);
+	}
+	/* The countersigning key: the TPM's attestation key, or where there
+	 * is no TPM the signer's audit key. */
+	r = sigc_pubkey(l->signer, "attestation", &alg, &pk);
+	if (r == TH_ERR_NOT_FOUND) {
+		l->token_mode = 1;
+		r = sigc_pubkey(l->signer, "audit", &alg, &pk);
+	}
+	if (r != 0) {
+		r = th_fail(r, "audit log: no countersigning key (attestation or "
+		    "audit): %s", th_errmsg(r));
+		goto out;
+	}
+	r = jwk_from_pkey(pk, &jwk);
+	EVP_PKEY_free(pk);
+	if (r != 0)
+		goto out;
+	json_object_object_add(h, "ak", jwk);
+	json_object_object_add(h, "checkpoint_key", json_object_new_string(
+	    l->token_mode ? "token-signature" : "tpm-quote"));
+	if (l->token_mode) {
+		json_object_object_add(h, "ek_cert", NULL);
+		json_object_object_add(h, "pcr_selection", NULL);
+		r = jcs_encode(body, h);
+		goto out;
 	}
 	if (sigc_ekcert(l->signer, ek) == 0)
 		add_b64(h, "ek_cert", buf_ptr(ek), buf_len(ek));
@@ -585,7 +644,7 @@ alog_open(const char *path, const char *signer_path, const char *instance,
 	struct alog *l;
 	struct buf *body = NULL;
 	sqlite3_stmt *st = NULL;
-	const char *inst, *sel;
+	const char *inst, *sel, *ck;
 	uint8_t hh[32];
 	int r;
 
@@ -628,10 +687,13 @@ alog_open(const char *path, const char *signer_path, const char *instance,
 	if ((r = json_parse_strict((const char *)buf_ptr(body), buf_len(body),
 	    ALOG_BODY_MAX, &h)) != 0 ||
 	    (r = json_get_string(h, "instance", &inst)) != 0 ||
-	    (r = json_get_string(h, "pcr_selection", &sel)) != 0) {
+	    (r = json_get_string(h, "checkpoint_key", &ck)) != 0) {
 		r = th_fail(TH_ERR_INVALID, "audit log: unreadable header");
 		goto out;
 	}
+	l->token_mode = strcmp(ck, "token-signature") == 0;
+	if (json_get_string(h, "pcr_selection", &sel) != 0)
+		sel = "";
 	if (strcmp(inst, instance) != 0) {
 		r = th_fail(TH_ERR_CONFIG, "audit log %s belongs to %s, not %s",
 		    path, inst, instance);

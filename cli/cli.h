@@ -32,6 +32,7 @@ int	cmd_delegate(struct cli *cli, int argc, char **argv);
 int	cmd_delegation(struct cli *cli, int argc, char **argv);
 int	cmd_capability(struct cli *cli, int argc, char **argv);
 int	cmd_github(struct cli *cli, int argc, char **argv);
+int	cmd_audit(struct cli *cli, int argc, char **argv);
 /* threshold audit export (cmd_audit_export.c), dispatched by cmd_audit. */
 int	audit_export_cmd(struct cli *cli, int argc, char **argv);
 

@@ -68,6 +68,8 @@ main(int argc, char **argv)
 	if (strcmp(argv[i], "audit") == 0 && i + 1 < argc &&
 	    strcmp(argv[i + 1], "export") == 0)
 		return audit_export_cmd(&cli, argc - i - 1, argv + i + 1);
+	if (strcmp(argv[i], "audit") == 0)
+		return cmd_audit(&cli, argc - i - 1, argv + i + 1);
 	usage();
 	return 2;
 }

@@ -301,6 +301,13 @@ jws_signing_input(struct buf *out, enum th_alg alg, const char *typ,
 }
 
 int
+jws_es256_low_s(uint8_t sig[64])
+{
+	return es256_high_s(sig + 32, 1) < 0 ? th_fail(TH_ERR_CRYPTO,
+	    "cannot normalise ES256 signature") : 0;
+}
+
+int
 jws_append_sig(struct buf *token, const uint8_t *sig, size_t siglen)
 {
 	uint8_t rs[64];

@@ -50,6 +50,8 @@ int	jws_signing_input(struct buf *out, enum th_alg alg, const char *typ,
 /* Appends "." BASE64URL(sig), turning a signing input into a token.  A
  * 64-byte (ES256) signature is written in its low-S form. */
 int	jws_append_sig(struct buf *token, const uint8_t *sig, size_t siglen);
+/* Rewrites an ES256 r||s signature into its low-S form in place. */
+int	jws_es256_low_s(uint8_t sig[64]);
 /* base64url(SHA-256(p[len])) into out[JWS_HASH_LEN + 1]. */
 void	jws_hash(const void *p, size_t len, char out[JWS_HASH_LEN + 1]);
 

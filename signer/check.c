@@ -77,6 +77,23 @@ check_github_jwt(const struct config *cfg, struct json_object *claims,
 	return 0;
 }
 
+/* The audit key (a TPM-less deployment's countersignature) signs only
+ * "threshold-audit-checkpoint:" followed by a 32-byte hash in base64url
+ * (docs/audit-format.md). */
+static int
+check_checkpoint(const uint8_t *p, size_t len)
+{
+	static const char prefix[] = "threshold-audit-checkpoint:";
+	size_t n = sizeof(prefix) - 1;
+
+	if (len != n + JWS_HASH_LEN || memcmp(p, prefix, n) != 0 ||
+	    strspn((const char *)p + n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"
+	    "klmnopqrstuvwxyz0123456789-_") < JWS_HASH_LEN)
+		return th_fail(TH_ERR_DENIED, "the audit key signs only "
+		    "\"%s\" and a checkpoint hash", prefix);
+	return 0;
+}
+
 /* The attenuation key signs only what an agent re-delegates; a human's
  * delegation must carry her own signature. */
 static int
@@ -104,6 +121,8 @@ check_sign_payload(const struct config *cfg, enum purpose p,
 	if (p == PURPOSE_ATTESTATION)
 		return th_fail(TH_ERR_DENIED, "the attestation key signs only "
 		    "through QUOTE");
+	if (p == PURPOSE_AUDIT)
+		return check_checkpoint(payload, len);
 	if ((r = jws_parse_input((const char *)payload, len, &j)) != 0)
 		return th_fail(TH_ERR_DENIED, "%s", th_errmsg(r));
 	switch (p) {

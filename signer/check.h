@@ -12,6 +12,8 @@
  *                    JWTs for later
  *   attenuation      header alg = the key's, typ = threshold-delegation+jwt,
  *                    claims iss = "agent:..." (re-delegations by agents)
+ *   audit            exactly "threshold-audit-checkpoint:" and 43 base64url
+ *                    characters (a checkpoint's qualifying data)
  *   attestation      never: it signs only through QUOTE
  *
  * Headers may hold only alg, typ and kid; header and claims must be strict

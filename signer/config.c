@@ -10,7 +10,7 @@
 
 static const char *purpose_names[PURPOSE_COUNT] = {
 	"delegation-root", "capability", "github-app", "attestation",
-	"attenuation"
+	"attenuation", "audit"
 };
 
 const char *
@@ -60,7 +60,7 @@ parse_key(struct config *cfg, const char *purpose, const char *ref)
 	if ((p = purpose_from_name(purpose)) < 0)
 		return th_fail(TH_ERR_CONFIG, "unknown key purpose \"%s\" "
 		    "(expected delegation-root, capability, github-app, "
-		    "attestation or attenuation)", purpose);
+		    "attestation, attenuation or audit)", purpose);
 	k = &cfg->keys[p];
 	if (k->backend != BACKEND_NONE)
 		return th_fail(TH_ERR_CONFIG, "key %s given twice", purpose);

@@ -13,7 +13,7 @@
  *   key PURPOSE pkcs11:...		an RFC 7512 URI
  *
  * Purposes: delegation-root, capability, github-app, attestation,
- * attenuation. */
+ * attenuation, audit (checkpoint signatures where there is no TPM). */
 #ifndef TH_SIGNER_CONFIG_H
 #define TH_SIGNER_CONFIG_H
 
@@ -33,6 +33,7 @@ enum purpose {
 	PURPOSE_GITHUB_APP,
 	PURPOSE_ATTESTATION,
 	PURPOSE_ATTENUATION,
+	PURPOSE_AUDIT,
 	PURPOSE_COUNT
 };
 

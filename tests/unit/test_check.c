@@ -138,6 +138,15 @@ test_token_keys(void **state)
 	    TH_ERR_DENIED);
 	assert_int_equal(try(PURPOSE_ATTENUATION, TH_ALG_ES256, cap, claims15),
 	    TH_ERR_DENIED);
+	/* The audit key signs checkpoint hashes only. */
+	assert_int_equal(try_raw(PURPOSE_AUDIT, "threshold-audit-checkpoint:"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), 0);
+	assert_int_equal(try_raw(PURPOSE_AUDIT, "threshold-audit-checkpoint:"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), TH_ERR_DENIED);
+	assert_int_equal(try_raw(PURPOSE_AUDIT, "threshold-audit-checkpoint:"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="), TH_ERR_DENIED);
+	assert_int_equal(try(PURPOSE_AUDIT, TH_ALG_ES256, cap, claims15),
+	    TH_ERR_DENIED);
 	/* The attestation key never signs. */
 	assert_int_equal(try(PURPOSE_ATTESTATION, TH_ALG_ES256, cap, claims15),
 	    TH_ERR_DENIED);

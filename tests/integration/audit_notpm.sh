@@ -1,0 +1,50 @@
+# A deployment without a TPM: every key in SoftHSM, and the audit log
+# countersigned by the signer's audit key (token-signature checkpoints),
+# checked here by an independent ES256 verification.
+. "$(dirname "$0")/../lib.sh"
+PY=/usr/bin/python3
+export NO_TPM=1
+echo '{"required_checks":["ci/test"],"min_approvals":1}' >"$T/policy.json"
+world "$T/policy.json" && ok "the whole product is up, without a TPM" || { fail "world"; cat "$T"/*.log; done_testing; exit 1; }
+green_pr 1 "$(printf '%040d' 1)" '["src/a.c"]'
+expect_ok "a merge" $BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 1
+sleep 0.5
+expect_ok "export" $BIN/threshold --state "$T/state" audit export "$T/audit.jsonl"
+$PY - "$T/audit.jsonl" <<'PY' >"$T/check" 2>&1
+import base64, hashlib, json, sys
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+def b64d(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+rows = [json.loads(l) for l in open(sys.argv[1])]
+h = rows[0]["header"]
+assert h["checkpoint_key"] == "token-signature" and h["ek_cert"] is None, h
+ak = ec.EllipticCurvePublicNumbers(int.from_bytes(b64d(h["ak"]["x"]), "big"),
+                                   int.from_bytes(b64d(h["ak"]["y"]), "big"),
+                                   ec.SECP256R1()).public_key()
+cps = [r["checkpoint"] for r in rows if r["type"] == "checkpoint"]
+assert cps, "no checkpoint"
+n = 0
+for cp in cps:
+    assert cp["kind"] == "token-signature" and "attest" not in cp, cp
+    stmt = {k: cp[k] for k in ("first", "last", "log", "n", "prev", "root")}
+    canon = json.dumps(stmt, sort_keys=True, separators=(",", ":")).encode()
+    assert base64.urlsafe_b64encode(hashlib.sha256(canon).digest()).rstrip(b"=").decode() == cp["qual"]
+    sig = b64d(cp["sig"])
+    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    assert s <= order // 2, "high S"
+    ak.verify(encode_dss_signature(r, s), ("threshold-audit-checkpoint:" + cp["qual"]).encode(),
+              ec.ECDSA(hashes.SHA256()))
+    n += 1
+print("ok", n)
+PY
+grep -q '^ok' "$T/check" && ok "every checkpoint is an ES256 signature by the audit key ($(cat "$T/check"))" ||
+	{ fail "token-signature checkpoints"; sed 's/^/#   /' "$T/check"; }
+expect_fail "the audit key signs nothing but checkpoint hashes" "audit key signs only" \
+	sh -c "printf 'threshold-audit-checkpoint:nope' | $BIN/threshold --signer $T/signer.sock signer sign audit -"
+stop_broker
+done_testing
