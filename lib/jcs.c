@@ -118,7 +118,8 @@ encode(struct buf *out, struct json_object *v, int depth)
 			(void)val;
 			keys[i++] = k;
 		}
-		qsort(keys, n, sizeof(*keys), cmp_keys);
+		if (n > 1)
+			qsort(keys, n, sizeof(*keys), cmp_keys);
 		if ((r = buf_put_u8(out, '{')) != 0)
 			goto out;
 		for (i = 0; i < n; i++) {

@@ -43,6 +43,12 @@ expect_fail() {
 }
 
 done_testing() {
+	# A sanitizer report in any daemon's log is a failure even if every
+	# assertion held.
+	if grep -l -E "runtime error:|ERROR: AddressSanitizer|ERROR: LeakSanitizer" \
+	    "$T"/*.log "$T"/*/*.log 2>/dev/null | head -1 | grep -q .; then
+		fail "sanitizer report in $(grep -l -E 'runtime error:|ERROR: (Address|Leak)Sanitizer' "$T"/*.log "$T"/*/*.log 2>/dev/null | head -1)"
+	fi
 	echo "# $_oks passed, $_fails failed"
 	[ "$_fails" -eq 0 ]
 }

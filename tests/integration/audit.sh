@@ -35,19 +35,31 @@ expect_fail "and rejects it for another statement" "." \
 	tpm2_checkquote -u "$T/cp/ak.pem" -m "$T/cp/attest.bin" -s "$T/cp/sig.bin" -f "$T/cp/pcrs.bin" \
 	-g sha256 -q "$(printf '%064d' 0)"
 expect_fail "the log refuses updates (append-only)" "append-only" \
-	$PY -c "import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);c.execute('update entries set body=body where seq=1');c.commit()" "$T/state/audit.db"
+	$PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);c.execute('update entries set body=body where seq=1');c.commit()" "$T/state/audit.db"
 
 # Crash consistency: kill -9 while the merge is at GitHub (it completes
 # there), and while it has not reached GitHub (it never does).
 green_pr 3 "$(sha 3)" '["src/c.c"]'
 green_pr 4 "$(sha 4)" '["src/d.c"]'
-admin POST faults '{"method":"PUT","path_regex":"/pulls/3/merge","delay_ms":2500}' >/dev/null
-admin POST faults '{"method":"PUT","path_regex":"/pulls/4/merge","hang_ms":2500,"then":"close"}' >/dev/null
+admin POST faults '{"method":"PUT","path_regex":"/pulls/3/merge","delay_ms":3000}' >/dev/null
+admin POST faults '{"method":"PUT","path_regex":"/pulls/4/merge","hang_ms":3000,"then":"close"}' >/dev/null
+# until_intent N: wait (bounded) until the intent to merge PR N is in the
+# log: the merge call follows at once and then sits in the fault's delay.
+until_intent() {
+	i=0
+	while [ $i -lt 100 ]; do
+		$PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);sys.exit(0 if any(json.loads(b)['op'].get('pr')==int(sys.argv[2]) for (b,) in c.execute(\"select body from entries where kind='intent'\")) else 1)" \
+		    "$T/state/audit.db" "$1" 2>/dev/null && return 0
+		sleep 0.1; i=$((i + 1))
+	done
+	return 1
+}
 for n in 3 4; do
 	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr $n >/dev/null 2>&1 &
-	sleep 1.2
+	until_intent $n || fail "the intent to merge #$n was logged"
+	sleep 0.7
 	kill -9 "$(cat "$T/broker.pid")"
-	sleep 2
+	sleep 4
 	start_broker || fail "broker restarts after kill -9"
 done
 sleep 0.5
