@@ -76,9 +76,11 @@ print_text(const struct averify_summary *s, int ek_given)
 	printf("  agents           %llu\n", (unsigned long long)s->agents);
 	printf("  actions          %llu intents, %llu mints\n",
 	    (unsigned long long)s->intents, (unsigned long long)s->mints);
-	printf("  outcomes         %llu (%llu recovered), %llu revocations\n",
-	    (unsigned long long)s->outcomes, (unsigned long long)s->recovered,
-	    (unsigned long long)s->revocations);
+	printf("  outcomes         %llu, %llu recovered at restart\n",
+	    (unsigned long long)s->outcomes, (unsigned long long)s->recovered);
+	printf("  revocations      %llu (%llu of tokens that served no "
+	    "intent)\n", (unsigned long long)s->revocations,
+	    (unsigned long long)s->unattached);
 	printf("  refusals         %llu\n", (unsigned long long)s->refusals);
 	printf("  links            %llu\n", (unsigned long long)s->links);
 	if (s->entries > 0) {
@@ -144,6 +146,7 @@ print_json(const struct averify_summary *s, const struct averify *v,
 		add_u64(o, "outcomes", s->outcomes);
 		add_u64(o, "recovered", s->recovered);
 		add_u64(o, "revocations", s->revocations);
+		add_u64(o, "revocations_without_intent", s->unattached);
 		add_u64(o, "refusals", s->refusals);
 		if (s->entries > 0) {
 			json_object_object_add(o, "first_time",

@@ -362,7 +362,7 @@ class Builder:
         intent = self.append("intent", {
             "agent": agent, "capability": cap, "op": entry_op, "jti": jti, "chain": chain,
             "decision": {"allowed": True, "rules": ["pull request", "required_checks",
-                                                    "min_approvals"]},
+                                                    "min_approvals"], "waived": {}},
             "token": {"fingerprint": hashlib.sha256(secrets.token_bytes(16)).hexdigest(),
                       "expires_at": "2025-11-24T17:00:00Z"}})
         if mark == "intent" and self.at is None:
@@ -392,6 +392,10 @@ class Builder:
             if r % 3 == 1:
                 self.append("refusal", {"agent": "agent:coder-1", "code": "denied",
                                         "reason": "pull request is draft", "op": merge})
+                # The installation token that read the facts, revoked: it served no
+                # intent, and the broker logs it without one.
+                self.append("revocation", {"fingerprint": secrets.token_hex(32),
+                                           "result": "revoked"})
             if r % 5 == 3:
                 self.append("refusal", {"agent": "unknown", "code": "unauthenticated",
                                         "reason": "no agent for uid 1234"})
@@ -576,6 +580,8 @@ def main():
         "intents": kinds.count("intent"), "mints": kinds.count("mint"),
         "outcomes": kinds.count("outcome"), "recovered": kinds.count("recovered"),
         "revocations": kinds.count("revocation"), "refusals": kinds.count("refusal"),
+        "revocations_without_intent": sum(1 for e in entries if e["kind"] == "revocation"
+                                          and "intent" not in e),
         "links": kinds.count("link"),
         "first_time": entries[0]["time"] if entries else None,
         "last_time": entries[-1]["time"] if entries else None,

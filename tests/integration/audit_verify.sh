@@ -1,0 +1,326 @@
+# threshold audit verify against logs from an independent writer
+# (tests/tools/make_audit_log.py, written from docs/audit-format.md and
+# docs/tokens.md): a valid log verifies with the writer's own counts; each
+# forgery is refused at the right position; truncation is caught with
+# --expect-checkpoint; the live-database reader; tpm2_checkquote accepts the
+# writer's quotes (so the two agree on TPMS_ATTEST from independent code).
+. "$(dirname "$0")/../lib.sh"
+
+PY=/usr/bin/python3
+MK="$ROOT/tests/tools/make_audit_log.py"
+TH="$BIN/threshold"
+K="$T/keys"
+
+# jget FILE KEY[.KEY]: a member of a JSON file.
+jget() {
+	$PY -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    d = d[k]
+print(d)' "$1" "$2"
+}
+
+# mk NAME ARGS...: a log $T/NAME.jsonl with keys in $T/NAME.keys and the
+# writer's description in $T/NAME.info.
+mk() {
+	_n=$1; shift
+	$PY "$MK" --out "$T/$_n.jsonl" --keys-dir "$T/$_n.keys" "$@" >"$T/$_n.info" ||
+	    { fail "make_audit_log $_n $*"; return 1; }
+}
+
+# refuses NAME REGEX [ARGS...]: verifying $T/NAME.jsonl fails, stderr matches.
+refuses() {
+	_n=$1; _re=$2; shift 2
+	expect_fail "$_n refused: $_re" "$_re" \
+	    "$TH" audit verify "$T/$_n.jsonl" --root "$T/$_n.keys/root.pem" "$@"
+}
+
+# ---- the valid log
+$PY "$MK" --out "$T/ok.jsonl" --entries 60 --batch 8 --keys-dir "$K" --ek \
+    >"$T/ok.info" || fail "make_audit_log writes a log"
+expect_ok "a valid log verifies" "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem"
+grep -q '^  entries          60 (56 committed, 4 uncommitted)$' "$T/out" &&
+grep -q '^  checkpoints      7 (7 TPM quotes, 0 token signatures)$' "$T/out" &&
+grep -q '^  humans           1$' "$T/out" &&
+grep -q '^  agents           2$' "$T/out" &&
+grep -q '^  record it: --expect-checkpoint 7:' "$T/out" &&
+    ok "text summary: entries, committed, checkpoints, humans, agents" ||
+    { fail "text summary"; sed 's/^/#   /' "$T/out"; }
+
+"$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --json >"$T/ok.sum" 2>"$T/err" ||
+    fail "--json verifies"
+if $PY - "$T/ok.sum" "$T/ok.info" <<'EOF'
+import json, sys
+got = json.load(open(sys.argv[1]))
+want = json.load(open(sys.argv[2]))
+assert got["verified"] is True, got
+pairs = [(k, k) for k in ("entries", "committed", "uncommitted", "checkpoints", "humans",
+                          "agents", "mints", "outcomes", "recovered", "revocations",
+                          "refusals", "links", "first_time", "last_time", "last_checkpoint",
+                          "header_hash", "revocations_without_intent")] + [("actions", "intents"), ("tpm_quotes", "checkpoints")]
+bad = [(g, got.get(g), want[w]) for g, w in pairs if got.get(g) != want[w]]
+assert not bad, bad
+assert got["token_signatures"] == 0 and got["checkpoint_key"] == "tpm-quote"
+assert want["intents"] > 0 and want["refusals"] > 0 and want["recovered"] == 1
+assert want["revocations_without_intent"] > 0
+EOF
+then ok "--json summary equals the writer's counts (one JSON object)"
+else fail "--json summary"; sed 's/^/#   /' "$T/ok.sum"; fi
+"$TH" --json audit verify "$T/ok.jsonl" --root "$K/root.pem" >"$T/g.sum" 2>&1 &&
+    cmp -s "$T/g.sum" "$T/ok.sum" && ok "global --json is honoured" ||
+    fail "global --json"
+expect_ok "a log on stdin verifies" sh -c \
+    "'$TH' audit verify - --root '$K/root.pem' <'$T/ok.jsonl'"
+
+LAST=$(jget "$T/ok.info" last_checkpoint.n):$(jget "$T/ok.info" last_checkpoint.qual)
+expect_ok "every option at once: --ek-ca, --pcrs, --expect-checkpoint" \
+    "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --ek-ca "$K/ek-ca.pem" \
+    --pcrs "$(cat "$K/pcrs.txt")" --expect-checkpoint "$LAST" \
+    --expect-checkpoint "1:$(sed -n 's/.*"first":1,"kind":"tpm-quote".*"qual":"\([^"]*\)".*/\1/p' "$T/ok.jsonl" | head -1)"
+grep -q 'EK certificate   chains to --ek-ca' "$T/out" && ok "EK certificate reported as checked" ||
+    fail "EK certificate reported as checked"
+expect_ok "--ek-ca with only the intermediate (partial chain)" \
+    "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --ek-ca "$K/ek-intermediate.pem"
+expect_fail "--ek-ca of another CA" "header: ek_cert does not chain to --ek-ca" \
+    "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --ek-ca "$K/other-ca.pem"
+expect_fail "another root key" "header: root is not the auditor's root key" \
+    "$TH" audit verify "$T/ok.jsonl" --root "$K/ak.pem"
+expect_fail "other PCR values" "checkpoint 1: PCR sha256:7 is [0-9a-f]{64}, expected 0{64}" \
+    "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --pcrs "sha256:7=$(printf '%064d' 0)"
+expect_fail "a PCR that is not quoted" "checkpoint 1: PCR sha256:9 \(--pcrs\) is not quoted" \
+    "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --pcrs "sha256:9=$(printf '%064d' 0)"
+expect_fail "an expected checkpoint with other qualifying data" \
+    "checkpoint 2: qualifying data .*, but the auditor expected A{43}" \
+    "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" \
+    --expect-checkpoint "2:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+# The writer's quotes are what tpm2-tools checks (independent TPMS_ATTEST,
+# TPMT_SIGNATURE and serialized-PCR code on both sides).
+if command -v tpm2_checkquote >/dev/null 2>&1; then
+	$PY - "$T/ok.jsonl" "$T" <<'EOF'
+import base64, json, sys
+d = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    if o["type"] == "checkpoint" and o["checkpoint"]["n"] == 3:
+        c = o["checkpoint"]
+        for k in ("attest", "sig", "pcrs"):
+            open(sys.argv[2] + "/q3." + k, "wb").write(d(c[k]))
+        open(sys.argv[2] + "/q3.qual", "w").write(d(c["qual"]).hex())
+EOF
+	expect_ok "tpm2_checkquote accepts checkpoint 3 of the writer" \
+	    tpm2_checkquote -u "$K/ak.pem" -m "$T/q3.attest" -s "$T/q3.sig" \
+	    -f "$T/q3.pcrs" -g sha256 -q "$(cat "$T/q3.qual")"
+else
+	ok "# skip tpm2_checkquote (not installed)"
+fi
+
+# ---- layouts and kinds that must verify
+mk interleaved --entries 50 --batch 7 --order interleaved &&
+    expect_ok "checkpoints interleaved after their entries" \
+    "$TH" audit verify "$T/interleaved.jsonl" --root "$T/interleaved.keys/root.pem"
+mk cfirst --entries 50 --batch 7 --order checkpoints-first &&
+    expect_ok "checkpoints before the entries they cover" \
+    "$TH" audit verify "$T/cfirst.jsonl" --root "$T/cfirst.keys/root.pem"
+mk token --entries 40 --batch 5 --checkpoint-kind token-signature &&
+    expect_ok "token-signature checkpoints" "$TH" audit verify --json \
+    "$T/token.jsonl" --root "$T/token.keys/root.pem" &&
+    grep -q '"tpm_quotes":0,"token_signatures":8' "$T/out" &&
+    ok "token-signed checkpoints counted as such" || fail "token-signed counts"
+expect_fail "--ek-ca with a header that has no ek_cert" \
+    "header: --ek-ca given, but the header has no ek_cert" \
+    "$TH" audit verify "$T/token.jsonl" --root "$T/token.keys/root.pem" --ek-ca "$K/ek-ca.pem"
+mk reboot --entries 60 --batch 8 --reboot-at 4 &&
+    expect_ok "a TPM reset between checkpoints (resetCount up, restartCount and clock back to low values)" \
+    "$TH" audit verify "$T/reboot.jsonl" --root "$T/reboot.keys/root.pem"
+mk empty --entries 5 --batch 8 &&
+    expect_ok "a log with no checkpoint yet (all uncommitted)" \
+    "$TH" audit verify "$T/empty.jsonl" --root "$T/empty.keys/root.pem" &&
+    grep -q 'entries          5 (0 committed, 5 uncommitted)' "$T/out" &&
+    ok "uncommitted entries counted" || fail "uncommitted count"
+
+# ---- forgeries signed where a forger could sign: refused at their position
+at() { jget "$T/$1.info" at; }
+mk replay --tamper replay-quote:3 --entries 60 --batch 8 &&
+    refuses replay "checkpoint 3: the quote's extraData is not the checkpoint's qualifying data"
+mk swapak --tamper swap-ak --entries 60 --batch 8 &&
+    refuses swapak "checkpoint 1: quote signature does not verify with the header's AK"
+mk clockback --tamper clock-back:4 --entries 60 --batch 8 &&
+    refuses clockback "checkpoint 4: TPM clock went backwards \(clock [0-9]+ -> [0-9]+ ms\)"
+mk resetback --tamper reset-back:2 --entries 60 --batch 8 &&
+    refuses resetback "checkpoint 2: TPM clock went backwards \(reset 3 -> 1\)"
+mk badroot --tamper bad-root:2 --entries 60 --batch 8 &&
+    refuses badroot "checkpoint 2: root does not match the Merkle root of entries 9\.\.16"
+mk badchain --tamper bad-chain --entries 60 --batch 8 &&
+    refuses badchain "entry $(at badchain): mint's chain does not verify: link 3 widens scope"
+mk badcap --tamper bad-capability --entries 60 --batch 8 &&
+    refuses badcap "entry $(at badcap): intent's capability does not verify with the header's capability key"
+mk capmis --tamper cap-mismatch --entries 60 --batch 8 &&
+    refuses capmis "entry $(at capmis): intent's op is not its capability's"
+mk nolink --tamper missing-link --entries 60 --batch 8 &&
+    refuses nolink "entry $(at nolink): mint's chain link 3 is not in the log"
+mk expired --tamper expired-chain --entries 60 --batch 8 &&
+    refuses expired "entry $(at expired): (mint|intent)'s chain is not valid at the entry's time [0-9]+: link 2 \(agent:coder-1\) expired"
+mk orphan --tamper orphan-outcome --entries 60 --batch 8 &&
+    refuses orphan "entry $(at orphan): outcome refers to entry [0-9]+, which is not an earlier intent"
+
+# ---- the finished log altered, signatures as they were
+mk edit --tamper edit-field:17 --entries 60 --batch 8 &&
+    refuses edit "entry 18: prev does not match the hash of entry 17"
+mk delete --tamper delete:17 --entries 60 --batch 8 &&
+    refuses delete "entry 17: out of sequence: found seq 18"
+mk insert --tamper insert:17 --entries 60 --batch 8 &&
+    refuses insert "entry 18: out of sequence: found seq 17"
+mk reorder --tamper reorder:17 --entries 60 --batch 8 &&
+    refuses reorder "entry 17: out of sequence: found seq 18"
+mk splice --tamper splice --entries 60 --batch 8 &&
+    refuses splice "entry $(at splice): prev does not match the hash of entry $(($(at splice) - 1))"
+mk header --tamper edit-header --entries 60 --batch 8 &&
+    refuses header "entry 1: prev is not the header hash"
+# ... and re-hashed as a forger without keys can: the checkpoints catch it.
+for m in edit-field delete insert reorder; do
+	mk "re-$m" --tamper "$m:17" --rechain --entries 60 --batch 8 &&
+	    refuses "re-$m" "checkpoint 3: root does not match the Merkle root of entries 17\.\.24"
+done
+mk re-splice --tamper splice --rechain --entries 60 --batch 8 &&
+    refuses re-splice "checkpoint 4: root does not match the Merkle root of entries 25\.\.32"
+# An uncommitted entry is not protected (docs/audit-format.md): a
+# re-hashed edit of one verifies, and the summary says how many there are.
+mk uncommitted --entries 60 --batch 8 &&
+    useq=$($PY -c 'import json, sys
+for l in open(sys.argv[1]):
+    o = json.loads(l)
+    if o["type"] == "entry" and o["entry"]["seq"] > 56 and o["entry"]["kind"] != "intent" and "op" not in o["entry"]:
+        print(o["entry"]["seq"]); break' "$T/uncommitted.jsonl") &&
+    mk uncommitted --entries 60 --batch 8 --tamper "edit-field:$useq" --rechain &&
+    [ "$(at uncommitted)" = "$useq" ] &&
+    expect_ok "a re-hashed edit of uncommitted entry $useq verifies (uncommitted)" \
+    "$TH" audit verify "$T/uncommitted.jsonl" --root "$T/uncommitted.keys/root.pem" &&
+    grep -q '4 uncommitted' "$T/out" && ok "and is reported among 4 uncommitted" ||
+    fail "uncommitted edit"
+
+# ---- truncation
+mk full --entries 60 --batch 8 &&
+    FULL=$(jget "$T/full.info" last_checkpoint.n):$(jget "$T/full.info" last_checkpoint.qual)
+cp "$T/full.jsonl" "$T/trunc.jsonl"
+$PY - "$T/full.jsonl" "$T/trunc.jsonl" 41 <<'EOF'
+import json, sys
+cut = int(sys.argv[3])
+with open(sys.argv[2], "w") as out:
+    for line in open(sys.argv[1]):
+        o = json.loads(line)
+        if o["type"] == "entry" and o["entry"]["seq"] >= cut:
+            continue
+        if o["type"] == "checkpoint" and o["checkpoint"]["last"] >= cut:
+            continue
+        out.write(line)
+EOF
+mkdir -p "$T/trunc.keys" && cp "$T/full.keys/root.pem" "$T/trunc.keys/"
+expect_ok "a truncated log verifies by itself" \
+    "$TH" audit verify "$T/trunc.jsonl" --root "$T/trunc.keys/root.pem"
+refuses trunc "checkpoint 7: expected \(--expect-checkpoint\), but the log has 5 checkpoints: it was truncated" \
+    --expect-checkpoint "$FULL"
+mk wtrunc --tamper truncate:41 --entries 60 --batch 8 &&
+    expect_ok "the writer's truncate:41 verifies by itself" \
+    "$TH" audit verify "$T/wtrunc.jsonl" --root "$T/wtrunc.keys/root.pem"
+
+# ---- the live database: the same objects in SQLite
+todb() { # JSONL DB
+	$PY - "$1" "$2" "$ROOT/tests/tools" <<'EOF'
+import json, sqlite3, sys
+sys.path.insert(0, sys.argv[3])
+from make_audit_log import canon
+db = sqlite3.connect(sys.argv[2])
+db.executescript("CREATE TABLE header(body TEXT);"
+                 "CREATE TABLE entries(seq INTEGER PRIMARY KEY, body TEXT);"
+                 "CREATE TABLE checkpoints(n INTEGER PRIMARY KEY, body TEXT);")
+for line in open(sys.argv[1]):
+    o = json.loads(line)
+    body = canon(o[o["type"]])
+    if o["type"] == "header":
+        db.execute("INSERT INTO header(body) VALUES(?)", (body,))
+    elif o["type"] == "entry":
+        db.execute("INSERT INTO entries(seq, body) VALUES(?, ?)", (o["entry"]["seq"], body))
+    else:
+        db.execute("INSERT INTO checkpoints(n, body) VALUES(?, ?)", (o["checkpoint"]["n"], body))
+db.commit()
+EOF
+}
+todb "$T/ok.jsonl" "$T/ok.db" || fail "convert the export to SQLite"
+expect_ok "the live-database reader verifies the same log" \
+    "$TH" audit verify --db "$T/ok.db" --root "$K/root.pem" --json \
+    --expect-checkpoint "$LAST" --ek-ca "$K/ek-ca.pem" --pcrs "$(cat "$K/pcrs.txt")"
+$PY -c 'import json, sys
+a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
+a["ek_cert_checked"] = b["ek_cert_checked"] = None
+sys.exit(a != b)' "$T/out" "$T/ok.sum" &&
+    ok "the database and the export give the same summary" || fail "db summary"
+cp "$T/ok.db" "$T/bad.db"
+$PY - "$T/bad.db" <<'EOF'
+import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+body = json.loads(db.execute("SELECT body FROM entries WHERE seq = 20").fetchone()[0])
+body["time"] += 1
+db.execute("UPDATE entries SET body = ? WHERE seq = 20",
+           (json.dumps(body, separators=(",", ":"), sort_keys=True),))
+db.commit()
+EOF
+expect_fail "a database with an edited row" "entry 21: prev does not match the hash of entry 20" \
+    "$TH" audit verify --db "$T/bad.db" --root "$K/root.pem"
+cp "$T/ok.db" "$T/gap.db"
+$PY -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1]); db.execute("DELETE FROM entries WHERE seq = 30"); db.commit()' "$T/gap.db"
+expect_fail "a database with a deleted row" "entry 30: out of sequence: found seq 31" \
+    "$TH" audit verify --db "$T/gap.db" --root "$K/root.pem"
+cp "$T/ok.db" "$T/cgap.db"
+$PY -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1]); db.execute("DELETE FROM checkpoints WHERE n = 2"); db.commit()' "$T/cgap.db"
+expect_fail "a database with a deleted checkpoint" "checkpoint 2 is missing \(checkpoint 3 follows checkpoint 1\)" \
+    "$TH" audit verify --db "$T/cgap.db" --root "$K/root.pem"
+cp "$T/ok.db" "$T/rowseq.db"
+$PY -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+b = db.execute("SELECT body FROM entries WHERE seq = 5").fetchone()[0]
+db.execute("UPDATE entries SET body = ? WHERE seq = 6", (b,)); db.commit()' "$T/rowseq.db"
+expect_fail "a database row holding another entry" "entries row 6: the body's number is not the row's" \
+    "$TH" audit verify --db "$T/rowseq.db" --root "$K/root.pem"
+expect_fail "no such database" "cannot open" \
+    "$TH" audit verify --db "$T/nonexistent.db" --root "$K/root.pem"
+
+# ---- malformed input fails closed, with its position
+head -3 "$T/ok.jsonl" >"$T/long.jsonl"
+$PY -c 'print("{\"type\":\"entry\",\"entry\":{\"x\":\"" + "a" * (1 << 20) + "\"}}")' >>"$T/long.jsonl"
+mkdir -p "$T/long.keys" && cp "$K/root.pem" "$T/long.keys/"
+refuses long "line 4: longer than 1 MiB"
+{ head -5 "$T/ok.jsonl"; echo '{"type":"entry","entry":{"v":1,'; } >"$T/garbage.jsonl"
+mkdir -p "$T/garbage.keys" && cp "$K/root.pem" "$T/garbage.keys/"
+refuses garbage "line 6: invalid JSON"
+{ head -5 "$T/ok.jsonl"; echo '{"type":"entry","entry":{},"type2":1}'; } >"$T/extra.jsonl"
+mkdir -p "$T/extra.keys" && cp "$K/root.pem" "$T/extra.keys/"
+refuses extra "line 6: not \{\"type\":T,T:\{...\}\}"
+{ head -5 "$T/ok.jsonl"; echo; sed -n 6p "$T/ok.jsonl"; } >"$T/blank.jsonl"
+mkdir -p "$T/blank.keys" && cp "$K/root.pem" "$T/blank.keys/"
+refuses blank "line 6: empty line"
+sed 1d "$T/ok.jsonl" >"$T/nohdr.jsonl"
+mkdir -p "$T/nohdr.keys" && cp "$K/root.pem" "$T/nohdr.keys/"
+refuses nohdr "line 1: the first line is not the header"
+: >"$T/nothing.jsonl"
+mkdir -p "$T/nothing.keys" && cp "$K/root.pem" "$T/nothing.keys/"
+refuses nothing "the log has no header"
+sed '3s/"kind":"link"/"kind":"linq"/' "$T/ok.jsonl" >"$T/kind.jsonl"
+mkdir -p "$T/kind.keys" && cp "$K/root.pem" "$T/kind.keys/"
+refuses kind "entry 2: unknown kind \"linq\""
+
+# ---- usage
+"$TH" audit verify "$T/ok.jsonl" >/dev/null 2>&1; rc=$?
+[ "$rc" -eq 2 ] && ok "no --root: usage, exit 2" || fail "no --root exits $rc"
+"$TH" audit verify "$T/ok.jsonl" --db "$T/ok.db" --root "$K/root.pem" >/dev/null 2>&1; rc=$?
+[ "$rc" -eq 2 ] && ok "FILE and --db: usage, exit 2" || fail "FILE and --db exits $rc"
+"$TH" audit frobnicate >/dev/null 2>&1; rc=$?
+[ "$rc" -eq 2 ] && ok "unknown audit subcommand: exit 2" || fail "audit frobnicate exits $rc"
+expect_fail "a bad --expect-checkpoint" "bad expected checkpoint" \
+    "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --expect-checkpoint 3
+expect_fail "a bad --pcrs" "bad PCR values" \
+    "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --pcrs sha256:7=zz
+
+done_testing
