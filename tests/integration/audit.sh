@@ -25,6 +25,13 @@ echo "$kinds" | grep -q "revocation" && ok "the token's revocation is recorded" 
 echo "$kinds" | grep -q "refusal" && ok "the policy refusal is recorded" || fail "refusal recorded: $kinds"
 $AC find "$T/audit.jsonl" refusal code=policy_denied | grep -q "protected path" && ok "the refusal names the rule" || fail "refusal reason"
 expect_ok "the hash chain recomputes independently" $AC chain "$T/audit.jsonl"
+$BIN/threshold --signer "$T/signer.sock" signer pubkey delegation-root >"$T/root.pem"
+expect_ok "threshold audit verify: the broker's log verifies offline (EK certificate to swtpm's CA)" \
+	$BIN/threshold audit verify "$T/audit.jsonl" --root "$T/root.pem" --ek-ca "$T/tpm/ek-ca.pem"
+expect_ok "and as a live database" $BIN/threshold audit verify --db "$T/state/audit.db" --root "$T/root.pem"
+openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl ec -pubout -out "$T/other.pem" 2>/dev/null
+expect_fail "a root the auditor does not trust is refused" "root" \
+	$BIN/threshold audit verify "$T/audit.jsonl" --root "$T/other.pem"
 if grep -q "ghs_" "$T/audit.jsonl"; then fail "a token value in the log"; else ok "no token value in the log (fingerprints only)"; fi
 mkdir -p "$T/cp"
 expect_ok "checkpoint 1 extracted, qual = H(statement)" $AC checkpoint "$T/audit.jsonl" 1 "$T/cp"
@@ -72,6 +79,7 @@ i4=$($AC find "$T/audit.jsonl" intent | $PY -c "import json,sys;print([json.load
 $AC find "$T/audit.jsonl" recovered intent=$i3 | grep -q '"merged": true' && ok "restart recorded that #3 was merged" || fail "recovery of #3"
 $AC find "$T/audit.jsonl" recovered intent=$i4 | grep -q '"merged": false' && ok "restart recorded that #4 was not" || fail "recovery of #4"
 expect_ok "after the crashes the hash chain is intact" $AC chain "$T/audit.jsonl"
+expect_ok "after the crashes the log verifies" $BIN/threshold audit verify "$T/audit.jsonl" --root "$T/root.pem"
 
 # Fail closed: the TPM cannot quote (swtpm down; the installation id and
 # App JWT are cached, so only the countersignature needs it): refused,

@@ -44,6 +44,9 @@ print("ok", n)
 PY
 grep -q '^ok' "$T/check" && ok "every checkpoint is an ES256 signature by the audit key ($(cat "$T/check"))" ||
 	{ fail "token-signature checkpoints"; sed 's/^/#   /' "$T/check"; }
+$BIN/threshold --signer "$T/signer.sock" signer pubkey delegation-root >"$T/root.pem"
+expect_ok "threshold audit verify accepts it" sh -c "$BIN/threshold audit verify $T/audit.jsonl --root $T/root.pem > $T/summary"
+grep -qi "token" "$T/summary" && ok "and reports the checkpoints as token-signed" || { fail "token-signed in the summary"; sed 's/^/#   /' "$T/summary"; }
 expect_fail "the audit key signs nothing but checkpoint hashes" "audit key signs only" \
 	sh -c "printf 'threshold-audit-checkpoint:nope' | $BIN/threshold --signer $T/signer.sock signer sign audit -"
 stop_broker
