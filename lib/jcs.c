@@ -46,14 +46,26 @@ static int
 put_string(struct buf *out, const char *s, size_t len)
 {
 	char esc[8];
-	size_t i;
+	size_t i, run;
 	int r;
 
 	if ((r = buf_put_u8(out, '"')) != 0)
 		return r;
-	for (i = 0; i < len; i++) {
+	for (i = 0; i < len; i += run) {
 		unsigned char c = (unsigned char)s[i];
 
+		/* Copy runs of characters that need no escape at once. */
+		for (run = 0; i + run < len; run++) {
+			c = (unsigned char)s[i + run];
+			if (c < 0x20 || c == '"' || c == '\\')
+				break;
+		}
+		if (run > 0) {
+			if ((r = buf_put(out, s + i, run)) != 0)
+				return r;
+			continue;
+		}
+		run = 1;
 		switch (c) {
 		case '"':  r = buf_put(out, "\\\"", 2); break;
 		case '\\': r = buf_put(out, "\\\\", 2); break;
@@ -63,11 +75,8 @@ put_string(struct buf *out, const char *s, size_t len)
 		case '\r': r = buf_put(out, "\\r", 2); break;
 		case '\t': r = buf_put(out, "\\t", 2); break;
 		default:
-			if (c < 0x20) {
-				snprintf(esc, sizeof(esc), "\\u%04x", c);
-				r = buf_put(out, esc, 6);
-			} else
-				r = buf_put_u8(out, c);
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			r = buf_put(out, esc, 6);
 		}
 		if (r != 0)
 			return r;

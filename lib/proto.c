@@ -58,6 +58,7 @@ proto_req_encode(struct buf *out, const struct proto_req *req)
 	switch (req->type) {
 	case PROTO_HEALTH:
 	case PROTO_EKCERT:
+	case PROTO_AKPUBLIC:
 		break;
 	case PROTO_PUBKEY:
 		if (!proto_purpose_valid(req->purpose))
@@ -80,6 +81,16 @@ proto_req_encode(struct buf *out, const struct proto_req *req)
 			    "qualifying data of %zu bytes exceeds %d",
 			    req->data_len, PROTO_QUAL_MAX);
 		r = buf_put_string(out, req->data, req->data_len);
+		break;
+	case PROTO_ACTIVATE:
+		if (req->data_len > PROTO_ACTIVATE_MAX ||
+		    req->data2_len > PROTO_ACTIVATE_MAX)
+			return th_fail(TH_ERR_TOO_LONG,
+			    "ACTIVATE field of %zu bytes exceeds %d",
+			    req->data_len > req->data2_len ? req->data_len :
+			    req->data2_len, PROTO_ACTIVATE_MAX);
+		if ((r = buf_put_string(out, req->data, req->data_len)) == 0)
+			r = buf_put_string(out, req->data2, req->data2_len);
 		break;
 	default:
 		return th_fail(TH_ERR_INVALID, "unknown request type %u",
@@ -114,6 +125,7 @@ proto_req_decode(struct buf *body, struct proto_req *req)
 	switch (req->type) {
 	case PROTO_HEALTH:
 	case PROTO_EKCERT:
+	case PROTO_AKPUBLIC:
 		break;
 	case PROTO_PUBKEY:
 		if ((r = get_purpose(body, req->purpose)) != 0)
@@ -132,6 +144,16 @@ proto_req_decode(struct buf *body, struct proto_req *req)
 		    &req->data_len, PROTO_QUAL_MAX)) != 0)
 			return th_fail(TH_ERR_PROTOCOL,
 			    "bad qualifying-data field: %s", th_strerror(r));
+		break;
+	case PROTO_ACTIVATE:
+		if ((r = buf_get_string_direct(body, &req->data,
+		    &req->data_len, PROTO_ACTIVATE_MAX)) != 0)
+			return th_fail(TH_ERR_PROTOCOL,
+			    "bad credential-blob field: %s", th_strerror(r));
+		if ((r = buf_get_string_direct(body, &req->data2,
+		    &req->data2_len, PROTO_ACTIVATE_MAX)) != 0)
+			return th_fail(TH_ERR_PROTOCOL,
+			    "bad encrypted-secret field: %s", th_strerror(r));
 		break;
 	default:
 		return th_fail(TH_ERR_PROTOCOL, "unknown request type 0x%02x",
@@ -273,6 +295,8 @@ proto_reply_decode(struct buf *body, uint8_t req_type, struct proto_reply *rep)
 	case PROTO_SIGN:	has_alg = 1; nblob = 1; break;
 	case PROTO_QUOTE:	nblob = 3; break;
 	case PROTO_EKCERT:	nblob = 1; break;
+	case PROTO_AKPUBLIC:	nblob = 2; break;
+	case PROTO_ACTIVATE:	nblob = 1; break;
 	default:
 		return th_fail(TH_ERR_INVALID, "unknown request type");
 	}

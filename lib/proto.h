@@ -21,6 +21,7 @@
 #define PROTO_ALG_MAX		8
 #define PROTO_BLOB_MAX		(16 * 1024)	/* key, signature, quote, cert */
 #define PROTO_HEALTH_MAX	8	/* purposes in a HEALTH reply */
+#define PROTO_ACTIVATE_MAX	1024	/* each ACTIVATE field */
 
 /* Requests. */
 #define PROTO_HEALTH	0x01	/* no fields */
@@ -28,6 +29,9 @@
 #define PROTO_SIGN	0x03	/* string purpose, string payload */
 #define PROTO_QUOTE	0x04	/* string qualifying-data */
 #define PROTO_EKCERT	0x05	/* no fields */
+#define PROTO_AKPUBLIC	0x06	/* no fields */
+#define PROTO_ACTIVATE	0x07	/* string credential-blob,
+				 * string encrypted-secret */
 /* Replies. */
 #define PROTO_OK	0x80	/* fields depend on the request */
 #define PROTO_ERROR	0x81	/* u32 code (positive), string message */
@@ -35,8 +39,11 @@
 struct proto_req {
 	uint8_t		 type;
 	char		 purpose[PROTO_PURPOSE_MAX + 1];	/* PUBKEY, SIGN */
-	const uint8_t	*data;		/* SIGN payload or QUOTE qualifying */
+	const uint8_t	*data;		/* SIGN payload, QUOTE qualifying
+					 * data, ACTIVATE credential blob */
 	size_t		 data_len;
+	const uint8_t	*data2;		/* ACTIVATE encrypted secret */
+	size_t		 data2_len;
 };
 
 struct proto_health_item {
@@ -54,7 +61,9 @@ struct proto_reply {
 	char		 msg[PROTO_MSG_MAX + 1];	/* ERROR */
 	char		 alg[PROTO_ALG_MAX + 1];	/* PUBKEY, SIGN */
 	const uint8_t	*blob[3];	/* PUBKEY: spki; SIGN: sig;
-					 * QUOTE: attest, sig, pcrs; EKCERT: der */
+					 * QUOTE: attest, sig, pcrs; EKCERT: der;
+					 * AKPUBLIC: tpmt_public, name;
+					 * ACTIVATE: cert_info */
 	size_t		 blob_len[3];
 	size_t		 nhealth;
 	struct proto_health_item health[PROTO_HEALTH_MAX];

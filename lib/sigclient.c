@@ -239,3 +239,42 @@ sigc_ekcert(struct sigc *c, struct buf *der)
 		return r;
 	return buf_put(der, rep.blob[0], rep.blob_len[0]);
 }
+
+int
+sigc_ak_public(struct sigc *c, struct buf *tpmt_public, struct buf *name)
+{
+	struct proto_req req = { .type = PROTO_AKPUBLIC };
+	struct proto_reply rep;
+	int r;
+
+	if ((r = sigc_call(c, &req, &rep)) != 0)
+		return r;
+	if (rep.blob_len[0] == 0 || rep.blob_len[1] == 0)
+		return th_fail(TH_ERR_PROTOCOL, "signer sent an empty AK "
+		    "public area or name");
+	if ((r = buf_put(tpmt_public, rep.blob[0], rep.blob_len[0])) != 0 ||
+	    (r = buf_put(name, rep.blob[1], rep.blob_len[1])) != 0)
+		return r;
+	return 0;
+}
+
+int
+sigc_activate(struct sigc *c, const uint8_t *credential_blob,
+    size_t blob_len, const uint8_t *secret, size_t secret_len,
+    struct buf *cert_info)
+{
+	struct proto_req req = { .type = PROTO_ACTIVATE };
+	struct proto_reply rep;
+	int r;
+
+	req.data = credential_blob;
+	req.data_len = blob_len;
+	req.data2 = secret;
+	req.data2_len = secret_len;
+	if ((r = sigc_call(c, &req, &rep)) != 0)
+		return r;
+	r = buf_put(cert_info, rep.blob[0], rep.blob_len[0]);
+	/* The reply buffer held the credential: do not keep it around. */
+	buf_reset(c->rep);
+	return r;
+}

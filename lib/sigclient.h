@@ -34,5 +34,17 @@ int	sigc_sign(struct sigc *c, const char *purpose, const uint8_t *payload,
 int	sigc_quote(struct sigc *c, const uint8_t *qual, size_t qual_len,
 	    struct buf *attest, struct buf *sig, struct buf *pcrs);
 int	sigc_ekcert(struct sigc *c, struct buf *der);
+/* AKPUBLIC: appends the attestation key's marshalled TPMT_PUBLIC and the
+ * TPM name the signer reports for it.  An enroller should recompute the
+ * name from the public area (makecred_ak_public) instead of trusting it. */
+int	sigc_ak_public(struct sigc *c, struct buf *tpmt_public,
+	    struct buf *name);
+/* ACTIVATE: has the signer's TPM run TPM2_ActivateCredential on a
+ * marshalled TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET (each at most
+ * PROTO_ACTIVATE_MAX bytes; lib/makecred.c makes them) and appends the
+ * recovered credential to cert_info. */
+int	sigc_activate(struct sigc *c, const uint8_t *credential_blob,
+	    size_t blob_len, const uint8_t *secret, size_t secret_len,
+	    struct buf *cert_info);
 
 #endif

@@ -176,6 +176,35 @@ keys_quote(struct keys *k, const uint8_t *qual, size_t qual_len,
 }
 
 int
+keys_ak_public(struct keys *k, struct buf *tpmt_public, struct buf *name)
+{
+	int r;
+
+	if ((r = key_ensure(k, PURPOSE_ATTESTATION)) != 0)
+		return r;
+	if (k->tkey[PURPOSE_ATTESTATION] == NULL)
+		return th_fail(TH_ERR_CONFIG, "the attestation key must be "
+		    "a TPM key");
+	return tpm_ak_public(k->tkey[PURPOSE_ATTESTATION], tpmt_public, name);
+}
+
+int
+keys_activate(struct keys *k, const uint8_t *credential_blob,
+    size_t blob_len, const uint8_t *secret, size_t secret_len,
+    struct buf *cert_info)
+{
+	int r;
+
+	if ((r = key_ensure(k, PURPOSE_ATTESTATION)) != 0)
+		return r;
+	if (k->tkey[PURPOSE_ATTESTATION] == NULL)
+		return th_fail(TH_ERR_CONFIG, "the attestation key must be "
+		    "a TPM key");
+	return tpm_activate_credential(k->tkey[PURPOSE_ATTESTATION],
+	    credential_blob, blob_len, secret, secret_len, cert_info);
+}
+
+int
 keys_ekcert(struct keys *k, struct buf *der)
 {
 	int r;

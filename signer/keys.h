@@ -30,6 +30,15 @@ int	keys_sign(struct keys *k, enum purpose p,
 int	keys_quote(struct keys *k, const uint8_t *qual, size_t qual_len,
 	    struct buf *attest, struct buf *sig, struct buf *pcrs);
 int	keys_ekcert(struct keys *k, struct buf *der);
+/* The attestation key's marshalled TPMT_PUBLIC and TPM name
+ * (tpm_ak_public). */
+int	keys_ak_public(struct keys *k, struct buf *tpmt_public,
+	    struct buf *name);
+/* TPM2_ActivateCredential with the attestation key and the RSA EK
+ * (tpm_activate_credential): appends the recovered credential. */
+int	keys_activate(struct keys *k, const uint8_t *credential_blob,
+	    size_t blob_len, const uint8_t *secret, size_t secret_len,
+	    struct buf *cert_info);
 /* One item per configured key: can it be loaded and used right now? */
 int	keys_health(struct keys *k, struct proto_health_item *items,
 	    size_t *n);

@@ -172,6 +172,68 @@ handle_ekcert(struct server *s, const struct proto_req *req, struct buf *out)
 	return r;
 }
 
+static int
+need_attestation_key(const struct server *s)
+{
+	if (s->cfg->keys[PURPOSE_ATTESTATION].backend == BACKEND_NONE)
+		return th_fail(TH_ERR_NOT_FOUND, "no attestation key is "
+		    "configured");
+	return 0;
+}
+
+static int
+handle_akpublic(struct server *s, const struct proto_req *req,
+    struct buf *out)
+{
+	struct buf *pub = NULL, *name = NULL;
+	const uint8_t *blob[2];
+	size_t len[2];
+	int r;
+
+	(void)req;
+	if ((r = need_attestation_key(s)) != 0)
+		return r;
+	r = TH_ERR_ALLOC;
+	if ((pub = buf_new()) == NULL || (name = buf_new()) == NULL)
+		goto out;
+	if ((r = keys_ak_public(s->keys, pub, name)) != 0)
+		goto out;
+	blob[0] = buf_ptr(pub);
+	len[0] = buf_len(pub);
+	blob[1] = buf_ptr(name);
+	len[1] = buf_len(name);
+	r = proto_reply_blobs(out, NULL, blob, len, 2);
+ out:
+	buf_free(pub);
+	buf_free(name);
+	return r;
+}
+
+/* The recovered credential goes back to the peer that sent the challenge
+ * and nowhere else (never to the log); its buffer is wiped on free. */
+static int
+handle_activate(struct server *s, const struct proto_req *req,
+    struct buf *out)
+{
+	struct buf *info;
+	const uint8_t *blob[1];
+	size_t len[1];
+	int r;
+
+	if ((r = need_attestation_key(s)) != 0)
+		return r;
+	if ((info = buf_new()) == NULL)
+		return TH_ERR_ALLOC;
+	if ((r = keys_activate(s->keys, req->data, req->data_len, req->data2,
+	    req->data2_len, info)) == 0) {
+		blob[0] = buf_ptr(info);
+		len[0] = buf_len(info);
+		r = proto_reply_blobs(out, NULL, blob, len, 1);
+	}
+	buf_free(info);
+	return r;
+}
+
 /* The request types the signer serves; anything else is refused and the
  * connection dropped. */
 static const struct {
@@ -184,6 +246,8 @@ static const struct {
 	{ PROTO_SIGN,	"SIGN",		handle_sign },
 	{ PROTO_QUOTE,	"QUOTE",	handle_quote },
 	{ PROTO_EKCERT,	"EKCERT",	handle_ekcert },
+	{ PROTO_AKPUBLIC, "AKPUBLIC",	handle_akpublic },
+	{ PROTO_ACTIVATE, "ACTIVATE",	handle_activate },
 };
 
 static int

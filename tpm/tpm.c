@@ -1317,3 +1317,235 @@ tpm_ek_cert(struct tpm_ctx *ctx, struct buf *der)
 			return r;
 	return th_fail(TH_ERR_NOT_FOUND, "TPM has no EK certificate");
 }
+
+/* Credential activation. */
+
+/* TCG EK Credential Profile: PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256,
+ * the authPolicy of the default EK templates. */
+static const uint8_t ek_policy_a[P256_LEN] = {
+	0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc,
+	0x8d, 0x46, 0xa5, 0xd7, 0x24, 0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52,
+	0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
+};
+
+#define EK_ATTRS (TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | \
+	TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY | \
+	TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT)
+
+/* TCG EK Credential Profile 2.x, template L-1 (RSA 2048): the same EK
+ * every time the endorsement seed is the same. */
+static void
+tmpl_ek_rsa(TPM2B_PUBLIC *t)
+{
+	TPMT_PUBLIC *p = &t->publicArea;
+
+	memset(t, 0, sizeof(*t));
+	p->type = TPM2_ALG_RSA;
+	p->nameAlg = TPM2_ALG_SHA256;
+	p->objectAttributes = EK_ATTRS;
+	p->authPolicy.size = sizeof(ek_policy_a);
+	memcpy(p->authPolicy.buffer, ek_policy_a, sizeof(ek_policy_a));
+	p->parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_AES;
+	p->parameters.rsaDetail.symmetric.keyBits.aes = 128;
+	p->parameters.rsaDetail.symmetric.mode.aes = TPM2_ALG_CFB;
+	p->parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
+	p->parameters.rsaDetail.keyBits = 2048;
+	p->parameters.rsaDetail.exponent = 0;
+	p->unique.rsa.size = RSA2048_LEN;	/* all zero */
+}
+
+static int
+is_rsa_ek(const TPMT_PUBLIC *p)
+{
+	return p->type == TPM2_ALG_RSA && p->nameAlg == TPM2_ALG_SHA256 &&
+	    (p->objectAttributes & EK_ATTRS) == EK_ATTRS &&
+	    !(p->objectAttributes & TPMA_OBJECT_USERWITHAUTH) &&
+	    p->parameters.rsaDetail.keyBits == 2048 &&
+	    p->parameters.rsaDetail.symmetric.algorithm == TPM2_ALG_AES &&
+	    p->parameters.rsaDetail.symmetric.keyBits.aes == 128 &&
+	    p->parameters.rsaDetail.symmetric.mode.aes == TPM2_ALG_CFB &&
+	    p->authPolicy.size == sizeof(ek_policy_a) &&
+	    memcmp(p->authPolicy.buffer, ek_policy_a,
+	    sizeof(ek_policy_a)) == 0;
+}
+
+/* The RSA EK: the persistent one if it is an EK, else a transient primary
+ * from the default template (*created set: the caller flushes it). */
+static int
+ek_get(struct tpm_ctx *ctx, ESYS_TR *ek, int *created)
+{
+	TPM2B_SENSITIVE_CREATE sens = { 0 };
+	TPM2B_PUBLIC tmpl, *pub = NULL;
+	TPM2B_DATA outside = { 0 };
+	TPML_PCR_SELECTION pcrs = { 0 };
+	TSS2_RC rc;
+	int r, isek;
+
+	*ek = ESYS_TR_NONE;
+	*created = 0;
+	r = resolve(ctx, TPM_EK_RSA_HANDLE, ek);
+	if (r == 0) {
+		rc = Esys_ReadPublic(ctx->esys, *ek, ESYS_TR_NONE,
+		    ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL, NULL);
+		if (rc != TSS2_RC_SUCCESS) {
+			trclose(ctx, ek);
+			return tss_fail(ctx, rc, "Esys_ReadPublic(EK)");
+		}
+		isek = is_rsa_ek(&pub->publicArea);
+		Esys_Free(pub);
+		if (isek)
+			return 0;
+		/* Something else sits there: derive the EK instead. */
+		trclose(ctx, ek);
+	} else if (r != TH_ERR_NOT_FOUND)
+		return r;
+	tmpl_ek_rsa(&tmpl);
+	rc = Esys_CreatePrimary(ctx->esys, ESYS_TR_RH_ENDORSEMENT,
+	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
+	    &outside, &pcrs, ek, NULL, NULL, NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		*ek = ESYS_TR_NONE;
+		return tss_fail(ctx, rc, "Esys_CreatePrimary(EK)");
+	}
+	*created = 1;
+	return 0;
+}
+
+/* A policy session satisfying the EK's policy: PolicySecret with the
+ * endorsement hierarchy's (empty) auth.  continueSession is set so that the
+ * TPM keeps the session after use and flush() always has it to flush. */
+static int
+ek_policy_session(struct tpm_ctx *ctx, ESYS_TR *sess)
+{
+	TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_NULL };
+	TPM2B_NONCE nonce_tpm = { 0 }, policy_ref = { 0 };
+	TPM2B_DIGEST cp_hash = { 0 };
+	TSS2_RC rc;
+
+	rc = Esys_StartAuthSession(ctx->esys, ESYS_TR_NONE, ESYS_TR_NONE,
+	    ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_POLICY,
+	    &sym, TPM2_ALG_SHA256, sess);
+	if (rc != TSS2_RC_SUCCESS) {
+		*sess = ESYS_TR_NONE;
+		return tss_fail(ctx, rc, "Esys_StartAuthSession(policy)");
+	}
+	rc = Esys_TRSess_SetAttributes(ctx->esys, *sess,
+	    TPMA_SESSION_CONTINUESESSION, 0xff);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_fail(ctx, rc, "Esys_TRSess_SetAttributes");
+	rc = Esys_PolicySecret(ctx->esys, ESYS_TR_RH_ENDORSEMENT, *sess,
+	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &nonce_tpm, &cp_hash,
+	    &policy_ref, 0, NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_fail(ctx, rc, "Esys_PolicySecret(endorsement)");
+	return 0;
+}
+
+static int
+ak_check(const struct tpm_key *ak)
+{
+	if (!ak->restricted || ak->alg != TH_ALG_ES256)
+		return th_fail(TH_ERR_DENIED, "TPM key 0x%08x is not an "
+		    "attestation key", ak->handle);
+	return 0;
+}
+
+int
+tpm_ak_public(struct tpm_key *ak, struct buf *tpmt_public, struct buf *name)
+{
+	struct tpm_ctx *ctx = ak->ctx;
+	TPM2B_PUBLIC *pub = NULL;
+	TPM2B_NAME *n = NULL;
+	uint8_t mbuf[sizeof(TPMT_PUBLIC)];
+	size_t off = 0;
+	TSS2_RC rc;
+	int r;
+
+	if ((r = ak_check(ak)) != 0 || (r = key_ready(ak)) != 0)
+		return r;
+	rc = Esys_ReadPublic(ctx->esys, ak->tr, ESYS_TR_NONE, ESYS_TR_NONE,
+	    ESYS_TR_NONE, &pub, &n, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		r = tss_fail(ctx, rc, "Esys_ReadPublic(AK)");
+		goto out;
+	}
+	if (n->size != ak->name.size ||
+	    CRYPTO_memcmp(n->name, ak->name.name, n->size) != 0) {
+		r = th_fail(TH_ERR_NOT_FOUND, "TPM key 0x%08x was replaced by "
+		    "another object", ak->handle);
+		goto out;
+	}
+	if ((rc = Tss2_MU_TPMT_PUBLIC_Marshal(&pub->publicArea, mbuf,
+	    sizeof(mbuf), &off)) != TSS2_RC_SUCCESS) {
+		r = th_fail(TH_ERR_INTERNAL, "marshal public area: %s",
+		    Tss2_RC_Decode(rc));
+		goto out;
+	}
+	if ((r = buf_put(tpmt_public, mbuf, off)) != 0 ||
+	    (r = buf_put(name, n->name, n->size)) != 0)
+		goto out;
+ out:
+	Esys_Free(pub);
+	Esys_Free(n);
+	return r;
+}
+
+int
+tpm_activate_credential(struct tpm_key *ak, const uint8_t *credential_blob,
+    size_t blob_len, const uint8_t *secret, size_t secret_len,
+    struct buf *cert_info)
+{
+	struct tpm_ctx *ctx = ak->ctx;
+	TPM2B_ID_OBJECT id;
+	TPM2B_ENCRYPTED_SECRET enc;
+	TPM2B_DIGEST *info = NULL;
+	ESYS_TR ek = ESYS_TR_NONE, sess = ESYS_TR_NONE;
+	size_t off;
+	TSS2_RC rc;
+	int r, created = 0;
+
+	if ((r = ak_check(ak)) != 0)
+		return r;
+	memset(&id, 0, sizeof(id));
+	memset(&enc, 0, sizeof(enc));
+	off = 0;
+	if (credential_blob == NULL || Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(
+	    credential_blob, blob_len, &off, &id) != TSS2_RC_SUCCESS ||
+	    off != blob_len || id.size == 0)
+		return th_fail(TH_ERR_INVALID, "malformed credential blob "
+		    "(TPM2B_ID_OBJECT)");
+	off = 0;
+	if (secret == NULL || Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(
+	    secret, secret_len, &off, &enc) != TSS2_RC_SUCCESS ||
+	    off != secret_len || enc.size == 0)
+		return th_fail(TH_ERR_INVALID, "malformed encrypted secret "
+		    "(TPM2B_ENCRYPTED_SECRET)");
+	if ((r = key_ready(ak)) != 0 ||
+	    (r = ek_get(ctx, &ek, &created)) != 0 ||
+	    (r = ek_policy_session(ctx, &sess)) != 0)
+		goto out;
+	rc = Esys_ActivateCredential(ctx->esys, ak->tr, ek, ESYS_TR_PASSWORD,
+	    sess, ESYS_TR_NONE, &id, &enc, &info);
+	if (rc != TSS2_RC_SUCCESS) {
+		/* Seen on swtpm: a credential for another EK fails with
+		 * TPM_RC_FAILURE (though the TPM keeps working), one for
+		 * another name with TPM_RC_INTEGRITY.  Either way the TPM
+		 * refused; the code is not relied on. */
+		r = tss_fail(ctx, rc, "the TPM refused the credential (made "
+		    "for another EK or another key name?): "
+		    "Esys_ActivateCredential");
+		goto out;
+	}
+	r = buf_put(cert_info, info->buffer, info->size);
+ out:
+	if (info != NULL) {
+		OPENSSL_cleanse(info, sizeof(*info));
+		Esys_Free(info);
+	}
+	flush(ctx, &sess);
+	if (created)
+		flush(ctx, &ek);
+	else
+		trclose(ctx, &ek);
+	return r;
+}

@@ -27,6 +27,7 @@
 #include "buf.h"
 
 #define TPM_SRK_HANDLE		0x81000001
+#define TPM_EK_RSA_HANDLE	0x81010001	/* TCG: the RSA EK, if persisted */
 #define TPM_QUALIFYING_MAX	64	/* bytes of qualifying data in a quote */
 #define TPM_PCRSEL_MAX		128	/* chars in a selection string */
 
@@ -99,5 +100,37 @@ int	tpm_quote(struct tpm_key *ak, const char *pcrsel,
  * else ECC P-256 0x01c0000a, else ECC P-384 0x01c00016).  TH_ERR_NOT_FOUND
  * if there is none. */
 int	tpm_ek_cert(struct tpm_ctx *ctx, struct buf *der);
+
+/* Appends the attestation key's public area as a marshalled TPMT_PUBLIC to
+ * tpmt_public and its TPM name (nameAlg u16 || digest of the TPMT_PUBLIC,
+ * 34 bytes for SHA-256) to name, both read from the TPM (TPM2_ReadPublic)
+ * and checked against the name the key was loaded with.  TH_ERR_DENIED if
+ * ak is not a restricted ES256 key. */
+int	tpm_ak_public(struct tpm_key *ak, struct buf *tpmt_public,
+	    struct buf *name);
+
+/* TPM2_ActivateCredential with ak as activateHandle (ADMIN role, empty
+ * password) and the RSA EK as keyHandle: recovers the credential that
+ * TPM2_MakeCredential (e.g. lib/makecred.c) sealed to the EK's public key
+ * and ak's name.  It succeeds only in the TPM that holds that EK and an
+ * object of that name, which is what makes it evidence for an enroller.
+ *	credential_blob	a marshalled TPM2B_ID_OBJECT (u16 size || bytes)
+ *	secret		a marshalled TPM2B_ENCRYPTED_SECRET
+ * Both are parsed strictly (no trailing bytes), TH_ERR_INVALID otherwise.
+ * The EK is the one persisted at TPM_EK_RSA_HANDLE if that is an RSA-2048
+ * restricted decryption key with the TCG EK policy; otherwise it is created
+ * as a primary from the TCG default RSA template (EK Credential Profile,
+ * template L-1) and flushed afterwards.  The EK's USER role needs a policy
+ * session satisfying PolicySecret(TPM_RH_ENDORSEMENT) (empty endorsement
+ * auth); it is flushed, as is every other transient object, on every path.
+ * Appends the certInfo bytes (the credential; no size prefix) to cert_info.
+ * A credential made for another EK or another name is refused by the TPM
+ * (TH_ERR_TPM).  TH_ERR_DENIED if ak is not a restricted ES256 key.
+ * XXX The session is unsalted, so certInfo crosses the TPM bus in the
+ * clear; our copy is wiped, the ESYS response buffer keeps it until the
+ * next command overwrites it. */
+int	tpm_activate_credential(struct tpm_key *ak,
+	    const uint8_t *credential_blob, size_t blob_len,
+	    const uint8_t *secret, size_t secret_len, struct buf *cert_info);
 
 #endif
