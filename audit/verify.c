@@ -86,6 +86,7 @@ struct averify {
 	size_t			 nsel, nsel_pcrs;
 	char			 instance[80];
 	int			 ek_checked;
+	int			 ak_activated;
 
 	/* Step 2; leaves and kinds feed steps 3 and 6. */
 	uint64_t		 nentries;
@@ -895,6 +896,84 @@ check_ek(struct averify *v, struct json_object *h)
 	return r;
 }
 
+/* The root's word that the AK was activated against the EK certificate in
+ * this header: a threshold-ak-cert+jwt (docs/audit-format.md, "Header"). */
+static int
+check_activation(struct averify *v, struct json_object *h)
+{
+	struct json_object *o, *ek, *akj;
+	struct jws *j = NULL;
+	struct buf *der = NULL;
+	EVP_PKEY *ak = NULL;
+	char want[JWS_HASH_LEN + 1], tp_claim[JWK_THUMBPRINT_LEN + 1];
+	char tp_ak[JWK_THUMBPRINT_LEN + 1];
+	const char *s;
+	int64_t iat;
+	int r;
+
+	if (!json_object_object_get_ex(h, "activation", &o) ||
+	    json_object_is_type(o, json_type_null))
+		return 0;
+	if (!json_object_object_get_ex(h, "ek_cert", &ek) ||
+	    !json_object_is_type(ek, json_type_string))
+		return fail(v, 1, "header: activation without an ek_cert");
+	if (!json_object_is_type(o, json_type_string))
+		return fail(v, 1, "header: activation is not a string");
+	if ((r = jws_parse(json_object_get_string(o),
+	    (size_t)json_object_get_string_len(o), &j)) != 0) {
+		r = fail(v, 1, "header: activation: %s", th_errmsg(r));
+		goto out;
+	}
+	if (strcmp(j->typ, TYP_AK_CERT) != 0) {
+		r = fail(v, 1, "header: activation is not a %s", TYP_AK_CERT);
+		goto out;
+	}
+	if (jws_verify(j, v->root) != 0) {
+		r = fail(v, 1, "header: activation is not signed by the root");
+		goto out;
+	}
+	if ((der = buf_new()) == NULL) {
+		r = TH_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = b64_decode(json_object_get_string(ek), 16384, der)) != 0) {
+		r = fail(v, 1, "header: ek_cert: %s", th_errmsg(r));
+		goto out;
+	}
+	jws_hash(buf_ptr(der), buf_len(der), want);
+	if (json_get_string(j->claims, "iss", &s) != 0 ||
+	    strcmp(s, "threshold:root") != 0 ||
+	    json_get_string(j->claims, "sub", &s) != 0 ||
+	    strcmp(s, v->instance) != 0 ||
+	    json_get_string(j->claims, "method", &s) != 0 ||
+	    strcmp(s, "TPM2_ActivateCredential") != 0 ||
+	    json_get_int64(j->claims, "iat", &iat) != 0) {
+		r = fail(v, 1, "header: activation: iss, sub (this instance), "
+		    "method or iat is wrong");
+		goto out;
+	}
+	if (json_get_string(j->claims, "ek_cert", &s) != 0 ||
+	    strcmp(s, want) != 0) {
+		r = fail(v, 1, "header: activation is for another EK "
+		    "certificate");
+		goto out;
+	}
+	if (!json_object_object_get_ex(j->claims, "ak", &akj) ||
+	    jwk_to_pkey(akj, &ak) != 0 || jwk_thumbprint(ak, tp_claim) != 0 ||
+	    jwk_thumbprint(v->ak, tp_ak) != 0 || strcmp(tp_claim, tp_ak) != 0) {
+		r = fail(v, 1, "header: activation is for another attestation "
+		    "key");
+		goto out;
+	}
+	v->ak_activated = 1;
+	r = 0;
+ out:
+	EVP_PKEY_free(ak);
+	buf_free(der);
+	jws_free(j);
+	return r;
+}
+
 int
 averify_header(struct averify *v, struct json_object *h)
 {
@@ -960,7 +1039,8 @@ averify_header(struct averify *v, struct json_object *h)
 		    "(--root): log %s, given %s", tp_log, tp_mine);
 		goto out;
 	}
-	if ((r = check_ek(v, h)) != 0)
+	if ((r = check_ek(v, h)) != 0 ||
+	    (r = check_activation(v, h)) != 0)
 		goto out;
 	if ((canon = buf_new()) == NULL) {
 		r = TH_ERR_ALLOC;
@@ -1815,6 +1895,7 @@ averify_summary(const struct averify *v, struct averify_summary *s)
 	    v->ckind == CK_QUOTE ? "tpm-quote" : v->ckind == CK_TOKEN ?
 	    "token-signature" : "");
 	s->ek_checked = v->ek_checked;
+	s->ak_activated = v->ak_activated;
 }
 
 /* ---- readers ---- */

@@ -19,8 +19,8 @@
  * library is linked.
  *
  * XXX: qualifiedSigner is not compared with the AK's name (the header
- * carries the AK as a JWK, not its TPMT_PUBLIC), and AK-to-EK binding is
- * not checked (docs/audit-format.md, "Known gaps"). */
+ * carries the AK as a JWK, not its TPMT_PUBLIC); the root's activation
+ * statement vouches for the AK instead (docs/audit-format.md). */
 #ifndef TH_AVERIFY_H
 #define TH_AVERIFY_H
 
@@ -113,6 +113,7 @@ struct averify_summary {
 	char		 instance[80];
 	char		 checkpoint_key[20];
 	int		 ek_checked;		/* ek_cert chained to --ek-ca */
+	int		 ak_activated;		/* the root certified AK-EK */
 };
 
 /* root: the delegation-root public key the auditor trusts (a reference is

@@ -100,8 +100,9 @@ print_text(const struct averify_summary *s, int ek_given)
 	if (s->token_signed > 0)
 		printf("  note: token-signed checkpoints prove the key holder "
 		    "signed, not which TPM\n");
-	printf("  note: AK-to-EK binding is not checked (docs/audit-format.md, "
-	    "\"Known gaps\")\n");
+	printf("  AK bound to EK   %s\n", s->ak_activated ? "yes: activated "
+	    "(TPM2_ActivateCredential), certified by the root" :
+	    "no: the header has no activation");
 }
 
 static void
@@ -164,6 +165,8 @@ print_json(const struct averify_summary *s, const struct averify *v,
 			json_object_object_add(o, "last_checkpoint", NULL);
 		json_object_object_add(o, "ek_cert_checked",
 		    json_object_new_boolean(s->ek_checked));
+		json_object_object_add(o, "ak_activated",
+		    json_object_new_boolean(s->ak_activated));
 	}
 	printf("%s\n", json_object_to_json_string_ext(o,
 	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));

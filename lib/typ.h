@@ -7,6 +7,8 @@
 #define TYP_HUMAN_CERT	"threshold-human-cert+jwt"	/* delegation-root */
 #define TYP_DELEGATION	"threshold-delegation+jwt"	/* a human's key */
 #define TYP_CAPABILITY	"threshold-capability+jwt"	/* capability */
+#define TYP_AK_CERT	"threshold-ak-cert+jwt"	/* delegation-root: this AK
+						 * was activated with this EK */
 
 #define CAPABILITY_TTL_MAX	60	/* seconds */
 #define GITHUB_JWT_TTL_MAX	600	/* seconds, GitHub's own limit */

@@ -28,7 +28,32 @@ expect_ok "the hash chain recomputes independently" $AC chain "$T/audit.jsonl"
 $BIN/threshold --signer "$T/signer.sock" signer pubkey delegation-root >"$T/root.pem"
 expect_ok "threshold audit verify: the broker's log verifies offline (EK certificate to swtpm's CA)" \
 	$BIN/threshold audit verify "$T/audit.jsonl" --root "$T/root.pem" --ek-ca "$T/tpm/ek-ca.pem"
+grep -q "AK bound to EK   yes: activated (TPM2_ActivateCredential), certified by the root" "$T/out" &&
+	ok "the AK was activated against swtpm's EK and the root certified it" ||
+	{ fail "AK activation reported"; sed 's/^/#   /' "$T/out"; }
 expect_ok "and as a live database" $BIN/threshold audit verify --db "$T/state/audit.db" --root "$T/root.pem"
+# The activation is the root's statement, checked independently: typ, the AK in the header,
+# the SHA-256 of the header's EK certificate.
+if $PY - "$T/audit.jsonl" "$T/root.pem" "$ROOT/tests/tools" <<'EOF2'
+import base64, hashlib, json, sys
+sys.path.insert(0, sys.argv[3])
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+d = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+h = json.loads(open(sys.argv[1]).readline())["header"]
+hd, cl, sig = h["activation"].split(".")
+assert json.loads(d(hd))["typ"] == "threshold-ak-cert+jwt"
+root = serialization.load_pem_public_key(open(sys.argv[2], "rb").read())
+root.verify(encode_dss_signature(int.from_bytes(d(sig)[:32], "big"), int.from_bytes(d(sig)[32:], "big")),
+            (hd + "." + cl).encode(), ec.ECDSA(hashes.SHA256()))
+c = json.loads(d(cl))
+assert c["ak"]["x"] == h["ak"]["x"] and c["ak"]["y"] == h["ak"]["y"], c
+assert d(c["ek_cert"]) == hashlib.sha256(d(h["ek_cert"])).digest()
+assert c["sub"] == h["instance"] and c["method"] == "TPM2_ActivateCredential"
+EOF2
+then ok "the header's activation: root-signed, names the header's AK and EK certificate"
+else fail "the header's activation"; fi
 openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl ec -pubout -out "$T/other.pem" 2>/dev/null
 expect_fail "a root the auditor does not trust is refused" "root" \
 	$BIN/threshold audit verify "$T/audit.jsonl" --root "$T/other.pem"

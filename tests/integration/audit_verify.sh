@@ -79,6 +79,8 @@ expect_ok "every option at once: --ek-ca, --pcrs, --expect-checkpoint" \
     --expect-checkpoint "1:$(sed -n 's/.*"first":1,"kind":"tpm-quote".*"qual":"\([^"]*\)".*/\1/p' "$T/ok.jsonl" | head -1)"
 grep -q 'EK certificate   chains to --ek-ca' "$T/out" && ok "EK certificate reported as checked" ||
     fail "EK certificate reported as checked"
+grep -q 'AK bound to EK   yes' "$T/out" && ok "the writer's activation is accepted" ||
+    fail "the writer's activation is accepted"
 expect_ok "--ek-ca with only the intermediate (partial chain)" \
     "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --ek-ca "$K/ek-intermediate.pem"
 expect_fail "--ek-ca of another CA" "header: ek_cert does not chain to --ek-ca" \
@@ -163,6 +165,12 @@ mk expired --tamper expired-chain --entries 60 --batch 8 &&
     refuses expired "entry $(at expired): (mint|intent)'s chain is not valid at the entry's time [0-9]+: link 2 \(agent:coder-1\) expired"
 mk orphan --tamper orphan-outcome --entries 60 --batch 8 &&
     refuses orphan "entry $(at orphan): outcome refers to entry [0-9]+, which is not an earlier intent"
+mk actak --tamper activation-other-ak --ek --entries 20 --batch 8 &&
+    refuses actak "header: activation is for another attestation key"
+mk actek --tamper activation-other-ek --ek --entries 20 --batch 8 &&
+    refuses actek "header: activation is for another EK certificate"
+mk actroot --tamper activation-not-root --ek --entries 20 --batch 8 &&
+    refuses actroot "header: activation is not signed by the root"
 
 # ---- the finished log altered, signatures as they were
 mk edit --tamper edit-field:17 --entries 60 --batch 8 &&

@@ -33,6 +33,9 @@ Tamper modes.  Built in (the forgery is signed where a forger could sign it):
   missing-link      the sub-agent's delegation is never logged as a link
   expired-chain     the delegation expires while the log goes on
   orphan-outcome    an outcome refers to a mint, not to an intent
+  activation-other-ak, activation-other-ek, activation-not-root (with --ek)
+                    the header's activation names another AK, another EK certificate,
+                    or is signed by the capability key instead of the root
 Applied to the finished log (signatures stay as they were; --rechain then renumbers and
 re-hashes the entries as a forger without keys can, leaving checkpoints as they were):
   edit-field:SEQ, delete:SEQ, insert:SEQ, reorder:SEQ (swaps SEQ and SEQ+1),
@@ -62,6 +65,7 @@ P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 TYP_CERT = "threshold-human-cert+jwt"
 TYP_DELEGATION = "threshold-delegation+jwt"
 TYP_CAPABILITY = "threshold-capability+jwt"
+TYP_AK_CERT = "threshold-ak-cert+jwt"
 
 TPM_GENERATED = 0xFF544347
 TPM_ST_ATTEST_QUOTE = 0x8018
@@ -293,8 +297,22 @@ class Builder:
             "capability": jwk(keys.capability.public_key()),
             "attenuation": jwk(keys.attenuation.public_key()),
         }
+        if args.ek_der:
+            self.header["activation"] = self.activation(args.ek_der)
         self.hh = hb64(cbytes(self.header))
         self.make_tokens()
+
+    # The root's statement that the header's AK was activated against its EK certificate
+    # (docs/audit-format.md, "Header").
+    def activation(self, ek_der):
+        ak = self.k.other_ak if self.tamper in ("swap-ak", "activation-other-ak") else self.k.ak
+        signer = self.k.capability if self.tamper == "activation-not-root" else self.k.root
+        ek = ek_der + b"x" if self.tamper == "activation-other-ek" else ek_der
+        if self.tamper == "activation-other-ak":
+            ak = self.k.human
+        return jws(signer, TYP_AK_CERT, {
+            "iss": "threshold:root", "sub": self.instance, "ak": jwk(ak.public_key()),
+            "ek_cert": hb64(ek), "method": "TPM2_ActivateCredential", "iat": self.t0 - 100})
 
     # -- tokens (docs/tokens.md)
     def make_tokens(self):
@@ -536,7 +554,8 @@ def main():
         header["instance"] = "thresholdd:" + "A" * 22
     elif mode not in ("", "replay-quote", "swap-ak", "clock-back", "reset-back", "bad-root",
                       "bad-chain", "bad-capability", "cap-mismatch", "missing-link",
-                      "expired-chain", "orphan-outcome"):
+                      "expired-chain", "orphan-outcome", "activation-other-ak",
+                      "activation-other-ek", "activation-not-root"):
         sys.exit("make_audit_log: unknown tamper mode %r" % args.tamper)
     if args.rechain:
         rechain(hh, entries)
