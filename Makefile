@@ -52,11 +52,12 @@ LIBCLI		= $(BUILD)/libthcli.a
 LIBTOKENS	= $(BUILD)/libthtokens.a
 LIBBROKER	= $(BUILD)/libthbroker.a
 LIBAUDIT	= $(BUILD)/libthaudit.a
-LIBS_BROKER	= $(shell pkg-config --libs libcurl libmicrohttpd 2>/dev/null)
+LIBS_BROKER	= $(shell pkg-config --libs libcurl libmicrohttpd zlib 2>/dev/null)
 
 BINS		= $(BUILD)/bin/threshold-signer $(BUILD)/bin/threshold \
 		  $(BUILD)/bin/thresholdd \
-		  $(BUILD)/bin/threshold-pkcs11-helper
+		  $(BUILD)/bin/threshold-pkcs11-helper \
+		  $(BUILD)/bin/git-credential-threshold
 UNIT_BINS	= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HWTEST_BINS	= $(HWTEST_SRC:tests/hw/%.c=$(BUILD)/tests/%)
 BENCH_BINS	= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
@@ -119,6 +120,10 @@ $(BUILD)/bin/threshold-signer: $(BUILD)/signer/main.o $(LIBSIGNER) $(LIBHW) $(LI
 $(BUILD)/bin/threshold: $(BUILD)/cli/main.o $(LIBCLI) $(LIBAUDIT) $(LIBTOKENS) $(LIBCOMMON)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcurl) $(LIBS_COMMON)
+# git runs "git-credential-threshold" for credential.helper threshold.
+$(BUILD)/bin/git-credential-threshold: $(BUILD)/bin/threshold
+	ln -sf threshold $@
+
 # The human's PKCS#11 token is used only in this helper, which the CLI spawns
 # (lib/p11client.c), as ssh-pkcs11-helper is for ssh.
 $(BUILD)/bin/threshold-pkcs11-helper: $(BUILD)/p11helper/main.o $(LIBHW) $(LIBCOMMON)

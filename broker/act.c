@@ -106,33 +106,35 @@ parse_op(struct json_object *req, struct cap_op *op)
 	return cap_op_validate(op);
 }
 
-void
-act_mint(struct broker *b, const char *agent, struct json_object *req,
+/* Mints a capability for op, or refuses; either way recorded.  With
+ * fallback (for git, whose credential request does not say whether a push
+ * or a fetch follows), a push that is not covered becomes a fetch. */
+static void
+mint(struct broker *b, const char *agent, struct cap_op *op, int fallback,
     struct answer *ans)
 {
-	struct cap_op op;
 	struct buf *tok = NULL;
 	char desc[512];
 	int64_t now = (int64_t)time(NULL);
 	int r;
 
-	ans->agent = agent;
-	if ((r = parse_op(req, &op)) != 0) {
-		fail(b, ans, 400, "bad_request", r);
-		return;
-	}
-	ans->op = &op;
+	ans->op = op;
 	if ((tok = buf_new()) == NULL) {
 		fail(b, ans, 500, "internal", TH_ERR_ALLOC);
 		ans->op = NULL;
 		return;
 	}
-	r = cap_mint(b->cap, b->signer, b->st, agent, &op, now, tok, desc,
+	r = cap_mint(b->cap, b->signer, b->st, agent, op, now, tok, desc,
 	    sizeof(desc));
+	if (r == TH_ERR_DENIED && fallback) {
+		snprintf(op->op, sizeof(op->op), "github.fetch");
+		r = cap_mint(b->cap, b->signer, b->st, agent, op, now, tok,
+		    desc, sizeof(desc));
+	}
 	if (r != 0) {
 		b->m.mint_refused++;
-		log_warn("%s: capability for %s %s refused: %s", agent, op.op,
-		    op.repo, th_errmsg(r));
+		log_warn("%s: capability for %s %s refused: %s", agent, op->op,
+		    op->repo, th_errmsg(r));
 		fail(b, ans, r == TH_ERR_DENIED ? 403 : r == TH_ERR_UNAVAILABLE ?
 		    503 : 500, r == TH_ERR_DENIED ? "not_covered" :
 		    r == TH_ERR_UNAVAILABLE ? "signer_unavailable" : "internal",
@@ -146,19 +148,60 @@ act_mint(struct broker *b, const char *agent, struct json_object *req,
 		goto out;
 	}
 	b->m.minted++;
-	log_info("%s: capability for %s %s#%lld (%s)", agent, op.op, op.repo,
-	    (long long)op.pr, desc);
+	log_info("%s: capability for %s %s#%lld (%s)", agent, op->op, op->repo,
+	    (long long)op->pr, desc);
 	ans->status = 201;
 	ans->body = json_object_new_object();
 	json_object_object_add(ans->body, "capability",
 	    json_object_new_string_len((const char *)buf_ptr(tok),
 	    (int)buf_len(tok)));
+	json_object_object_add(ans->body, "op", json_object_new_string(op->op));
 	json_object_object_add(ans->body, "chain", json_object_new_string(desc));
 	json_object_object_add(ans->body, "expires_at",
 	    json_object_new_int64(now + b->cfg.ttl));
  out:
 	ans->op = NULL;
 	buf_free(tok);
+}
+
+void
+act_mint(struct broker *b, const char *agent, struct json_object *req,
+    struct answer *ans)
+{
+	struct cap_op op;
+	int r;
+
+	ans->agent = agent;
+	if ((r = parse_op(req, &op)) != 0) {
+		fail(b, ans, 400, "bad_request", r);
+		return;
+	}
+	mint(b, agent, &op, 0, ans);
+}
+
+void
+act_git_credential(struct broker *b, const char *agent,
+    struct json_object *req, struct answer *ans)
+{
+	struct cap_op op;
+	const char *repo;
+	int r;
+
+	ans->agent = agent;
+	memset(&op, 0, sizeof(op));
+	if (!json_object_is_type(req, json_type_object) ||
+	    (r = json_get_string_len(req, "repo", SCOPE_REPO_MAX, &repo)) != 0) {
+		fail(b, ans, 400, "bad_request", th_fail(TH_ERR_INVALID, "give "
+		    "{\"repo\": \"OWNER/NAME\"}"));
+		return;
+	}
+	snprintf(op.op, sizeof(op.op), "github.push");
+	snprintf(op.repo, sizeof(op.repo), "%s", repo);
+	if ((r = cap_op_validate(&op)) != 0) {
+		fail(b, ans, 400, "bad_request", r);
+		return;
+	}
+	mint(b, agent, &op, 1, ans);
 }
 
 /* The least each operation needs (../shared/notes/github-api.md); a merge
@@ -525,6 +568,14 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 	}
 	b->m.redeemed++;
 	ans->op = &red.op;
+	if (strcmp(red.op.op, "github.push") == 0 ||
+	    strcmp(red.op.op, "github.fetch") == 0) {
+		fail(b, ans, 400, "bad_request", th_fail(TH_ERR_INVALID, "%s "
+		    "capabilities are used by git, through the broker's git "
+		    "endpoint (docs/api.md)", red.op.op));
+		ans->op = NULL;
+		return;
+	}
 	ans->jti = red.jti;
 	chain_describe(red.chain, desc, sizeof(desc));
 	log_info("%s: redeemed %s for %s %s#%lld (%s)", agent, red.jti,

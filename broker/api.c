@@ -32,6 +32,18 @@ static volatile sig_atomic_t stopping;
  * connection, store, GitHub client) is used by one request at a time. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+void
+broker_lock(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+void
+broker_unlock(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
 static void
 on_stop(int sig)
 {
@@ -193,7 +205,7 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/metrics") == 0)
 		return metrics(b, c);
 	if (strcmp(method, "POST") != 0 || (strcmp(url, "/v1/capabilities") &&
-	    strcmp(url, "/v1/redeem")))
+	    strcmp(url, "/v1/redeem") && strcmp(url, "/v1/git-credential")))
 		return reply_error(c, 404, "not_found", "no such endpoint "
 		    "(see docs/api.md)");
 	if ((agent = peer_agent(b, c, &uid)) == NULL) {
@@ -213,6 +225,8 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	memset(&ans, 0, sizeof(ans));
 	if (strcmp(url, "/v1/capabilities") == 0)
 		act_mint(b, agent, req, &ans);
+	else if (strcmp(url, "/v1/git-credential") == 0)
+		act_git_credential(b, agent, req, &ans);
 	else
 		act_redeem(b, agent, req, &ans);
 	json_object_put(req);
@@ -256,6 +270,7 @@ int
 api_serve(struct broker *b)
 {
 	struct MHD_Daemon *ud = NULL, *td = NULL;
+	void *gd = NULL;
 	struct sigaction sa;
 	int fd, r = 0;
 
@@ -291,6 +306,8 @@ api_serve(struct broker *b)
 			goto out;
 		}
 	}
+	if ((r = git_start(b, &gd)) != 0)
+		goto out;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop;
 	sigaction(SIGTERM, &sa, NULL);
@@ -300,6 +317,7 @@ api_serve(struct broker *b)
 		pause();
 	log_info("stopping");
  out:
+	git_stop(gd);
 	if (td != NULL)
 		MHD_stop_daemon(td);
 	MHD_stop_daemon(ud);

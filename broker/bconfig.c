@@ -45,23 +45,23 @@ parse_agent(struct bconf *c, const char *uid, const char *name)
 }
 
 static int
-parse_tcp(struct bconf *c, const char *v)
+parse_tcp(const char *what, const char *v, char *host, size_t hostlen,
+    int *portp)
 {
 	const char *colon = strrchr(v, ':');
 	char *end;
 	long port;
 
-	if (colon == NULL || (size_t)(colon - v) >= sizeof(c->tcp_host))
-		return th_fail(TH_ERR_CONFIG, "listen-tcp wants HOST:PORT");
-	memcpy(c->tcp_host, v, (size_t)(colon - v));
-	c->tcp_host[colon - v] = '\0';
-	if (strcmp(c->tcp_host, "127.0.0.1") != 0 &&
-	    strcmp(c->tcp_host, "localhost") != 0)
-		return th_fail(TH_ERR_CONFIG, "listen-tcp is for loopback only");
+	if (colon == NULL || (size_t)(colon - v) >= hostlen)
+		return th_fail(TH_ERR_CONFIG, "%s wants HOST:PORT", what);
+	memcpy(host, v, (size_t)(colon - v));
+	host[colon - v] = '\0';
+	if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "localhost") != 0)
+		return th_fail(TH_ERR_CONFIG, "%s is for loopback only", what);
 	port = strtol(colon + 1, &end, 10);
 	if (*end != '\0' || port <= 0 || port > 65535)
-		return th_fail(TH_ERR_CONFIG, "bad port in listen-tcp");
-	c->tcp_port = (int)port;
+		return th_fail(TH_ERR_CONFIG, "bad port in %s", what);
+	*portp = (int)port;
 	return 0;
 }
 
@@ -87,7 +87,25 @@ parse_line(struct bconf *c, char *line)
 	if (strcmp(name, "listen") == 0)
 		return set(c->listen, sizeof(c->listen), v, "listen");
 	if (strcmp(name, "listen-tcp") == 0)
-		return parse_tcp(c, v);
+		return parse_tcp(name, v, c->tcp_host, sizeof(c->tcp_host),
+		    &c->tcp_port);
+	if (strcmp(name, "listen-git") == 0) {
+		char host[64];
+
+		return parse_tcp(name, v, host, sizeof(host), &c->git_port);
+	}
+	if (strcmp(name, "github-git-url") == 0)
+		return set(c->git_url, sizeof(c->git_url), v,
+		    "github-git-url");
+	if (strcmp(name, "git-max-bytes") == 0) {
+		long long n = strtoll(v, &end, 10);
+
+		if (*end != '\0' || n < 1024 || n > (1LL << 40))
+			return th_fail(TH_ERR_CONFIG, "git-max-bytes must be "
+			    "1024..2^40");
+		c->git_max_bytes = (int64_t)n;
+		return 0;
+	}
 	if (strcmp(name, "signer") == 0)
 		return set(c->signer, sizeof(c->signer), v, "signer");
 	if (strcmp(name, "state") == 0)
@@ -129,6 +147,8 @@ bconf_load(const char *path, struct bconf *c)
 	memset(c, 0, sizeof(*c));
 	c->socket_mode = 0660;
 	c->ttl = CAP_TTL_DEFAULT;
+	c->git_max_bytes = (int64_t)2 << 30;
+	snprintf(c->git_url, sizeof(c->git_url), "https://github.com");
 	if ((f = fopen(path, "re")) == NULL)
 		return th_fail(TH_ERR_CONFIG, "cannot open %s: %s", path,
 		    strerror(errno));

@@ -12,6 +12,12 @@
  *					https://HOST/api/v3
  *   github-app-id ID			the App's id or client id
  *   capability-ttl SECONDS		1..60, default 15
+ *   listen-git 127.0.0.1:PORT		optional; git smart HTTP for agents
+ *					(docs/api.md, "git")
+ *   github-git-url URL			where git is served, default
+ *					https://github.com
+ *   git-max-bytes N			largest push or fetch reply, default
+ *					2 GiB
  *   agent UID NAME			a Unix uid and the agent it is
  *					(repeatable) */
 #ifndef TH_BCONFIG_H
@@ -41,6 +47,9 @@ struct bconf {
 	char			github_url[BCONF_VALUE_MAX];
 	char			app_id[64];
 	int			ttl;
+	int			git_port;	/* 0: no git endpoint */
+	char			git_url[BCONF_VALUE_MAX];
+	int64_t			git_max_bytes;
 	struct bconf_agent	agents[BCONF_AGENTS_MAX];
 	size_t			nagents;
 };

@@ -63,6 +63,10 @@ int	rec_outcome(struct broker *b, int64_t intent, long status,
 /* POST /v1/capabilities for agent. */
 void	act_mint(struct broker *b, const char *agent, struct json_object *req,
 	    struct answer *ans);
+/* POST /v1/git-credential for agent: a github.push capability for the
+ * repo if the delegation allows pushing, else github.fetch. */
+void	act_git_credential(struct broker *b, const char *agent,
+	    struct json_object *req, struct answer *ans);
 /* POST /v1/redeem for agent: verify, evaluate policy live, act, revoke. */
 void	act_redeem(struct broker *b, const char *agent,
 	    struct json_object *req, struct answer *ans);
@@ -73,5 +77,13 @@ int	act_recover(struct broker *b);
 
 /* Serves until SIGTERM/SIGINT. */
 int	api_serve(struct broker *b);
+/* The broker's state (signer connection, store, GitHub client, audit
+ * log) is used by one request at a time. */
+void	broker_lock(void);
+void	broker_unlock(void);
+
+/* git's smart HTTP on 127.0.0.1 (git.c), if configured. */
+int	git_start(struct broker *b, void **daemon);
+void	git_stop(void *daemon);
 
 #endif

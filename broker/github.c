@@ -727,3 +727,20 @@ gh_pr_get(struct gh *g, const struct gh_token *tok, const char *repo,
 	json_object_put(o);
 	return r;
 }
+
+int
+gh_get(struct gh *g, const struct gh_token *tok, const char *path,
+    long *status, struct json_object **out)
+{
+	char url[HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
+	int r;
+
+	*out = NULL;
+	if ((size_t)snprintf(url, sizeof(url), "%s%s", g->base, path) >=
+	    sizeof(url))
+		return th_fail(TH_ERR_INVALID, "URL too long");
+	snprintf(auth, sizeof(auth), "Bearer %s", tok->value);
+	r = call(g, "GET", url, auth, NULL, 1, status, out, NULL, 0);
+	OPENSSL_cleanse(auth, sizeof(auth));
+	return r;
+}

@@ -79,4 +79,9 @@ int	gh_write(struct gh *g, const struct gh_token *tok, const char *method,
 	    const char *path, struct json_object *body, long ok_status,
 	    struct gh_result *res);
 
+/* GET base + path with tok: GitHub's status and JSON body (NULL if
+ * empty); non-2xx statuses are the caller's to judge. */
+int	gh_get(struct gh *g, const struct gh_token *tok, const char *path,
+	    long *status, struct json_object **out);
+
 #endif

@@ -45,6 +45,14 @@ int	cli_open_cap(struct cli *cli, struct sigc *signer, struct store *st,
 /* "90s", "15m", "8h", "365d" -> seconds; -1 if malformed or over 10 y. */
 int64_t	cli_duration(const char *s);
 
+/* POSTs body to the broker's path over its Unix socket; *reply is the
+ * parsed JSON answer (cmd_github.c). */
+struct json_object;
+int	broker_post(const char *sock, const char *path, struct json_object *body,
+	    long *status, struct json_object **reply);
+/* git-credential-threshold ACTION (cmd_git.c). */
+int	cmd_git_credential(struct cli *cli, int argc, char **argv);
+
 /* Prints "threshold: MESSAGE" on stderr and returns 1. */
 int	cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Reads a whole file ("-" for stdin) of at most max bytes into out. */

@@ -29,8 +29,7 @@ on_body(char *p, size_t size, size_t n, void *arg)
 	return buf_put(b, p, size * n) == 0 ? size * n : 0;
 }
 
-/* POSTs body to the broker's path; *reply is the parsed JSON answer. */
-static int
+int
 broker_post(const char *sock, const char *path, struct json_object *body,
     long *status, struct json_object **reply)
 {

@@ -1,4 +1,5 @@
 /* threshold: the command line for humans, agents and auditors. */
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@ usage(void)
 	    "  delegation list|revoke|install           installed delegations\n"
 	    "  capability request|redeem                one operation, once\n"
 	    "  github merge|pr create|comment|deploy|dispatch  act through thresholdd\n"
+	    "  git-credential get                       git's credential helper (also run as\n"
+	    "                                           git-credential-threshold)\n"
 	    "  audit export|verify                      the audit log, for auditors\n"
 	    "Run a command without arguments for its usage.\n");
 	exit(2);
@@ -51,8 +54,13 @@ main(int argc, char **argv)
 	if (cli.state_dir == NULL &&
 	    (cli.state_dir = getenv("THRESHOLD_STATE")) == NULL)
 		cli.state_dir = CLI_STATE_DEFAULT;
+	/* Run by git as a credential helper ("credential.helper threshold"). */
+	if (strcmp(basename(argv[0]), "git-credential-threshold") == 0)
+		return cmd_git_credential(&cli, argc - i, argv + i);
 	if (i >= argc)
 		usage();
+	if (strcmp(argv[i], "git-credential") == 0)
+		return cmd_git_credential(&cli, argc - i - 1, argv + i + 1);
 	if (strcmp(argv[i], "signer") == 0)
 		return cmd_signer(&cli, argc - i - 1, argv + i + 1);
 	if (strcmp(argv[i], "human") == 0)

@@ -32,6 +32,10 @@ static const struct {
 	    NULL }, { NULL } },
 	{ "github.workflow.dispatch",	0, 1, { "workflow", "inputs", NULL },
 	    { "workflow", NULL } },
+	/* Git over the broker's smart-HTTP endpoint: the refs are judged
+	 * when the push arrives, against the scope's targets. */
+	{ "github.push",		0, 0, { NULL }, { NULL } },
+	{ "github.fetch",		0, 0, { NULL }, { NULL } },
 };
 
 static int
@@ -374,9 +378,39 @@ parse_claims(struct json_object *cl, struct cap_redeemed *out,
 	return 0;
 }
 
+static int verify(struct cap_ctx *, struct store *, const char *, size_t,
+    int64_t, struct cap_redeemed *, int64_t *);
+
 int
 cap_redeem(struct cap_ctx *ctx, struct store *st, const char *token,
     size_t len, int64_t now, struct cap_redeemed *out)
+{
+	int64_t exp;
+	int r;
+
+	if ((r = verify(ctx, st, token, len, now, out, &exp)) != 0 ||
+	    (r = store_spend(st, out->jti, exp, now - CAP_SKEW)) != 0)
+		out->chain = NULL;
+	return r;
+}
+
+int
+cap_check(struct cap_ctx *ctx, struct store *st, const char *token,
+    size_t len, int64_t now, struct cap_redeemed *out)
+{
+	int64_t exp;
+	int r;
+
+	if ((r = verify(ctx, st, token, len, now, out, &exp)) == 0 &&
+	    (r = store_spent(st, out->jti)) != 0)
+		out->chain = NULL;
+	return r;
+}
+
+/* Everything redemption checks but spending. */
+static int
+verify(struct cap_ctx *ctx, struct store *st, const char *token,
+    size_t len, int64_t now, struct cap_redeemed *out, int64_t *expp)
 {
 	struct json_object *chain;
 	struct jws *j = NULL;
@@ -447,8 +481,7 @@ cap_redeem(struct cap_ctx *ctx, struct store *st, const char *token,
 		r = th_fail(TH_ERR_DENIED, "operation not covered by the chain");
 		goto out;
 	}
-	if ((r = store_spend(st, out->jti, exp, now - CAP_SKEW)) != 0)
-		goto out;
+	*expp = exp;
 	out->chain = c;
  out:
 	jws_free(j);

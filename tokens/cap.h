@@ -27,7 +27,9 @@
  *   github.deployment.create  repo, target (the ref); params environment,
  *                             description
  *   github.workflow.dispatch  repo, target (the ref); params workflow,
- *                             inputs */
+ *                             inputs
+ *   github.push               repo (git receive-pack; refs judged on arrival)
+ *   github.fetch              repo (git upload-pack) */
 struct cap_op {
 	char		op[SCOPE_OP_MAX + 1];
 	char		repo[SCOPE_REPO_MAX + 1];
@@ -70,6 +72,10 @@ int	cap_mint(struct cap_ctx *ctx, struct sigc *signer, struct store *st,
 /* Verifies and spends a capability; thread-safe given one store per
  * thread.  Refusals are TH_ERR_DENIED naming the failed check. */
 int	cap_redeem(struct cap_ctx *ctx, struct store *st, const char *token,
+	    size_t len, int64_t now, struct cap_redeemed *out);
+/* Verifies without spending, and refuses one already spent: for the steps
+ * of a git exchange before the one that spends it. */
+int	cap_check(struct cap_ctx *ctx, struct store *st, const char *token,
 	    size_t len, int64_t now, struct cap_redeemed *out);
 
 #endif

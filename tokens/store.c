@@ -395,3 +395,26 @@ store_spend(struct store *s, const char *jti, int64_t exp, int64_t now)
 	sqlite3_clear_bindings(s->spend);
 	return r;
 }
+
+int
+store_spent(struct store *s, const char *jti)
+{
+	sqlite3_stmt *q = NULL;
+	int r = 0, rc;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM spent WHERE jti = ?", -1,
+	    &q, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(q, 1, jti, -1, SQLITE_STATIC) != SQLITE_OK) {
+		r = db_fail(s, "spent");
+		goto out;
+	}
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		r = th_fail(TH_ERR_DENIED, "replayed: capability %s was already "
+		    "redeemed", jti);
+	else if (rc != SQLITE_DONE)
+		r = db_fail(s, "spent");
+ out:
+	sqlite3_finalize(q);
+	return r;
+}

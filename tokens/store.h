@@ -70,5 +70,7 @@ int	store_list(struct store *s, enum store_kind kind,
  * if it already was.  Also prunes ids whose exp is before now. */
 int	store_spend(struct store *s, const char *jti, int64_t exp,
 	    int64_t now);
+/* TH_ERR_DENIED ("replayed") if jti was spent, 0 if not. */
+int	store_spent(struct store *s, const char *jti);
 
 #endif

@@ -283,6 +283,50 @@ class Emulator:
     def clear_requests(self):
         return self.admin("POST", "requests/clear")
 
+    # -------------------------------------------------------------- git
+    def add_git_repo(self, repo, files=None, default_branch="main", protected=None, **kw):
+        """Create a bare repo with one commit (POST /_admin/git-repos); returns its info."""
+        body = {"repo": repo, "default_branch": default_branch}
+        if files is not None:
+            body["files"] = files
+        if protected is not None:
+            body["protected"] = protected
+        body.update(kw)
+        return self.admin("POST", "git-repos", body)
+
+    def git_refs(self, repo):
+        return self.admin("GET", "git/%s/refs" % repo)
+
+    def git_commit(self, repo, branch, files, message=None, parent=None):
+        body = {"repo": repo, "branch": branch, "files": files}
+        if message is not None:
+            body["message"] = message
+        if parent is not None:
+            body["parent"] = parent
+        return self.admin("POST", "git-commit", body)
+
+    def git_url(self, repo, suffix=".git"):
+        return "%s/%s%s" % (self.base_url, repo, suffix)
+
+    @staticmethod
+    def git_env(home, token=None, token_var="EMU_GIT_TOKEN"):
+        """Environment for a `git` client subprocess: no system/user config, no prompts, and
+        (with a token) a credential helper answering x-access-token:$EMU_GIT_TOKEN."""
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home,
+               "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
+               "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+               "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+               "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false"}
+        if token is not None:
+            env[token_var] = token
+            env.update({"GIT_CONFIG_COUNT": "2",
+                        "GIT_CONFIG_KEY_0": "credential.helper",
+                        "GIT_CONFIG_VALUE_0": "",
+                        "GIT_CONFIG_KEY_1": "credential.helper",
+                        "GIT_CONFIG_VALUE_1": "!f() { echo username=x-access-token; "
+                                              "echo password=$%s; }; f" % token_var})
+        return env
+
     @staticmethod
     def token_hash(token):
         return hashlib.sha256(token.encode()).hexdigest()

@@ -6,8 +6,11 @@ the broker uses (App JWT auth, installation tokens, pull requests, CI state,
 comments, deployments, workflow dispatch), plus an unauthenticated admin API
 under /_admin/ to seed state, inspect what happened and inject faults.
 
-Only the Python standard library and python3-cryptography are used.
-Listens on loopback only.  See README.md next to this file.
+It also serves real git repositories over smart HTTP (/{owner}/{repo}.git/...), by
+running git-http-backend as a CGI, with GitHub's Basic-auth/installation-token rules.
+
+Only the Python standard library and python3-cryptography are used (plus the `git`
+binaries for the git server).  Listens on loopback only.  See README.md next to this file.
 """
 
 import argparse
@@ -20,10 +23,13 @@ import math
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import string
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -47,6 +53,51 @@ CHECK_CONCLUSIONS = (None, "success", "failure", "neutral", "cancelled", "skippe
 STATUS_STATES = ("error", "failure", "pending", "success")
 MERGE_METHODS = ("merge", "squash", "rebase")
 MAX_PR_FILES = 3000
+
+# ---- git (smart HTTP) ----------------------------------------------------------------
+GIT = "/usr/bin/git"
+GIT_HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
+ZERO_SHA = "0" * 40
+GIT_DATE = "1704067200 +0000"   # fixed author/committer date of emulator-made commits
+GIT_SERVICES = ("git-upload-pack", "git-receive-pack")
+# /{owner}/{repo}[.git]/info/refs | git-upload-pack | git-receive-pack (at the server root)
+GIT_PATH_RX = re.compile(r"/(?P<owner>[A-Za-z0-9_.-]+)/(?P<repo>[A-Za-z0-9_.-]+?)(?:\.git)?"
+                         r"/(?P<rest>info/refs|git-upload-pack|git-receive-pack)")
+GIT_DRAIN_MAX = 1 << 20         # request bodies of refused git requests are drained up to this
+GIT_IO = 65536
+
+# pre-receive hook written into every bare repository the emulator serves.  GitHub refuses a
+# push that creates, modifies or deletes a workflow file unless the App token has
+# `workflows: write`; the emulator passes that permission in EMU_WORKFLOWS_WRITE (1/0).
+PRE_RECEIVE_HOOK = r"""#!/bin/sh
+# Written by the GitHub emulator (tests/github-emulator/emulator.py).
+# Refuses ref updates that create, modify or delete files under .github/workflows/
+# unless the pushing token has workflows: write (EMU_WORKFLOWS_WRITE=1).
+if [ "${EMU_WORKFLOWS_WRITE:-0}" = 1 ]; then cat >/dev/null; exit 0; fi
+out=$(mktemp) || exit 1
+trap 'rm -f "$out"' EXIT
+is_zero() { case "$1" in *[!0]*) return 1 ;; *) return 0 ;; esac; }
+commit_files() {
+    while read -r c; do
+        git diff-tree -r --name-only --no-commit-id --root -m --first-parent "$c" -- .github/workflows/
+    done
+}
+while read -r old new ref; do
+    is_zero "$new" && continue          # ref deletion: no commit changes a file
+    if is_zero "$old"; then             # new ref: the commits new to the repository
+        git rev-list "$new" --not --all | commit_files >>"$out"
+    else                                # update: every commit in old..new, plus the net change
+        git rev-list "$old..$new" | commit_files >>"$out"
+        git diff --name-only "$old" "$new" -- .github/workflows/ >>"$out"
+    fi
+done
+f=$(grep . "$out" | sort | head -n 1)
+if [ -n "$f" ]; then
+    echo "refusing to allow a GitHub App to create or update workflow \`$f\` without \`workflows\` permission" >&2
+    exit 1
+fi
+exit 0
+"""
 
 DEFAULT_CONFIG = {
     "token_ttl": 3600,          # seconds an installation token lives
@@ -82,12 +133,13 @@ class AdminError(Exception):
 
 
 class Response:
-    def __init__(self, status, body=None, headers=None, close=False, raw=None):
+    def __init__(self, status, body=None, headers=None, close=False, raw=None, ctype=None):
         self.status = status
         self.body = body          # JSON-serialisable or None (no body)
         self.headers = dict(headers or {})
         self.close = close        # drop the connection without answering
         self.raw = raw            # bytes to send instead of JSON
+        self.ctype = ctype        # Content-Type for raw bodies (default: JSON)
 
 
 def error_body(status, message, doc=DOC, extra=None):
@@ -184,6 +236,8 @@ ROUTES = [
     ("GET", r"/installation/repositories", "installation_repos", "token"),
     ("GET", r"/rate_limit", "rate_limit", "any"),
     ("GET", _OR, "repo_get", "token"),
+    ("GET", _OR + r"/branches/(?P<branch>.+)", "branch_get", "token"),
+    ("GET", _OR + r"/compare/(?P<basehead>.+)", "compare", "token"),
     ("POST", _OR + r"/pulls", "pull_create", "token"),
     ("GET", _OR + r"/pulls/(?P<number>\d+)", "pull_get", "token"),
     ("PUT", _OR + r"/pulls/(?P<number>\d+)/merge", "pull_merge", "token"),
@@ -251,8 +305,12 @@ class Ctx:
 
 
 class Emulator:
-    def __init__(self, app_id, keys, client_id=None, app_slug=None, seed=None):
+    def __init__(self, app_id, keys, client_id=None, app_slug=None, seed=None,
+                 git_root=None, git_home=None):
         self.lock = threading.RLock()
+        self.git_root = git_root      # bare repositories live in git_root/owner/name.git
+        self.git_home = git_home      # HOME for git subprocesses (empty: no user config)
+        self.git_made = set()         # bare repos this emulator created (removed on reset)
         self.app_id = str(app_id)
         self.client_id = client_id
         self.initial_keys = list(keys)
@@ -283,6 +341,9 @@ class Emulator:
             self._fault_ids = itertools.count(1)
             self._synthetic_clock = time.time() - 86400
             self.events = []         # merges/comments/deployments/dispatches, in order
+            for d in list(getattr(self, "git_made", ())):
+                shutil.rmtree(d, ignore_errors=True)
+            self.git_made = set()
             if reload_seed and self.seed:
                 self.load(self.seed)
 
@@ -304,6 +365,8 @@ class Emulator:
                 self.set_config(doc["config"])
             for r in doc.get("repos", []):
                 self.add_repo(r)
+            for g in doc.get("git_repos", []):
+                self.git_create(g)
             for i in doc.get("installations", []):
                 self.add_installation(i)
             for p in doc.get("pulls", []):
@@ -350,13 +413,16 @@ class Emulator:
                      "issues": [], "pulls": {}, "checks": {}, "statuses": {},
                      "comments": [], "deployments": [], "dispatches": [], "merges": [],
                      "next_number": 1, "moved_to": None,
-                     "allowed_merge_methods": list(MERGE_METHODS)}
+                     "allowed_merge_methods": list(MERGE_METHODS),
+                     "protected": [], "git": False}
                 self.repos[full.lower()] = r
             for k in ("default_branch", "private", "moved_to"):
                 if k in spec:
                     r[k] = spec[k]
             if "allowed_merge_methods" in spec:
                 r["allowed_merge_methods"] = list(spec["allowed_merge_methods"])
+            if "protected" in spec:
+                r["protected"] = [str(b) for b in spec["protected"] or []]
             for b, sha in (spec.get("branches") or {}).items():
                 r["branches"][b] = sha or rand_sha()
             for t, sha in (spec.get("tags") or {}).items():
@@ -717,7 +783,7 @@ class Emulator:
     def handle_api(self, h, method, raw_path, query, body_bytes, conn_id):
         t0 = time.time()
         hdr = h.headers
-        entry = {"time": iso(t0), "t": t0, "method": method, "path": raw_path,
+        entry = {"kind": "api", "time": iso(t0), "t": t0, "method": method, "path": raw_path,
                  "query": urllib.parse.parse_qs(query, keep_blank_values=True),
                  "query_string": query, "connection_id": conn_id, "auth": "none",
                  "token_sha256": None, "jwt_claims": None, "jwt_header": None,
@@ -1395,6 +1461,74 @@ class Emulator:
         repo = self._require_repo(ctx, ["metadata"], "read")
         return Response(200, self._repo_json(ctx, repo))
 
+    def r_branch_get(self, ctx):
+        repo = self._require_repo(ctx, ["contents", "metadata"], "read")
+        name = ctx.params["branch"]
+        gd = self.git_dir(repo)
+        if gd is not None:
+            sha = self.git_refs(gd).get("refs/heads/" + name)
+        else:
+            sha = repo["branches"].get(name)
+        if sha is None:
+            raise ApiError(404, "Branch not found",
+                           doc="https://docs.github.com/rest/branches/branches#get-a-branch")
+        prot = name in repo.get("protected", [])
+        burl = ctx.url("/repos/%s/branches/%s" % (repo["full_name"], urllib.parse.quote(name)))
+        return Response(200, {
+            "name": name,
+            "commit": {"sha": sha, "url": ctx.url("/repos/%s/commits/%s" % (repo["full_name"], sha))},
+            "_links": {"self": burl, "html": "https://github.com/%s/tree/%s" % (repo["full_name"], name)},
+            "protected": prot,
+            "protection": {"enabled": prot, "required_status_checks": {
+                "enforcement_level": "non_admins" if prot else "off", "contexts": [], "checks": []}},
+            "protection_url": burl + "/protection"})
+
+    def r_compare(self, ctx):
+        repo = self._require_repo(ctx, ["contents"], "read")
+        doc = "https://docs.github.com/rest/commits/commits#compare-two-commits"
+        base, sep, head = ctx.params["basehead"].partition("...")
+        if not sep or not base or not head:
+            raise ApiError(404, "Not Found", doc=doc)
+        gd = self.git_dir(repo)
+        if gd is None:
+            raise ApiError(404, "Not Found", doc=doc)
+        b, hd = self.git_resolve(gd, base), self.git_resolve(gd, head)
+        if b is None or hd is None:
+            raise ApiError(404, "Not Found", doc=doc)
+        p = self.git(gd, "merge-base", b, hd, check=False)
+        mb = p.stdout.decode().strip()
+        if p.returncode != 0 or not mb:
+            raise ApiError(404, "No common ancestor between %s and %s." % (base, head), doc=doc)
+        ahead = int(self.git(gd, "rev-list", "--count", "%s..%s" % (b, hd)).strip())
+        behind = int(self.git(gd, "rev-list", "--count", "%s..%s" % (hd, b)).strip())
+        if b == hd:
+            status = "identical"
+        elif mb == b:
+            status = "ahead"       # base is an ancestor of head
+        elif mb == hd:
+            status = "behind"      # head is an ancestor of base
+        else:
+            status = "diverged"
+        commits = []
+        log = self.git(gd, "log", "--reverse", "--max-count=250", "--format=%H%x00%P%x00%s",
+                       "%s..%s" % (b, hd))
+        for line in log.splitlines():
+            sha, parents, subject = (line.split("\0") + ["", ""])[:3]
+            commits.append({"sha": sha, "commit": {"message": subject},
+                            "parents": [{"sha": x} for x in parents.split()]})
+        files = []
+        st = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "C": "copied",
+              "T": "changed"}
+        for line in self.git(gd, "diff", "--name-status", "--no-renames", mb, hd).splitlines()[:300]:
+            code, _, fn = line.partition("\t")
+            files.append({"filename": fn, "status": st.get(code[:1], "modified")})
+        url = ctx.url("/repos/%s/compare/%s...%s" % (repo["full_name"], base, head))
+        return Response(200, {
+            "url": url, "html_url": "https://github.com/%s/compare/%s...%s" % (repo["full_name"], base, head),
+            "base_commit": {"sha": b}, "merge_base_commit": {"sha": mb},
+            "status": status, "ahead_by": ahead, "behind_by": behind,
+            "total_commits": ahead, "commits": commits, "files": files})
+
     def r_pull_get(self, ctx):
         repo = self._require_repo(ctx, ["pull_requests"], "read")
         pr = self._pr(repo, ctx.params["number"])
@@ -1715,6 +1849,329 @@ class Emulator:
         self.events.append(d)
         return Response(204)
 
+    # ------------------------------------------------------------------ git repositories
+    def git_env(self, extra=None):
+        """Fixed environment for every git subprocess: no system or user config."""
+        env = {"PATH": "/usr/bin:/bin", "HOME": self.git_home or "/nonexistent",
+               "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
+               "GIT_AUTHOR_NAME": "GitHub Emulator", "GIT_AUTHOR_EMAIL": "emulator@example.invalid",
+               "GIT_COMMITTER_NAME": "GitHub Emulator",
+               "GIT_COMMITTER_EMAIL": "emulator@example.invalid",
+               "GIT_AUTHOR_DATE": GIT_DATE, "GIT_COMMITTER_DATE": GIT_DATE}
+        env.update(extra or {})
+        return env
+
+    def git(self, gd, *args, input=None, extra_env=None, check=True):
+        p = subprocess.run([GIT, "--git-dir", gd] + list(args), input=input,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=self.git_env(extra_env), cwd=gd)
+        if check and p.returncode != 0:
+            raise AdminError("git %s failed: %s" % (" ".join(args[:2]),
+                                                    p.stderr.decode("utf-8", "replace").strip()), 500)
+        return p.stdout.decode("utf-8", "replace") if check else p
+
+    def git_dir(self, repo):
+        """Path of the bare repository of a repo record (None if it has none)."""
+        if not repo or not repo.get("git") or not self.git_root:
+            return None
+        return os.path.join(self.git_root, repo["owner"], repo["name"] + ".git")
+
+    def git_refs(self, gd):
+        out = self.git(gd, "for-each-ref", "--format=%(objectname) %(refname)")
+        refs = {}
+        for line in out.splitlines():
+            sha, _, name = line.partition(" ")
+            if name:
+                refs[name] = sha
+        return refs
+
+    def git_resolve(self, gd, rev):
+        """Commit sha for a branch, tag, refs/... name or (abbreviated) sha; None if unknown."""
+        if not rev or rev.startswith("-") or any(c in rev for c in "\0\n "):
+            return None
+        p = self.git(gd, "rev-parse", "--verify", "--quiet", rev + "^{commit}", check=False)
+        if p.returncode != 0:
+            return None
+        return p.stdout.decode().strip() or None
+
+    @staticmethod
+    def _git_file(path, v):
+        """(mode, bytes) for a file spec; None means delete."""
+        if v is None:
+            return None
+        mode = "100644"
+        if isinstance(v, str):
+            return mode, v.encode("utf-8")
+        if not isinstance(v, dict):
+            raise AdminError("file %r: content must be a string, an object or null" % path)
+        if v.get("executable"):
+            mode = "100755"
+        mode = str(v.get("mode", mode))
+        if mode not in ("100644", "100755", "120000"):
+            raise AdminError("file %r: mode must be 100644, 100755 or 120000" % path)
+        if "base64" in v:
+            return mode, base64.b64decode(v["base64"])
+        return mode, str(v.get("content", "")).encode("utf-8")
+
+    def _git_commit(self, gd, parent, files, message):
+        """Write a commit on top of `parent` (None: root commit) changing `files`."""
+        tmp = tempfile.mkdtemp(prefix="emu-index-", dir=self.git_home)
+        try:
+            ienv = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            if parent:
+                self.git(gd, "read-tree", parent, extra_env=ienv)
+            else:
+                self.git(gd, "read-tree", "--empty", extra_env=ienv)
+            for path, v in (files or {}).items():
+                path = str(path).strip("/")
+                if not path or path.startswith(".git/") or "/../" in "/" + path + "/":
+                    raise AdminError("bad file path %r" % path)
+                f = self._git_file(path, v)
+                if f is None:
+                    self.git(gd, "update-index", "--force-remove", "--", path, extra_env=ienv)
+                    continue
+                blob = self.git(gd, "hash-object", "-w", "--stdin", input=f[1]).strip()
+                self.git(gd, "update-index", "--add", "--cacheinfo", "%s,%s,%s" % (f[0], blob, path),
+                         extra_env=ienv)
+            tree = self.git(gd, "write-tree", extra_env=ienv).strip()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        args = ["commit-tree", tree, "-m", message or "Update"]
+        if parent:
+            args[2:2] = ["-p", parent]
+        return self.git(gd, *args).strip()
+
+    def _git_install(self, gd):
+        self.git(gd, "config", "http.receivepack", "true")
+        self.git(gd, "config", "uploadpack.allowFilter", "true")
+        self.git(gd, "config", "uploadpack.allowReachableSHA1InWant", "true")
+        os.makedirs(os.path.join(gd, "hooks"), exist_ok=True)
+        hook = os.path.join(gd, "hooks", "pre-receive")
+        with open(hook, "w") as fh:
+            fh.write(PRE_RECEIVE_HOOK)
+        os.chmod(hook, 0o755)
+
+    def git_create(self, spec):
+        """POST /_admin/git-repos: a bare repo with one commit on the default branch."""
+        if not isinstance(spec, dict):
+            raise AdminError("git repo spec must be an object")
+        if not self.git_root:
+            raise AdminError("no --git-root", 500)
+        full = spec.get("repo") or spec.get("full_name")
+        if not isinstance(full, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", full) \
+                or full.endswith(".git") or ".." in full:
+            raise AdminError("repo must be 'owner/name' (letters, digits, '.', '_', '-')")
+        branch = spec.get("default_branch", "main")
+        files = spec.get("files")
+        if files is None:
+            files = {"README.md": "# %s\n" % full.split("/")[1]}
+        if not isinstance(files, dict):
+            raise AdminError("files must be an object {path: content}")
+        with self.lock:
+            existing = self.find_repo(full)
+            if existing is not None:
+                full = existing["full_name"]   # keep the stored spelling
+            owner, name = full.split("/")
+            gd = os.path.join(self.git_root, owner, name + ".git")
+            if os.path.exists(gd):
+                if not spec.get("replace", True):
+                    raise AdminError("%s already exists" % gd, 409)
+                shutil.rmtree(gd)
+            os.makedirs(os.path.dirname(gd), exist_ok=True)
+            p = subprocess.run([GIT, "init", "-q", "--bare", "--template=", "-b", branch, gd],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.git_env())
+            if p.returncode != 0:
+                raise AdminError("git init failed: %s" % p.stderr.decode("utf-8", "replace"), 400)
+            self.git_made.add(gd)
+            self._git_install(gd)
+            sha = self._git_commit(gd, None, files, spec.get("message", "Initial commit"))
+            self.git(gd, "update-ref", "refs/heads/" + branch, sha, ZERO_SHA)
+            for b in spec.get("branches") or []:   # extra branches at the initial commit
+                self.git(gd, "update-ref", "refs/heads/" + b, sha, ZERO_SHA)
+            rspec = {"full_name": full, "default_branch": branch}
+            for k in ("private", "protected", "id"):
+                if k in spec:
+                    rspec[k] = spec[k]
+            repo = self.add_repo(rspec)
+            repo["git"] = True
+            self.git_sync(repo)
+            return {"repo": repo["full_name"], "path": gd, "default_branch": branch,
+                    "sha": sha, "refs": self.git_refs(gd),
+                    "clone_url": "/%s.git" % repo["full_name"]}
+
+    def git_admin_commit(self, spec):
+        """POST /_admin/git-commit: a commit made "by someone else" directly on a branch."""
+        with self.lock:
+            repo = self.find_repo(spec.get("repo", ""))
+            gd = self.git_dir(repo)
+            if gd is None:
+                raise AdminError("no git repository for %r" % spec.get("repo"), 404)
+            branch = spec.get("branch") or repo["default_branch"]
+            old = self.git_resolve(gd, "refs/heads/" + branch)
+            parent = spec.get("parent")
+            parent = self.git_resolve(gd, parent) if parent else (
+                old or self.git_resolve(gd, "refs/heads/" + repo["default_branch"]))
+            if parent is None:
+                raise AdminError("unknown parent %r" % spec.get("parent"), 404)
+            sha = self._git_commit(gd, parent, spec.get("files") or {},
+                                   spec.get("message", "Commit on " + branch))
+            self.git(gd, "update-ref", "refs/heads/" + branch, sha, old or ZERO_SHA)
+            self.git_sync(repo)
+            return {"repo": repo["full_name"], "branch": branch, "sha": sha,
+                    "parent": parent, "old": old}
+
+    def git_sync(self, repo, before=None):
+        """Copy branches/tags from the bare repo into the in-memory table (REST routes use
+        it).  `before` (refs before a push) makes deleted refs disappear too; open pull
+        requests whose head branch moved follow it, as on GitHub.  Returns ref updates."""
+        gd = self.git_dir(repo)
+        refs = self.git_refs(gd)
+        updates = []
+        if before is not None:
+            for ref in sorted(set(before) | set(refs)):
+                if before.get(ref) != refs.get(ref):
+                    updates.append({"ref": ref, "old": before.get(ref, ZERO_SHA),
+                                    "new": refs.get(ref, ZERO_SHA)})
+        with self.lock:
+            for u in updates:
+                for pfx, table in (("refs/heads/", "branches"), ("refs/tags/", "tags")):
+                    if u["ref"].startswith(pfx) and u["new"] == ZERO_SHA:
+                        name = u["ref"][len(pfx):]
+                        if not (table == "branches" and name == repo["default_branch"]):
+                            repo[table].pop(name, None)
+            for ref, sha in refs.items():
+                if ref.startswith("refs/heads/"):
+                    b = ref[len("refs/heads/"):]
+                    if repo["branches"].get(b) != sha:
+                        repo["branches"][b] = sha
+                        for pr in repo["pulls"].values():
+                            if pr["state"] == "open" and pr["head"]["ref"] == b \
+                                    and pr["head"]["sha"] != sha:
+                                self._move_pr_head(repo, pr, sha, {})
+                elif ref.startswith("refs/tags/"):
+                    repo["tags"][ref[len("refs/tags/"):]] = sha
+        return updates
+
+    # ------------------------------------------------------------------ git smart HTTP
+    def git_prepare(self, h, entry, m, method, query):
+        """Authenticate and authorise one smart-HTTP request.  Returns a Response (refusal)
+        or a dict describing the CGI call."""
+        def text(status, msg, headers=None):
+            entry["response_message"] = msg
+            return Response(status, raw=(msg + "\n").encode(), headers=headers,
+                            ctype="text/plain; charset=utf-8")
+        rest = m.group("rest")
+        qs = urllib.parse.parse_qs(query, keep_blank_values=True)
+        if rest == "info/refs":
+            service = (qs.get("service") or ["git-upload-pack"])[-1]
+            if method not in ("GET", "HEAD"):
+                return text(405, "Method Not Allowed")
+        else:
+            service = rest
+            if method != "POST":
+                return text(405, "Method Not Allowed")
+        entry["service"] = service
+        if service not in GIT_SERVICES:
+            return text(403, "Unsupported service: %s" % service)
+        write = service == "git-receive-pack"
+
+        if self.latency_ms:
+            self._sleep(self.latency_ms)
+        host = h.headers.get("Host") or "127.0.0.1"
+        ctx = Ctx(self, method, entry["path"], entry["path"], "", query, h.headers, host)
+        f = self._match_fault(method, entry["path"])
+        if f is not None:
+            entry["fault"] = f["id"]
+            resp = self._apply_fault(ctx, f)
+            if resp is not None:
+                return resp
+
+        # --- credentials: HTTP Basic, the password is the token (username ignored)
+        auth = h.headers.get("Authorization")
+        token = None
+        if auth:
+            parts = auth.strip().split(None, 1)
+            entry["auth"] = parts[0].lower()
+            if parts[0].lower() == "basic" and len(parts) == 2:
+                try:
+                    user, _, token = base64.b64decode(parts[1].strip(), validate=True) \
+                        .decode("utf-8").partition(":")
+                    entry["basic_user"] = user
+                except Exception:
+                    token = None
+        need_auth = {"WWW-Authenticate": 'Basic realm="GitHub"'}
+        t = None
+        if token:
+            entry["token_sha256"] = sha256_hex(token)
+            with self.lock:
+                t = self.tokens.get(entry["token_sha256"])
+                if t is None or t["revoked"] or self.now() >= t["expires_ts"]:
+                    entry["token_state"] = ("unknown" if t is None else
+                                            "revoked" if t["revoked"] else "expired")
+                    return text(401, "Invalid username or token. Password authentication is "
+                                     "not supported for Git operations.", need_auth)
+                entry["token_state"] = "valid"
+                t["uses"] += 1
+                t["last_used_at"] = iso(self.now())
+
+        with self.lock:
+            repo = self.find_repo("%s/%s" % (m.group("owner"), m.group("repo")))
+            gd = self.git_dir(repo)
+            public = repo is not None and not repo["private"]
+            if t is None and not (public and not write and gd):
+                return text(401, "Invalid username or token. Password authentication is not "
+                                 "supported for Git operations." if token or auth else
+                            "Authentication required.", need_auth)
+            if gd is None or not os.path.isdir(gd):
+                return text(404, "Repository not found.")
+            entry["repo"] = repo["full_name"]
+            bot = self.config["app_slug"] + "[bot]"
+            denied = "Permission to %s.git denied to %s." % (repo["full_name"], bot)
+            wf = False
+            if t is not None:
+                covers = self._token_covers(t, repo)
+                level = LEVELS.get(t["permissions"].get("contents"), 0)
+                if not covers and not (public and not write):
+                    entry["refusal"] = "repository not covered by the token"
+                    return text(403, denied)
+                if covers and level < (2 if write else 1) and not (public and not write):
+                    entry["refusal"] = "token lacks contents:%s" % ("write" if write else "read")
+                    return text(403, denied)
+                wf = LEVELS.get(t["permissions"].get("workflows"), 0) >= 2
+                entry["workflows_write"] = wf
+                user = bot
+            else:
+                user = "anonymous"
+        env = self.git_env({
+            "GIT_PROJECT_ROOT": self.git_root, "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": "/%s/%s.git/%s" % (repo["owner"], repo["name"], rest),
+            "REQUEST_METHOD": method, "QUERY_STRING": query or "",
+            "REMOTE_USER": user, "REMOTE_ADDR": h.client_address[0],
+            "EMU_WORKFLOWS_WRITE": "1" if wf else "0",
+            "GIT_HTTP_MAX_REQUEST_BUFFER": str(256 << 20)})
+        for k in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                  "GIT_COMMITTER_EMAIL", "GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
+            env.pop(k, None)   # http-backend derives the reflog identity from REMOTE_USER
+        for hdr, var in (("Content-Type", "CONTENT_TYPE"), ("Content-Encoding", "HTTP_CONTENT_ENCODING"),
+                         ("Git-Protocol", "GIT_PROTOCOL"), ("Content-Length", "CONTENT_LENGTH")):
+            v = h.headers.get(hdr)
+            if v is not None:
+                env[var] = v
+        if "chunked" in (h.headers.get("Transfer-Encoding") or "").lower():
+            env.pop("CONTENT_LENGTH", None)   # http-backend then reads until EOF
+        entry["git_protocol"] = h.headers.get("Git-Protocol")
+        plan = {"env": env, "repo": repo, "gd": gd, "service": service,
+                "push": write and rest == "git-receive-pack"}
+        if plan["push"]:
+            plan["before"] = self.git_refs(gd)
+        return plan
+
+    def git_finish(self, plan, entry):
+        if plan.get("push"):
+            entry["ref_updates"] = self.git_sync(plan["repo"], plan["before"])
+        else:
+            entry["ref_updates"] = []
+
     # ------------------------------------------------------------------ admin API
     def handle_admin(self, method, path, query, body):
         q = urllib.parse.parse_qs(query)
@@ -1767,6 +2224,17 @@ class Emulator:
             return 201, copy.deepcopy(self.set_checks(body))
         if method == "POST" and path == "/_admin/statuses":
             return 201, copy.deepcopy(self.set_statuses(body))
+        if method == "POST" and path == "/_admin/git-repos":
+            return 201, self.git_create(body)
+        if method == "POST" and path == "/_admin/git-commit":
+            return 201, self.git_admin_commit(body)
+        m = re.fullmatch(r"/_admin/git/([^/]+)/([^/]+?)(?:\.git)?/refs", path)
+        if method == "GET" and m:
+            with self.lock:
+                gd = self.git_dir(self.find_repo(m.group(1) + "/" + m.group(2)))
+            if gd is None:
+                raise AdminError("no git repository for %s/%s" % m.groups(), 404)
+            return 200, self.git_refs(gd)
         if method == "POST" and path == "/_admin/push":
             return 200, self.push(body)
         if method == "POST" and path == "/_admin/push-on-next":
@@ -1874,8 +2342,209 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n > 0 else b""
 
+    # ------------------------------------------------------------------ git smart HTTP
+    def _iter_body(self):
+        """Yield the request body in pieces (Content-Length or chunked), never all at once."""
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    raise ConnectionError("end of stream inside a chunked body")
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                while size > 0:
+                    d = self.rfile.read(min(size, GIT_IO))
+                    if not d:
+                        raise ConnectionError("end of stream inside a chunk")
+                    size -= len(d)
+                    yield d
+                self.rfile.readline(65537)
+        else:
+            n = int(self.headers.get("Content-Length") or 0)
+            while n > 0:
+                d = self.rfile.read(min(n, GIT_IO))
+                if not d:
+                    raise ConnectionError("end of stream inside the body")
+                n -= len(d)
+                yield d
+
+    def _drain_body(self):
+        """Read and drop the body of a refused request, or give up and close the connection."""
+        n = 0
+        try:
+            for d in self._iter_body():
+                n += len(d)
+                if n > GIT_DRAIN_MAX:
+                    self.close_connection = True
+                    break
+        except (ConnectionError, OSError, ValueError):
+            self.close_connection = True
+        return n
+
+    def _git(self, emu, m, path, query):
+        t0 = time.time()
+        hdr = self.headers
+        entry = {"kind": "git", "time": iso(t0), "t": t0, "method": self.command, "path": path,
+                 "query": urllib.parse.parse_qs(query, keep_blank_values=True),
+                 "query_string": query, "connection_id": self.conn_id, "auth": "none",
+                 "token_sha256": None, "token_state": None, "jwt_claims": None,
+                 "jwt_header": None,
+                 "headers": {k: hdr.get(k) for k in ("User-Agent", "Accept", "Content-Type",
+                                                     "Content-Encoding", "Transfer-Encoding",
+                                                     "Content-Length", "Git-Protocol",
+                                                     "Connection")},
+                 "body": None, "fault": None, "route": "git_" + m.group("rest").replace(
+                     "info/refs", "info_refs").replace("git-", "").replace("-", "_"),
+                 "status": None, "repo": None, "service": None, "request_bytes": 0,
+                 "response_bytes": 0, "ref_updates": None, "dropped": False}
+        try:
+            plan = emu.git_prepare(self, entry, m, self.command, query)
+            if isinstance(plan, Response):
+                if plan.close:
+                    entry["dropped"] = True
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                else:
+                    entry["request_bytes"] = self._drain_body()
+                    entry["status"] = plan.status
+                    self._send(plan)
+            else:
+                self._git_cgi(emu, plan, entry)
+        except Exception:
+            traceback.print_exc()
+            self.close_connection = True
+            if entry["status"] is None:
+                entry["status"] = 500
+                self._send(Response(500, raw=b"Internal Server Error\n", ctype="text/plain"))
+        finally:
+            entry["duration_ms"] = round((time.time() - t0) * 1000, 3)
+            emu.log_request(entry)
+
+    def _git_cgi(self, emu, plan, entry):
+        proc = subprocess.Popen([GIT_HTTP_BACKEND], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=plan["env"], cwd=emu.git_root)
+        feed = {"bytes": 0, "complete": False, "error": None}
+        errbuf = bytearray()
+
+        def feeder():
+            try:
+                for d in self._iter_body():
+                    feed["bytes"] += len(d)
+                    proc.stdin.write(d)
+                proc.stdin.flush()
+                feed["complete"] = True
+            except Exception as e:   # client went away, or the CGI stopped reading
+                feed["error"] = "%s: %s" % (type(e).__name__, e)
+            finally:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+
+        def errs():
+            for line in proc.stderr:
+                if len(errbuf) < 65536:
+                    errbuf.extend(line)
+
+        tf = threading.Thread(target=feeder, daemon=True)
+        te = threading.Thread(target=errs, daemon=True)
+        tf.start()
+        te.start()
+        out = proc.stdout
+        try:
+            buf = b""
+            while b"\r\n\r\n" not in buf and b"\n\n" not in buf and len(buf) < 65536:
+                d = out.read1(GIT_IO)
+                if not d:
+                    break
+                buf += d
+            i, j = buf.find(b"\r\n\r\n"), buf.find(b"\n\n")
+            if i >= 0 and (j < 0 or i < j):
+                head, rest = buf[:i], buf[i + 4:]
+            elif j >= 0:
+                head, rest = buf[:j], buf[j + 2:]
+            else:
+                head, rest = None, b""
+            if head is None:   # the CGI died before its headers
+                proc.wait()
+                tf.join(5)
+                te.join(5)
+                if not feed["complete"]:
+                    self.close_connection = True
+                msg = "git-http-backend failed: %s" % errbuf.decode("utf-8", "replace").strip()
+                entry["status"] = 500
+                entry["response_message"] = msg
+                self._send(Response(500, raw=(msg + "\n").encode(), ctype="text/plain"))
+                return
+            status, reason, headers = 200, None, []
+            for line in head.decode("latin-1").splitlines():
+                k, _, v = line.partition(":")
+                k, v = k.strip(), v.strip()
+                if k.lower() == "status":
+                    code, _, reason = v.partition(" ")
+                    status = int(code)
+                elif k:
+                    headers.append((k, v))
+            entry["status"] = status
+            self.send_response(status, reason or None)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("X-GitHub-Request-Id", "%s:%s" % (secrets.token_hex(4).upper(),
+                                                               secrets.token_hex(6).upper()))
+            has_body = self.command != "HEAD" and status not in (204, 304)
+            if has_body:
+                self.send_header("Transfer-Encoding", "chunked")
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            sent = 0
+            d = rest
+            while True:
+                if d and has_body:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(d), d))
+                    sent += len(d)
+                d = out.read1(GIT_IO)
+                if not d:
+                    break
+            if has_body:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            entry["response_bytes"] = sent
+        except (BrokenPipeError, ConnectionResetError, socket.timeout) as e:
+            self.close_connection = True
+            entry["dropped"] = True
+            entry["client_error"] = type(e).__name__
+            proc.kill()
+        finally:
+            rc = proc.wait()
+            tf.join(30)
+            te.join(5)
+            if tf.is_alive() or not feed["complete"]:
+                self.close_connection = True   # the request body was not fully read
+            entry["request_bytes"] = feed["bytes"]
+            entry["cgi_exit"] = rc
+            entry["cgi_stderr"] = errbuf.decode("utf-8", "replace")[-4000:] or None
+            if feed["error"]:
+                entry["request_error"] = feed["error"]
+            try:
+                emu.git_finish(plan, entry)
+            except Exception:
+                traceback.print_exc()
+
     def _dispatch(self):
         emu = self.server.emu
+        split = urllib.parse.urlsplit(self.path)
+        gm = GIT_PATH_RX.fullmatch(split.path)
+        if gm:   # git smart HTTP: the body is streamed, not read here
+            self._git(emu, gm, split.path, split.query)
+            return
         try:
             body = self._read_body()
         except Exception:
@@ -1922,7 +2591,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(resp.status)
             has_body = resp.status not in (204, 304) and not (100 <= resp.status < 200)
             if has_body:
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Type", resp.ctype or "application/json; charset=utf-8")
             self.send_header("X-GitHub-Media-Type", "github.v3; format=json")
             self.send_header("X-GitHub-Api-Version-Selected", API_VERSION)
             self.send_header("X-GitHub-Request-Id", "%s:%s" % (secrets.token_hex(4).upper(),
@@ -1965,6 +2634,8 @@ def main(argv=None):
                     help="App public key PEM (repeat for rotation; a private key or cert also works)")
     ap.add_argument("--state", help="JSON seed document loaded at start (same format as /_admin/load)")
     ap.add_argument("--dump-state", help="write the final state here on SIGTERM")
+    ap.add_argument("--git-root", help="directory for the bare git repositories "
+                    "(default: a fresh temporary directory, removed on exit)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
 
@@ -1978,9 +2649,24 @@ def main(argv=None):
     if args.state:
         with open(args.state) as fh:
             seed = json.load(fh)
-    emu = Emulator(args.app_id, keys, client_id=args.client_id, app_slug=args.app_slug, seed=seed)
-    if seed:
-        emu.load(seed)
+    git_home = tempfile.mkdtemp(prefix="gh-emu-githome-")
+    own_git_root = not args.git_root
+    git_root = os.path.abspath(args.git_root) if args.git_root else \
+        tempfile.mkdtemp(prefix="gh-emu-git-")
+    os.makedirs(git_root, exist_ok=True)
+
+    def cleanup():
+        shutil.rmtree(git_home, ignore_errors=True)
+        if own_git_root:
+            shutil.rmtree(git_root, ignore_errors=True)
+    emu = Emulator(args.app_id, keys, client_id=args.client_id, app_slug=args.app_slug, seed=seed,
+                   git_root=git_root, git_home=git_home)
+    try:
+        if seed:
+            emu.load(seed)
+    except Exception:
+        cleanup()
+        raise
 
     cls = Server
     if ":" in args.host:
@@ -2008,6 +2694,7 @@ def main(argv=None):
         srv.serve_forever(poll_interval=0.2)
     finally:
         srv.server_close()
+        cleanup()
         if args.dump_state:
             with open(args.dump_state, "w") as fh:
                 json.dump(emu.state_view(), fh, indent=1)

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """Self-test of the GitHub emulator.  Run: /usr/bin/python3 tests/github-emulator/test_emulator.py"""
 
+import base64
 import http.client
 import json
 import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -618,6 +620,272 @@ class EmulatorTest(unittest.TestCase):
         finally:
             gh2.stop()
             shutil.rmtree(d, ignore_errors=True)
+
+
+class GitTest(unittest.TestCase):
+    """The git smart-HTTP server, with a real `git` client."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gh = Emulator(app_id=APP_ID).start()
+        cls.tmp = tempfile.mkdtemp(prefix="gh-emu-gittest-")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gh.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        gh = self.gh
+        gh.reset()
+        self.home = tempfile.mkdtemp(dir=self.tmp)
+        info = gh.add_git_repo(REPO, {"README.md": "hello\n", ".github/workflows/ci.yml": "on: push\n"},
+                               protected=["main", "release"])
+        self.initial = info["sha"]
+        gh.add_installation({"id": 42, "account": "acme", "repositories": [REPO, "acme/gadgets"],
+                             "permissions": {"contents": "write", "workflows": "write",
+                                             "pull_requests": "write"}})
+        gh.add_git_repo("acme/gadgets", {"g.txt": "g\n"})
+
+    def token(self, perms, repos=("widgets",)):
+        return self.gh.mint_token(42, list(repos), perms)
+
+    def git(self, *args, token=None, cwd=None, check=True):
+        p = subprocess.run(["git"] + list(args), cwd=cwd or self.home, capture_output=True, text=True,
+                           env=Emulator.git_env(self.home, token), timeout=60)
+        if check and p.returncode != 0:
+            self.fail("git %s failed (%d): %s" % (" ".join(args), p.returncode, p.stderr))
+        return p
+
+    def clone(self, token, repo=REPO, name="w"):
+        d = os.path.join(self.home, name)
+        self.git("clone", "-q", self.gh.git_url(repo), d, token=token)
+        return d
+
+    def commit(self, d, files, msg="change"):
+        for path, content in files.items():
+            full = os.path.join(d, path)
+            if content is None:
+                os.unlink(full)
+                continue
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "wb" if isinstance(content, bytes) else "w") as fh:
+                fh.write(content)
+        self.git("add", "-A", cwd=d)
+        self.git("commit", "-q", "-m", msg, cwd=d)
+        return self.git("rev-parse", "HEAD", cwd=d).stdout.strip()
+
+    def git_log(self):
+        return [e for e in self.gh.requests() if e.get("kind") == "git"]
+
+    # ------------------------------------------------------------------ tests
+    def test_admin_repo_and_rest_view(self):
+        refs = self.gh.git_refs(REPO)
+        self.assertEqual(refs, {"refs/heads/main": self.initial})
+        tok = self.token({"contents": "read"})
+        r = self.gh.api("GET", "/repos/acme/widgets", token=tok)
+        self.assertEqual((r.status, r.json["default_branch"]), (200, "main"))
+        self.gh.add_git_repo("acme/tools", {"a": "b"}, default_branch="trunk")
+        self.assertEqual(list(self.gh.git_refs("acme/tools")), ["refs/heads/trunk"])
+        self.assertEqual(self.gh.state()["repos"]["acme/tools"]["default_branch"], "trunk")
+        # seed document form
+        self.gh.load({"git_repos": [{"repo": "acme/seeded", "files": {"x": "y"}}]})
+        self.assertIn("refs/heads/main", self.gh.git_refs("acme/seeded"))
+
+    def test_clone_read_token_and_log(self):
+        tok = self.token({"contents": "read"})
+        self.gh.clear_requests()
+        d = self.clone(tok)
+        with open(os.path.join(d, "README.md")) as fh:
+            self.assertEqual(fh.read(), "hello\n")
+        log = self.git_log()
+        ok = [e for e in log if e["status"] == 200]
+        self.assertTrue(ok)
+        for e in ok:
+            self.assertEqual((e["service"], e["token_sha256"], e["repo"]),
+                             ("git-upload-pack", Emulator.token_hash(tok), REPO))
+        self.assertNotIn(tok, json.dumps(log))
+        self.assertEqual({e["path"] for e in ok},
+                         {"/acme/widgets.git/info/refs", "/acme/widgets.git/git-upload-pack"})
+        # the same paths without .git work too
+        self.git("ls-remote", self.gh.git_url(REPO, ""), token=tok)
+
+    def test_push_refused_with_read_token(self):
+        d = self.clone(self.token({"contents": "read"}))
+        self.commit(d, {"a.txt": "a\n"})
+        self.gh.clear_requests()
+        p = self.git("push", "origin", "HEAD:main", cwd=d, token=self.token({"contents": "read"}),
+                     check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("Permission to acme/widgets.git denied", p.stderr)
+        self.assertIn("403", p.stderr)
+        self.assertEqual(self.gh.git_refs(REPO)["refs/heads/main"], self.initial)
+        e = [e for e in self.git_log() if e["status"] == 403][0]
+        self.assertEqual((e["service"], e["method"]), ("git-receive-pack", "GET"))
+        # token for another repository: 403 as well, even for reading
+        p = self.git("ls-remote", self.gh.git_url(REPO), token=self.token(
+            {"contents": "write"}, repos=["gadgets"]), check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("denied", p.stderr)
+        # raw: POST git-receive-pack is refused the same way
+        r = self.gh.raw("POST", "/acme/widgets.git/git-receive-pack", b"0000", {
+            "Authorization": "Basic " + base64.b64encode(
+                b"x-access-token:" + self.token({"contents": "read"}).encode()).decode(),
+            "Content-Type": "application/x-git-receive-pack-request"})
+        self.assertEqual(r.status, 403)
+        self.assertTrue(r.header("Content-Type").startswith("text/plain"))
+
+    def test_push_with_write_token(self):
+        d = self.clone(self.token({"contents": "read"}))
+        new = self.commit(d, {"src/a.c": "int a;\n"})
+        self.gh.add_pull({"repo": REPO, "number": 3, "head": {"sha": self.initial, "ref": "topic"},
+                          "base": {"ref": "main"}})
+        tok = self.token({"contents": "write"})
+        self.gh.clear_requests()
+        p = self.git("push", "origin", "HEAD:main", "HEAD:refs/heads/topic", cwd=d, token=tok)
+        self.assertIn("HEAD -> main", p.stderr)
+        refs = self.gh.git_refs(REPO)
+        self.assertEqual((refs["refs/heads/main"], refs["refs/heads/topic"]), (new, new))
+        rp = [e for e in self.git_log() if e["route"] == "git_receive_pack"]
+        self.assertEqual(len(rp), 1)
+        self.assertEqual((rp[0]["status"], rp[0]["token_sha256"]), (200, Emulator.token_hash(tok)))
+        self.assertGreater(rp[0]["request_bytes"], 100)
+        self.assertEqual(sorted(u["ref"] for u in rp[0]["ref_updates"]),
+                         ["refs/heads/main", "refs/heads/topic"])
+        # the REST view follows: branch table, open pull request head
+        st = self.gh.state()["repos"][REPO]
+        self.assertEqual((st["branches"]["main"], st["pulls"]["3"]["head"]["sha"]), (new, new))
+        # deleting a branch
+        self.git("push", "origin", ":topic", cwd=d, token=tok)
+        self.assertNotIn("refs/heads/topic", self.gh.git_refs(REPO))
+        self.assertNotIn("topic", self.gh.state()["repos"][REPO]["branches"])
+
+    def test_no_credentials_and_dead_tokens(self):
+        r = self.gh.raw("GET", "/acme/widgets.git/info/refs?service=git-upload-pack")
+        self.assertEqual(r.status, 401)
+        self.assertEqual(r.header("WWW-Authenticate"), 'Basic realm="GitHub"')
+        p = self.git("ls-remote", self.gh.git_url(REPO), check=False)
+        self.assertNotEqual(p.returncode, 0)
+        tok = self.token({"contents": "write"})
+        self.git("ls-remote", self.gh.git_url(REPO), token=tok)
+        self.assertEqual(self.gh.api("DELETE", "/installation/token", token=tok).status, 204)
+        self.gh.clear_requests()
+        p = self.git("ls-remote", self.gh.git_url(REPO), token=tok, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("Authentication failed", p.stderr)
+        e = [e for e in self.git_log() if e["token_sha256"]][0]
+        self.assertEqual((e["status"], e["token_state"]), (401, "revoked"))
+        tok2 = self.token({"contents": "write"})
+        self.gh.expire_tokens(Emulator.token_hash(tok2))
+        p = self.git("ls-remote", self.gh.git_url(REPO), token=tok2, check=False)
+        self.assertIn("Authentication failed", p.stderr)
+        r = self.gh.raw("GET", "/acme/nope.git/info/refs?service=git-upload-pack", headers={
+            "Authorization": "Basic " + base64.b64encode(
+                b"x:" + self.token({"contents": "read"}).encode()).decode()})
+        self.assertEqual(r.status, 404)
+
+    def test_workflows_permission(self):
+        d = self.clone(self.token({"contents": "read"}))
+        self.commit(d, {".github/workflows/ci.yml": "on: [push, pull_request]\n"})
+        p = self.git("push", "origin", "HEAD:main", cwd=d, token=self.token({"contents": "write"}),
+                     check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("remote: refusing to allow a GitHub App to create or update workflow "
+                      "`.github/workflows/ci.yml` without `workflows` permission", p.stderr)
+        self.assertIn("[remote rejected]", p.stderr)
+        self.assertEqual(self.gh.git_refs(REPO)["refs/heads/main"], self.initial)
+        # a new branch carrying the change, and a deletion, are refused too
+        p = self.git("push", "origin", "HEAD:refs/heads/wf", cwd=d,
+                     token=self.token({"contents": "write"}), check=False)
+        self.assertIn("without `workflows` permission", p.stderr)
+        self.assertNotIn("refs/heads/wf", self.gh.git_refs(REPO))
+        # with workflows: write it goes through
+        new = self.git("rev-parse", "HEAD", cwd=d).stdout.strip()
+        self.git("push", "origin", "HEAD:main", cwd=d,
+                 token=self.token({"contents": "write", "workflows": "write"}))
+        self.assertEqual(self.gh.git_refs(REPO)["refs/heads/main"], new)
+        self.commit(d, {".github/workflows/ci.yml": None})
+        p = self.git("push", "origin", "HEAD:main", cwd=d, token=self.token({"contents": "write"}),
+                     check=False)
+        self.assertIn("workflow `.github/workflows/ci.yml` without", p.stderr)
+        # other files are fine without workflows
+        self.git("reset", "-q", "--hard", "origin/main", cwd=d)
+        self.commit(d, {"docs/x.md": "x\n"})
+        self.git("push", "origin", "HEAD:main", cwd=d, token=self.token({"contents": "write"}))
+
+    def test_branches_endpoint(self):
+        tok = self.token({"metadata": "read"})
+        r = self.gh.api("GET", "/repos/acme/widgets/branches/main", token=tok)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["name"], r.json["commit"]["sha"], r.json["protected"]),
+                         ("main", self.initial, True))
+        c = self.gh.git_commit(REPO, "feature/x", {"f": "1"})
+        r = self.gh.api("GET", "/repos/acme/widgets/branches/feature/x", token=tok)
+        self.assertEqual((r.status, r.json["commit"]["sha"], r.json["protected"]),
+                         (200, c["sha"], False))
+        r = self.gh.api("GET", "/repos/acme/widgets/branches/nope", token=tok)
+        self.assertEqual((r.status, r.json["message"]), (404, "Branch not found"))
+        r = self.gh.api("GET", "/repos/acme/widgets/branches/main",
+                        token=self.token({"contents": "read"}, repos=["gadgets"]))
+        self.assertEqual(r.status, 404)
+
+    def test_compare(self):
+        tok = self.token({"contents": "read"})
+
+        def cmp(base, head):
+            r = self.gh.api("GET", "/repos/acme/widgets/compare/%s...%s" % (base, head), token=tok)
+            self.assertEqual(r.status, 200, r)
+            return (r.json["status"], r.json["ahead_by"], r.json["behind_by"],
+                    r.json["merge_base_commit"]["sha"])
+        i = self.initial
+        self.assertEqual(cmp("main", "main"), ("identical", 0, 0, i))
+        a1 = self.gh.git_commit(REPO, "topic", {"t": "1"}, parent=i)["sha"]
+        a2 = self.gh.git_commit(REPO, "topic", {"t": "2"})["sha"]
+        self.assertEqual(cmp("main", "topic"), ("ahead", 2, 0, i))
+        self.assertEqual(cmp("topic", "main"), ("behind", 0, 2, i))
+        self.assertEqual(cmp(i, a2), ("ahead", 2, 0, i))
+        self.gh.git_commit(REPO, "main", {"m": "1"})
+        self.assertEqual(cmp("main", "topic"), ("diverged", 2, 1, i))
+        self.assertEqual(cmp(a1, "topic")[:3], ("ahead", 1, 0))
+        for bad in ("main...nope", "nope...main", "0" * 40 + "...main"):
+            r = self.gh.api("GET", "/repos/acme/widgets/compare/" + bad, token=tok)
+            self.assertEqual(r.status, 404, bad)
+        r = self.gh.api("GET", "/repos/acme/widgets/compare/main...topic",
+                        token=self.token({"metadata": "read"}))
+        self.assertEqual(r.status, 403)
+
+    def test_public_repo_anonymous_clone(self):
+        self.gh.add_git_repo("acme/open", {"o": "o\n"}, private=False)
+        d = os.path.join(self.home, "o")
+        self.git("clone", "-q", self.gh.git_url("acme/open"), d)
+        self.commit(d, {"p": "p\n"})
+        p = self.git("push", "origin", "HEAD:main", cwd=d, check=False)
+        self.assertNotEqual(p.returncode, 0)
+
+    def test_fault_on_git_path(self):
+        self.gh.fault(method="GET", path_regex=r"\.git/info/refs$", status=503)
+        p = self.git("ls-remote", self.gh.git_url(REPO), token=self.token({"contents": "read"}),
+                     check=False)
+        self.assertIn("503", p.stderr)
+        e = self.git_log()[-1]
+        self.assertEqual((e["status"], e["route"]), (503, "git_info_refs"))
+        self.assertIsNotNone(e["fault"])
+
+    def test_large_push(self):
+        d = self.clone(self.token({"contents": "read"}))
+        new = self.commit(d, {"big.bin": os.urandom(20 << 20)})
+        tok = self.token({"contents": "write"})
+        self.gh.clear_requests()
+        self.git("push", "-q", "origin", "HEAD:main", cwd=d, token=tok)
+        self.assertEqual(self.gh.git_refs(REPO)["refs/heads/main"], new)
+        # git first sends a 4-byte probe (to settle authentication), then the chunked pack
+        rp = [e for e in self.git_log() if e["route"] == "git_receive_pack" and e["status"] == 200]
+        big = max(rp, key=lambda e: e["request_bytes"])
+        self.assertGreater(big["request_bytes"], 20 << 20)
+        self.assertEqual(big["headers"]["Transfer-Encoding"], "chunked")
+        self.assertEqual([u["new"] for u in big["ref_updates"]], [new])
+        d2 = self.clone(tok, name="w2")
+        self.assertEqual(os.path.getsize(os.path.join(d2, "big.bin")), 20 << 20)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,986 @@
+/* git's smart HTTP through the broker (docs/api.md, "git"): an agent's
+ * plain `git push` / `git fetch` to http://127.0.0.1:PORT/OWNER/NAME.git,
+ * authenticated by a capability from git-credential-threshold, forwarded to
+ * GitHub with an installation token made for that one request.
+ *
+ * A push is decided before any byte of it reaches GitHub: the request body
+ * is spooled to an unlinked file (never held in memory) while gitrx parses
+ * the ref updates and the pack's commits; the refs are then judged against
+ * the chain's scope and policy and GitHub's branch facts, and only then is
+ * the spool sent on.  A refused push gets a report-status git prints as
+ * "! [remote rejected] REF (reason)". */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "broker.h"
+#include "err.h"
+#include "gitrx.h"
+#include "json.h"
+#include "log.h"
+#include "peval.h"
+
+#define GIT_AUTH_MAX		(JWS_TOKEN_MAX * 2)
+#define GIT_REPLY_MAX		((int64_t)64 * 1024 * 1024) /* receive-pack */
+#define GIT_BOUNDARY_MAX	16
+
+enum git_kind { GK_REFS, GK_RECEIVE, GK_UPLOAD };
+
+struct gconn {
+	enum git_kind	 kind;
+	int		 push;		/* service is receive-pack */
+	char		 repo[SCOPE_REPO_MAX + 1];
+	int		 spool;		/* request body, unlinked; -1 if none */
+	uint64_t	 body_len;
+	int		 too_big;
+	int		 write_err;
+	struct gitrx	*rx;
+	int		 rx_r;		/* first parse error */
+	char		 head[4];	/* the body's first bytes */
+	char		 rx_msg[256];
+};
+
+/* ---- replies ---- */
+
+static enum MHD_Result
+text(struct MHD_Connection *c, unsigned status, const char *msg)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char body[600];
+
+	snprintf(body, sizeof(body), "threshold: %s\n", msg);
+	resp = MHD_create_response_from_buffer(strlen(body), body,
+	    MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		return MHD_NO;
+	/* git prints a text/plain error body as "remote: ..." lines. */
+	MHD_add_response_header(resp, "Content-Type", "text/plain");
+	if (status == 401)
+		MHD_add_response_header(resp, "WWW-Authenticate",
+		    "Basic realm=\"threshold\"");
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static int
+pkt(struct buf *b, const char *s, size_t n)
+{
+	char len[5];
+
+	snprintf(len, sizeof(len), "%04zx", n + 4);
+	return buf_put(b, len, 4) || buf_put(b, s, n) ? TH_ERR_ALLOC : 0;
+}
+
+static int
+has_cap(const char *caps, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p;
+
+	for (p = caps; (p = strstr(p, name)) != NULL; p += n)
+		if ((p == caps || p[-1] == ' ') && (p[n] == ' ' ||
+		    p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+/* A receive-pack result that rejects every ref with why, in the side band
+ * when git asked for one, so that git names the reason for each ref. */
+static enum MHD_Result
+reject_push(struct MHD_Connection *c, const struct gitrx *rx, const char *why)
+{
+	struct buf *rep = buf_new(), *out = buf_new();
+	struct MHD_Response *resp = NULL;
+	enum MHD_Result ret = MHD_NO;
+	char line[600];
+	size_t i, off, n;
+	int band = rx != NULL && has_cap(gitrx_caps(rx), "side-band-64k");
+
+	if (rep == NULL || out == NULL)
+		goto out;
+	pkt(rep, "unpack ok\n", 10);
+	for (i = 0; rx != NULL && i < gitrx_ncommands(rx); i++) {
+		n = (size_t)snprintf(line, sizeof(line), "ng %s %s\n",
+		    gitrx_command(rx, i)->ref, why);
+		pkt(rep, line, n < sizeof(line) ? n : sizeof(line) - 1);
+	}
+	buf_put(rep, "0000", 4);
+	if (!band)
+		buf_put(out, buf_ptr(rep), buf_len(rep));
+	else {
+		n = (size_t)snprintf(line, sizeof(line), "\002threshold: %s\n",
+		    why);
+		pkt(out, line, n < sizeof(line) ? n : sizeof(line) - 1);
+		for (off = 0; off < buf_len(rep); off += n) {
+			n = buf_len(rep) - off;
+			if (n > 60000)
+				n = 60000;
+			line[0] = 1;
+			memcpy(line + 1, buf_ptr(rep) + off,
+			    n < sizeof(line) - 1 ? n : sizeof(line) - 1);
+			if (n > sizeof(line) - 1) {
+				struct buf *big = buf_new();
+
+				if (big == NULL)
+					goto out;
+				buf_put(big, "\001", 1);
+				buf_put(big, buf_ptr(rep) + off, n);
+				pkt(out, (const char *)buf_ptr(big),
+				    buf_len(big));
+				buf_free(big);
+			} else
+				pkt(out, line, n + 1);
+		}
+		buf_put(out, "0000", 4);
+	}
+	if ((resp = MHD_create_response_from_buffer(buf_len(out),
+	    (void *)buf_ptr(out), MHD_RESPMEM_MUST_COPY)) == NULL)
+		goto out;
+	MHD_add_response_header(resp, "Content-Type",
+	    "application/x-git-receive-pack-result");
+	MHD_add_response_header(resp, "Cache-Control", "no-cache");
+	ret = MHD_queue_response(c, 200, resp);
+ out:
+	if (resp != NULL)
+		MHD_destroy_response(resp);
+	buf_free(rep);
+	buf_free(out);
+	return ret;
+}
+
+static enum MHD_Result
+probe_reply(struct MHD_Connection *c)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if ((resp = MHD_create_response_from_buffer(0, (void *)"",
+	    MHD_RESPMEM_PERSISTENT)) == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type",
+	    "application/x-git-receive-pack-result");
+	ret = MHD_queue_response(c, 200, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* ---- requests ---- */
+
+/* "/OWNER/NAME(.git)/info/refs", ".../git-receive-pack",
+ * ".../git-upload-pack" into g. */
+static int
+parse_url(const char *url, const char *method, const char *service,
+    struct gconn *g)
+{
+	const char *slash, *tail;
+	size_t n;
+
+	if (url[0] != '/' || (slash = strchr(url + 1, '/')) == NULL ||
+	    (tail = strchr(slash + 1, '/')) == NULL)
+		return th_fail(TH_ERR_NOT_FOUND, "not a repository URL");
+	n = (size_t)(tail - url - 1);
+	if (n > 4 && memcmp(tail - 4, ".git", 4) == 0)
+		n -= 4;
+	if (n > SCOPE_REPO_MAX)
+		return th_fail(TH_ERR_NOT_FOUND, "repository name too long");
+	memcpy(g->repo, url + 1, n);
+	g->repo[n] = '\0';
+	if (!repo_valid(g->repo, 0))
+		return th_fail(TH_ERR_NOT_FOUND, "not OWNER/NAME");
+	if (strcmp(tail, "/info/refs") == 0 && strcmp(method, "GET") == 0) {
+		g->kind = GK_REFS;
+		if (service == NULL || (strcmp(service, "git-receive-pack") &&
+		    strcmp(service, "git-upload-pack")))
+			return th_fail(TH_ERR_NOT_FOUND, "smart HTTP only: "
+			    "service=git-upload-pack or git-receive-pack");
+		g->push = strcmp(service, "git-receive-pack") == 0;
+		return 0;
+	}
+	if (strcmp(method, "POST") != 0)
+		return th_fail(TH_ERR_NOT_FOUND, "no such git endpoint");
+	if (strcmp(tail, "/git-receive-pack") == 0) {
+		g->kind = GK_RECEIVE;
+		g->push = 1;
+		return 0;
+	}
+	if (strcmp(tail, "/git-upload-pack") == 0) {
+		g->kind = GK_UPLOAD;
+		return 0;
+	}
+	return th_fail(TH_ERR_NOT_FOUND, "no such git endpoint");
+}
+
+static int
+spool_open(const char *dir)
+{
+	char path[BCONF_VALUE_MAX + 32];
+	int fd;
+
+	if ((fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) >= 0)
+		return fd;
+	snprintf(path, sizeof(path), "%s/git-spool.XXXXXX", dir);
+	if ((fd = mkostemp(path, O_CLOEXEC)) >= 0)
+		unlink(path);
+	return fd;
+}
+
+/* The capability from "Authorization: Basic base64(user:capability)". */
+static int
+basic_password(struct MHD_Connection *c, char *out, size_t outlen)
+{
+	const char *h, *colon;
+	unsigned char dec[GIT_AUTH_MAX];
+	size_t n;
+	int len, r = TH_ERR_DENIED;
+
+	out[0] = '\0';
+	h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_AUTHORIZATION);
+	if (h == NULL || strncmp(h, "Basic ", 6) != 0)
+		return TH_ERR_NOT_FOUND;
+	h += 6;
+	n = strlen(h);
+	if (n == 0 || n % 4 != 0 || n / 4 * 3 > sizeof(dec))
+		goto out;
+	if ((len = EVP_DecodeBlock(dec, (const unsigned char *)h, (int)n)) < 0)
+		goto out;
+	while (len > 0 && h[n - 1] == '=') {	/* padding decodes to zeros */
+		len--;
+		n--;
+	}
+	if ((colon = memchr(dec, ':', (size_t)len)) == NULL ||
+	    memchr(dec, '\0', (size_t)len) != NULL)
+		goto out;
+	n = (size_t)len - (size_t)(colon - (const char *)dec) - 1;
+	if (n == 0 || n >= outlen)
+		goto out;
+	memcpy(out, colon + 1, n);
+	out[n] = '\0';
+	r = 0;
+ out:
+	OPENSSL_cleanse(dec, sizeof(dec));
+	return r;
+}
+
+/* ---- forwarding ---- */
+
+struct fwd {
+	int		 in;		/* spool, or -1 */
+	int		 out;		/* reply spool */
+	int64_t		 out_len, out_max;
+	char		 ctype[128];
+};
+
+static size_t
+fwd_read(char *p, size_t size, size_t n, void *arg)
+{
+	struct fwd *f = arg;
+	ssize_t got;
+
+	do
+		got = read(f->in, p, size * n);
+	while (got < 0 && errno == EINTR);
+	return got < 0 ? CURL_READFUNC_ABORT : (size_t)got;
+}
+
+static size_t
+fwd_write(char *p, size_t size, size_t n, void *arg)
+{
+	struct fwd *f = arg;
+	size_t len = size * n, off = 0;
+	ssize_t w;
+
+	if (f->out_len + (int64_t)len > f->out_max)
+		return 0;
+	while (off < len) {
+		if ((w = write(f->out, p + off, len - off)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return 0;
+		}
+		off += (size_t)w;
+	}
+	f->out_len += (int64_t)len;
+	return len;
+}
+
+static size_t
+fwd_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct fwd *f = arg;
+	size_t len = size * n, k;
+
+	if (len > 13 && strncasecmp(p, "Content-Type:", 13) == 0) {
+		for (k = 13; k < len && p[k] == ' '; k++)
+			;
+		snprintf(f->ctype, sizeof(f->ctype), "%.*s",
+		    (int)(len - k), p + k);
+		f->ctype[strcspn(f->ctype, "\r\n")] = '\0';
+	}
+	return len;
+}
+
+/* Sends the request on to GitHub's git endpoint with tok; GitHub's reply
+ * lands in f->out.  *status is GitHub's HTTP status. */
+static int
+forward(struct broker *b, struct MHD_Connection *c, const struct gconn *g,
+    const struct gh_token *tok, struct fwd *f, long *status)
+{
+	const char *v, *svc = g->kind == GK_RECEIVE ? "git-receive-pack" :
+	    "git-upload-pack";
+	struct curl_slist *hs = NULL;
+	char url[HTTP_URL_MAX], h[256];
+	CURL *e = NULL;
+	CURLcode cc;
+	int r = TH_ERR_ALLOC;
+
+	*status = 0;
+	if (g->kind == GK_REFS)
+		snprintf(url, sizeof(url), "%s/%s.git/info/refs?service=%s",
+		    b->cfg.git_url, g->repo, g->push ? "git-receive-pack" :
+		    "git-upload-pack");
+	else
+		snprintf(url, sizeof(url), "%s/%s.git/%s", b->cfg.git_url,
+		    g->repo, svc);
+	if ((e = curl_easy_init()) == NULL)
+		goto out;
+	if (g->kind != GK_REFS) {
+		snprintf(h, sizeof(h), "Content-Type: application/x-%s-request",
+		    svc);
+		hs = curl_slist_append(hs, h);
+		snprintf(h, sizeof(h), "Accept: application/x-%s-result", svc);
+		hs = curl_slist_append(hs, h);
+		if ((v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+		    "Content-Encoding")) != NULL && strcmp(v, "gzip") == 0)
+			hs = curl_slist_append(hs, "Content-Encoding: gzip");
+	}
+	if ((v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    "Git-Protocol")) != NULL && strlen(v) < 128 &&
+	    strpbrk(v, "\r\n") == NULL) {
+		snprintf(h, sizeof(h), "Git-Protocol: %s", v);
+		hs = curl_slist_append(hs, h);
+	}
+	hs = curl_slist_append(hs, "Expect:");
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hs);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "threshold-broker git/1");
+	curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+	curl_easy_setopt(e, CURLOPT_USERNAME, "x-access-token");
+	curl_easy_setopt(e, CURLOPT_PASSWORD, tok->value);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, fwd_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, fwd_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
+	if (g->kind != GK_REFS) {
+		if (lseek(f->in, 0, SEEK_SET) != 0) {
+			r = th_fail(TH_ERR_IO, "spool: %s", strerror(errno));
+			goto out;
+		}
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_READFUNCTION, fwd_read);
+		curl_easy_setopt(e, CURLOPT_READDATA, f);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)g->body_len);
+	}
+	if ((cc = curl_easy_perform(e)) != CURLE_OK) {
+		r = th_fail(TH_ERR_UNAVAILABLE, "GitHub git %s: %s", svc,
+		    curl_easy_strerror(cc));
+		goto out;
+	}
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+	r = 0;
+ out:
+	curl_slist_free_all(hs);
+	if (e != NULL)
+		curl_easy_cleanup(e);
+	return r;
+}
+
+/* ---- the push's ref rules ---- */
+
+static int
+rule(struct json_object *rules, const char *name)
+{
+	return json_object_array_add(rules, json_object_new_string(name)) ?
+	    TH_ERR_ALLOC : 0;
+}
+
+/* Is old an ancestor of new?  Inside the pack first; where the walk
+ * leaves the pack, GitHub's compare answers for the commits it has. */
+static int
+fast_forward(struct broker *b, const struct gh_token *tok, const char *repo,
+    const struct gitrx *rx, const char *old, const char *new)
+{
+	char bound[GIT_BOUNDARY_MAX][GITRX_HEXSZ + 1], path[512];
+	struct json_object *o = NULL;
+	const char *st;
+	size_t n = 0, i;
+	long status;
+	int r;
+
+	if ((r = gitrx_ancestry(rx, new, old, bound, GIT_BOUNDARY_MAX, &n)) < 0)
+		return th_fail(TH_ERR_DENIED, "cannot tell whether this is a "
+		    "fast-forward: %s", th_errmsg(r));
+	if (r == 1)
+		return 0;
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "/repos/%.140s/compare/%.40s...%.40s", repo,
+		    old, bound[i]);
+		if ((r = gh_get(b->gh, tok, path, &status, &o)) != 0)
+			return r;
+		if (status == 200 && json_get_string(o, "status", &st) == 0 &&
+		    (strcmp(st, "ahead") == 0 || strcmp(st, "identical") == 0)) {
+			json_object_put(o);
+			return 0;
+		}
+		json_object_put(o);
+		o = NULL;
+	}
+	return th_fail(TH_ERR_DENIED, "not a fast-forward (force-push is not "
+	    "allowed)");
+}
+
+/* Judges every ref update; the first refusal names its ref.  evidence
+ * records what was checked. */
+static int
+judge_push(struct broker *b, const struct cap_redeemed *red,
+    const struct gitrx *rx, const struct gh_token *tok,
+    struct json_object *evidence)
+{
+	struct json_object *refs = json_object_new_array(), *rules;
+	struct json_object *o = NULL, *ev = NULL, *one, *v;
+	const struct gitrx_cmd *cmd;
+	struct scope_req req;
+	const char *branch, *s;
+	char path[512], def[SCOPE_BRANCH_MAX + 1];
+	long status;
+	size_t i;
+	int r = 0, prot;
+
+	json_object_object_add(evidence, "refs", refs);
+	json_object_object_add(evidence, "pack_bytes",
+	    json_object_new_int64((int64_t)gitrx_pack_bytes(rx)));
+	if (gitrx_ncommands(rx) == 0)
+		return th_fail(TH_ERR_DENIED, "no ref updates");
+	snprintf(path, sizeof(path), "/repos/%s", red->op.repo);
+	if ((r = gh_get(b->gh, tok, path, &status, &o)) != 0)
+		return r;
+	if (status != 200 || json_get_string(o, "default_branch", &s) != 0 ||
+	    strlen(s) >= sizeof(def)) {
+		r = th_fail(TH_ERR_UNAVAILABLE, "GitHub: repository %s: %ld",
+		    red->op.repo, status);
+		goto out;
+	}
+	snprintf(def, sizeof(def), "%s", s);
+	for (i = 0; i < gitrx_ncommands(rx); i++) {
+		cmd = gitrx_command(rx, i);
+		one = json_object_new_object();
+		json_object_object_add(one, "ref", json_object_new_string(
+		    cmd->ref));
+		json_object_object_add(one, "old", json_object_new_string(
+		    cmd->old));
+		json_object_object_add(one, "new", json_object_new_string(
+		    cmd->new));
+		json_object_array_add(refs, one);
+		rules = json_object_new_array();
+		json_object_object_add(one, "rules", rules);
+		if (strncmp(cmd->ref, "refs/heads/", 11) != 0) {
+			r = th_fail(TH_ERR_DENIED, "%s: only branches may be "
+			    "pushed", cmd->ref);
+			goto out;
+		}
+		branch = cmd->ref + 11;
+		if ((r = rule(rules, "no_delete")) != 0)
+			goto out;
+		if (cmd->is_delete) {
+			r = th_fail(TH_ERR_DENIED, "%s: deleting a branch is not "
+			    "allowed", branch);
+			goto out;
+		}
+		req.op = "github.push";
+		req.repo = red->op.repo;
+		req.target = branch;
+		if ((r = rule(rules, "scope")) != 0)
+			goto out;
+		if (!scope_covers(red->chain->ops, &req)) {
+			r = th_fail(TH_ERR_DENIED, "%s: not a branch the "
+			    "delegation lets %s push", branch, red->agent);
+			goto out;
+		}
+		json_object_put(ev);
+		ev = NULL;
+		if ((r = rule(rules, "policy")) != 0)
+			goto out;
+		if ((r = peval_op(red->chain->policy, branch, time(NULL), &ev))
+		    != 0) {
+			r = th_fail(TH_ERR_DENIED, "%s: %s", branch,
+			    th_errmsg(r));
+			goto out;
+		}
+		if ((r = rule(rules, "not_default")) != 0)
+			goto out;
+		if (strcmp(branch, def) == 0) {
+			r = th_fail(TH_ERR_DENIED, "%s: the default branch is "
+			    "never pushed to directly", branch);
+			goto out;
+		}
+		snprintf(path, sizeof(path), "/repos/%s/branches/%s",
+		    red->op.repo, branch);
+		json_object_put(o);
+		if ((r = gh_get(b->gh, tok, path, &status, &o)) != 0)
+			goto out;
+		if (status != 200 && status != 404) {
+			r = th_fail(TH_ERR_UNAVAILABLE, "GitHub: branch %s: %ld",
+			    branch, status);
+			goto out;
+		}
+		prot = status == 200 && json_object_object_get_ex(o,
+		    "protected", &v) && json_object_get_boolean(v);
+		if ((r = rule(rules, "not_protected")) != 0)
+			goto out;
+		if (prot) {
+			r = th_fail(TH_ERR_DENIED, "%s: a protected branch",
+			    branch);
+			goto out;
+		}
+		if (cmd->is_create)
+			continue;
+		if ((r = rule(rules, "fast_forward")) != 0)
+			goto out;
+		if ((r = fast_forward(b, tok, red->op.repo, rx, cmd->old,
+		    cmd->new)) != 0) {
+			if (r == TH_ERR_DENIED)
+				r = th_fail(r, "%s: %s", branch, th_errmsg(r));
+			goto out;
+		}
+	}
+ out:
+	json_object_put(ev);
+	json_object_put(o);
+	return r;
+}
+
+/* ---- workflows ---- */
+
+/* GitHub refuses a push that changes .github/workflows/ unless the token
+ * has workflows: write; the broker asks for that permission only after
+ * GitHub has said the push needs it, and only if the delegation grants
+ * github.push.workflows for every ref. */
+#define WORKFLOW_REFUSAL	"without `workflows` permission"
+
+static int
+reply_mentions(int fd, const char *needle)
+{
+	char chunk[65536];
+	size_t have = 0, nl = strlen(needle), keep;
+	ssize_t n;
+
+	if (nl == 0 || nl >= sizeof(chunk) / 2 || lseek(fd, 0, SEEK_SET) != 0)
+		return 0;
+	while ((n = read(fd, chunk + have, sizeof(chunk) - have)) > 0) {
+		have += (size_t)n;
+		if (memmem(chunk, have, needle, nl) != NULL)
+			return 1;
+		/* A match may straddle two reads. */
+		keep = have < nl - 1 ? have : nl - 1;
+		memmove(chunk, chunk + have - keep, keep);
+		have = keep;
+	}
+	return 0;
+}
+
+static int
+workflows_granted(const struct cap_redeemed *red, const struct gitrx *rx)
+{
+	struct scope_req req;
+	size_t i;
+
+	for (i = 0; i < gitrx_ncommands(rx); i++) {
+		req.op = "github.push.workflows";
+		req.repo = red->op.repo;
+		req.target = gitrx_command(rx, i)->ref + 11;
+		if (!scope_covers(red->chain->ops, &req))
+			return th_fail(TH_ERR_DENIED, "%s: the push changes "
+			    ".github/workflows/, which the delegation does not "
+			    "grant (github.push.workflows)", req.target);
+	}
+	return 0;
+}
+
+/* ---- the handler ---- */
+
+static const char *
+perm_level(const struct gconn *g)
+{
+	return g->push ? "write" : "read";
+}
+
+/* Verifies the capability: a push spends it, every other step of the
+ * exchange only checks it. */
+static int
+authorise(struct broker *b, struct MHD_Connection *c, const struct gconn *g,
+    int spend, struct cap_redeemed *red, char *cap, size_t caplen)
+{
+	int r;
+
+	if ((r = basic_password(c, cap, caplen)) != 0)
+		return r == TH_ERR_NOT_FOUND ? r : th_fail(TH_ERR_DENIED,
+		    "malformed Basic credentials");
+	r = spend ?
+	    cap_redeem(b->cap, b->st, cap, strlen(cap), time(NULL), red) :
+	    cap_check(b->cap, b->st, cap, strlen(cap), time(NULL), red);
+	if (r != 0)
+		return r;
+	if (g->push && strcmp(red->op.op, "github.push") != 0)
+		return th_fail(TH_ERR_DENIED, "a %s capability cannot push",
+		    red->op.op);
+	if (!g->push && strcmp(red->op.op, "github.push") != 0 &&
+	    strcmp(red->op.op, "github.fetch") != 0)
+		return th_fail(TH_ERR_DENIED, "a %s capability is not for git",
+		    red->op.op);
+	if (strcmp(red->op.repo, g->repo) != 0)
+		return th_fail(TH_ERR_DENIED, "the capability is for %s, not %s",
+		    red->op.repo, g->repo);
+	return 0;
+}
+
+static int
+token_for(struct broker *b, const struct gconn *g, int workflows,
+    struct gh_token *tok)
+{
+	struct json_object *perms = json_object_new_object();
+	int64_t inst;
+	int r;
+
+	if (perms == NULL)
+		return TH_ERR_ALLOC;
+	json_object_object_add(perms, "contents",
+	    json_object_new_string(perm_level(g)));
+	if (workflows)
+		json_object_object_add(perms, "workflows",
+		    json_object_new_string("write"));
+	if ((r = gh_installation(b->gh, g->repo, &inst)) == 0)
+		r = gh_token_create(b->gh, inst, g->repo, perms, tok);
+	json_object_put(perms);
+	return r;
+}
+
+static enum MHD_Result
+serve_reply(struct MHD_Connection *c, long status, struct fwd *f)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if ((resp = MHD_create_response_from_fd64((uint64_t)f->out_len,
+	    f->out)) == NULL)
+		return MHD_NO;
+	f->out = -1;			/* the response owns it */
+	if (f->ctype[0] != '\0')
+		MHD_add_response_header(resp, "Content-Type", f->ctype);
+	MHD_add_response_header(resp, "Cache-Control", "no-cache");
+	ret = MHD_queue_response(c, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result
+finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
+{
+	struct cap_redeemed red;
+	struct answer ans;
+	struct json_object *evidence = NULL, *res;
+	struct gh_token *tok = NULL;
+	struct fwd f = { .in = g->spool, .out = -1 };
+	enum MHD_Result ret;
+	char cap[JWS_TOKEN_MAX + 1], why[512];
+	char wf_why[512] = "";
+	int64_t intent = 0;
+	long status = 0;
+	int r, wf = 0, wf_retried = 0, probe;
+
+	memset(&ans, 0, sizeof(ans));
+	memset(&red, 0, sizeof(red));
+	/* git probes with a lone flush-pkt before streaming a large push
+	 * (http.postBuffer): it checks the credential, spends nothing, and
+	 * receive-pack answers it with nothing. */
+	probe = g->kind == GK_RECEIVE && g->body_len == 4 &&
+	    memcmp(g->head, "0000", 4) == 0;
+	broker_lock();
+	r = authorise(b, c, g, g->kind == GK_RECEIVE && !probe, &red, cap,
+	    sizeof(cap));
+	if (r == TH_ERR_NOT_FOUND) {
+		broker_unlock();
+		return text(c, 401, "authenticate with a capability: git config "
+		    "credential.helper threshold");
+	}
+	ans.agent = red.agent[0] ? red.agent : "agent:unknown";
+	if (r != 0) {
+		snprintf(why, sizeof(why), "%s", th_errmsg(r));
+		ans.code = "capability_refused";
+		(void)rec_refusal(b, &ans, why);
+		broker_unlock();
+		log_warn("git %s: refused: %s", g->repo, why);
+		return text(c, r == TH_ERR_DENIED ? 403 : 503, why);
+	}
+	ans.op = &red.op;
+	ans.jti = red.jti;
+	if (probe) {
+		broker_unlock();
+		return probe_reply(c);
+	}
+	if (g->kind == GK_RECEIVE) {
+		if (g->too_big || g->write_err || g->rx_r != 0 ||
+		    (r = gitrx_finish(g->rx)) != 0) {
+			snprintf(why, sizeof(why), "%s", g->too_big ?
+			    "the push is larger than the broker's limit" :
+			    g->write_err ? "cannot spool the push" :
+			    g->rx_r ? g->rx_msg : th_errmsg(r));
+			goto refuse;
+		}
+	}
+	if ((tok = calloc(1, sizeof(*tok))) == NULL) {
+		snprintf(why, sizeof(why), "out of memory");
+		goto refuse;
+	}
+	if ((r = token_for(b, g, 0, tok)) != 0) {
+		snprintf(why, sizeof(why), "%s", th_errmsg(r));
+		free(tok);
+		tok = NULL;
+		goto refuse;
+	}
+	if (g->kind == GK_RECEIVE) {
+		evidence = json_object_new_object();
+		if ((r = judge_push(b, &red, g->rx, tok, evidence)) != 0) {
+			snprintf(why, sizeof(why), "%s", th_errmsg(r));
+			json_object_object_add(evidence, "failed",
+			    json_object_new_string(why));
+			goto refuse;
+		}
+		if ((r = rec_intent(b, &red, cap, evidence, tok, &intent))
+		    != 0) {
+			snprintf(why, sizeof(why), "audit log: %s",
+			    th_errmsg(r));
+			goto refuse;
+		}
+		tok->intent = intent;
+	}
+	broker_unlock();
+	if ((f.out = spool_open(b->cfg.state)) < 0) {
+		r = th_fail(TH_ERR_IO, "cannot spool GitHub's reply");
+	} else {
+		f.out_max = g->kind == GK_RECEIVE ? GIT_REPLY_MAX :
+		    b->cfg.git_max_bytes;
+		r = forward(b, c, g, tok, &f, &status);
+	}
+	if (r == 0 && g->kind == GK_RECEIVE && status == 200 &&
+	    reply_mentions(f.out, WORKFLOW_REFUSAL)) {
+		broker_lock();
+		wf = workflows_granted(&red, g->rx);
+		if (wf == 0) {
+			revoker_push(b->revoker, tok);
+			if ((tok = calloc(1, sizeof(*tok))) == NULL)
+				wf = TH_ERR_ALLOC;
+			else if ((wf = token_for(b, g, 1, tok)) == 0)
+				tok->intent = intent;
+		}
+		broker_unlock();
+		if (wf == 0 && (ftruncate(f.out, 0) != 0 ||
+		    lseek(f.out, 0, SEEK_SET) != 0))
+			wf = th_fail(TH_ERR_IO, "cannot spool GitHub's reply");
+		if (wf == 0) {
+			f.out_len = 0;
+			wf_retried = 1;
+			r = forward(b, c, g, tok, &f, &status);
+		} else
+			snprintf(wf_why, sizeof(wf_why), "%s", th_errmsg(wf));
+	}
+	broker_lock();
+	if (g->kind == GK_RECEIVE) {
+		snprintf(why, sizeof(why), "%s", th_errmsg(r));
+		res = json_object_new_object();
+		json_object_object_add(res, "status",
+		    json_object_new_int64(status));
+		json_object_object_add(res, "reply_bytes",
+		    json_object_new_int64(f.out_len));
+		json_object_object_add(res, "workflows", json_object_new_string(
+		    wf_retried ? "granted after GitHub asked" : wf != 0 ?
+		    "refused" : "not needed"));
+		(void)rec_outcome(b, intent, status, res, r != 0 ? why :
+		    wf != 0 ? wf_why : NULL, NULL, NULL);
+		log_info("%s: git push to %s: %ld", red.agent, g->repo, status);
+	}
+	if (tok != NULL)
+		revoker_push(b->revoker, tok);
+	tok = NULL;
+	broker_unlock();
+	json_object_put(evidence);
+	if (r == 0 && wf != 0) {
+		if (f.out >= 0)
+			close(f.out);
+		return reject_push(c, g->rx, wf_why);
+	}
+	if (r != 0) {
+		if (f.out >= 0)
+			close(f.out);
+		return text(c, 502, th_errmsg(r));
+	}
+	if (lseek(f.out, 0, SEEK_SET) != 0) {
+		close(f.out);
+		return text(c, 502, "cannot read GitHub's reply back");
+	}
+	ret = serve_reply(c, status, &f);
+	if (f.out >= 0)
+		close(f.out);
+	return ret;
+ refuse:
+	ans.code = g->kind == GK_RECEIVE ? "policy_denied" : "github_refused";
+	(void)rec_refusal(b, &ans, why);
+	if (tok != NULL)
+		revoker_push(b->revoker, tok);
+	broker_unlock();
+	json_object_put(evidence);
+	log_warn("%s: git %s %s refused: %s", red.agent, g->push ? "push to" :
+	    "fetch from", g->repo, why);
+	if (g->kind == GK_RECEIVE)
+		return reject_push(c, g->rx, why);
+	return text(c, 403, why);
+}
+
+static enum MHD_Result
+on_git(void *arg, struct MHD_Connection *c, const char *url,
+    const char *method, const char *version, const char *upload,
+    size_t *upload_size, void **ctx)
+{
+	struct broker *b = arg;
+	struct gconn *g = *ctx;
+	struct gitrx_limits lim;
+	size_t off;
+	ssize_t w;
+	int r;
+
+	(void)version;
+	if (g == NULL) {
+		if ((g = calloc(1, sizeof(*g))) == NULL)
+			return MHD_NO;
+		g->spool = -1;
+		*ctx = g;
+		if ((r = parse_url(url, method, MHD_lookup_connection_value(c,
+		    MHD_GET_ARGUMENT_KIND, "service"), g)) != 0) {
+			g->kind = GK_REFS;
+			g->rx_r = r;
+			snprintf(g->rx_msg, sizeof(g->rx_msg), "%s",
+			    th_errmsg(r));
+			return MHD_YES;
+		}
+		if (g->kind != GK_REFS &&
+		    (g->spool = spool_open(b->cfg.state)) < 0)
+			g->write_err = 1;
+		if (g->kind == GK_RECEIVE) {
+			gitrx_limits_default(&lim);
+			lim.max_pack_bytes = (uint64_t)b->cfg.git_max_bytes;
+			if ((g->rx = gitrx_new(&lim)) == NULL)
+				return MHD_NO;
+		}
+		return MHD_YES;
+	}
+	if (*upload_size > 0) {
+		if (g->body_len + *upload_size > (uint64_t)b->cfg.git_max_bytes)
+			g->too_big = 1;
+		if (!g->too_big && !g->write_err && g->spool >= 0) {
+			for (off = 0; off < *upload_size; off += (size_t)w)
+				if ((w = write(g->spool, upload + off,
+				    *upload_size - off)) < 0 && errno != EINTR) {
+					g->write_err = 1;
+					break;
+				} else if (w < 0)
+					w = 0;
+		}
+		if (g->rx != NULL && g->rx_r == 0 && (g->rx_r = gitrx_feed(g->rx,
+		    (const uint8_t *)upload, *upload_size)) != 0)
+			snprintf(g->rx_msg, sizeof(g->rx_msg), "%s",
+			    th_errmsg(g->rx_r));
+		for (off = 0; off < *upload_size && g->body_len + off < 4; off++)
+			g->head[g->body_len + off] = upload[off];
+		g->body_len += *upload_size;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (g->rx_r != 0 && g->rx == NULL)
+		return text(c, 404, g->rx_msg);
+	if (g->kind == GK_RECEIVE && MHD_lookup_connection_value(c,
+	    MHD_HEADER_KIND, "Content-Encoding") != NULL)
+		return text(c, 415, "compressed push bodies are not accepted");
+	return finish(b, c, g);
+}
+
+static void
+on_git_done(void *arg, struct MHD_Connection *c, void **ctx,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct gconn *g = *ctx;
+
+	(void)arg;
+	(void)c;
+	(void)toe;
+	if (g == NULL)
+		return;
+	if (g->spool >= 0)
+		close(g->spool);
+	gitrx_free(g->rx);
+	free(g);
+	*ctx = NULL;
+}
+
+int
+git_start(struct broker *b, void **out)
+{
+	struct sockaddr_in sin;
+	struct MHD_Daemon *d;
+
+	*out = NULL;
+	if (b->cfg.git_port == 0)
+		return 0;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)b->cfg.git_port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* A connection per thread: a long push must not hold up the
+	 * others; broker state is taken under broker_lock only. */
+	d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+	    (uint16_t)b->cfg.git_port, NULL, NULL, on_git, b,
+	    MHD_OPTION_SOCK_ADDR, &sin,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_git_done, b,
+	    MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+	    MHD_OPTION_CONNECTION_LIMIT, 64u,
+	    MHD_OPTION_END);
+	if (d == NULL)
+		return th_fail(TH_ERR_IO, "cannot serve git on 127.0.0.1:%d",
+		    b->cfg.git_port);
+	log_info("serving git on http://127.0.0.1:%d/", b->cfg.git_port);
+	*out = d;
+	return 0;
+}
+
+void
+git_stop(void *d)
+{
+	if (d != NULL)
+		MHD_stop_daemon(d);
+}

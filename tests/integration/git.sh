@@ -1,0 +1,164 @@
+# Credential-free git push and fetch through thresholdd: real git, with
+# git-credential-threshold as its credential helper, against the GitHub
+# emulator's smart-HTTP server (git http-backend behind a token check).
+# The agent's git never sees a GitHub token; every refused push reaches the
+# emulator not at all; the token of each push is dead afterwards.
+. "$(dirname "$0")/../lib.sh"
+PY=/usr/bin/python3
+
+"$FIX/provision" "$T" 2>"$T/provision.log" || { cat "$T/provision.log"; fail "provision"; done_testing; exit 1; }
+export SOFTHSM2_CONF="$T/hsm/softhsm2.conf"
+"$FIX/signer-start" "$T" || { fail "signer starts"; done_testing; exit 1; }
+echo '{}' >"$T/policy.json"
+expect_ok "alice delegates github.push and github.fetch on acme/widgets (agent/*, main, release) to coder-1" \
+	sh -c "BUILD=$BUILD ALICE_ALLOW='github.push github.fetch' ALICE_TARGETS='agent/* main release' \
+	$FIX/alice $T $T/policy.json acme/widgets"
+start_emulator "$(cat "$T/app-id")" "$T/github-app.pub.pem"
+[ -n "$GHPORT" ] && ok "emulator up" || { fail "emulator up"; cat "$T/emulator.log"; done_testing; exit 1; }
+admin POST installations '{"id":42,"account":"acme","repositories":["acme/widgets"],"permissions":{"contents":"write","workflows":"write","metadata":"read"}}' >/dev/null
+admin POST git-repos '{"repo":"acme/widgets","default_branch":"main","files":{"README.md":"hello\n"},"branches":["release"],"protected":["release"]}' >"$T/repo.json" ||
+	fail "emulator makes acme/widgets"
+
+GITPORT=$($PY -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
+cat >"$T/broker.conf" <<CONF
+listen $T/broker.sock
+listen-git 127.0.0.1:$GITPORT
+signer $T/signer.sock
+state $T/state
+github-url $GH
+github-git-url $GH
+github-app-id $(cat "$T/app-id")
+agent $(id -u) coder-1
+CONF
+start_broker && ok "thresholdd starts (git on 127.0.0.1:$GITPORT)" || { fail "thresholdd starts"; cat "$T/broker.log"; done_testing; exit 1; }
+
+# The agent's environment: no token anywhere, only the broker's socket.
+mkdir -p "$T/home"
+export HOME="$T/home" GIT_CONFIG_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0 PATH="$BIN:$PATH"
+git config --global user.name "coder-1"
+git config --global user.email "coder-1@example.com"
+git config --global init.defaultBranch main
+git config --global credential.helper "threshold --broker $T/broker.sock"
+git config --global credential.useHttpPath true
+URL="http://127.0.0.1:$GITPORT/acme/widgets.git"
+W="$T/work"
+
+ref() { admin GET "git/acme/widgets/refs" | $PY -c "import json,sys;print(json.load(sys.stdin).get(sys.argv[1],''))" "$1"; }
+pushes() { admin GET requests | $PY -c "
+import json,sys
+r=json.load(sys.stdin); r=r['requests'] if isinstance(r,dict) else r
+print(sum(1 for x in r if x.get('method')=='POST' and x.get('path','').endswith('git-receive-pack')))"; }
+# gitq DESC REGEX git ARGS...: git fails, stderr matches REGEX.
+refused_push() {
+	_d=$1; _re=$2; shift 2
+	_before=$(pushes)
+	if git -C "$W" "$@" >"$T/out" 2>"$T/err"; then
+		fail "$_d (git succeeded)"
+	elif grep -Eq "$_re" "$T/err"; then
+		ok "$_d"
+	else
+		fail "$_d"; sed 's/^/#   /' "$T/err"
+	fi
+	[ "$(pushes)" = "$_before" ] && ok "... and nothing of it reached GitHub" ||
+		fail "... a refused push reached GitHub"
+}
+
+expect_ok "git clone through the broker" git clone -q "$URL" "$W"
+[ -f "$W/README.md" ] && ok "the clone has the repository's files" || fail "clone content"
+if grep -rq "ghs_\|x-access-token" "$T/home" "$W/.git/config"; then fail "a GitHub token in the agent's files"; else ok "no GitHub token in the agent's files"; fi
+
+git -C "$W" checkout -q -b agent/feat
+echo one >"$W/a.txt"; git -C "$W" add a.txt; git -C "$W" commit -qm one
+expect_ok "push a new branch agent/feat" git -C "$W" push -q origin agent/feat
+[ "$(ref refs/heads/agent/feat)" = "$(git -C "$W" rev-parse HEAD)" ] &&
+	ok "GitHub has agent/feat at the pushed commit" || fail "agent/feat on GitHub"
+echo two >>"$W/a.txt"; git -C "$W" commit -qam two
+expect_ok "update it (fast-forward)" git -C "$W" push -q origin agent/feat
+[ "$(ref refs/heads/agent/feat)" = "$(git -C "$W" rev-parse HEAD)" ] &&
+	ok "GitHub has the update" || fail "update on GitHub"
+good=$(git -C "$W" rev-parse HEAD)
+
+# The token of that push, from the emulator's records: dead now.
+sleep 0.5
+tokval=$(admin GET tokens | $PY -c "import json,sys;t=json.load(sys.stdin);t=t['tokens'] if isinstance(t,dict) else t;print(t[-1]['token'])")
+code=$(curl -s -o /dev/null -w '%{http_code}' -u "x-access-token:$tokval" "$GH/acme/widgets.git/info/refs?service=git-upload-pack")
+[ "$code" = 401 ] && ok "the push's token is dead afterwards (GitHub says 401)" || fail "token dead after push (got $code)"
+if grep -q "$tokval" "$T/broker.log" "$T/err" "$T/out"; then fail "token value in a log"; else ok "token value in no log or output"; fi
+
+git -C "$W" commit -q --amend -m "two, rewritten"
+refused_push "a force-push is refused" "not a fast-forward" push -f origin agent/feat
+[ "$(ref refs/heads/agent/feat)" = "$good" ] && ok "agent/feat did not move" || fail "agent/feat moved"
+git -C "$W" reset -q --hard "$good"
+
+git -C "$W" checkout -q -b other/x
+refused_push "a branch outside the delegation's targets is refused" "other/x: not a branch the delegation lets" push origin other/x
+refused_push "a push to the default branch is refused" "main: the default branch" push origin other/x:main
+refused_push "a push to a protected branch is refused" "release: a protected branch" push origin other/x:release
+refused_push "deleting a branch is refused" "deleting a branch is not allowed" push origin :agent/feat
+[ "$(ref refs/heads/agent/feat)" = "$good" ] && ok "agent/feat still there" || fail "agent/feat deleted"
+
+# Workflows: GitHub needs workflows: write; the delegation does not grant
+# github.push.workflows, so the broker does not ask for it.
+git -C "$W" checkout -q agent/feat
+mkdir -p "$W/.github/workflows"; echo "on: push" >"$W/.github/workflows/ci.yml"
+git -C "$W" add .github; git -C "$W" commit -qm "add a workflow"
+if git -C "$W" push origin agent/feat >"$T/out" 2>"$T/err"; then fail "workflow push without github.push.workflows"
+elif grep -q "github.push.workflows" "$T/err"; then ok "a push changing .github/workflows/ is refused without github.push.workflows"
+else fail "workflow refusal reason"; sed 's/^/#   /' "$T/err"; fi
+[ "$(ref refs/heads/agent/feat)" = "$good" ] && ok "agent/feat did not move" || fail "agent/feat moved by a workflow push"
+git -C "$W" reset -q --hard "$good"
+
+# Fetch: another clone's push is seen by fetch.
+git clone -q "$URL" "$T/w2" && git -C "$T/w2" checkout -q agent/feat &&
+	echo three >>"$T/w2/a.txt" && git -C "$T/w2" commit -qam three &&
+	git -C "$T/w2" push -q origin agent/feat ||
+	fail "second clone pushes"
+expect_ok "git fetch through the broker" git -C "$W" fetch -q origin
+[ "$(git -C "$W" rev-parse origin/agent/feat)" = "$(git -C "$T/w2" rev-parse HEAD)" ] &&
+	ok "the fetch brought the other push" || fail "fetch content"
+
+# A large push streams: the broker's memory does not grow with the pack.
+git -C "$W" checkout -q -B agent/big origin/agent/feat
+head -c 30000000 /dev/urandom >"$W/big.bin"
+git -C "$W" add big.bin; git -C "$W" commit -qm big
+rss0=$(awk '/VmHWM/{print $2}' "/proc/$(cat "$T/broker.pid")/status")
+expect_ok "a 30 MB push goes through" git -C "$W" push -q origin agent/big
+rss1=$(awk '/VmHWM/{print $2}' "/proc/$(cat "$T/broker.pid")/status")
+[ "$(ref refs/heads/agent/big)" = "$(git -C "$W" rev-parse HEAD)" ] && ok "GitHub has agent/big" || fail "agent/big on GitHub"
+[ $((rss1 - rss0)) -lt 16384 ] && ok "the broker's peak memory grew by $((rss1 - rss0)) KiB for a 30 MB pack (streamed)" ||
+	fail "the broker's peak memory grew by $((rss1 - rss0)) KiB for a 30 MB pack"
+
+# A spent capability cannot push again.
+cap=$(printf 'protocol=http\nhost=127.0.0.1:%s\npath=acme/widgets.git\n\n' "$GITPORT" |
+	git-credential-threshold --broker "$T/broker.sock" get | sed -n 's/^password=//p')
+[ -n "$cap" ] && ok "git-credential-threshold answers with a capability" || fail "credential helper"
+git -C "$W" push -q "http://x-capability:$cap@127.0.0.1:$GITPORT/acme/widgets.git" agent/big:agent/big2 >/dev/null 2>&1
+git -C "$W" -c credential.helper= push "http://x-capability:$cap@127.0.0.1:$GITPORT/acme/widgets.git" agent/big:agent/big3 >"$T/out" 2>"$T/err" &&
+	fail "a spent capability pushed again" || {
+	grep -q "replayed\|already" "$T/err" && ok "a spent capability is refused (replayed)" ||
+		{ fail "replay refusal reason"; sed 's/^/#   /' "$T/err"; }; }
+
+# The audit log tells the story and verifies offline.
+$BIN/threshold --signer "$T/signer.sock" signer pubkey delegation-root >"$T/root.pem"
+expect_ok "the audit log verifies" $BIN/threshold audit verify --db "$T/state/audit.db" --root "$T/root.pem"
+$BIN/threshold audit export --db "$T/state/audit.db" >"$T/audit.jsonl" || fail "audit export"
+if $PY - "$T/audit.jsonl" <<'EOF'
+import json, sys
+ents = [json.loads(l)["entry"] for l in open(sys.argv[1]) if json.loads(l)["type"] == "entry"]
+intents = [e for e in ents if e["kind"] == "intent" and e["op"]["op"] == "github.push"]
+assert len(intents) >= 4, len(intents)
+refs = intents[0]["decision"]["refs"]
+assert refs[0]["ref"] == "refs/heads/agent/feat" and len(refs[0]["new"]) == 40, refs
+outs = {e["intent"]: e for e in ents if e["kind"] == "outcome"}
+assert all(i["seq"] in outs for i in intents), "every push intent has an outcome"
+refusals = [e for e in ents if e["kind"] == "refusal"]
+reasons = " | ".join([e.get("reason", "") for e in refusals] + [e.get("error", "") for e in outs.values()])
+for want in ("not a fast-forward", "default branch", "protected branch", "deleting a branch", "github.push.workflows", "replayed"):
+    assert want in reasons, (want, reasons)
+print("ok")
+EOF
+then ok "pushes are audited: intents with refs, outcomes, each refusal with its reason"
+else fail "push audit entries"; fi
+
+stop_broker
+done_testing
