@@ -31,6 +31,9 @@ enum pstate { PK_HDR, PK_OBJHDR, PK_OFS, PK_REFBASE, PK_ZDATA, PK_TRAILER };
 struct commit {
 	uint8_t		id[RAWSZ];
 	uint8_t		tree[RAWSZ];
+	uint64_t	off;		/* in the pack: commits come in order */
+	size_t		coff;		/* content, in rx->pool */
+	size_t		clen;
 	uint32_t	parent0;	/* index into rx->parents */
 	uint32_t	nparents;
 };
@@ -71,8 +74,12 @@ struct gitrx {
 	z_stream	 z;
 	int		 zinit;
 	uint64_t	 zout;
-	uint8_t		*cbuf;		/* content of the commit being read */
+	int		 keep;		/* inflate into cbuf, not scratch */
+	long		 base;		/* a commit delta's base commit */
+	uint8_t		*cbuf;		/* the commit or commit delta read */
 	size_t		 ccap;
+	uint8_t		*dbuf;		/* a commit delta, applied */
+	size_t		 dcap;
 	uint8_t		 scratch[ZCHUNK];
 
 	/* Every object's offset << 3 | resolved type, in pack order, so that an
@@ -81,8 +88,12 @@ struct gitrx {
 	size_t		 nobjs, objcap;
 
 	/* The commit graph: commits, their parents and a hash index keyed
-	 * with a secret so that chosen ids cannot pile up in one bucket. */
+	 * with a secret so that chosen ids cannot pile up in one bucket.
+	 * Commits' content is kept too (up to max_commit_bytes in all), as
+	 * git stores many commits as deltas against earlier ones. */
 	struct commit	*commits;
+	uint8_t		*pool;
+	size_t		 npool, poolcap;
 	size_t		 ncommits, commitcap;
 	char		(*parents)[GITRX_HEXSZ + 1];
 	size_t		 nparents, parentcap;
@@ -104,6 +115,7 @@ gitrx_limits_default(struct gitrx_limits *lim)
 	lim->max_objects = 4U * 1024 * 1024;
 	lim->max_commits = 200000;
 	lim->max_commit_size = 1024 * 1024;
+	lim->max_commit_bytes = 64 * 1024 * 1024;
 	lim->max_object_size = 512ULL * 1024 * 1024;
 }
 
@@ -121,6 +133,7 @@ gitrx_new(const struct gitrx_limits *lim)
 	if (rx->lim.max_commands == 0 || rx->lim.max_pack_bytes == 0 ||
 	    rx->lim.max_objects == 0 || rx->lim.max_commits == 0 ||
 	    rx->lim.max_commit_size == 0 || rx->lim.max_object_size == 0 ||
+	    rx->lim.max_commit_bytes == 0 ||
 	    rx->lim.max_commits > UINT32_MAX / 8)
 		goto fail;
 	if ((rx->pkt = malloc(PKT_DATA_MAX + 1)) == NULL ||
@@ -146,6 +159,8 @@ gitrx_free(struct gitrx *rx)
 	free(rx->cmds);
 	free(rx->caps);
 	free(rx->cbuf);
+	free(rx->dbuf);
+	free(rx->pool);
 	free(rx->objs);
 	free(rx->commits);
 	free(rx->parents);
@@ -258,10 +273,11 @@ hidx_insert(struct gitrx *rx, size_t ci)
 /* Room for one more commit and np more parents; the index stays at most
  * half full. */
 static int
-graph_reserve(struct gitrx *rx, size_t np)
+graph_reserve(struct gitrx *rx, size_t np, size_t len)
 {
 	struct commit *c;
 	char (*pa)[GITRX_HEXSZ + 1];
+	uint8_t *pl;
 	uint32_t *h;
 	size_t n, i;
 
@@ -273,6 +289,20 @@ graph_reserve(struct gitrx *rx, size_t np)
 	if (np > rx->lim.max_commits * 4 - rx->nparents)
 		return th_fail(TH_ERR_TOO_LONG, "too many parent links in the "
 		    "pack");
+	if (len > rx->lim.max_commit_bytes - rx->npool)
+		return th_fail(TH_ERR_TOO_LONG, "commits larger than the limit "
+		    "of %zu bytes in all", rx->lim.max_commit_bytes);
+	if (rx->npool + len > rx->poolcap) {
+		n = rx->poolcap ? rx->poolcap : 65536;
+		while (n < rx->npool + len)
+			n *= 2;
+		if (n > rx->lim.max_commit_bytes)
+			n = rx->lim.max_commit_bytes;
+		if ((pl = realloc(rx->pool, n)) == NULL)
+			return TH_ERR_ALLOC;
+		rx->pool = pl;
+		rx->poolcap = n;
+	}
 	if (rx->ncommits == rx->commitcap) {
 		n = rx->commitcap ? rx->commitcap * 2 : 64;
 		if (n > rx->lim.max_commits)
@@ -325,14 +355,14 @@ has_prefix(const uint8_t *p, size_t len, const char *s)
 	return len >= k && memcmp(p, s, k) == 0;
 }
 
-/* The commit just inflated into cbuf: its id, and the tree and parent
- * lines that open its header (gitformat: tree, parents, author, committer,
- * in that order, as fsck wants them). */
+/* The commit just read, c[0..len): its id, and the tree and parent lines
+ * that open its header (gitformat: tree, parents, author, committer, in
+ * that order, as fsck wants them). */
 static int
-commit_done(struct gitrx *rx)
+commit_done(struct gitrx *rx, const uint8_t *c, size_t len)
 {
-	const uint8_t *c = rx->cbuf, *nl;
-	size_t len = (size_t)rx->objsize, pos, np, i;
+	const uint8_t *nl;
+	size_t pos, np, i;
 	uint8_t id[RAWSZ], tree[RAWSZ], praw[RAWSZ];
 	char hdr[32];
 	struct commit *cm;
@@ -369,16 +399,24 @@ commit_done(struct gitrx *rx)
 		    "or committer line", rx->objdone);
 		goto out;
 	}
-	/* A commit twice in one pack is the same bytes: keep the first. */
+	/* pack-objects never writes an object twice; refusing it keeps
+	 * commits and their pack offsets one to one. */
 	if (commit_find(rx, id) >= 0) {
-		r = 0;
+		r = th_fail(TH_ERR_INVALID, "commit object %u is in the pack "
+		    "twice", rx->objdone);
 		goto out;
 	}
-	if ((r = graph_reserve(rx, np)) != 0)
+	if ((r = graph_reserve(rx, np, len)) != 0)
 		goto out;
 	cm = &rx->commits[rx->ncommits];
 	memcpy(cm->id, id, RAWSZ);
 	memcpy(cm->tree, tree, RAWSZ);
+	cm->off = rx->objoff;
+	cm->coff = rx->npool;
+	cm->clen = len;
+	if (len > 0)
+		memcpy(rx->pool + rx->npool, c, len);
+	rx->npool += len;
 	cm->parent0 = (uint32_t)rx->nparents;
 	cm->nparents = (uint32_t)np;
 	for (i = 0, pos = 5 + GITRX_HEXSZ + 1; i < np; i++) {
@@ -692,14 +730,147 @@ objs_type_at(const struct gitrx *rx, uint64_t off)
 	return -1;
 }
 
-static void
-delta_typed(struct gitrx *rx, int basetype)
+/* Room for the object's inflated bytes, plus one to catch a stream longer
+ * than announced. */
+static int
+cbuf_reserve(struct gitrx *rx)
+{
+	size_t need;
+
+	if (rx->objsize > rx->lim.max_commit_size)
+		return th_fail(TH_ERR_TOO_LONG, "commit%s larger than the "
+		    "limit of %zu bytes", rx->objtype == OBJ_COMMIT ? "" :
+		    " delta", rx->lim.max_commit_size);
+	need = (size_t)rx->objsize + 1;
+	if (need > rx->ccap) {
+		free(rx->cbuf);
+		rx->ccap = 0;
+		if ((rx->cbuf = malloc(need)) == NULL)
+			return TH_ERR_ALLOC;
+		rx->ccap = need;
+	}
+	rx->keep = 1;
+	return 0;
+}
+
+/* A delta takes its base's type.  One on a commit is kept whole, to be
+ * applied to the base's content and parsed as a commit. */
+static int
+delta_typed(struct gitrx *rx, int basetype, long base)
 {
 	rx->restype = basetype;
-	if (basetype == OBJ_COMMIT)
-		rx->ndelta_commits++;
-	else if (basetype == OBJ_UNKNOWN)
+	if (basetype == OBJ_UNKNOWN)
 		rx->ndelta_unknown++;
+	if (basetype != OBJ_COMMIT)
+		return 0;
+	rx->ndelta_commits++;
+	rx->base = base;
+	return cbuf_reserve(rx);
+}
+
+/* Commit at pack offset off, or -1. */
+static long
+commit_at(const struct gitrx *rx, uint64_t off)
+{
+	size_t lo = 0, hi = rx->ncommits, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (rx->commits[mid].off == off)
+			return (long)mid;
+		if (rx->commits[mid].off < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* A size in a delta's header: seven bits a byte, little-endian. */
+static int
+delta_size(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	unsigned shift = 0;
+	uint8_t b;
+
+	*v = 0;
+	do {
+		if (*p == end || shift > 56)
+			return -1;
+		b = *(*p)++;
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		shift += 7;
+	} while (b & 0x80);
+	return 0;
+}
+
+/* gitformat-pack's delta: base size, result size, then instructions that
+ * copy a range of the base (high bit set; bits 0-3 say which offset bytes
+ * follow, bits 4-6 which size bytes, size 0 meaning 0x10000) or insert the
+ * next 1-127 bytes.  Applies cbuf's delta to the base commit into dbuf. */
+static int
+delta_apply(struct gitrx *rx, size_t *outlen)
+{
+	const struct commit *bc = &rx->commits[rx->base];
+	const uint8_t *base = rx->pool + bc->coff;
+	const uint8_t *p = rx->cbuf, *end = rx->cbuf + rx->objsize;
+	uint64_t bsize, rsize, off, size;
+	size_t o = 0;
+	unsigned i;
+	uint8_t b;
+
+	if (delta_size(&p, end, &bsize) != 0 || bsize != bc->clen ||
+	    delta_size(&p, end, &rsize) != 0)
+		goto bad;
+	if (rsize > rx->lim.max_commit_size)
+		return th_fail(TH_ERR_TOO_LONG, "commit larger than the limit "
+		    "of %zu bytes", rx->lim.max_commit_size);
+	if (rsize > rx->dcap) {
+		free(rx->dbuf);
+		rx->dcap = 0;
+		if ((rx->dbuf = malloc((size_t)rsize)) == NULL)
+			return TH_ERR_ALLOC;
+		rx->dcap = (size_t)rsize;
+	}
+	while (p < end) {
+		b = *p++;
+		if (b & 0x80) {
+			off = size = 0;
+			for (i = 0; i < 4; i++)
+				if (b & 1U << i) {
+					if (p == end)
+						goto bad;
+					off |= (uint64_t)*p++ << 8 * i;
+				}
+			for (i = 0; i < 3; i++)
+				if (b & 1U << (4 + i)) {
+					if (p == end)
+						goto bad;
+					size |= (uint64_t)*p++ << 8 * i;
+				}
+			if (size == 0)
+				size = 0x10000;
+			if (off > bsize || size > bsize - off ||
+			    size > rsize - o)
+				goto bad;
+			memcpy(rx->dbuf + o, base + off, (size_t)size);
+			o += (size_t)size;
+		} else if (b != 0) {
+			if (b > (size_t)(end - p) || b > rsize - o)
+				goto bad;
+			memcpy(rx->dbuf + o, p, b);
+			p += b;
+			o += b;
+		} else
+			goto bad;
+	}
+	if (o != rsize)
+		goto bad;
+	*outlen = o;
+	return 0;
+ bad:
+	return th_fail(TH_ERR_INVALID, "object %u: malformed delta",
+	    rx->objdone);
 }
 
 static int
@@ -722,7 +893,7 @@ zstart(struct gitrx *rx)
 static int
 objhdr_byte(struct gitrx *rx, uint8_t b)
 {
-	size_t need;
+	int r;
 
 	if (rx->shift == 0) {
 		rx->objoff = rx->packoff;
@@ -746,20 +917,11 @@ objhdr_byte(struct gitrx *rx, uint8_t b)
 		    "limit of %llu bytes", rx->objdone,
 		    (unsigned long long)rx->lim.max_object_size);
 	rx->restype = rx->objtype;
+	rx->keep = 0;
 	switch (rx->objtype) {
 	case OBJ_COMMIT:
-		if (rx->objsize > rx->lim.max_commit_size)
-			return th_fail(TH_ERR_TOO_LONG, "commit larger than the "
-			    "limit of %zu bytes", rx->lim.max_commit_size);
-		/* One spare byte to catch a stream longer than announced. */
-		need = (size_t)rx->objsize + 1;
-		if (need > rx->ccap) {
-			free(rx->cbuf);
-			rx->ccap = 0;
-			if ((rx->cbuf = malloc(need)) == NULL)
-				return TH_ERR_ALLOC;
-			rx->ccap = need;
-		}
+		if ((r = cbuf_reserve(rx)) != 0)
+			return r;
 		return zstart(rx);
 	case OBJ_OFS_DELTA:
 		rx->ndeltas++;
@@ -782,7 +944,7 @@ objhdr_byte(struct gitrx *rx, uint8_t b)
 static int
 ofs_byte(struct gitrx *rx, uint8_t b)
 {
-	int t;
+	int t, r;
 
 	if (rx->ofsbytes++ > 0) {
 		if (rx->ofs >= (UINT64_MAX >> 7) - 1)
@@ -797,7 +959,11 @@ ofs_byte(struct gitrx *rx, uint8_t b)
 	    (t = objs_type_at(rx, rx->objoff - rx->ofs)) < 0)
 		return th_fail(TH_ERR_INVALID, "object %u: delta base offset "
 		    "is not an earlier object", rx->objdone);
-	delta_typed(rx, t);
+	if ((r = delta_typed(rx, t, t == OBJ_COMMIT ?
+	    commit_at(rx, rx->objoff - rx->ofs) : -1)) != 0)
+		return r;
+	if (rx->keep && rx->base < 0)
+		return th_fail(TH_ERR_INTERNAL, "commit base not found");
 	return zstart(rx);
 }
 
@@ -809,7 +975,7 @@ zdata(struct gitrx *rx, const uint8_t *p, size_t n, size_t *used,
 {
 	z_stream *z = &rx->z;
 	size_t produced, room;
-	int zr, commit = rx->objtype == OBJ_COMMIT;
+	int zr, commit = rx->keep;
 
 	*ended = 0;
 	z->next_in = (Bytef *)(uintptr_t)p;
@@ -855,9 +1021,15 @@ zdata(struct gitrx *rx, const uint8_t *p, size_t n, size_t *used,
 static int
 object_done(struct gitrx *rx)
 {
+	size_t len = 0;
 	int r;
 
-	if (rx->objtype == OBJ_COMMIT && (r = commit_done(rx)) != 0)
+	if (rx->objtype == OBJ_COMMIT &&
+	    (r = commit_done(rx, rx->cbuf, (size_t)rx->objsize)) != 0)
+		return r;
+	if (rx->objtype != OBJ_COMMIT && rx->keep &&
+	    ((r = delta_apply(rx, &len)) != 0 ||
+	    (r = commit_done(rx, rx->dbuf, len)) != 0))
 		return r;
 	if ((r = objs_add(rx)) != 0)
 		return r;
@@ -903,7 +1075,9 @@ pack_step(struct gitrx *rx, const uint8_t *p, size_t n, size_t *used)
 		if (rx->fixedhave < RAWSZ)
 			return 0;
 		ci = commit_find(rx, rx->fixed);
-		delta_typed(rx, ci >= 0 ? OBJ_COMMIT : OBJ_UNKNOWN);
+		if ((r = delta_typed(rx, ci >= 0 ? OBJ_COMMIT : OBJ_UNKNOWN,
+		    ci)) != 0)
+			return r;
 		return zstart(rx);
 	case PK_ZDATA:
 		if ((r = zdata(rx, p, n, used, &ended)) != 0 || !ended)

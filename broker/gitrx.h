@@ -31,6 +31,7 @@ struct gitrx_limits {
 	uint32_t	max_objects;	/* announced object count */
 	size_t		max_commits;	/* commits kept in the graph */
 	size_t		max_commit_size; /* inflated size of one commit */
+	size_t		max_commit_bytes; /* all commits' content, kept */
 	uint64_t	max_object_size; /* inflated size of any object */
 };
 

@@ -108,6 +108,32 @@ else fail "workflow refusal reason"; sed 's/^/#   /' "$T/err"; fi
 [ "$(ref refs/heads/agent/feat)" = "$good" ] && ok "agent/feat did not move" || fail "agent/feat moved by a workflow push"
 git -C "$W" reset -q --hard "$good"
 
+# Alice grants github.push.workflows on agent/* (a newer delegation, which
+# the broker prefers): the same push now goes through, and only its retry
+# asked GitHub for workflows: write.
+expect_ok "alice delegates github.push, github.fetch and github.push.workflows on agent/*" \
+	sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \
+	delegate --as alice --key 'pkcs11:token=alice;object=alice-key;type=private' --pin-file $T/alice/hsm/user.pin \
+	--to coder-1 --allow github.push --allow github.fetch --allow github.push.workflows \
+	--repo acme/widgets --target 'agent/*' --policy $T/policy.json --ttl 1h"
+git -C "$W" cherry-pick -q HEAD@{1} 2>/dev/null || {
+	mkdir -p "$W/.github/workflows"; echo "on: push" >"$W/.github/workflows/ci.yml"
+	git -C "$W" add .github; git -C "$W" commit -qm "add a workflow"; }
+admin POST requests/clear >/dev/null
+expect_ok "with github.push.workflows, the workflow push goes through" git -C "$W" push -q origin agent/feat
+[ "$(ref refs/heads/agent/feat)" = "$(git -C "$W" rev-parse HEAD)" ] && ok "GitHub has the workflow commit" ||
+	fail "workflow commit on GitHub"
+admin GET requests | $PY -c "
+import json,sys
+r=json.load(sys.stdin); r=r['requests'] if isinstance(r,dict) else r
+perms=[x['body']['permissions'] for x in r if x.get('path','').endswith('/access_tokens')]
+print(json.dumps(perms))" >"$T/perms.json"
+grep -q '"workflows": "write"' "$T/perms.json" &&
+	$PY -c "import json,sys;p=json.load(open(sys.argv[1]));assert p[-1]=={'contents':'write','workflows':'write'} and all('workflows' not in x for x in p[:-1]),p" "$T/perms.json" &&
+	ok "workflows: write was asked for only on the retry GitHub required" ||
+	{ fail "token permissions for the workflow push"; sed 's/^/#   /' "$T/perms.json"; }
+good=$(git -C "$W" rev-parse HEAD)
+
 # Fetch: another clone's push is seen by fetch.
 git clone -q "$URL" "$T/w2" && git -C "$T/w2" checkout -q agent/feat &&
 	echo three >>"$T/w2/a.txt" && git -C "$T/w2" commit -qam three &&
