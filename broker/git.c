@@ -471,13 +471,23 @@ judge_push(struct broker *b, const struct cap_redeemed *red,
 	char path[512], def[SCOPE_BRANCH_MAX + 1];
 	long status;
 	size_t i;
-	int r = 0, prot;
+	int r = 0, prot, allow_force, allow_delete;
 
 	json_object_object_add(evidence, "refs", refs);
 	json_object_object_add(evidence, "pack_bytes",
 	    json_object_new_int64((int64_t)gitrx_pack_bytes(rx)));
 	if (gitrx_ncommands(rx) == 0)
 		return th_fail(TH_ERR_DENIED, "no ref updates");
+	/* The delegation's push rules (docs/policy.md). */
+	allow_force = json_object_object_get_ex(red->chain->policy,
+	    "allow_force_push", &v) && json_object_get_boolean(v);
+	allow_delete = json_object_object_get_ex(red->chain->policy,
+	    "allow_branch_delete", &v) && json_object_get_boolean(v);
+	if (json_object_object_get_ex(red->chain->policy, "max_push_bytes",
+	    &v) && gitrx_body_bytes(rx) > (uint64_t)json_object_get_int64(v))
+		return th_fail(TH_ERR_DENIED, "the push is %llu bytes, over the "
+		    "delegation's max_push_bytes %lld", (unsigned long long)
+		    gitrx_body_bytes(rx), (long long)json_object_get_int64(v));
 	snprintf(path, sizeof(path), "/repos/%s", red->op.repo);
 	if ((r = gh_get(b->gh, tok, path, &status, &o)) != 0)
 		return r;
@@ -508,7 +518,7 @@ judge_push(struct broker *b, const struct cap_redeemed *red,
 		branch = cmd->ref + 11;
 		if ((r = rule(rules, "no_delete")) != 0)
 			goto out;
-		if (cmd->is_delete) {
+		if (cmd->is_delete && !allow_delete) {
 			r = th_fail(TH_ERR_DENIED, "%s: deleting a branch is not "
 			    "allowed", branch);
 			goto out;
@@ -559,8 +569,14 @@ judge_push(struct broker *b, const struct cap_redeemed *red,
 			    branch);
 			goto out;
 		}
-		if (cmd->is_create)
+		if (cmd->is_create || cmd->is_delete)
 			continue;
+		if (allow_force) {
+			if ((r = rule(rules, "fast_forward waived: "
+			    "allow_force_push")) != 0)
+				goto out;
+			continue;
+		}
 		if ((r = rule(rules, "fast_forward")) != 0)
 			goto out;
 		if ((r = fast_forward(b, tok, red->op.repo, rx, cmd->old,

@@ -894,6 +894,11 @@ known_members(struct json_object *policy)
 		(void)val;
 		if (strcmp(k, "fresh_approvals") == 0)	/* min_approvals' */
 			continue;
+		/* Rules of git pushes, judged by git.c as refs arrive. */
+		if (strcmp(k, "allow_force_push") == 0 ||
+		    strcmp(k, "allow_branch_delete") == 0 ||
+		    strcmp(k, "max_push_bytes") == 0)
+			continue;
 		for (i = 0; i < nitems(rules); i++)
 			if (!rules[i].always && strcmp(k, rules[i].name) == 0)
 				break;

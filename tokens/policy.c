@@ -139,7 +139,15 @@ policy_validate(struct json_object *p)
 			    n > 3000)
 				return th_fail(TH_ERR_INVALID, "policy %s must "
 				    "be an integer 0..3000", k);
-		} else if (strcmp(k, "fresh_approvals") == 0) {
+		} else if (strcmp(k, "max_push_bytes") == 0) {
+			n = json_object_get_int64(v);
+			if (!json_object_is_type(v, json_type_int) || n < 1 ||
+			    n > POLICY_PUSH_BYTES_MAX)
+				return th_fail(TH_ERR_INVALID, "policy %s must "
+				    "be an integer 1..2^40", k);
+		} else if (strcmp(k, "fresh_approvals") == 0 ||
+		    strcmp(k, "allow_force_push") == 0 ||
+		    strcmp(k, "allow_branch_delete") == 0) {
 			if (!json_object_is_type(v, json_type_boolean))
 				return th_fail(TH_ERR_INVALID, "policy %s must "
 				    "be true or false", k);
@@ -209,13 +217,37 @@ window_narrows(struct json_object *c, struct json_object *p)
 	return 0;
 }
 
+/* A permission (a true boolean) the child has must be the parent's. */
+static int
+grants_more(struct json_object *child, struct json_object *parent,
+    const char *k)
+{
+	struct json_object *c, *p;
+
+	return json_object_object_get_ex(child, k, &c) &&
+	    json_object_get_boolean(c) &&
+	    !(json_object_object_get_ex(parent, k, &p) &&
+	    json_object_get_boolean(p));
+}
+
 int
 policy_narrows(struct json_object *child, struct json_object *parent)
 {
 	struct json_object *c;
 	const char *missing;
 
+	if (grants_more(child, parent, "allow_force_push"))
+		return th_fail(TH_ERR_DENIED, "policy allows force-pushes its "
+		    "parent does not");
+	if (grants_more(child, parent, "allow_branch_delete"))
+		return th_fail(TH_ERR_DENIED, "policy allows deleting branches "
+		    "where its parent does not");
+
 	json_object_object_foreach(parent, k, p) {
+		/* Permissions, unlike conditions, may be dropped. */
+		if (strncmp(k, "allow_", 6) == 0 && strcmp(k,
+		    "allowed_targets") != 0)
+			continue;
 		if (!json_object_object_get_ex(child, k, &c))
 			return th_fail(TH_ERR_DENIED, "policy drops %s", k);
 		if (strcmp(k, "required_checks") == 0 ||
@@ -231,10 +263,11 @@ policy_narrows(struct json_object *child, struct json_object *parent)
 			if (json_object_get_int64(c) < json_object_get_int64(p))
 				return th_fail(TH_ERR_DENIED, "policy lowers "
 				    "min_approvals");
-		} else if (strcmp(k, "max_changed_files") == 0) {
+		} else if (strcmp(k, "max_changed_files") == 0 ||
+		    strcmp(k, "max_push_bytes") == 0) {
 			if (json_object_get_int64(c) > json_object_get_int64(p))
 				return th_fail(TH_ERR_DENIED, "policy raises "
-				    "max_changed_files");
+				    "%s", k);
 		} else if (strcmp(k, "fresh_approvals") == 0) {
 			if (json_object_get_boolean(p) &&
 			    !json_object_get_boolean(c))

@@ -9,6 +9,7 @@
 #define POLICY_LIST_MAX		64
 #define POLICY_STRING_MAX	256
 #define POLICY_DOC_MAX		(8 * 1024)
+#define POLICY_PUSH_BYTES_MAX	(1LL << 40)
 
 /* 0 if p is a well-formed policy object; TH_ERR_INVALID with the reason. */
 int	policy_validate(struct json_object *p);

@@ -164,6 +164,25 @@ git -C "$W" -c credential.helper= push "http://x-capability:$cap@127.0.0.1:$GITP
 	grep -q "replayed\|already" "$T/err" && ok "a spent capability is refused (replayed)" ||
 		{ fail "replay refusal reason"; sed 's/^/#   /' "$T/err"; }; }
 
+# The delegation's push rules: force-push and deletion when allowed, a
+# size limit.
+echo '{"allow_force_push":true,"allow_branch_delete":true,"max_push_bytes":1000000}' >"$T/policy-push.json"
+expect_ok "alice delegates with allow_force_push, allow_branch_delete, max_push_bytes 1000000" \
+	sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \
+	delegate --as alice --key 'pkcs11:token=alice;object=alice-key;type=private' --pin-file $T/alice/hsm/user.pin \
+	--to coder-1 --allow github.push --allow github.fetch \
+	--repo acme/widgets --target 'agent/*' --policy $T/policy-push.json --ttl 1h"
+git -C "$W" fetch -q origin
+git -C "$W" checkout -q -B agent/feat origin/agent/feat
+git -C "$W" commit -q --amend -m "rewritten again"
+expect_ok "now a force-push goes through" git -C "$W" push -q -f origin agent/feat
+[ "$(ref refs/heads/agent/feat)" = "$(git -C "$W" rev-parse HEAD)" ] && ok "GitHub has the rewritten branch" ||
+	fail "force-pushed branch on GitHub"
+expect_ok "and a deletion" git -C "$W" push -q origin :agent/big
+[ -z "$(ref refs/heads/agent/big)" ] && ok "agent/big is gone from GitHub" || fail "agent/big deleted"
+head -c 2000000 /dev/urandom >"$W/mid.bin"; git -C "$W" add mid.bin; git -C "$W" commit -qm mid
+refused_push "a push over max_push_bytes is refused" "over the delegation's max_push_bytes 1000000" push origin agent/feat
+
 # The audit log tells the story and verifies offline.
 $BIN/threshold --signer "$T/signer.sock" signer pubkey delegation-root >"$T/root.pem"
 expect_ok "the audit log verifies" $BIN/threshold audit verify --db "$T/state/audit.db" --root "$T/root.pem"
@@ -179,7 +198,7 @@ outs = {e["intent"]: e for e in ents if e["kind"] == "outcome"}
 assert all(i["seq"] in outs for i in intents), "every push intent has an outcome"
 refusals = [e for e in ents if e["kind"] == "refusal"]
 reasons = " | ".join([e.get("reason", "") for e in refusals] + [e.get("error", "") for e in outs.values()])
-for want in ("not a fast-forward", "default branch", "protected branch", "deleting a branch", "github.push.workflows", "replayed"):
+for want in ("max_push_bytes", "not a fast-forward", "default branch", "protected branch", "deleting a branch", "github.push.workflows", "replayed"):
     assert want in reasons, (want, reasons)
 print("ok")
 EOF

@@ -305,8 +305,10 @@ test_fast_forward(void **state)
 		assert_int_equal(gitrx_pack_bytes(rx), body.len - hdr);
 		assert_int_equal(gitrx_nobjects(rx),
 		    strtoul((char *)objs.p, NULL, 10));
-		/* Deltas of this pack all point inside it. */
+		/* Deltas of this pack all point inside it, and git
+		 * stores one of these commits as a delta on another. */
 		assert_int_equal(gitrx_ndeltas_unknown(rx), 0);
+		assert_true(gitrx_ndelta_commits(rx) >= 1);
 		check_graph(rx, "c1..main");
 		rev("main^{tree}", want);
 		assert_int_equal(gitrx_commit_tree(rx, new, tree), 1);
@@ -483,28 +485,34 @@ test_big_blob(void **state)
 	free(pk.p);
 }
 
-/* A hand-made pack: objects given as (type, announced size, content). */
+/* A hand-made pack: objects given as (type, announced size, content), and
+ * for deltas the base: 1 + its index for OFS_DELTA, its id for REF_DELTA. */
 struct obj {
 	int		 type;
 	size_t		 size;
 	const void	*data;
 	size_t		 len;
+	size_t		 ofs_base;
+	const uint8_t	*ref_base;
 };
 
 static void
 make_pack(struct bytes *out, const struct obj *o, size_t n, uint32_t count)
 {
 	uint8_t hdr[12] = { 'P', 'A', 'C', 'K', 0, 0, 0, 2 }, b, sum[20];
-	uint8_t z[4096];
+	uint8_t z[4096], ofs[16];
 	uLongf zlen;
-	size_t i, start = out->len, size;
+	size_t i, start = out->len, size, at[8], pos;
+	uint64_t d;
 
 	hdr[8] = count >> 24;
 	hdr[9] = count >> 16;
 	hdr[10] = count >> 8;
 	hdr[11] = count;
 	put(out, hdr, 12);
+	assert_true(n <= 8);
 	for (i = 0; i < n; i++) {
+		at[i] = out->len - start;
 		size = o[i].size;
 		b = (uint8_t)(o[i].type << 4 | (size & 15));
 		size >>= 4;
@@ -515,6 +523,16 @@ make_pack(struct bytes *out, const struct obj *o, size_t n, uint32_t count)
 			size >>= 7;
 		}
 		put(out, &b, 1);
+		if (o[i].type == 6) {
+			assert_true(o[i].ofs_base >= 1 && o[i].ofs_base <= i);
+			d = at[i] - at[o[i].ofs_base - 1];
+			pos = sizeof(ofs) - 1;
+			ofs[pos] = d & 127;
+			while ((d >>= 7) != 0)
+				ofs[--pos] = (uint8_t)(128 | (--d & 127));
+			put(out, ofs + pos, sizeof(ofs) - pos);
+		} else if (o[i].type == 7)
+			put(out, o[i].ref_base, 20);
 		zlen = sizeof(z);
 		assert_int_equal(compress(z, &zlen, o[i].data, o[i].len),
 		    Z_OK);
@@ -540,11 +558,120 @@ crafted(struct bytes *body, const struct obj *o, size_t n, uint32_t count)
 	make_pack(body, o, n, count);
 }
 
+/* Second commit, as a delta on COMMIT: copy its tree line, insert the
+ * rest. */
+#define PARENT2	"3333333333333333333333333333333333333333"
+#define COMMIT2	"tree " TREE "\nparent " PARENT2 "\nauthor B <a@b> 0 +0000\n" \
+		"committer B <a@b> 0 +0000\n\nsecond\n"
+
+static size_t
+delta_varint(uint8_t *d, size_t v)
+{
+	size_t n = 0;
+
+	for (; v >= 0x80; v >>= 7)
+		d[n++] = (uint8_t)(0x80 | (v & 0x7f));
+	d[n++] = (uint8_t)v;
+	return n;
+}
+
+static size_t
+commit2_delta(uint8_t *d)
+{
+	size_t n = 0, left, off = 46, k;
+
+	n += delta_varint(d + n, sizeof(COMMIT) - 1);
+	n += delta_varint(d + n, sizeof(COMMIT2) - 1);
+	d[n++] = 0x90;			/* copy, offset 0, one size byte */
+	d[n++] = 46;
+	for (left = sizeof(COMMIT2) - 1 - off; left > 0; left -= k) {
+		k = left < 127 ? left : 127;
+		d[n++] = (uint8_t)k;
+		memcpy(d + n, COMMIT2 + off, k);
+		n += k;
+		off += k;
+	}
+	return n;
+}
+
+static void
+sha1_hex(const char *type, const void *p, size_t len, char hex[41],
+    uint8_t raw[20])
+{
+	char hdr[32];
+	EVP_MD_CTX *md;
+	size_t i;
+
+	snprintf(hdr, sizeof(hdr), "%s %zu", type, len);
+	assert_non_null(md = EVP_MD_CTX_new());
+	assert_int_equal(EVP_DigestInit_ex(md, EVP_sha1(), NULL), 1);
+	assert_int_equal(EVP_DigestUpdate(md, hdr, strlen(hdr) + 1), 1);
+	assert_int_equal(EVP_DigestUpdate(md, p, len), 1);
+	assert_int_equal(EVP_DigestFinal_ex(md, raw, NULL), 1);
+	EVP_MD_CTX_free(md);
+	for (i = 0; i < 20; i++)
+		snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+}
+
+/* Commits stored whole and as OFS and REF deltas on one another. */
+static void
+test_crafted_deltas(void **state)
+{
+	struct bytes body = { 0 };
+	uint8_t delta[256], raw1[20], raw2[20];
+	char id1[41], id2[41], bnd[2][41];
+	const char (*parents)[41];
+	struct gitrx *rx;
+	size_t dlen, n, nb;
+	struct obj o[2] = {
+		{ 1, sizeof(COMMIT) - 1, COMMIT, sizeof(COMMIT) - 1, 0, NULL },
+		{ 6, 0, delta, 0, 1, NULL },
+	};
+
+	(void)state;
+	sha1_hex("commit", COMMIT, sizeof(COMMIT) - 1, id1, raw1);
+	sha1_hex("commit", COMMIT2, sizeof(COMMIT2) - 1, id2, raw2);
+	dlen = commit2_delta(delta);
+	o[1].size = o[1].len = dlen;
+	crafted(&body, o, 2, 2);
+	assert_int_equal(parse(NULL, &body, 4, &rx), 0);
+	assert_int_equal(gitrx_ncommits(rx), 2);
+	assert_int_equal(gitrx_ndelta_commits(rx), 1);
+	assert_int_equal(gitrx_commit_parents(rx, id2, &parents, &n), 1);
+	assert_int_equal(n, 1);
+	assert_string_equal(parents[0], PARENT2);
+	assert_int_equal(gitrx_ancestry(rx, id2, PARENT, bnd, 2, &nb), 0);
+	assert_int_equal(nb, 1);
+	assert_string_equal(bnd[0], PARENT2);
+	gitrx_free(rx);
+
+	o[1].type = 7;
+	o[1].ofs_base = 0;
+	o[1].ref_base = raw1;
+	body.len = 0;
+	crafted(&body, o, 2, 2);
+	assert_int_equal(parse(NULL, &body, 4, &rx), 0);
+	assert_int_equal(gitrx_commit_parents(rx, id2, &parents, &n), 1);
+	gitrx_free(rx);
+
+	/* A copy past the end of the base. */
+	assert_int_equal(delta[4], 0x90);
+	delta[4] = 0x91;		/* offset byte 200, size byte 46 */
+	memmove(delta + 6, delta + 5, dlen - 5);
+	delta[5] = 200;
+	o[1].size = o[1].len = dlen + 1;
+	body.len = 0;
+	crafted(&body, o, 2, 2);
+	expect_fail(NULL, &body, TH_ERR_INVALID, "malformed delta");
+	free(body.p);
+}
+
 static void
 test_crafted_commit(void **state)
 {
 	struct bytes body = { 0 };
-	struct obj o = { 1, sizeof(COMMIT) - 1, COMMIT, sizeof(COMMIT) - 1 };
+	struct obj o = { 1, sizeof(COMMIT) - 1, COMMIT, sizeof(COMMIT) - 1,
+	    0, NULL };
 	const char (*parents)[41];
 	char hdr[32], id[41], tree[41];
 	uint8_t raw[20];
@@ -580,12 +707,12 @@ test_malformed_pack(void **state)
 	struct gitrx_limits lim;
 	char old[41], new[41], tips[200];
 	struct obj o[2] = {
-		{ 3, 5, "abcd", 4 },		/* says 5, inflates to 4 */
-		{ 3, 3, "abcd", 4 },		/* says 3, inflates to 4 */
+		{ 3, 5, "abcd", 4, 0, NULL },	/* says 5, inflates to 4 */
+		{ 3, 3, "abcd", 4, 0, NULL },	/* says 3, inflates to 4 */
 	};
-	struct obj bad_commit = { 1, 10, "author x\n\n", 10 };
-	struct obj bad_type = { 5, 4, "abcd", 4 };
-	struct obj blob = { 3, 4, "abcd", 4 };
+	struct obj bad_commit = { 1, 10, "author x\n\n", 10, 0, NULL };
+	struct obj bad_type = { 5, 4, "abcd", 4, 0, NULL };
+	struct obj blob = { 3, 4, "abcd", 4, 0, NULL };
 	size_t hdr;
 
 	(void)state;
@@ -793,12 +920,18 @@ static void
 test_mutations(void **state)
 {
 	struct bytes good = { 0 }, pk = { 0 }, b = { 0 };
-	struct obj o = { 1, sizeof(COMMIT) - 1, COMMIT, sizeof(COMMIT) - 1 };
+	struct obj o = { 1, sizeof(COMMIT) - 1, COMMIT, sizeof(COMMIT) - 1,
+	    0, NULL };
+	uint8_t delta[256];
+	struct obj od[2] = {
+		{ 1, sizeof(COMMIT) - 1, COMMIT, sizeof(COMMIT) - 1, 0, NULL },
+		{ 6, 0, delta, 0, 1, NULL },
+	};
 	char old[41], new[41], tips[200], bnd[8][41];
 	const char (*parents)[41];
 	struct gitrx_limits lim;
 	struct gitrx *rx;
-	size_t nb, n, flips, k;
+	size_t nb, n, flips, k, dlen;
 	uint64_t seed, pos;
 	int i, r;
 
@@ -816,15 +949,30 @@ test_mutations(void **state)
 	lim.max_commits = 8;
 	lim.max_commit_size = 4096;
 	lim.max_object_size = 1 << 20;
-	for (i = 0; i < 4000; i++) {
+	for (i = 0; i < (getenv("GITRX_FUZZ_N") ? atoi(getenv("GITRX_FUZZ_N")) : 4000); i++) {
 		seed = (uint64_t)i * 7919 + 13;
 		b.len = 0;
-		if (i % 10 == 9) {
-			crafted(&b, &o, 1, 1);
-		} else
-			put(&b, good.p, good.len);
 		rng = seed;
-		flips = 1 + rnd() % 4;
+		if (i % 10 == 8) {
+			/* Mutate a delta before compression, so that it
+			 * reaches the delta code past zlib's checksum. */
+			dlen = commit2_delta(delta);
+			for (k = 0; k < 1 + rnd() % 3; k++)
+				delta[rnd() % dlen] ^= (uint8_t)(1 + rnd() % 255);
+			if (rnd() % 2)
+				dlen = rnd() % dlen + 1;
+			od[1].size = od[1].len = dlen;
+			if (rnd() % 2)
+				od[1].size = rnd() % 300;
+			crafted(&b, od, 2, 2);
+			flips = 0;
+		} else if (i % 10 == 9) {
+			crafted(&b, &o, 1, 1);
+			flips = 1 + rnd() % 4;
+		} else {
+			put(&b, good.p, good.len);
+			flips = 1 + rnd() % 4;
+		}
 		for (k = 0; k < flips; k++) {
 			pos = rnd() % b.len;
 			b.p[pos] ^= (uint8_t)(1 + rnd() % 255);
@@ -854,6 +1002,7 @@ main(void)
 		cmocka_unit_test(test_multi),
 		cmocka_unit_test(test_delete_only),
 		cmocka_unit_test(test_crafted_commit),
+		cmocka_unit_test(test_crafted_deltas),
 		cmocka_unit_test(test_malformed_pack),
 		cmocka_unit_test(test_malformed_commands),
 		cmocka_unit_test(test_mutations),

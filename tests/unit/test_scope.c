@@ -175,6 +175,24 @@ test_policy(void **state)
 	    "[\"sun\"],\"start\":\"10:00\",\"end\":\"17:00\"}}",
 	    "{\"time_window\":{\"tz\":\"UTC\",\"days\":[\"mon\"],"
 	    "\"start\":\"09:00\",\"end\":\"18:00\"}}"), TH_ERR_DENIED);
+	/* Push rules: permissions only where the parent grants them, sizes
+	 * only smaller. */
+	assert_int_equal(narrows("{\"allow_force_push\":true}", "{}"),
+	    TH_ERR_DENIED);
+	assert_int_equal(narrows("{\"allow_branch_delete\":true}",
+	    "{\"allow_branch_delete\":false}"), TH_ERR_DENIED);
+	assert_int_equal(narrows("{\"allow_force_push\":false}",
+	    "{\"allow_force_push\":true}"), 0);
+	assert_int_equal(narrows("{}", "{\"allow_force_push\":true}"), 0);
+	assert_int_equal(narrows("{\"max_push_bytes\":2000}",
+	    "{\"max_push_bytes\":1000}"), TH_ERR_DENIED);
+	assert_int_equal(narrows("{\"max_push_bytes\":1000}", "{}"), 0);
+	o = j("{\"max_push_bytes\":0}");
+	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
+	json_object_put(o);
+	o = j("{\"allow_force_push\":1}");
+	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
+	json_object_put(o);
 	/* Unknown rules and bad values are invalid. */
 	o = j("{\"allow_everything\":true}");
 	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
