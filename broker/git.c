@@ -102,7 +102,7 @@ has_cap(const char *caps, const char *name)
 static enum MHD_Result
 reject_push(struct MHD_Connection *c, const struct gitrx *rx, const char *why)
 {
-	struct buf *rep = buf_new(), *out = buf_new();
+	struct buf *rep = buf_new(), *out = buf_new(), *chunk;
 	struct MHD_Response *resp = NULL;
 	enum MHD_Result ret = MHD_NO;
 	char line[600];
@@ -121,28 +121,24 @@ reject_push(struct MHD_Connection *c, const struct gitrx *rx, const char *why)
 	if (!band)
 		buf_put(out, buf_ptr(rep), buf_len(rep));
 	else {
+		/* Band 2 is shown as "remote: ..."; band 1 carries the
+		 * report, in packets of at most 65520 bytes. */
 		n = (size_t)snprintf(line, sizeof(line), "\002threshold: %s\n",
 		    why);
 		pkt(out, line, n < sizeof(line) ? n : sizeof(line) - 1);
 		for (off = 0; off < buf_len(rep); off += n) {
 			n = buf_len(rep) - off;
-			if (n > 60000)
-				n = 60000;
-			line[0] = 1;
-			memcpy(line + 1, buf_ptr(rep) + off,
-			    n < sizeof(line) - 1 ? n : sizeof(line) - 1);
-			if (n > sizeof(line) - 1) {
-				struct buf *big = buf_new();
-
-				if (big == NULL)
-					goto out;
-				buf_put(big, "\001", 1);
-				buf_put(big, buf_ptr(rep) + off, n);
-				pkt(out, (const char *)buf_ptr(big),
-				    buf_len(big));
-				buf_free(big);
-			} else
-				pkt(out, line, n + 1);
+			if (n > 65000)
+				n = 65000;
+			if ((chunk = buf_new()) == NULL ||
+			    buf_put(chunk, "\001", 1) != 0 ||
+			    buf_put(chunk, buf_ptr(rep) + off, n) != 0 ||
+			    pkt(out, (const char *)buf_ptr(chunk),
+			    buf_len(chunk)) != 0) {
+				buf_free(chunk);
+				goto out;
+			}
+			buf_free(chunk);
 		}
 		buf_put(out, "0000", 4);
 	}
@@ -839,6 +835,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 		    "refused" : "not needed"));
 		(void)rec_outcome(b, intent, status, res, r != 0 ? why :
 		    wf != 0 ? wf_why : NULL, NULL, NULL);
+		json_object_put(res);
 		log_info("%s: git push to %s: %ld", red.agent, g->repo, status);
 	}
 	if (tok != NULL)
