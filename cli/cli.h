@@ -35,6 +35,8 @@ int	cmd_github(struct cli *cli, int argc, char **argv);
 int	cmd_audit(struct cli *cli, int argc, char **argv);
 /* threshold audit export (cmd_audit_export.c), dispatched by cmd_audit. */
 int	audit_export_cmd(struct cli *cli, int argc, char **argv);
+/* threshold audit proof SEQ (cmd_audit_export.c). */
+int	audit_proof_cmd(struct cli *cli, int argc, char **argv);
 
 /* The token store in the state directory, the signer, and a capability
  * context over both; each prints its own error and returns non-zero. */

@@ -25,6 +25,7 @@ audit_usage(void)
 	    "           [--ek-ca CA.pem] [--pcrs BANK:N=HEX,N=HEX,...]\n"
 	    "           [--expect-checkpoint N:QUAL ...] [--json]\n"
 	    "       threshold audit export [--db PATH] [FILE]\n"
+	    "       threshold audit proof SEQ [--db PATH]   (one entry's inclusion proof)\n"
 	    "verify exits 0 if the log verifies, 1 if it does not (the first\n"
 	    "failure is printed with its position), 2 on a usage error.\n"
 	    "--pcrs: every quote must carry these PCR values (others quoted\n"
@@ -267,5 +268,7 @@ cmd_audit(struct cli *cli, int argc, char **argv)
 	else if (strcmp(argv[0], "export") == 0)
 		/* cli/cmd_audit_export.c */
 		return audit_export_cmd(cli, argc, argv);
+	else if (strcmp(argv[0], "proof") == 0)
+		return audit_proof_cmd(cli, argc, argv);
 	return audit_usage();
 }

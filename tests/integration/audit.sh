@@ -57,6 +57,37 @@ else fail "the header's activation"; fi
 openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl ec -pubout -out "$T/other.pem" 2>/dev/null
 expect_fail "a root the auditor does not trust is refused" "root" \
 	$BIN/threshold audit verify "$T/audit.jsonl" --root "$T/other.pem"
+# An entry's inclusion proof, checked independently (RFC 9162 2.1.3.2) up to
+# the checkpoint's root and qualifying data.
+expect_ok "threshold audit proof 3" sh -c "$BIN/threshold audit proof 3 --db $T/state/audit.db >$T/proof.json"
+if $PY - "$T/proof.json" <<'EOF'
+import base64, hashlib, json, sys
+d = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+canon = lambda o: json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+p = json.load(open(sys.argv[1]))
+cp = p["checkpoint"]
+assert p["seq"] == 3 and p["entry"]["seq"] == 3 and cp["first"] <= 3 <= cp["last"]
+assert p["tree_size"] == cp["last"] - cp["first"] + 1 and p["leaf_index"] == 3 - cp["first"]
+h = hashlib.sha256(b"\x00" + canon(p["entry"])).digest()
+fn, sn = p["leaf_index"], p["tree_size"] - 1
+for x in map(d, p["path"]):
+    assert sn != 0
+    if fn & 1 or fn == sn:
+        h = hashlib.sha256(b"\x01" + x + h).digest()
+        if not fn & 1:
+            while fn and not fn & 1:
+                fn >>= 1; sn >>= 1
+    else:
+        h = hashlib.sha256(b"\x01" + h + x).digest()
+    fn >>= 1; sn >>= 1
+assert sn == 0 and h == d(cp["root"]), "path does not reach the checkpoint root"
+stmt = {k: cp[k] for k in ("first", "last", "log", "n", "prev", "root")}
+assert hashlib.sha256(canon(stmt)).digest() == d(cp["qual"])
+EOF
+then ok "the proof leads from entry 3 to its checkpoint's root and qualifying data (independent check)"
+else fail "inclusion proof"; fi
+expect_fail "a proof for an entry that does not exist" "not committed" \
+	$BIN/threshold audit proof 999999 --db "$T/state/audit.db"
 if grep -q "ghs_" "$T/audit.jsonl"; then fail "a token value in the log"; else ok "no token value in the log (fingerprints only)"; fi
 mkdir -p "$T/cp"
 expect_ok "checkpoint 1 extracted, qual = H(statement)" $AC checkpoint "$T/audit.jsonl" 1 "$T/cp"
