@@ -2,10 +2,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/sha.h>
+
 #include "cap.h"
 #include "err.h"
 #include "json.h"
 #include "jwk.h"
+#include "mintset.h"
 #include "typ.h"
 
 struct cap_ctx {
@@ -14,6 +17,7 @@ struct cap_ctx {
 	char			 kid[JWK_THUMBPRINT_LEN + 1];
 	char			 aud[STORE_INSTANCE_MAX + 1];
 	int			 ttl;
+	struct mintset		*minted;
 };
 
 /* What each operation takes besides its repository. */
@@ -136,8 +140,11 @@ cap_ctx_new(struct sigc *signer, const char *aud, int ttl,
 		    CAPABILITY_TTL_MAX);
 	if (strlen(aud) > STORE_INSTANCE_MAX)
 		return th_fail(TH_ERR_CONFIG, "audience too long");
-	if ((ctx = calloc(1, sizeof(*ctx))) == NULL)
+	if ((ctx = calloc(1, sizeof(*ctx))) == NULL ||
+	    (ctx->minted = mintset_new()) == NULL) {
+		free(ctx);
 		return TH_ERR_ALLOC;
+	}
 	ctx->ttl = ttl;
 	strcpy(ctx->aud, aud);
 	if ((r = sigc_pubkey(signer, "delegation-root", &alg, &root)) != 0 ||
@@ -165,6 +172,7 @@ cap_ctx_free(struct cap_ctx *ctx)
 		return;
 	chain_ctx_free(ctx->chains);
 	EVP_PKEY_free(ctx->cap_pub);
+	mintset_free(ctx->minted);
 	free(ctx);
 }
 
@@ -244,7 +252,7 @@ cap_mint(struct cap_ctx *ctx, struct sigc *signer, struct store *st,
 {
 	struct json_object *claims = NULL, *chain = NULL;
 	const struct chain *c = NULL;
-	uint8_t sig[TH_SIG_MAX];
+	uint8_t sig[TH_SIG_MAX], h[SHA256_DIGEST_LENGTH];
 	char jti[JWS_JTI_LEN + 1];
 	struct buf *tok = NULL;
 	enum th_alg alg;
@@ -284,6 +292,8 @@ cap_mint(struct cap_ctx *ctx, struct sigc *signer, struct store *st,
 	    (r = jws_append_sig(tok, sig, siglen)) != 0 ||
 	    (r = buf_put(out, buf_ptr(tok), buf_len(tok))) != 0)
 		goto out;
+	SHA256(buf_ptr(tok), buf_len(tok), h);
+	mintset_add(ctx->minted, h, now + ctx->ttl);
 	chain_describe(c, desc, desclen);
  out:
 	json_object_put(claims);
@@ -416,6 +426,7 @@ verify(struct cap_ctx *ctx, struct store *st, const char *token,
 	struct jws *j = NULL;
 	const struct chain *c;
 	const char *aud, *leaf;
+	uint8_t h[SHA256_DIGEST_LENGTH];
 	int64_t iat, exp;
 	size_t i, n;
 	int r;
@@ -431,7 +442,11 @@ verify(struct cap_ctx *ctx, struct store *st, const char *token,
 		    j->typ);
 		goto out;
 	}
-	if ((r = jws_verify(j, ctx->cap_pub)) != 0) {
+	/* A token this process minted is known good byte for byte; any
+	 * other is verified (tokens/mintset.h). */
+	SHA256((const uint8_t *)token, len, h);
+	if (!mintset_has(ctx->minted, h, now) &&
+	    (r = jws_verify(j, ctx->cap_pub)) != 0) {
 		r = th_fail(TH_ERR_DENIED, "bad signature: %s", th_errmsg(r));
 		goto out;
 	}
