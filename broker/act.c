@@ -148,8 +148,12 @@ mint(struct broker *b, const char *agent, struct cap_op *op, int fallback,
 		goto out;
 	}
 	b->m.minted++;
-	log_info("%s: capability for %s %s#%lld (%s)", agent, op->op, op->repo,
-	    (long long)op->pr, desc);
+	if (op->pr != 0)
+		log_info("%s: capability for %s %s#%lld (%s)", agent, op->op,
+		    op->repo, (long long)op->pr, desc);
+	else
+		log_info("%s: capability for %s %s (%s)", agent, op->op,
+		    op->repo, desc);
 	ans->status = 201;
 	ans->body = json_object_new_object();
 	json_object_object_add(ans->body, "capability",
