@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
@@ -26,6 +27,7 @@
 #include "store.h"
 #include "typ.h"
 #include "verify.h"
+#include "vpool.h"
 
 #define HASH_B64	(JWS_HASH_LEN + 1)
 #define TOKEN_SIG_PREFIX "threshold-audit-checkpoint:"
@@ -96,9 +98,11 @@ struct averify {
 	char			 last_hash[HASH_B64];
 	int64_t			 first_time, last_time;
 
-	/* Step 5. */
+	/* Step 5; capability signatures are checked by sigs' threads. */
 	struct store		*st;
 	struct chain_ctx	*chains;
+	struct vpool		*sigs;
+	int			 collecting;
 
 	/* Steps 3, 4 and 7. */
 	uint64_t		 ncp, ncp_read, cp_last;
@@ -129,6 +133,7 @@ static const uint8_t p256_order[32] = {
 
 static int fail(struct averify *v, int step, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static int collect_sigs(struct averify *v, int wait);
 
 /* Keeps the failure of the lowest step (0, malformed input, ranks first);
  * within a step the first one, as steps are checked in log order. */
@@ -137,6 +142,10 @@ fail(struct averify *v, int step, const char *fmt, ...)
 {
 	va_list ap;
 
+	/* Signature results of earlier entries come first: a step 5
+	 * failure is reported at the lowest entry. */
+	if (step == 5 && v->sigs != NULL && !v->collecting)
+		collect_sigs(v, 1);
 	if (v->fail_step < 0 || step < v->fail_step) {
 		va_start(ap, fmt);
 		vsnprintf(v->fail_msg, sizeof(v->fail_msg), fmt, ap);
@@ -710,6 +719,7 @@ averify_free(struct averify *v)
 		return;
 	for (i = 0; i < v->npending; i++)
 		json_object_put(v->pending[i]);
+	vpool_free(v->sigs);
 	chain_ctx_free(v->chains);
 	store_close(v->st);
 	EVP_PKEY_free(v->root);
@@ -987,6 +997,7 @@ averify_header(struct averify *v, struct json_object *h)
 	const char *s;
 	uint8_t hh[32];
 	int64_t n;
+	long ncpu;
 	int r;
 
 	if (v->have_header)
@@ -1057,6 +1068,13 @@ averify_header(struct averify *v, struct json_object *h)
 	if ((r = store_open(":memory:", &v->st)) != 0 ||
 	    (r = chain_ctx_new(v->root, v->atten, &v->chains)) != 0)
 		goto out;
+	/* With more than one CPU, capability signatures (the bulk of the
+	 * work) are checked on other threads; without, or if they cannot
+	 * start, here. */
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (ncpu > 1 && vpool_new(v->cap, ncpu > 4 ? 4 : (int)ncpu,
+	    &v->sigs) != 0)
+		v->sigs = NULL;
  out:
 	EVP_PKEY_free(hroot);
 	buf_free(canon);
@@ -1629,6 +1647,39 @@ check_chain(struct averify *v, uint64_t seq, const char *what,
 /* An intent's capability: signed by the capability key, and its claims
  * are the entry's. */
 static int
+cap_sig_fail(struct averify *v, uint64_t seq)
+{
+	return fail(v, 5, "entry %llu: intent's capability does not verify "
+	    "with the header's capability key", (unsigned long long)seq);
+}
+
+/* Results of the signature checks handed to the pool, in entry order;
+ * with wait, all of them. */
+static int
+collect_sigs(struct averify *v, int wait)
+{
+	uint64_t tag;
+	int ok, r = 0;
+
+	v->collecting = 1;
+	while (vpool_collect(v->sigs, wait, &tag, &ok))
+		if (!ok)
+			r = cap_sig_fail(v, tag);
+	v->collecting = 0;
+	return r;
+}
+
+/* A capability's signature: checked now, or queued for the pool (whose
+ * verdict is recorded when collected, at its entry). */
+static int
+sig_check(struct averify *v, uint64_t seq, const struct jws *j)
+{
+	if (v->sigs == NULL || vpool_submit(v->sigs, seq, j) != 0)
+		return jws_verify(j, v->cap) == 0 ? 0 : cap_sig_fail(v, seq);
+	return collect_sigs(v, 0);
+}
+
+static int
 check_capability(struct averify *v, uint64_t seq, const char *cap,
     const char *agent, const char *jti, struct json_object *op,
     struct json_object *chain)
@@ -1644,9 +1695,8 @@ check_capability(struct averify *v, uint64_t seq, const char *cap,
 	if (strcmp(j->typ, TYP_CAPABILITY) != 0)
 		r = fail(v, 5, "entry %llu: intent's capability has typ "
 		    "\"%.40s\"", (unsigned long long)seq, j->typ);
-	else if (jws_verify(j, v->cap) != 0)
-		r = fail(v, 5, "entry %llu: intent's capability does not verify "
-		    "with the header's capability key", (unsigned long long)seq);
+	else if ((r = sig_check(v, seq, j)) != 0)
+		;
 	else if (json_get_string(j->claims, "sub", &s) != 0 ||
 	    strcmp(s, agent) != 0)
 		r = fail(v, 5, "entry %llu: intent's agent is not its "
@@ -1852,6 +1902,8 @@ averify_finish(struct averify *v)
 
 	if (!v->have_header)
 		return fail(v, 0, "the log has no header");
+	if (v->sigs != NULL)
+		collect_sigs(v, 1);
 	if ((r = drain(v, 1)) != 0 && r != TH_ERR_DENIED)
 		return r;
 	for (i = 0; i < v->nexpect && active(v, 7); i++)

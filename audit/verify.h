@@ -12,7 +12,10 @@
  * auditor's expectations; the first failure of the lowest step is the one
  * reported, as one line naming its position ("entry 17: ...",
  * "checkpoint 3: ...", "line 9: ..." for an export line that does not
- * parse).  Anything malformed fails closed.
+ * parse).  Anything malformed fails closed.  Capability signatures, the
+ * bulk of the work, are checked on other threads when there are CPUs for
+ * them (audit/vpool.h); their failures are reported at their entries all
+ * the same.
  *
  * TPM structures (TPMS_ATTEST, TPMT_SIGNATURE) are parsed here from TPM 2.0
  * Part 2's big-endian marshalling, bounded as Part 2 bounds them; no TPM

@@ -157,6 +157,8 @@ mk badchain --tamper bad-chain --entries 60 --batch 8 &&
     refuses badchain "entry $(at badchain): mint's chain does not verify: link 3 widens scope"
 mk badcap --tamper bad-capability --entries 60 --batch 8 &&
     refuses badcap "entry $(at badcap): intent's capability does not verify with the header's capability key"
+mk badcap2 --tamper bad-capability-then-mismatch --entries 300 --batch 8 &&
+    refuses badcap2 "entry $(at badcap2): intent's capability does not verify with the header's capability key"
 mk capmis --tamper cap-mismatch --entries 60 --batch 8 &&
     refuses capmis "entry $(at capmis): intent's op is not its capability's"
 mk nolink --tamper missing-link --entries 60 --batch 8 &&

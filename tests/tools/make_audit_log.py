@@ -30,6 +30,7 @@ Tamper modes.  Built in (the forgery is signed where a forger could sign it):
   bad-chain         the sub-agent's delegation widens its parent's repositories
   bad-capability    an intent's capability had its op altered after signing
   cap-mismatch      an intent's op differs from its (validly signed) capability's
+  bad-capability-then-mismatch  both: bad-capability first, cap-mismatch on the next intent
   missing-link      the sub-agent's delegation is never logged as a link
   expired-chain     the delegation expires while the log goes on
   orphan-outcome    an outcome refers to a mint, not to an intent
@@ -369,7 +370,7 @@ class Builder:
         cap = self.capability(agent, op, chain, jti, time)
         entry_op = op
         if mark == "intent" and self.at is None:
-            if self.tamper == "bad-capability":
+            if self.tamper in ("bad-capability", "bad-capability-then-mismatch"):
                 # The claims are altered after signing; header and signature stay.
                 h, c, s = cap.split(".")
                 claims = json.loads(base64.urlsafe_b64decode(c + "=" * (-len(c) % 4)))
@@ -377,6 +378,11 @@ class Builder:
                 cap = h + "." + b64(compact(claims)) + "." + s
             elif self.tamper == "cap-mismatch":
                 entry_op = dict(op, pr=op["pr"] + 1000)
+        elif mark == "intent" and self.tamper == "bad-capability-then-mismatch" and \
+                not getattr(self, "second", False):
+            # A later intent fails too, on a cheaper check: the first one is reported.
+            entry_op = dict(op, pr=op["pr"] + 1000)
+            self.second = True
         intent = self.append("intent", {
             "agent": agent, "capability": cap, "op": entry_op, "jti": jti, "chain": chain,
             "decision": {"allowed": True, "rules": ["pull request", "required_checks",
@@ -403,7 +409,7 @@ class Builder:
     def build(self, n):
         r = 0
         marks = {"bad-chain": "mint", "missing-link": "mint", "bad-capability": "intent",
-                 "cap-mismatch": "intent", "orphan-outcome": "outcome"}
+                 "bad-capability-then-mismatch": "intent", "cap-mismatch": "intent", "orphan-outcome": "outcome"}
         mark = marks.get(self.tamper)
         while len(self.entries) < n:
             merge = {"op": "github.merge", "repo": "acme/widgets", "pr": r + 1, "target": "main"}
@@ -554,6 +560,7 @@ def main():
         header["instance"] = "thresholdd:" + "A" * 22
     elif mode not in ("", "replay-quote", "swap-ak", "clock-back", "reset-back", "bad-root",
                       "bad-chain", "bad-capability", "cap-mismatch", "missing-link",
+                      "bad-capability-then-mismatch",
                       "expired-chain", "orphan-outcome", "activation-other-ak",
                       "activation-other-ek", "activation-not-root"):
         sys.exit("make_audit_log: unknown tamper mode %r" % args.tamper)

@@ -1,0 +1,160 @@
+/* A ring of jobs: submitted at enq, handed to workers at taken, collected
+ * at col (col <= taken <= enq, enq - col <= VPOOL_QUEUE). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "vpool.h"
+
+struct job {
+	uint64_t	 tag;
+	struct jws	 j;		/* alg, token (the input), sig */
+	int		 done, ok;
+};
+
+struct vpool {
+	EVP_PKEY	*key;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 work, done, room;
+	struct job	 ring[VPOOL_QUEUE];
+	uint64_t	 enq, taken, col;
+	int		 stop;
+	pthread_t	 th[VPOOL_THREADS_MAX];
+	int		 nth;
+};
+
+static void *
+worker(void *arg)
+{
+	struct vpool *p = arg;
+	struct job *jb;
+	int ok;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (p->taken == p->enq && !p->stop)
+			pthread_cond_wait(&p->work, &p->mu);
+		if (p->taken == p->enq)
+			break;
+		jb = &p->ring[p->taken++ % VPOOL_QUEUE];
+		pthread_mutex_unlock(&p->mu);
+		ok = jws_verify(&jb->j, p->key) == 0;
+		pthread_mutex_lock(&p->mu);
+		jb->ok = ok;
+		jb->done = 1;
+		pthread_cond_broadcast(&p->done);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+int
+vpool_new(EVP_PKEY *key, int nthreads, struct vpool **out)
+{
+	struct vpool *p;
+	int i;
+
+	*out = NULL;
+	if (nthreads < 1 || nthreads > VPOOL_THREADS_MAX)
+		return th_fail(TH_ERR_INVALID, "vpool: 1..%d threads",
+		    VPOOL_THREADS_MAX);
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return TH_ERR_ALLOC;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->work, NULL);
+	pthread_cond_init(&p->done, NULL);
+	pthread_cond_init(&p->room, NULL);
+	EVP_PKEY_up_ref(key);
+	p->key = key;
+	for (i = 0; i < nthreads; i++) {
+		if (pthread_create(&p->th[i], NULL, worker, p) != 0)
+			break;
+		p->nth++;
+	}
+	if (p->nth == 0) {
+		vpool_free(p);
+		return th_fail(TH_ERR_ALLOC, "vpool: no thread");
+	}
+	*out = p;
+	return 0;
+}
+
+void
+vpool_free(struct vpool *p)
+{
+	uint64_t i;
+	int k;
+
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = 1;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->mu);
+	for (k = 0; k < p->nth; k++)
+		pthread_join(p->th[k], NULL);
+	for (i = p->col; i < p->enq; i++)
+		free(p->ring[i % VPOOL_QUEUE].j.token);
+	EVP_PKEY_free(p->key);
+	pthread_cond_destroy(&p->work);
+	pthread_cond_destroy(&p->done);
+	pthread_cond_destroy(&p->room);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+int
+vpool_submit(struct vpool *p, uint64_t tag, const struct jws *j)
+{
+	struct job *jb;
+	char *input;
+
+	if (j->siglen > sizeof(j->sig) ||
+	    (input = malloc(j->input_len + 1)) == NULL)
+		return TH_ERR_ALLOC;
+	memcpy(input, j->token, j->input_len);
+	input[j->input_len] = '\0';
+	pthread_mutex_lock(&p->mu);
+	while (p->enq - p->col == VPOOL_QUEUE)
+		pthread_cond_wait(&p->room, &p->mu);
+	jb = &p->ring[p->enq % VPOOL_QUEUE];
+	memset(jb, 0, sizeof(*jb));
+	jb->tag = tag;
+	jb->j.alg = j->alg;
+	jb->j.token = input;
+	jb->j.token_len = j->input_len;
+	jb->j.input_len = j->input_len;
+	memcpy(jb->j.sig, j->sig, j->siglen);
+	jb->j.siglen = j->siglen;
+	p->enq++;
+	pthread_cond_signal(&p->work);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+int
+vpool_collect(struct vpool *p, int wait, uint64_t *tag, int *ok)
+{
+	struct job *jb;
+	int got = 0;
+
+	pthread_mutex_lock(&p->mu);
+	if (p->col == p->enq)
+		goto out;
+	jb = &p->ring[p->col % VPOOL_QUEUE];
+	while (wait && !jb->done)
+		pthread_cond_wait(&p->done, &p->mu);
+	if (!jb->done)
+		goto out;
+	*tag = jb->tag;
+	*ok = jb->ok;
+	free(jb->j.token);
+	jb->j.token = NULL;
+	p->col++;
+	pthread_cond_signal(&p->room);
+	got = 1;
+ out:
+	pthread_mutex_unlock(&p->mu);
+	return got;
+}
