@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 #include <sqlite3.h>
 
+#include "sha.h"
 #include "b64url.h"
 #include "err.h"
 #include "jcs.h"
@@ -327,7 +328,7 @@ checkpoint(struct alog *l)
 	json_object_object_add(stmt, "root", json_object_new_string(rootb));
 	if ((r = jcs_encode(canon, stmt)) != 0)
 		goto out;
-	SHA256(buf_ptr(canon), buf_len(canon), qual);
+	sha256(buf_ptr(canon), buf_len(canon), qual);
 	r = countersign(l, stmt, n, qual);
  out:
 	pthread_mutex_lock(&l->lock);
@@ -418,7 +419,7 @@ alog_append(struct alog *l, const char *kind, struct json_object *obj,
 	    json_object_get_int64(ref) : 0, body)) != 0)
 		goto out;
 	l->seq++;
-	SHA256(buf_ptr(body), buf_len(body), l->last);
+	sha256(buf_ptr(body), buf_len(body), l->last);
 	merkle_leaf(buf_ptr(body), buf_len(body), l->leaves[l->nleaves++]);
 	if (seq != NULL)
 		*seq = l->seq;
@@ -545,7 +546,7 @@ make_header(struct alog *l, const char *instance, struct buf *body)
 		json_object_object_add(h, "ek_cert", NULL);
 		json_object_object_add(h, "activation", NULL);
 	}
-	SHA256((const uint8_t *)"threshold-audit-probe", 21, qual);
+	sha256((const uint8_t *)"threshold-audit-probe", 21, qual);
 	if ((r = sigc_quote(l->signer, qual, sizeof(qual), a, s, p)) != 0) {
 		r = th_fail(r, "audit log: the TPM cannot quote: %s",
 		    th_errmsg(r));
@@ -622,7 +623,7 @@ activate(struct alog *l, const char *instance, struct buf *ek_der,
 		    "credential: the AK is not in the EK's TPM");
 		goto out;
 	}
-	SHA256(buf_ptr(ek_der), buf_len(ek_der), eh);
+	sha256(buf_ptr(ek_der), buf_len(ek_der), eh);
 	hash_b64(eh, ekh);
 	if ((r = jwk_from_pkey(ak, &jwk)) != 0 ||
 	    (claims = json_object_new_object()) == NULL) {
@@ -714,7 +715,7 @@ load_state(struct alog *l)
 			break;
 		}
 		l->seq++;
-		SHA256(b, n, l->last);
+		sha256(b, n, l->last);
 		if (l->seq > l->committed) {
 			if (l->nleaves == l->aleaves) {
 				uint8_t (*g)[MERKLE_HASH_LEN] = realloc(l->leaves,
@@ -817,7 +818,7 @@ alog_open(const char *path, const char *signer_path, const char *instance,
 		goto out;
 	}
 	snprintf(l->pcr_selection, sizeof(l->pcr_selection), "%s", sel);
-	SHA256(buf_ptr(body), buf_len(body), hh);
+	sha256(buf_ptr(body), buf_len(body), hh);
 	hash_b64(hh, l->hh);
 	if ((r = load_state(l)) != 0)
 		goto out;

@@ -4,6 +4,7 @@
 
 #include "err.h"
 #include "merkle.h"
+#include "sha.h"
 
 /* H(prefix || a || b), b optional. */
 static void
@@ -14,7 +15,7 @@ hash3(uint8_t prefix, const void *a, size_t alen, const void *b, size_t blen,
 
 	/* Allocation failure would leave out undefined: make it a hash no
 	 * tree can produce rather than crash. */
-	if (c == NULL || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 ||
+	if (c == NULL || EVP_DigestInit_ex(c, sha256_md(), NULL) != 1 ||
 	    EVP_DigestUpdate(c, &prefix, 1) != 1 ||
 	    EVP_DigestUpdate(c, a, alen) != 1 ||
 	    (blen > 0 && EVP_DigestUpdate(c, b, blen) != 1) ||

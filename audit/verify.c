@@ -13,6 +13,7 @@
 #include <openssl/x509_vfy.h>
 #include <sqlite3.h>
 
+#include "sha.h"
 #include "b64url.h"
 #include "cert.h"
 #include "chain.h"
@@ -1061,7 +1062,7 @@ averify_header(struct averify *v, struct json_object *h)
 		r = fail(v, 1, "header: %s", th_errmsg(r));
 		goto out;
 	}
-	SHA256(buf_ptr(canon), buf_len(canon), hh);
+	sha256(buf_ptr(canon), buf_len(canon), hh);
 	b64_hash(hh, v->hh);
 	snprintf(v->cp_prev, sizeof(v->cp_prev), "%s", v->hh);
 	snprintf(v->last_hash, sizeof(v->last_hash), "%s", v->hh);
@@ -1164,7 +1165,7 @@ check_pcr_values(struct averify *v, uint64_t k, struct json_object *cp,
 			}
 		}
 	}
-	SHA256(all, used, digest);
+	sha256(all, used, digest);
 	if (a->pcr_digest_len != sizeof(digest) ||
 	    memcmp(a->pcr_digest, digest, sizeof(digest)) != 0)
 		return fail(v, 3, "checkpoint %llu: pcr_values do not match the "
@@ -1375,7 +1376,7 @@ process_checkpoint(struct averify *v, struct json_object *cp)
 	json_object_object_add(stmt, "root", json_object_new_string(root));
 	if ((r = canonical(stmt, canon)) != 0)
 		goto out;
-	SHA256(buf_ptr(canon), buf_len(canon), h);
+	sha256(buf_ptr(canon), buf_len(canon), h);
 	b64_hash(h, want);
 	if (strcmp(qual, want) != 0) {
 		r = fail(v, 3, "checkpoint %llu: qual is not the hash of its "
@@ -1674,7 +1675,19 @@ collect_sigs(struct averify *v, int wait)
 static int
 sig_check(struct averify *v, uint64_t seq, const struct jws *j)
 {
-	if (v->sigs == NULL || vpool_submit(v->sigs, seq, j) != 0)
+	uint64_t tag;
+	int r = 0, ok;
+
+	if (v->sigs == NULL)
+		return jws_verify(j, v->cap) == 0 ? 0 : cap_sig_fail(v, seq);
+	while ((r = vpool_submit(v->sigs, seq, j)) == TH_ERR_TOO_LONG) {
+		/* Full: the oldest verdict first. */
+		v->collecting = 1;
+		if (vpool_collect(v->sigs, 1, &tag, &ok) && !ok)
+			cap_sig_fail(v, tag);
+		v->collecting = 0;
+	}
+	if (r != 0)
 		return jws_verify(j, v->cap) == 0 ? 0 : cap_sig_fail(v, seq);
 	return collect_sigs(v, 0);
 }
@@ -1845,7 +1858,7 @@ averify_entry(struct averify *v, struct json_object *e)
 		    th_errmsg(r));
 		goto out;
 	}
-	SHA256(buf_ptr(canon), buf_len(canon), h);
+	sha256(buf_ptr(canon), buf_len(canon), h);
 	b64_hash(h, v->last_hash);
 	merkle_leaf(buf_ptr(canon), buf_len(canon), v->leaves[seq - 1]);
 	for (kind = K_LINK; kind <= K_RECOVERED; kind++)

@@ -16,7 +16,7 @@ struct job {
 struct vpool {
 	EVP_PKEY	*key;
 	pthread_mutex_t	 mu;
-	pthread_cond_t	 work, done, room;
+	pthread_cond_t	 work, done;
 	struct job	 ring[VPOOL_QUEUE];
 	uint64_t	 enq, taken, col;
 	int		 stop;
@@ -64,7 +64,6 @@ vpool_new(EVP_PKEY *key, int nthreads, struct vpool **out)
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->done, NULL);
-	pthread_cond_init(&p->room, NULL);
 	EVP_PKEY_up_ref(key);
 	p->key = key;
 	for (i = 0; i < nthreads; i++) {
@@ -99,7 +98,6 @@ vpool_free(struct vpool *p)
 	EVP_PKEY_free(p->key);
 	pthread_cond_destroy(&p->work);
 	pthread_cond_destroy(&p->done);
-	pthread_cond_destroy(&p->room);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
 }
@@ -116,8 +114,11 @@ vpool_submit(struct vpool *p, uint64_t tag, const struct jws *j)
 	memcpy(input, j->token, j->input_len);
 	input[j->input_len] = '\0';
 	pthread_mutex_lock(&p->mu);
-	while (p->enq - p->col == VPOOL_QUEUE)
-		pthread_cond_wait(&p->room, &p->mu);
+	if (p->enq - p->col == VPOOL_QUEUE) {
+		pthread_mutex_unlock(&p->mu);
+		free(input);
+		return TH_ERR_TOO_LONG;
+	}
 	jb = &p->ring[p->enq % VPOOL_QUEUE];
 	memset(jb, 0, sizeof(*jb));
 	jb->tag = tag;
@@ -152,7 +153,6 @@ vpool_collect(struct vpool *p, int wait, uint64_t *tag, int *ok)
 	free(jb->j.token);
 	jb->j.token = NULL;
 	p->col++;
-	pthread_cond_signal(&p->room);
 	got = 1;
  out:
 	pthread_mutex_unlock(&p->mu);

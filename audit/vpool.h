@@ -20,7 +20,8 @@ struct vpool;
 int	vpool_new(EVP_PKEY *key, int nthreads, struct vpool **out);
 void	vpool_free(struct vpool *p);			/* NULL ok */
 /* Queues the signature of j (its signing input and signature are copied)
- * as job tag; waits while VPOOL_QUEUE jobs are in flight. */
+ * as job tag; TH_ERR_TOO_LONG while VPOOL_QUEUE jobs are uncollected (the
+ * caller collects one and submits again). */
 int	vpool_submit(struct vpool *p, uint64_t tag, const struct jws *j);
 /* The oldest job's result: 1 with *tag and *ok (1: verified), 0 if there
  * is no job, or (wait 0) the oldest is not finished. */

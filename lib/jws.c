@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "sha.h"
 #include "b64url.h"
 #include "err.h"
 #include "json.h"
@@ -19,7 +20,7 @@ jws_hash(const void *p, size_t len, char out[JWS_HASH_LEN + 1])
 	uint8_t d[SHA256_DIGEST_LENGTH];
 	struct buf *b = buf_new();
 
-	SHA256(p, len, d);
+	sha256(p, len, d);
 	out[0] = '\0';
 	if (b != NULL && b64url_encode(b, d, sizeof(d)) == 0) {
 		memcpy(out, buf_ptr(b), JWS_HASH_LEN);

@@ -22,6 +22,7 @@
 #include "json.h"
 #include "jwk.h"
 #include "jws.h"
+#include "vpool.h"
 
 static EVP_PKEY *ec, *rsa;
 
@@ -372,6 +373,58 @@ teardown(void **state)
 	return 0;
 }
 
+/* audit/vpool: verdicts in submission order, right for each token, with
+ * more tokens than the queue holds (the caller collects when it is full). */
+static void
+test_vpool(void **state)
+{
+	enum { N = 3000 };
+	struct jws **js = calloc(N, sizeof(*js));
+	struct vpool *p = NULL;
+	struct buf *t;
+	uint64_t tag, next = 0;
+	char claims[64];
+	int i, ok, r, full = 0;
+
+	(void)state;
+	assert_non_null(js);
+	for (i = 0; i < N; i++) {
+		snprintf(claims, sizeof(claims), "{\"n\":%d}", i);
+		t = make("{\"alg\":\"ES256\",\"typ\":\"x\"}", claims, ec);
+		if (i % 7 == 0) {	/* one character of the signature */
+			uint8_t *c = (uint8_t *)buf_ptr(t) + buf_len(t) - 10;
+
+			*c = *c == 'A' ? 'B' : 'A';
+		}
+		assert_int_equal(jws_parse((const char *)buf_ptr(t),
+		    buf_len(t), &js[i]), 0);
+		buf_free(t);
+	}
+	assert_int_equal(vpool_new(ec, 2, &p), 0);
+	for (i = 0; i < N; i++) {
+		while ((r = vpool_submit(p, (uint64_t)i, js[i])) ==
+		    TH_ERR_TOO_LONG) {
+			full = 1;
+			assert_true(vpool_collect(p, 1, &tag, &ok));
+			assert_int_equal(tag, next);
+			assert_int_equal(ok, next % 7 != 0);
+			next++;
+		}
+		assert_int_equal(r, 0);
+	}
+	while (vpool_collect(p, 1, &tag, &ok)) {
+		assert_int_equal(tag, next);
+		assert_int_equal(ok, next % 7 != 0);
+		next++;
+	}
+	assert_int_equal(next, N);
+	assert_true(full);
+	vpool_free(p);
+	for (i = 0; i < N; i++)
+		jws_free(js[i]);
+	free(js);
+}
+
 int
 main(void)
 {
@@ -383,6 +436,7 @@ main(void)
 		cmocka_unit_test(test_high_s_refused),
 		cmocka_unit_test(test_rfc7638_thumbprint),
 		cmocka_unit_test(test_jwk_strict),
+		cmocka_unit_test(test_vpool),
 	};
 
 	return cmocka_run_group_tests_name("jws", tests, setup, teardown);
