@@ -3,13 +3,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
-#include <openssl/x509.h>
 #include <sqlite3.h>
 
-#include "sha.h"
 #include "b64url.h"
 #include "err.h"
 #include "jcs.h"
@@ -17,8 +13,8 @@
 #include "jwk.h"
 #include "jws.h"
 #include "alog.h"
-#include "makecred.h"
 #include "merkle.h"
+#include "sha.h"
 #include "typ.h"
 
 #define ALOG_BATCH_MAX		100000
@@ -466,9 +462,6 @@ alog_link(struct alog *l, const char *hash, const char *token)
 
 /* The header of a new log: the keys an auditor needs, and what the TPM
  * quotes (learnt from a probe quote, which also proves the TPM works). */
-static int activate(struct alog *, const char *, struct buf *,
-    struct json_object **);
-
 static int
 make_header(struct alog *l, const char *instance, struct buf *body)
 {
@@ -536,12 +529,24 @@ make_header(struct alog *l, const char *instance, struct buf *body)
 		goto out;
 	}
 	if (sigc_ekcert(l->signer, ek) == 0) {
-		struct json_object *act;
+		struct buf *act;
 
 		add_b64(h, "ek_cert", buf_ptr(ek), buf_len(ek));
-		if ((r = activate(l, instance, ek, &act)) != 0)
+		if ((act = buf_new()) == NULL) {
+			r = TH_ERR_ALLOC;
 			goto out;
-		json_object_object_add(h, "activation", act);
+		}
+		/* The signer proves its AK and has the root say so. */
+		if ((r = sigc_akcert(l->signer, instance, act)) != 0) {
+			buf_free(act);
+			r = th_fail(r, "audit log: AK activation: %s",
+			    th_errmsg(r));
+			goto out;
+		}
+		json_object_object_add(h, "activation",
+		    json_object_new_string_len((const char *)buf_ptr(act),
+		    (int)buf_len(act)));
+		buf_free(act);
 	} else {
 		json_object_object_add(h, "ek_cert", NULL);
 		json_object_object_add(h, "activation", NULL);
@@ -565,108 +570,6 @@ make_header(struct alog *l, const char *instance, struct buf *body)
 	buf_free(a);
 	buf_free(s);
 	buf_free(p);
-	return r;
-}
-
-/* Proves the attestation key lives in the TPM whose EK certificate is
- * ek_der (TPM2_MakeCredential here, TPM2_ActivateCredential there) and has
- * the root certify it: the header's "activation" (docs/audit-format.md). */
-static int
-activate(struct alog *l, const char *instance, struct buf *ek_der,
-    struct json_object **out)
-{
-	struct buf *tpmt = buf_new(), *name = buf_new(), *name2 = buf_new();
-	struct buf *idobj = buf_new(), *encs = buf_new(), *got = buf_new();
-	struct buf *tok = buf_new();
-	struct json_object *claims = NULL, *jwk = NULL;
-	EVP_PKEY *ak = NULL, *ak2 = NULL, *ek = NULL, *root = NULL;
-	uint8_t secret[32], eh[32], sig[TH_SIG_MAX];
-	char kid[JWK_THUMBPRINT_LEN + 1], ekh[JWS_HASH_LEN + 1];
-	const uint8_t *p;
-	enum th_alg alg;
-	size_t siglen;
-	X509 *x = NULL;
-	int r = TH_ERR_ALLOC;
-
-	*out = NULL;
-	if (tpmt == NULL || name == NULL || name2 == NULL || idobj == NULL ||
-	    encs == NULL || got == NULL || tok == NULL)
-		goto out;
-	p = buf_ptr(ek_der);
-	if ((x = d2i_X509(NULL, &p, (long)buf_len(ek_der))) == NULL ||
-	    (ek = X509_get_pubkey(x)) == NULL) {
-		r = th_fail(TH_ERR_INVALID, "the EK certificate does not parse");
-		goto out;
-	}
-	/* The AK's name is computed here from its public area, and that
-	 * area must hold the very key the log will trust. */
-	if ((r = sigc_ak_public(l->signer, tpmt, name)) != 0 ||
-	    (r = makecred_ak_public(buf_ptr(tpmt), buf_len(tpmt), name2,
-	    &ak)) != 0 ||
-	    (r = sigc_pubkey(l->signer, "attestation", &alg, &ak2)) != 0)
-		goto out;
-	if (buf_len(name) != buf_len(name2) || memcmp(buf_ptr(name),
-	    buf_ptr(name2), buf_len(name)) != 0 || EVP_PKEY_eq(ak, ak2) != 1) {
-		r = th_fail(TH_ERR_CRYPTO, "the signer's AK public area does not "
-		    "match its attestation key");
-		goto out;
-	}
-	if (RAND_bytes(secret, sizeof(secret)) != 1 ||
-	    (r = makecred_make(ek, buf_ptr(name2), buf_len(name2), secret,
-	    sizeof(secret), idobj, encs)) != 0 ||
-	    (r = sigc_activate(l->signer, buf_ptr(idobj), buf_len(idobj),
-	    buf_ptr(encs), buf_len(encs), got)) != 0)
-		goto out;
-	if (buf_len(got) != sizeof(secret) ||
-	    CRYPTO_memcmp(buf_ptr(got), secret, sizeof(secret)) != 0) {
-		r = th_fail(TH_ERR_CRYPTO, "the TPM did not recover the "
-		    "credential: the AK is not in the EK's TPM");
-		goto out;
-	}
-	sha256(buf_ptr(ek_der), buf_len(ek_der), eh);
-	hash_b64(eh, ekh);
-	if ((r = jwk_from_pkey(ak, &jwk)) != 0 ||
-	    (claims = json_object_new_object()) == NULL) {
-		r = r ? r : TH_ERR_ALLOC;
-		goto out;
-	}
-	json_object_object_add(claims, "iss", json_object_new_string(
-	    "threshold:root"));
-	json_object_object_add(claims, "sub", json_object_new_string(instance));
-	json_object_object_add(claims, "ak", jwk);
-	jwk = NULL;
-	json_object_object_add(claims, "ek_cert", json_object_new_string(ekh));
-	json_object_object_add(claims, "method", json_object_new_string(
-	    "TPM2_ActivateCredential"));
-	json_object_object_add(claims, "iat", json_object_new_int64(time(NULL)));
-	if ((r = sigc_pubkey(l->signer, "delegation-root", &alg, &root)) != 0 ||
-	    (r = jwk_thumbprint(root, kid)) != 0 ||
-	    (r = jws_signing_input(tok, TH_ALG_ES256, TYP_AK_CERT, kid,
-	    claims)) != 0 ||
-	    (r = sigc_sign(l->signer, "delegation-root", buf_ptr(tok),
-	    buf_len(tok), &alg, sig, &siglen)) != 0 ||
-	    (r = jws_append_sig(tok, sig, siglen)) != 0)
-		goto out;
-	*out = json_object_new_string_len((const char *)buf_ptr(tok),
-	    (int)buf_len(tok));
- out:
-	OPENSSL_cleanse(secret, sizeof(secret));
-	json_object_put(claims);
-	json_object_put(jwk);
-	EVP_PKEY_free(ak);
-	EVP_PKEY_free(ak2);
-	EVP_PKEY_free(ek);
-	EVP_PKEY_free(root);
-	X509_free(x);
-	buf_free(tpmt);
-	buf_free(name);
-	buf_free(name2);
-	buf_free(idobj);
-	buf_free(encs);
-	buf_free(got);
-	buf_free(tok);
-	if (r != 0)
-		r = th_fail(r, "audit log: AK activation: %s", th_errmsg(r));
 	return r;
 }
 

@@ -13,7 +13,6 @@
 #include <openssl/x509_vfy.h>
 #include <sqlite3.h>
 
-#include "sha.h"
 #include "b64url.h"
 #include "cert.h"
 #include "chain.h"
@@ -25,6 +24,7 @@
 #include "jws.h"
 #include "merkle.h"
 #include "scope.h"
+#include "sha.h"
 #include "store.h"
 #include "typ.h"
 #include "verify.h"

@@ -5,12 +5,12 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
-#include "sha.h"
 #include "b64url.h"
 #include "err.h"
 #include "json.h"
 #include "jwk.h"
 #include "jws.h"
+#include "sha.h"
 
 #define JWS_HEADER_MAX	512
 

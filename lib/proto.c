@@ -92,6 +92,11 @@ proto_req_encode(struct buf *out, const struct proto_req *req)
 		if ((r = buf_put_string(out, req->data, req->data_len)) == 0)
 			r = buf_put_string(out, req->data2, req->data2_len);
 		break;
+	case PROTO_AKCERT:
+		if (!proto_subject_valid(req->data, req->data_len))
+			return th_fail(TH_ERR_INVALID, "bad AKCERT subject");
+		r = buf_put_string(out, req->data, req->data_len);
+		break;
 	default:
 		return th_fail(TH_ERR_INVALID, "unknown request type %u",
 		    req->type);
@@ -154,6 +159,15 @@ proto_req_decode(struct buf *body, struct proto_req *req)
 		    &req->data2_len, PROTO_ACTIVATE_MAX)) != 0)
 			return th_fail(TH_ERR_PROTOCOL,
 			    "bad encrypted-secret field: %s", th_strerror(r));
+		break;
+	case PROTO_AKCERT:
+		if ((r = buf_get_string_direct(body, &req->data,
+		    &req->data_len, PROTO_SUBJECT_MAX)) != 0)
+			return th_fail(TH_ERR_PROTOCOL, "bad subject field: %s",
+			    th_strerror(r));
+		if (!proto_subject_valid(req->data, req->data_len))
+			return th_fail(TH_ERR_PROTOCOL, "bad subject: 1-%d of "
+			    "[A-Za-z0-9:_.-]", PROTO_SUBJECT_MAX);
 		break;
 	default:
 		return th_fail(TH_ERR_PROTOCOL, "unknown request type 0x%02x",
@@ -297,6 +311,7 @@ proto_reply_decode(struct buf *body, uint8_t req_type, struct proto_reply *rep)
 	case PROTO_EKCERT:	nblob = 1; break;
 	case PROTO_AKPUBLIC:	nblob = 2; break;
 	case PROTO_ACTIVATE:	nblob = 1; break;
+	case PROTO_AKCERT:	nblob = 1; break;
 	default:
 		return th_fail(TH_ERR_INVALID, "unknown request type");
 	}
@@ -388,4 +403,20 @@ proto_write_all(int fd, const uint8_t *p, size_t len)
 		off += (size_t)n;
 	}
 	return 0;
+}
+
+int
+proto_subject_valid(const uint8_t *p, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > PROTO_SUBJECT_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!((p[i] >= 'a' && p[i] <= 'z') ||
+		    (p[i] >= 'A' && p[i] <= 'Z') ||
+		    (p[i] >= '0' && p[i] <= '9') || p[i] == ':' ||
+		    p[i] == '_' || p[i] == '.' || p[i] == '-'))
+			return 0;
+	return 1;
 }

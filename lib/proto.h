@@ -22,6 +22,7 @@
 #define PROTO_BLOB_MAX		(16 * 1024)	/* key, signature, quote, cert */
 #define PROTO_HEALTH_MAX	8	/* purposes in a HEALTH reply */
 #define PROTO_ACTIVATE_MAX	1024	/* each ACTIVATE field */
+#define PROTO_SUBJECT_MAX	128	/* AKCERT subject */
 
 /* Requests. */
 #define PROTO_HEALTH	0x01	/* no fields */
@@ -32,6 +33,7 @@
 #define PROTO_AKPUBLIC	0x06	/* no fields */
 #define PROTO_ACTIVATE	0x07	/* string credential-blob,
 				 * string encrypted-secret */
+#define PROTO_AKCERT	0x08	/* string subject */
 /* Replies. */
 #define PROTO_OK	0x80	/* fields depend on the request */
 #define PROTO_ERROR	0x81	/* u32 code (positive), string message */
@@ -40,7 +42,8 @@ struct proto_req {
 	uint8_t		 type;
 	char		 purpose[PROTO_PURPOSE_MAX + 1];	/* PUBKEY, SIGN */
 	const uint8_t	*data;		/* SIGN payload, QUOTE qualifying
-					 * data, ACTIVATE credential blob */
+					 * data, ACTIVATE credential blob,
+					 * AKCERT subject */
 	size_t		 data_len;
 	const uint8_t	*data2;		/* ACTIVATE encrypted secret */
 	size_t		 data2_len;
@@ -63,7 +66,8 @@ struct proto_reply {
 	const uint8_t	*blob[3];	/* PUBKEY: spki; SIGN: sig;
 					 * QUOTE: attest, sig, pcrs; EKCERT: der;
 					 * AKPUBLIC: tpmt_public, name;
-					 * ACTIVATE: cert_info */
+					 * ACTIVATE: cert_info;
+					 * AKCERT: token */
 	size_t		 blob_len[3];
 	size_t		 nhealth;
 	struct proto_health_item health[PROTO_HEALTH_MAX];
@@ -96,5 +100,8 @@ int	proto_write_all(int fd, const uint8_t *p, size_t len);
 
 /* True if s is a well-formed purpose name. */
 int	proto_purpose_valid(const char *s);
+/* True if p[len] is an AKCERT subject: 1-PROTO_SUBJECT_MAX bytes of
+ * [A-Za-z0-9:_.-] (an audit log's instance name). */
+int	proto_subject_valid(const uint8_t *p, size_t len);
 
 #endif

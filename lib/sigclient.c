@@ -278,3 +278,20 @@ sigc_activate(struct sigc *c, const uint8_t *credential_blob,
 	buf_reset(c->rep);
 	return r;
 }
+
+int
+sigc_akcert(struct sigc *c, const char *subject, struct buf *token)
+{
+	struct proto_req req = { .type = PROTO_AKCERT };
+	struct proto_reply rep;
+	int r;
+
+	req.data = (const uint8_t *)subject;
+	req.data_len = strlen(subject);
+	if ((r = sigc_call(c, &req, &rep)) != 0)
+		return r;
+	if (rep.blob_len[0] == 0)
+		return th_fail(TH_ERR_PROTOCOL, "signer sent an empty AK "
+		    "certificate");
+	return buf_put(token, rep.blob[0], rep.blob_len[0]);
+}

@@ -47,4 +47,10 @@ int	sigc_activate(struct sigc *c, const uint8_t *credential_blob,
 	    size_t blob_len, const uint8_t *secret, size_t secret_len,
 	    struct buf *cert_info);
 
+/* AKCERT: the signer proves its attestation key to be in the TPM of its EK
+ * certificate (TPM2_MakeCredential, TPM2_ActivateCredential) and appends
+ * the root-signed threshold-ak-cert+jwt naming subject (docs/audit-format.md,
+ * "Header"). */
+int	sigc_akcert(struct sigc *c, const char *subject, struct buf *token);
+
 #endif

@@ -127,11 +127,9 @@ check_sign_payload(const struct config *cfg, enum purpose p,
 		return th_fail(TH_ERR_DENIED, "%s", th_errmsg(r));
 	switch (p) {
 	case PURPOSE_DELEGATION_ROOT:
-		/* The root certifies humans, and machines' attestation keys
-		 * once activated against their EK. */
-		r = strcmp(j->typ, TYP_AK_CERT) == 0 ?
-		    check_header(j, keyalg, TYP_AK_CERT, 0) :
-		    check_header(j, keyalg, TYP_HUMAN_CERT, 0);
+		/* Through SIGN the root certifies humans only; its
+		 * statement about the AK is made inside (AKCERT). */
+		r = check_header(j, keyalg, TYP_HUMAN_CERT, 0);
 		break;
 	case PURPOSE_CAPABILITY:
 		if ((r = check_header(j, keyalg, TYP_CAPABILITY, 0)) == 0)

@@ -4,7 +4,6 @@
  * before any key is touched:
  *
  *   delegation-root  header alg = the key's, typ = threshold-human-cert+jwt
- *                    or threshold-ak-cert+jwt
  *   capability       header alg = the key's, typ = threshold-capability+jwt,
  *                    claims iat and exp with 0 < exp - iat <= 60
  *   github-app       header alg = RS256, typ absent or "JWT"; claims iss =

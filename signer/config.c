@@ -92,11 +92,14 @@ parse_key(struct config *cfg, const char *purpose, const char *ref)
 	return 0;
 }
 
+/* allow-uid UID [PURPOSE ...]: v is UID, rest the purposes. */
 static int
-parse_uid(struct config *cfg, const char *v)
+parse_uid(struct config *cfg, const char *v, char **rest)
 {
 	unsigned long u;
-	char *end;
+	uint32_t mask = 0;
+	char *end, *name;
+	int p;
 
 	errno = 0;
 	u = strtoul(v, &end, 10);
@@ -105,7 +108,28 @@ parse_uid(struct config *cfg, const char *v)
 	if (cfg->nuids == CONFIG_UIDS_MAX)
 		return th_fail(TH_ERR_CONFIG, "more than %d allow-uid lines",
 		    CONFIG_UIDS_MAX);
-	cfg->uids[cfg->nuids++] = (uid_t)u;
+	if (config_peer_purposes(cfg, (uid_t)u) != 0)
+		return th_fail(TH_ERR_CONFIG, "uid %lu given twice", u);
+	while ((name = strtok_r(NULL, " \t", rest)) != NULL) {
+		if ((p = purpose_from_name(name)) < 0)
+			return th_fail(TH_ERR_CONFIG, "allow-uid: unknown "
+			    "purpose \"%s\"", name);
+		mask |= 1u << p;
+	}
+	cfg->uids[cfg->nuids] = (uid_t)u;
+	cfg->uid_purposes[cfg->nuids++] = mask != 0 ? mask :
+	    (1u << PURPOSE_COUNT) - 1;
+	return 0;
+}
+
+uint32_t
+config_peer_purposes(const struct config *cfg, uid_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nuids; i++)
+		if (cfg->uids[i] == uid)
+			return cfg->uid_purposes[i];
 	return 0;
 }
 
@@ -120,6 +144,8 @@ parse_line(struct config *cfg, char *line)
 		return 0;
 	if ((v = strtok_r(NULL, " \t", &end)) == NULL)
 		return th_fail(TH_ERR_CONFIG, "\"%s\" needs a value", name);
+	if (strcmp(name, "allow-uid") == 0)
+		return parse_uid(cfg, v, &end);
 	v2 = strtok_r(NULL, " \t", &end);
 	if (strcmp(name, "key") == 0) {
 		if (v2 == NULL || strtok_r(NULL, " \t", &end) != NULL)
@@ -138,8 +164,6 @@ parse_line(struct config *cfg, char *line)
 			return th_fail(TH_ERR_CONFIG,
 			    "socket-mode must be 0600 or 0660");
 		cfg->socket_mode = (mode_t)mode;
-	} else if (strcmp(name, "allow-uid") == 0) {
-		return parse_uid(cfg, v);
 	} else if (strcmp(name, "tpm-tcti") == 0) {
 		if (copy_value(cfg->tcti, sizeof(cfg->tcti), v) != 0)
 			return th_fail(TH_ERR_CONFIG, "tpm-tcti too long");

@@ -3,7 +3,9 @@
  *
  *   socket PATH			Unix socket to listen on
  *   socket-mode OCTAL			0600 (default) or 0660
- *   allow-uid UID			peer uid allowed to connect (repeatable)
+ *   allow-uid UID [PURPOSE ...]	peer uid allowed to connect (repeatable);
+ *					with purposes, it may sign and quote
+ *					with those keys only
  *   tpm-tcti TCTI			tpm2-tss TCTI config string
  *   pkcs11-module PATH			PKCS#11 module
  *   pkcs11-pin-file PATH		user PIN (or pin-source in key URIs)
@@ -49,6 +51,8 @@ struct config {
 	char		socket[CONFIG_PATH_MAX];
 	mode_t		socket_mode;
 	uid_t		uids[CONFIG_UIDS_MAX];
+	uint32_t	uid_purposes[CONFIG_UIDS_MAX];	/* bit per purpose;
+							 * 0: all */
 	size_t		nuids;
 	char		tcti[CONFIG_VALUE_MAX];
 	char		p11_module[CONFIG_VALUE_MAX];
@@ -64,5 +68,8 @@ const char	*purpose_name(enum purpose p);
 /* -1 if name is not a purpose. */
 int		 purpose_from_name(const char *name);
 const char	*backend_name(enum backend b);
+/* The purposes peer uid may use (a bit per purpose), or 0 if it may not
+ * connect at all. */
+uint32_t	 config_peer_purposes(const struct config *cfg, uid_t uid);
 
 #endif

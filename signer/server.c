@@ -13,6 +13,7 @@
 
 #include <openssl/sha.h>
 
+#include "akcert.h"
 #include "check.h"
 #include "err.h"
 #include "log.h"
@@ -23,6 +24,7 @@
 struct client {
 	int		 fd;
 	uid_t		 uid;
+	uint32_t	 purposes;	/* allow-uid's, a bit per purpose */
 	pid_t		 pid;
 	struct buf	*in;
 };
@@ -234,6 +236,33 @@ handle_activate(struct server *s, const struct proto_req *req,
 	return r;
 }
 
+/* The root's statement about this signer's own AK and EK certificate:
+ * nothing in it comes from the peer but the subject it names. */
+static int
+handle_akcert(struct server *s, const struct proto_req *req,
+    struct buf *out)
+{
+	struct buf *tok;
+	const uint8_t *blob[1];
+	size_t len[1];
+	int r;
+
+	if ((r = need_attestation_key(s)) != 0)
+		return r;
+	if (s->cfg->keys[PURPOSE_DELEGATION_ROOT].backend == BACKEND_NONE)
+		return th_fail(TH_ERR_NOT_FOUND, "no delegation-root key is "
+		    "configured");
+	if ((tok = buf_new()) == NULL)
+		return TH_ERR_ALLOC;
+	if ((r = akcert_make(s->keys, req->data, req->data_len, tok)) == 0) {
+		blob[0] = buf_ptr(tok);
+		len[0] = buf_len(tok);
+		r = proto_reply_blobs(out, NULL, blob, len, 1);
+	}
+	buf_free(tok);
+	return r;
+}
+
 /* The request types the signer serves; anything else is refused and the
  * connection dropped. */
 static const struct {
@@ -248,6 +277,7 @@ static const struct {
 	{ PROTO_EKCERT,	"EKCERT",	handle_ekcert },
 	{ PROTO_AKPUBLIC, "AKPUBLIC",	handle_akpublic },
 	{ PROTO_ACTIVATE, "ACTIVATE",	handle_activate },
+	{ PROTO_AKCERT,	"AKCERT",	handle_akcert },
 };
 
 static int
@@ -281,6 +311,25 @@ client_drop(struct server *s, size_t i)
 	s->clients[i] = s->clients[--s->nclients];
 }
 
+/* The key a request uses, if any: SIGN names it, QUOTE and the
+ * activation requests use the attestation key; -1 for requests that use
+ * no private key (HEALTH, PUBKEY, EKCERT). */
+static int
+key_used(const struct proto_req *req)
+{
+	switch (req->type) {
+	case PROTO_SIGN:
+		return purpose_from_name(req->purpose);
+	case PROTO_QUOTE:
+	case PROTO_AKPUBLIC:
+	case PROTO_ACTIVATE:
+	case PROTO_AKCERT:
+		return PURPOSE_ATTESTATION;
+	default:
+		return -1;
+	}
+}
+
 /* Handles one frame body; returns non-zero if the connection must be
  * dropped (protocol violation or reply failure). */
 static int
@@ -289,7 +338,7 @@ serve_frame(struct server *s, struct client *c, struct buf *body)
 	struct proto_req req;
 	const char *name = "?";
 	size_t i;
-	int r, fatal = 0;
+	int r, p, fatal = 0;
 
 	buf_reset(s->reply);
 	if ((r = proto_req_decode(body, &req)) != 0) {
@@ -306,6 +355,14 @@ serve_frame(struct server *s, struct client *c, struct buf *body)
 		goto reply;
 	}
 	name = handlers[i].name;
+	/* allow-uid may confine a peer to some keys (the broker, say, to
+	 * everything but the delegation root). */
+	p = key_used(&req);
+	if (p >= 0 && (c->purposes & (1u << p)) == 0) {
+		r = th_fail(TH_ERR_DENIED, "uid %u may not use the %s key "
+		    "(allow-uid)", (unsigned)c->uid, purpose_name(p));
+		goto reply;
+	}
 	r = handlers[i].fn(s, &req, s->reply);
  reply:
 	if (r == 0) {
@@ -370,17 +427,6 @@ client_input(struct server *s, struct client *c)
 	return r;
 }
 
-static int
-peer_allowed(const struct config *cfg, uid_t uid)
-{
-	size_t i;
-
-	for (i = 0; i < cfg->nuids; i++)
-		if (cfg->uids[i] == uid)
-			return 1;
-	return 0;
-}
-
 static void
 accept_client(struct server *s)
 {
@@ -398,7 +444,7 @@ accept_client(struct server *s)
 		close(fd);
 		return;
 	}
-	if (!peer_allowed(s->cfg, cred.uid) ||
+	if (config_peer_purposes(s->cfg, cred.uid) == 0 ||
 	    s->nclients == SERVER_CLIENTS_MAX) {
 		r = th_fail(TH_ERR_DENIED, s->nclients == SERVER_CLIENTS_MAX ?
 		    "too many connections" : "peer uid %u is not allowed by "
@@ -419,6 +465,7 @@ accept_client(struct server *s)
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
+	c->purposes = config_peer_purposes(s->cfg, cred.uid);
 	s->nclients++;
 	log_debug("uid %u pid %d: connected", (unsigned)c->uid, (int)c->pid);
 }

@@ -117,6 +117,27 @@ chgrp nogroup "$T/signer.sock" && chmod 0660 "$T/signer.sock"
 expect_fail "disallowed peer uid refused" "uid 65534 is not allowed" \
 	setpriv --reuid=65534 --regid=65534 --clear-groups $TH signer health
 
+# allow-uid with purposes: uid 65534 is confined to the capability key (as
+# the broker would be kept from the delegation root).
+"$FIX/signer-stop" "$T"
+echo "allow-uid 65534 capability" >>"$T/signer.conf"
+"$FIX/signer-start" "$T" >/dev/null || fail "signer restarts with a confined uid"
+chgrp nogroup "$T/signer.sock" && chmod 0660 "$T/signer.sock"
+NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
+$PY "$TOOLS/jws.py" input '{"alg":"ES256","typ":"threshold-human-cert+jwt"}' '{"sub":"human:mallory"}' >"$T/input-root"
+$PY "$TOOLS/jws.py" input '{"alg":"ES256","typ":"threshold-capability+jwt"}' \
+	"{\"iat\":$now,\"exp\":$((now + 15)),\"sub\":\"agent:coder-1\"}" >"$T/input-cap"
+mkdir -p "$T/qn" && chmod 0777 "$T/qn"
+expect_fail "a peer confined to the capability key cannot sign with the root" \
+	"uid 65534 may not use the delegation-root key" $NOBODY $TH signer sign delegation-root "$T/input-root"
+expect_fail "nor quote" "may not use the attestation key" \
+	$NOBODY $TH signer quote "$(printf '%064d' 0)" "$T/qn"
+expect_ok "but signs capabilities" $NOBODY $TH signer sign capability "$T/input-cap"
+expect_ok "and reads public keys" $NOBODY $TH signer pubkey delegation-root
+expect_ok "the unconfined uid still signs with the root" $TH signer sign delegation-root "$T/input-root"
+grep -q "uid 65534 pid [0-9]*: SIGN delegation-root: refused: uid 65534 may not use" "$T/signer.log" &&
+	ok "the refusal is in the signer's log" || fail "confined refusal logged"
+
 # The TPM goes away: a clear error, nothing signed; it comes back: the
 # signer recovers without a restart.
 "$FIX/swtpm-stop" "$T"

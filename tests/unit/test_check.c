@@ -115,10 +115,10 @@ test_token_keys(void **state)
 	    TH_ERR_DENIED);
 	assert_int_equal(try(PURPOSE_DELEGATION_ROOT, TH_ALG_ES256, cert,
 	    "{\"sub\":\"human:alice\"}"), 0);
-	/* ... and attestation keys' activation statements, nothing else. */
+	/* An AK statement is the signer's own (AKCERT), never a peer's. */
 	assert_int_equal(try(PURPOSE_DELEGATION_ROOT, TH_ALG_ES256,
 	    "{\"alg\":\"ES256\",\"typ\":\"" TYP_AK_CERT "\"}",
-	    "{\"sub\":\"thresholdd:x\"}"), 0);
+	    "{\"sub\":\"thresholdd:x\"}"), TH_ERR_DENIED);
 	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256,
 	    "{\"alg\":\"ES256\",\"typ\":\"" TYP_AK_CERT "\"}", claims15),
 	    TH_ERR_DENIED);
