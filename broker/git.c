@@ -47,6 +47,7 @@ struct gconn {
 	int		 write_err;
 	struct gitrx	*rx;
 	int		 rx_r;		/* first parse error */
+	time_t		 started;	/* when the request's headers came */
 	char		 head[4];	/* the body's first bytes */
 	char		 rx_msg[256];
 };
@@ -655,8 +656,8 @@ authorise(struct broker *b, struct MHD_Connection *c, const struct gconn *g,
 		return r == TH_ERR_NOT_FOUND ? r : th_fail(TH_ERR_DENIED,
 		    "malformed Basic credentials");
 	r = spend ?
-	    cap_redeem(b->cap, b->st, cap, strlen(cap), time(NULL), red) :
-	    cap_check(b->cap, b->st, cap, strlen(cap), time(NULL), red);
+	    cap_redeem(b->cap, b->st, cap, strlen(cap), g->started, red) :
+	    cap_check(b->cap, b->st, cap, strlen(cap), g->started, red);
 	if (r != 0)
 		return r;
 	if (g->push && strcmp(red->op.op, "github.push") != 0)
@@ -892,6 +893,9 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		if ((g = calloc(1, sizeof(*g))) == NULL)
 			return MHD_NO;
 		g->spool = -1;
+		/* A capability is judged as of the request's start: a large
+		 * push may take longer to arrive than the capability lives. */
+		g->started = time(NULL);
 		*ctx = g;
 		if ((r = parse_url(url, method, MHD_lookup_connection_value(c,
 		    MHD_GET_ARGUMENT_KIND, "service"), g)) != 0) {
