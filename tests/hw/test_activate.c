@@ -57,6 +57,7 @@
 #include "proto.h"
 #include "sigclient.h"
 #include "tpm.h"
+#include "tpmtest.h"
 
 #define H_AK		0x81010110
 #define H_SIGN		0x81000110	/* a non-restricted key: another name */
@@ -64,24 +65,9 @@
 #define CRED_MAGIC	0xbadcc0de	/* tpm2-tools credential file header */
 #define CRED_VERSION	1
 
-static const char *tcti, *outdir, *sockpath;
+static const char *sockpath;
 static const char *tools_cred, *tools_secret;
 static int tools_refused;
-static struct tpm_ctx *ctx;
-static ESYS_CONTEXT *esys;
-static TSS2_TCTI_CONTEXT *raw_tcti;
-
-#define assert_ok(expr) do {						\
-	int r_ = (expr);						\
-	if (r_ != 0)							\
-		fail_msg("%s: %s", #expr, th_errmsg(r_));		\
-} while (0)
-
-#define assert_rc_ok(expr) do {						\
-	TSS2_RC rc_ = (expr);						\
-	if (rc_ != TSS2_RC_SUCCESS)					\
-		fail_msg("%s: %s", #expr, Tss2_RC_Decode(rc_));		\
-} while (0)
 
 /* Helpers. */
 
@@ -90,32 +76,6 @@ path_of(char *out, size_t outsz, const char *name)
 {
 	assert_true((size_t)snprintf(out, outsz, "%s/%s", outdir, name) <
 	    outsz);
-}
-
-static void
-write_file(const char *name, const void *p, size_t len)
-{
-	char path[1024];
-	FILE *f;
-
-	path_of(path, sizeof(path), name);
-	assert_non_null(f = fopen(path, "wb"));
-	assert_int_equal(fwrite(p, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
-}
-
-static void
-write_hex(const char *name, const uint8_t *p, size_t len)
-{
-	char *hex;
-	size_t i;
-
-	assert_non_null(hex = malloc(2 * len + 2));
-	for (i = 0; i < len; i++)
-		snprintf(hex + 2 * i, 3, "%02x", p[i]);
-	hex[2 * len] = '\n';
-	write_file(name, hex, 2 * len + 1);
-	free(hex);
 }
 
 static struct buf *
@@ -210,35 +170,6 @@ activate_cred(struct tpm_key *ak, const struct cred *c, struct buf *out)
 	    buf_ptr(c->secret), buf_len(c->secret), out);
 }
 
-/* Talks ESYS directly: the module lets go of the TPM meanwhile. */
-static void
-raw_open(void)
-{
-	tpm_close(ctx);
-	ctx = NULL;
-	assert_rc_ok(Tss2_TctiLdr_Initialize(tcti, &raw_tcti));
-	assert_rc_ok(Esys_Initialize(&esys, raw_tcti, NULL));
-}
-
-static void
-raw_close(void)
-{
-	Esys_Finalize(&esys);
-	Tss2_TctiLdr_Finalize(&raw_tcti);
-	esys = NULL;
-	assert_ok(tpm_open(tcti, &ctx));
-}
-
-static ESYS_TR
-raw_tr(uint32_t handle)
-{
-	ESYS_TR tr = ESYS_TR_NONE;
-
-	assert_rc_ok(Esys_TR_FromTPMPublic(esys, handle, ESYS_TR_NONE,
-	    ESYS_TR_NONE, ESYS_TR_NONE, &tr));
-	return tr;
-}
-
 /* The TPM name of a persistent object, read independently of tpm.c. */
 static void
 raw_name(uint32_t handle, TPM2B_NAME *out)
@@ -311,15 +242,6 @@ raw_persist_primary(const TPM2B_PUBLIC *t, uint32_t handle, BIGNUM **n)
 	raw_close();
 }
 
-static void
-evict_if_present(uint32_t handle)
-{
-	int r = tpm_key_evict(ctx, handle);
-
-	if (r != 0 && r != TH_ERR_NOT_FOUND)
-		fail_msg("evict 0x%08x: %s", handle, th_errmsg(r));
-}
-
 static struct tpm_key *
 ak_load(void)
 {
@@ -345,49 +267,6 @@ ak_name(struct tpm_key *ak, struct buf *name)
 	assert_memory_equal(buf_ptr(computed), buf_ptr(name), buf_len(name));
 	buf_free(pub);
 	buf_free(computed);
-}
-
-/* Fixtures. */
-
-static int
-group_setup(void **state)
-{
-	int r;
-
-	(void)state;
-	if ((r = tpm_open(tcti, &ctx)) != 0) {
-		fprintf(stderr, "tpm_open: %s\n", th_errmsg(r));
-		return -1;
-	}
-	return 0;
-}
-
-static int
-group_teardown(void **state)
-{
-	(void)state;
-	tpm_close(ctx);
-	ctx = NULL;
-	return 0;
-}
-
-static int
-no_leftovers(void **state)
-{
-	uint32_t objects, sessions;
-
-	(void)state;
-	if (esys != NULL) {		/* a raw step failed halfway */
-		Esys_Finalize(&esys);
-		Tss2_TctiLdr_Finalize(&raw_tcti);
-		esys = NULL;
-	}
-	if (ctx == NULL)
-		assert_ok(tpm_open(tcti, &ctx));
-	assert_ok(tpm_loaded_handles(ctx, &objects, &sessions));
-	assert_int_equal(objects, 0);
-	assert_int_equal(sessions, 0);
-	return 0;
 }
 
 /* Direct tests. */

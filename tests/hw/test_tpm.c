@@ -42,6 +42,7 @@
 #include "buf.h"
 #include "err.h"
 #include "tpm.h"
+#include "tpmtest.h"
 
 #define H_ES256		0x81000100
 #define H_RS256		0x81000101
@@ -55,24 +56,8 @@
 #define PCRSEL_QUOTE	"sha256:0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,23"
 #define PCRSEL_SHA1	"sha1:0,16"
 
-static const char *tcti, *outdir;
-static struct tpm_ctx *ctx;
-static ESYS_CONTEXT *esys;
-static TSS2_TCTI_CONTEXT *raw_tcti;
 
 /* Helpers. */
-
-#define assert_ok(expr) do {						\
-	int r_ = (expr);						\
-	if (r_ != 0)							\
-		fail_msg("%s: %s", #expr, th_errmsg(r_));		\
-} while (0)
-
-#define assert_rc_ok(expr) do {						\
-	TSS2_RC rc_ = (expr);						\
-	if (rc_ != TSS2_RC_SUCCESS)					\
-		fail_msg("%s: %s", #expr, Tss2_RC_Decode(rc_));		\
-} while (0)
 
 static void
 sha256(const void *msg, size_t len, uint8_t out[TH_DIGEST_LEN])
@@ -114,31 +99,6 @@ verify(EVP_PKEY *pub, enum th_alg alg, const uint8_t *digest,
 }
 
 static void
-write_file(const char *name, const void *p, size_t len)
-{
-	char path[1024];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", outdir, name);
-	assert_non_null(f = fopen(path, "wb"));
-	assert_int_equal(fwrite(p, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
-}
-
-static void
-write_hex(const char *name, const uint8_t *p, size_t len)
-{
-	char hex[2 * TPM_QUALIFYING_MAX + 2];
-	size_t i;
-
-	assert_true(len <= TPM_QUALIFYING_MAX);
-	for (i = 0; i < len; i++)
-		snprintf(hex + 2 * i, 3, "%02x", p[i]);
-	hex[2 * len] = '\n';
-	write_file(name, hex, 2 * len + 1);
-}
-
-static void
 write_pubkey(const char *name, EVP_PKEY *pub)
 {
 	char path[1024];
@@ -150,90 +110,10 @@ write_pubkey(const char *name, EVP_PKEY *pub)
 	assert_int_equal(fclose(f), 0);
 }
 
-/* Talks ESYS directly: the module lets go of the TPM meanwhile. */
-static void
-raw_open(void)
-{
-	tpm_close(ctx);
-	ctx = NULL;
-	assert_rc_ok(Tss2_TctiLdr_Initialize(tcti, &raw_tcti));
-	assert_rc_ok(Esys_Initialize(&esys, raw_tcti, NULL));
-}
-
-static void
-raw_close(void)
-{
-	Esys_Finalize(&esys);
-	Tss2_TctiLdr_Finalize(&raw_tcti);
-	assert_ok(tpm_open(tcti, &ctx));
-}
-
-static ESYS_TR
-raw_tr(uint32_t handle)
-{
-	ESYS_TR tr = ESYS_TR_NONE;
-
-	assert_rc_ok(Esys_TR_FromTPMPublic(esys, handle, ESYS_TR_NONE,
-	    ESYS_TR_NONE, ESYS_TR_NONE, &tr));
-	return tr;
-}
-
 static TSS2_RC
 rc_base(TSS2_RC rc)
 {
 	return (rc & TPM2_RC_FMT1) ? rc & (TPM2_RC_FMT1 | 0x3f) : rc & 0xfff;
-}
-
-static void
-evict_if_present(uint32_t handle)
-{
-	int r = tpm_key_evict(ctx, handle);
-
-	if (r != 0 && r != TH_ERR_NOT_FOUND)
-		fail_msg("evict 0x%08x: %s", handle, th_errmsg(r));
-}
-
-/* Fixtures. */
-
-static int
-group_setup(void **state)
-{
-	int r;
-
-	(void)state;
-	if ((r = tpm_open(tcti, &ctx)) != 0) {
-		fprintf(stderr, "tpm_open: %s\n", th_errmsg(r));
-		return -1;
-	}
-	return 0;
-}
-
-static int
-group_teardown(void **state)
-{
-	(void)state;
-	tpm_close(ctx);
-	ctx = NULL;
-	return 0;
-}
-
-/* Every test must leave the TPM as it found it. */
-static int
-no_leftovers(void **state)
-{
-	uint32_t objects, sessions;
-
-	(void)state;
-	if (esys != NULL) {		/* a raw test failed halfway */
-		Esys_Finalize(&esys);
-		Tss2_TctiLdr_Finalize(&raw_tcti);
-	}
-	if (ctx == NULL)
-		assert_ok(tpm_open(tcti, &ctx));
-	assert_ok(tpm_loaded_handles(ctx, &objects, &sessions));
-	assert_int_equal(objects, 0);
-	assert_int_equal(sessions, 0);
-	return 0;
 }
 
 /* Tests. */
