@@ -885,6 +885,22 @@ static const struct rule {
 
 /* A member this evaluator does not know must refuse, not pass: if the
  * schema grows a rule before this file does, the rule still binds. */
+/* Names the failed rule in the evidence and hands the evidence over (or
+ * drops it); losing the name to a failed allocation still refuses. */
+static int
+conclude(int r, const char *failed, struct json_object *ev,
+    struct json_object **evidence)
+{
+	if (failed != NULL && ev_set(ev, "failed_rule",
+	    json_object_new_string(failed)) != 0)
+		r = TH_ERR_ALLOC;
+	if (evidence != NULL)
+		*evidence = ev;
+	else
+		json_object_put(ev);
+	return r;
+}
+
 static int
 known_members(struct json_object *policy)
 {
@@ -963,15 +979,7 @@ peval_merge(struct json_object *policy, const struct pr_facts *f,
 	}
 	r = 0;
  out:
-	/* Losing this to a failed allocation still refuses. */
-	if (failed != NULL && ev_set(ev, "failed_rule",
-	    json_object_new_string(failed)) != 0)
-		r = TH_ERR_ALLOC;
-	if (evidence != NULL)
-		*evidence = ev;
-	else
-		json_object_put(ev);
-	return r;
+	return conclude(r, failed, ev, evidence);
 }
 
 int
@@ -1029,12 +1037,5 @@ peval_op(struct json_object *policy, const char *target, time_t now,
 	}
 	r = 0;
  out:
-	if (failed != NULL && ev_set(ev, "failed_rule",
-	    json_object_new_string(failed)) != 0)
-		r = TH_ERR_ALLOC;
-	if (evidence != NULL)
-		*evidence = ev;
-	else
-		json_object_put(ev);
-	return r;
+	return conclude(r, failed, ev, evidence);
 }
