@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "alog.h"
 #include "err.h"
 
@@ -19,23 +20,6 @@
 
 static struct alog *lg;
 static double *lat;
-
-static double
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int
-cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 struct worker {
 	size_t	first, n;
@@ -115,7 +99,7 @@ main(int argc, char **argv)
 	sqlite3_close(db);
 	if (r != 0)
 		return 1;
-	qsort(lat, total, sizeof(*lat), cmp);
+	sort_latencies(lat, total);
 	printf("audit  append+commit, %2zu writers %17s %9.0f entries/s   p50 %7.0f us   "
 	    "p99 %7.0f us   %d quotes for %zu entries\n", t, "", total / (el / 1e6),
 	    lat[total / 2], lat[total * 99 / 100], quotes, total);

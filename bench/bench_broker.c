@@ -16,18 +16,10 @@
 
 #include <curl/curl.h>
 
+#include "bench.h"
 #include "buf.h"
 #include "err.h"
 #include "json.h"
-
-static double
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 static size_t
 on_body(char *p, size_t size, size_t n, void *arg)
@@ -54,14 +46,6 @@ post(CURL *c, const char *path, const char *body, long *status)
 	}
 	buf_free(b);
 	return o;
-}
-
-static int
-cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
 }
 
 int
@@ -122,8 +106,8 @@ main(int argc, char **argv)
 		own[i] = (t1 - t0) + (double)broker_us;
 		json_object_put(o);
 	}
-	qsort(lat, n, sizeof(*lat), cmp);
-	qsort(own, n, sizeof(*own), cmp);
+	sort_latencies(lat, n);
+	sort_latencies(own, n);
 	printf("merge  %-28s %7.1f merges/s   p50 %7.2f ms   p99 %7.2f ms   "
 	    "broker's own p50 %5.2f ms p99 %5.2f ms   round trips %lld\n",
 	    "", n / ((now_us() - start) / 1e6), lat[n / 2] / 1e3,

@@ -14,6 +14,7 @@
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 
+#include "bench.h"
 #include "cap.h"
 #include "cert.h"
 #include "deleg.h"
@@ -26,23 +27,6 @@
 static char dbfile[512];
 static const char *sock;
 static struct cap_ctx *cap;
-
-static double
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 static int
 sign_local(EVP_PKEY *key, struct buf *tok)
@@ -218,7 +202,7 @@ main(int argc, char **argv)
 	el = now_us() - start;
 	total = threads * (n / threads);
 	if (r == 0) {
-		qsort(lat, total, sizeof(*lat), cmp_double);
+		sort_latencies(lat, total);
 		printf("%-6s mint+redeem, %zu thread(s)%-17s %9.0f ops/s   p50 "
 		    "%7.0f us   p99 %7.0f us   (mint %.0f us, redeem %.0f us)\n",
 		    "cap", threads, "", total / (el / 1e6), lat[total / 2],

@@ -14,6 +14,7 @@
 
 #include <openssl/rand.h>
 
+#include "bench.h"
 #include "b64url.h"
 #include "config.h"
 #include "err.h"
@@ -24,28 +25,11 @@
 
 #define BENCH_CONNS_MAX	16
 
-static double
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 static void
 report(const char *mode, const char *what, double *lat, size_t n,
     double total_us)
 {
-	qsort(lat, n, sizeof(*lat), cmp_double);
+	sort_latencies(lat, n);
 	printf("%-6s %-40s %9.0f ops/s   p50 %7.0f us   p99 %7.0f us\n",
 	    mode, what, n / (total_us / 1e6), lat[n / 2], lat[n * 99 / 100]);
 }
