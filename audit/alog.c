@@ -15,6 +15,7 @@
 #include "alog.h"
 #include "merkle.h"
 #include "sha.h"
+#include "stmt.h"
 #include "typ.h"
 
 #define ALOG_BATCH_MAX		100000
@@ -70,19 +71,6 @@ db_fail(struct alog *l, const char *what)
 {
 	return th_fail(TH_ERR_IO, "audit log: %s: %s", what,
 	    sqlite3_errmsg(l->db));
-}
-
-static void
-hash_b64(const uint8_t h[32], char out[JWS_HASH_LEN + 1])
-{
-	struct buf *b = buf_new();
-
-	out[0] = '\0';
-	if (b != NULL && b64url_encode(b, h, 32) == 0) {
-		memcpy(out, buf_ptr(b), JWS_HASH_LEN);
-		out[JWS_HASH_LEN] = '\0';
-	}
-	buf_free(b);
 }
 
 static int
@@ -214,7 +202,7 @@ token_sign(struct alog *l, struct json_object *stmt, const uint8_t qual[32])
 	size_t siglen;
 	int r;
 
-	hash_b64(qual, q);
+	b64url_digest(qual, q);
 	snprintf(msg, sizeof(msg), "threshold-audit-checkpoint:%s", q);
 	if ((r = sigc_sign(l->signer, "audit", (const uint8_t *)msg,
 	    strlen(msg), &alg, sig, &siglen)) != 0)
@@ -296,7 +284,6 @@ checkpoint(struct alog *l)
 	uint8_t root[MERKLE_HASH_LEN], qual[32];
 	uint8_t (*leaves)[MERKLE_HASH_LEN] = NULL;
 	char rootb[JWS_HASH_LEN + 1], prevb[JWS_HASH_LEN + 1];
-	struct buf *canon = NULL;
 	int64_t first = l->committed + 1, last = l->seq, n = l->ckpt_n + 1;
 	size_t count = l->nleaves;
 	int r = TH_ERR_ALLOC;
@@ -310,21 +297,10 @@ checkpoint(struct alog *l)
 	if ((r = merkle_root((const uint8_t (*)[MERKLE_HASH_LEN])leaves,
 	    count, root)) != 0)
 		goto out;
-	hash_b64(root, rootb);
-	if ((stmt = json_object_new_object()) == NULL ||
-	    (canon = buf_new()) == NULL) {
-		r = TH_ERR_ALLOC;
+	b64url_digest(root, rootb);
+	if ((r = stmt_make(first, last, l->hh, n, prevb, rootb, &stmt,
+	    qual)) != 0)
 		goto out;
-	}
-	json_object_object_add(stmt, "first", json_object_new_int64(first));
-	json_object_object_add(stmt, "last", json_object_new_int64(last));
-	json_object_object_add(stmt, "log", json_object_new_string(l->hh));
-	json_object_object_add(stmt, "n", json_object_new_int64(n));
-	json_object_object_add(stmt, "prev", json_object_new_string(prevb));
-	json_object_object_add(stmt, "root", json_object_new_string(rootb));
-	if ((r = jcs_encode(canon, stmt)) != 0)
-		goto out;
-	sha256(buf_ptr(canon), buf_len(canon), qual);
 	r = countersign(l, stmt, n, qual);
  out:
 	pthread_mutex_lock(&l->lock);
@@ -335,10 +311,9 @@ checkpoint(struct alog *l)
 		l->nleaves -= count;
 		l->committed = last;
 		l->ckpt_n = n;
-		hash_b64(qual, l->ckpt_prev);
+		b64url_digest(qual, l->ckpt_prev);
 	}
 	json_object_put(stmt);
-	buf_free(canon);
 	free(leaves);
 	return r;
 }
@@ -397,7 +372,7 @@ alog_append(struct alog *l, const char *kind, struct json_object *obj,
 	if (l->seq == 0)
 		snprintf(prev, sizeof(prev), "%s", l->hh);
 	else
-		hash_b64(l->last, prev);
+		b64url_digest(l->last, prev);
 	json_object_object_add(e, "v", json_object_new_int(1));
 	json_object_object_add(e, "seq", json_object_new_int64(l->seq + 1));
 	json_object_object_add(e, "time", json_object_new_int64(time(NULL)));
@@ -722,7 +697,7 @@ alog_open(const char *path, const char *signer_path, const char *instance,
 	}
 	snprintf(l->pcr_selection, sizeof(l->pcr_selection), "%s", sel);
 	sha256(buf_ptr(body), buf_len(body), hh);
-	hash_b64(hh, l->hh);
+	b64url_digest(hh, l->hh);
 	if ((r = load_state(l)) != 0)
 		goto out;
 	*out = l;

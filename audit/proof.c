@@ -7,7 +7,6 @@
 #include <sqlite3.h>
 
 #include "b64url.h"
-#include "buf.h"
 #include "err.h"
 #include "json.h"
 #include "merkle.h"
@@ -20,14 +19,10 @@
 static struct json_object *
 hash_json(const uint8_t h[MERKLE_HASH_LEN])
 {
-	struct json_object *o = NULL;
-	struct buf *b = buf_new();
+	char s[B64URL_DIGEST_LEN + 1];
 
-	if (b != NULL && b64url_encode(b, h, MERKLE_HASH_LEN) == 0)
-		o = json_object_new_string_len((const char *)buf_ptr(b),
-		    (int)buf_len(b));
-	buf_free(b);
-	return o;
+	b64url_digest(h, s);
+	return json_object_new_string(s);
 }
 
 static int

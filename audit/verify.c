@@ -25,6 +25,7 @@
 #include "merkle.h"
 #include "scope.h"
 #include "sha.h"
+#include "stmt.h"
 #include "store.h"
 #include "typ.h"
 #include "verify.h"
@@ -190,20 +191,6 @@ averify_failed_step(const struct averify *v)
 }
 
 /* ---- small helpers ---- */
-
-static void
-b64_hash(const uint8_t h[32], char out[HASH_B64])
-{
-	struct buf *b = buf_new();
-
-	out[0] = '\0';
-	if (b != NULL && b64url_encode(b, h, 32) == 0 &&
-	    buf_len(b) == JWS_HASH_LEN) {
-		memcpy(out, buf_ptr(b), JWS_HASH_LEN);
-		out[JWS_HASH_LEN] = '\0';
-	}
-	buf_free(b);
-}
 
 /* Decodes base64url s into out, at most max bytes. */
 static int
@@ -1063,7 +1050,7 @@ averify_header(struct averify *v, struct json_object *h)
 		goto out;
 	}
 	sha256(buf_ptr(canon), buf_len(canon), hh);
-	b64_hash(hh, v->hh);
+	b64url_digest(hh, v->hh);
 	snprintf(v->cp_prev, sizeof(v->cp_prev), "%s", v->hh);
 	snprintf(v->last_hash, sizeof(v->last_hash), "%s", v->hh);
 	if ((r = store_open(":memory:", &v->st)) != 0 ||
@@ -1303,7 +1290,6 @@ process_checkpoint(struct averify *v, struct json_object *cp)
 	    "pcr_values" };
 	struct json_object *stmt = NULL, *o;
 	struct averify_attest a;
-	struct buf *canon = NULL;
 	const char *log, *prev, *root, *qual, *kind, *sig;
 	char want[HASH_B64];
 	uint8_t h[32];
@@ -1357,27 +1343,15 @@ process_checkpoint(struct averify *v, struct json_object *cp)
 	if ((r = merkle_root((const uint8_t (*)[MERKLE_HASH_LEN])
 	    v->leaves + (first - 1), (size_t)(last - first + 1), h)) != 0)
 		return r;
-	b64_hash(h, want);
+	b64url_digest(h, want);
 	if (strcmp(root, want) != 0)
 		return fail(v, 3, "checkpoint %llu: root does not match the "
 		    "Merkle root of entries %lld..%lld", (unsigned long long)k,
 		    (long long)first, (long long)last);
 	/* Q = H(canonical(statement)); the next checkpoint's prev. */
-	if ((stmt = json_object_new_object()) == NULL ||
-	    (canon = buf_new()) == NULL) {
-		r = TH_ERR_ALLOC;
+	if ((r = stmt_make(first, last, log, n, prev, root, &stmt, h)) != 0)
 		goto out;
-	}
-	json_object_object_add(stmt, "first", json_object_new_int64(first));
-	json_object_object_add(stmt, "last", json_object_new_int64(last));
-	json_object_object_add(stmt, "log", json_object_new_string(log));
-	json_object_object_add(stmt, "n", json_object_new_int64(n));
-	json_object_object_add(stmt, "prev", json_object_new_string(prev));
-	json_object_object_add(stmt, "root", json_object_new_string(root));
-	if ((r = canonical(stmt, canon)) != 0)
-		goto out;
-	sha256(buf_ptr(canon), buf_len(canon), h);
-	b64_hash(h, want);
+	b64url_digest(h, want);
 	if (strcmp(qual, want) != 0) {
 		r = fail(v, 3, "checkpoint %llu: qual is not the hash of its "
 		    "statement", (unsigned long long)k);
@@ -1425,7 +1399,6 @@ process_checkpoint(struct averify *v, struct json_object *cp)
 	r = 0;
  out:
 	json_object_put(stmt);
-	buf_free(canon);
 	return r;
 }
 
@@ -1859,7 +1832,7 @@ averify_entry(struct averify *v, struct json_object *e)
 		goto out;
 	}
 	sha256(buf_ptr(canon), buf_len(canon), h);
-	b64_hash(h, v->last_hash);
+	b64url_digest(h, v->last_hash);
 	merkle_leaf(buf_ptr(canon), buf_len(canon), v->leaves[seq - 1]);
 	for (kind = K_LINK; kind <= K_RECOVERED; kind++)
 		if (strcmp(kname, kind_names[kind]) == 0)

@@ -4,16 +4,13 @@
 static const char alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-int
-b64url_encode(struct buf *out, const uint8_t *p, size_t len)
+/* Writes the encoding of p[len], B64URL_ENCODED_LEN(len) characters. */
+static void
+encode(char *dst, const uint8_t *p, size_t len)
 {
-	uint8_t *dst;
 	size_t i, o = 0;
 	uint32_t v;
-	int r;
 
-	if ((r = buf_reserve(out, B64URL_ENCODED_LEN(len), &dst)) != 0)
-		return r;
 	for (i = 0; i + 3 <= len; i += 3) {
 		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
 		dst[o++] = alphabet[v >> 18 & 63];
@@ -31,7 +28,25 @@ b64url_encode(struct buf *out, const uint8_t *p, size_t len)
 		dst[o++] = alphabet[v >> 12 & 63];
 		dst[o++] = alphabet[v >> 6 & 63];
 	}
+}
+
+int
+b64url_encode(struct buf *out, const uint8_t *p, size_t len)
+{
+	uint8_t *dst;
+	int r;
+
+	if ((r = buf_reserve(out, B64URL_ENCODED_LEN(len), &dst)) != 0)
+		return r;
+	encode((char *)dst, p, len);
 	return 0;
+}
+
+void
+b64url_digest(const uint8_t d[32], char out[B64URL_DIGEST_LEN + 1])
+{
+	encode(out, d, 32);
+	out[B64URL_DIGEST_LEN] = '\0';
 }
 
 static int

@@ -14,6 +14,10 @@
 
 /* Appends the encoding of p[len] to out (no NUL). */
 int	b64url_encode(struct buf *out, const uint8_t *p, size_t len);
+/* A SHA-256 digest's encoding, as hashes are written in tokens and the
+ * audit log: 43 characters and a NUL, no allocation. */
+#define B64URL_DIGEST_LEN	43
+void	b64url_digest(const uint8_t d[32], char out[B64URL_DIGEST_LEN + 1]);
 /* Appends the decoding of s[slen] to out; TH_ERR_INVALID if malformed. */
 int	b64url_decode(struct buf *out, const char *s, size_t slen);
 

@@ -18,15 +18,9 @@ void
 jws_hash(const void *p, size_t len, char out[JWS_HASH_LEN + 1])
 {
 	uint8_t d[SHA256_DIGEST_LENGTH];
-	struct buf *b = buf_new();
 
 	sha256(p, len, d);
-	out[0] = '\0';
-	if (b != NULL && b64url_encode(b, d, sizeof(d)) == 0) {
-		memcpy(out, buf_ptr(b), JWS_HASH_LEN);
-		out[JWS_HASH_LEN] = '\0';
-	}
-	buf_free(b);
+	b64url_digest(d, out);
 }
 
 void

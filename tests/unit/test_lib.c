@@ -101,6 +101,24 @@ test_b64url_vectors(void **state)
 	check_b64("\xfb\xff", "-_8");
 }
 
+/* A digest's fixed-size encoding: SHA-256("abc") (FIPS 180-2 example),
+ * written as python3 base64.urlsafe_b64encode writes it, unpadded. */
+static void
+test_b64url_digest(void **state)
+{
+	static const uint8_t abc[32] = {
+		0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
+		0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17,
+		0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad
+	};
+	char out[B64URL_DIGEST_LEN + 1];
+
+	(void)state;
+	memset(out, 'x', sizeof(out));
+	b64url_digest(abc, out);
+	assert_string_equal(out, "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
+}
+
 static void
 test_b64url_strict(void **state)
 {
@@ -159,6 +177,7 @@ main(void)
 		cmocka_unit_test(test_buf_typed),
 		cmocka_unit_test(test_buf_grows_and_compacts),
 		cmocka_unit_test(test_b64url_vectors),
+		cmocka_unit_test(test_b64url_digest),
 		cmocka_unit_test(test_b64url_strict),
 		cmocka_unit_test(test_json_strict),
 	};
