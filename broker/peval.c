@@ -381,28 +381,13 @@ zone_check(const char *tz)
 	return ok ? 0 : th_fail(TH_ERR_INVALID, "unknown time zone %s", tz);
 }
 
-/* Minutes since midnight of member key, "HH:MM" with 00:00 <= it <= 24:00;
- * -1 otherwise.  Stricter than sscanf (no sign, no blanks). */
+/* Minutes since midnight of member key, or -1 (policy_hhmm). */
 static int
 window_minutes(struct json_object *w, const char *key)
 {
 	struct json_object *v;
-	const char *s;
-	int h, m;
 
-	if (!json_object_object_get_ex(w, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return -1;
-	s = json_object_get_string(v);
-	if (strlen(s) != 5 || s[2] != ':' ||
-	    s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9' ||
-	    s[3] < '0' || s[3] > '9' || s[4] < '0' || s[4] > '9')
-		return -1;
-	h = (s[0] - '0') * 10 + (s[1] - '0');
-	m = (s[3] - '0') * 10 + (s[4] - '0');
-	if (h > 24 || m > 59 || (h == 24 && m != 0))
-		return -1;
-	return h * 60 + m;
+	return json_object_object_get_ex(w, key, &v) ? policy_hhmm(v) : -1;
 }
 
 int

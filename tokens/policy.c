@@ -48,10 +48,8 @@ is_branch(const char *s)
 	return branch_valid(s, 1);
 }
 
-/* "HH:MM" (exactly two digits, a colon, two digits) -> minutes since
- * midnight, or -1. */
-static int
-hhmm(struct json_object *v)
+int
+policy_hhmm(struct json_object *v)
 {
 	const char *s;
 	int h, m;
@@ -107,8 +105,10 @@ window_validate(struct json_object *w)
 	    !is_string_list(v, is_day) || json_object_array_length(v) == 0)
 		return th_fail(TH_ERR_INVALID, "time_window days must be "
 		    "among mon..sun");
-	if (!json_object_object_get_ex(w, "start", &v) || (start = hhmm(v)) < 0 ||
-	    !json_object_object_get_ex(w, "end", &v) || (end = hhmm(v)) < 0 ||
+	if (!json_object_object_get_ex(w, "start", &v) ||
+	    (start = policy_hhmm(v)) < 0 ||
+	    !json_object_object_get_ex(w, "end", &v) ||
+	    (end = policy_hhmm(v)) < 0 ||
 	    start >= end)
 		return th_fail(TH_ERR_INVALID, "time_window needs start < end "
 		    "as HH:MM");
@@ -208,11 +208,11 @@ window_narrows(struct json_object *c, struct json_object *p)
 		return th_fail(TH_ERR_DENIED, "time_window adds %s", missing);
 	json_object_object_get_ex(c, "start", &cv);
 	json_object_object_get_ex(p, "start", &pv);
-	if (hhmm(cv) < hhmm(pv))
+	if (policy_hhmm(cv) < policy_hhmm(pv))
 		return th_fail(TH_ERR_DENIED, "time_window starts earlier");
 	json_object_object_get_ex(c, "end", &cv);
 	json_object_object_get_ex(p, "end", &pv);
-	if (hhmm(cv) > hhmm(pv))
+	if (policy_hhmm(cv) > policy_hhmm(pv))
 		return th_fail(TH_ERR_DENIED, "time_window ends later");
 	return 0;
 }

@@ -17,6 +17,10 @@ int	policy_validate(struct json_object *p);
  * TH_ERR_DENIED naming the weakened condition otherwise. */
 int	policy_narrows(struct json_object *child, struct json_object *parent);
 
+/* A time_window's "HH:MM" (exactly two digits, a colon, two digits, from
+ * 00:00 to 24:00) -> minutes since midnight, or -1. */
+int	policy_hhmm(struct json_object *v);
+
 /* 1 if s can be an IANA zone name: letters, digits, "/_+-", no leading
  * '/', no "..", at most 64 bytes (it becomes a path under zoneinfo). */
 int	policy_tz_valid(const char *s);
