@@ -3,7 +3,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/sha.h>
 #include <sqlite3.h>
 
 #include "b64url.h"

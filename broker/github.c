@@ -4,12 +4,12 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include "err.h"
 #include "github.h"
 #include "json.h"
 #include "jws.h"
+#include "sha.h"
 
 #define GH_JWT_TTL	540	/* GitHub allows 600; iat is backdated 60 */
 #define GH_PER_PAGE	100
@@ -234,10 +234,10 @@ gh_installation(struct gh *g, const char *repo, int64_t *id)
 static void
 fingerprint(const char *value, char out[65])
 {
-	uint8_t d[SHA256_DIGEST_LENGTH];
+	uint8_t d[SHA_LEN];
 	size_t i;
 
-	SHA256((const uint8_t *)value, strlen(value), d);
+	sha256((const uint8_t *)value, strlen(value), d);
 	for (i = 0; i < sizeof(d); i++)
 		snprintf(out + 2 * i, 3, "%02x", d[i]);
 }

@@ -3,12 +3,12 @@
 
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
-#include <openssl/sha.h>
 
 #include "b64url.h"
 #include "err.h"
 #include "json.h"
 #include "jwk.h"
+#include "sha.h"
 
 #define JWK_EC_COORD	32
 #define JWK_RSA_MIN	2048
@@ -244,7 +244,7 @@ jwk_thumbprint(EVP_PKEY *pub, char out[JWK_THUMBPRINT_LEN + 1])
 {
 	struct json_object *jwk = NULL;
 	const char *x, *y, *n, *e;
-	uint8_t digest[SHA256_DIGEST_LENGTH];
+	uint8_t digest[SHA_LEN];
 	char canon[2048];
 	struct buf *b = NULL;
 	int r, len;
@@ -268,7 +268,7 @@ jwk_thumbprint(EVP_PKEY *pub, char out[JWK_THUMBPRINT_LEN + 1])
 		r = TH_ERR_INTERNAL;
 		goto out;
 	}
-	SHA256((const uint8_t *)canon, (size_t)len, digest);
+	sha256((const uint8_t *)canon, (size_t)len, digest);
 	if ((b = buf_new()) == NULL) {
 		r = TH_ERR_ALLOC;
 		goto out;

@@ -3,7 +3,6 @@
 
 #include <openssl/ecdsa.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include "b64url.h"
 #include "err.h"
@@ -17,7 +16,7 @@
 void
 jws_hash(const void *p, size_t len, char out[JWS_HASH_LEN + 1])
 {
-	uint8_t d[SHA256_DIGEST_LENGTH];
+	uint8_t d[SHA_LEN];
 
 	sha256(p, len, d);
 	b64url_digest(d, out);
@@ -147,7 +146,8 @@ parse(const char *token, size_t len, int with_sig, struct jws **out)
 	}
 	memcpy(j->sig, buf_ptr(b), buf_len(b));
 	j->siglen = buf_len(b);
-	jws_hash(token, len, j->hash);
+	sha256(token, len, j->digest);
+	b64url_digest(j->digest, j->hash);
  done:
 	*out = j;
 	j = NULL;

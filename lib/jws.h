@@ -29,7 +29,8 @@ struct jws {
 	size_t			 input_len;	/* signing input is token[0..) */
 	uint8_t			 sig[TH_SIG_MAX];
 	size_t			 siglen;
-	char			 hash[JWS_HASH_LEN + 1];
+	uint8_t			 digest[32];	/* SHA-256 of the token */
+	char			 hash[JWS_HASH_LEN + 1];	/* its base64url */
 };
 
 /* Parses without verifying; *out is freed with jws_free.  typ may be

@@ -34,12 +34,12 @@
 
 #include <openssl/crypto.h>
 #include <openssl/pem.h>
-#include <openssl/sha.h>
 
 #include "alg.h"
 #include "err.h"
 #include "jws.h"
 #include "p11.h"
+#include "sha.h"
 
 #define PROG	"threshold-pkcs11-helper"
 
@@ -183,7 +183,7 @@ cmd_sign(struct p11_ctx *ctx, const char *uri, const struct jws *in)
 		    "%s", th_alg_name(in->alg), th_alg_name(p11_key_alg(key)));
 		goto out;
 	}
-	SHA256((const uint8_t *)in->token, in->input_len, digest);
+	sha256((const uint8_t *)in->token, in->input_len, digest);
 	if ((r = p11_sign(key, digest, sig, &siglen)) != 0 ||
 	    (r = write_all(STDOUT_FILENO, sig, siglen)) != 0)
 		goto out;

@@ -19,7 +19,6 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
-#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include <libp11.h>
@@ -28,6 +27,7 @@
 
 #include "err.h"
 #include "p11.h"
+#include "sha.h"
 
 #define TMPL_MAX	24	/* attributes in one template */
 #define FIND_MAX	16	/* objects one lookup may return */
@@ -820,14 +820,14 @@ check_free(struct p11_ctx *ctx, CK_SESSION_HANDLE s, const CK_ATTRIBUTE *label,
 static int
 id_derive(EVP_PKEY *pk, uint8_t id[P11_ID_DERIVED_LEN])
 {
-	uint8_t md[SHA256_DIGEST_LENGTH], *der = NULL;
+	uint8_t md[SHA_LEN], *der = NULL;
 	int len;
 
 	if ((len = i2d_PUBKEY(pk, &der)) <= 0) {
 		ERR_clear_error();
 		return th_fail(TH_ERR_CRYPTO, "cannot encode public key");
 	}
-	SHA256(der, (size_t)len, md);
+	sha256(der, (size_t)len, md);
 	OPENSSL_free(der);
 	memcpy(id, md, P11_ID_DERIVED_LEN);
 	return 0;
@@ -1343,7 +1343,7 @@ p11_key_load(struct p11_ctx *ctx, const char *uri, struct p11_key **out)
 	key->siglen = key->alg == TH_ALG_ES256 ? ES256_SIG_LEN : RSA_BYTES;
 
 	/* The public key we report must verify what the private key signs. */
-	SHA256((const uint8_t *)"threshold p11 self-test", 23, digest);
+	sha256((const uint8_t *)"threshold p11 self-test", 23, digest);
 	if ((r = sign_raw(key, digest, sig, &siglen)) != 0)
 		goto out;
 	if ((r = verify(key->pub, key->alg, digest, sig, siglen)) != 0) {

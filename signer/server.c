@@ -11,14 +11,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/sha.h>
-
 #include "akcert.h"
 #include "check.h"
 #include "err.h"
 #include "log.h"
 #include "proto.h"
 #include "server.h"
+#include "sha.h"
 #include "usock.h"
 
 struct client {
@@ -115,7 +114,7 @@ handle_sign(struct server *s, const struct proto_req *req, struct buf *out)
 	    (r = check_sign_payload(s->cfg, p, alg, req->data, req->data_len,
 	    time(NULL))) != 0)
 		return r;
-	SHA256(req->data, req->data_len, digest);
+	sha256(req->data, req->data_len, digest);
 	if ((r = keys_sign(s->keys, p, digest, sig, &siglen)) != 0)
 		return r;
 	blob[0] = sig;
