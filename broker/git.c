@@ -22,7 +22,6 @@
 #include <curl/curl.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "broker.h"
 #include "err.h"
@@ -31,7 +30,6 @@
 #include "log.h"
 #include "peval.h"
 
-#define GIT_AUTH_MAX		(JWS_TOKEN_MAX * 2)
 #define GIT_REPLY_MAX		((int64_t)64 * 1024 * 1024) /* receive-pack */
 #define GIT_BOUNDARY_MAX	16
 
@@ -234,41 +232,29 @@ spool_open(const char *dir)
 	return fd;
 }
 
-/* The capability from "Authorization: Basic base64(user:capability)". */
+/* The capability from "Authorization: Basic base64(user:capability)";
+ * TH_ERR_NOT_FOUND if there is none. */
 static int
 basic_password(struct MHD_Connection *c, char *out, size_t outlen)
 {
-	const char *h, *colon;
-	unsigned char dec[GIT_AUTH_MAX];
+	char *user, *pass = NULL;
 	size_t n;
-	int len, r = TH_ERR_DENIED;
+	int r = TH_ERR_NOT_FOUND;
 
 	out[0] = '\0';
-	h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-	    MHD_HTTP_HEADER_AUTHORIZATION);
-	if (h == NULL || strncmp(h, "Basic ", 6) != 0)
-		return TH_ERR_NOT_FOUND;
-	h += 6;
-	n = strlen(h);
-	if (n == 0 || n % 4 != 0 || n / 4 * 3 > sizeof(dec))
+	if ((user = MHD_basic_auth_get_username_password(c, &pass)) == NULL)
 		goto out;
-	if ((len = EVP_DecodeBlock(dec, (const unsigned char *)h, (int)n)) < 0)
-		goto out;
-	while (len > 0 && h[n - 1] == '=') {	/* padding decodes to zeros */
-		len--;
-		n--;
+	r = TH_ERR_DENIED;
+	if (pass != NULL && (n = strlen(pass)) > 0 && n < outlen) {
+		memcpy(out, pass, n + 1);
+		r = 0;
 	}
-	if ((colon = memchr(dec, ':', (size_t)len)) == NULL ||
-	    memchr(dec, '\0', (size_t)len) != NULL)
-		goto out;
-	n = (size_t)len - (size_t)(colon - (const char *)dec) - 1;
-	if (n == 0 || n >= outlen)
-		goto out;
-	memcpy(out, colon + 1, n);
-	out[n] = '\0';
-	r = 0;
  out:
-	OPENSSL_cleanse(dec, sizeof(dec));
+	if (pass != NULL) {
+		OPENSSL_cleanse(pass, strlen(pass));
+		MHD_free(pass);
+	}
+	MHD_free(user);
 	return r;
 }
 

@@ -63,6 +63,11 @@ refused_push() {
 		fail "... a refused push reached GitHub"
 }
 
+code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/info/refs?service=git-upload-pack")
+[ "$code" = 401 ] && ok "no credentials: 401, so git asks its helper" || fail "no credentials (got $code)"
+code=$(curl -s -o "$T/body" -w '%{http_code}' -u "x-capability:not-a-capability" "$URL/info/refs?service=git-upload-pack")
+[ "$code" = 403 ] && grep -q "malformed capability" "$T/body" && ok "a password that is no capability: 403, one line why" ||
+	fail "bogus capability (got $code: $(cat "$T/body"))"
 expect_ok "git clone through the broker" git clone -q "$URL" "$W"
 [ -f "$W/README.md" ] && ok "the clone has the repository's files" || fail "clone content"
 if grep -rq "ghs_\|x-access-token" "$T/home" "$W/.git/config"; then fail "a GitHub token in the agent's files"; else ok "no GitHub token in the agent's files"; fi
