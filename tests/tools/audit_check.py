@@ -30,10 +30,13 @@ def lines(path):
     for line in open(path, "rb"):
         line = line.rstrip(b"\n")
         obj = json.loads(line)
-        t = obj["type"]
-        prefix = b'{"type":"%s","%s":' % (t.encode(), t.encode())
-        assert line.startswith(prefix) and line.endswith(b"}"), line[:60]
-        yield t, line[len(prefix):-1], obj[t]
+        t = obj["type"].encode()
+        # Two members, in either order (the broker writes "type" first).
+        first, last = b'{"type":"%s","%s":' % (t, t), b'}'
+        if not line.startswith(first):
+            first, last = b'{"%s":' % t, b',"type":"%s"}' % t
+        assert line.startswith(first) and line.endswith(last), line[:60]
+        yield t.decode(), line[len(first):-len(last)], obj[t.decode()]
 
 
 def main():
