@@ -89,6 +89,7 @@ struct averify {
 	size_t			 nsel, nsel_pcrs;
 	char			 instance[80];
 	int			 ek_checked;
+	char			 ek_hash[HASH_B64];	/* of ek_cert's DER */
 	int			 ak_activated;
 
 	/* Step 2; leaves and kinds feed steps 3 and 6. */
@@ -870,6 +871,7 @@ check_ek(struct averify *v, struct json_object *h)
 		r = fail(v, 1, "header: ek_cert is not a DER certificate");
 		goto out;
 	}
+	jws_hash(buf_ptr(der), buf_len(der), v->ek_hash);	/* activation's */
 	r = 0;
 	if (v->ek_ca == NULL)
 		goto out;
@@ -900,9 +902,8 @@ check_activation(struct averify *v, struct json_object *h)
 {
 	struct json_object *o, *ek, *akj;
 	struct jws *j = NULL;
-	struct buf *der = NULL;
 	EVP_PKEY *ak = NULL;
-	char want[JWS_HASH_LEN + 1], tp_claim[JWK_THUMBPRINT_LEN + 1];
+	char tp_claim[JWK_THUMBPRINT_LEN + 1];
 	char tp_ak[JWK_THUMBPRINT_LEN + 1];
 	const char *s;
 	int64_t iat;
@@ -929,15 +930,6 @@ check_activation(struct averify *v, struct json_object *h)
 		r = fail(v, 1, "header: activation is not signed by the root");
 		goto out;
 	}
-	if ((der = buf_new()) == NULL) {
-		r = TH_ERR_ALLOC;
-		goto out;
-	}
-	if ((r = b64_decode(json_object_get_string(ek), 16384, der)) != 0) {
-		r = fail(v, 1, "header: ek_cert: %s", th_errmsg(r));
-		goto out;
-	}
-	jws_hash(buf_ptr(der), buf_len(der), want);
 	if (json_get_string(j->claims, "iss", &s) != 0 ||
 	    strcmp(s, "threshold:root") != 0 ||
 	    json_get_string(j->claims, "sub", &s) != 0 ||
@@ -950,7 +942,7 @@ check_activation(struct averify *v, struct json_object *h)
 		goto out;
 	}
 	if (json_get_string(j->claims, "ek_cert", &s) != 0 ||
-	    strcmp(s, want) != 0) {
+	    strcmp(s, v->ek_hash) != 0) {
 		r = fail(v, 1, "header: activation is for another EK "
 		    "certificate");
 		goto out;
@@ -966,7 +958,6 @@ check_activation(struct averify *v, struct json_object *h)
 	r = 0;
  out:
 	EVP_PKEY_free(ak);
-	buf_free(der);
 	jws_free(j);
 	return r;
 }
