@@ -73,6 +73,16 @@ request_purpose(const struct proto_req *req)
 	return p;
 }
 
+/* An OK reply of one blob, b. */
+static int
+reply_one(struct buf *out, const struct buf *b)
+{
+	const uint8_t *blob[1] = { buf_ptr(b) };
+	size_t len[1] = { buf_len(b) };
+
+	return proto_reply_blobs(out, NULL, blob, len, 1);
+}
+
 static int
 handle_pubkey(struct server *s, const struct proto_req *req, struct buf *out)
 {
@@ -123,16 +133,25 @@ handle_sign(struct server *s, const struct proto_req *req, struct buf *out)
 }
 
 static int
+need_attestation_key(const struct server *s)
+{
+	if (s->cfg->keys[PURPOSE_ATTESTATION].backend == BACKEND_NONE)
+		return th_fail(TH_ERR_NOT_FOUND, "no attestation key is "
+		    "configured");
+	return 0;
+}
+
+static int
 handle_quote(struct server *s, const struct proto_req *req, struct buf *out)
 {
 	struct buf *attest = NULL, *sig = NULL, *pcrs = NULL;
 	const uint8_t *blob[3];
 	size_t len[3];
-	int r = TH_ERR_ALLOC;
+	int r;
 
-	if (s->cfg->keys[PURPOSE_ATTESTATION].backend == BACKEND_NONE)
-		return th_fail(TH_ERR_NOT_FOUND, "no attestation key is "
-		    "configured");
+	if ((r = need_attestation_key(s)) != 0)
+		return r;
+	r = TH_ERR_ALLOC;
 	if ((attest = buf_new()) == NULL || (sig = buf_new()) == NULL ||
 	    (pcrs = buf_new()) == NULL)
 		goto out;
@@ -157,29 +176,15 @@ static int
 handle_ekcert(struct server *s, const struct proto_req *req, struct buf *out)
 {
 	struct buf *der;
-	const uint8_t *blob[1];
-	size_t len[1];
 	int r;
 
 	(void)req;
 	if ((der = buf_new()) == NULL)
 		return TH_ERR_ALLOC;
-	if ((r = keys_ekcert(s->keys, der)) == 0) {
-		blob[0] = buf_ptr(der);
-		len[0] = buf_len(der);
-		r = proto_reply_blobs(out, NULL, blob, len, 1);
-	}
+	if ((r = keys_ekcert(s->keys, der)) == 0)
+		r = reply_one(out, der);
 	buf_free(der);
 	return r;
-}
-
-static int
-need_attestation_key(const struct server *s)
-{
-	if (s->cfg->keys[PURPOSE_ATTESTATION].backend == BACKEND_NONE)
-		return th_fail(TH_ERR_NOT_FOUND, "no attestation key is "
-		    "configured");
-	return 0;
 }
 
 static int
@@ -217,8 +222,6 @@ handle_activate(struct server *s, const struct proto_req *req,
     struct buf *out)
 {
 	struct buf *info;
-	const uint8_t *blob[1];
-	size_t len[1];
 	int r;
 
 	if ((r = need_attestation_key(s)) != 0)
@@ -226,11 +229,8 @@ handle_activate(struct server *s, const struct proto_req *req,
 	if ((info = buf_new()) == NULL)
 		return TH_ERR_ALLOC;
 	if ((r = keys_activate(s->keys, req->data, req->data_len, req->data2,
-	    req->data2_len, info)) == 0) {
-		blob[0] = buf_ptr(info);
-		len[0] = buf_len(info);
-		r = proto_reply_blobs(out, NULL, blob, len, 1);
-	}
+	    req->data2_len, info)) == 0)
+		r = reply_one(out, info);
 	buf_free(info);
 	return r;
 }
@@ -242,8 +242,6 @@ handle_akcert(struct server *s, const struct proto_req *req,
     struct buf *out)
 {
 	struct buf *tok;
-	const uint8_t *blob[1];
-	size_t len[1];
 	int r;
 
 	if ((r = need_attestation_key(s)) != 0)
@@ -253,11 +251,8 @@ handle_akcert(struct server *s, const struct proto_req *req,
 		    "configured");
 	if ((tok = buf_new()) == NULL)
 		return TH_ERR_ALLOC;
-	if ((r = akcert_make(s->keys, req->data, req->data_len, tok)) == 0) {
-		blob[0] = buf_ptr(tok);
-		len[0] = buf_len(tok);
-		r = proto_reply_blobs(out, NULL, blob, len, 1);
-	}
+	if ((r = akcert_make(s->keys, req->data, req->data_len, tok)) == 0)
+		r = reply_one(out, tok);
 	buf_free(tok);
 	return r;
 }
