@@ -43,32 +43,33 @@ find_checkpoint(sqlite3 *db, int64_t seq, struct json_object **cp,
     int64_t *first, int64_t *last)
 {
 	sqlite3_stmt *q = NULL;
-	int r = TH_ERR_NOT_FOUND, rc;
+	int r, rc;
 
 	*cp = NULL;
-	if (sqlite3_prepare_v2(db, "SELECT body FROM checkpoints ORDER BY n",
-	    -1, &q, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(db, "SELECT body FROM checkpoints WHERE "
+	    "json_extract(body, '$.first') <= ?1 AND "
+	    "json_extract(body, '$.last') >= ?1 LIMIT 1", -1, &q, NULL) !=
+	    SQLITE_OK || sqlite3_bind_int64(q, 1, seq) != SQLITE_OK) {
 		r = th_fail(TH_ERR_IO, "audit log: %s", sqlite3_errmsg(db));
 		goto out;
 	}
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		if ((r = parse_row(q, 0, cp)) != 0 ||
-		    (r = json_get_int64(*cp, "first", first)) != 0 ||
-		    (r = json_get_int64(*cp, "last", last)) != 0)
-			goto out;
-		if (*first <= seq && seq <= *last) {
-			r = 0;
-			goto out;
-		}
-		json_object_put(*cp);
-		*cp = NULL;
-		r = TH_ERR_NOT_FOUND;
-	}
-	if (rc != SQLITE_DONE)
-		r = th_fail(TH_ERR_IO, "audit log: %s", sqlite3_errmsg(db));
-	else
+	if ((rc = sqlite3_step(q)) == SQLITE_DONE) {
 		r = th_fail(TH_ERR_NOT_FOUND, "entry %lld is not committed: no "
 		    "checkpoint covers it (yet)", (long long)seq);
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = th_fail(TH_ERR_IO, "audit log: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	if ((r = parse_row(q, 0, cp)) != 0 ||
+	    (r = json_get_int64(*cp, "first", first)) != 0 ||
+	    (r = json_get_int64(*cp, "last", last)) != 0)
+		goto out;
+	if (*first > seq || seq > *last)
+		r = th_fail(TH_ERR_PROTOCOL, "audit log: checkpoint %lld..%lld "
+		    "does not hold entry %lld", (long long)*first,
+		    (long long)*last, (long long)seq);
  out:
 	sqlite3_finalize(q);
 	return r;
