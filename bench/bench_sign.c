@@ -3,8 +3,13 @@
  *
  *   bench_sign raw CONFIG KEYREF N       KEYREF: tpm:0x81... or pkcs11:...
  *   bench_sign socket SOCKET PURPOSE N [APP-ID [CONNECTIONS]]
+ *   bench_sign compare CONFIG KEYREF SOCKET PURPOSE N [APP-ID]
  *
- * Prints one line: mode, key, ops/s, p50 and p99 latency in microseconds. */
+ * raw and socket print one line: mode, key, ops/s, p50 and p99 latency in
+ * microseconds.  compare measures both in one process, alternating blocks
+ * of N / COMPARE_ROUNDS signatures, so that the two figures see the same
+ * machine (a shared VM's speed drifts by more than the overhead measured)
+ * and prints both lines and the overhead, by rate and by p50. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -24,6 +29,7 @@
 #include "typ.h"
 
 #define BENCH_CONNS_MAX	16
+#define COMPARE_ROUNDS	20
 
 static void
 report(const char *mode, const char *what, double *lat, size_t n,
@@ -114,33 +120,37 @@ struct worker {
 	const char	*path, *purpose, *app_id;
 	size_t		 first, n;
 	double		*lat;
+	pthread_barrier_t *ready;	/* every payload made: start the clock */
 	enum th_alg	 alg;
 	int		 r;
 };
 
+/* The payloads are made before the clock starts: what is timed is the
+ * signer (socket, checks, hashing, signing), not this client's formatting. */
 static void *
 worker_run(void *arg)
 {
 	struct worker *w = arg;
 	struct sigc *c = NULL;
-	struct buf *payload = buf_new();
+	struct buf **payload;
 	uint8_t sig[TH_SIG_MAX];
 	size_t i, siglen;
 	double t0;
 
-	if (payload == NULL) {
+	if ((payload = calloc(w->n, sizeof(*payload))) == NULL)
 		w->r = TH_ERR_ALLOC;
-		return NULL;
-	}
-	if ((w->r = sigc_connect(w->path, &c)) != 0)
-		goto out;
-	for (i = 0; i < w->n; i++) {
-		if ((w->r = make_payload(payload, w->purpose, w->app_id,
-		    w->first + i)) != 0)
-			goto out;
+	for (i = 0; w->r == 0 && i < w->n; i++)
+		if ((payload[i] = buf_new()) == NULL ||
+		    make_payload(payload[i], w->purpose, w->app_id,
+		    w->first + i) != 0)
+			w->r = TH_ERR_ALLOC;
+	if (w->r == 0)
+		w->r = sigc_connect(w->path, &c);
+	pthread_barrier_wait(w->ready);
+	for (i = 0; w->r == 0 && i < w->n; i++) {
 		t0 = now_us();
-		if ((w->r = sigc_sign(c, w->purpose, buf_ptr(payload),
-		    buf_len(payload), &w->alg, sig, &siglen)) != 0)
+		if ((w->r = sigc_sign(c, w->purpose, buf_ptr(payload[i]),
+		    buf_len(payload[i]), &w->alg, sig, &siglen)) != 0)
 			goto out;
 		w->lat[w->first + i] = now_us() - t0;
 	}
@@ -148,7 +158,9 @@ worker_run(void *arg)
 	if (w->r != 0)
 		fprintf(stderr, "bench_sign: %s\n", th_errmsg(w->r));
 	sigc_close(c);
-	buf_free(payload);
+	for (i = 0; payload != NULL && i < w->n; i++)
+		buf_free(payload[i]);
+	free(payload);
 	return NULL;
 }
 
@@ -160,6 +172,7 @@ bench_socket(const char *path, const char *purpose, size_t n,
 {
 	struct worker w[BENCH_CONNS_MAX];
 	pthread_t th[BENCH_CONNS_MAX];
+	pthread_barrier_t ready;
 	double *lat, start;
 	char what[64];
 	size_t i;
@@ -168,13 +181,15 @@ bench_socket(const char *path, const char *purpose, size_t n,
 	if (conns == 0 || conns > BENCH_CONNS_MAX ||
 	    (lat = calloc(n, sizeof(*lat))) == NULL)
 		return 1;
-	start = now_us();
+	pthread_barrier_init(&ready, NULL, (unsigned)conns + 1);
 	for (i = 0; i < conns; i++) {
 		w[i] = (struct worker){ .path = path, .purpose = purpose,
 		    .app_id = app_id, .first = i * (n / conns), .n = n / conns,
-		    .lat = lat };
+		    .lat = lat, .ready = &ready };
 		pthread_create(&th[i], NULL, worker_run, &w[i]);
 	}
+	pthread_barrier_wait(&ready);
+	start = now_us();
 	for (i = 0; i < conns; i++) {
 		pthread_join(th[i], NULL);
 		r |= w[i].r;
@@ -185,7 +200,83 @@ bench_socket(const char *path, const char *purpose, size_t n,
 		report("socket", what, lat, conns * (n / conns),
 		    now_us() - start);
 	}
+	pthread_barrier_destroy(&ready);
 	free(lat);
+	return r != 0;
+}
+
+/* Raw and socket in alternating blocks; KEYREF must be the PKCS#11 key the
+ * signer serves for PURPOSE (SoftHSM is opened by both processes at once). */
+static int
+bench_compare(const char *conf, const char *ref, const char *path,
+    const char *purpose, size_t n, const char *app_id)
+{
+	struct config cfg;
+	struct p11_ctx *p11 = NULL;
+	struct p11_key *pk = NULL;
+	struct sigc *c = NULL;
+	struct buf **payload = NULL;
+	uint8_t digest[TH_DIGEST_LEN], sig[TH_SIG_MAX];
+	double *lat[2] = { NULL, NULL }, total[2] = { 0, 0 }, t0, t;
+	size_t round, i, k, blk = n / COMPARE_ROUNDS, siglen, done = 0;
+	enum th_alg alg;
+	int r = TH_ERR_ALLOC;
+
+	if (blk == 0 || (lat[0] = calloc(n, sizeof(double))) == NULL ||
+	    (lat[1] = calloc(n, sizeof(double))) == NULL ||
+	    (payload = calloc(blk, sizeof(*payload))) == NULL)
+		goto out;
+	for (i = 0; i < blk; i++)
+		if ((payload[i] = buf_new()) == NULL)
+			goto out;
+	if ((r = config_load(conf, &cfg)) != 0 ||
+	    (r = p11_open(cfg.p11_module, cfg.p11_pin_file, &p11)) != 0 ||
+	    (r = p11_key_load(p11, ref, &pk)) != 0 ||
+	    (r = sigc_connect(path, &c)) != 0)
+		goto out;
+	RAND_bytes(digest, sizeof(digest));
+	for (round = 0; round < COMPARE_ROUNDS; round++) {
+		for (i = 0; i < blk; i++)
+			if ((r = make_payload(payload[i], purpose, app_id,
+			    done + i)) != 0)
+				goto out;
+		for (i = 0; i < blk; i++) {
+			t0 = now_us();
+			siglen = sizeof(sig);
+			digest[0] = (uint8_t)i;
+			if ((r = p11_sign(pk, digest, sig, &siglen)) != 0)
+				goto out;
+			t = now_us() - t0;
+			lat[0][done + i] = t;
+			total[0] += t;
+		}
+		for (i = 0; i < blk; i++) {
+			t0 = now_us();
+			if ((r = sigc_sign(c, purpose, buf_ptr(payload[i]),
+			    buf_len(payload[i]), &alg, sig, &siglen)) != 0)
+				goto out;
+			t = now_us() - t0;
+			lat[1][done + i] = t;
+			total[1] += t;
+		}
+		done += blk;
+	}
+	report("raw", ref, lat[0], done, total[0]);
+	report("socket", purpose, lat[1], done, total[1]);
+	printf("overhead  socket vs raw, interleaved: %.1f%% by rate, %.1f%% "
+	    "by p50\n", (total[1] - total[0]) / total[0] * 100,
+	    (lat[1][done / 2] - lat[0][done / 2]) / lat[0][done / 2] * 100);
+ out:
+	if (r != 0)
+		fprintf(stderr, "bench_sign: %s\n", th_errmsg(r));
+	for (k = 0; payload != NULL && k < blk; k++)
+		buf_free(payload[k]);
+	free(payload);
+	free(lat[0]);
+	free(lat[1]);
+	sigc_close(c);
+	p11_key_free(pk);
+	p11_close(p11);
 	return r != 0;
 }
 
@@ -198,7 +289,12 @@ main(int argc, char **argv)
 		return bench_socket(argv[2], argv[3], strtoul(argv[4], NULL, 10),
 		    argc >= 6 ? argv[5] : "",
 		    argc == 7 ? strtoul(argv[6], NULL, 10) : 1);
+	if ((argc == 7 || argc == 8) && strcmp(argv[1], "compare") == 0)
+		return bench_compare(argv[2], argv[3], argv[4], argv[5],
+		    strtoul(argv[6], NULL, 10), argc == 8 ? argv[7] : "");
 	fprintf(stderr, "usage: bench_sign raw CONFIG KEYREF N\n"
-	    "       bench_sign socket SOCKET PURPOSE N [APP-ID [CONNS]]\n");
+	    "       bench_sign socket SOCKET PURPOSE N [APP-ID [CONNS]]\n"
+	    "       bench_sign compare CONFIG KEYREF SOCKET PURPOSE N "
+	    "[APP-ID]\n");
 	return 2;
 }

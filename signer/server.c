@@ -331,6 +331,7 @@ serve_frame(struct server *s, struct client *c, struct buf *body)
 {
 	struct proto_req req;
 	const char *name = "?";
+	char why[512];		/* th_errmsg's bound */
 	size_t i;
 	int r, p, fatal = 0;
 
@@ -359,18 +360,25 @@ serve_frame(struct server *s, struct client *c, struct buf *body)
 	}
 	r = handlers[i].fn(s, &req, s->reply);
  reply:
-	if (r == 0) {
+	if (r != 0) {
+		snprintf(why, sizeof(why), "%s", th_errmsg(r));
+		buf_reset(s->reply);
+		if (proto_reply_error(s->reply, r, why) != 0) {
+			buf_reset(s->reply);
+			fatal = 1;
+		}
+	}
+	if (buf_len(s->reply) > 0 &&
+	    send_all(c->fd, buf_ptr(s->reply), buf_len(s->reply)) != 0)
+		fatal = 1;
+	/* Logged once the reply is on its way: the line's write(2) need not
+	 * delay the peer, and nothing more is served before it is written. */
+	if (r == 0)
 		log_info("uid %u pid %d: %s %s: ok", (unsigned)c->uid,
 		    (int)c->pid, name, req.purpose);
-	} else {
+	else
 		log_warn("uid %u pid %d: %s %s: refused: %s", (unsigned)c->uid,
-		    (int)c->pid, name, req.purpose, th_errmsg(r));
-		buf_reset(s->reply);
-		if (proto_reply_error(s->reply, r, th_errmsg(r)) != 0)
-			return -1;
-	}
-	if (send_all(c->fd, buf_ptr(s->reply), buf_len(s->reply)) != 0)
-		return -1;
+		    (int)c->pid, name, req.purpose, why);
 	return fatal ? -1 : 0;
 }
 
