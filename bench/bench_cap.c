@@ -1,10 +1,12 @@
-/* Capabilities minted and redeemed per second, through the real signer and
- * a real store, with p50/p99 latency of one mint+redeem.
+/* Capabilities minted and verified (or redeemed) per second, through the
+ * real signer and a real store, with p50/p99 latency of one of each.
  *
- *   bench_cap SIGNER_SOCKET STATE_DIR N [THREADS]
+ *   bench_cap SIGNER_SOCKET STATE_DIR N [THREADS [verify|redeem]]
  *
  * Installs one chain (a human with an in-memory key: the human's token is
- * not on this path) and then mints and redeems N capabilities. */
+ * not on this path) and then mints N capabilities, each followed by
+ * cap_check (verify: parse, signature, cached chain, time, revocation, not
+ * yet spent) or cap_redeem (the same and the jti spent in SQLite). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,7 @@
 static char dbfile[512];
 static const char *sock;
 static struct cap_ctx *cap;
+static int spend;		/* redeem rather than verify */
 
 static int
 sign_local(EVP_PKEY *key, struct buf *tok)
@@ -111,7 +114,7 @@ install(struct sigc *sc, struct store *st, int64_t now)
 struct worker {
 	size_t	 first, n;
 	double	*lat;
-	double	 mint_us, redeem_us;
+	double	 mint_us, check_us;
 	int	 r;
 };
 
@@ -143,12 +146,12 @@ run(void *arg)
 		    tok, desc, sizeof(desc))) != 0)
 			goto out;
 		t1 = now_us();
-		if ((w->r = cap_redeem(cap, st, (const char *)buf_ptr(tok),
-		    buf_len(tok), now, &red)) != 0)
+		if ((w->r = (spend ? cap_redeem : cap_check)(cap, st,
+		    (const char *)buf_ptr(tok), buf_len(tok), now, &red)) != 0)
 			goto out;
 		w->lat[w->first + i] = now_us() - t0;
 		w->mint_us += t1 - t0;
-		w->redeem_us += now_us() - t1;
+		w->check_us += now_us() - t1;
 	}
  out:
 	if (w->r != 0)
@@ -170,15 +173,17 @@ main(int argc, char **argv)
 	double *lat, start, el;
 	int r = 0;
 
-	if (argc < 4 || argc > 5) {
+	if (argc < 4 || argc > 6 || (argc == 6 && strcmp(argv[5], "verify")
+	    != 0 && strcmp(argv[5], "redeem") != 0)) {
 		fprintf(stderr, "usage: bench_cap SIGNER_SOCKET STATE_DIR N "
-		    "[THREADS]\n");
+		    "[THREADS [verify|redeem]]\n");
 		return 2;
 	}
+	spend = argc == 6 && strcmp(argv[5], "redeem") == 0;
 	sock = argv[1];
 	snprintf(dbfile, sizeof(dbfile), "%s/threshold.db", argv[2]);
 	n = strtoul(argv[3], NULL, 10);
-	threads = argc == 5 ? strtoul(argv[4], NULL, 10) : 1;
+	threads = argc >= 5 ? strtoul(argv[4], NULL, 10) : 1;
 	if (n == 0 || threads == 0 || threads > THREADS_MAX ||
 	    (lat = calloc(n, sizeof(*lat))) == NULL)
 		return 2;
@@ -203,11 +208,12 @@ main(int argc, char **argv)
 	total = threads * (n / threads);
 	if (r == 0) {
 		sort_latencies(lat, total);
-		printf("%-6s mint+redeem, %zu thread(s)%-17s %9.0f ops/s   p50 "
-		    "%7.0f us   p99 %7.0f us   (mint %.0f us, redeem %.0f us)\n",
-		    "cap", threads, "", total / (el / 1e6), lat[total / 2],
-		    lat[total * 99 / 100], w[0].mint_us / w[0].n,
-		    w[0].redeem_us / w[0].n);
+		printf("%-6s mint+%-6s, %zu thread(s)%-17s %9.0f ops/s   p50 "
+		    "%7.0f us   p99 %7.0f us   (mint %.0f us, %s %.0f us)\n",
+		    "cap", spend ? "redeem" : "verify", threads, "",
+		    total / (el / 1e6), lat[total / 2], lat[total * 99 / 100],
+		    w[0].mint_us / w[0].n, spend ? "redeem" : "verify",
+		    w[0].check_us / w[0].n);
 	}
 	cap_ctx_free(cap);
 	sigc_close(sc);

@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -83,11 +85,17 @@ sigc_close(struct sigc *c)
 	free(c);
 }
 
+/* Threads of this process waiting for the signer's reply right now. */
+static atomic_int waiting;
+
 /* A SoftHSM signature takes ~40 us; blocking in read() at once means the
  * signer's reply must wake us, which on a VM costs an inter-processor
  * interrupt of the same order.  Polling without sleeping for a bounded while
  * first keeps the exchange on two busy cores.  Bounded: at most
- * SIGC_SPIN_US of CPU per call, then an ordinary blocking read. */
+ * SIGC_SPIN_US of CPU per call, then an ordinary blocking read.  Only while
+ * no other thread of this process waits on the signer too: the signer
+ * serves one request at a time, so the signer is busy anyway, and on a small
+ * machine spinning would take the core the signer or another thread needs. */
 static void
 sigc_spin(int fd)
 {
@@ -96,10 +104,15 @@ sigc_spin(int fd)
 	int i;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (i = 0;; i++) {
+	for (i = 0; atomic_load(&waiting) == 1; i++) {
 		if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) != -1 ||
 		    errno != EAGAIN)
 			return;
+		if (i % 8 != 7)
+			continue;
+		/* The signer may have been woken on this CPU (a Unix socket
+		 * wakes its reader on the writer's): let it run. */
+		sched_yield();
 		if (i % 16 != 15)
 			continue;
 		clock_gettime(CLOCK_MONOTONIC, &t);
@@ -124,9 +137,12 @@ sigc_call(struct sigc *c, const struct proto_req *req, struct proto_reply *rep)
 			return r;
 		/* Read even when the write failed: a signer that refuses a
 		 * peer sends its reason and closes before reading. */
+		atomic_fetch_add(&waiting, 1);
 		(void)proto_write_all(c->fd, buf_ptr(c->req), buf_len(c->req));
 		sigc_spin(c->fd);
-		if ((r = proto_read_frame(c->fd, c->rep)) == 0)
+		r = proto_read_frame(c->fd, c->rep);
+		atomic_fetch_sub(&waiting, 1);
+		if (r == 0)
 			break;
 		close(c->fd);
 		c->fd = -1;
