@@ -1528,6 +1528,30 @@ do_link(struct averify *v, uint64_t seq, struct json_object *e)
 
 /* The verified chain named by chain (an array of link hashes), live at
  * time, whose delegate is agent and which covers op. */
+/* The 1-based position of the first of chain's links that is not in the
+ * log, or 0; a store failure is left in *r. */
+static size_t
+missing_link(struct averify *v, struct json_object *chain, int *r)
+{
+	enum store_kind kind;
+	char *tok;
+	size_t i, n = json_object_array_length(chain);
+	int e;
+
+	for (i = 0; i < n; i++) {
+		e = store_get_token(v->st, json_object_get_string(
+		    json_object_array_get_idx(chain, i)), &kind, &tok);
+		free(tok);
+		if (e == TH_ERR_NOT_FOUND)
+			return i + 1;
+		if (e != 0) {
+			*r = e;
+			return 0;
+		}
+	}
+	return 0;
+}
+
 static int
 check_chain(struct averify *v, uint64_t seq, const char *what,
     const char *agent, struct json_object *op, struct json_object *chain,
@@ -1537,9 +1561,7 @@ check_chain(struct averify *v, uint64_t seq, const char *what,
 	struct chain_ctx *fresh;
 	struct json_object *x;
 	struct scope_req req;
-	enum store_kind kind;
 	const char *h;
-	char *tok;
 	size_t i, n = json_object_array_length(chain);
 	int r;
 
@@ -1553,15 +1575,6 @@ check_chain(struct averify *v, uint64_t seq, const char *what,
 			return fail(v, 5, "entry %llu: %s's chain link %zu is "
 			    "not a token hash", (unsigned long long)seq, what,
 			    i + 1);
-		r = store_get_token(v->st, json_object_get_string(x), &kind,
-		    &tok);
-		if (r == TH_ERR_NOT_FOUND)
-			return fail(v, 5, "entry %llu: %s's chain link %zu is "
-			    "not in the log", (unsigned long long)seq, what,
-			    i + 1);
-		if (r != 0)
-			return r;
-		free(tok);
 	}
 	h = json_object_get_string(json_object_array_get_idx(chain, n - 1));
 	if ((r = chain_get(v->chains, v->st, h, &c)) == TH_ERR_UNAVAILABLE) {
@@ -1574,15 +1587,24 @@ check_chain(struct averify *v, uint64_t seq, const char *what,
 	}
 	if (r == TH_ERR_ALLOC || r == TH_ERR_IO)
 		return r;
+	for (i = 0; r == 0 && i < n; i++)
+		if (c->n != n || strcmp(c->hashes[i], json_object_get_string(
+		    json_object_array_get_idx(chain, i))) != 0)
+			r = TH_ERR_INVALID;
+	/* A chain that verified and matches has every link in the log (it
+	 * was read from there); otherwise name a missing link, if any. */
+	if (r != 0 && (i = missing_link(v, chain, &r)) != 0)
+		return fail(v, 5, "entry %llu: %s's chain link %zu is not in "
+		    "the log", (unsigned long long)seq, what, i);
+	if (r == TH_ERR_ALLOC || r == TH_ERR_IO)
+		return r;
+	if (r == TH_ERR_INVALID)
+		return fail(v, 5, "entry %llu: %s's chain does not match "
+		    "the links its last link descends from",
+		    (unsigned long long)seq, what);
 	if (r != 0)
 		return fail(v, 5, "entry %llu: %s's chain does not verify: %s",
 		    (unsigned long long)seq, what, th_errmsg(r));
-	for (i = 0; i < n; i++)
-		if (c->n != n || strcmp(c->hashes[i], json_object_get_string(
-		    json_object_array_get_idx(chain, i))) != 0)
-			return fail(v, 5, "entry %llu: %s's chain does not match "
-			    "the links its last link descends from",
-			    (unsigned long long)seq, what);
 	if ((r = chain_check_live(c, v->st, time)) != 0) {
 		if (r != TH_ERR_DENIED)
 			return r;

@@ -13,6 +13,7 @@
 
 #define VPOOL_THREADS_MAX	8
 #define VPOOL_QUEUE		1024	/* jobs in flight */
+#define VPOOL_BATCH		8	/* jobs queued per worker wake-up */
 
 struct vpool;
 
@@ -24,7 +25,8 @@ void	vpool_free(struct vpool *p);			/* NULL ok */
  * caller collects one and submits again). */
 int	vpool_submit(struct vpool *p, uint64_t tag, const struct jws *j);
 /* The oldest job's result: 1 with *tag and *ok (1: verified), 0 if there
- * is no job, or (wait 0) the oldest is not finished. */
+ * is no job, or (wait 0) the oldest is not finished.  Jobs are started in
+ * batches of VPOOL_BATCH; waiting starts the rest. */
 int	vpool_collect(struct vpool *p, int wait, uint64_t *tag, int *ok);
 
 #endif

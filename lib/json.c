@@ -37,6 +37,16 @@ count_members(struct json_object *o)
 static size_t
 count_colons(const char *s, size_t len)
 {
+	/* Outside strings: structure, white space, numbers, true/false/null. */
+	static const uint8_t plain[256] = {
+		['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1, [','] = 1,
+		[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1,
+		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+		['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+		['-'] = 1, ['+'] = 1, ['.'] = 1, ['e'] = 1, ['E'] = 1,
+		['t'] = 1, ['r'] = 1, ['u'] = 1, ['f'] = 1, ['a'] = 1,
+		['l'] = 1, ['s'] = 1, ['n'] = 1
+	};
 	size_t i, n = 0;
 	int in_str = 0;
 
@@ -50,8 +60,7 @@ count_colons(const char *s, size_t len)
 			in_str = 1;
 		else if (s[i] == ':')
 			n++;
-		else if (strchr("{}[], \t\n\r0123456789-+.eEtrufalsn", s[i])
-		    == NULL)
+		else if (!plain[(uint8_t)s[i]])
 			return SIZE_MAX;
 	}
 	return n;

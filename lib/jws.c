@@ -181,25 +181,38 @@ static const uint8_t p256_order[32] = {
 	0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51
 };
 
-/* 1 if s (32 bytes) > order / 2, 0 if not, -1 on error; with fix, rewrites
- * a high s as order - s. */
-static int
-es256_high_s(uint8_t *s, int fix)
-{
-	BIGNUM *n = BN_bin2bn(p256_order, 32, NULL), *v = BN_bin2bn(s, 32, NULL);
-	BIGNUM *half = BN_new();
-	int high = -1;
+/* floor(order / 2): an s above it is high. */
+static const uint8_t p256_half_order[32] = {
+	0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00,
+	0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42,
+	0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8
+};
 
-	if (n == NULL || v == NULL || half == NULL || !BN_rshift1(half, n))
-		goto out;
-	high = BN_cmp(v, half) > 0;
-	if (high && fix && (!BN_sub(v, n, v) || BN_bn2binpad(v, s, 32) != 32))
-		high = -1;
- out:
+/* 1 if s (32 bytes) > order / 2.  Big-endian numbers of equal length:
+ * memcmp compares them, with no BIGNUM per verification. */
+static int
+es256_is_high_s(const uint8_t *s)
+{
+	return memcmp(s, p256_half_order, sizeof(p256_half_order)) > 0;
+}
+
+/* Rewrites a high s as order - s; 0, or -1 on error. */
+static int
+es256_make_low_s(uint8_t *s)
+{
+	BIGNUM *n = NULL, *v = NULL;
+	int r = -1;
+
+	if (!es256_is_high_s(s))
+		return 0;
+	if ((n = BN_bin2bn(p256_order, 32, NULL)) != NULL &&
+	    (v = BN_bin2bn(s, 32, NULL)) != NULL && BN_sub(v, n, v) &&
+	    BN_bn2binpad(v, s, 32) == 32)
+		r = 0;
 	BN_free(n);
 	BN_free(v);
-	BN_free(half);
-	return high;
+	return r;
 }
 
 /* JWS carries ECDSA signatures as r||s; OpenSSL verifies DER. */
@@ -245,8 +258,7 @@ jws_verify(const struct jws *j, EVP_PKEY *pub)
 		    keyalg == TH_ALG_ES256 ? "EC P-256" :
 		    keyalg == TH_ALG_RS256 ? "RSA" : "unsupported");
 	if (j->alg == TH_ALG_ES256) {
-		if (j->siglen == 64 && es256_high_s((uint8_t *)j->sig + 32, 0)
-		    != 0)
+		if (j->siglen == 64 && es256_is_high_s(j->sig + 32))
 			return th_fail(TH_ERR_CRYPTO, "ES256 signature with a "
 			    "high s (not canonical)");
 		if ((r = es256_to_der(j->sig, j->siglen, &der, &siglen)) != 0)
@@ -298,7 +310,7 @@ jws_signing_input(struct buf *out, enum th_alg alg, const char *typ,
 int
 jws_es256_low_s(uint8_t sig[64])
 {
-	return es256_high_s(sig + 32, 1) < 0 ? th_fail(TH_ERR_CRYPTO,
+	return es256_make_low_s(sig + 32) < 0 ? th_fail(TH_ERR_CRYPTO,
 	    "cannot normalise ES256 signature") : 0;
 }
 
@@ -315,7 +327,7 @@ jws_append_sig(struct buf *token, const uint8_t *sig, size_t siglen)
 	/* ES256 (the only 64-byte signature): emit the low-S form whatever
 	 * the TPM or token returned. */
 	memcpy(rs, sig, sizeof(rs));
-	if (es256_high_s(rs + 32, 1) < 0)
+	if (es256_make_low_s(rs + 32) < 0)
 		return th_fail(TH_ERR_CRYPTO, "cannot normalise ES256 "
 		    "signature");
 	return b64url_encode(token, rs, sizeof(rs));

@@ -262,6 +262,30 @@ test_byte_mutations(void **state)
 	buf_free(good);
 }
 
+/* The high-s boundary: n = 2 * floor(n / 2) + 1, so s = floor(n / 2) is
+ * low and stays, and s = floor(n / 2) + 1 is high and becomes n - s, which
+ * is floor(n / 2). */
+static void
+test_low_s_boundary(void **state)
+{
+	static const uint8_t half[32] = {
+		0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00,
+		0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42,
+		0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8
+	};
+	uint8_t sig[64];
+
+	(void)state;
+	memset(sig, 0x11, 32);
+	memcpy(sig + 32, half, 32);
+	assert_int_equal(jws_es256_low_s(sig), 0);
+	assert_memory_equal(sig + 32, half, 32);
+	sig[63]++;
+	assert_int_equal(jws_es256_low_s(sig), 0);
+	assert_memory_equal(sig + 32, half, 32);
+}
+
 /* (r, n - s) verifies as well as (r, s) mathematically; Threshold accepts
  * only the low-S form, so a token has a single hash. */
 static void
@@ -420,6 +444,18 @@ test_vpool(void **state)
 	assert_int_equal(next, N);
 	assert_true(full);
 	vpool_free(p);
+	/* Fewer jobs than a batch: no worker has been woken for them, and
+	 * waiting for the oldest must start them (not hang). */
+	assert_int_equal(vpool_new(ec, 2, &p), 0);
+	for (i = 0; i < VPOOL_BATCH - 1; i++)
+		assert_int_equal(vpool_submit(p, (uint64_t)i, js[i]), 0);
+	for (i = 0; i < VPOOL_BATCH - 1; i++) {
+		assert_true(vpool_collect(p, 1, &tag, &ok));
+		assert_int_equal(tag, (uint64_t)i);
+		assert_int_equal(ok, i % 7 != 0);
+	}
+	assert_false(vpool_collect(p, 1, &tag, &ok));
+	vpool_free(p);
 	for (i = 0; i < N; i++)
 		jws_free(js[i]);
 	free(js);
@@ -434,6 +470,7 @@ main(void)
 		cmocka_unit_test(test_malformed_encoding),
 		cmocka_unit_test(test_byte_mutations),
 		cmocka_unit_test(test_high_s_refused),
+		cmocka_unit_test(test_low_s_boundary),
 		cmocka_unit_test(test_rfc7638_thumbprint),
 		cmocka_unit_test(test_jwk_strict),
 		cmocka_unit_test(test_vpool),
