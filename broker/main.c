@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -63,6 +64,9 @@ main(int argc, char **argv)
 	    &b.revoker)) != 0 ||
 	    (r = act_recover(&b)) != 0)
 		goto out;
+	/* Nothing minted before now is honoured: a spend the store lost to
+	 * a power loss must not make a capability good again. */
+	cap_ctx_set_not_before(b.cap, (int64_t)time(NULL));
 	log_info("instance %s, GitHub at %s", store_instance(b.st),
 	    b.cfg.github_url);
 	r = api_serve(&b);

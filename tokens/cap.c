@@ -16,6 +16,7 @@ struct cap_ctx {
 	char			 kid[JWK_THUMBPRINT_LEN + 1];
 	char			 aud[STORE_INSTANCE_MAX + 1];
 	int			 ttl;
+	int64_t			 not_before;	/* refuse iat before this */
 	struct mintset		*minted;
 };
 
@@ -162,6 +163,12 @@ cap_ctx_new(struct sigc *signer, const char *aud, int ttl,
 	EVP_PKEY_free(atten);
 	cap_ctx_free(ctx);
 	return r;
+}
+
+void
+cap_ctx_set_not_before(struct cap_ctx *ctx, int64_t t)
+{
+	ctx->not_before = t;
 }
 
 void
@@ -456,6 +463,12 @@ verify(struct cap_ctx *ctx, struct store *st, const char *token,
 	if (strcmp(aud, ctx->aud) != 0) {
 		r = th_fail(TH_ERR_DENIED, "wrong audience: minted for %.64s",
 		    aud);
+		goto out;
+	}
+	if (iat < ctx->not_before) {
+		r = th_fail(TH_ERR_DENIED, "minted before this broker started "
+		    "(%lld s earlier): request a new capability",
+		    (long long)(ctx->not_before - iat));
 		goto out;
 	}
 	if (iat > now + CAP_SKEW) {

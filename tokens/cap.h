@@ -53,6 +53,11 @@ struct cap_ctx;
 int	cap_ctx_new(struct sigc *signer, const char *aud, int ttl,
 	    struct cap_ctx **out);
 void	cap_ctx_free(struct cap_ctx *ctx);		/* NULL ok */
+/* Capabilities issued (iat) before t are refused.  A broker sets its start
+ * time: the store does not sync each spend to disk, so a power loss may
+ * forget the last ones, and none minted before a restart is honoured after
+ * it. */
+void	cap_ctx_set_not_before(struct cap_ctx *ctx, int64_t t);
 struct chain_ctx *cap_chains(struct cap_ctx *ctx);
 
 /* The capability's "op" object for op (a new reference). */

@@ -4,9 +4,9 @@
  * across threads and processes).
  *
  * The database runs in WAL mode with synchronous=NORMAL: a commit survives
- * a crash of the process, not necessarily a power loss.  XXX: after a power
- * loss, a capability spent in the last moments before it could be redeemed
- * again within its remaining lifetime (at most 60 s). */
+ * a crash of the process, not necessarily a power loss.  A spend lost that
+ * way cannot be replayed: redeemers refuse capabilities minted before they
+ * started (cap_ctx_set_not_before). */
 #ifndef TH_STORE_H
 #define TH_STORE_H
 

@@ -163,6 +163,25 @@ test_window_edges(void **state)
 	buf_free(tok);
 }
 
+/* A broker refuses what was minted before it started (the store may have
+ * lost a spend to a power loss). */
+static void
+test_not_before(void **state)
+{
+	struct buf *tok = buf_new();
+
+	(void)state;
+	mint("agent:t1", T0, tok);
+	cap_ctx_set_not_before(cap, T0 + 1);
+	assert_int_equal(redeem(tok, T0 + 1), TH_ERR_DENIED);
+	assert_non_null(strstr(th_errmsg(TH_ERR_DENIED),
+	    "minted before this broker started"));
+	cap_ctx_set_not_before(cap, T0);
+	assert_int_equal(redeem(tok, T0 + 1), 0);
+	cap_ctx_set_not_before(cap, 0);
+	buf_free(tok);
+}
+
 struct racer {
 	struct buf	*tok;
 	pthread_barrier_t *go;
@@ -323,6 +342,7 @@ main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_window_edges),
+		cmocka_unit_test(test_not_before),
 		cmocka_unit_test(test_threads_redeem_once),
 		cmocka_unit_test(test_tampering),
 		cmocka_unit_test(test_expiring_link),
