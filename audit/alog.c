@@ -402,24 +402,35 @@ alog_append(struct alog *l, const char *kind, struct json_object *obj,
 }
 
 int
-alog_link(struct alog *l, const char *hash, const char *token)
+alog_has_link(struct alog *l, const char *hash)
 {
-	struct json_object *o;
-	char (*grown)[JWS_HASH_LEN + 1];
 	size_t i;
-	int r;
 
 	pthread_mutex_lock(&l->lock);
 	for (i = 0; i < l->nlinks; i++)
 		if (strcmp(l->links[i], hash) == 0)
 			break;
 	pthread_mutex_unlock(&l->lock);
-	if (i < l->nlinks)
+	return i < l->nlinks;
+}
+
+int
+alog_link(struct alog *l, const char *hash, const char *token,
+    const char *policy)
+{
+	struct json_object *o;
+	char (*grown)[JWS_HASH_LEN + 1];
+	int r;
+
+	if (alog_has_link(l, hash))
 		return 0;
 	if ((o = json_object_new_object()) == NULL)
 		return TH_ERR_ALLOC;
 	json_object_object_add(o, "hash", json_object_new_string(hash));
 	json_object_object_add(o, "token", json_object_new_string(token));
+	if (policy != NULL)
+		json_object_object_add(o, "policy",
+		    json_object_new_string(policy));
 	r = alog_append(l, "link", o, NULL);
 	json_object_put(o);
 	if (r != 0)

@@ -28,9 +28,13 @@ void	alog_close(struct alog *l);			/* NULL ok */
  * v, seq, time and prev; durable when this returns.  *seq may be NULL. */
 int	alog_append(struct alog *l, const char *kind, struct json_object *obj,
 	    int64_t *seq);
+/* 1 if the log already holds a link entry for hash. */
+int	alog_has_link(struct alog *l, const char *hash);
 /* Appends a link entry for token (with its hash) unless the log already
- * holds one. */
-int	alog_link(struct alog *l, const char *hash, const char *token);
+ * holds one; policy is the document a delegation names by policy_hash, or
+ * NULL. */
+int	alog_link(struct alog *l, const char *hash, const char *token,
+	    const char *policy);
 /* Returns once a checkpoint covers seq, quoting if need be; *n is that
  * checkpoint's number (may be NULL). */
 int	alog_commit(struct alog *l, int64_t seq, int64_t *n);

@@ -22,6 +22,7 @@
 #include "jwk.h"
 #include "jws.h"
 #include "merkle.h"
+#include "policy.h"
 #include "scope.h"
 #include "sha.h"
 #include "stmt.h"
@@ -1480,6 +1481,37 @@ entry_member(struct averify *v, uint64_t seq, struct json_object *e,
 	return 0;
 }
 
+/* A delegation naming its policy by policy_hash carries the document in
+ * its link entry (and only such a delegation carries one); the document is
+ * kept for the chain checks, which resolve the hash. */
+static int
+link_policy(struct averify *v, uint64_t seq, struct json_object *e,
+    const struct deleg *d)
+{
+	struct json_object *x;
+	const char *policy;
+	char h[HASH_B64];
+
+	if (d->policy_hash == NULL) {
+		if (json_object_object_get_ex(e, "policy", &x))
+			return fail(v, 5, "entry %llu: link carries a policy "
+			    "its delegation does not name",
+			    (unsigned long long)seq);
+		return 0;
+	}
+	if (!json_object_object_get_ex(e, "policy", &x))
+		return fail(v, 5, "entry %llu: link's delegation names its "
+		    "policy by hash, and the entry does not carry it",
+		    (unsigned long long)seq);
+	if (entry_string(v, seq, e, "policy", POLICY_DOC_MAX, &policy) != 0)
+		return TH_ERR_DENIED;
+	jws_hash(policy, strlen(policy), h);
+	if (strcmp(h, d->policy_hash) != 0)
+		return fail(v, 5, "entry %llu: link's policy is not the one its "
+		    "delegation names (policy_hash)", (unsigned long long)seq);
+	return store_put_policy(v->st, d->policy_hash, policy);
+}
+
 static int
 do_link(struct averify *v, uint64_t seq, struct json_object *e)
 {
@@ -1506,6 +1538,9 @@ do_link(struct averify *v, uint64_t seq, struct json_object *e)
 		if ((r = cert_parse(token, strlen(token), &c)) != 0)
 			r = fail(v, 5, "entry %llu: link: %s",
 			    (unsigned long long)seq, th_errmsg(r));
+		else if (json_object_object_get_ex(e, "policy", NULL))
+			r = fail(v, 5, "entry %llu: link carries a policy, and "
+			    "its token is a certificate", (unsigned long long)seq);
 		else if ((r = store_put_token(v->st, STORE_CERT, hash, token,
 		    CERT_ISS, c->sub, NULL, c->exp)) == 0)
 			r = strset_add(&v->humans, c->sub);
@@ -1513,7 +1548,7 @@ do_link(struct averify *v, uint64_t seq, struct json_object *e)
 		if ((r = deleg_parse(token, strlen(token), &d)) != 0)
 			r = fail(v, 5, "entry %llu: link: %s",
 			    (unsigned long long)seq, th_errmsg(r));
-		else
+		else if ((r = link_policy(v, seq, e, d)) == 0)
 			r = store_put_token(v->st, STORE_DELEG, hash, token,
 			    d->iss, d->sub, d->parent, d->exp);
 	} else
@@ -1526,8 +1561,6 @@ do_link(struct averify *v, uint64_t seq, struct json_object *e)
 	return r;
 }
 
-/* The verified chain named by chain (an array of link hashes), live at
- * time, whose delegate is agent and which covers op. */
 /* The 1-based position of the first of chain's links that is not in the
  * log, or 0; a store failure is left in *r. */
 static size_t
@@ -1552,6 +1585,8 @@ missing_link(struct averify *v, struct json_object *chain, int *r)
 	return 0;
 }
 
+/* The verified chain named by chain (an array of link hashes), live at
+ * time, whose delegate is agent and which covers op. */
 static int
 check_chain(struct averify *v, uint64_t seq, const char *what,
     const char *agent, struct json_object *op, struct json_object *chain,

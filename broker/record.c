@@ -4,23 +4,49 @@
 #include <string.h>
 
 #include "broker.h"
+#include "deleg.h"
 #include "err.h"
 #include "json.h"
 #include "log.h"
 
-/* link entries for every link of a chain not yet in the log. */
+/* The policy document a delegation names by policy_hash (*out NULL for
+ * a certificate or an inline policy). */
+static int
+link_policy(struct broker *b, enum store_kind kind, const char *tok,
+    char **out)
+{
+	struct deleg *d = NULL;
+	int r;
+
+	*out = NULL;
+	if (kind != STORE_DELEG)
+		return 0;
+	if ((r = deleg_parse(tok, strlen(tok), &d)) == 0 &&
+	    d->policy_hash != NULL)
+		r = store_get_policy(b->st, d->policy_hash, out);
+	deleg_free(d);
+	return r;
+}
+
+/* link entries for every link of a chain not yet in the log, with the
+ * policy documents they name by hash: an auditor needs them to check the
+ * chain. */
 static int
 rec_links(struct broker *b, char (*hashes)[JWS_HASH_LEN + 1], size_t n)
 {
 	enum store_kind kind;
-	char *tok;
+	char *tok, *policy;
 	size_t i;
 	int r = 0;
 
 	for (i = 0; r == 0 && i < n; i++) {
+		if (alog_has_link(b->audit, hashes[i]))
+			continue;
 		if ((r = store_get_token(b->st, hashes[i], &kind, &tok)) != 0)
 			break;
-		r = alog_link(b->audit, hashes[i], tok);
+		if ((r = link_policy(b, kind, tok, &policy)) == 0)
+			r = alog_link(b->audit, hashes[i], tok, policy);
+		free(policy);
 		free(tok);
 	}
 	return r;

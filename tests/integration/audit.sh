@@ -7,6 +7,9 @@ PY=/usr/bin/python3
 AC="$PY $ROOT/tests/tools/audit_check.py"
 sha() { printf '%040d' "$1"; }
 echo '{"required_checks":["ci/test"],"min_approvals":1,"protected_paths":[".github/workflows/**"]}' >"$T/policy.json"
+# Alice names her policy by hash here (the other tests inline it): the log
+# must carry the document for an auditor to check her chain.
+export ALICE_POLICY_BY_HASH=1
 world "$T/policy.json" && ok "the whole product is up" || { fail "world"; cat "$T"/*.log; done_testing; exit 1; }
 TH="$BIN/threshold --broker $T/broker.sock --state $T/state --signer $T/signer.sock"
 export_log() { $TH audit export "$T/audit.jsonl"; }
@@ -25,6 +28,18 @@ echo "$kinds" | grep -q "revocation" && ok "the token's revocation is recorded" 
 echo "$kinds" | grep -q "refusal" && ok "the policy refusal is recorded" || fail "refusal recorded: $kinds"
 $AC find "$T/audit.jsonl" refusal code=policy_denied | grep -q "protected path" && ok "the refusal names the rule" || fail "refusal reason"
 expect_ok "the hash chain recomputes independently" $AC chain "$T/audit.jsonl"
+$PY - "$T/audit.jsonl" "$T/policy.json" <<'EOF2' && ok "alice's link entry carries her policy document, of the hash her delegation names" || fail "policy document in the link entry"
+import base64, hashlib, json, sys
+d = lambda s: json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
+h = lambda b: base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode()
+links = [o["entry"] for o in map(json.loads, open(sys.argv[1])) if o["type"] == "entry" and o["entry"]["kind"] == "link"]
+deleg = [e for e in links if d(e["token"].split(".")[0])["typ"] == "threshold-delegation+jwt"]
+assert len(deleg) == 1, links
+claims = d(deleg[0]["token"].split(".")[1])
+assert "policy" not in claims and claims["policy_hash"] == h(deleg[0]["policy"].encode()), deleg
+assert json.loads(deleg[0]["policy"]) == json.load(open(sys.argv[2]))
+assert all("policy" not in e for e in links if e is not deleg[0])
+EOF2
 $BIN/threshold --signer "$T/signer.sock" signer pubkey delegation-root >"$T/root.pem"
 expect_ok "threshold audit verify: the broker's log verifies offline (EK certificate to swtpm's CA)" \
 	$BIN/threshold audit verify "$T/audit.jsonl" --root "$T/root.pem" --ek-ca "$T/tpm/ek-ca.pem"

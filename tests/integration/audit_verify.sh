@@ -135,6 +135,9 @@ expect_fail "--ek-ca with a header that has no ek_cert" \
 mk reboot --entries 60 --batch 8 --reboot-at 4 &&
     expect_ok "a TPM reset between checkpoints (resetCount up, restartCount and clock back to low values)" \
     "$TH" audit verify "$T/reboot.jsonl" --root "$T/reboot.keys/root.pem"
+mk byhash --entries 60 --batch 8 --policy-by-hash &&
+    expect_ok "a delegation naming its policy by hash, the document in its link entry" \
+    "$TH" audit verify "$T/byhash.jsonl" --root "$T/byhash.keys/root.pem"
 mk empty --entries 5 --batch 8 &&
     expect_ok "a log with no checkpoint yet (all uncommitted)" \
     "$TH" audit verify "$T/empty.jsonl" --root "$T/empty.keys/root.pem" &&
@@ -163,6 +166,12 @@ mk capmis --tamper cap-mismatch --entries 60 --batch 8 &&
     refuses capmis "entry $(at capmis): intent's op is not its capability's"
 mk nolink --tamper missing-link --entries 60 --batch 8 &&
     refuses nolink "entry $(at nolink): mint's chain link 3 is not in the log"
+mk paltered --tamper policy-altered --policy-by-hash --entries 60 --batch 8 &&
+    refuses paltered "entry $(at paltered): link's policy is not the one its delegation names \(policy_hash\)"
+mk pabsent --tamper policy-absent --policy-by-hash --entries 60 --batch 8 &&
+    refuses pabsent "entry $(at pabsent): link's delegation names its policy by hash, and the entry does not carry it"
+mk pcert --tamper policy-on-cert --entries 60 --batch 8 &&
+    refuses pcert "entry $(at pcert): link carries a policy, and its token is a certificate"
 mk expired --tamper expired-chain --entries 60 --batch 8 &&
     refuses expired "entry $(at expired): (mint|intent)'s chain is not valid at the entry's time [0-9]+: link 2 \(agent:coder-1\) expired"
 mk orphan --tamper orphan-outcome --entries 60 --batch 8 &&

@@ -5,7 +5,7 @@ docs/tokens.md alone (python3-cryptography and the standard library; no Threshol
     make_audit_log.py --out FILE [--entries N] [--batch K] [--keys-dir DIR]
                       [--checkpoint-kind tpm-quote|token-signature] [--ek]
                       [--reboot-at N] [--order sequential|interleaved|checkpoints-first]
-                      [--tamper MODE] [--rechain] [--time UNIX]
+                      [--tamper MODE] [--rechain] [--time UNIX] [--policy-by-hash]
 
 It makes its own keys (delegation root, capability, attenuation, a human's key and an
 "AK"), a human certificate and delegations, link/mint/intent/outcome/revocation/refusal/
@@ -14,6 +14,9 @@ K entries with RFC 6962 roots, and checkpoints: TPMS_ATTEST quote structures bui
 signed by the AK as a TPMT_SIGNATURE (a software stand-in for TPM2_Quote, structurally
 identical: tpm2_checkquote accepts them), or token signatures.  Entries after the last full
 batch stay uncommitted.
+
+--policy-by-hash: the human's delegation names its policy by policy_hash, and its link entry
+carries the document.
 
 --keys-dir DIR receives root.pem, capability.pem, attenuation.pem, ak.pem (public keys),
 pcrs.txt (the PCR values as `threshold audit verify --pcrs` takes them), and with --ek the
@@ -34,6 +37,9 @@ Tamper modes.  Built in (the forgery is signed where a forger could sign it):
   missing-link      the sub-agent's delegation is never logged as a link
   expired-chain     the delegation expires while the log goes on
   orphan-outcome    an outcome refers to a mint, not to an intent
+  policy-altered, policy-absent (with --policy-by-hash)
+                    the delegation's link entry carries an edited policy document, or none
+  policy-on-cert    the certificate's link entry carries a policy
   activation-other-ak, activation-other-ek, activation-not-root (with --ek)
                     the header's activation names another AK, another EK certificate,
                     or is signed by the capability key instead of the root
@@ -324,12 +330,20 @@ class Builder:
             "iat": t0 - 86400, "nbf": t0 - 86400, "exp": t0 + 365 * 86400})
         policy = {"min_approvals": 1, "required_checks": ["ci"]}
         d1_exp = t0 + 200 if self.tamper == "expired-chain" else t0 + 30 * 86400
-        self.d1 = jws(k.human, TYP_DELEGATION, {
+        d1 = {
             "iss": "human:alice", "sub": "agent:coder-1", "parent": token_hash(self.cert),
             "jti": new_jti(), "iat": t0 - 3600, "nbf": t0 - 3600, "exp": d1_exp,
             "ops": [{"op": "github.merge", "repos": ["acme/*"], "targets": ["main", "release/*"]},
-                    {"op": "github.comment", "repos": ["acme/widgets"]}],
-            "policy": policy})
+                    {"op": "github.comment", "repos": ["acme/widgets"]}]}
+        # By hash: the document (any bytes; these are not canonical on purpose)
+        # travels in d1's link entry (docs/audit-format.md).
+        self.policy_doc = None
+        if self.args.policy_by_hash:
+            self.policy_doc = json.dumps(policy, indent=1)
+            d1["policy_hash"] = token_hash(self.policy_doc)
+        else:
+            d1["policy"] = policy
+        self.d1 = jws(k.human, TYP_DELEGATION, d1)
         repos = ["acme/*"] if self.tamper == "bad-chain" else ["acme/widgets"]
         self.d2 = jws(k.attenuation, TYP_DELEGATION, {
             "iss": "agent:coder-1", "sub": "agent:reviewer-2", "parent": token_hash(self.d1),
@@ -350,7 +364,18 @@ class Builder:
         self.linked.add(token)
         if self.tamper == "missing-link" and token == self.d2:
             return
-        self.append("link", {"token": token, "hash": token_hash(token)})
+        members = {"token": token, "hash": token_hash(token)}
+        if token == self.d1 and self.policy_doc is not None:
+            if self.tamper == "policy-altered":
+                members["policy"] = self.policy_doc.replace("1", "0", 1)
+            elif self.tamper != "policy-absent":
+                members["policy"] = self.policy_doc
+        if token == self.cert and self.tamper == "policy-on-cert":
+            members["policy"] = "{}"
+        seq = self.append("link", members)
+        if self.tamper.startswith("policy-") and self.at is None and \
+                (token == self.d1 or self.tamper == "policy-on-cert"):
+            self.at = seq
 
     def capability(self, agent, op, chain, jti, time):
         return jws(self.k.capability, TYP_CAPABILITY, {
@@ -512,6 +537,7 @@ def main():
                     default="sequential")
     ap.add_argument("--tamper", default="")
     ap.add_argument("--rechain", action="store_true")
+    ap.add_argument("--policy-by-hash", action="store_true")
     ap.add_argument("--time", type=int, default=1764000000)
     args = ap.parse_args()
     if args.entries < 1 or args.batch < 1:
@@ -562,7 +588,8 @@ def main():
                       "bad-chain", "bad-capability", "cap-mismatch", "missing-link",
                       "bad-capability-then-mismatch",
                       "expired-chain", "orphan-outcome", "activation-other-ak",
-                      "activation-other-ek", "activation-not-root"):
+                      "activation-other-ek", "activation-not-root", "policy-altered",
+                      "policy-absent", "policy-on-cert"):
         sys.exit("make_audit_log: unknown tamper mode %r" % args.tamper)
     if args.rechain:
         rechain(hh, entries)
