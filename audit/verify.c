@@ -34,14 +34,16 @@
 #define HASH_B64	(JWS_HASH_LEN + 1)
 #define TOKEN_SIG_PREFIX "threshold-audit-checkpoint:"
 #define SEL_BANKS_MAX	2	/* sha1 and sha256, each at most once */
+#define AVERIFY_SEEN	8	/* capabilities remembered as checked */
 
 enum kind {
 	K_LINK = 1, K_MINT, K_REFUSAL, K_INTENT, K_OUTCOME, K_REVOCATION,
-	K_RECOVERED
+	K_RECOVERED, K_READ
 };
+#define K_LAST	K_READ
 
 static const char *const kind_names[] = { NULL, "link", "mint", "refusal",
-    "intent", "outcome", "revocation", "recovered" };
+    "intent", "outcome", "revocation", "recovered", "read" };
 
 enum ckind { CK_QUOTE = 1, CK_TOKEN = 2 };
 
@@ -106,6 +108,10 @@ struct averify {
 	struct chain_ctx	*chains;
 	struct vpool		*sigs;
 	int			 collecting;
+	/* SHA-256 of the last capabilities whose signature was checked: the
+	 * reads of one git exchange carry the same one. */
+	uint8_t			 seen[AVERIFY_SEEN][SHA_LEN];
+	size_t			 nseen;
 
 	/* Steps 3, 4 and 7. */
 	uint64_t		 ncp, ncp_read, cp_last;
@@ -119,7 +125,7 @@ struct averify {
 	char			 last_qual[HASH_B64];
 
 	/* Summary. */
-	uint64_t		 count[8];	/* by kind */
+	uint64_t		 count[K_LAST + 1];	/* by kind */
 	uint64_t		 unattached;	/* revocations without intent */
 	struct strset		 humans, agents;
 };
@@ -1665,13 +1671,14 @@ check_chain(struct averify *v, uint64_t seq, const char *what,
 	return 0;
 }
 
-/* An intent's capability: signed by the capability key, and its claims
- * are the entry's. */
+/* An intent's or a read's capability: signed by the capability key, and
+ * its claims are the entry's. */
 static int
 cap_sig_fail(struct averify *v, uint64_t seq)
 {
-	return fail(v, 5, "entry %llu: intent's capability does not verify "
-	    "with the header's capability key", (unsigned long long)seq);
+	return fail(v, 5, "entry %llu: %s's capability does not verify "
+	    "with the header's capability key", (unsigned long long)seq,
+	    kind_names[v->kinds[seq - 1]]);
 }
 
 /* Results of the signature checks handed to the pool, in entry order;
@@ -1691,13 +1698,20 @@ collect_sigs(struct averify *v, int wait)
 }
 
 /* A capability's signature: checked now, or queued for the pool (whose
- * verdict is recorded when collected, at its entry). */
+ * verdict is recorded when collected, at its entry).  A capability whose
+ * exact bytes were checked at an earlier entry is not checked again: if
+ * they failed, that earlier entry is the one reported. */
 static int
 sig_check(struct averify *v, uint64_t seq, const struct jws *j)
 {
 	uint64_t tag;
+	size_t i;
 	int r = 0, ok;
 
+	for (i = 0; i < v->nseen && i < AVERIFY_SEEN; i++)
+		if (memcmp(v->seen[i], j->digest, SHA_LEN) == 0)
+			return 0;
+	memcpy(v->seen[v->nseen++ % AVERIFY_SEEN], j->digest, SHA_LEN);
 	if (v->sigs == NULL)
 		return jws_verify(j, v->cap) == 0 ? 0 : cap_sig_fail(v, seq);
 	while ((r = vpool_submit(v->sigs, seq, j)) == TH_ERR_TOO_LONG) {
@@ -1713,39 +1727,39 @@ sig_check(struct averify *v, uint64_t seq, const struct jws *j)
 }
 
 static int
-check_capability(struct averify *v, uint64_t seq, const char *cap,
-    const char *agent, const char *jti, struct json_object *op,
-    struct json_object *chain)
+check_capability(struct averify *v, uint64_t seq, enum kind kind,
+    const char *cap, const char *agent, const char *jti,
+    struct json_object *op, struct json_object *chain)
 {
+	const char *what = kind_names[kind], *s;
 	struct json_object *x;
 	struct jws *j = NULL;
-	const char *s;
 	int r;
 
 	if ((r = jws_parse(cap, strlen(cap), &j)) != 0)
-		return fail(v, 5, "entry %llu: intent's capability is malformed: "
-		    "%s", (unsigned long long)seq, th_errmsg(r));
+		return fail(v, 5, "entry %llu: %s's capability is malformed: "
+		    "%s", (unsigned long long)seq, what, th_errmsg(r));
 	if (strcmp(j->typ, TYP_CAPABILITY) != 0)
-		r = fail(v, 5, "entry %llu: intent's capability has typ "
-		    "\"%.40s\"", (unsigned long long)seq, j->typ);
+		r = fail(v, 5, "entry %llu: %s's capability has typ "
+		    "\"%.40s\"", (unsigned long long)seq, what, j->typ);
 	else if ((r = sig_check(v, seq, j)) != 0)
 		;
 	else if (json_get_string(j->claims, "sub", &s) != 0 ||
 	    strcmp(s, agent) != 0)
-		r = fail(v, 5, "entry %llu: intent's agent is not its "
-		    "capability's sub", (unsigned long long)seq);
+		r = fail(v, 5, "entry %llu: %s's agent is not its "
+		    "capability's sub", (unsigned long long)seq, what);
 	else if (json_get_string(j->claims, "jti", &s) != 0 ||
 	    strcmp(s, jti) != 0)
-		r = fail(v, 5, "entry %llu: intent's jti is not its capability's",
-		    (unsigned long long)seq);
+		r = fail(v, 5, "entry %llu: %s's jti is not its capability's",
+		    (unsigned long long)seq, what);
 	else if (!json_object_object_get_ex(j->claims, "op", &x) ||
 	    !same_json(x, op))
-		r = fail(v, 5, "entry %llu: intent's op is not its capability's",
-		    (unsigned long long)seq);
+		r = fail(v, 5, "entry %llu: %s's op is not its capability's",
+		    (unsigned long long)seq, what);
 	else if (!json_object_object_get_ex(j->claims, "chain", &x) ||
 	    !same_json(x, chain))
-		r = fail(v, 5, "entry %llu: intent's chain is not its "
-		    "capability's", (unsigned long long)seq);
+		r = fail(v, 5, "entry %llu: %s's chain is not its "
+		    "capability's", (unsigned long long)seq, what);
 	else
 		r = 0;
 	jws_free(j);
@@ -1765,7 +1779,7 @@ do_action(struct averify *v, uint64_t seq, enum kind kind,
 	    entry_string(v, seq, e, "jti", JWS_JTI_LEN, &jti) != 0 ||
 	    entry_member(v, seq, e, "op", json_type_object, &op) != 0 ||
 	    entry_member(v, seq, e, "chain", json_type_array, &chain) != 0 ||
-	    (kind == K_INTENT && entry_string(v, seq, e, "capability",
+	    (kind != K_MINT && entry_string(v, seq, e, "capability",
 	    JWS_TOKEN_MAX, &cap) != 0))
 		return TH_ERR_DENIED;
 	if (name_valid(agent, "agent") && (r = strset_add(&v->agents,
@@ -1775,8 +1789,9 @@ do_action(struct averify *v, uint64_t seq, enum kind kind,
 		return 0;
 	if ((r = check_chain(v, seq, what, agent, op, chain, time)) != 0)
 		return r;
-	if (kind == K_INTENT)
-		return check_capability(v, seq, cap, agent, jti, op, chain);
+	if (kind != K_MINT)
+		return check_capability(v, seq, kind, cap, agent, jti, op,
+		    chain);
 	return 0;
 }
 
@@ -1799,11 +1814,14 @@ do_reference(struct averify *v, uint64_t seq, enum kind kind,
 	if ((r = json_get_int64(e, "intent", &ref)) != 0)
 		return fail(v, 0, "entry %llu: %s", (unsigned long long)seq,
 		    th_errmsg(r));
+	/* A revocation may close a read's token as well as an intent's. */
 	if (active(v, 6) && (ref < 1 || ref >= (int64_t)seq ||
-	    v->kinds[ref - 1] != K_INTENT))
+	    (v->kinds[ref - 1] != K_INTENT && !(kind == K_REVOCATION &&
+	    v->kinds[ref - 1] == K_READ))))
 		return fail(v, 6, "entry %llu: %s refers to entry %lld, which is "
-		    "not an earlier intent", (unsigned long long)seq,
-		    kind_names[kind], (long long)ref);
+		    "not an earlier %s", (unsigned long long)seq,
+		    kind_names[kind], (long long)ref, kind == K_REVOCATION ?
+		    "intent or read" : "intent");
 	return 0;
 }
 
@@ -1881,10 +1899,10 @@ averify_entry(struct averify *v, struct json_object *e)
 	sha256(buf_ptr(canon), buf_len(canon), h);
 	b64url_digest(h, v->last_hash);
 	merkle_leaf(buf_ptr(canon), buf_len(canon), v->leaves[seq - 1]);
-	for (kind = K_LINK; kind <= K_RECOVERED; kind++)
+	for (kind = K_LINK; kind <= K_LAST; kind++)
 		if (strcmp(kname, kind_names[kind]) == 0)
 			break;
-	if (kind > K_RECOVERED) {
+	if (kind > K_LAST) {
 		r = fail(v, 0, "entry %llu: unknown kind \"%.32s\"",
 		    (unsigned long long)seq, kname);
 		goto out;
@@ -1901,6 +1919,7 @@ averify_entry(struct averify *v, struct json_object *e)
 		break;
 	case K_MINT:
 	case K_INTENT:
+	case K_READ:
 		r = do_action(v, seq, kind, e, time);
 		break;
 	case K_OUTCOME:
@@ -1965,6 +1984,7 @@ averify_summary(const struct averify *v, struct averify_summary *s)
 	s->agents = v->agents.n;
 	s->mints = v->count[K_MINT];
 	s->intents = v->count[K_INTENT];
+	s->reads = v->count[K_READ];
 	s->outcomes = v->count[K_OUTCOME];
 	s->recovered = v->count[K_RECOVERED];
 	s->revocations = v->count[K_REVOCATION];

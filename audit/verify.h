@@ -106,7 +106,7 @@ struct averify_summary {
 	uint64_t	 entries, committed, uncommitted;
 	uint64_t	 checkpoints, quotes, token_signed;
 	uint64_t	 links, humans, agents;
-	uint64_t	 mints, intents, outcomes, recovered, revocations;
+	uint64_t	 mints, intents, reads, outcomes, recovered, revocations;
 	uint64_t	 unattached;	/* revocations that name no intent */
 	uint64_t	 refusals;
 	int64_t		 first_time, last_time;	/* 0 if no entries */

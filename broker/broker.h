@@ -56,6 +56,11 @@ int	rec_mint(struct broker *b, const char *agent, const char *capability,
 int	rec_intent(struct broker *b, const struct cap_redeemed *red,
 	    const char *capability, struct json_object *decision,
 	    const struct gh_token *tok, int64_t *seq);
+/* A git request that only reads (refs, fetch) with the token it was given:
+ * request names it, e.g. "git-upload-pack". */
+int	rec_read(struct broker *b, const struct cap_redeemed *red,
+	    const char *capability, const char *request,
+	    const struct gh_token *tok, int64_t *seq);
 int	rec_outcome(struct broker *b, int64_t intent, long status,
 	    struct json_object *result, const char *error, int64_t *seq,
 	    int64_t *checkpoint);

@@ -630,6 +630,16 @@ perm_level(const struct gconn *g)
 	return g->push ? "write" : "read";
 }
 
+/* What a request that only reads asks for, as its audit entry names it. */
+static const char *
+git_request(const struct gconn *g)
+{
+	if (g->kind == GK_UPLOAD)
+		return "git-upload-pack";
+	return g->push ? "info/refs?service=git-receive-pack" :
+	    "info/refs?service=git-upload-pack";
+}
+
 /* Verifies the capability: a push spends it, every other step of the
  * exchange only checks it. */
 static int
@@ -711,7 +721,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	char wf_why[512] = "";
 	int64_t intent = 0;
 	long status = 0;
-	int r, wf = 0, wf_retried = 0, probe;
+	int r, wf = 0, wf_retried = 0, probe, audit_down = 0;
 
 	memset(&ans, 0, sizeof(ans));
 	memset(&red, 0, sizeof(red));
@@ -775,9 +785,21 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 		    != 0) {
 			snprintf(why, sizeof(why), "audit log: %s",
 			    th_errmsg(r));
+			audit_down = 1;
 			goto refuse;
 		}
 		tok->intent = intent;
+	} else {
+		/* Reads are audited too, before the token reads anything:
+		 * which agent saw which repository, under whose delegation. */
+		r = rec_read(b, &red, cap, git_request(g), tok, &intent);
+		tok->intent = intent;
+		if (r != 0) {
+			snprintf(why, sizeof(why), "audit log: %s",
+			    th_errmsg(r));
+			audit_down = 1;
+			goto refuse;
+		}
 	}
 	broker_unlock();
 	if ((f.out = spool_open(b->cfg.state)) < 0) {
@@ -849,7 +871,8 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 		close(f.out);
 	return ret;
  refuse:
-	ans.code = g->kind == GK_RECEIVE ? "policy_denied" : "github_refused";
+	ans.code = audit_down ? "audit_unavailable" : g->kind == GK_RECEIVE ?
+	    "policy_denied" : "github_refused";
 	(void)rec_refusal(b, &ans, why);
 	if (tok != NULL)
 		revoker_push(b->revoker, tok);
@@ -859,7 +882,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	    "fetch from", g->repo, why);
 	if (g->kind == GK_RECEIVE)
 		return reject_push(c, g->rx, why);
-	return text(c, 403, why);
+	return text(c, audit_down ? 503 : 403, why);
 }
 
 static enum MHD_Result

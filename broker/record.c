@@ -127,9 +127,13 @@ rec_mint(struct broker *b, const char *agent, const char *capability,
 	return r;
 }
 
-int
-rec_intent(struct broker *b, const struct cap_redeemed *red,
-    const char *capability, struct json_object *decision,
+/* An intent or a read: the capability, what it is used for (member:
+ * value) and the token it was given.  Durable and countersigned before the
+ * token is used at GitHub: fail closed.  *seq is set as soon as the entry
+ * is written, so that a failed countersignature can still close it. */
+static int
+rec_use(struct broker *b, const char *kind, const struct cap_redeemed *red,
+    const char *capability, const char *member, struct json_object *value,
     const struct gh_token *tok, int64_t *seq)
 {
 	struct json_object *e = NULL, *chain, *t;
@@ -154,18 +158,39 @@ rec_intent(struct broker *b, const struct cap_redeemed *red,
 	json_object_object_add(e, "op", cap_op_json(&red->op));
 	json_object_object_add(e, "jti", json_object_new_string(red->jti));
 	json_object_object_add(e, "chain", chain);
-	json_object_object_add(e, "decision", json_object_get(decision));
+	json_object_object_add(e, member, json_object_get(value));
 	json_object_object_add(t, "fingerprint",
 	    json_object_new_string(tok->fingerprint));
 	json_object_object_add(t, "expires_at",
 	    json_object_new_string(tok->expires_at));
 	json_object_object_add(e, "token", t);
-	/* Durable and countersigned before GitHub is asked to change
-	 * anything: fail closed.  *seq is set as soon as the entry is
-	 * written, so that a failed countersignature can still close it. */
-	if ((r = alog_append(b->audit, "intent", e, seq)) == 0)
+	if ((r = alog_append(b->audit, kind, e, seq)) == 0)
 		r = alog_commit(b->audit, *seq, NULL);
 	json_object_put(e);
+	return r;
+}
+
+int
+rec_intent(struct broker *b, const struct cap_redeemed *red,
+    const char *capability, struct json_object *decision,
+    const struct gh_token *tok, int64_t *seq)
+{
+	return rec_use(b, "intent", red, capability, "decision", decision, tok,
+	    seq);
+}
+
+int
+rec_read(struct broker *b, const struct cap_redeemed *red,
+    const char *capability, const char *request, const struct gh_token *tok,
+    int64_t *seq)
+{
+	struct json_object *v = json_object_new_string(request);
+	int r;
+
+	if (v == NULL)
+		return TH_ERR_ALLOC;
+	r = rec_use(b, "read", red, capability, "request", v, tok, seq);
+	json_object_put(v);
 	return r;
 }
 

@@ -77,10 +77,12 @@ print_text(const struct averify_summary *s, int ek_given)
 	printf("  agents           %llu\n", (unsigned long long)s->agents);
 	printf("  actions          %llu intents, %llu mints\n",
 	    (unsigned long long)s->intents, (unsigned long long)s->mints);
+	printf("  reads            %llu (git refs and fetches)\n",
+	    (unsigned long long)s->reads);
 	printf("  outcomes         %llu, %llu recovered at restart\n",
 	    (unsigned long long)s->outcomes, (unsigned long long)s->recovered);
 	printf("  revocations      %llu (%llu of tokens that served no "
-	    "intent)\n", (unsigned long long)s->revocations,
+	    "intent or read)\n", (unsigned long long)s->revocations,
 	    (unsigned long long)s->unattached);
 	printf("  refusals         %llu\n", (unsigned long long)s->refusals);
 	printf("  links            %llu\n", (unsigned long long)s->links);
@@ -145,6 +147,7 @@ print_json(const struct averify_summary *s, const struct averify *v,
 		add_u64(o, "agents", s->agents);
 		add_u64(o, "actions", s->intents);
 		add_u64(o, "mints", s->mints);
+		add_u64(o, "reads", s->reads);
 		add_u64(o, "outcomes", s->outcomes);
 		add_u64(o, "recovered", s->recovered);
 		add_u64(o, "revocations", s->revocations);

@@ -57,12 +57,12 @@ assert got["verified"] is True, got
 pairs = [(k, k) for k in ("entries", "committed", "uncommitted", "checkpoints", "humans",
                           "agents", "mints", "outcomes", "recovered", "revocations",
                           "refusals", "links", "first_time", "last_time", "last_checkpoint",
-                          "header_hash", "revocations_without_intent")] + [("actions", "intents"), ("tpm_quotes", "checkpoints")]
+                          "header_hash", "revocations_without_intent", "reads")] + [("actions", "intents"), ("tpm_quotes", "checkpoints")]
 bad = [(g, got.get(g), want[w]) for g, w in pairs if got.get(g) != want[w]]
 assert not bad, bad
 assert got["token_signatures"] == 0 and got["checkpoint_key"] == "tpm-quote"
 assert want["intents"] > 0 and want["refusals"] > 0 and want["recovered"] == 1
-assert want["revocations_without_intent"] > 0
+assert want["revocations_without_intent"] > 0 and want["reads"] > 0
 EOF
 then ok "--json summary equals the writer's counts (one JSON object)"
 else fail "--json summary"; sed 's/^/#   /' "$T/ok.sum"; fi
@@ -162,6 +162,8 @@ mk badcap --tamper bad-capability --entries 60 --batch 8 &&
     refuses badcap "entry $(at badcap): intent's capability does not verify with the header's capability key"
 mk badcap2 --tamper bad-capability-then-mismatch --entries 300 --batch 8 &&
     refuses badcap2 "entry $(at badcap2): intent's capability does not verify with the header's capability key"
+mk readmis --tamper read-mismatch --entries 60 --batch 8 &&
+    refuses readmis "entry $(at readmis): read's op is not its capability's"
 mk capmis --tamper cap-mismatch --entries 60 --batch 8 &&
     refuses capmis "entry $(at capmis): intent's op is not its capability's"
 mk nolink --tamper missing-link --entries 60 --batch 8 &&

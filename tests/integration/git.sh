@@ -2,7 +2,8 @@
 # git-credential-threshold as its credential helper, against the GitHub
 # emulator's smart-HTTP server (git http-backend behind a token check).
 # The agent's git never sees a GitHub token; every refused push reaches the
-# emulator not at all; the token of each push is dead afterwards.
+# emulator not at all; the token of each push is dead afterwards; every
+# request that only reads is audited too.
 . "$(dirname "$0")/../lib.sh"
 PY=/usr/bin/python3
 
@@ -209,6 +210,32 @@ print("ok")
 EOF
 then ok "pushes are audited: intents with refs, outcomes, each refusal with its reason"
 else fail "push audit entries"; fi
+if $PY - "$T/audit.jsonl" <<'EOF'
+import json, sys
+ents = [json.loads(l)["entry"] for l in open(sys.argv[1]) if json.loads(l)["type"] == "entry"]
+reads = [e for e in ents if e["kind"] == "read"]
+asked = {e["request"] for e in reads}
+assert {"info/refs?service=git-upload-pack", "git-upload-pack",
+        "info/refs?service=git-receive-pack"} <= asked, asked
+assert all(e["agent"] == "agent:coder-1" and e["op"]["repo"] == "acme/widgets" and
+           e["capability"].count(".") == 2 and len(e["token"]["fingerprint"]) == 64
+           for e in reads), reads[0]
+revoked = {e["intent"] for e in ents if e["kind"] == "revocation" and "intent" in e}
+assert sum(1 for e in reads if e["seq"] in revoked) >= len(reads) - 2, (len(reads), revoked)
+print("ok")
+EOF
+then ok "reads are audited: each git request that only reads, its capability and token, revoked after"
+else fail "read audit entries"; fi
+
+# Fail closed: a read the audit log cannot countersign (swtpm down) is refused.
+"$FIX/swtpm-stop" "$T"
+if git -C "$W" fetch -q origin >"$T/out" 2>"$T/err"; then
+	fail "fetch without a countersignature succeeded"
+else
+	grep -q "refused: audit log" "$T/broker.log" && ok "no countersignature: a fetch is refused" ||
+		{ fail "fetch refused for the audit log"; tail -3 "$T/broker.log" | sed 's/^/#   /'; }
+fi
+"$FIX/swtpm-start" "$T" >/dev/null
 
 stop_broker
 done_testing

@@ -9,7 +9,7 @@ docs/tokens.md alone (python3-cryptography and the standard library; no Threshol
 
 It makes its own keys (delegation root, capability, attenuation, a human's key and an
 "AK"), a human certificate and delegations, link/mint/intent/outcome/revocation/refusal/
-recovered entries chained by hash over canonical JSON (its own RFC 8785 encoder), batches of
+recovered/read entries chained by hash over canonical JSON (its own RFC 8785 encoder), batches of
 K entries with RFC 6962 roots, and checkpoints: TPMS_ATTEST quote structures built by hand and
 signed by the AK as a TPMT_SIGNATURE (a software stand-in for TPM2_Quote, structurally
 identical: tpm2_checkquote accepts them), or token signatures.  Entries after the last full
@@ -40,6 +40,7 @@ Tamper modes.  Built in (the forgery is signed where a forger could sign it):
   policy-altered, policy-absent (with --policy-by-hash)
                     the delegation's link entry carries an edited policy document, or none
   policy-on-cert    the certificate's link entry carries a policy
+  read-mismatch     a read's op names another repository than its (signed) capability
   activation-other-ak, activation-other-ek, activation-not-root (with --ek)
                     the header's activation names another AK, another EK certificate,
                     or is signed by the capability key instead of the root
@@ -334,7 +335,8 @@ class Builder:
             "iss": "human:alice", "sub": "agent:coder-1", "parent": token_hash(self.cert),
             "jti": new_jti(), "iat": t0 - 3600, "nbf": t0 - 3600, "exp": d1_exp,
             "ops": [{"op": "github.merge", "repos": ["acme/*"], "targets": ["main", "release/*"]},
-                    {"op": "github.comment", "repos": ["acme/widgets"]}]}
+                    {"op": "github.comment", "repos": ["acme/widgets"]},
+                    {"op": "github.fetch", "repos": ["acme/*"]}]}
         # By hash: the document (any bytes; these are not canonical on purpose)
         # travels in d1's link entry (docs/audit-format.md).
         self.policy_doc = None
@@ -431,10 +433,37 @@ class Builder:
                                        "fingerprint": secrets.token_hex(32),
                                        "result": "revoked"})
 
+    # A git fetch through the broker: its capability, a read entry per request
+    # (each with its own token), and the tokens' revocations, which refer to them.
+    def fetch(self, agent, repo, mark=None):
+        op = {"op": "github.fetch", "repo": repo}
+        tokens = [self.cert, self.d1]
+        for t in tokens:
+            self.link(t)
+        chain = [token_hash(t) for t in tokens]
+        jti = new_jti()
+        self.agents.add(agent)
+        self.append("mint", {"agent": agent, "op": op, "jti": jti, "chain": chain})
+        cap = self.capability(agent, op, chain, jti, self.t0 + 7 * (len(self.entries) + 1))
+        for request in ("info/refs?service=git-upload-pack", "git-upload-pack"):
+            entry_op = op
+            if mark == "read" and self.at is None:
+                entry_op = {"op": "github.fetch", "repo": "acme/secrets"}
+            read = self.append("read", {
+                "agent": agent, "capability": cap, "op": entry_op, "jti": jti,
+                "chain": chain, "request": request,
+                "token": {"fingerprint": hashlib.sha256(secrets.token_bytes(16)).hexdigest(),
+                          "expires_at": "2025-11-24T17:00:00Z"}})
+            if mark == "read" and self.at is None:
+                self.at = read
+            self.append("revocation", {"intent": read, "fingerprint": secrets.token_hex(32),
+                                       "result": "revoked"})
+
     def build(self, n):
         r = 0
         marks = {"bad-chain": "mint", "missing-link": "mint", "bad-capability": "intent",
-                 "bad-capability-then-mismatch": "intent", "cap-mismatch": "intent", "orphan-outcome": "outcome"}
+                 "bad-capability-then-mismatch": "intent", "cap-mismatch": "intent", "orphan-outcome": "outcome",
+                 "read-mismatch": "read"}
         mark = marks.get(self.tamper)
         while len(self.entries) < n:
             merge = {"op": "github.merge", "repo": "acme/widgets", "pr": r + 1, "target": "main"}
@@ -448,6 +477,8 @@ class Builder:
             if r % 5 == 3:
                 self.append("refusal", {"agent": "unknown", "code": "unauthenticated",
                                         "reason": "no agent for uid 1234"})
+            if r % 6 == 4:
+                self.fetch("agent:coder-1", "acme/widgets", mark=mark)
             if r % 4 == 2:
                 comment = {"op": "github.comment", "repo": "acme/widgets", "pr": r + 1,
                            "params": {"body": "LGTM \u2713 \"quoted\"\n\ttab \u0001 \U0001F600"}}
@@ -589,7 +620,7 @@ def main():
                       "bad-capability-then-mismatch",
                       "expired-chain", "orphan-outcome", "activation-other-ak",
                       "activation-other-ek", "activation-not-root", "policy-altered",
-                      "policy-absent", "policy-on-cert"):
+                      "policy-absent", "policy-on-cert", "read-mismatch"):
         sys.exit("make_audit_log: unknown tamper mode %r" % args.tamper)
     if args.rechain:
         rechain(hh, entries)
@@ -631,6 +662,7 @@ def main():
         "uncommitted": len(entries) - committed, "checkpoints": len(cps),
         "humans": 1 if "link" in kinds else 0, "agents": len(agents),
         "intents": kinds.count("intent"), "mints": kinds.count("mint"),
+        "reads": kinds.count("read"),
         "outcomes": kinds.count("outcome"), "recovered": kinds.count("recovered"),
         "revocations": kinds.count("revocation"), "refusals": kinds.count("refusal"),
         "revocations_without_intent": sum(1 for e in entries if e["kind"] == "revocation"
