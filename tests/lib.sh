@@ -16,6 +16,9 @@ _cleanup() {
 		[ -f "$f" ] || continue
 		kill "$(cat "$f")" 2>/dev/null
 	done
+	# A test may have mounted a small disk under $T (audit.sh, disk full).
+	awk -v t="$T/" 'index($2, t) == 1 {print $2}' /proc/mounts 2>/dev/null |
+	    while read -r m; do umount "$m" 2>/dev/null; done
 	if [ "$_fails" -eq 0 ] && [ -z "${KEEP:-}" ]; then rm -rf "$T"; else echo "# kept $T"; fi
 }
 trap _cleanup EXIT

@@ -179,4 +179,26 @@ if lsattr "$T/state/audit.db" 2>/dev/null | grep -q -- '-i-'; then
 else
 	ok "SKIP read-only log: chattr +i unsupported here"
 fi
+
+# Fail closed: the disk under the log is full (a small tmpfs, filled up once
+# the broker is running on it).
+mkdir -p "$T/full"
+if mount -t tmpfs -o size=4m tmpfs "$T/full" 2>/dev/null; then
+	cp "$T/state/audit.db" "$T/full/"
+	cp "$T/broker.conf" "$T/broker.conf.orig"
+	echo "audit $T/full/audit.db" >>"$T/broker.conf"
+	start_broker || fail "broker starts with its log on the small disk"
+	dd if=/dev/zero of="$T/full/filler" bs=64k 2>/dev/null
+	[ "$(df -P "$T/full" | awk 'NR == 2 {print $4}')" = 0 ] && ok "the log's disk is full" || fail "disk not full"
+	green_pr 7 "$(sha 7)" '["src/g.c"]'
+	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 7 >"$T/out" 2>"$T/err"; rc=$?
+	[ $rc -ne 0 ] && grep -q "audit_unavailable" "$T/err" && ok "disk full: refused (audit_unavailable)" ||
+		{ fail "disk full (exit $rc)"; sed 's/^/#   /' "$T/err" "$T/broker.log" | tail -5; }
+	admin GET state | grep -q '"pr": 7' && fail "merged without an audit record" || ok "nothing done at GitHub"
+	stop_broker
+	umount "$T/full"
+	mv "$T/broker.conf.orig" "$T/broker.conf"
+else
+	ok "SKIP disk full: cannot mount a tmpfs here"
+fi
 done_testing
