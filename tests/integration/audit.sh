@@ -1,6 +1,7 @@
 # The audit log of a real broker (swtpm quotes, SoftHSM, GitHub emulator):
 # what it records, its countersignatures checked by tpm2_checkquote, crash
-# consistency (kill -9 in the middle of an operation), and fail-closed
+# consistency (kill -9 at each step of an operation that GitHub can hold
+# up), and fail-closed
 # behaviour when the log cannot be written or countersigned.
 . "$(dirname "$0")/../lib.sh"
 PY=/usr/bin/python3
@@ -140,6 +141,21 @@ for n in 3 4; do
 	sleep 4
 	start_broker || fail "broker restarts after kill -9"
 done
+# ... and at the write path's other steps, each held up at GitHub long
+# enough to kill -9 the broker there: creating the token and reading the
+# facts (both before any intent), and revoking the token (after the outcome).
+crash_at() { # N METHOD PATH_REGEX
+	green_pr "$1" "$(sha "$1")" "[\"src/k$1.c\"]"
+	admin POST faults "{\"method\":\"$2\",\"path_regex\":\"$3\",\"delay_ms\":3000}" >/dev/null
+	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr "$1" >/dev/null 2>&1 &
+	sleep 1
+	kill -9 "$(cat "$T/broker.pid")"
+	sleep 3
+	start_broker || fail "broker restarts after kill -9 (#$1)"
+}
+crash_at 20 POST '^/app/installations/[0-9]+/access_tokens$'
+crash_at 21 GET '^/repos/acme/backend/pulls/21$'
+crash_at 22 DELETE '^/installation/token$'
 sleep 0.5
 merged=$(admin GET state | $PY -c "import json,sys;print(' '.join(str(m.get('number',m.get('pr'))) for m in json.load(sys.stdin)['merges']))")
 echo "$merged" | grep -qw 3 && ok "the in-flight merge completed at GitHub" || fail "merge 3 at GitHub ($merged)"
@@ -149,6 +165,20 @@ i3=$($AC find "$T/audit.jsonl" intent | $PY -c "import json,sys;print([json.load
 i4=$($AC find "$T/audit.jsonl" intent | $PY -c "import json,sys;print([json.loads(l)['seq'] for l in sys.stdin if json.loads(l)['op']['pr']==4][0])")
 $AC find "$T/audit.jsonl" recovered intent=$i3 | grep -q '"merged": true' && ok "restart recorded that #3 was merged" || fail "recovery of #3"
 $AC find "$T/audit.jsonl" recovered intent=$i4 | grep -q '"merged": false' && ok "restart recorded that #4 was not" || fail "recovery of #4"
+$PY - "$T/audit.jsonl" "$merged" <<'EOF2' && ok "killed while creating the token or reading facts: no intent, nothing merged; while revoking: intent and outcome; every merge at GitHub has its intent" || fail "crashes at the other steps"
+import json, sys
+ents = [o["entry"] for o in map(json.loads, open(sys.argv[1])) if o["type"] == "entry"]
+intents = {e["op"].get("pr"): e["seq"] for e in ents if e["kind"] == "intent"}
+merged = {int(x) for x in sys.argv[2].split()}
+assert 20 not in intents and 21 not in intents and not {20, 21} & merged, (intents, merged)
+outs = {e["intent"]: e for e in ents if e["kind"] == "outcome"}
+assert 22 in merged and 22 in intents and intents[22] in outs, (intents, merged)
+assert merged <= set(intents), (merged, intents)
+# Where the kills landed: after the mint, and before #22's revocation was logged.
+mints = {e["op"].get("pr") for e in ents if e["kind"] == "mint"}
+assert {20, 21, 22} <= mints, mints
+assert not any(e["kind"] == "revocation" and e.get("intent") == intents[22] for e in ents)
+EOF2
 expect_ok "after the crashes the hash chain is intact" $AC chain "$T/audit.jsonl"
 expect_ok "after the crashes the log verifies" $BIN/threshold audit verify "$T/audit.jsonl" --root "$T/root.pem"
 
