@@ -156,6 +156,19 @@ crash_at() { # N METHOD PATH_REGEX
 crash_at 20 POST '^/app/installations/[0-9]+/access_tokens$'
 crash_at 21 GET '^/repos/acme/backend/pulls/21$'
 crash_at 22 DELETE '^/installation/token$'
+# ... and between the intent's append and its countersignature: the TPM is
+# held (SIGSTOP) while the broker waits for the quote.
+green_pr 24 "$(sha 24)" '["src/k24.c"]'
+expect_ok "a merge after the restarts (the App JWT and installation id cached again)" \
+	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 24
+green_pr 23 "$(sha 23)" '["src/k23.c"]'
+kill -STOP "$(cat "$T/tpm/swtpm.pid")"
+$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 23 >/dev/null 2>&1 &
+until_intent 23 || fail "the intent to merge #23 was appended"
+kill -9 "$(cat "$T/broker.pid")"
+kill -CONT "$(cat "$T/tpm/swtpm.pid")"
+sleep 1
+start_broker || fail "broker restarts after kill -9 (#23)"
 sleep 0.5
 merged=$(admin GET state | $PY -c "import json,sys;print(' '.join(str(m.get('number',m.get('pr'))) for m in json.load(sys.stdin)['merges']))")
 echo "$merged" | grep -qw 3 && ok "the in-flight merge completed at GitHub" || fail "merge 3 at GitHub ($merged)"
@@ -165,7 +178,7 @@ i3=$($AC find "$T/audit.jsonl" intent | $PY -c "import json,sys;print([json.load
 i4=$($AC find "$T/audit.jsonl" intent | $PY -c "import json,sys;print([json.loads(l)['seq'] for l in sys.stdin if json.loads(l)['op']['pr']==4][0])")
 $AC find "$T/audit.jsonl" recovered intent=$i3 | grep -q '"merged": true' && ok "restart recorded that #3 was merged" || fail "recovery of #3"
 $AC find "$T/audit.jsonl" recovered intent=$i4 | grep -q '"merged": false' && ok "restart recorded that #4 was not" || fail "recovery of #4"
-$PY - "$T/audit.jsonl" "$merged" <<'EOF2' && ok "killed while creating the token or reading facts: no intent, nothing merged; while revoking: intent and outcome; every merge at GitHub has its intent" || fail "crashes at the other steps"
+$PY - "$T/audit.jsonl" "$merged" <<'EOF2' && ok "killed while creating the token or reading facts: no intent, nothing merged; before the intent's countersignature: recovered, not merged; while revoking: intent and outcome; every merge at GitHub has its intent" || fail "crashes at the other steps"
 import json, sys
 ents = [o["entry"] for o in map(json.loads, open(sys.argv[1])) if o["type"] == "entry"]
 intents = {e["op"].get("pr"): e["seq"] for e in ents if e["kind"] == "intent"}
@@ -174,6 +187,9 @@ assert 20 not in intents and 21 not in intents and not {20, 21} & merged, (inten
 outs = {e["intent"]: e for e in ents if e["kind"] == "outcome"}
 assert 22 in merged and 22 in intents and intents[22] in outs, (intents, merged)
 assert merged <= set(intents), (merged, intents)
+assert 23 in intents and 23 not in merged, (intents, merged)
+rec = [e for e in ents if e["kind"] == "recovered" and e["intent"] == intents[23]]
+assert len(rec) == 1 and rec[0]["result"]["merged"] is False, rec
 # Where the kills landed: after the mint, and before #22's revocation was logged.
 mints = {e["op"].get("pr") for e in ents if e["kind"] == "mint"}
 assert {20, 21, 22} <= mints, mints
