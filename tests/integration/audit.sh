@@ -161,6 +161,19 @@ crash_at 22 DELETE '^/installation/token$'
 green_pr 24 "$(sha 24)" '["src/k24.c"]'
 expect_ok "a merge after the restarts (the App JWT and installation id cached again)" \
 	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 24
+# The signer serves one request at a time: swtpm must not stop while it
+# quotes for the committer (the mint's SIGN would then wait too).
+all_committed() {
+	i=0
+	while [ $i -lt 100 ]; do
+		$PY -c "import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);e=c.execute('select max(seq) from entries').fetchone()[0];l=c.execute(\"select max(json_extract(body,'\$.last')) from checkpoints\").fetchone()[0];sys.exit(0 if e==l else 1)" \
+		    "$T/state/audit.db" 2>/dev/null && return 0
+		sleep 0.1; i=$((i + 1))
+	done
+	return 1
+}
+sleep 0.5
+all_committed && sleep 0.3 && all_committed || fail "the log is committed before swtpm is held"
 green_pr 23 "$(sha 23)" '["src/k23.c"]'
 kill -STOP "$(cat "$T/tpm/swtpm.pid")"
 $BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 23 >/dev/null 2>&1 &
