@@ -34,19 +34,6 @@ fail(struct broker *b, struct answer *ans, unsigned status, const char *code,
 		log_err("audit: refusal not recorded: %s", th_errmsg(e));
 }
 
-/* An intent written but not countersigned: the operation will not be
- * attempted; say so in the log (best effort) so that it is not left open. */
-static void
-close_intent(struct broker *b, int64_t intent, int why)
-{
-	char msg[512];
-
-	if (intent <= 0)
-		return;
-	snprintf(msg, sizeof(msg), "not attempted: %s", th_errmsg(why));
-	(void)rec_outcome(b, intent, 0, NULL, msg, NULL, NULL);
-}
-
 /* The audit trail's part of an answer: the intent was countersigned
  * before GitHub was asked; the outcome is durable and countersigned in
  * the next batch, within milliseconds. */
@@ -329,7 +316,6 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *cap,
 		goto revoke;
 	}
 	if ((r = rec_intent(b, red, cap, evidence, tok, &intent)) != 0) {
-		close_intent(b, intent, r);
 		fail(b, ans, 503, "audit_unavailable", r);
 		goto revoke;
 	}
@@ -495,7 +481,6 @@ operate(struct broker *b, const struct cap_redeemed *red, const char *cap,
 		goto out;
 	}
 	if ((r = rec_intent(b, red, cap, evidence, tok, &intent)) != 0) {
-		close_intent(b, intent, r);
 		fail(b, ans, 503, "audit_unavailable", r);
 		goto revoke;
 	}

@@ -53,6 +53,8 @@ int	rec_refusal(struct broker *b, const struct answer *ans,
 	    const char *reason);
 int	rec_mint(struct broker *b, const char *agent, const char *capability,
 	    size_t len);
+/* An intent it could write but not countersign it closes with an outcome
+ * "not attempted: ..." (best effort) before failing. */
 int	rec_intent(struct broker *b, const struct cap_redeemed *red,
 	    const char *capability, struct json_object *decision,
 	    const struct gh_token *tok, int64_t *seq);

@@ -175,8 +175,20 @@ rec_intent(struct broker *b, const struct cap_redeemed *red,
     const char *capability, struct json_object *decision,
     const struct gh_token *tok, int64_t *seq)
 {
-	return rec_use(b, "intent", red, capability, "decision", decision, tok,
-	    seq);
+	char why[512], msg[600];
+	int r;
+
+	*seq = 0;
+	if ((r = rec_use(b, "intent", red, capability, "decision", decision,
+	    tok, seq)) == 0 || *seq <= 0)
+		return r;
+	/* Written but not countersigned: the operation will not be
+	 * attempted.  Say so (best effort), so that the intent is not left
+	 * open for the next start to recover. */
+	snprintf(why, sizeof(why), "%s", th_errmsg(r));
+	snprintf(msg, sizeof(msg), "not attempted: %s", why);
+	(void)rec_outcome(b, *seq, 0, NULL, msg, NULL, NULL);
+	return th_fail(r, "%s", why);
 }
 
 int

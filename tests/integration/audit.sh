@@ -222,6 +222,14 @@ $BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 5
 	{ fail "quote failing (exit $rc)"; sed 's/^/#   /' "$T/err"; }
 admin GET state | grep -q '"number": 5, "merged": true\|"pr": 5' && fail "merged without an audit record" || ok "nothing merged at GitHub"
 "$FIX/swtpm-start" "$T" >/dev/null
+export_log
+$PY - "$T/audit.jsonl" <<'EOF2' && ok "the intent it could not countersign is closed: outcome 'not attempted'" || fail "uncountersigned intent closed"
+import json, sys
+ents = [o["entry"] for o in map(json.loads, open(sys.argv[1])) if o["type"] == "entry"]
+i5 = [e["seq"] for e in ents if e["kind"] == "intent" and e["op"].get("pr") == 5]
+outs = [e for e in ents if e["kind"] == "outcome" and e["intent"] in i5]
+assert len(i5) == 1 and len(outs) == 1 and outs[0]["error"].startswith("not attempted: "), (i5, outs)
+EOF2
 
 # Fail closed: the log's database cannot be written.
 stop_broker
