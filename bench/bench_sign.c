@@ -40,40 +40,73 @@ report(const char *mode, const char *what, double *lat, size_t n,
 	    mode, what, n / (total_us / 1e6), lat[n / 2], lat[n * 99 / 100]);
 }
 
+/* A key called in-process, as the signer calls it. */
+struct raw {
+	struct tpm_ctx	*tpm;
+	struct p11_ctx	*p11;
+	struct tpm_key	*tk;
+	struct p11_key	*pk;
+	uint8_t		 digest[TH_DIGEST_LEN];
+};
+
+static int
+raw_open(const char *conf, const char *ref, struct raw *k)
+{
+	struct config cfg;
+	int r;
+
+	memset(k, 0, sizeof(*k));
+	RAND_bytes(k->digest, sizeof(k->digest));
+	if ((r = config_load(conf, &cfg)) != 0)
+		return r;
+	if (strncmp(ref, "tpm:", 4) == 0) {
+		if ((r = tpm_open(cfg.tcti, &k->tpm)) == 0)
+			r = tpm_key_load(k->tpm, (uint32_t)strtoul(ref + 4, NULL,
+			    16), &k->tk);
+		return r;
+	}
+	if ((r = p11_open(cfg.p11_module, cfg.p11_pin_file, &k->p11)) == 0)
+		r = p11_key_load(k->p11, ref, &k->pk);
+	return r;
+}
+
+/* Signs the i-th digest (one byte differs from the last). */
+static int
+raw_sign(struct raw *k, size_t i)
+{
+	uint8_t sig[TH_SIG_MAX];
+	size_t siglen = sizeof(sig);
+
+	k->digest[0] = (uint8_t)i;
+	return k->tk != NULL ? tpm_sign(k->tk, k->digest, sig, &siglen) :
+	    p11_sign(k->pk, k->digest, sig, &siglen);
+}
+
+static void
+raw_close(struct raw *k)
+{
+	tpm_key_free(k->tk);
+	p11_key_free(k->pk);
+	tpm_close(k->tpm);
+	p11_close(k->p11);
+}
+
 static int
 bench_raw(const char *conf, const char *ref, size_t n)
 {
-	struct config cfg;
-	struct tpm_ctx *tpm = NULL;
-	struct p11_ctx *p11 = NULL;
-	struct tpm_key *tk = NULL;
-	struct p11_key *pk = NULL;
-	uint8_t digest[TH_DIGEST_LEN], sig[TH_SIG_MAX];
+	struct raw k;
 	double *lat, t0, start;
-	size_t i, siglen;
+	size_t i;
 	int r;
 
 	if ((lat = calloc(n, sizeof(*lat))) == NULL)
 		return 1;
-	if ((r = config_load(conf, &cfg)) != 0)
+	if ((r = raw_open(conf, ref, &k)) != 0)
 		goto out;
-	if (strncmp(ref, "tpm:", 4) == 0) {
-		if ((r = tpm_open(cfg.tcti, &tpm)) != 0 ||
-		    (r = tpm_key_load(tpm, (uint32_t)strtoul(ref + 4, NULL, 16),
-		    &tk)) != 0)
-			goto out;
-	} else if ((r = p11_open(cfg.p11_module, cfg.p11_pin_file, &p11)) != 0 ||
-	    (r = p11_key_load(p11, ref, &pk)) != 0)
-		goto out;
-	RAND_bytes(digest, sizeof(digest));
 	start = now_us();
 	for (i = 0; i < n; i++) {
 		t0 = now_us();
-		siglen = sizeof(sig);
-		digest[0] = (uint8_t)i;
-		r = tk != NULL ? tpm_sign(tk, digest, sig, &siglen) :
-		    p11_sign(pk, digest, sig, &siglen);
-		if (r != 0)
+		if ((r = raw_sign(&k, i)) != 0)
 			goto out;
 		lat[i] = now_us() - t0;
 	}
@@ -81,10 +114,7 @@ bench_raw(const char *conf, const char *ref, size_t n)
  out:
 	if (r != 0)
 		fprintf(stderr, "bench_sign: %s\n", th_errmsg(r));
-	tpm_key_free(tk);
-	p11_key_free(pk);
-	tpm_close(tpm);
-	p11_close(p11);
+	raw_close(&k);
 	free(lat);
 	return r != 0;
 }
@@ -205,23 +235,25 @@ bench_socket(const char *path, const char *purpose, size_t n,
 	return r != 0;
 }
 
-/* Raw and socket in alternating blocks; KEYREF must be the PKCS#11 key the
- * signer serves for PURPOSE (SoftHSM is opened by both processes at once). */
+/* Raw and socket in alternating blocks; KEYREF must be the key the signer
+ * serves for PURPOSE (SoftHSM is opened by both processes at once). */
 static int
 bench_compare(const char *conf, const char *ref, const char *path,
     const char *purpose, size_t n, const char *app_id)
 {
-	struct config cfg;
-	struct p11_ctx *p11 = NULL;
-	struct p11_key *pk = NULL;
+	struct raw k;
 	struct sigc *c = NULL;
 	struct buf **payload = NULL;
-	uint8_t digest[TH_DIGEST_LEN], sig[TH_SIG_MAX];
+	uint8_t sig[TH_SIG_MAX];
 	double *lat[2] = { NULL, NULL }, total[2] = { 0, 0 }, t0, t;
-	size_t round, i, k, blk = n / COMPARE_ROUNDS, siglen, done = 0;
+	size_t round, i, blk = n / COMPARE_ROUNDS, siglen, done = 0;
 	enum th_alg alg;
-	int r = TH_ERR_ALLOC;
+	int r;
 
+	if ((r = raw_open(conf, ref, &k)) != 0 ||
+	    (r = sigc_connect(path, &c)) != 0)
+		goto out;
+	r = TH_ERR_ALLOC;
 	if (blk == 0 || (lat[0] = calloc(n, sizeof(double))) == NULL ||
 	    (lat[1] = calloc(n, sizeof(double))) == NULL ||
 	    (payload = calloc(blk, sizeof(*payload))) == NULL)
@@ -229,12 +261,6 @@ bench_compare(const char *conf, const char *ref, const char *path,
 	for (i = 0; i < blk; i++)
 		if ((payload[i] = buf_new()) == NULL)
 			goto out;
-	if ((r = config_load(conf, &cfg)) != 0 ||
-	    (r = p11_open(cfg.p11_module, cfg.p11_pin_file, &p11)) != 0 ||
-	    (r = p11_key_load(p11, ref, &pk)) != 0 ||
-	    (r = sigc_connect(path, &c)) != 0)
-		goto out;
-	RAND_bytes(digest, sizeof(digest));
 	for (round = 0; round < COMPARE_ROUNDS; round++) {
 		for (i = 0; i < blk; i++)
 			if ((r = make_payload(payload[i], purpose, app_id,
@@ -242,9 +268,7 @@ bench_compare(const char *conf, const char *ref, const char *path,
 				goto out;
 		for (i = 0; i < blk; i++) {
 			t0 = now_us();
-			siglen = sizeof(sig);
-			digest[0] = (uint8_t)i;
-			if ((r = p11_sign(pk, digest, sig, &siglen)) != 0)
+			if ((r = raw_sign(&k, i)) != 0)
 				goto out;
 			t = now_us() - t0;
 			lat[0][done + i] = t;
@@ -269,14 +293,13 @@ bench_compare(const char *conf, const char *ref, const char *path,
  out:
 	if (r != 0)
 		fprintf(stderr, "bench_sign: %s\n", th_errmsg(r));
-	for (k = 0; payload != NULL && k < blk; k++)
-		buf_free(payload[k]);
+	for (i = 0; payload != NULL && i < blk; i++)
+		buf_free(payload[i]);
 	free(payload);
 	free(lat[0]);
 	free(lat[1]);
 	sigc_close(c);
-	p11_key_free(pk);
-	p11_close(p11);
+	raw_close(&k);
 	return r != 0;
 }
 

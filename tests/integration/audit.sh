@@ -116,12 +116,10 @@ expect_fail "and rejects it for another statement" "." \
 expect_fail "the log refuses updates (append-only)" "append-only" \
 	$PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);c.execute('update entries set body=body where seq=1');c.commit()" "$T/state/audit.db"
 
-# Crash consistency: kill -9 while the merge is at GitHub (it completes
-# there), and while it has not reached GitHub (it never does).
-green_pr 3 "$(sha 3)" '["src/c.c"]'
-green_pr 4 "$(sha 4)" '["src/d.c"]'
-admin POST faults '{"method":"PUT","path_regex":"/pulls/3/merge","delay_ms":3000}' >/dev/null
-admin POST faults '{"method":"PUT","path_regex":"/pulls/4/merge","hang_ms":3000,"then":"close"}' >/dev/null
+# Crash consistency: kill -9 at each step of the write path GitHub can hold
+# up: while the merge is at GitHub (#3: it completes there; #4: it never
+# does), creating the token and reading the facts (#20, #21: both before
+# any intent), and revoking the token (#22: after the outcome).
 # until_intent N: wait (bounded) until the intent to merge PR N is in the
 # log: the merge call follows at once and then sits in the fault's delay.
 until_intent() {
@@ -133,29 +131,24 @@ until_intent() {
 	done
 	return 1
 }
-for n in 3 4; do
-	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr $n >/dev/null 2>&1 &
-	until_intent $n || fail "the intent to merge #$n was logged"
-	sleep 0.7
+at_merge() { until_intent "$1" && sleep 0.7; }
+held() { sleep 1; }
+# crash_at N FAULT WAIT: merge PR N while GitHub applies FAULT; kill -9 the
+# broker once WAIT N returns, and restart it.
+crash_at() {
+	green_pr "$1" "$(sha "$1")" "[\"src/k$1.c\"]"
+	admin POST faults "$2" >/dev/null
+	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr "$1" >/dev/null 2>&1 &
+	$3 "$1" || fail "the merge of #$1 reached the step to crash at"
 	kill -9 "$(cat "$T/broker.pid")"
 	sleep 4
-	start_broker || fail "broker restarts after kill -9"
-done
-# ... and at the write path's other steps, each held up at GitHub long
-# enough to kill -9 the broker there: creating the token and reading the
-# facts (both before any intent), and revoking the token (after the outcome).
-crash_at() { # N METHOD PATH_REGEX
-	green_pr "$1" "$(sha "$1")" "[\"src/k$1.c\"]"
-	admin POST faults "{\"method\":\"$2\",\"path_regex\":\"$3\",\"delay_ms\":3000}" >/dev/null
-	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr "$1" >/dev/null 2>&1 &
-	sleep 1
-	kill -9 "$(cat "$T/broker.pid")"
-	sleep 3
 	start_broker || fail "broker restarts after kill -9 (#$1)"
 }
-crash_at 20 POST '^/app/installations/[0-9]+/access_tokens$'
-crash_at 21 GET '^/repos/acme/backend/pulls/21$'
-crash_at 22 DELETE '^/installation/token$'
+crash_at 3 '{"method":"PUT","path_regex":"/pulls/3/merge","delay_ms":3000}' at_merge
+crash_at 4 '{"method":"PUT","path_regex":"/pulls/4/merge","hang_ms":3000,"then":"close"}' at_merge
+crash_at 20 '{"method":"POST","path_regex":"^/app/installations/[0-9]+/access_tokens$","delay_ms":3000}' held
+crash_at 21 '{"method":"GET","path_regex":"^/repos/acme/backend/pulls/21$","delay_ms":3000}' held
+crash_at 22 '{"method":"DELETE","path_regex":"^/installation/token$","delay_ms":3000}' held
 # ... and between the intent's append and its countersignature: the TPM is
 # held (SIGSTOP) while the broker waits for the quote.
 green_pr 24 "$(sha 24)" '["src/k24.c"]'

@@ -384,13 +384,18 @@ class Builder:
             "iss": "threshold:broker", "aud": self.instance, "sub": agent, "jti": jti,
             "iat": time - 1, "exp": time + 14, "op": op, "chain": chain})
 
-    def act(self, agent, op, tokens, outcome=True, recovered=False, mark=None):
+    # The links of a chain not yet logged, and a mint over it: (chain, jti, mint seq).
+    def mint(self, agent, op, tokens):
         for t in tokens:
             self.link(t)
         chain = [token_hash(t) for t in tokens]
         jti = new_jti()
         self.agents.add(agent)
-        mint = self.append("mint", {"agent": agent, "op": op, "jti": jti, "chain": chain})
+        return chain, jti, self.append("mint", {"agent": agent, "op": op, "jti": jti,
+                                                "chain": chain})
+
+    def act(self, agent, op, tokens, outcome=True, recovered=False, mark=None):
+        chain, jti, mint = self.mint(agent, op, tokens)
         if mark == "mint" and self.at is None:
             self.at = mint
         time = self.t0 + 7 * (len(self.entries) + 1)
@@ -437,13 +442,7 @@ class Builder:
     # (each with its own token), and the tokens' revocations, which refer to them.
     def fetch(self, agent, repo, mark=None):
         op = {"op": "github.fetch", "repo": repo}
-        tokens = [self.cert, self.d1]
-        for t in tokens:
-            self.link(t)
-        chain = [token_hash(t) for t in tokens]
-        jti = new_jti()
-        self.agents.add(agent)
-        self.append("mint", {"agent": agent, "op": op, "jti": jti, "chain": chain})
+        chain, jti, _ = self.mint(agent, op, [self.cert, self.d1])
         cap = self.capability(agent, op, chain, jti, self.t0 + 7 * (len(self.entries) + 1))
         for request in ("info/refs?service=git-upload-pack", "git-upload-pack"):
             entry_op = op
