@@ -162,6 +162,8 @@ mk badcap --tamper bad-capability --entries 60 --batch 8 &&
     refuses badcap "entry $(at badcap): intent's capability does not verify with the header's capability key"
 mk badcap2 --tamper bad-capability-then-mismatch --entries 300 --batch 8 &&
     refuses badcap2 "entry $(at badcap2): intent's capability does not verify with the header's capability key"
+mk readbad --tamper read-bad-capability --entries 60 --batch 8 &&
+    refuses readbad "entry $(at readbad): read's capability does not verify with the header's capability key"
 mk readmis --tamper read-mismatch --entries 60 --batch 8 &&
     refuses readmis "entry $(at readmis): read's op is not its capability's"
 mk capmis --tamper cap-mismatch --entries 60 --batch 8 &&

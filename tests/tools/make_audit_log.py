@@ -41,6 +41,8 @@ Tamper modes.  Built in (the forgery is signed where a forger could sign it):
                     the delegation's link entry carries an edited policy document, or none
   policy-on-cert    the certificate's link entry carries a policy
   read-mismatch     a read's op names another repository than its (signed) capability
+  read-bad-capability  a fetch's capability had its op altered after signing (its two
+                    reads carry it, agreeing with the altered claims)
   activation-other-ak, activation-other-ek, activation-not-root (with --ek)
                     the header's activation names another AK, another EK certificate,
                     or is signed by the capability key instead of the root
@@ -444,9 +446,17 @@ class Builder:
         op = {"op": "github.fetch", "repo": repo}
         chain, jti, _ = self.mint(agent, op, [self.cert, self.d1])
         cap = self.capability(agent, op, chain, jti, self.t0 + 7 * (len(self.entries) + 1))
+        if mark == "read" and self.at is None and self.tamper == "read-bad-capability":
+            # Claims altered after signing, and the entries agreeing with them: only the
+            # signature is wrong, and both reads of the exchange carry it.
+            op = {"op": "github.fetch", "repo": "acme/secrets"}
+            h, c, sg = cap.split(".")
+            claims = json.loads(base64.urlsafe_b64decode(c + "=" * (-len(c) % 4)))
+            claims["op"] = op
+            cap = h + "." + b64(compact(claims)) + "." + sg
         for request in ("info/refs?service=git-upload-pack", "git-upload-pack"):
             entry_op = op
-            if mark == "read" and self.at is None:
+            if mark == "read" and self.at is None and self.tamper == "read-mismatch":
                 entry_op = {"op": "github.fetch", "repo": "acme/secrets"}
             read = self.append("read", {
                 "agent": agent, "capability": cap, "op": entry_op, "jti": jti,
@@ -462,7 +472,7 @@ class Builder:
         r = 0
         marks = {"bad-chain": "mint", "missing-link": "mint", "bad-capability": "intent",
                  "bad-capability-then-mismatch": "intent", "cap-mismatch": "intent", "orphan-outcome": "outcome",
-                 "read-mismatch": "read"}
+                 "read-mismatch": "read", "read-bad-capability": "read"}
         mark = marks.get(self.tamper)
         while len(self.entries) < n:
             merge = {"op": "github.merge", "repo": "acme/widgets", "pr": r + 1, "target": "main"}
@@ -619,7 +629,8 @@ def main():
                       "bad-capability-then-mismatch",
                       "expired-chain", "orphan-outcome", "activation-other-ak",
                       "activation-other-ek", "activation-not-root", "policy-altered",
-                      "policy-absent", "policy-on-cert", "read-mismatch"):
+                      "policy-absent", "policy-on-cert", "read-mismatch",
+                      "read-bad-capability"):
         sys.exit("make_audit_log: unknown tamper mode %r" % args.tamper)
     if args.rechain:
         rechain(hh, entries)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <openssl/bn.h>
@@ -445,8 +446,11 @@ test_vpool(void **state)
 	assert_true(full);
 	vpool_free(p);
 	/* Fewer jobs than a batch: no worker has been woken for them, and
-	 * waiting for the oldest must start them (not hang). */
+	 * waiting for the oldest must start them (a hang is a failure: the
+	 * alarm kills the test). */
+	alarm(60);
 	assert_int_equal(vpool_new(ec, 2, &p), 0);
+	usleep(200000);		/* the workers are asleep, waiting for work */
 	for (i = 0; i < VPOOL_BATCH - 1; i++)
 		assert_int_equal(vpool_submit(p, (uint64_t)i, js[i]), 0);
 	for (i = 0; i < VPOOL_BATCH - 1; i++) {
@@ -455,6 +459,7 @@ test_vpool(void **state)
 		assert_int_equal(ok, i % 7 != 0);
 	}
 	assert_false(vpool_collect(p, 1, &tag, &ok));
+	alarm(0);
 	vpool_free(p);
 	for (i = 0; i < N; i++)
 		jws_free(js[i]);
