@@ -72,21 +72,6 @@ db_fail(struct alog *l, const char *what)
 	    sqlite3_errmsg(l->db));
 }
 
-static int
-add_b64(struct json_object *o, const char *key, const uint8_t *p, size_t n)
-{
-	struct buf *b = buf_new();
-	int r;
-
-	if (b == NULL)
-		return TH_ERR_ALLOC;
-	if ((r = b64url_encode(b, p, n)) == 0)
-		json_object_object_add(o, key, json_object_new_string_len(
-		    (const char *)buf_ptr(b), (int)buf_len(b)));
-	buf_free(b);
-	return r;
-}
-
 /* The PCR values of tpm2-tools' serialized dump (see tpm/tpm.c,
  * pcrs_serialize), in selection order, and the selection as a string. */
 static int
@@ -213,9 +198,9 @@ token_sign(struct alog *l, struct json_object *stmt, const uint8_t qual[32])
 		    "signature");
 	json_object_object_add(stmt, "kind", json_object_new_string(
 	    "token-signature"));
-	if ((r = add_b64(stmt, "qual", qual, 32)) != 0)
+	if ((r = json_add_b64url(stmt, "qual", qual, 32)) != 0)
 		return r;
-	return add_b64(stmt, "sig", sig, 64);
+	return json_add_b64url(stmt, "sig", sig, 64);
 }
 
 /* A TPM quote over the statement's hash, stored as checkpoint n. */
@@ -253,11 +238,13 @@ countersign(struct alog *l, struct json_object *stmt, int64_t n,
 	}
 	json_object_object_add(stmt, "kind", json_object_new_string(
 	    "tpm-quote"));
-	if ((r = add_b64(stmt, "qual", qual, 32)) != 0 ||
-	    (r = add_b64(stmt, "attest", buf_ptr(attest),
+	if ((r = json_add_b64url(stmt, "qual", qual, 32)) != 0 ||
+	    (r = json_add_b64url(stmt, "attest", buf_ptr(attest),
 	    buf_len(attest))) != 0 ||
-	    (r = add_b64(stmt, "sig", buf_ptr(sig), buf_len(sig))) != 0 ||
-	    (r = add_b64(stmt, "pcrs", buf_ptr(pcrs), buf_len(pcrs))) != 0)
+	    (r = json_add_b64url(stmt, "sig", buf_ptr(sig),
+	    buf_len(sig))) != 0 ||
+	    (r = json_add_b64url(stmt, "pcrs", buf_ptr(pcrs),
+	    buf_len(pcrs))) != 0)
 		goto out;
 	json_object_object_add(stmt, "pcr_values", vals);
 	vals = NULL;
@@ -516,7 +503,7 @@ make_header(struct alog *l, const char *instance, struct buf *body)
 	if (sigc_ekcert(l->signer, ek) == 0) {
 		struct buf *act;
 
-		add_b64(h, "ek_cert", buf_ptr(ek), buf_len(ek));
+		json_add_b64url(h, "ek_cert", buf_ptr(ek), buf_len(ek));
 		if ((act = buf_new()) == NULL) {
 			r = TH_ERR_ALLOC;
 			goto out;

@@ -2,6 +2,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "b64url.h"
+#include "buf.h"
 #include "err.h"
 #include "json.h"
 
@@ -164,4 +166,21 @@ json_get_string_len(struct json_object *obj, const char *key, size_t maxlen,
 		return th_fail(TH_ERR_INVALID, "\"%s\" must be 1 to %zu bytes",
 		    key, maxlen);
 	return 0;
+}
+
+int
+json_add_b64url(struct json_object *obj, const char *key, const uint8_t *p,
+    size_t len)
+{
+	struct buf *b = buf_new();
+	int r;
+
+	if (b == NULL)
+		return TH_ERR_ALLOC;
+	if ((r = b64url_encode(b, p, len)) == 0)
+		r = json_object_object_add(obj, key, json_object_new_string_len(
+		    (const char *)buf_ptr(b), (int)buf_len(b))) == 0 ? 0 :
+		    TH_ERR_ALLOC;
+	buf_free(b);
+	return r;
 }

@@ -29,5 +29,8 @@ int	json_only_members(struct json_object *obj, const char *const *names,
 /* A string member of 1..maxlen bytes. */
 int	json_get_string_len(struct json_object *obj, const char *key,
 	    size_t maxlen, const char **out);
+/* Adds key: BASE64URL(p[0..len)) (no padding) to obj. */
+int	json_add_b64url(struct json_object *obj, const char *key,
+	    const uint8_t *p, size_t len);
 
 #endif

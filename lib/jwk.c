@@ -37,22 +37,6 @@ jwk_pkey_alg(EVP_PKEY *pub)
 }
 
 static int
-add_b64(struct json_object *o, const char *key, const uint8_t *p, size_t len)
-{
-	struct buf *b = buf_new();
-	int r;
-
-	if (b == NULL)
-		return TH_ERR_ALLOC;
-	if ((r = b64url_encode(b, p, len)) == 0)
-		r = json_object_object_add(o, key, json_object_new_string_len(
-		    (const char *)buf_ptr(b), (int)buf_len(b))) == 0 ? 0 :
-		    TH_ERR_ALLOC;
-	buf_free(b);
-	return r;
-}
-
-static int
 add_bn(struct json_object *o, const char *key, const BIGNUM *bn)
 {
 	uint8_t tmp[JWK_RSA_MAX / 8];
@@ -60,7 +44,7 @@ add_bn(struct json_object *o, const char *key, const BIGNUM *bn)
 
 	if (n <= 0 || n > (int)sizeof(tmp) || BN_bn2bin(bn, tmp) != n)
 		return th_fail(TH_ERR_CRYPTO, "bad RSA parameter");
-	return add_b64(o, key, tmp, (size_t)n);
+	return json_add_b64url(o, key, tmp, (size_t)n);
 }
 
 int
@@ -85,8 +69,8 @@ jwk_from_pkey(EVP_PKEY *pub, struct json_object **out)
 		}
 		json_object_object_add(o, "kty", json_object_new_string("EC"));
 		json_object_object_add(o, "crv", json_object_new_string("P-256"));
-		if ((r = add_b64(o, "x", pt + 1, JWK_EC_COORD)) != 0 ||
-		    (r = add_b64(o, "y", pt + 1 + JWK_EC_COORD,
+		if ((r = json_add_b64url(o, "x", pt + 1, JWK_EC_COORD)) != 0 ||
+		    (r = json_add_b64url(o, "y", pt + 1 + JWK_EC_COORD,
 		    JWK_EC_COORD)) != 0)
 			goto out;
 		break;
