@@ -289,6 +289,10 @@ chain_get(struct chain_ctx *ctx, struct store *st, const char *leaf_hash,
 	return r;
 }
 
+/* A chain's links are checked in one read of the store. */
+_Static_assert(CHAIN_LINKS_MAX <= STORE_LINKS_MAX, "chain longer than the "
+    "store's revocation check");
+
 int
 chain_check_live(const struct chain *c, struct store *st, int64_t now)
 {

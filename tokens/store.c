@@ -12,7 +12,7 @@
 struct store {
 	sqlite3		*db;
 	char		 instance[STORE_INSTANCE_MAX + 1];
-	sqlite3_stmt	*spend, *prune, *get, *revoked, *leaves;
+	sqlite3_stmt	*spend, *prune, *get, *live, *leaves, *spent;
 	int64_t		 pruned;	/* when spent ids were last pruned */
 };
 
@@ -99,8 +99,11 @@ store_open(const char *path, struct store **out)
 	    &s->prune, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(s->db, "SELECT kind, token FROM tokens "
 	    "WHERE hash = ?", -1, &s->get, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(s->db, "SELECT revoked FROM tokens WHERE "
-	    "hash = ?", -1, &s->revoked, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(s->db, "SELECT hash FROM tokens WHERE "
+	    "revoked = 0 AND hash IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", -1,
+	    &s->live, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(s->db, "SELECT 1 FROM spent WHERE jti = ?", -1,
+	    &s->spent, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(s->db, "SELECT hash FROM tokens WHERE kind = 2 "
 	    "AND subject = ? AND exp > ? ORDER BY revoked, created DESC, "
 	    "rowid DESC", -1, &s->leaves, NULL) != SQLITE_OK) {
@@ -122,8 +125,9 @@ store_close(struct store *s)
 	sqlite3_finalize(s->spend);
 	sqlite3_finalize(s->prune);
 	sqlite3_finalize(s->get);
-	sqlite3_finalize(s->revoked);
+	sqlite3_finalize(s->live);
 	sqlite3_finalize(s->leaves);
+	sqlite3_finalize(s->spent);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -248,27 +252,41 @@ int
 store_check_revoked(struct store *s, char (*hashes)[JWS_HASH_LEN + 1],
     size_t n, size_t *which)
 {
-	sqlite3_stmt *st = s->revoked;
+	sqlite3_stmt *st = s->live;
+	uint8_t live[STORE_LINKS_MAX] = { 0 };
+	const char *h;
 	size_t i;
 	int r = 0, rc;
 
-	for (i = 0; i < n && r == 0; i++) {
-		sqlite3_reset(st);
-		if (sqlite3_bind_text(st, 1, hashes[i], -1, SQLITE_STATIC) !=
-		    SQLITE_OK) {
+	if (n > STORE_LINKS_MAX)
+		return th_fail(TH_ERR_INVALID, "revocation check: %zu links, "
+		    "at most %d", n, STORE_LINKS_MAX);
+	/* One statement, so one read transaction for the whole chain; the
+	 * parameters past n stay NULL, which matches nothing. */
+	sqlite3_reset(st);
+	for (i = 0; i < n; i++)
+		if (sqlite3_bind_text(st, (int)i + 1, hashes[i], -1,
+		    SQLITE_STATIC) != SQLITE_OK) {
 			r = db_fail(s, "revocation check");
-			break;
+			goto out;
 		}
-		rc = sqlite3_step(st);
-		/* A link that is no longer installed counts as revoked:
-		 * fail closed. */
-		if (rc == SQLITE_DONE || (rc == SQLITE_ROW &&
-		    sqlite3_column_int(st, 0) != 0)) {
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		h = (const char *)sqlite3_column_text(st, 0);
+		for (i = 0; h != NULL && i < n; i++)
+			if (strcmp(h, hashes[i]) == 0)
+				live[i] = 1;
+	}
+	if (rc != SQLITE_DONE) {
+		r = db_fail(s, "revocation check");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (!live[i]) {
 			*which = i;
 			r = TH_ERR_DENIED;
-		} else if (rc != SQLITE_ROW)
-			r = db_fail(s, "revocation check");
-	}
+			break;
+		}
+ out:
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return r;
@@ -399,22 +417,19 @@ store_spend(struct store *s, const char *jti, int64_t exp, int64_t now)
 int
 store_spent(struct store *s, const char *jti)
 {
-	sqlite3_stmt *q = NULL;
+	sqlite3_stmt *st = s->spent;
 	int r = 0, rc;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM spent WHERE jti = ?", -1,
-	    &q, NULL) != SQLITE_OK ||
-	    sqlite3_bind_text(q, 1, jti, -1, SQLITE_STATIC) != SQLITE_OK) {
-		r = db_fail(s, "spent");
-		goto out;
-	}
-	rc = sqlite3_step(q);
+	sqlite3_reset(st);
+	if (sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC) != SQLITE_OK)
+		return db_fail(s, "spent");
+	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		r = th_fail(TH_ERR_DENIED, "replayed: capability %s was already "
 		    "redeemed", jti);
 	else if (rc != SQLITE_DONE)
 		r = db_fail(s, "spent");
- out:
-	sqlite3_finalize(q);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	return r;
 }

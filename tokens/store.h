@@ -51,7 +51,9 @@ int	store_get_policy(struct store *s, const char *hash, char **out);
 /* Marks a token revoked; TH_ERR_NOT_FOUND if no such token. */
 int	store_revoke(struct store *s, const char *hash);
 /* 0 if none of hashes[0..n) is revoked; else TH_ERR_DENIED and *which is
- * the index of the first revoked one. */
+ * the index of the first revoked one (a token no longer installed counts as
+ * revoked).  n <= STORE_LINKS_MAX; one read of one snapshot. */
+#define STORE_LINKS_MAX	8
 int	store_check_revoked(struct store *s, char (*hashes)[JWS_HASH_LEN + 1],
 	    size_t n, size_t *which);
 

@@ -337,6 +337,58 @@ test_chain_cached(void **state)
 	assert_string_equal(a->names[0], "human:tess");
 }
 
+/* A revoked link is reported as that link, at mint and at redemption; a
+ * link no longer installed counts as revoked; one read checks a chain. */
+static void
+test_revoked_links(void **state)
+{
+	char leaves[1][JWS_HASH_LEN + 1];
+	char hashes[STORE_LINKS_MAX + 1][JWS_HASH_LEN + 1];
+	const struct chain *c;
+	struct buf *tok = buf_new();
+	size_t n, i, which = 99;
+	char desc[256];
+
+	(void)state;
+	install_chain("human:vic", "agent:t4", T0 + 3600);
+	assert_int_equal(store_find_leaves(st, "agent:t4", T0, leaves, 1, &n),
+	    0);
+	assert_int_equal(n, 1);
+	assert_int_equal(chain_get(cap_chains(cap), st, leaves[0], &c), 0);
+	assert_int_equal(c->n, 2);
+	for (i = 0; i < STORE_LINKS_MAX + 1; i++)
+		snprintf(hashes[i], sizeof(hashes[i]), "%s", c->hashes[i % 2]);
+	assert_int_equal(store_check_revoked(st, hashes, 2, &which), 0);
+	assert_int_equal(store_check_revoked(st, hashes, STORE_LINKS_MAX,
+	    &which), 0);
+	assert_int_equal(store_check_revoked(st, hashes, STORE_LINKS_MAX + 1,
+	    &which), TH_ERR_INVALID);
+	/* Not installed: the third of three. */
+	snprintf(hashes[2], sizeof(hashes[2]), "%s", "no-such-token");
+	assert_int_equal(store_check_revoked(st, hashes, 3, &which),
+	    TH_ERR_DENIED);
+	assert_int_equal(which, 2);
+
+	mint("agent:t4", T0, tok);
+	assert_int_equal(store_revoke(st, c->hashes[1]), 0);
+	assert_int_equal(store_check_revoked(st, hashes, 2, &which),
+	    TH_ERR_DENIED);
+	assert_int_equal(which, 1);
+	assert_int_equal(redeem(tok, T0), TH_ERR_DENIED);
+	assert_non_null(strstr(th_errmsg(TH_ERR_DENIED),
+	    "revoked: link 2 (agent:t4)"));
+	assert_int_equal(store_revoke(st, c->hashes[0]), 0);
+	assert_int_equal(store_check_revoked(st, hashes, 2, &which),
+	    TH_ERR_DENIED);
+	assert_int_equal(which, 0);
+	buf_reset(tok);
+	assert_int_equal(cap_mint(cap, sc, st, "agent:t4", &merge, T0, tok,
+	    desc, sizeof(desc)), TH_ERR_DENIED);
+	assert_non_null(strstr(th_errmsg(TH_ERR_DENIED),
+	    "revoked: link 1 (human:vic)"));
+	buf_free(tok);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -348,6 +400,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_expiring_link),
 		cmocka_unit_test(test_chain_cached),
 		cmocka_unit_test(test_spent_pruned),
+		cmocka_unit_test(test_revoked_links),
 	};
 	int r;
 
