@@ -18,6 +18,7 @@
 
 #define SIGC_TIMEOUT_S	30	/* per read or write on the socket */
 #define SIGC_SPIN_US	100	/* busy-wait for a reply before sleeping */
+#define SIGC_SPINNERS	2	/* waiting threads that busy-wait */
 
 struct sigc;
 

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -479,9 +480,15 @@ static int
 poll_spin(struct pollfd *pfd, nfds_t n, struct timespec *busy_until)
 {
 	struct timespec now;
+	unsigned i;
 	int r;
 
-	for (;;) {
+	for (i = 0;; i++) {
+		/* A client's thread may be runnable on this CPU: let it
+		 * make the request we are waiting for (on a small machine it
+		 * otherwise waits for the end of our time slice, ms). */
+		if (i % 8 == 7)
+			sched_yield();
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec > busy_until->tv_sec ||
 		    (now.tv_sec == busy_until->tv_sec &&
