@@ -294,10 +294,9 @@ _Static_assert(CHAIN_LINKS_MAX <= STORE_LINKS_MAX, "chain longer than the "
     "store's revocation check");
 
 int
-chain_check_live(const struct chain *c, struct store *st, int64_t now)
+chain_check_time(const struct chain *c, int64_t now)
 {
-	size_t i, which;
-	int r;
+	size_t i;
 
 	for (i = 0; i < c->n; i++) {
 		if (now < c->nbf[i])
@@ -307,6 +306,17 @@ chain_check_live(const struct chain *c, struct store *st, int64_t now)
 			return th_fail(TH_ERR_DENIED, "link %zu (%s) expired",
 			    i + 1, c->names[i]);
 	}
+	return 0;
+}
+
+int
+chain_check_live(const struct chain *c, struct store *st, int64_t now)
+{
+	size_t which;
+	int r;
+
+	if ((r = chain_check_time(c, now)) != 0)
+		return r;
 	r = store_check_revoked(st, (char (*)[JWS_HASH_LEN + 1])c->hashes,
 	    c->n, &which);
 	if (r == TH_ERR_DENIED)

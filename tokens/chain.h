@@ -49,6 +49,8 @@ void	chain_free(struct chain *c);			/* NULL ok */
 /* Every link valid at now and none revoked.  TH_ERR_DENIED naming the
  * link otherwise. */
 int	chain_check_live(const struct chain *c, struct store *st, int64_t now);
+/* Every link valid at now (nbf, exp), revocation not considered. */
+int	chain_check_time(const struct chain *c, int64_t now);
 /* "human:alice -> agent:coder-1" into out. */
 void	chain_describe(const struct chain *c, char *out, size_t outlen);
 
