@@ -39,7 +39,7 @@ enum purpose {
 	PURPOSE_COUNT
 };
 
-enum backend { BACKEND_NONE = 0, BACKEND_TPM, BACKEND_PKCS11 };
+enum backend { BACKEND_NONE = 0, BACKEND_TPM, BACKEND_PKCS11, BACKEND_COUNT };
 
 struct config_key {
 	enum backend	backend;

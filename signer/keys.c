@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,12 @@
 #include "p11.h"
 #include "tpm.h"
 
+/* The main thread and the TPM lane (signer/server.c) may call in at once:
+ * each backend is used under its own lock, so a TPM that hangs holds up
+ * only what needs the TPM.  No function holds two of them. */
 struct keys {
 	const struct config	*cfg;
+	pthread_mutex_t		 mu[BACKEND_COUNT];
 	struct tpm_ctx		*tpm;
 	struct p11_ctx		*p11;
 	struct tpm_key		*tkey[PURPOSE_COUNT];
@@ -21,9 +26,13 @@ struct keys {
 int
 keys_new(const struct config *cfg, struct keys **out)
 {
+	int i;
+
 	if ((*out = calloc(1, sizeof(**out))) == NULL)
 		return TH_ERR_ALLOC;
 	(*out)->cfg = cfg;
+	for (i = 0; i < BACKEND_COUNT; i++)
+		pthread_mutex_init(&(*out)->mu[i], NULL);
 	return 0;
 }
 
@@ -47,6 +56,8 @@ keys_free(struct keys *k)
 		keys_drop(k, i);
 	tpm_close(k->tpm);
 	p11_close(k->p11);
+	for (i = 0; i < BACKEND_COUNT; i++)
+		pthread_mutex_destroy(&k->mu[i]);
 	free(k);
 }
 
@@ -62,6 +73,18 @@ static enum th_alg
 purpose_alg(enum purpose p)
 {
 	return p == PURPOSE_GITHUB_APP ? TH_ALG_RS256 : TH_ALG_ES256;
+}
+
+static void
+lock(struct keys *k, enum purpose p)
+{
+	pthread_mutex_lock(&k->mu[k->cfg->keys[p].backend]);
+}
+
+static void
+unlock(struct keys *k, enum purpose p)
+{
+	pthread_mutex_unlock(&k->mu[k->cfg->keys[p].backend]);
 }
 
 static int
@@ -110,10 +133,11 @@ keys_alg(struct keys *k, enum purpose p, enum th_alg *alg)
 {
 	int r;
 
-	if ((r = key_ensure(k, p)) != 0)
-		return r;
-	*alg = key_alg(k, p);
-	return 0;
+	lock(k, p);
+	if ((r = key_ensure(k, p)) == 0)
+		*alg = key_alg(k, p);
+	unlock(k, p);
+	return r;
 }
 
 int
@@ -124,8 +148,9 @@ keys_pubkey(struct keys *k, enum purpose p, enum th_alg *alg,
 	uint8_t *der = NULL;
 	int r, len;
 
+	lock(k, p);
 	if ((r = key_ensure(k, p)) != 0)
-		return r;
+		goto out;
 	*alg = key_alg(k, p);
 	r = k->tkey[p] != NULL ? tpm_key_pubkey(k->tkey[p], &pub) :
 	    p11_key_pubkey(k->pkey[p], &pub);
@@ -137,6 +162,7 @@ keys_pubkey(struct keys *k, enum purpose p, enum th_alg *alg,
 	}
 	r = buf_put(spki, der, (size_t)len);
  out:
+	unlock(k, p);
 	OPENSSL_free(der);
 	EVP_PKEY_free(pub);
 	return r;
@@ -150,16 +176,21 @@ keys_sign(struct keys *k, enum purpose p, const uint8_t digest[TH_DIGEST_LEN],
 
 	if (p == PURPOSE_ATTESTATION)
 		return th_fail(TH_ERR_DENIED, "the attestation key only quotes");
+	lock(k, p);
 	if ((r = key_ensure(k, p)) != 0)
-		return r;
+		goto out;
 	*siglen = TH_SIG_MAX;
-	if (k->tkey[p] != NULL)
-		return tpm_sign(k->tkey[p], digest, sig, siglen);
+	if (k->tkey[p] != NULL) {
+		r = tpm_sign(k->tkey[p], digest, sig, siglen);
+		goto out;
+	}
 	r = p11_sign(k->pkey[p], digest, sig, siglen);
 	/* A token that went away leaves stale handles: find the key anew
 	 * next time. */
 	if (r == TH_ERR_UNAVAILABLE)
 		keys_drop(k, p);
+ out:
+	unlock(k, p);
 	return r;
 }
 
@@ -169,10 +200,12 @@ keys_quote(struct keys *k, const uint8_t *qual, size_t qual_len,
 {
 	int r;
 
-	if ((r = key_ensure(k, PURPOSE_ATTESTATION)) != 0)
-		return r;
-	return tpm_quote(k->tkey[PURPOSE_ATTESTATION], k->cfg->quote_pcrs,
-	    qual, qual_len, attest, sig, pcrs);
+	lock(k, PURPOSE_ATTESTATION);
+	if ((r = key_ensure(k, PURPOSE_ATTESTATION)) == 0)
+		r = tpm_quote(k->tkey[PURPOSE_ATTESTATION], k->cfg->quote_pcrs,
+		    qual, qual_len, attest, sig, pcrs);
+	unlock(k, PURPOSE_ATTESTATION);
+	return r;
 }
 
 int
@@ -180,12 +213,18 @@ keys_ak_public(struct keys *k, struct buf *tpmt_public, struct buf *name)
 {
 	int r;
 
+	lock(k, PURPOSE_ATTESTATION);
 	if ((r = key_ensure(k, PURPOSE_ATTESTATION)) != 0)
-		return r;
+		goto out;
 	if (k->tkey[PURPOSE_ATTESTATION] == NULL)
-		return th_fail(TH_ERR_CONFIG, "the attestation key must be "
-		    "a TPM key");
-	return tpm_ak_public(k->tkey[PURPOSE_ATTESTATION], tpmt_public, name);
+		r = th_fail(TH_ERR_CONFIG, "the attestation key must be a TPM "
+		    "key");
+	else
+		r = tpm_ak_public(k->tkey[PURPOSE_ATTESTATION], tpmt_public,
+		    name);
+ out:
+	unlock(k, PURPOSE_ATTESTATION);
+	return r;
 }
 
 int
@@ -195,13 +234,18 @@ keys_activate(struct keys *k, const uint8_t *credential_blob,
 {
 	int r;
 
+	lock(k, PURPOSE_ATTESTATION);
 	if ((r = key_ensure(k, PURPOSE_ATTESTATION)) != 0)
-		return r;
+		goto out;
 	if (k->tkey[PURPOSE_ATTESTATION] == NULL)
-		return th_fail(TH_ERR_CONFIG, "the attestation key must be "
-		    "a TPM key");
-	return tpm_activate_credential(k->tkey[PURPOSE_ATTESTATION],
-	    credential_blob, blob_len, secret, secret_len, cert_info);
+		r = th_fail(TH_ERR_CONFIG, "the attestation key must be a TPM "
+		    "key");
+	else
+		r = tpm_activate_credential(k->tkey[PURPOSE_ATTESTATION],
+		    credential_blob, blob_len, secret, secret_len, cert_info);
+ out:
+	unlock(k, PURPOSE_ATTESTATION);
+	return r;
 }
 
 int
@@ -209,11 +253,15 @@ keys_ekcert(struct keys *k, struct buf *der)
 {
 	int r;
 
+	pthread_mutex_lock(&k->mu[BACKEND_TPM]);
 	if (k->tpm == NULL && k->cfg->tcti[0] == '\0')
-		return th_fail(TH_ERR_NOT_FOUND, "no TPM is configured");
-	if (k->tpm == NULL && (r = tpm_open(k->cfg->tcti, &k->tpm)) != 0)
-		return r;
-	return tpm_ek_cert(k->tpm, der);
+		r = th_fail(TH_ERR_NOT_FOUND, "no TPM is configured");
+	else if (k->tpm == NULL && (r = tpm_open(k->cfg->tcti, &k->tpm)) != 0)
+		;
+	else
+		r = tpm_ek_cert(k->tpm, der);
+	pthread_mutex_unlock(&k->mu[BACKEND_TPM]);
+	return r;
 }
 
 int
@@ -230,12 +278,14 @@ keys_health(struct keys *k, struct proto_health_item *items, size_t *n)
 		memset(it, 0, sizeof(*it));
 		strcpy(it->purpose, purpose_name(i));
 		strcpy(it->backend, backend_name(k->cfg->keys[i].backend));
+		lock(k, i);
 		r = key_ensure(k, i);
 		if (r == 0 && k->tkey[i] != NULL)
 			r = tpm_health(k->tpm);
 		it->status = r;
 		snprintf(it->detail, sizeof(it->detail), "%s",
 		    r == 0 ? "ok" : th_errmsg(r));
+		unlock(k, i);
 	}
 	return 0;
 }

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,12 +22,49 @@
 #include "sha.h"
 #include "usock.h"
 
-struct client {
+/* Who sent a request: what serving it needs to know of the connection. */
+struct peer {
 	int		 fd;
 	uid_t		 uid;
 	uint32_t	 purposes;	/* allow-uid's, a bit per purpose */
 	pid_t		 pid;
+};
+
+struct client {
+	struct peer	 peer;
 	struct buf	*in;
+	int		 busy;		/* a request is with the TPM lane */
+};
+
+/* Requests for the TPM are served by a thread of their own, the TPM lane:
+ * a TPM takes ~0.5 ms to sign, a hardware one 100 ms or more to quote, and
+ * one that stopped answering would otherwise hold up every PKCS#11
+ * signature behind it.  Everything else is served inline by the main
+ * thread.  A client has at most one request in flight (it is not read from
+ * while busy), so the lane's queue never holds more than one per client. */
+struct lane_job {
+	struct peer	 peer;
+	struct buf	*body;
+	struct proto_req req;		/* decoded from body, points into it */
+};
+
+struct lane {
+	struct server	*s;
+	pthread_t	 th;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	struct lane_job	 q[SERVER_CLIENTS_MAX];
+	size_t		 head, n;
+	int		 stop;
+	struct buf	*reply;
+	int		 done_w;	/* completions to the main thread */
+};
+
+/* What the lane writes to its pipe when it has replied: the client may be
+ * read from again (or must be dropped). */
+struct lane_done {
+	int		 fd;
+	int		 drop;
 };
 
 struct server {
@@ -36,6 +74,8 @@ struct server {
 	struct client		 clients[SERVER_CLIENTS_MAX];
 	size_t			 nclients;
 	struct buf		*reply;
+	struct lane		*tpm;		/* NULL: no TPM configured */
+	int			 done_r;
 };
 
 typedef int (*handler_fn)(struct server *, const struct proto_req *,
@@ -301,7 +341,7 @@ send_all(int fd, const uint8_t *p, size_t len)
 static void
 client_drop(struct server *s, size_t i)
 {
-	close(s->clients[i].fd);
+	close(s->clients[i].peer.fd);
 	buf_free(s->clients[i].in);
 	s->clients[i] = s->clients[--s->nclients];
 }
@@ -325,81 +365,117 @@ key_used(const struct proto_req *req)
 	}
 }
 
-/* Handles one frame body; returns non-zero if the connection must be
- * dropped (protocol violation or reply failure). */
+/* Serves a request decoded from a frame (decoded: proto_req_decode's
+ * result, whose message is this thread's), replying in reply; returns
+ * non-zero if the connection must be dropped (protocol violation or reply
+ * failure).  Runs on the main thread or the TPM lane: s is only read. */
 static int
-serve_frame(struct server *s, struct client *c, struct buf *body)
+serve_request(struct server *s, const struct peer *c,
+    const struct proto_req *req, int decoded, struct buf *reply)
 {
-	struct proto_req req;
 	const char *name = "?";
 	char why[512];		/* th_errmsg's bound */
 	size_t i;
 	int r, p, fatal = 0;
 
-	buf_reset(s->reply);
-	if ((r = proto_req_decode(body, &req)) != 0) {
+	buf_reset(reply);
+	if ((r = decoded) != 0) {
 		fatal = 1;
 		goto reply;
 	}
 	for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
-		if (handlers[i].type == req.type)
+		if (handlers[i].type == req->type)
 			break;
 	if (i == sizeof(handlers) / sizeof(handlers[0])) {
 		r = th_fail(TH_ERR_PROTOCOL, "request type 0x%02x not served",
-		    req.type);
+		    req->type);
 		fatal = 1;
 		goto reply;
 	}
 	name = handlers[i].name;
 	/* allow-uid may confine a peer to some keys (the broker, say, to
 	 * everything but the delegation root). */
-	p = key_used(&req);
+	p = key_used(req);
 	if (p >= 0 && (c->purposes & (1u << p)) == 0) {
 		r = th_fail(TH_ERR_DENIED, "uid %u may not use the %s key "
 		    "(allow-uid)", (unsigned)c->uid, purpose_name(p));
 		goto reply;
 	}
-	r = handlers[i].fn(s, &req, s->reply);
+	r = handlers[i].fn(s, req, reply);
  reply:
 	if (r != 0) {
 		snprintf(why, sizeof(why), "%s", th_errmsg(r));
-		buf_reset(s->reply);
-		if (proto_reply_error(s->reply, r, why) != 0) {
-			buf_reset(s->reply);
+		buf_reset(reply);
+		if (proto_reply_error(reply, r, why) != 0) {
+			buf_reset(reply);
 			fatal = 1;
 		}
 	}
-	if (buf_len(s->reply) > 0 &&
-	    send_all(c->fd, buf_ptr(s->reply), buf_len(s->reply)) != 0)
+	if (buf_len(reply) > 0 &&
+	    send_all(c->fd, buf_ptr(reply), buf_len(reply)) != 0)
 		fatal = 1;
 	/* Logged once the reply is on its way: the line's write(2) need not
 	 * delay the peer, and nothing more is served before it is written. */
 	if (r == 0)
 		log_info("uid %u pid %d: %s %s: ok", (unsigned)c->uid,
-		    (int)c->pid, name, req.purpose);
+		    (int)c->pid, name, req->purpose);
 	else
 		log_warn("uid %u pid %d: %s %s: refused: %s", (unsigned)c->uid,
-		    (int)c->pid, name, req.purpose, why);
+		    (int)c->pid, name, req->purpose, why);
 	return fatal ? -1 : 0;
 }
 
-/* Reads what is available and serves every complete frame.  Returns
- * non-zero if the client must be dropped. */
-static int
-client_input(struct server *s, struct client *c)
+/* The lane a decoded request goes to: the TPM lane if it uses the TPM,
+ * NULL to be served inline. */
+static struct lane *
+lane_for(struct server *s, const struct proto_req *req)
 {
-	uint8_t tmp[4096];
+	int p;
+
+	if (s->tpm == NULL)
+		return NULL;
+	switch (req->type) {
+	case PROTO_SIGN:
+	case PROTO_PUBKEY:
+		p = purpose_from_name(req->purpose);
+		return p >= 0 && s->cfg->keys[p].backend == BACKEND_TPM ?
+		    s->tpm : NULL;
+	case PROTO_HEALTH:	/* asks every key, the TPM's too */
+	case PROTO_QUOTE:
+	case PROTO_EKCERT:
+	case PROTO_AKPUBLIC:
+	case PROTO_ACTIVATE:
+	case PROTO_AKCERT:
+		return s->tpm;
+	default:
+		return NULL;
+	}
+}
+
+static void
+lane_submit(struct lane *l, const struct peer *peer, struct buf *body,
+    const struct proto_req *req)
+{
+	pthread_mutex_lock(&l->mu);
+	l->q[(l->head + l->n++) % SERVER_CLIENTS_MAX] =
+	    (struct lane_job){ *peer, body, *req };
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+}
+
+/* Serves the complete frames buffered from c, up to one handed to a lane.
+ * Returns non-zero if the client must be dropped. */
+static int
+client_frames(struct server *s, struct client *c)
+{
 	const uint8_t *p;
 	struct buf *body = NULL;
+	struct proto_req req;
+	struct lane *l;
 	uint32_t n;
-	ssize_t got;
-	int r = 0;
+	int r = 0, decoded;
 
-	if ((got = recv(c->fd, tmp, sizeof(tmp), 0)) <= 0)
-		return got < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
-	if (buf_put(c->in, tmp, (size_t)got) != 0)
-		return -1;
-	while (r == 0 && buf_len(c->in) >= 4) {
+	while (r == 0 && !c->busy && buf_len(c->in) >= 4) {
 		p = buf_ptr(c->in);
 		n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
 		    (uint32_t)p[2] << 8 | p[3];
@@ -408,11 +484,12 @@ client_input(struct server *s, struct client *c)
 			 * attack, and nothing after it can be framed. */
 			r = th_fail(TH_ERR_PROTOCOL, "frame length %u out of "
 			    "range (1..%d)", n, PROTO_FRAME_MAX);
-			log_warn("uid %u pid %d: refused: %s", (unsigned)c->uid,
-			    (int)c->pid, th_errmsg(r));
+			log_warn("uid %u pid %d: refused: %s",
+			    (unsigned)c->peer.uid, (int)c->peer.pid,
+			    th_errmsg(r));
 			buf_reset(s->reply);
 			if (proto_reply_error(s->reply, r, th_errmsg(r)) == 0)
-				(void)send_all(c->fd, buf_ptr(s->reply),
+				(void)send_all(c->peer.fd, buf_ptr(s->reply),
 				    buf_len(s->reply));
 			return -1;
 		}
@@ -424,10 +501,162 @@ client_input(struct server *s, struct client *c)
 			return -1;
 		}
 		(void)buf_consume(c->in, 4 + (size_t)n);
-		r = serve_frame(s, c, body);
+		decoded = proto_req_decode(body, &req);
+		if (decoded == 0 && (l = lane_for(s, &req)) != NULL) {
+			c->busy = 1;
+			lane_submit(l, &c->peer, body, &req);
+			break;
+		}
+		r = serve_request(s, &c->peer, &req, decoded, s->reply);
 		buf_free(body);
 	}
 	return r;
+}
+
+/* Reads what is available and serves what it completes.  Returns non-zero
+ * if the client must be dropped. */
+static int
+client_input(struct server *s, struct client *c)
+{
+	uint8_t tmp[4096];
+	ssize_t got;
+
+	if ((got = recv(c->peer.fd, tmp, sizeof(tmp), 0)) <= 0)
+		return got < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+	if (buf_put(c->in, tmp, (size_t)got) != 0)
+		return -1;
+	return client_frames(s, c);
+}
+
+static void *
+lane_run(void *arg)
+{
+	struct lane *l = arg;
+	struct lane_job job;
+	struct lane_done done;
+
+	pthread_mutex_lock(&l->mu);
+	for (;;) {
+		while (l->n == 0 && !l->stop)
+			pthread_cond_wait(&l->cv, &l->mu);
+		if (l->stop)
+			break;
+		job = l->q[l->head];
+		l->head = (l->head + 1) % SERVER_CLIENTS_MAX;
+		l->n--;
+		pthread_mutex_unlock(&l->mu);
+		memset(&done, 0, sizeof(done));
+		done.fd = job.peer.fd;
+		done.drop = serve_request(l->s, &job.peer, &job.req, 0,
+		    l->reply) != 0;
+		buf_free(job.body);
+		/* Fewer than SERVER_CLIENTS_MAX records are ever in the pipe,
+		 * far below its capacity: the write neither blocks nor splits. */
+		if (write(l->done_w, &done, sizeof(done)) !=
+		    (ssize_t)sizeof(done))
+			log_err("TPM lane: uid %u pid %d: cannot hand the "
+			    "connection back: %s", (unsigned)job.peer.uid,
+			    (int)job.peer.pid, strerror(errno));
+		pthread_mutex_lock(&l->mu);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+/* Whether anything the signer may be asked to do is on a TPM. */
+static int
+tpm_configured(const struct config *cfg)
+{
+	int i;
+
+	if (cfg->tcti[0] != '\0')
+		return 1;
+	for (i = 0; i < PURPOSE_COUNT; i++)
+		if (cfg->keys[i].backend == BACKEND_TPM)
+			return 1;
+	return 0;
+}
+
+/* The TPM lane's thread takes no signals: SIGTERM stops the main loop. */
+static int
+lane_start(struct server *s, int done_w, struct lane **out)
+{
+	struct lane *l;
+	sigset_t block, old;
+	int r = 0;
+
+	*out = NULL;
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return TH_ERR_ALLOC;
+	if ((l->reply = buf_new()) == NULL) {
+		free(l);
+		return TH_ERR_ALLOC;
+	}
+	l->s = s;
+	l->done_w = done_w;
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv, NULL);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	if (pthread_create(&l->th, NULL, lane_run, l) != 0)
+		r = th_fail(TH_ERR_ALLOC, "cannot start the TPM thread");
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		pthread_mutex_destroy(&l->mu);
+		pthread_cond_destroy(&l->cv);
+		buf_free(l->reply);
+		free(l);
+		return r;
+	}
+	*out = l;
+	return 0;
+}
+
+/* Waits for the request the lane is serving, if any (a TPM that hangs
+ * holds the signer's exit as it did before the lane); queued ones are
+ * dropped with their clients. */
+static void
+lane_stop(struct lane *l)
+{
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->stop = 1;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	pthread_join(l->th, NULL);
+	while (l->n > 0) {
+		buf_free(l->q[l->head].body);
+		l->head = (l->head + 1) % SERVER_CLIENTS_MAX;
+		l->n--;
+	}
+	pthread_mutex_destroy(&l->mu);
+	pthread_cond_destroy(&l->cv);
+	buf_free(l->reply);
+	free(l);
+}
+
+/* The lane's replies sent: their clients are read from again, and what
+ * they already sent is served. */
+static void
+lane_completions(struct server *s)
+{
+	struct lane_done done;
+	size_t i;
+
+	while (read(s->done_r, &done, sizeof(done)) == (ssize_t)sizeof(done)) {
+		for (i = 0; i < s->nclients; i++)
+			if (s->clients[i].busy &&
+			    s->clients[i].peer.fd == done.fd)
+				break;
+		if (i == s->nclients)
+			continue;
+		s->clients[i].busy = 0;
+		if (done.drop || client_frames(s, &s->clients[i]) != 0)
+			client_drop(s, i);
+	}
 }
 
 static void
@@ -465,12 +694,14 @@ accept_client(struct server *s)
 		close(fd);
 		return;
 	}
-	c->fd = fd;
-	c->uid = cred.uid;
-	c->pid = cred.pid;
-	c->purposes = config_peer_purposes(s->cfg, cred.uid);
+	c->peer.fd = fd;
+	c->peer.uid = cred.uid;
+	c->peer.pid = cred.pid;
+	c->peer.purposes = config_peer_purposes(s->cfg, cred.uid);
+	c->busy = 0;
 	s->nclients++;
-	log_debug("uid %u pid %d: connected", (unsigned)c->uid, (int)c->pid);
+	log_debug("uid %u pid %d: connected", (unsigned)c->peer.uid,
+	    (int)c->peer.pid);
 }
 
 /* poll() that, for SERVER_SPIN_US after the last request, checks without
@@ -514,17 +745,27 @@ int
 server_run(const struct config *cfg, struct keys *keys)
 {
 	struct timespec busy_until = { 0, 0 };
-	struct pollfd pfd[SERVER_CLIENTS_MAX + 1];
+	struct pollfd pfd[SERVER_CLIENTS_MAX + 2];
 	struct sigaction sa;
 	struct server s;
 	size_t i, n;
-	int r;
+	int r, done[2] = { -1, -1 };
 
 	memset(&s, 0, sizeof(s));
 	s.cfg = cfg;
 	s.keys = keys;
+	s.listen_fd = -1;
 	if ((s.reply = buf_new()) == NULL)
 		return TH_ERR_ALLOC;
+	if (tpm_configured(cfg)) {
+		if (pipe2(done, O_CLOEXEC | O_NONBLOCK) != 0) {
+			r = th_fail(TH_ERR_IO, "pipe: %s", strerror(errno));
+			goto out;
+		}
+		s.done_r = done[0];
+		if ((r = lane_start(&s, done[1], &s.tpm)) != 0)
+			goto out;
+	}
 	if ((s.listen_fd = usock_listen(cfg->socket, cfg->socket_mode, 16)) < 0) {
 		r = s.listen_fd;
 		goto out;
@@ -539,11 +780,16 @@ server_run(const struct config *cfg, struct keys *keys)
 		pfd[0].fd = s.listen_fd;
 		pfd[0].events = POLLIN;
 		for (i = 0; i < s.nclients; i++) {
-			pfd[i + 1].fd = s.clients[i].fd;
+			/* A busy client is not read: its next request waits
+			 * for the reply to the one the lane serves. */
+			pfd[i + 1].fd = s.clients[i].busy ? -1 :
+			    s.clients[i].peer.fd;
 			pfd[i + 1].events = POLLIN;
 		}
 		n = s.nclients;
-		if (poll_spin(pfd, n + 1, &busy_until) < 0) {
+		pfd[n + 1].fd = s.tpm != NULL ? s.done_r : -1;
+		pfd[n + 1].events = POLLIN;
+		if (poll_spin(pfd, n + 2, &busy_until) < 0) {
 			if (errno == EINTR)
 				continue;
 			r = th_fail(TH_ERR_IO, "poll: %s", strerror(errno));
@@ -555,17 +801,24 @@ server_run(const struct config *cfg, struct keys *keys)
 			if (pfd[i + 1].revents != 0 &&
 			    client_input(&s, &s.clients[i]) != 0)
 				client_drop(&s, i);
+		if (pfd[n + 1].revents != 0)
+			lane_completions(&s);
 		if (pfd[0].revents & POLLIN)
 			accept_client(&s);
 	}
 	log_info("stopping");
 	r = 0;
  out:
+	lane_stop(s.tpm);
 	while (s.nclients > 0)
 		client_drop(&s, s.nclients - 1);
 	if (s.listen_fd >= 0) {
 		close(s.listen_fd);
 		unlink(cfg->socket);
+	}
+	if (done[0] >= 0) {
+		close(done[0]);
+		close(done[1]);
 	}
 	buf_free(s.reply);
 	return r;

@@ -1,7 +1,9 @@
 /* threshold-signer's socket server: accepts allowed peers (SO_PEERCRED),
  * reads bounded frames, dispatches the request types it permits, and logs
- * every request and refusal.  Single-threaded with poll(): a slow or stalled
- * client never blocks the others. */
+ * every request and refusal.  One thread with poll() reads every connection
+ * and serves the requests, but those that need the TPM, which a second
+ * thread serves: a slow or stalled client never blocks the others, and a
+ * slow or stalled TPM only what needs it. */
 #ifndef TH_SIGNER_SERVER_H
 #define TH_SIGNER_SERVER_H
 

@@ -138,6 +138,36 @@ expect_ok "the unconfined uid still signs with the root" $TH signer sign delegat
 grep -q "uid 65534 pid [0-9]*: SIGN delegation-root: refused: uid 65534 may not use" "$T/signer.log" &&
 	ok "the refusal is in the signer's log" || fail "confined refusal logged"
 
+# A TPM that stops answering holds up only what needs the TPM.  swtpm
+# stopped, a quote waits (its connection pending on swtpm's socket, as ss
+# shows) while the capability key on SoftHSM goes on signing; swtpm
+# resumed, the quote completes.
+swtpm_pending() { # connections waiting on swtpm's (stopped) command socket
+	ss -xl | awk -v s="$T/tpm/swtpm.sock" '$5 == s {print $3}'
+}
+SWTPM=$(cat "$T/tpm/swtpm.pid")
+kill -STOP "$SWTPM"
+mkdir -p "$T/q2"
+$TH signer quote "$qual" "$T/q2" >"$T/q2.log" 2>&1 &
+qpid=$!
+i=0
+while [ "$(swtpm_pending)" != 1 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+[ "$(swtpm_pending)" = 1 ] && ok "TPM stalled: the quote waits on it" ||
+	fail "TPM stalled: the quote waits on it (no pending connection on swtpm's socket)"
+now=$($PY "$TOOLS/jws.py" now)
+$PY "$TOOLS/jws.py" input '{"alg":"ES256","typ":"threshold-capability+jwt"}' \
+    "{\"iat\":$now,\"exp\":$((now + 15)),\"sub\":\"agent:coder-1\"}" >"$T/input-stall"
+expect_ok "TPM stalled: the capability key (SoftHSM) still signs" \
+	timeout 10 $TH signer sign capability "$T/input-stall"
+kill -0 "$qpid" 2>/dev/null && ok "the quote is still waiting" ||
+	fail "the quote is still waiting (it ended while swtpm was stopped)"
+kill -CONT "$SWTPM"
+wait "$qpid" && ok "TPM resumed: the quote completes" ||
+	fail "TPM resumed: the quote completes ($(cat "$T/q2.log"))"
+expect_ok "and tpm2_checkquote accepts it" \
+	tpm2_checkquote -u "$T/attestation.pem" -m "$T/q2/attest.bin" \
+	    -s "$T/q2/sig.bin" -f "$T/q2/pcrs.bin" -g sha256 -q "$qual"
+
 # The TPM goes away: a clear error, nothing signed; it comes back: the
 # signer recovers without a restart.
 "$FIX/swtpm-stop" "$T"
