@@ -168,6 +168,24 @@ expect_ok "and tpm2_checkquote accepts it" \
 	tpm2_checkquote -u "$T/attestation.pem" -m "$T/q2/attest.bin" \
 	    -s "$T/q2/sig.bin" -f "$T/q2/pcrs.bin" -g sha256 -q "$qual"
 
+# Both threads busy at once: clients mixing quotes, TPM and SoftHSM
+# signatures each get their own replies.
+mixed() { # DIR
+	mkdir -p "$1"
+	for i in 1 2 3 4 5 6 7 8; do
+		$TH signer quote "$qual" "$1" >/dev/null &&
+		    $TH signer sign capability "$T/input-stall" >/dev/null &&
+		    $TH signer sign delegation-root "$T/input-root" >/dev/null &&
+		    $TH signer pubkey attestation >/dev/null || return 1
+	done
+}
+pids=""
+for c in 1 2 3 4; do mixed "$T/qm$c" & pids="$pids $!"; done
+bad=0
+for p in $pids; do wait "$p" || bad=$((bad + 1)); done
+[ $bad -eq 0 ] && ok "4 clients mixing TPM and SoftHSM requests: all served" ||
+	fail "4 clients mixing TPM and SoftHSM requests: $bad failed"
+
 # The TPM goes away: a clear error, nothing signed; it comes back: the
 # signer recovers without a restart.
 "$FIX/swtpm-stop" "$T"
