@@ -29,6 +29,7 @@
 #include "store.h"
 #include "typ.h"
 #include "verify.h"
+#include "vlines.h"
 #include "vpool.h"
 
 #define HASH_B64	(JWS_HASH_LEN + 1)
@@ -1849,8 +1850,10 @@ grow_entries(struct averify *v)
 	return 0;
 }
 
-int
-averify_entry(struct averify *v, struct json_object *e)
+/* An entry; pre, if not NULL, holds its canonical hash and leaf (or why
+ * its canonical form failed), computed by a vlines worker. */
+static int
+entry_pre(struct averify *v, struct json_object *e, const struct vline *pre)
 {
 	struct buf *canon = NULL;
 	const char *prev, *kname;
@@ -1891,16 +1894,27 @@ averify_entry(struct averify *v, struct json_object *e)
 		    "hash") : fail(v, 2, "entry %llu: prev does not match the "
 		    "hash of entry %llu", (unsigned long long)seq,
 		    (unsigned long long)seq - 1);
-	if ((canon = buf_new()) == NULL)
-		return TH_ERR_ALLOC;
-	if ((r = canonical(e, canon)) != 0) {
+	if (pre != NULL && pre->canon_r != 0) {
 		r = fail(v, 0, "entry %llu: %s", (unsigned long long)seq,
-		    th_errmsg(r));
+		    pre->why);
 		goto out;
 	}
-	sha256(buf_ptr(canon), buf_len(canon), h);
+	if (pre != NULL && pre->hashed) {
+		memcpy(h, pre->h, sizeof(h));
+		memcpy(v->leaves[seq - 1], pre->leaf, MERKLE_HASH_LEN);
+	} else {
+		if ((canon = buf_new()) == NULL)
+			return TH_ERR_ALLOC;
+		if ((r = canonical(e, canon)) != 0) {
+			r = fail(v, 0, "entry %llu: %s",
+			    (unsigned long long)seq, th_errmsg(r));
+			goto out;
+		}
+		sha256(buf_ptr(canon), buf_len(canon), h);
+		merkle_leaf(buf_ptr(canon), buf_len(canon),
+		    v->leaves[seq - 1]);
+	}
 	b64url_digest(h, v->last_hash);
-	merkle_leaf(buf_ptr(canon), buf_len(canon), v->leaves[seq - 1]);
 	for (kind = K_LINK; kind <= K_LAST; kind++)
 		if (strcmp(kname, kind_names[kind]) == 0)
 			break;
@@ -1944,6 +1958,12 @@ averify_entry(struct averify *v, struct json_object *e)
 	if (r == 0 && decided(v))
 		r = TH_ERR_DENIED;
 	return r;
+}
+
+int
+averify_entry(struct averify *v, struct json_object *e)
+{
+	return entry_pre(v, e, NULL);
 }
 
 /* ---- the end ---- */
@@ -2007,91 +2027,96 @@ averify_summary(const struct averify *v, struct averify_summary *s)
 
 /* ---- readers ---- */
 
-/* One export line: {"type":T, T:OBJECT}. */
+/* What a vlines worker does to a line: parse it and, for an entry, hash
+ * its canonical form (docs/audit-format.md, step 2). */
+static void
+prep_line(const char *line, size_t len, struct vline *vl)
+{
+	struct json_object *inner;
+	struct buf *canon;
+	const char *type;
+	int r;
+
+	if ((r = json_parse_strict(line, len, AVERIFY_LINE_MAX, &vl->o)) != 0) {
+		vl->o = NULL;
+		vl->parse_r = r;
+		snprintf(vl->why, sizeof(vl->why), "%s", th_errmsg(r));
+		return;
+	}
+	if (!json_object_is_type(vl->o, json_type_object) ||
+	    json_get_string(vl->o, "type", &type) != 0 ||
+	    strcmp(type, "entry") != 0 ||
+	    !json_object_object_get_ex(vl->o, "entry", &inner) ||
+	    !json_object_is_type(inner, json_type_object))
+		return;
+	if ((canon = buf_new()) == NULL)
+		return;		/* hashed later, on the verifier's thread */
+	if ((r = canonical(inner, canon)) != 0) {
+		vl->canon_r = r;
+		snprintf(vl->why, sizeof(vl->why), "%s", th_errmsg(r));
+	} else {
+		sha256(buf_ptr(canon), buf_len(canon), vl->h);
+		merkle_leaf(buf_ptr(canon), buf_len(canon), vl->leaf);
+		vl->hashed = 1;
+	}
+	buf_free(canon);
+}
+
+/* One export line, prepared: {"type":T, T:OBJECT}. */
 static int
-file_line(struct averify *v, unsigned long long lineno, const char *line,
-    size_t len)
+file_line(struct vline *vl, void *arg)
 {
 	static const char *const names[] = { "type", "header", "entry",
 	    "checkpoint" };
-	struct json_object *o = NULL, *inner;
+	struct averify *v = arg;
+	struct json_object *o = vl->o, *inner;
 	const char *type;
 	char pos[48];
-	int r;
+	unsigned long long lineno = vl->lineno;
 
 	snprintf(pos, sizeof(pos), "line %llu", lineno);
-	if ((r = json_parse_strict(line, len, AVERIFY_LINE_MAX, &o)) != 0)
-		return averify_malformed(v, pos, th_errmsg(r));
+	if (vl->bad != NULL)
+		return averify_malformed(v, pos, vl->bad);
+	if (o == NULL)
+		return averify_malformed(v, pos, vl->why);
 	if (!json_object_is_type(o, json_type_object) ||
 	    json_object_object_length(o) != 2 ||
 	    json_only_members(o, names, 4) != 0 ||
 	    json_get_string(o, "type", &type) != 0 ||
 	    strcmp(type, "type") == 0 ||
-	    !json_object_object_get_ex(o, type, &inner)) {
-		r = averify_malformed(v, pos, "not {\"type\":T,T:{...}} with T "
-		    "header, entry or checkpoint");
-		goto out;
-	}
+	    !json_object_object_get_ex(o, type, &inner))
+		return averify_malformed(v, pos, "not {\"type\":T,T:{...}} "
+		    "with T header, entry or checkpoint");
 	if (lineno == 1 && strcmp(type, "header") != 0)
-		r = averify_malformed(v, pos, "the first line is not the header");
-	else if (strcmp(type, "header") == 0)
-		r = lineno == 1 ? averify_header(v, inner) :
+		return averify_malformed(v, pos, "the first line is not the "
+		    "header");
+	if (strcmp(type, "header") == 0)
+		return lineno == 1 ? averify_header(v, inner) :
 		    averify_malformed(v, pos, "a second header");
-	else if (strcmp(type, "entry") == 0)
-		r = averify_entry(v, inner);
-	else
-		r = averify_checkpoint(v, inner);
- out:
-	json_object_put(o);
-	return r;
+	if (strcmp(type, "entry") == 0)
+		return entry_pre(v, inner, vl);
+	return averify_checkpoint(v, inner);
 }
 
 int
 averify_file(struct averify *v, const char *path)
 {
-	unsigned long long lineno = 0;
 	FILE *f;
-	char *line = NULL, pos[48];
-	size_t len;
-	int c = 0, r = 0;
+	long ncpu;
+	int r;
 
 	if (strcmp(path, "-") == 0)
 		f = stdin;
 	else if ((f = fopen(path, "re")) == NULL)
 		return th_fail(TH_ERR_IO, "cannot open %s", path);
-	if ((line = malloc(AVERIFY_LINE_MAX + 1)) == NULL) {
-		r = TH_ERR_ALLOC;
-		goto out;
-	}
-	while (c != EOF) {
-		len = 0;
-		while ((c = getc_unlocked(f)) != EOF && c != '\n') {
-			if (len == AVERIFY_LINE_MAX) {
-				snprintf(pos, sizeof(pos), "line %llu",
-				    lineno + 1);
-				r = averify_malformed(v, pos, "longer than 1 MiB");
-				goto out;
-			}
-			line[len++] = (char)c;
-		}
-		if (c == EOF && len == 0)
-			break;
-		lineno++;
-		if (len == 0) {
-			snprintf(pos, sizeof(pos), "line %llu", lineno);
-			r = averify_malformed(v, pos, "empty line");
-			goto out;
-		}
-		if ((r = file_line(v, lineno, line, len)) != 0)
-			goto out;
-	}
-	if (ferror(f)) {
-		r = th_fail(TH_ERR_IO, "reading %s failed", path);
-		goto out;
-	}
-	r = averify_finish(v);
- out:
-	free(line);
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	/* One thread per core parses and hashes; this one takes the lines
+	 * in order. */
+	r = vlines_run(f, path, AVERIFY_LINE_MAX, ncpu > 1 ? (ncpu >
+	    VLINES_THREADS_MAX ? VLINES_THREADS_MAX : (int)ncpu) : 0,
+	    prep_line, file_line, v);
+	if (r == 0)
+		r = averify_finish(v);
 	if (f != stdin)
 		fclose(f);
 	return r;

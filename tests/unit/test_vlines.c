@@ -1,0 +1,172 @@
+/* audit/vlines: every line handed back once, in file order, however many
+ * workers prepared them and in whatever order they finished; a refused line
+ * (empty, too long) ends the reading and comes back last; the user can stop
+ * early; what was prepared and not handed back is released (ASan). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "err.h"
+#include "vlines.h"
+
+struct seen {
+	unsigned long long	 n;		/* lines handed back */
+	unsigned long long	 stop_at;	/* 0: never */
+	char			 last_bad[64];	/* the refusal, copied */
+};
+
+/* Each line is a number; some take longer to prepare, so that workers
+ * finish out of order. */
+static void
+prep(const char *line, size_t len, struct vline *vl)
+{
+	char tmp[32];
+	int n;
+
+	if (len >= sizeof(tmp))
+		return;		/* use() fails on the missing object */
+	memcpy(tmp, line, len);
+	tmp[len] = '\0';
+	n = atoi(tmp);
+	if (n % 7 == 0)
+		usleep(300);
+	vl->o = json_object_new_int(n);
+}
+
+static int
+use(struct vline *vl, void *arg)
+{
+	struct seen *s = arg;
+
+	s->n++;
+	assert_int_equal(vl->lineno, s->n);
+	if (vl->bad != NULL) {
+		snprintf(s->last_bad, sizeof(s->last_bad), "%s", vl->bad);
+		assert_null(vl->o);
+		return 0;
+	}
+	assert_non_null(vl->o);
+	assert_int_equal(json_object_get_int(vl->o), (int)vl->lineno);
+	return s->stop_at != 0 && s->n == s->stop_at ? TH_ERR_DENIED : 0;
+}
+
+/* n lines "1".."n"; at line bad_at (if not 0) the line bad instead; the
+ * last line without its newline. */
+static FILE *
+lines(unsigned n, unsigned bad_at, const char *bad)
+{
+	FILE *f = tmpfile();
+	unsigned i;
+
+	assert_non_null(f);
+	for (i = 1; i <= n; i++) {
+		if (i == bad_at)
+			fprintf(f, "%s", bad);
+		else
+			fprintf(f, "%u", i);
+		if (i < n)
+			fputc('\n', f);
+	}
+	rewind(f);
+	return f;
+}
+
+static void
+test_in_order(void **state)
+{
+	int threads[] = { 0, 1, 3, VLINES_THREADS_MAX };
+	struct seen s;
+	size_t i;
+	FILE *f;
+
+	(void)state;
+	for (i = 0; i < sizeof(threads) / sizeof(threads[0]); i++) {
+		memset(&s, 0, sizeof(s));
+		f = lines(VLINES_BATCH * VLINES_RING * 2 + 5, 0, NULL);
+		assert_int_equal(vlines_run(f, "t", 16, threads[i], prep, use,
+		    &s), 0);
+		assert_int_equal(s.n, VLINES_BATCH * VLINES_RING * 2 + 5);
+		assert_string_equal(s.last_bad, "");
+		fclose(f);
+	}
+}
+
+static void
+test_refused_lines_end_it(void **state)
+{
+	struct seen s;
+	FILE *f;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	f = lines(3000, 1500, "");
+	assert_int_equal(vlines_run(f, "t", 16, 2, prep, use, &s), 0);
+	assert_int_equal(s.n, 1500);
+	assert_string_equal(s.last_bad, "empty line");
+	fclose(f);
+
+	memset(&s, 0, sizeof(s));
+	f = lines(3000, 70, "12345678901234567");
+	assert_int_equal(vlines_run(f, "t", 16, 2, prep, use, &s), 0);
+	assert_int_equal(s.n, 70);
+	assert_string_equal(s.last_bad, "longer than 16 bytes");
+	fclose(f);
+
+	/* Exactly max bytes is fine. */
+	memset(&s, 0, sizeof(s));
+	f = lines(3, 0, NULL);
+	assert_int_equal(vlines_run(f, "t", 1, 2, prep, use, &s), 0);
+	assert_int_equal(s.n, 3);
+	fclose(f);
+}
+
+static void
+test_user_stops(void **state)
+{
+	struct seen s;
+	FILE *f;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	s.stop_at = 1000;
+	f = lines(5000, 0, NULL);
+	assert_int_equal(vlines_run(f, "t", 16, 3, prep, use, &s),
+	    TH_ERR_DENIED);
+	assert_int_equal(s.n, 1000);
+	fclose(f);
+}
+
+static void
+test_empty_file(void **state)
+{
+	struct seen s;
+	FILE *f = tmpfile();
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(vlines_run(f, "t", 16, 2, prep, use, &s), 0);
+	assert_int_equal(s.n, 0);
+	fclose(f);
+	assert_int_equal(vlines_run(stdin, "t", 16, 99, prep, use, &s),
+	    TH_ERR_INVALID);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_in_order),
+		cmocka_unit_test(test_refused_lines_end_it),
+		cmocka_unit_test(test_user_stops),
+		cmocka_unit_test(test_empty_file),
+	};
+
+	return cmocka_run_group_tests_name("vlines", tests, NULL, NULL);
+}
