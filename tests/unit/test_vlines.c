@@ -78,23 +78,35 @@ lines(unsigned n, unsigned bad_at, const char *bad)
 	return f;
 }
 
+/* Runs vlines over lines(n, bad_at, bad) with max and threads; the
+ * result, with what use() saw in *s. */
+static int
+run(unsigned n, unsigned bad_at, const char *bad, size_t max, int threads,
+    unsigned long long stop_at, struct seen *s)
+{
+	FILE *f = lines(n, bad_at, bad);
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->stop_at = stop_at;
+	r = vlines_run(f, "t", max, threads, prep, use, s);
+	fclose(f);
+	return r;
+}
+
 static void
 test_in_order(void **state)
 {
 	int threads[] = { 0, 1, 3, VLINES_THREADS_MAX };
+	unsigned n = VLINES_BATCH * VLINES_RING * 2 + 5;
 	struct seen s;
 	size_t i;
-	FILE *f;
 
 	(void)state;
 	for (i = 0; i < sizeof(threads) / sizeof(threads[0]); i++) {
-		memset(&s, 0, sizeof(s));
-		f = lines(VLINES_BATCH * VLINES_RING * 2 + 5, 0, NULL);
-		assert_int_equal(vlines_run(f, "t", 16, threads[i], prep, use,
-		    &s), 0);
-		assert_int_equal(s.n, VLINES_BATCH * VLINES_RING * 2 + 5);
+		assert_int_equal(run(n, 0, NULL, 16, threads[i], 0, &s), 0);
+		assert_int_equal(s.n, n);
 		assert_string_equal(s.last_bad, "");
-		fclose(f);
 	}
 }
 
@@ -102,45 +114,27 @@ static void
 test_refused_lines_end_it(void **state)
 {
 	struct seen s;
-	FILE *f;
 
 	(void)state;
-	memset(&s, 0, sizeof(s));
-	f = lines(3000, 1500, "");
-	assert_int_equal(vlines_run(f, "t", 16, 2, prep, use, &s), 0);
+	assert_int_equal(run(3000, 1500, "", 16, 2, 0, &s), 0);
 	assert_int_equal(s.n, 1500);
 	assert_string_equal(s.last_bad, "empty line");
-	fclose(f);
-
-	memset(&s, 0, sizeof(s));
-	f = lines(3000, 70, "12345678901234567");
-	assert_int_equal(vlines_run(f, "t", 16, 2, prep, use, &s), 0);
+	assert_int_equal(run(3000, 70, "12345678901234567", 16, 2, 0, &s), 0);
 	assert_int_equal(s.n, 70);
 	assert_string_equal(s.last_bad, "longer than 16 bytes");
-	fclose(f);
-
 	/* Exactly max bytes is fine. */
-	memset(&s, 0, sizeof(s));
-	f = lines(3, 0, NULL);
-	assert_int_equal(vlines_run(f, "t", 1, 2, prep, use, &s), 0);
+	assert_int_equal(run(3, 0, NULL, 1, 2, 0, &s), 0);
 	assert_int_equal(s.n, 3);
-	fclose(f);
 }
 
 static void
 test_user_stops(void **state)
 {
 	struct seen s;
-	FILE *f;
 
 	(void)state;
-	memset(&s, 0, sizeof(s));
-	s.stop_at = 1000;
-	f = lines(5000, 0, NULL);
-	assert_int_equal(vlines_run(f, "t", 16, 3, prep, use, &s),
-	    TH_ERR_DENIED);
+	assert_int_equal(run(5000, 0, NULL, 16, 3, 1000, &s), TH_ERR_DENIED);
 	assert_int_equal(s.n, 1000);
-	fclose(f);
 }
 
 static void
