@@ -82,7 +82,9 @@ append(struct batch *b, const char *line, size_t len)
 	return 0;
 }
 
-/* Reads up to VLINES_BATCH lines of at most max bytes into b.  Returns 1
+/* Reads up to VLINES_BATCH lines of at most max bytes into b, fewer if
+ * they come to VLINES_BATCH_BYTES (long lines would otherwise hold the ring
+ * at VLINES_RING * VLINES_BATCH times the longest).  Returns 1
  * when the input ends (f's end or error, or a line the reader refuses, the
  * batch's last), 0 when there is more, or an error. */
 static int
@@ -96,7 +98,7 @@ fill(FILE *f, size_t max, char *line, unsigned long long *lineno,
 	b->n = 0;
 	b->used = 0;
 	b->done = 0;
-	while (b->n < VLINES_BATCH) {
+	while (b->n < VLINES_BATCH && b->used < VLINES_BATCH_BYTES) {
 		len = 0;
 		vl = &b->vl[b->n];
 		memset(vl, 0, sizeof(*vl));

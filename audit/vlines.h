@@ -15,8 +15,10 @@
 #include "merkle.h"
 #include "sha.h"
 
-#define VLINES_BATCH	64	/* lines per hand-off to a worker */
-#define VLINES_RING	32	/* batches read ahead */
+#define VLINES_BATCH	64	/* lines per hand-off to a worker, */
+#define VLINES_BATCH_BYTES (256 * 1024)	/* or fewer once this many bytes */
+#define VLINES_RING	8	/* batches read ahead: at most 8 x (256 KiB +
+				 * one line) of text held, parsed or not */
 #define VLINES_THREADS_MAX 8
 #define VLINES_WHY_MAX	512
 

@@ -27,14 +27,11 @@ struct seen {
 static void
 prep(const char *line, size_t len, struct vline *vl)
 {
-	char tmp[32];
-	int n;
+	size_t i;
+	int n = 0;
 
-	if (len >= sizeof(tmp))
-		return;		/* use() fails on the missing object */
-	memcpy(tmp, line, len);
-	tmp[len] = '\0';
-	n = atoi(tmp);
+	for (i = 0; i < len && line[i] >= '0' && line[i] <= '9'; i++)
+		n = n * 10 + (line[i] - '0');
 	if (n % 7 == 0)
 		usleep(300);
 	vl->o = json_object_new_int(n);
@@ -57,10 +54,10 @@ use(struct vline *vl, void *arg)
 	return s->stop_at != 0 && s->n == s->stop_at ? TH_ERR_DENIED : 0;
 }
 
-/* n lines "1".."n"; at line bad_at (if not 0) the line bad instead; the
- * last line without its newline. */
+/* n lines "1".."n", each padded with pad spaces; at line bad_at (if not 0)
+ * the line bad instead; the last line without its newline. */
 static FILE *
-lines(unsigned n, unsigned bad_at, const char *bad)
+lines(unsigned n, unsigned bad_at, const char *bad, unsigned pad)
 {
 	FILE *f = tmpfile();
 	unsigned i;
@@ -70,7 +67,7 @@ lines(unsigned n, unsigned bad_at, const char *bad)
 		if (i == bad_at)
 			fprintf(f, "%s", bad);
 		else
-			fprintf(f, "%u", i);
+			fprintf(f, "%u%*s", i, (int)pad, "");
 		if (i < n)
 			fputc('\n', f);
 	}
@@ -84,7 +81,7 @@ static int
 run(unsigned n, unsigned bad_at, const char *bad, size_t max, int threads,
     unsigned long long stop_at, struct seen *s)
 {
-	FILE *f = lines(n, bad_at, bad);
+	FILE *f = lines(n, bad_at, bad, max > 16 ? (unsigned)max - 16 : 0);
 	int r;
 
 	memset(s, 0, sizeof(*s));
@@ -108,6 +105,10 @@ test_in_order(void **state)
 		assert_int_equal(s.n, n);
 		assert_string_equal(s.last_bad, "");
 	}
+	/* Long lines: batches close on bytes, not on the line count. */
+	assert_int_equal(run(VLINES_RING * 10, 0, NULL, VLINES_BATCH_BYTES / 3,
+	    2, 0, &s), 0);
+	assert_int_equal(s.n, VLINES_RING * 10);
 }
 
 static void
