@@ -2,7 +2,8 @@
  * Backends are opened and keys loaded lazily and kept: a key is found once,
  * not per signature.  If a backend is unreachable the call fails with
  * TH_ERR_UNAVAILABLE and the next call tries again, so the signer recovers by
- * itself when the TPM or token comes back. */
+ * itself when the TPM or token comes back.  Callable from several threads:
+ * each backend is used under its own lock. */
 #ifndef TH_SIGNER_KEYS_H
 #define TH_SIGNER_KEYS_H
 
