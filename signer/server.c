@@ -583,26 +583,27 @@ lane_start(struct server *s, int done_w, struct lane **out)
 {
 	struct lane *l;
 	sigset_t block, old;
-	int r = 0;
+	int r = TH_ERR_ALLOC;
 
 	*out = NULL;
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return TH_ERR_ALLOC;
-	if ((l->reply = buf_new()) == NULL) {
-		free(l);
-		return TH_ERR_ALLOC;
-	}
 	l->s = s;
 	l->done_w = done_w;
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->cv, NULL);
+	if ((l->reply = buf_new()) == NULL)
+		goto out;
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	if (pthread_create(&l->th, NULL, lane_run, l) != 0)
 		r = th_fail(TH_ERR_ALLOC, "cannot start the TPM thread");
+	else
+		r = 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+ out:
 	if (r != 0) {
 		pthread_mutex_destroy(&l->mu);
 		pthread_cond_destroy(&l->cv);
