@@ -110,17 +110,31 @@ world() {
 	"$FIX/signer-start" "$T" || return 1
 	BUILD=$BUILD "$FIX/alice" "$T" "$1" >/dev/null 2>&1 || return 1
 	start_emulator "$(cat "$T/app-id")" "$T/github-app.pub.pem"
+	acme_backend
+	broker_conf "$T/broker.sock"
+	start_broker
+}
+
+# The emulator's acme/backend, with the App installed on it (id 42).
+acme_backend() {
 	admin POST repos '{"full_name":"acme/backend","default_branch":"main"}' >/dev/null
 	admin POST installations '{"id":42,"account":"acme","repositories":["acme/backend"],"permissions":{"contents":"write","pull_requests":"write","checks":"read","statuses":"read"}}' >/dev/null
+}
+
+# broker_conf LISTEN [LINE...]: $T/broker.conf for a broker listening on
+# LISTEN, using $T's signer and state, the emulator at $GH, the caller's uid
+# as coder-1; each LINE is one more directive.
+broker_conf() {
 	cat >"$T/broker.conf" <<CONF
-listen $T/broker.sock
+listen $1
 signer $T/signer.sock
 state $T/state
 github-url $GH
 github-app-id $(cat "$T/app-id")
 agent $(id -u) coder-1
 CONF
-	start_broker
+	shift
+	for line in "$@"; do echo "$line" >>"$T/broker.conf"; done
 }
 
 # green_pr N SHA FILES_JSON: an open PR on acme/backend@main, approved by

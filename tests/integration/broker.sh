@@ -19,17 +19,8 @@ expect_ok "alice delegates github.merge on acme/backend@main to coder-1" \
 	sh -c "BUILD=$BUILD $FIX/alice $T $T/policy.json"
 
 TCPPORT=$($PY -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
-cat >"$T/broker.conf" <<CONF
-listen $T/broker.sock
-socket-mode 0666
-listen-tcp 127.0.0.1:$TCPPORT
-signer $T/signer.sock
-state $T/state
-github-url $GH
-github-app-id $(cat "$T/app-id")
-agent $(id -u) coder-1
-agent 65534 coder-2
-CONF
+broker_conf "$T/broker.sock" "socket-mode 0666" "listen-tcp 127.0.0.1:$TCPPORT" \
+    "agent 65534 coder-2"
 start_broker && ok "thresholdd starts" || { fail "thresholdd starts"; cat "$T/broker.log"; done_testing; exit 1; }
 TH="$BIN/threshold --broker $T/broker.sock"
 

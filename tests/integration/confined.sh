@@ -17,21 +17,12 @@ echo '{"min_approvals":1}' >"$T/policy.json"
 expect_ok "the operator (unconfined) certifies alice; she delegates github.merge to coder-1" \
 	sh -c "BUILD=$BUILD $FIX/alice $T $T/policy.json"
 start_emulator "$(cat "$T/app-id")" "$T/github-app.pub.pem"
-admin POST repos '{"full_name":"acme/backend","default_branch":"main"}' >/dev/null
-admin POST installations '{"id":42,"account":"acme","repositories":["acme/backend"],"permissions":{"contents":"write","pull_requests":"write","checks":"read","statuses":"read"}}' >/dev/null
+acme_backend
 admin POST pulls '{"repo":"acme/backend","number":1,"head":{"sha":"1111111111111111111111111111111111111111","ref":"t"},"base":{"ref":"main"},"user":{"login":"bob"},"mergeable":true,"files":["src/a.c"],"reviews":[{"user":"carol","state":"APPROVED"}]}' >/dev/null
 
 mkdir -p "$T/run"
 chown -R "$BROKER_UID" "$T/state" "$T/run"
-cat >"$T/broker.conf" <<CONF
-listen $T/run/broker.sock
-socket-mode 0666
-signer $T/signer.sock
-state $T/state
-github-url $GH
-github-app-id $(cat "$T/app-id")
-agent $(id -u) coder-1
-CONF
+broker_conf "$T/run/broker.sock" "socket-mode 0666"
 setpriv --reuid=$BROKER_UID --regid=65534 --clear-groups --inh-caps=-all \
 	"$BIN/thresholdd" -f "$T/broker.conf" >>"$T/broker.log" 2>&1 &
 echo $! >"$T/broker.pid"

@@ -21,16 +21,7 @@ admin POST git-repos '{"repo":"acme/widgets","default_branch":"main","files":{"R
 	fail "emulator makes acme/widgets"
 
 GITPORT=$($PY -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
-cat >"$T/broker.conf" <<CONF
-listen $T/broker.sock
-listen-git 127.0.0.1:$GITPORT
-signer $T/signer.sock
-state $T/state
-github-url $GH
-github-git-url $GH
-github-app-id $(cat "$T/app-id")
-agent $(id -u) coder-1
-CONF
+broker_conf "$T/broker.sock" "listen-git 127.0.0.1:$GITPORT" "github-git-url $GH"
 start_broker && ok "thresholdd starts (git on 127.0.0.1:$GITPORT)" || { fail "thresholdd starts"; cat "$T/broker.log"; done_testing; exit 1; }
 
 # The agent's environment: no token anywhere, only the broker's socket.
