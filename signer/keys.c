@@ -208,21 +208,29 @@ keys_quote(struct keys *k, const uint8_t *qual, size_t qual_len,
 	return r;
 }
 
-int
-keys_ak_public(struct keys *k, struct buf *tpmt_public, struct buf *name)
+/* The attestation key, which must be on the TPM; call with its lock held. */
+static int
+ak_key(struct keys *k, struct tpm_key **ak)
 {
 	int r;
 
-	lock(k, PURPOSE_ATTESTATION);
 	if ((r = key_ensure(k, PURPOSE_ATTESTATION)) != 0)
-		goto out;
-	if (k->tkey[PURPOSE_ATTESTATION] == NULL)
-		r = th_fail(TH_ERR_CONFIG, "the attestation key must be a TPM "
-		    "key");
-	else
-		r = tpm_ak_public(k->tkey[PURPOSE_ATTESTATION], tpmt_public,
-		    name);
- out:
+		return r;
+	if ((*ak = k->tkey[PURPOSE_ATTESTATION]) == NULL)
+		return th_fail(TH_ERR_CONFIG, "the attestation key must be a "
+		    "TPM key");
+	return 0;
+}
+
+int
+keys_ak_public(struct keys *k, struct buf *tpmt_public, struct buf *name)
+{
+	struct tpm_key *ak;
+	int r;
+
+	lock(k, PURPOSE_ATTESTATION);
+	if ((r = ak_key(k, &ak)) == 0)
+		r = tpm_ak_public(ak, tpmt_public, name);
 	unlock(k, PURPOSE_ATTESTATION);
 	return r;
 }
@@ -232,18 +240,13 @@ keys_activate(struct keys *k, const uint8_t *credential_blob,
     size_t blob_len, const uint8_t *secret, size_t secret_len,
     struct buf *cert_info)
 {
+	struct tpm_key *ak;
 	int r;
 
 	lock(k, PURPOSE_ATTESTATION);
-	if ((r = key_ensure(k, PURPOSE_ATTESTATION)) != 0)
-		goto out;
-	if (k->tkey[PURPOSE_ATTESTATION] == NULL)
-		r = th_fail(TH_ERR_CONFIG, "the attestation key must be a TPM "
-		    "key");
-	else
-		r = tpm_activate_credential(k->tkey[PURPOSE_ATTESTATION],
-		    credential_blob, blob_len, secret, secret_len, cert_info);
- out:
+	if ((r = ak_key(k, &ak)) == 0)
+		r = tpm_activate_credential(ak, credential_blob, blob_len,
+		    secret, secret_len, cert_info);
 	unlock(k, PURPOSE_ATTESTATION);
 	return r;
 }
