@@ -365,9 +365,7 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *cap,
  out:
 	facts_free(&f);
 	json_object_put(perms);
-	if (tok != NULL)
-		OPENSSL_cleanse(tok, sizeof(*tok));
-	free(tok);
+	gh_token_free(tok);
 }
 
 /* A file name or numeric id: it goes into a URL path. */
@@ -516,7 +514,7 @@ operate(struct broker *b, const struct cap_redeemed *red, const char *cap,
  out:
 	json_object_put(body);
 	json_object_put(perms);
-	free(tok);
+	gh_token_free(tok);
 }
 
 void

@@ -769,7 +769,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	}
 	if ((r = token_for(b, g, 0, tok)) != 0) {
 		snprintf(why, sizeof(why), "%s", th_errmsg(r));
-		free(tok);
+		gh_token_free(tok);
 		tok = NULL;
 		goto refuse;
 	}

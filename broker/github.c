@@ -340,6 +340,15 @@ gh_token_create(struct gh *g, int64_t installation, const char *repo,
 }
 
 void
+gh_token_free(struct gh_token *tok)
+{
+	if (tok == NULL)
+		return;
+	OPENSSL_cleanse(tok, sizeof(*tok));
+	free(tok);
+}
+
+void
 gh_token_revoke(struct gh *g, struct gh_token *tok)
 {
 	struct json_object *o = NULL;

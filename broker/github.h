@@ -56,6 +56,8 @@ int	gh_token_create(struct gh *g, int64_t installation, const char *repo,
 	    struct json_object *perms, struct gh_token *tok);
 /* Revokes and wipes tok; the outcome is in tok->revoked. */
 void	gh_token_revoke(struct gh *g, struct gh_token *tok);
+/* Wipes and frees a heap-allocated token; NULL ok. */
+void	gh_token_free(struct gh_token *tok);
 
 /* The PR and, for its head SHA, check runs, statuses, reviews and files,
  * read in parallel, every page. */

@@ -50,8 +50,7 @@ revoke_one(struct revoker *rv, struct gh_token *tok)
 	else
 		rv->unknown++;
 	pthread_mutex_unlock(&rv->lock);
-	OPENSSL_cleanse(tok, sizeof(*tok));
-	free(tok);
+	gh_token_free(tok);
 }
 
 static void *
