@@ -2039,7 +2039,6 @@ prep_line(const char *line, size_t len, struct vline *vl)
 
 	if ((r = json_parse_strict(line, len, AVERIFY_LINE_MAX, &vl->o)) != 0) {
 		vl->o = NULL;
-		vl->parse_r = r;
 		snprintf(vl->why, sizeof(vl->why), "%s", th_errmsg(r));
 		return;
 	}

@@ -26,11 +26,10 @@ struct vline {
 	unsigned long long	 lineno;		/* 1-based */
 	const char		*bad;	/* refused by the reader (then the
 					 * last line handed back), or NULL */
-	struct json_object	*o;	/* the parsed line, or NULL: */
-	int			 parse_r;	/* why not, */
+	struct json_object	*o;	/* the parsed line, or NULL (why) */
 	int			 hashed;	/* an entry's h and leaf, or */
-	int			 canon_r;	/* why its canonical form failed */
-	char			 why[VLINES_WHY_MAX];	/* parse_r's or canon_r's */
+	int			 canon_r;	/* its canonical form failed (why) */
+	char			 why[VLINES_WHY_MAX];
 	uint8_t			 h[SHA_LEN];
 	uint8_t			 leaf[MERKLE_HASH_LEN];
 };
