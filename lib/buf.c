@@ -69,7 +69,9 @@ buf_grow(struct buf *b, size_t len)
 		b->off = 0;
 	}
 	need = b->end + len;
-	if (need <= b->alloc)
+	/* An empty buffer gets its storage even for 0 bytes: callers form
+	 * pointers into it (buf_reserve), never from NULL. */
+	if (need <= b->alloc && b->d != NULL)
 		return 0;
 	for (nalloc = b->alloc ? b->alloc : 256; nalloc < need; nalloc *= 2)
 		;

@@ -49,6 +49,41 @@ test_jcs(void **state)
 	}
 }
 
+/* Strings that are not UTF-8 (built in memory, as from a git ref name)
+ * have no canonical form: refused, values and member names alike. */
+static void
+test_jcs_utf8(void **state)
+{
+	static const char *bad[] = { "\x9d", "a\xc0\x80", "\xed\xa0\x80",
+	    "\xf4\x90\x80\x80", "\xe2\x82", "\xf8\x88\x80\x80\x80" };
+	static const char *good[] = { "caf\xc3\xa9", "\xe2\x82\xac",
+	    "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf" };
+	struct json_object *o;
+	struct buf *b;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		b = buf_new();
+		o = json_object_new_string(bad[i]);
+		assert_int_equal(jcs_encode(b, o), TH_ERR_INVALID);
+		json_object_put(o);
+		o = json_object_new_object();
+		json_object_object_add(o, bad[i], json_object_new_int(1));
+		assert_int_equal(jcs_encode(b, o), TH_ERR_INVALID);
+		json_object_put(o);
+		buf_free(b);
+	}
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		b = buf_new();
+		o = json_object_new_string(good[i]);
+		assert_int_equal(jcs_encode(b, o), 0);
+		assert_int_equal(buf_len(b), strlen(good[i]) + 2);
+		json_object_put(o);
+		buf_free(b);
+	}
+}
+
 static void
 test_merkle(void **state)
 {
@@ -110,6 +145,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_jcs),
+		cmocka_unit_test(test_jcs_utf8),
 		cmocka_unit_test(test_merkle),
 		cmocka_unit_test(test_merkle_known_answer),
 	};

@@ -168,6 +168,28 @@ test_json_strict(void **state)
 	    &(struct json_object *){0}), TH_ERR_INVALID);
 	assert_int_equal(parse("[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]"),
 	    TH_ERR_INVALID);
+	/* Text must be UTF-8 (found by fuzz/fuzz_json.c: raw bytes reached
+	 * the canonical encoder, whose output did not parse back). */
+	assert_int_equal(parse("{\"a\":\"caf\xc3\xa9 \xe2\x82\xac\"}"), 0);
+	assert_int_equal(parse("{\"a\":\"\x9d\"}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"\xc0\x80\":1}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":\"\xe2\x82\"}"), TH_ERR_INVALID);
+}
+
+/* An empty buffer has storage once anything, even 0 bytes, is reserved in
+ * it (found by fuzz/fuzz_tokens.c: an empty JWS part made a pointer from
+ * NULL). */
+static void
+test_buf_reserve_empty(void **state)
+{
+	struct buf *b = buf_new();
+	uint8_t *p = NULL;
+
+	(void)state;
+	assert_int_equal(buf_reserve(b, 0, &p), 0);
+	assert_non_null(p);
+	assert_int_equal(buf_len(b), 0);
+	buf_free(b);
 }
 
 int
@@ -180,6 +202,7 @@ main(void)
 		cmocka_unit_test(test_b64url_digest),
 		cmocka_unit_test(test_b64url_strict),
 		cmocka_unit_test(test_json_strict),
+		cmocka_unit_test(test_buf_reserve_empty),
 	};
 
 	return cmocka_run_group_tests_name("lib", tests, NULL, NULL);
