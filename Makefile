@@ -1,7 +1,8 @@
 # Threshold.  `make` builds every binary into $(BUILD)/bin; `make test` installs
 # the Debian packages it needs, then runs the unit and integration tests;
-# `make asan` runs the same tests under AddressSanitizer/UBSan; `make demo`
-# runs the end-to-end story.  Nothing else is needed on a fresh Debian machine.
+# `make asan` runs the same tests under AddressSanitizer/UBSan; `make fuzz`
+# runs the parsers of outside input under libFuzzer (fuzz/README.md); `make
+# demo` runs the end-to-end story.  Nothing else is needed on a fresh Debian machine.
 
 BUILD	?= build
 CC	?= cc
@@ -18,6 +19,10 @@ CFLAGS_BASE := $(filter-out -O2 -D_FORTIFY_SOURCE=2,$(CFLAGS_BASE)) -O1 \
 	-fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 LDFLAGS_SAN = -fsanitize=address,undefined
+endif
+# FUZZ=1 (with CC=clang SAN=1): every object gets libFuzzer's coverage.
+ifneq ($(FUZZ),)
+CFLAGS_BASE += -fsanitize=fuzzer-no-link
 endif
 
 CFLAGS_COMMON	= $(CFLAGS_BASE) $(shell pkg-config --cflags $(PKGS_COMMON) 2>/dev/null)
@@ -36,6 +41,7 @@ AUDIT_SRC	= $(wildcard audit/*.c)
 UNIT_SRC	= $(wildcard tests/unit/test_*.c)
 HWTEST_SRC	= $(wildcard tests/hw/test_*.c)
 BENCH_SRC	= $(wildcard bench/*.c)
+FUZZ_SRC	= $(wildcard fuzz/fuzz_*.c)
 
 LIB_OBJ		= $(LIB_SRC:%.c=$(BUILD)/%.o)
 HW_OBJ		= $(HW_SRC:%.c=$(BUILD)/%.o)
@@ -61,8 +67,10 @@ BINS		= $(BUILD)/bin/threshold-signer $(BUILD)/bin/threshold \
 UNIT_BINS	= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HWTEST_BINS	= $(HWTEST_SRC:tests/hw/%.c=$(BUILD)/tests/%)
 BENCH_BINS	= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+FUZZ_BINS	= $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all deps test unit integration asan demo bench clean check-privsep
+.PHONY: all deps test unit integration asan fuzz fuzz-bins demo bench clean \
+	check-privsep
 all: $(BINS) $(UNIT_BINS) $(HWTEST_BINS) $(BENCH_BINS)
 
 deps:
@@ -141,6 +149,10 @@ $(BUILD)/bench/%: bench/%.c $(LIBSIGNER) $(LIBAUDIT) $(LIBTOKENS) $(LIBHW) $(LIB
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_HW) -Isigner -Itokens -Iaudit -o $@ $^ $(LDFLAGS) -lpthread $(LIBS_BROKER) $(LIBS_HW) $(LIBS_COMMON)
 
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(LIBSIGNER) $(LIBBROKER) $(LIBAUDIT) $(LIBTOKENS) $(LIBHW) $(LIBCOMMON)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_HW) -Isigner -Itokens -Ibroker -Iaudit -Ifuzz -fsanitize=fuzzer -o $@ $(filter-out %.h,$^) $(LDFLAGS) $(LIBS_BROKER) $(LIBS_HW) $(LIBS_COMMON)
+
 # Only the signer may hold key material: keep tpm2-tss and libp11 out of
 # every other binary.
 check-privsep: $(BINS)
@@ -159,10 +171,17 @@ test: deps
 	$(MAKE) all check-privsep
 	$(MAKE) unit integration
 	$(MAKE) asan
+	$(MAKE) fuzz
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 all
 	$(MAKE) BUILD=build-asan SAN=1 unit integration
+
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=clang SAN=1 FUZZ=1 fuzz-bins
+	@BUILD=build-fuzz ./fuzz/run
 
 demo: deps
 	$(MAKE) all
@@ -173,6 +192,6 @@ bench: deps
 	@BUILD=$(BUILD) ./bench/run
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,146 @@
+#!/usr/bin/python3
+"""Seed corpora for the fuzz harnesses, made fresh from independent
+sources: an audit log from tests/tools/make_audit_log.py (its lines, tokens,
+quotes), signer frames built from docs/signer-protocol.md, and a real git
+push body from git itself.
+
+    seeds.py OUTDIR     writes OUTDIR/<harness>/seed-N and OUTDIR/root.pem
+"""
+import base64
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def b64d(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+class Corpus:
+    def __init__(self, out, name):
+        self.dir = os.path.join(out, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.n = 0
+
+    def add(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        with open(os.path.join(self.dir, "seed-%d" % self.n), "wb") as f:
+            f.write(data)
+        self.n += 1
+
+
+def string(b):
+    return struct.pack(">I", len(b)) + b
+
+
+def audit_seeds(out, work):
+    keys = os.path.join(work, "keys")
+    log = os.path.join(work, "log.jsonl")
+    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests/tools/make_audit_log.py"),
+                    "--out", log, "--entries", "40", "--batch", "8", "--keys-dir", keys],
+                   check=True, stdout=subprocess.DEVNULL)
+    os.replace(os.path.join(keys, "root.pem"), os.path.join(out, "root.pem"))
+    lines = open(log, "rb").read().splitlines()
+    averify, js, tokens, tpm = (Corpus(out, n) for n in ("averify", "json", "tokens", "tpm"))
+    averify.add(b"\n".join(lines) + b"\n")
+    averify.add(b"\n".join(lines[:12]) + b"\n")
+    seen = set()
+    for line in lines:
+        js.add(line)
+        obj = json.loads(line)
+        cp = obj.get("checkpoint")
+        if cp and cp.get("kind") == "tpm-quote":
+            tpm.add(b"\x00" + b64d(cp["attest"]))
+            tpm.add(b"\x01" + b64d(cp["sig"]))
+        stack = [obj]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, dict):
+                stack.extend(v.values())
+            elif isinstance(v, list):
+                stack.extend(v)
+            elif isinstance(v, str) and v.count(".") == 2 and v.startswith("eyJ"):
+                if v in seen:
+                    continue
+                seen.add(v)
+                typ = json.loads(b64d(v.split(".")[0])).get("typ", "")
+                sel = {"threshold-human-cert+jwt": 2, "threshold-delegation+jwt": 3}.get(typ, 0)
+                tokens.add(bytes([0]) + v.encode())
+                if sel:
+                    tokens.add(bytes([sel]) + v.encode())
+                signing_input = v.rsplit(".", 1)[0].encode()
+                tokens.add(bytes([1]) + signing_input)
+                for purpose in range(4, 8):
+                    tokens.add(bytes([purpose]) + signing_input)
+
+
+def proto_seeds(out):
+    c = Corpus(out, "proto")
+    payload = b"eyJhbGciOiJFUzI1NiJ9.eyJpYXQiOjEsImV4cCI6Mn0"
+    for body in (b"\x01", b"\x02" + string(b"capability"),
+                 b"\x03" + string(b"capability") + string(payload),
+                 b"\x04" + string(b"q" * 32), b"\x05", b"\x06",
+                 b"\x07" + string(b"c" * 60) + string(b"s" * 256),
+                 b"\x08" + string(b"thresholdd:host")):
+        c.add(b"\x00" + body)
+    ok_alg_blob = b"\x80" + string(b"ES256") + string(b"k" * 91)
+    for req in (2, 3):
+        c.add(bytes([0x80, req]) + ok_alg_blob)
+    c.add(bytes([0x80, 4]) + b"\x80" + string(b"a" * 100) + string(b"s" * 72) + string(b"p" * 40))
+    c.add(bytes([0x80, 1]) + b"\x80" + struct.pack(">I", 1) + string(b"capability") +
+          string(b"pkcs11") + struct.pack(">I", 0) + string(b""))
+    c.add(bytes([0x80, 3]) + b"\x81" + struct.pack(">I", 7) + string(b"refused: unknown purpose"))
+
+
+def gitrx_seeds(out, work):
+    c = Corpus(out, "gitrx")
+    repo = os.path.join(work, "repo")
+    env = dict(os.environ, GIT_AUTHOR_NAME="a", GIT_AUTHOR_EMAIL="a@example.com",
+               GIT_COMMITTER_NAME="a", GIT_COMMITTER_EMAIL="a@example.com",
+               GIT_CONFIG_NOSYSTEM="1", HOME=work)
+
+    def git(*args, **kw):
+        return subprocess.run(["git", "-C", repo] + list(args), env=env, check=True,
+                              stdout=subprocess.PIPE, **kw).stdout
+
+    subprocess.run(["git", "init", "-q", repo], env=env, check=True)
+    for i in range(3):
+        with open(os.path.join(repo, "f%d" % i), "w") as f:
+            f.write("line %d\n" % i * (i + 1))
+        git("add", ".")
+        git("commit", "-q", "-m", "c%d" % i)
+    new = git("rev-parse", "HEAD").strip()
+    old = git("rev-parse", "HEAD~2").strip()
+    zero = b"0" * 40
+
+    def pkt(b):
+        return b"%04x" % (len(b) + 4) + b
+
+    for base, first in ((old, old), (None, zero)):
+        revs = (new + b"\n" + (b"^" + base + b"\n" if base else b""))
+        pack = git("pack-objects", "--stdout", "--revs", "-q", input=revs)
+        cmd = first + b" " + new + b" refs/heads/main\0report-status side-band-64k\n"
+        body = pkt(cmd) + b"0000" + pack
+        for piece in (0, 7, 255):
+            c.add(bytes([piece]) + body)
+    c.add(b"\x10" + pkt(new + b" " + zero + b" refs/heads/gone\0report-status\n") + b"0000")
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    with tempfile.TemporaryDirectory() as work:
+        audit_seeds(out, work)
+        gitrx_seeds(out, work)
+    proto_seeds(out)
+
+
+if __name__ == "__main__":
+    main()
