@@ -52,6 +52,9 @@ put_string(struct buf *out, const char *s, size_t len)
 
 	if (!json_utf8_valid(s, len))
 		return th_fail(TH_ERR_INVALID, "string is not valid UTF-8");
+	/* Never written: the strict parser refuses it (lib/json.c). */
+	if (memchr(s, '\0', len) != NULL)
+		return th_fail(TH_ERR_INVALID, "string holds U+0000");
 	if ((r = buf_put_u8(out, '"')) != 0)
 		return r;
 	for (i = 0; i < len; i += run) {

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -68,6 +69,27 @@ count_colons(const char *s, size_t len)
 	return n;
 }
 
+/* 1 if the text escapes U+0000 ("\u0000" after an even run of
+ * backslashes).  json-c keeps such a string whole but its C string ends
+ * there: a check on the C string would see "a" where a signature, the log's
+ * canonical form or another verifier sees "a\u0000b" (or a key would be
+ * cut short). */
+static int
+nul_escape(const char *s, size_t len)
+{
+	const char *p = s, *end = s + len, *q;
+	size_t k;
+
+	while ((q = memmem(p, (size_t)(end - p), "\\u0000", 6)) != NULL) {
+		for (k = 0; q - k > s && q[-(ptrdiff_t)k - 1] == '\\'; k++)
+			;
+		if (k % 2 == 0)
+			return 1;
+		p = q + 1;
+	}
+	return 0;
+}
+
 int
 json_utf8_valid(const void *p, size_t len)
 {
@@ -125,6 +147,8 @@ json_parse_strict(const char *s, size_t len, size_t maxlen,
 	 * overlong forms through.) */
 	if (!json_utf8_valid(s, len))
 		return th_fail(TH_ERR_INVALID, "JSON is not valid UTF-8");
+	if (nul_escape(s, len))
+		return th_fail(TH_ERR_INVALID, "JSON string holds U+0000");
 	if ((tok = json_tokener_new_ex(JSON_DEPTH_MAX)) == NULL)
 		return TH_ERR_ALLOC;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);

@@ -74,6 +74,11 @@ test_jcs_utf8(void **state)
 		json_object_put(o);
 		buf_free(b);
 	}
+	b = buf_new();
+	o = json_object_new_string_len("a\0b", 3);
+	assert_int_equal(jcs_encode(b, o), TH_ERR_INVALID);
+	json_object_put(o);
+	buf_free(b);
 	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		b = buf_new();
 		o = json_object_new_string(good[i]);

@@ -174,6 +174,12 @@ test_json_strict(void **state)
 	assert_int_equal(parse("{\"a\":\"\x9d\"}"), TH_ERR_INVALID);
 	assert_int_equal(parse("{\"\xc0\x80\":1}"), TH_ERR_INVALID);
 	assert_int_equal(parse("{\"a\":\"\xe2\x82\"}"), TH_ERR_INVALID);
+	/* No U+0000: json-c's C strings would end there. */
+	assert_int_equal(parse("{\"a\":\"x\\u0000y\"}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\\u0000b\":1}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":\"\\\\\\u0000\"}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":\"\\\\u0000\"}"), 0);
+	assert_int_equal(parse("{\"a\":\"\\u0001\"}"), 0);
 }
 
 /* An empty buffer has storage once anything, even 0 bytes, is reserved in
