@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <json-c/json.h>
+
 #define FACTS_SHA_LEN		40
 #define FACTS_LOGIN_MAX		39	/* GitHub's limit */
 #define FACTS_REF_MAX		255
@@ -70,5 +72,20 @@ struct pr_facts {
 
 /* Frees the arrays (not f itself). */
 void	facts_free(struct pr_facts *f);
+
+/* GitHub's replies, parsed: every string checked against its array, every
+ * list against its FACTS_*_MAX; TH_ERR_PROTOCOL (or TH_ERR_TOO_LONG) with
+ * a one-line reason otherwise. */
+enum facts_list { FACTS_CHECKS, FACTS_STATUS, FACTS_REVIEWS, FACTS_FILES,
+	FACTS_LISTS };
+/* String member key of o into dst[dstsz]; a missing optional one is "". */
+int	facts_str(struct json_object *o, const char *key, char *dst,
+	    size_t dstsz, int required);
+/* A pull request (GET /repos/{repo}/pulls/{n}). */
+int	facts_parse_pr(struct json_object *o, struct gh_pr *pr);
+/* One page of check runs, combined statuses, reviews or files, appended
+ * to f's list of that kind. */
+int	facts_parse_page(enum facts_list kind, struct json_object *o,
+	    struct pr_facts *f);
 
 #endif

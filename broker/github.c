@@ -377,165 +377,14 @@ gh_token_revoke(struct gh *g, struct gh_token *tok)
 	json_object_put(o);
 }
 
-/* Copies string member key of o into dst; a missing optional member
- * leaves "", anything too long or of another type is an error. */
-static int
-copy_str(struct json_object *o, const char *key, char *dst, size_t dstsz,
-    int required)
-{
-	struct json_object *v;
-
-	dst[0] = '\0';
-	if (!json_object_object_get_ex(o, key, &v) ||
-	    json_object_is_type(v, json_type_null))
-		return required ? th_fail(TH_ERR_PROTOCOL, "GitHub reply "
-		    "lacks \"%s\"", key) : 0;
-	if (!json_object_is_type(v, json_type_string) ||
-	    (size_t)json_object_get_string_len(v) >= dstsz)
-		return th_fail(TH_ERR_PROTOCOL, "GitHub reply: bad \"%s\"", key);
-	memcpy(dst, json_object_get_string(v),
-	    (size_t)json_object_get_string_len(v) + 1);
-	return 0;
-}
-
-static int
-copy_login(struct json_object *o, char *dst)
-{
-	struct json_object *user;
-
-	if (!json_object_object_get_ex(o, "user", &user) ||
-	    !json_object_is_type(user, json_type_object))
-		return th_fail(TH_ERR_PROTOCOL, "GitHub reply lacks a user");
-	return copy_str(user, "login", dst, FACTS_LOGIN_MAX + 1, 1);
-}
-
-static int
-parse_pr(struct json_object *o, struct gh_pr *pr)
-{
-	struct json_object *head, *base, *v;
-	const char *state;
-	int r;
-
-	memset(pr, 0, sizeof(*pr));
-	if (!json_object_object_get_ex(o, "head", &head) ||
-	    !json_object_object_get_ex(o, "base", &base) ||
-	    (r = copy_str(head, "sha", pr->head_sha, sizeof(pr->head_sha), 1))
-	    != 0 || strlen(pr->head_sha) != FACTS_SHA_LEN ||
-	    (r = copy_str(head, "ref", pr->head_ref, sizeof(pr->head_ref), 1))
-	    != 0 ||
-	    (r = copy_str(base, "ref", pr->base_ref, sizeof(pr->base_ref), 1))
-	    != 0 || (r = copy_login(o, pr->author)) != 0 ||
-	    (r = json_get_int64(o, "number", &pr->number)) != 0 ||
-	    (r = json_get_string(o, "state", &state)) != 0)
-		return th_fail(TH_ERR_PROTOCOL, "malformed pull request reply");
-	pr->open = strcmp(state, "open") == 0;
-	pr->merged = json_object_object_get_ex(o, "merged", &v) &&
-	    json_object_get_boolean(v);
-	pr->draft = json_object_object_get_ex(o, "draft", &v) &&
-	    json_object_get_boolean(v);
-	pr->mergeable = !json_object_object_get_ex(o, "mergeable", &v) ||
-	    json_object_is_type(v, json_type_null) ? -1 :
-	    json_object_get_boolean(v);
-	return 0;
-}
-
-enum list_kind { L_CHECKS, L_STATUS, L_REVIEWS, L_FILES, L_COUNT };
-
-/* Grows *arr (of elements of size sz) to hold one more, bounded by max. */
-static void *
-push(void **arr, size_t *n, size_t sz, size_t max)
-{
-	void *p;
-
-	if (*n >= max || (p = realloc(*arr, (*n + 1) * sz)) == NULL)
-		return NULL;
-	*arr = p;
-	memset((char *)p + *n * sz, 0, sz);
-	return (char *)p + (*n)++ * sz;
-}
-
-static int
-parse_page(enum list_kind kind, struct json_object *o, struct pr_facts *f)
-{
-	struct json_object *a = o, *e;
-	struct gh_check_run *c;
-	struct gh_status *s;
-	struct gh_review *rv;
-	struct gh_file *fl;
-	size_t i;
-	int r = 0;
-
-	if (kind == L_CHECKS && !json_object_object_get_ex(o, "check_runs", &a))
-		return th_fail(TH_ERR_PROTOCOL, "check-runs reply lacks runs");
-	if (kind == L_STATUS && !json_object_object_get_ex(o, "statuses", &a))
-		return th_fail(TH_ERR_PROTOCOL, "status reply lacks statuses");
-	if (!json_object_is_type(a, json_type_array))
-		return th_fail(TH_ERR_PROTOCOL, "GitHub reply is not a list");
-	for (i = 0; r == 0 && i < json_object_array_length(a); i++) {
-		e = json_object_array_get_idx(a, i);
-		if (!json_object_is_type(e, json_type_object))
-			return th_fail(TH_ERR_PROTOCOL, "bad list entry");
-		switch (kind) {
-		case L_CHECKS:
-			if ((c = push((void **)&f->checks, &f->nchecks,
-			    sizeof(*c), FACTS_CHECKS_MAX)) == NULL)
-				return th_fail(TH_ERR_TOO_LONG, "too many "
-				    "check runs");
-			if ((r = copy_str(e, "name", c->name, sizeof(c->name),
-			    1)) == 0 && (r = copy_str(e, "status", c->status,
-			    sizeof(c->status), 1)) == 0)
-				r = copy_str(e, "conclusion", c->conclusion,
-				    sizeof(c->conclusion), 0);
-			break;
-		case L_STATUS:
-			if ((s = push((void **)&f->statuses, &f->nstatuses,
-			    sizeof(*s), FACTS_STATUSES_MAX)) == NULL)
-				return th_fail(TH_ERR_TOO_LONG, "too many "
-				    "statuses");
-			if ((r = copy_str(e, "context", s->context,
-			    sizeof(s->context), 1)) == 0)
-				r = copy_str(e, "state", s->state,
-				    sizeof(s->state), 1);
-			break;
-		case L_REVIEWS:
-			if ((rv = push((void **)&f->reviews, &f->nreviews,
-			    sizeof(*rv), FACTS_REVIEWS_MAX)) == NULL)
-				return th_fail(TH_ERR_TOO_LONG, "too many "
-				    "reviews");
-			if ((r = json_get_int64(e, "id", &rv->id)) == 0 &&
-			    (r = copy_login(e, rv->user)) == 0 &&
-			    (r = copy_str(e, "state", rv->state,
-			    sizeof(rv->state), 1)) == 0)
-				r = copy_str(e, "commit_id", rv->commit_id,
-				    sizeof(rv->commit_id), 0);
-			break;
-		case L_FILES:
-			if ((fl = push((void **)&f->files, &f->nfiles,
-			    sizeof(*fl), FACTS_FILES_MAX)) == NULL)
-				return th_fail(TH_ERR_TOO_LONG, "more than %d "
-				    "changed files", FACTS_FILES_MAX);
-			if ((r = copy_str(e, "filename", fl->filename,
-			    sizeof(fl->filename), 1)) == 0 &&
-			    (r = copy_str(e, "status", fl->status,
-			    sizeof(fl->status), 1)) == 0)
-				r = copy_str(e, "previous_filename",
-				    fl->previous, sizeof(fl->previous), 0);
-			break;
-		default:
-			break;
-		}
-	}
-	return r;
-}
-
 int
 gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
     int64_t pr, struct pr_facts *f)
 {
-	struct http_req req[L_COUNT], *batch[L_COUNT];
+	struct http_req req[FACTS_LISTS], *batch[FACTS_LISTS];
 	struct json_object *o = NULL;
-	char url[L_COUNT][HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
-	int active[L_COUNT], pages = 0, k, n, r;
+	char url[FACTS_LISTS][HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
+	int active[FACTS_LISTS], pages = 0, k, n, r;
 	long status = 0;
 
 	memset(f, 0, sizeof(*f));
@@ -552,22 +401,22 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 		    status, gh_message(o));
 		goto out;
 	}
-	if ((r = parse_pr(o, &f->pr)) != 0)
+	if ((r = facts_parse_pr(o, &f->pr)) != 0)
 		goto out;
 	/* Everything else is read for this one head SHA, all at once. */
-	snprintf(url[L_CHECKS], HTTP_URL_MAX, "%s/repos/%s/commits/%s/"
+	snprintf(url[FACTS_CHECKS], HTTP_URL_MAX, "%s/repos/%s/commits/%s/"
 	    "check-runs?per_page=%d", g->base, repo, f->pr.head_sha,
 	    GH_PER_PAGE);
-	snprintf(url[L_STATUS], HTTP_URL_MAX, "%s/repos/%s/commits/%s/status"
+	snprintf(url[FACTS_STATUS], HTTP_URL_MAX, "%s/repos/%s/commits/%s/status"
 	    "?per_page=%d", g->base, repo, f->pr.head_sha, GH_PER_PAGE);
-	snprintf(url[L_REVIEWS], HTTP_URL_MAX, "%s/repos/%s/pulls/%lld/"
+	snprintf(url[FACTS_REVIEWS], HTTP_URL_MAX, "%s/repos/%s/pulls/%lld/"
 	    "reviews?per_page=%d", g->base, repo, (long long)pr, GH_PER_PAGE);
-	snprintf(url[L_FILES], HTTP_URL_MAX, "%s/repos/%s/pulls/%lld/files"
+	snprintf(url[FACTS_FILES], HTTP_URL_MAX, "%s/repos/%s/pulls/%lld/files"
 	    "?per_page=%d", g->base, repo, (long long)pr, GH_PER_PAGE);
-	for (k = 0; k < L_COUNT; k++)
+	for (k = 0; k < FACTS_LISTS; k++)
 		active[k] = 1;
 	for (;;) {
-		for (k = n = 0; k < L_COUNT; k++) {
+		for (k = n = 0; k < FACTS_LISTS; k++) {
 			if (!active[k])
 				continue;
 			if ((r = http_req_init(&req[k], "GET", url[k], auth,
@@ -583,7 +432,7 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 		}
 		if ((r = run(g, batch, (size_t)n)) != 0)
 			goto out;
-		for (k = 0; k < L_COUNT; k++) {
+		for (k = 0; k < FACTS_LISTS; k++) {
 			if (!active[k])
 				continue;
 			json_object_put(o);
@@ -600,7 +449,8 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			}
 			if ((r = json_parse_strict((const char *)buf_ptr(
 			    req[k].resp), buf_len(req[k].resp), HTTP_RESP_MAX,
-			    &o)) != 0 || (r = parse_page(k, o, f)) != 0)
+			    &o)) != 0 || (r = facts_parse_page(
+			    (enum facts_list)k, o, f)) != 0)
 				goto out;
 			/* Follow a next page only on the same GitHub: the
 			 * token must not be sent anywhere else. */
@@ -615,14 +465,14 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 				goto out;
 			} else {
 				active[k] = 0;
-				if (k == L_FILES)
+				if (k == FACTS_FILES)
 					f->files_complete = 1;
 			}
 			http_req_clear(&req[k]);
 		}
 	}
  out:
-	for (k = 0; k < L_COUNT; k++)
+	for (k = 0; k < FACTS_LISTS; k++)
 		if (req[k].resp != NULL)
 			http_req_clear(&req[k]);
 	OPENSSL_cleanse(auth, sizeof(auth));
@@ -658,7 +508,7 @@ gh_merge(struct gh *g, const struct gh_token *tok, const char *repo,
 	}
 	snprintf(res->message, sizeof(res->message), "%s", gh_message(o));
 	if (res->status == 200) {
-		if (copy_str(o, "sha", res->sha, sizeof(res->sha), 1) != 0)
+		if (facts_str(o, "sha", res->sha, sizeof(res->sha), 1) != 0)
 			r = th_fail(TH_ERR_PROTOCOL, "merge reply without sha");
 	} else if (res->status == 409)
 		r = th_fail(TH_ERR_DENIED, "GitHub refused the merge: the head "
@@ -729,7 +579,7 @@ gh_pr_get(struct gh *g, const struct gh_token *tok, const char *repo,
 	    (long long)pr);
 	snprintf(auth, sizeof(auth), "Bearer %s", tok->value);
 	if ((r = call(g, "GET", url, auth, NULL, 1, &status, &o, NULL, 0)) == 0)
-		r = status == 200 ? parse_pr(o, out) : th_fail(TH_ERR_DENIED,
+		r = status == 200 ? facts_parse_pr(o, out) : th_fail(TH_ERR_DENIED,
 		    "GitHub: pull request %s#%lld: %ld", repo, (long long)pr,
 		    status);
 	OPENSSL_cleanse(auth, sizeof(auth));
