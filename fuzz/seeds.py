@@ -133,6 +133,29 @@ def gitrx_seeds(out, work):
     c.add(b"\x10" + pkt(new + b" " + zero + b" refs/heads/gone\0report-status\n") + b"0000")
 
 
+def github_seeds(out):
+    """Replies as docs of GitHub's REST API show them; byte 0 is the
+    harness's selector (0 checks, 1 statuses, 2 reviews, 3 files, 4 PR)."""
+    c = Corpus(out, "github")
+    sha = "ab" * 20
+    c.add(b"\x04" + json.dumps({"number": 7, "state": "open", "draft": False, "merged": False,
+                                "mergeable": True, "head": {"sha": sha, "ref": "topic"},
+                                "base": {"ref": "main"}, "user": {"login": "bob"}}).encode())
+    c.add(b"\x00" + json.dumps({"total_count": 2, "check_runs": [
+        {"name": "ci/test", "status": "completed", "conclusion": "success"},
+        {"name": "lint", "status": "in_progress", "conclusion": None}]}).encode())
+    c.add(b"\x01" + json.dumps({"state": "success", "statuses": [
+        {"context": "ci/test", "state": "success"}]}).encode())
+    c.add(b"\x02" + json.dumps([{"id": 1, "user": {"login": "carol"}, "state": "APPROVED",
+                                 "commit_id": sha},
+                                {"id": 2, "user": {"login": "dave"}, "state": "CHANGES_REQUESTED",
+                                 "commit_id": sha}]).encode())
+    c.add(b"\x03" + json.dumps([{"filename": "src/a.c", "status": "modified"},
+                                {"filename": ".github/workflows/ci.yml", "status": "added"},
+                                {"filename": "keys/new.pem", "status": "renamed",
+                                 "previous_filename": "secrets/old.pem"}]).encode())
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -140,6 +163,7 @@ def main():
         audit_seeds(out, work)
         gitrx_seeds(out, work)
     proto_seeds(out)
+    github_seeds(out)
 
 
 if __name__ == "__main__":
