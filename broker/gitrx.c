@@ -8,6 +8,7 @@
 
 #include "err.h"
 #include "gitrx.h"
+#include "json.h"
 
 #define PKT_MAX		65520		/* largest pkt-line, length included */
 #define PKT_DATA_MAX	(PKT_MAX - 4)
@@ -436,13 +437,15 @@ commit_done(struct gitrx *rx, const uint8_t *c, size_t len)
 /* git check-ref-format, simplified but strict: a full name under refs/,
  * no component beginning with '.' or ending in ".lock", no "..", "@{",
  * "//", control characters, space or any of ~^:?*[\, no trailing '/' or
- * '.'. */
+ * '.'; and UTF-8, which git does not require, but the audit log records
+ * the name in canonical JSON, which holds only Unicode text. */
 static int
 ref_valid(const char *ref, size_t len)
 {
 	size_t i, comp = 0;	/* start of the current component */
 
-	if (len <= 5 || len > GITRX_REF_MAX || memcmp(ref, "refs/", 5) != 0)
+	if (len <= 5 || len > GITRX_REF_MAX || memcmp(ref, "refs/", 5) != 0 ||
+	    !json_utf8_valid(ref, len))
 		return 0;
 	for (i = 0; i < len; i++) {
 		uint8_t c = (uint8_t)ref[i];

@@ -805,6 +805,7 @@ test_malformed_commands(void **state)
 		"refs/heads//x", "refs/heads/x.", "refs/heads/a~1",
 		"refs/heads/a:b", "refs/heads/a\\b", "refs/heads/a\177",
 		"refs/heads/a*", "refs/heads/[x", "refs/heads/a^",
+		"refs/heads/\xff", "refs/heads/caf\xc3",
 	};
 	struct bytes b = { 0 };
 	struct gitrx_limits lim;
