@@ -179,7 +179,7 @@ asan:
 
 fuzz-bins: $(FUZZ_BINS)
 
-fuzz:
+fuzz: deps
 	$(MAKE) BUILD=build-fuzz CC=clang SAN=1 FUZZ=1 fuzz-bins
 	@BUILD=build-fuzz ./fuzz/run
 
