@@ -162,11 +162,10 @@ header_long(const char *v, size_t len)
 	return strspn(tmp, "0123456789") == len ? atol(tmp) : -1;
 }
 
-static size_t
-on_header(char *p, size_t size, size_t n, void *arg)
+void
+http_header_line(struct http_req *req, const char *p, size_t len)
 {
-	struct http_req *req = arg;
-	size_t len = size * n, vlen;
+	size_t vlen;
 	const char *v;
 
 	if ((v = header_value(p, len, "link", &vlen)) != NULL)
@@ -177,7 +176,13 @@ on_header(char *p, size_t size, size_t n, void *arg)
 		req->rl_remaining = header_long(v, vlen);
 	else if ((v = header_value(p, len, "x-ratelimit-reset", &vlen)))
 		req->rl_reset = header_long(v, vlen);
-	return len;
+}
+
+static size_t
+on_header(char *p, size_t size, size_t n, void *arg)
+{
+	http_header_line(arg, p, size * n);
+	return size * n;
 }
 
 static int

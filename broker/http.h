@@ -51,6 +51,13 @@ int	http_req_init(struct http_req *req, const char *method,
 	    int idempotent);
 void	http_req_clear(struct http_req *req);
 
+/* Takes one header line of a reply (as curl hands it, line end included):
+ * Link's rel="next" URL into req->next (left as it was if none, or if
+ * longer than next holds), retry-after and x-ratelimit-* into their
+ * fields (-1 if not a plain number).  The caller decides whether to
+ * follow next (github.c: the same GitHub only). */
+void	http_header_line(struct http_req *req, const char *p, size_t len);
+
 /* Runs reqs[0..n) concurrently, retrying as allowed, until each has a
  * final answer.  Returns 0; per-request outcome in req->r and req->status.
  * The number of sequential network round trips this took is added to
