@@ -1,17 +1,47 @@
 /* GitHub's replies about a pull request (broker/facts.c), then the policy
- * evaluated on what was parsed, as thresholdd does before a merge.  Byte 0
- * picks the reply: the pull request, or a page of check runs, statuses,
- * reviews or files (the rest of the facts made up so the rules run). */
+ * evaluated on what was parsed, as thresholdd does before a merge; and the
+ * reply header lines the HTTP client reads (broker/http.c: the Link header
+ * decides where the next page, and the token, goes).  Byte 0 picks: the
+ * pull request, a page of check runs, statuses, reviews or files (the rest
+ * of the facts made up so the rules run), or header lines. */
 #include <string.h>
 
 #include "facts.h"
 #include "fuzz.h"
+#include "http.h"
 #include "json.h"
 #include "peval.h"
 
 static const char policy_text[] = "{\"required_checks\":[\"ci/test\"],"
     "\"min_approvals\":1,\"protected_paths\":[\".github/workflows/**\","
     "\"/secrets/\",\"*.pem\"],\"allowed_targets\":[\"main\"]}";
+
+/* Lines separated by '\n' (kept, as curl hands them).  A next URL found
+ * must be what followed a '<' in the input. */
+static void
+headers(const uint8_t *data, size_t size)
+{
+	static struct http_req req;
+	char quoted[HTTP_URL_MAX + 1];
+	const uint8_t *p = data, *nl;
+	size_t n = size, len, k;
+
+	memset(&req, 0, sizeof(req));
+	for (; n > 0; p += k, n -= k) {
+		nl = memchr(p, '\n', n);
+		k = nl != NULL ? (size_t)(nl - p) + 1 : n;
+		http_header_line(&req, (const char *)p, k);
+	}
+	FUZZ_ASSERT(req.retry_after >= -1 && req.rl_remaining >= -1 &&
+	    req.rl_reset >= -1);
+	if (req.next[0] == '\0')
+		return;
+	len = strnlen(req.next, sizeof(req.next));
+	FUZZ_ASSERT(len < sizeof(req.next));
+	quoted[0] = '<';
+	memcpy(quoted + 1, req.next, len);
+	FUZZ_ASSERT(memmem(data, size, quoted, len + 1) != NULL);
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -28,7 +58,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	memset(&f, 0, sizeof(f));
-	kind = data[0] % (FACTS_LISTS + 1);
+	kind = data[0] % (FACTS_LISTS + 2);
+	if (kind == FACTS_LISTS + 1) {
+		headers(data + 1, size - 1);
+		return 0;
+	}
 	if (json_parse_strict((const char *)data + 1, size - 1, 1 << 20, &o)
 	    != 0)
 		goto out;

@@ -135,7 +135,7 @@ def gitrx_seeds(out, work):
 
 def github_seeds(out):
     """Replies as docs of GitHub's REST API show them; byte 0 is the
-    harness's selector (0 checks, 1 statuses, 2 reviews, 3 files, 4 PR)."""
+    harness's selector (0 checks, 1 statuses, 2 reviews, 3 files, 4 PR, 5 header lines)."""
     c = Corpus(out, "github")
     sha = "ab" * 20
     c.add(b"\x04" + json.dumps({"number": 7, "state": "open", "draft": False, "merged": False,
@@ -150,6 +150,9 @@ def github_seeds(out):
                                  "commit_id": sha},
                                 {"id": 2, "user": {"login": "dave"}, "state": "CHANGES_REQUESTED",
                                  "commit_id": sha}]).encode())
+    c.add(b"\x05" + b"HTTP/2 200\r\nlink: <https://api.github.com/repositories/1/pulls/7/files?page=2>; "
+          b'rel="next", <https://api.github.com/repositories/1/pulls/7/files?page=30>; rel="last"\r\n'
+          b"x-ratelimit-remaining: 4999\r\nx-ratelimit-reset: 1764000000\r\nretry-after: 3\r\n\r\n")
     c.add(b"\x03" + json.dumps([{"filename": "src/a.c", "status": "modified"},
                                 {"filename": ".github/workflows/ci.yml", "status": "added"},
                                 {"filename": "keys/new.pem", "status": "renamed",
