@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "json.h"
 #include "scope.h"
 
 static int
@@ -59,7 +60,9 @@ repo_valid(const char *s, int allow_wildcard)
 }
 
 /* A conservative subset of git's ref-name rules: no control characters,
- * spaces, "..", "~^:?*[\\", no leading or trailing '/' or '.', no "//". */
+ * spaces, "..", "~^:?*[\\", no leading or trailing '/' or '.', no "//";
+ * and UTF-8, since the name goes into capabilities and the audit log,
+ * whose canonical JSON holds only Unicode text. */
 int
 branch_valid(const char *s, int allow_wildcard)
 {
@@ -68,7 +71,8 @@ branch_valid(const char *s, int allow_wildcard)
 	if (allow_wildcard && n >= 2 && strcmp(s + n - 2, "/*") == 0)
 		n -= 2;
 	if (n == 0 || n > SCOPE_BRANCH_MAX || s[0] == '/' || s[0] == '.' ||
-	    s[n - 1] == '/' || s[n - 1] == '.' || s[0] == '-')
+	    s[n - 1] == '/' || s[n - 1] == '.' || s[0] == '-' ||
+	    !json_utf8_valid(s, n))
 		return 0;
 	for (i = 0; i < n; i++) {
 		if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f ||

@@ -119,6 +119,12 @@ test_validate(void **state)
 	assert_false(name_valid("human:alice", "agent"));
 	assert_false(name_valid("agent:", "agent"));
 	assert_false(name_valid("agent:-x", "agent"));
+	/* Branch names are UTF-8 (found by fuzz/fuzz_tokens.c: a target
+	 * of raw bytes was accepted, and its capability could not be
+	 * logged). */
+	assert_true(branch_valid("feature/caf\xc3\xa9", 0));
+	assert_false(branch_valid("ub.me\xff", 0));
+	assert_false(branch_valid("release/\xc0\xae/*", 1));
 }
 
 static int
