@@ -81,6 +81,24 @@ def audit_seeds(out, work):
                     tokens.add(bytes([purpose]) + signing_input)
 
 
+def op_seeds(out):
+    """Operations as agents ask for them (docs/api.md): selector 8 of
+    fuzz_tokens, fields separated by NUL, the PR number last."""
+    c = Corpus(out, "tokens")
+    c.n = 10000
+    for op, repo, target, params, pr in (
+            ("github.merge", "acme/backend", "main", "", 123),
+            ("github.pr.create", "acme/backend", "main",
+             '{"title":"Fix","head":"topic","body":"x","draft":true}', 0),
+            ("github.comment", "acme/backend", "", '{"body":"LGTM"}', 7),
+            ("github.deployment.create", "acme/backend", "v1.2", '{"environment":"prod"}', 0),
+            ("github.workflow.dispatch", "acme/backend", "main",
+             '{"workflow":"ci.yml","inputs":{"a":"b"}}', 0),
+            ("github.push", "acme/backend", "", "", 0)):
+        c.add(b"\x08" + b"\0".join(x.encode() for x in (op, repo, target, params)) +
+              struct.pack(">I", pr))
+
+
 def proto_seeds(out):
     c = Corpus(out, "proto")
     payload = b"eyJhbGciOiJFUzI1NiJ9.eyJpYXQiOjEsImV4cCI6Mn0"
@@ -166,6 +184,7 @@ def main():
         audit_seeds(out, work)
         gitrx_seeds(out, work)
     proto_seeds(out)
+    op_seeds(out)
     github_seeds(out)
 
 
