@@ -8,7 +8,7 @@
 
 #include "err.h"
 #include "gitrx.h"
-#include "json.h"
+#include "utf8.h"
 
 #define PKT_MAX		65520		/* largest pkt-line, length included */
 #define PKT_DATA_MAX	(PKT_MAX - 4)
@@ -445,7 +445,7 @@ ref_valid(const char *ref, size_t len)
 	size_t i, comp = 0;	/* start of the current component */
 
 	if (len <= 5 || len > GITRX_REF_MAX || memcmp(ref, "refs/", 5) != 0 ||
-	    !json_utf8_valid(ref, len))
+	    !utf8_valid(ref, len))
 		return 0;
 	for (i = 0; i < len; i++) {
 		uint8_t c = (uint8_t)ref[i];

@@ -4,7 +4,7 @@
 
 #include "err.h"
 #include "jcs.h"
-#include "json.h"
+#include "utf8.h"
 
 /* RFC 8785 3.2.2.2: sort by UTF-16 code units.  For UTF-8 input that is
  * byte order except that code points above U+FFFF (4-byte sequences, lead
@@ -50,7 +50,7 @@ put_string(struct buf *out, const char *s, size_t len)
 	size_t i, run;
 	int r;
 
-	if (!json_utf8_valid(s, len))
+	if (!utf8_valid(s, len))
 		return th_fail(TH_ERR_INVALID, "string is not valid UTF-8");
 	/* Never written: the strict parser refuses it (lib/json.c). */
 	if (memchr(s, '\0', len) != NULL)

@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "err.h"
 #include "json.h"
+#include "utf8.h"
 
 /* Members in the tree, objects nested in arrays included. */
 static size_t
@@ -91,44 +92,6 @@ nul_escape(const char *s, size_t len)
 }
 
 int
-json_utf8_valid(const void *p, size_t len)
-{
-	const unsigned char *s = p;
-	size_t i = 0, n, k;
-	uint32_t cp;
-
-	while (i < len) {
-		if (s[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if (s[i] >= 0xc2 && s[i] <= 0xdf) {
-			n = 1;
-			cp = s[i] & 0x1f;
-		} else if (s[i] >= 0xe0 && s[i] <= 0xef) {
-			n = 2;
-			cp = s[i] & 0x0f;
-		} else if (s[i] >= 0xf0 && s[i] <= 0xf4) {
-			n = 3;
-			cp = s[i] & 0x07;
-		} else
-			return 0;
-		if (len - i <= n)
-			return 0;
-		for (k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += n + 1;
-	}
-	return 1;
-}
-
-int
 json_parse_strict(const char *s, size_t len, size_t maxlen,
     struct json_object **out)
 {
@@ -145,7 +108,7 @@ json_parse_strict(const char *s, size_t len, size_t maxlen,
 	/* RFC 8259 section 8.1; and the audit log hashes the canonical form,
 	 * which exists for Unicode text only.  (json-c's own check lets
 	 * overlong forms through.) */
-	if (!json_utf8_valid(s, len))
+	if (!utf8_valid(s, len))
 		return th_fail(TH_ERR_INVALID, "JSON is not valid UTF-8");
 	if (nul_escape(s, len))
 		return th_fail(TH_ERR_INVALID, "JSON string holds U+0000");

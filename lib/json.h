@@ -14,9 +14,6 @@
 #define JSON_DEPTH_MAX	16
 
 /* On success *out is an owned reference (json_object_put it). */
-/* 1 if p[len] is well-formed UTF-8 (RFC 3629: shortest forms, no
- * surrogates, nothing above U+10FFFF). */
-int	json_utf8_valid(const void *p, size_t len);
 int	json_parse_strict(const char *s, size_t len, size_t maxlen,
 	    struct json_object **out);
 

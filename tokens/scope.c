@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "err.h"
-#include "json.h"
+#include "utf8.h"
 #include "scope.h"
 
 static int
@@ -72,7 +72,7 @@ branch_valid(const char *s, int allow_wildcard)
 		n -= 2;
 	if (n == 0 || n > SCOPE_BRANCH_MAX || s[0] == '/' || s[0] == '.' ||
 	    s[n - 1] == '/' || s[n - 1] == '.' || s[0] == '-' ||
-	    !json_utf8_valid(s, n))
+	    !utf8_valid(s, n))
 		return 0;
 	for (i = 0; i < n; i++) {
 		if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f ||
