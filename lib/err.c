@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "utf8.h"
 
 #define TH_ERRMSG_MAX 512
 
@@ -44,6 +45,10 @@ th_fail(int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
+	/* One printable line of UTF-8 whatever it quotes (a cut "%.32s" can
+	 * split a character): refusals are recorded in the audit log, whose
+	 * canonical JSON cannot hold anything else, and printed as one line. */
+	utf8_sanitize(tmp);
 	memcpy(errmsg, tmp, sizeof(errmsg));
 	errcode = code;
 	return code;

@@ -21,6 +21,15 @@ $BIN/threshold --broker "$T/broker.sock" --json github merge --repo acme/backend
 $PY -c "import json,sys;a=json.load(open(sys.argv[1]))['audit'];assert a['intent_committed'] and a['outcome']>a['intent']" "$T/m1.json" &&
 	ok "a merge's answer gives its intent (countersigned before the merge) and outcome" || { fail "audit in the answer"; cat "$T/m1.json"; }
 $BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 2 >/dev/null 2>&1
+# A refusal whose reason quotes the agent's input cut inside a character
+# ("%.32s" of 31 ASCII bytes and an e-acute): still one line of UTF-8, and
+# recorded (a reason the canonical encoder refused used to go unrecorded).
+KEY="$(printf 'a%.0s' $(seq 31))\303\251"
+printf '{"op":"github.merge","repo":"acme/backend","pr":1,"target":"main","params":{"%b":"x"}}' "$KEY" >"$T/cut.json"
+curl -sS --unix-socket "$T/broker.sock" -X POST -H 'Content-Type: application/json' \
+    --data-binary @"$T/cut.json" http://localhost/v1/capabilities >"$T/cut.out" 2>&1
+grep -q 'takes no parameter' "$T/cut.out" && ok "a parameter the operation does not take is refused" ||
+	{ fail "refused params"; cat "$T/cut.out"; }
 sleep 0.5
 expect_ok "export" export_log
 kinds=$($AC kinds "$T/audit.jsonl")
@@ -28,6 +37,9 @@ echo "$kinds" | grep -q "link link mint intent outcome" && ok "links, mint, inte
 echo "$kinds" | grep -q "revocation" && ok "the token's revocation is recorded" || fail "revocation recorded: $kinds"
 echo "$kinds" | grep -q "refusal" && ok "the policy refusal is recorded" || fail "refusal recorded: $kinds"
 $AC find "$T/audit.jsonl" refusal code=policy_denied | grep -q "protected path" && ok "the refusal names the rule" || fail "refusal reason"
+$AC find "$T/audit.jsonl" refusal code=bad_request | grep -q 'takes no parameter \\"a*?\\"' &&
+	ok "the refusal that quoted a cut character is recorded, the cut byte as '?'" ||
+	{ fail "cut refusal recorded"; $AC find "$T/audit.jsonl" refusal code=bad_request; }
 expect_ok "the hash chain recomputes independently" $AC chain "$T/audit.jsonl"
 $PY - "$T/audit.jsonl" "$T/policy.json" <<'EOF2' && ok "alice's link entry carries her policy document, of the hash her delegation names" || fail "policy document in the link entry"
 import base64, hashlib, json, sys

@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "err.h"
 #include "json.h"
+#include "utf8.h"
 
 static void
 test_buf_typed(void **state)
@@ -182,6 +183,24 @@ test_json_strict(void **state)
 	assert_int_equal(parse("{\"a\":\"\\u0001\"}"), 0);
 }
 
+/* Error messages quote outside input; each is one printable line of
+ * UTF-8 (refusals go into the audit log's canonical JSON). */
+static void
+test_errmsg_sanitized(void **state)
+{
+	int r;
+
+	(void)state;
+	r = th_fail(TH_ERR_INVALID, "no parameter \"%.4s\"", "abc\xc3\xa9");
+	assert_string_equal(th_errmsg(r), "no parameter \"abc?\"");
+	r = th_fail(TH_ERR_INVALID, "ref %s", "a\nb\r\x7f\xff\xc3\xa9");
+	assert_string_equal(th_errmsg(r), "ref a?b???\xc3\xa9");
+	assert_true(utf8_valid("\xf0\x9f\x98\x80", 4));
+	assert_false(utf8_valid("\xf0\x9f\x98", 3));
+	assert_int_equal(utf8_char((const unsigned char *)"\xe2\x82\xac", 3), 3);
+	assert_int_equal(utf8_char((const unsigned char *)"\xe0\x80\x80", 3), 0);
+}
+
 /* An empty buffer has storage once anything, even 0 bytes, is reserved in
  * it (found by fuzz/fuzz_tokens.c: an empty JWS part made a pointer from
  * NULL). */
@@ -209,6 +228,7 @@ main(void)
 		cmocka_unit_test(test_b64url_strict),
 		cmocka_unit_test(test_json_strict),
 		cmocka_unit_test(test_buf_reserve_empty),
+		cmocka_unit_test(test_errmsg_sanitized),
 	};
 
 	return cmocka_run_group_tests_name("lib", tests, NULL, NULL);
