@@ -73,6 +73,7 @@ struct strset {
 };
 
 struct averify {
+	int			 threads;	/* 0: one per CPU */
 	EVP_PKEY		*root;
 	X509_STORE		*ek_ca;
 	struct pcr_expect	 pcrs[SEL_BANKS_MAX * AVERIFY_PCRS_MAX];
@@ -707,6 +708,19 @@ averify_new(EVP_PKEY *root, struct averify **out)
 }
 
 void
+averify_set_threads(struct averify *v, int n)
+{
+	v->threads = n > 0 ? n : 0;
+}
+
+/* Threads to verify with, this one included. */
+static long
+threads(const struct averify *v)
+{
+	return v->threads > 0 ? v->threads : sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+void
 averify_free(struct averify *v)
 {
 	size_t i;
@@ -1057,7 +1071,7 @@ averify_header(struct averify *v, struct json_object *h)
 	/* With more than one CPU, capability signatures (the bulk of the
 	 * work) are checked on other threads; without, or if they cannot
 	 * start, here. */
-	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	ncpu = threads(v);
 	if (ncpu > 1 && vpool_new(v->cap, ncpu > 4 ? 4 : (int)ncpu,
 	    &v->sigs) != 0)
 		v->sigs = NULL;
@@ -2108,7 +2122,7 @@ averify_file(struct averify *v, const char *path)
 		f = stdin;
 	else if ((f = fopen(path, "re")) == NULL)
 		return th_fail(TH_ERR_IO, "cannot open %s", path);
-	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	ncpu = threads(v);
 	/* One thread per core parses and hashes; this one takes the lines
 	 * in order. */
 	r = vlines_run(f, path, AVERIFY_LINE_MAX, ncpu > 1 ? (ncpu >

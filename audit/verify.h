@@ -123,6 +123,9 @@ struct averify_summary {
  * taken); the header's root must equal it (RFC 7638 thumbprints). */
 int	averify_new(EVP_PKEY *root, struct averify **out);
 void	averify_free(struct averify *v);		/* NULL ok */
+/* Verify with n threads in all (n >= 1; 1: none but the caller's);
+ * by default one per CPU. */
+void	averify_set_threads(struct averify *v, int n);
 /* The EK manufacturer's CA certificates (PEM, one or more); ek_cert must
  * chain to them (a chain ending at an intermediate given here is
  * accepted). */

@@ -23,7 +23,7 @@ audit_usage(void)
 	fprintf(stderr,
 	    "usage: threshold audit verify FILE|--db PATH --root ROOT.pem\n"
 	    "           [--ek-ca CA.pem] [--pcrs BANK:N=HEX,N=HEX,...]\n"
-	    "           [--expect-checkpoint N:QUAL ...] [--json]\n"
+	    "           [--expect-checkpoint N:QUAL ...] [--threads N] [--json]\n"
 	    "       threshold audit export [--db PATH] [FILE]\n"
 	    "       threshold audit proof SEQ [--db PATH]   (one entry's inclusion proof)\n"
 	    "verify exits 0 if the log verifies, 1 if it does not (the first\n"
@@ -31,7 +31,8 @@ audit_usage(void)
 	    "--pcrs: every quote must carry these PCR values (others quoted\n"
 	    "are not compared).  --expect-checkpoint: checkpoint N must be\n"
 	    "present with qualifying data QUAL, as recorded from an earlier\n"
-	    "verification.\n");
+	    "verification.  --threads: verify with N threads in all (default:\n"
+	    "one per CPU; 1: no helper threads).\n");
 	return 2;
 }
 
@@ -188,6 +189,7 @@ audit_verify(struct cli *cli, int argc, char **argv)
 		{ "pcrs", required_argument, NULL, 'p' },
 		{ "expect-checkpoint", required_argument, NULL, 'x' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "threads", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *db = NULL, *root_path = NULL, *ek_ca = NULL, *file = NULL;
@@ -196,7 +198,8 @@ audit_verify(struct cli *cli, int argc, char **argv)
 	struct averify *v = NULL;
 	EVP_PKEY *root = NULL;
 	size_t npcrs = 0, nexpect = 0, i;
-	int ch, json = cli->json, r, rc = 1;
+	int ch, json = cli->json, nthreads = 0, r, rc = 1;
+	char *end;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -215,6 +218,12 @@ audit_verify(struct cli *cli, int argc, char **argv)
 			expect[nexpect++] = optarg;
 			break;
 		case 'j': json = 1; break;
+		case 't':
+			nthreads = (int)strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || nthreads < 1 ||
+			    nthreads > 64)
+				return audit_usage();
+			break;
 		default: return audit_usage();
 		}
 	}
@@ -230,6 +239,8 @@ audit_verify(struct cli *cli, int argc, char **argv)
 		rc = cli_fail("%s", th_errmsg(r));
 		goto out;
 	}
+	if (nthreads > 0)
+		averify_set_threads(v, nthreads);
 	for (i = 0; i < npcrs; i++)
 		if ((r = averify_expect_pcrs(v, pcrs[i])) != 0) {
 			rc = cli_fail("--pcrs: %s", th_errmsg(r));

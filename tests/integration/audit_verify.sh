@@ -69,6 +69,11 @@ else fail "--json summary"; sed 's/^/#   /' "$T/ok.sum"; fi
 "$TH" --json audit verify "$T/ok.jsonl" --root "$K/root.pem" >"$T/g.sum" 2>&1 &&
     cmp -s "$T/g.sum" "$T/ok.sum" && ok "global --json is honoured" ||
     fail "global --json"
+"$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --json --threads 1 >"$T/t1.sum" 2>&1 &&
+    cmp -s "$T/t1.sum" "$T/ok.sum" && ok "--threads 1 (no helper threads): the same summary" ||
+    { fail "--threads 1"; cat "$T/t1.sum"; }
+expect_fail "--threads 0 is a usage error" "usage" \
+    "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --threads 0
 expect_ok "a log on stdin verifies" sh -c \
     "'$TH' audit verify - --root '$K/root.pem' <'$T/ok.jsonl'"
 
@@ -162,6 +167,11 @@ mk badcap --tamper bad-capability --entries 60 --batch 8 &&
     refuses badcap "entry $(at badcap): intent's capability does not verify with the header's capability key"
 mk badcap2 --tamper bad-capability-then-mismatch --entries 300 --batch 8 &&
     refuses badcap2 "entry $(at badcap2): intent's capability does not verify with the header's capability key"
+# One thread (no pool): the capability signatures are checked in line,
+# and the first failure is still the one reported.
+expect_fail "badcap2 refused at the same entry with --threads 1" \
+    "entry $(at badcap2): intent's capability does not verify with the header's capability key" \
+    "$TH" audit verify "$T/badcap2.jsonl" --root "$T/badcap2.keys/root.pem" --threads 1
 mk readbad --tamper read-bad-capability --entries 60 --batch 8 &&
     refuses readbad "entry $(at readbad): read's capability does not verify with the header's capability key"
 mk readmis --tamper read-mismatch --entries 60 --batch 8 &&
