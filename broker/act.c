@@ -34,6 +34,14 @@ fail(struct broker *b, struct answer *ans, unsigned status, const char *code,
 		log_err("audit: refusal not recorded: %s", th_errmsg(e));
 }
 
+void
+act_refuse(struct broker *b, const char *agent, unsigned status,
+    const char *code, int r, struct answer *ans)
+{
+	ans->agent = agent;
+	fail(b, ans, status, code, r);
+}
+
 /* The audit trail's part of an answer: the intent was countersigned
  * before GitHub was asked; the outcome is durable and countersigned in
  * the next batch, within milliseconds. */

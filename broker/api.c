@@ -178,7 +178,6 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	struct answer ans;
 	const char *agent;
 	uid_t uid;
-	char msg[256];
 	int r;
 
 	(void)version;
@@ -208,21 +207,27 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	    strcmp(url, "/v1/redeem") && strcmp(url, "/v1/git-credential")))
 		return reply_error(c, 404, "not_found", "no such endpoint "
 		    "(see docs/api.md)");
+	/* Refused before any action, and recorded like every refusal. */
+	memset(&ans, 0, sizeof(ans));
 	if ((agent = peer_agent(b, c, &uid)) == NULL) {
-		snprintf(msg, sizeof(msg), uid == (uid_t)-1 ? "agent identity "
+		r = th_fail(TH_ERR_DENIED, uid == (uid_t)-1 ? "agent identity "
 		    "comes from the Unix socket; use it, not TCP" : "uid %u is "
 		    "not an agent in thresholdd's configuration",
 		    (unsigned)uid);
-		log_warn("refused: %s", msg);
-		return reply_error(c, 403, "unknown_agent", msg);
+		log_warn("refused: %s", th_errmsg(r));
+		act_refuse(b, NULL, 403, "unknown_agent", r, &ans);
+		return reply_json(c, &ans);
 	}
-	if (cn->too_big)
-		return reply_error(c, 413, "bad_request", "request body over "
-		    "64 KiB");
+	if (cn->too_big) {
+		act_refuse(b, agent, 413, "bad_request", th_fail(TH_ERR_TOO_LONG,
+		    "request body over 64 KiB"), &ans);
+		return reply_json(c, &ans);
+	}
 	if ((r = json_parse_strict((const char *)buf_ptr(cn->body),
-	    buf_len(cn->body), BROKER_BODY_MAX, &req)) != 0)
-		return reply_error(c, 400, "bad_request", th_errmsg(r));
-	memset(&ans, 0, sizeof(ans));
+	    buf_len(cn->body), BROKER_BODY_MAX, &req)) != 0) {
+		act_refuse(b, agent, 400, "bad_request", r, &ans);
+		return reply_json(c, &ans);
+	}
 	if (strcmp(url, "/v1/capabilities") == 0)
 		act_mint(b, agent, req, &ans);
 	else if (strcmp(url, "/v1/git-credential") == 0)

@@ -67,6 +67,11 @@ int	rec_outcome(struct broker *b, int64_t intent, long status,
 	    struct json_object *result, const char *error, int64_t *seq,
 	    int64_t *checkpoint);
 
+/* A request refused before any action (no agent identity, a body too
+ * large or not strict JSON): the answer says why and the refusal is
+ * recorded, against agent (NULL: "unknown"). */
+void	act_refuse(struct broker *b, const char *agent, unsigned status,
+	    const char *code, int r, struct answer *ans);
 /* POST /v1/capabilities for agent. */
 void	act_mint(struct broker *b, const char *agent, struct json_object *req,
 	    struct answer *ans);

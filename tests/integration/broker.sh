@@ -199,6 +199,30 @@ code=$(curl -s -o "$T/tcp.json" -w '%{http_code}' -X POST "http://127.0.0.1:$TCP
 	-d '{"op":"github.merge","repo":"acme/backend","pr":1,"target":"main"}')
 [ "$code" = 403 ] && grep -q unknown_agent "$T/tcp.json" && ok "TCP carries no identity: agent endpoints refuse it" ||
 	fail "agent endpoint over TCP ($code)"
+code=$(curl -s -o "$T/bad.json" -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
+	http://localhost/v1/capabilities -d '{"op":"github.merge","op":1}')
+[ "$code" = 400 ] && grep -q 'duplicate member' "$T/bad.json" && ok "a body that is not strict JSON: 400, naming why" ||
+	{ fail "strict JSON body ($code)"; cat "$T/bad.json"; }
+head -c 70000 /dev/zero | tr '\0' ' ' >"$T/big.json"
+code=$(curl -s -o "$T/big.out" -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
+	http://localhost/v1/capabilities --data-binary @"$T/big.json")
+[ "$code" = 413 ] && ok "a body over 64 KiB: 413" || { fail "big body ($code)"; cat "$T/big.out"; }
+# Refused before any action, and still in the audit log, each with its reason.
+if $PY - "$T/state/audit.db" <<'PY' >"$T/refusals.check" 2>&1
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+r = [json.loads(b) for (b,) in c.execute("select body from entries where kind='refusal'")]
+def has(agent, code, text):
+    assert any(e["agent"] == agent and e["code"] == code and text in e["reason"] for e in r), \
+        (agent, code, text, [(e["agent"], e["code"], e["reason"]) for e in r])
+has("unknown", "unknown_agent", "uid 65533 is not an agent")
+has("unknown", "unknown_agent", "use it, not TCP")
+has("agent:coder-1", "bad_request", "duplicate member")
+has("agent:coder-1", "bad_request", "over 64 KiB")
+print("ok")
+PY
+then ok "those refusals are recorded: unknown uid, TCP, malformed body, oversized body"
+else fail "early refusals recorded"; sed 's/^/#   /' "$T/refusals.check"; fi
 
 # Connections to GitHub are reused across calls.
 $PY - "$T/req.json" <<'PY' >"$T/conn.check" 2>&1
