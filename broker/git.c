@@ -738,7 +738,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 		return text(c, 401, "authenticate with a capability: git config "
 		    "credential.helper threshold");
 	}
-	ans.agent = red.agent[0] ? red.agent : "agent:unknown";
+	ans.agent = red.agent[0] ? red.agent : NULL;	/* "unknown" */
 	if (r != 0) {
 		snprintf(why, sizeof(why), "%s", th_errmsg(r));
 		ans.code = "capability_refused";

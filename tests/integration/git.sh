@@ -197,6 +197,10 @@ refusals = [e for e in ents if e["kind"] == "refusal"]
 reasons = " | ".join([e.get("reason", "") for e in refusals] + [e.get("error", "") for e in outs.values()])
 for want in ("max_push_bytes", "not a fast-forward", "default branch", "protected branch", "deleting a branch", "github.push.workflows", "replayed"):
     assert want in reasons, (want, reasons)
+# A password that is no capability names no agent: recorded as "unknown",
+# not as an agent of that name.
+bogus = [e for e in refusals if "malformed capability" in e["reason"]]
+assert bogus and all(e["agent"] == "unknown" for e in bogus), bogus
 print("ok")
 EOF
 then ok "pushes are audited: intents with refs, outcomes, each refusal with its reason"
