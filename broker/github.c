@@ -31,6 +31,25 @@ struct gh {
 	uint64_t	 busy_us;	/* wall time spent waiting on GitHub */
 };
 
+/* 1 if url is plain http to this machine: the host is exactly 127.0.0.1
+ * or localhost (not localhost.example.com), then a port, a path or
+ * nothing. */
+static int
+loopback_http(const char *url)
+{
+	static const char *const hosts[] = { "http://127.0.0.1",
+	    "http://localhost" };
+	size_t i, n;
+
+	for (i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+		n = strlen(hosts[i]);
+		if (strncmp(url, hosts[i], n) == 0 && (url[n] == '\0' ||
+		    url[n] == ':' || url[n] == '/'))
+			return 1;
+	}
+	return 0;
+}
+
 int
 gh_new(const char *base_url, const char *app_id, struct sigc *signer,
     struct gh **out)
@@ -41,8 +60,7 @@ gh_new(const char *base_url, const char *app_id, struct sigc *signer,
 	*out = NULL;
 	if (strlen(base_url) >= sizeof(g->base) || strlen(app_id) >= 64 ||
 	    (strncmp(base_url, "https://", 8) != 0 &&
-	    strncmp(base_url, "http://127.0.0.1", 16) != 0 &&
-	    strncmp(base_url, "http://localhost", 16) != 0))
+	    !loopback_http(base_url)))
 		return th_fail(TH_ERR_CONFIG, "github-url must be https:// "
 		    "(or http:// on loopback, for tests)");
 	if ((g = calloc(1, sizeof(*g))) == NULL)
