@@ -7,6 +7,7 @@
 #include "bconfig.h"
 #include "cap.h"
 #include "err.h"
+#include "github.h"
 #include "scope.h"
 #include "typ.h"
 
@@ -167,6 +168,10 @@ bconf_load(const char *path, struct bconf *c)
 	    c->app_id[0] == '\0'))
 		r = th_fail(TH_ERR_CONFIG, "%s: listen, signer, state, "
 		    "github-url and github-app-id are required", path);
+	/* git sends each installation token to it. */
+	if (r == 0 && !gh_url_ok(c->git_url))
+		r = th_fail(TH_ERR_CONFIG, "%s: github-git-url must be https:// "
+		    "(or http:// on loopback, for tests)", path);
 	return r;
 }
 

@@ -51,6 +51,12 @@ loopback_http(const char *url)
 }
 
 int
+gh_url_ok(const char *url)
+{
+	return strncmp(url, "https://", 8) == 0 || loopback_http(url);
+}
+
+int
 gh_new(const char *base_url, const char *app_id, struct sigc *signer,
     struct gh **out)
 {
@@ -59,8 +65,7 @@ gh_new(const char *base_url, const char *app_id, struct sigc *signer,
 
 	*out = NULL;
 	if (strlen(base_url) >= sizeof(g->base) || strlen(app_id) >= 64 ||
-	    (strncmp(base_url, "https://", 8) != 0 &&
-	    !loopback_http(base_url)))
+	    !gh_url_ok(base_url))
 		return th_fail(TH_ERR_CONFIG, "github-url must be https:// "
 		    "(or http:// on loopback, for tests)");
 	if ((g = calloc(1, sizeof(*g))) == NULL)

@@ -4,8 +4,13 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "bconfig.h"
 #include "err.h"
 #include "github.h"
 
@@ -36,11 +41,40 @@ test_base_url(void **state)
 	assert_false(accepts("ftp://127.0.0.1"));
 }
 
+/* git sends installation tokens to github-git-url: the same rule. */
+static void
+test_git_url(void **state)
+{
+	static const char *const urls[] = { "https://github.com",
+	    "http://127.0.0.1:9418", "http://github.com",
+	    "http://localhost.example.com" };
+	static const int ok[] = { 1, 1, 0, 0 };
+	char path[] = "/tmp/threshold-test-bconf.XXXXXX";
+	struct bconf c;
+	size_t i;
+	FILE *f;
+	int fd;
+
+	(void)state;
+	for (i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		memcpy(path + sizeof(path) - 7, "XXXXXX", 6);
+		assert_true((fd = mkstemp(path)) >= 0);
+		assert_non_null(f = fdopen(fd, "w"));
+		fprintf(f, "listen /tmp/b.sock\nsigner /tmp/s.sock\nstate /tmp\n"
+		    "github-url https://api.github.com\ngithub-app-id 1\n"
+		    "github-git-url %s\n", urls[i]);
+		fclose(f);
+		assert_int_equal(bconf_load(path, &c) == 0, ok[i]);
+		unlink(path);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_base_url),
+		cmocka_unit_test(test_git_url),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
