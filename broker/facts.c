@@ -111,9 +111,11 @@ facts_parse_page(enum facts_list kind, struct json_object *o,
 	size_t i;
 	int r = 0;
 
-	if (kind == FACTS_CHECKS && !json_object_object_get_ex(o, "check_runs", &a))
+	if (kind == FACTS_CHECKS &&
+	    !json_object_object_get_ex(o, "check_runs", &a))
 		return th_fail(TH_ERR_PROTOCOL, "check-runs reply lacks runs");
-	if (kind == FACTS_STATUS && !json_object_object_get_ex(o, "statuses", &a))
+	if (kind == FACTS_STATUS &&
+	    !json_object_object_get_ex(o, "statuses", &a))
 		return th_fail(TH_ERR_PROTOCOL, "status reply lacks statuses");
 	if (!json_object_is_type(a, json_type_array))
 		return th_fail(TH_ERR_PROTOCOL, "GitHub reply is not a list");

@@ -430,8 +430,8 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 	snprintf(url[FACTS_CHECKS], HTTP_URL_MAX, "%s/repos/%s/commits/%s/"
 	    "check-runs?per_page=%d", g->base, repo, f->pr.head_sha,
 	    GH_PER_PAGE);
-	snprintf(url[FACTS_STATUS], HTTP_URL_MAX, "%s/repos/%s/commits/%s/status"
-	    "?per_page=%d", g->base, repo, f->pr.head_sha, GH_PER_PAGE);
+	snprintf(url[FACTS_STATUS], HTTP_URL_MAX, "%s/repos/%s/commits/%s/"
+	    "status?per_page=%d", g->base, repo, f->pr.head_sha, GH_PER_PAGE);
 	snprintf(url[FACTS_REVIEWS], HTTP_URL_MAX, "%s/repos/%s/pulls/%lld/"
 	    "reviews?per_page=%d", g->base, repo, (long long)pr, GH_PER_PAGE);
 	snprintf(url[FACTS_FILES], HTTP_URL_MAX, "%s/repos/%s/pulls/%lld/files"
@@ -602,9 +602,9 @@ gh_pr_get(struct gh *g, const struct gh_token *tok, const char *repo,
 	    (long long)pr);
 	snprintf(auth, sizeof(auth), "Bearer %s", tok->value);
 	if ((r = call(g, "GET", url, auth, NULL, 1, &status, &o, NULL, 0)) == 0)
-		r = status == 200 ? facts_parse_pr(o, out) : th_fail(TH_ERR_DENIED,
-		    "GitHub: pull request %s#%lld: %ld", repo, (long long)pr,
-		    status);
+		r = status == 200 ? facts_parse_pr(o, out) :
+		    th_fail(TH_ERR_DENIED, "GitHub: pull request %s#%lld: %ld",
+		    repo, (long long)pr, status);
 	OPENSSL_cleanse(auth, sizeof(auth));
 	json_object_put(o);
 	return r;

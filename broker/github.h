@@ -38,11 +38,11 @@ struct gh_result {
 	char	message[GH_MSG_MAX];	/* GitHub's message, or ours */
 };
 
-/* base_url without trailing '/', e.g. https://api.github.com or
- * https://ghe.example.com/api/v3.  signer is used for App JWTs only. */
 /* 1 if url may carry GitHub credentials: https://, or http:// to exactly
  * 127.0.0.1 or localhost (tests and the demo). */
 int	gh_url_ok(const char *url);
+/* base_url without trailing '/', e.g. https://api.github.com or
+ * https://ghe.example.com/api/v3.  signer is used for App JWTs only. */
 int	gh_new(const char *base_url, const char *app_id, struct sigc *signer,
 	    struct gh **out);
 void	gh_free(struct gh *g);				/* NULL ok */
