@@ -4,9 +4,10 @@ sources: an audit log from tests/tools/make_audit_log.py (its lines, tokens,
 quotes), signer frames built from docs/signer-protocol.md, and a real git
 push body from git itself.
 
-    seeds.py OUTDIR     writes OUTDIR/<harness>/seed-N and OUTDIR/root.pem
+    seeds.py OUTDIR     writes OUTDIR/<harness>/<sha1 of the seed> and OUTDIR/root.pem
 """
 import base64
+import hashlib
 import json
 import os
 import struct
@@ -23,17 +24,17 @@ def b64d(s):
 
 
 class Corpus:
+    """A harness's seed directory; files are named by their content's
+    SHA-1, as libFuzzer names its own, so several writers can share one."""
     def __init__(self, out, name):
         self.dir = os.path.join(out, name)
         os.makedirs(self.dir, exist_ok=True)
-        self.n = 0
 
     def add(self, data):
         if isinstance(data, str):
             data = data.encode()
-        with open(os.path.join(self.dir, "seed-%d" % self.n), "wb") as f:
+        with open(os.path.join(self.dir, hashlib.sha1(data).hexdigest()), "wb") as f:
             f.write(data)
-        self.n += 1
 
 
 def string(b):
@@ -85,7 +86,6 @@ def op_seeds(out):
     """Operations as agents ask for them (docs/api.md): selector 8 of
     fuzz_tokens, fields separated by NUL, the PR number last."""
     c = Corpus(out, "tokens")
-    c.n = 10000
     for op, repo, target, params, pr in (
             ("github.merge", "acme/backend", "main", "", 123),
             ("github.pr.create", "acme/backend", "main",
