@@ -707,10 +707,15 @@ accept_client(struct server *s)
 
 /* poll() that, for SERVER_SPIN_US after the last request, checks without
  * sleeping: a client's next request then needs no wake-up of this process,
- * which on a VM costs as much as a SoftHSM signature.  Idle, it sleeps. */
+ * which on a VM costs as much as a SoftHSM signature.  Idle, it sleeps.
+ * SIGTERM and SIGINT are blocked but while in ppoll: one that arrives
+ * anywhere else stays pending and makes the next ppoll return EINTR, so
+ * the loop sees it at once, instead of after the next request. */
 static int
-poll_spin(struct pollfd *pfd, nfds_t n, struct timespec *busy_until)
+poll_spin(struct pollfd *pfd, nfds_t n, struct timespec *busy_until,
+    const sigset_t *waitmask)
 {
+	static const struct timespec zero = { 0, 0 };
 	struct timespec now;
 	unsigned i;
 	int r;
@@ -726,10 +731,10 @@ poll_spin(struct pollfd *pfd, nfds_t n, struct timespec *busy_until)
 		    (now.tv_sec == busy_until->tv_sec &&
 		    now.tv_nsec >= busy_until->tv_nsec))
 			break;
-		if ((r = poll(pfd, n, 0)) != 0)
+		if ((r = ppoll(pfd, n, &zero, waitmask)) != 0)
 			goto done;
 	}
-	r = poll(pfd, n, -1);
+	r = ppoll(pfd, n, NULL, waitmask);
  done:
 	if (r > 0) {
 		clock_gettime(CLOCK_MONOTONIC, busy_until);
@@ -748,6 +753,7 @@ server_run(const struct config *cfg, struct keys *keys)
 	struct timespec busy_until = { 0, 0 };
 	struct pollfd pfd[SERVER_CLIENTS_MAX + 2];
 	struct sigaction sa;
+	sigset_t stopsigs, waitmask;
 	struct server s;
 	size_t i, n;
 	int r, done[2] = { -1, -1 };
@@ -776,6 +782,12 @@ server_run(const struct config *cfg, struct keys *keys)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&stopsigs);
+	sigaddset(&stopsigs, SIGTERM);
+	sigaddset(&stopsigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stopsigs, &waitmask);
+	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGINT);
 	log_info("listening on %s", cfg->socket);
 	while (!stopping) {
 		pfd[0].fd = s.listen_fd;
@@ -790,7 +802,7 @@ server_run(const struct config *cfg, struct keys *keys)
 		n = s.nclients;
 		pfd[n + 1].fd = s.tpm != NULL ? s.done_r : -1;
 		pfd[n + 1].events = POLLIN;
-		if (poll_spin(pfd, n + 2, &busy_until) < 0) {
+		if (poll_spin(pfd, n + 2, &busy_until, &waitmask) < 0) {
 			if (errno == EINTR)
 				continue;
 			r = th_fail(TH_ERR_IO, "poll: %s", strerror(errno));

@@ -264,7 +264,7 @@ pr 17 "$(sha 17)" main bob '["src/q.c"]' "$APPROVED"; green "$(sha 17)"
 expect_ok "a capability minted after the restart is honoured" $TH github merge --repo acme/backend --pr 17 --target main
 
 # Signer down: nothing is authorised and nothing reaches GitHub.
-"$FIX/signer-stop" "$T"
+"$FIX/signer-stop" "$T" || fail "the signer stops on SIGTERM"
 admin POST requests/clear >/dev/null
 $TH github merge --repo acme/backend --pr 12 --target main >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 5 ] && grep -q "signer" "$T/err" && ok "signer down: refused (exit 5)" || { fail "signer down (exit $rc)"; sed 's/^/#   /' "$T/err"; }
