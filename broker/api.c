@@ -27,7 +27,6 @@ struct conn {
 	struct gh_token	*revoke_later;
 };
 
-static volatile sig_atomic_t stopping;
 /* The Unix and TCP daemons each have a thread; the broker's state (signer
  * connection, store, GitHub client) is used by one request at a time. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -42,13 +41,6 @@ void
 broker_unlock(void)
 {
 	pthread_mutex_unlock(&lock);
-}
-
-static void
-on_stop(int sig)
-{
-	(void)sig;
-	stopping = 1;
 }
 
 static enum MHD_Result
@@ -276,8 +268,8 @@ api_serve(struct broker *b)
 {
 	struct MHD_Daemon *ud = NULL, *td = NULL;
 	void *gd = NULL;
-	struct sigaction sa;
-	int fd, r = 0;
+	sigset_t stopsigs;
+	int fd, sig, r = 0;
 
 	if ((fd = usock_listen(b->cfg.listen, b->cfg.socket_mode, 64)) < 0)
 		return fd;
@@ -313,14 +305,14 @@ api_serve(struct broker *b)
 	}
 	if ((r = git_start(b, &gd)) != 0)
 		goto out;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	/* main() blocked these in every thread before starting any. */
+	sigemptyset(&stopsigs);
+	sigaddset(&stopsigs, SIGTERM);
+	sigaddset(&stopsigs, SIGINT);
 	log_info("serving agents on %s", b->cfg.listen);
-	while (!stopping)
-		pause();
-	log_info("stopping");
+	while (sigwait(&stopsigs, &sig) != 0)
+		;
+	log_info("stopping (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");
  out:
 	git_stop(gd);
 	if (td != NULL)

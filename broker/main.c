@@ -1,6 +1,7 @@
 /* thresholdd: agents ask it to act on GitHub; it never shows them a
  * credential.  See docs/api.md. */
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ int
 main(int argc, char **argv)
 {
 	struct rlimit rl = { 0, 0 };
+	sigset_t stopsigs;
 	struct broker b;
 	const char *conf = NULL;
 	enum log_level level = LOG_INFO;
@@ -37,6 +39,14 @@ main(int argc, char **argv)
 	 * kill the broker. */
 	signal(SIGXFSZ, SIG_IGN);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* Blocked before any thread starts, so every thread inherits it:
+	 * api_serve takes SIGTERM and SIGINT with sigwait, which loses none
+	 * (a flag set by a handler can land just before pause()).  One sent
+	 * while starting waits there too: the broker then stops cleanly. */
+	sigemptyset(&stopsigs);
+	sigaddset(&stopsigs, SIGTERM);
+	sigaddset(&stopsigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stopsigs, NULL);
 	while ((ch = getopt(argc, argv, "f:v")) != -1) {
 		switch (ch) {
 		case 'f': conf = optarg; break;

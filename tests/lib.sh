@@ -92,12 +92,19 @@ start_broker() {
 }
 
 stop_broker() {
-	[ -f "$T/broker.pid" ] && kill "$(cat "$T/broker.pid")" 2>/dev/null
+	[ -f "$T/broker.pid" ] || return 0
+	_pid=$(cat "$T/broker.pid")
+	rm -f "$T/broker.pid"
+	kill "$_pid" 2>/dev/null || return 0
 	i=0
-	while [ -f "$T/broker.pid" ] && kill -0 "$(cat "$T/broker.pid")" 2>/dev/null && [ $i -lt 50 ]; do
+	while kill -0 "$_pid" 2>/dev/null; do
+		if [ $i -ge 50 ]; then
+			fail "thresholdd (pid $_pid) still runs 5 s after SIGTERM; killed"
+			kill -KILL "$_pid" 2>/dev/null
+			return 1
+		fi
 		sleep 0.1; i=$((i + 1))
 	done
-	rm -f "$T/broker.pid"
 }
 
 # world POLICY: the whole product on this machine -- swtpm + SoftHSM +
