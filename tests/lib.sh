@@ -91,6 +91,17 @@ start_broker() {
 	[ -S "$T/broker.sock" ]
 }
 
+# eventually CMD...: runs CMD until it succeeds, for at most 10 s.  For
+# what the broker finishes after it has answered (a token's revocation and
+# its record): a fixed sleep is either slow or, on a busy machine, flaky.
+eventually() {
+	_i=0
+	until "$@"; do
+		[ $_i -lt 100 ] || return 1
+		sleep 0.1; _i=$((_i + 1))
+	done
+}
+
 stop_broker() {
 	[ -f "$T/broker.pid" ] || return 0
 	_pid=$(cat "$T/broker.pid")

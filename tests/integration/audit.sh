@@ -14,6 +14,20 @@ export ALICE_POLICY_BY_HASH=1
 world "$T/policy.json" && ok "the whole product is up" || { fail "world"; cat "$T"/*.log; done_testing; exit 1; }
 TH="$BIN/threshold --broker $T/broker.sock --state $T/state --signer $T/signer.sock"
 export_log() { $TH audit export "$T/audit.jsonl"; }
+# settled N [KIND]: the log holds at least N token revocations (the revoker
+# records them after the answer), its last entry is of KIND if given, and a
+# checkpoint covers that entry.
+settled() {
+	$PY - "$T/state/audit.db" "$1" "${2:-}" <<'PY' 2>/dev/null
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+last, kind = c.execute("select seq, kind from entries order by seq desc limit 1").fetchone()
+covered = c.execute("select max(json_extract(body,'$.last')) from checkpoints").fetchone()[0]
+revoked = c.execute("select count(*) from entries where kind='revocation'").fetchone()[0]
+sys.exit(0 if last == covered and revoked >= int(sys.argv[2]) and
+         sys.argv[3] in ("", kind) else 1)
+PY
+}
 
 green_pr 1 "$(sha 1)" '["src/a.c"]'
 green_pr 2 "$(sha 2)" '[".github/workflows/ci.yml"]'
@@ -30,7 +44,7 @@ curl -sS --unix-socket "$T/broker.sock" -X POST -H 'Content-Type: application/js
     --data-binary @"$T/cut.json" http://localhost/v1/capabilities >"$T/cut.out" 2>&1
 grep -q 'takes no parameter' "$T/cut.out" && ok "a parameter the operation does not take is refused" ||
 	{ fail "refused params"; cat "$T/cut.out"; }
-sleep 0.5
+eventually settled 1 || fail "the log settles: a revocation recorded, every entry checkpointed"
 expect_ok "export" export_log
 kinds=$($AC kinds "$T/audit.jsonl")
 echo "$kinds" | grep -q "link link mint intent outcome" && ok "links, mint, intent, outcome in order" || fail "kinds: $kinds"
@@ -168,17 +182,9 @@ expect_ok "a merge after the restarts (the App JWT and installation id cached ag
 	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 24
 # The signer serves one request at a time: swtpm must not stop while it
 # quotes for the committer (the mint's SIGN would then wait too).
-all_committed() {
-	i=0
-	while [ $i -lt 100 ]; do
-		$PY -c "import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);e=c.execute('select max(seq) from entries').fetchone()[0];l=c.execute(\"select max(json_extract(body,'\$.last')) from checkpoints\").fetchone()[0];sys.exit(0 if e==l else 1)" \
-		    "$T/state/audit.db" 2>/dev/null && return 0
-		sleep 0.1; i=$((i + 1))
-	done
-	return 1
-}
-sleep 0.5
-all_committed && sleep 0.3 && all_committed || fail "the log is committed before swtpm is held"
+# The last of #24's entries is its token's revocation.
+eventually settled 0 revocation && sleep 0.3 && settled 0 revocation ||
+	fail "the log is committed before swtpm is held"
 green_pr 23 "$(sha 23)" '["src/k23.c"]'
 kill -STOP "$(cat "$T/tpm/swtpm.pid")"
 $BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 23 >/dev/null 2>&1 &
