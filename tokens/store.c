@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,10 @@ struct store {
 	char		 instance[STORE_INSTANCE_MAX + 1];
 	sqlite3_stmt	*spend, *prune, *get, *live, *leaves, *spent;
 	int64_t		 pruned;	/* when spent ids were last pruned */
+	/* One connection and its prepared statements serve every thread,
+	 * one call at a time.  Recursive: a store_list callback may ask
+	 * the store again. */
+	pthread_mutex_t	 mu;
 };
 
 static const char schema[] =
@@ -72,12 +77,17 @@ load_instance(struct store *s)
 int
 store_open(const char *path, struct store **out)
 {
+	pthread_mutexattr_t attr;
 	struct store *s;
 	int r;
 
 	*out = NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return TH_ERR_ALLOC;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&s->mu, &attr);
+	pthread_mutexattr_destroy(&attr);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		r = th_fail(TH_ERR_IO, "cannot open token store %s: %s", path,
@@ -129,6 +139,7 @@ store_close(struct store *s)
 	sqlite3_finalize(s->leaves);
 	sqlite3_finalize(s->spent);
 	sqlite3_close(s->db);
+	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
 
@@ -138,8 +149,8 @@ store_instance(struct store *s)
 	return s->instance;
 }
 
-int
-store_put_token(struct store *s, enum store_kind kind, const char *hash,
+static int
+put_token_locked(struct store *s, enum store_kind kind, const char *hash,
     const char *token, const char *issuer, const char *subject,
     const char *parent, int64_t exp)
 {
@@ -162,8 +173,8 @@ store_put_token(struct store *s, enum store_kind kind, const char *hash,
 	return r;
 }
 
-int
-store_get_token(struct store *s, const char *hash, enum store_kind *kind,
+static int
+get_token_locked(struct store *s, const char *hash, enum store_kind *kind,
     char **out)
 {
 	int r = 0, rc = SQLITE_DONE;
@@ -189,8 +200,8 @@ store_get_token(struct store *s, const char *hash, enum store_kind *kind,
 	return r;
 }
 
-int
-store_put_policy(struct store *s, const char *hash, const char *body)
+static int
+put_policy_locked(struct store *s, const char *hash, const char *body)
 {
 	sqlite3_stmt *st = NULL;
 	int r = 0;
@@ -205,8 +216,8 @@ store_put_policy(struct store *s, const char *hash, const char *body)
 	return r;
 }
 
-int
-store_get_policy(struct store *s, const char *hash, char **out)
+static int
+get_policy_locked(struct store *s, const char *hash, char **out)
 {
 	sqlite3_stmt *st = NULL;
 	int r = 0, rc = SQLITE_DONE;
@@ -231,8 +242,8 @@ store_get_policy(struct store *s, const char *hash, char **out)
 	return r;
 }
 
-int
-store_revoke(struct store *s, const char *hash)
+static int
+revoke_locked(struct store *s, const char *hash)
 {
 	sqlite3_stmt *st = NULL;
 	int r = 0;
@@ -248,8 +259,8 @@ store_revoke(struct store *s, const char *hash)
 	return r;
 }
 
-int
-store_check_revoked(struct store *s, char (*hashes)[JWS_HASH_LEN + 1],
+static int
+check_revoked_locked(struct store *s, char (*hashes)[JWS_HASH_LEN + 1],
     size_t n, size_t *which)
 {
 	sqlite3_stmt *st = s->live;
@@ -292,8 +303,8 @@ store_check_revoked(struct store *s, char (*hashes)[JWS_HASH_LEN + 1],
 	return r;
 }
 
-int
-store_find_cert(struct store *s, const char *sub, int64_t now,
+static int
+find_cert_locked(struct store *s, const char *sub, int64_t now,
     char hash[JWS_HASH_LEN + 1])
 {
 	sqlite3_stmt *st = NULL;
@@ -320,8 +331,8 @@ store_find_cert(struct store *s, const char *sub, int64_t now,
 	return r;
 }
 
-int
-store_find_leaves(struct store *s, const char *sub, int64_t now,
+static int
+find_leaves_locked(struct store *s, const char *sub, int64_t now,
     char (*hashes)[JWS_HASH_LEN + 1], size_t max, size_t *n)
 {
 	sqlite3_stmt *st = s->leaves;
@@ -345,8 +356,8 @@ store_find_leaves(struct store *s, const char *sub, int64_t now,
 	return r;
 }
 
-int
-store_list(struct store *s, enum store_kind kind,
+static int
+list_locked(struct store *s, enum store_kind kind,
     int (*fn)(const struct store_row *, void *), void *arg)
 {
 	struct store_row row;
@@ -380,8 +391,8 @@ store_list(struct store *s, enum store_kind kind,
 	return r;
 }
 
-int
-store_spend(struct store *s, const char *jti, int64_t exp, int64_t now)
+static int
+spend_locked(struct store *s, const char *jti, int64_t exp, int64_t now)
 {
 	int r = 0, rc;
 
@@ -414,8 +425,8 @@ store_spend(struct store *s, const char *jti, int64_t exp, int64_t now)
 	return r;
 }
 
-int
-store_spent(struct store *s, const char *jti)
+static int
+spent_locked(struct store *s, const char *jti)
 {
 	sqlite3_stmt *st = s->spent;
 	int r = 0, rc;
@@ -432,4 +443,88 @@ store_spent(struct store *s, const char *jti)
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return r;
+}
+
+/* The public calls: each one under the store's lock. */
+
+#define LOCKED(s, call) do {						\
+	int r_;								\
+	pthread_mutex_lock(&(s)->mu);					\
+	r_ = (call);							\
+	pthread_mutex_unlock(&(s)->mu);					\
+	return r_;							\
+} while (0)
+
+int
+store_put_token(struct store *s, enum store_kind kind, const char *hash,
+    const char *token, const char *issuer, const char *subject,
+    const char *parent, int64_t exp)
+{
+	LOCKED(s, put_token_locked(s, kind, hash, token, issuer, subject,
+	    parent, exp));
+}
+
+int
+store_get_token(struct store *s, const char *hash, enum store_kind *kind,
+    char **out)
+{
+	LOCKED(s, get_token_locked(s, hash, kind, out));
+}
+
+int
+store_put_policy(struct store *s, const char *hash, const char *body)
+{
+	LOCKED(s, put_policy_locked(s, hash, body));
+}
+
+int
+store_get_policy(struct store *s, const char *hash, char **out)
+{
+	LOCKED(s, get_policy_locked(s, hash, out));
+}
+
+int
+store_revoke(struct store *s, const char *hash)
+{
+	LOCKED(s, revoke_locked(s, hash));
+}
+
+int
+store_check_revoked(struct store *s, char (*hashes)[JWS_HASH_LEN + 1],
+    size_t n, size_t *which)
+{
+	LOCKED(s, check_revoked_locked(s, hashes, n, which));
+}
+
+int
+store_find_cert(struct store *s, const char *sub, int64_t now,
+    char hash[JWS_HASH_LEN + 1])
+{
+	LOCKED(s, find_cert_locked(s, sub, now, hash));
+}
+
+int
+store_find_leaves(struct store *s, const char *sub, int64_t now,
+    char (*hashes)[JWS_HASH_LEN + 1], size_t max, size_t *n)
+{
+	LOCKED(s, find_leaves_locked(s, sub, now, hashes, max, n));
+}
+
+int
+store_list(struct store *s, enum store_kind kind,
+    int (*fn)(const struct store_row *, void *), void *arg)
+{
+	LOCKED(s, list_locked(s, kind, fn, arg));
+}
+
+int
+store_spend(struct store *s, const char *jti, int64_t exp, int64_t now)
+{
+	LOCKED(s, spend_locked(s, jti, exp, now));
+}
+
+int
+store_spent(struct store *s, const char *jti)
+{
+	LOCKED(s, spent_locked(s, jti));
 }

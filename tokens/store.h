@@ -1,7 +1,7 @@
 /* Threshold's token state in SQLite: installed certificates and delegations,
- * policies stored by hash, revocations, and spent capability ids.  One
- * connection per thread (struct store is not thread-safe; the database is,
- * across threads and processes).
+ * policies stored by hash, revocations, and spent capability ids.  A struct
+ * store may be shared by threads: its calls take turns (the database itself
+ * is safe across processes too).
  *
  * The database runs in WAL mode with synchronous=NORMAL: a commit survives
  * a crash of the process, not necessarily a power loss.  A spend lost that
