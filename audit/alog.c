@@ -42,6 +42,9 @@ struct alog {
 	int		 committing;
 	char		(*links)[JWS_HASH_LEN + 1];
 	size_t		 nlinks;
+	/* Held across alog_link's check and append: two threads linking the
+	 * same delegation write it once. */
+	pthread_mutex_t	 link_lock;
 	pthread_t	 committer;
 	pthread_cond_t	 pending;
 	int		 running, stopping;
@@ -409,10 +412,15 @@ alog_link(struct alog *l, const char *hash, const char *token,
 	char (*grown)[JWS_HASH_LEN + 1];
 	int r;
 
-	if (alog_has_link(l, hash))
-		return 0;
-	if ((o = json_object_new_object()) == NULL)
-		return TH_ERR_ALLOC;
+	pthread_mutex_lock(&l->link_lock);
+	if (alog_has_link(l, hash)) {
+		r = 0;
+		goto out;
+	}
+	if ((o = json_object_new_object()) == NULL) {
+		r = TH_ERR_ALLOC;
+		goto out;
+	}
 	json_object_object_add(o, "hash", json_object_new_string(hash));
 	json_object_object_add(o, "token", json_object_new_string(token));
 	if (policy != NULL)
@@ -421,7 +429,7 @@ alog_link(struct alog *l, const char *hash, const char *token,
 	r = alog_append(l, "link", o, NULL);
 	json_object_put(o);
 	if (r != 0)
-		return r;
+		goto out;
 	pthread_mutex_lock(&l->lock);
 	if (l->nlinks < ALOG_LINKS_MAX && (grown = realloc(l->links,
 	    (l->nlinks + 1) * sizeof(*grown))) != NULL) {
@@ -429,7 +437,9 @@ alog_link(struct alog *l, const char *hash, const char *token,
 		snprintf(l->links[l->nlinks++], JWS_HASH_LEN + 1, "%s", hash);
 	}
 	pthread_mutex_unlock(&l->lock);
-	return 0;
+ out:
+	pthread_mutex_unlock(&l->link_lock);
+	return r;
 }
 
 /* The header of a new log: the keys an auditor needs, and what the TPM
@@ -645,6 +655,7 @@ alog_open(const char *path, const char *signer_path, const char *instance,
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return TH_ERR_ALLOC;
 	pthread_mutex_init(&l->lock, NULL);
+	pthread_mutex_init(&l->link_lock, NULL);
 	pthread_cond_init(&l->done, NULL);
 	pthread_cond_init(&l->pending, NULL);
 	if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE |
@@ -768,6 +779,7 @@ alog_close(struct alog *l)
 	sqlite3_close(l->db);
 	sigc_close(l->signer);
 	pthread_mutex_destroy(&l->lock);
+	pthread_mutex_destroy(&l->link_lock);
 	pthread_cond_destroy(&l->done);
 	pthread_cond_destroy(&l->pending);
 	free(l->leaves);
