@@ -1,5 +1,6 @@
 /* What the API does: mint a capability, or redeem one and perform its
  * operation on GitHub with a token made for it alone. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,7 @@ mint(struct broker *b, const char *agent, struct cap_op *op, int fallback,
 		ans->op = NULL;
 		return;
 	}
+	pthread_mutex_lock(&b->signer_mu);
 	r = cap_mint(b->cap, b->signer, b->st, agent, op, now, tok, desc,
 	    sizeof(desc));
 	if (r == TH_ERR_DENIED && fallback) {
@@ -126,6 +128,7 @@ mint(struct broker *b, const char *agent, struct cap_op *op, int fallback,
 		r = cap_mint(b->cap, b->signer, b->st, agent, op, now, tok,
 		    desc, sizeof(desc));
 	}
+	pthread_mutex_unlock(&b->signer_mu);
 	if (r != 0) {
 		b->m.mint_refused++;
 		log_warn("%s: capability for %s %s refused: %s", agent, op->op,
@@ -264,14 +267,14 @@ now_us(void)
 /* How long the answer took, and how much of it was GitHub's: what the
  * broker itself costs is the difference. */
 static void
-timing_json(struct broker *b, struct answer *ans, uint64_t t0,
-    unsigned rounds0, uint64_t busy0)
+timing_json(struct answer *ans, uint64_t t0, unsigned rounds0,
+    uint64_t busy0)
 {
 	struct json_object *t = json_object_new_object();
-	uint64_t total = now_us() - t0, gh = gh_busy_us(b->gh) - busy0;
+	uint64_t total = now_us() - t0, gh = gh_thread_busy_us() - busy0;
 
 	json_object_object_add(t, "github_round_trips",
-	    json_object_new_int64(gh_rounds(b->gh) - rounds0));
+	    json_object_new_int64(gh_thread_rounds() - rounds0));
 	json_object_object_add(t, "github_us", json_object_new_int64(
 	    (int64_t)gh));
 	json_object_object_add(t, "broker_us", json_object_new_int64(
@@ -532,8 +535,8 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 	struct cap_redeemed red;
 	const char *tok, *method = "merge";
 	char desc[512];
-	uint64_t t0 = now_us(), busy0 = gh_busy_us(b->gh);
-	unsigned rounds0 = gh_rounds(b->gh);
+	uint64_t t0 = now_us(), busy0 = gh_thread_busy_us();
+	unsigned rounds0 = gh_thread_rounds();
 	int r;
 
 	ans->agent = agent;
@@ -585,5 +588,5 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 		ans->body = json_object_new_object();
 	json_object_object_add(ans->body, "chain", json_object_new_string(desc));
 	json_object_object_add(ans->body, "jti", json_object_new_string(red.jti));
-	timing_json(b, ans, t0, rounds0, busy0);
+	timing_json(ans, t0, rounds0, busy0);
 }

@@ -1,6 +1,7 @@
 /* The HTTP side of thresholdd, on libmicrohttpd: a Unix socket for agents
  * (whose identity comes from the kernel, SO_PEERCRED) and optionally
- * loopback TCP for health and metrics.  One request is handled at a time. */
+ * loopback TCP for health and metrics.  Each agent's connection has a
+ * thread of its own. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -26,22 +27,6 @@ struct conn {
 	int		 too_big;
 	struct gh_token	*revoke_later;
 };
-
-/* The Unix and TCP daemons each have a thread; the broker's state (signer
- * connection, store, GitHub client) is used by one request at a time. */
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-
-void
-broker_lock(void)
-{
-	pthread_mutex_lock(&lock);
-}
-
-void
-broker_unlock(void)
-{
-	pthread_mutex_unlock(&lock);
-}
 
 static enum MHD_Result
 reply(struct MHD_Connection *c, unsigned status, const char *ctype,
@@ -111,7 +96,10 @@ health(struct broker *b, struct MHD_Connection *c)
 	char text[256];
 	int r;
 
-	if ((r = sigc_health(b->signer, &rep)) != 0) {
+	pthread_mutex_lock(&b->signer_mu);
+	r = sigc_health(b->signer, &rep);
+	pthread_mutex_unlock(&b->signer_mu);
+	if (r != 0) {
 		snprintf(text, sizeof(text), "signer: %s", th_errmsg(r));
 		return reply_error(c, 503, "signer_unavailable", text);
 	}
@@ -231,19 +219,6 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	return reply_json(c, &ans);
 }
 
-static enum MHD_Result
-on_request(void *arg, struct MHD_Connection *c, const char *url,
-    const char *method, const char *version, const char *upload,
-    size_t *upload_size, void **ctx)
-{
-	enum MHD_Result r;
-
-	pthread_mutex_lock(&lock);
-	r = handle(arg, c, url, method, version, upload, upload_size, ctx);
-	pthread_mutex_unlock(&lock);
-	return r;
-}
-
 /* After the answer went out: hand the operation's token to the revoker. */
 static void
 on_completed(void *arg, struct MHD_Connection *c, void **ctx,
@@ -273,11 +248,14 @@ api_serve(struct broker *b)
 
 	if ((fd = usock_listen(b->cfg.listen, b->cfg.socket_mode, 64)) < 0)
 		return fd;
-	ud = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
-	    MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, b,
-	    MHD_OPTION_LISTEN_SOCKET, fd,
+	/* A thread per agent's connection: one operation waiting on GitHub
+	 * holds up no other, nor health. */
+	ud = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	    handle, b, MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, b,
 	    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)BROKER_CONNECTIONS_MAX,
 	    MHD_OPTION_END);
 	if (ud == NULL) {
 		close(fd);
@@ -294,7 +272,7 @@ api_serve(struct broker *b)
 		 * only health and metrics answer there. */
 		td = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
 		    MHD_USE_ERROR_LOG, (uint16_t)b->cfg.tcp_port, NULL, NULL,
-		    on_request, b, MHD_OPTION_SOCK_ADDR, &sin,
+		    handle, b, MHD_OPTION_SOCK_ADDR, &sin,
 		    MHD_OPTION_NOTIFY_COMPLETED, on_completed, b,
 		    MHD_OPTION_END);
 		if (td == NULL) {

@@ -3,6 +3,7 @@
 #ifndef TH_BROKER_H
 #define TH_BROKER_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "bconfig.h"
@@ -14,18 +15,23 @@
 #include "store.h"
 
 #define BROKER_BODY_MAX		(64 * 1024)
+#define BROKER_CONNECTIONS_MAX	64	/* agents' connections at once */
 
+/* Counted by every request thread. */
 struct broker_metrics {
-	uint64_t	requests;
-	uint64_t	minted, mint_refused;
-	uint64_t	redeemed, redeem_refused;
-	uint64_t	policy_denied, github_refused, github_unavailable;
-	uint64_t	merges;
+	_Atomic uint64_t	requests;
+	_Atomic uint64_t	minted, mint_refused;
+	_Atomic uint64_t	redeemed, redeem_refused;
+	_Atomic uint64_t	policy_denied, github_refused, github_unavailable;
+	_Atomic uint64_t	merges;
 };
 
+/* Shared by the request threads: the store, cap, gh, revoker and audit
+ * log take their own locks; signer is used under signer_mu. */
 struct broker {
 	struct bconf		 cfg;
 	struct store		*st;
+	pthread_mutex_t		 signer_mu;
 	struct sigc		*signer;
 	struct cap_ctx		*cap;
 	struct gh		*gh;
@@ -89,10 +95,6 @@ int	act_recover(struct broker *b);
 
 /* Serves until SIGTERM/SIGINT. */
 int	api_serve(struct broker *b);
-/* The broker's state (signer connection, store, GitHub client, audit
- * log) is used by one request at a time. */
-void	broker_lock(void);
-void	broker_unlock(void);
 
 /* git's smart HTTP on 127.0.0.1 (git.c), if configured. */
 int	git_start(struct broker *b, void **daemon);

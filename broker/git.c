@@ -730,29 +730,23 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	 * receive-pack answers it with nothing. */
 	probe = g->kind == GK_RECEIVE && g->body_len == 4 &&
 	    memcmp(g->head, "0000", 4) == 0;
-	broker_lock();
 	r = authorise(b, c, g, g->kind == GK_RECEIVE && !probe, &red, cap,
 	    sizeof(cap));
-	if (r == TH_ERR_NOT_FOUND) {
-		broker_unlock();
+	if (r == TH_ERR_NOT_FOUND)
 		return text(c, 401, "authenticate with a capability: git config "
 		    "credential.helper threshold");
-	}
 	ans.agent = red.agent[0] ? red.agent : NULL;	/* "unknown" */
 	if (r != 0) {
 		snprintf(why, sizeof(why), "%s", th_errmsg(r));
 		ans.code = "capability_refused";
 		(void)rec_refusal(b, &ans, why);
-		broker_unlock();
 		log_warn("git %s: refused: %s", g->repo, why);
 		return text(c, r == TH_ERR_DENIED ? 403 : 503, why);
 	}
 	ans.op = &red.op;
 	ans.jti = red.jti;
-	if (probe) {
-		broker_unlock();
+	if (probe)
 		return probe_reply(c);
-	}
 	if (g->kind == GK_RECEIVE) {
 		if (g->too_big || g->write_err || g->rx_r != 0 ||
 		    (r = gitrx_finish(g->rx)) != 0) {
@@ -801,7 +795,6 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 			goto refuse;
 		}
 	}
-	broker_unlock();
 	if ((f.out = spool_open(b->cfg.state)) < 0) {
 		r = th_fail(TH_ERR_IO, "cannot spool GitHub's reply");
 	} else {
@@ -811,7 +804,6 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	}
 	if (r == 0 && g->kind == GK_RECEIVE && status == 200 &&
 	    reply_mentions(f.out, WORKFLOW_REFUSAL)) {
-		broker_lock();
 		wf = workflows_granted(&red, g->rx);
 		if (wf == 0) {
 			revoker_push(b->revoker, tok);
@@ -820,7 +812,6 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 			else if ((wf = token_for(b, g, 1, tok)) == 0)
 				tok->intent = intent;
 		}
-		broker_unlock();
 		if (wf == 0 && (ftruncate(f.out, 0) != 0 ||
 		    lseek(f.out, 0, SEEK_SET) != 0))
 			wf = th_fail(TH_ERR_IO, "cannot spool GitHub's reply");
@@ -831,7 +822,6 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 		} else
 			snprintf(wf_why, sizeof(wf_why), "%s", th_errmsg(wf));
 	}
-	broker_lock();
 	if (g->kind == GK_RECEIVE) {
 		snprintf(why, sizeof(why), "%s", th_errmsg(r));
 		res = json_object_new_object();
@@ -850,7 +840,6 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	if (tok != NULL)
 		revoker_push(b->revoker, tok);
 	tok = NULL;
-	broker_unlock();
 	json_object_put(evidence);
 	if (r == 0 && wf != 0) {
 		if (f.out >= 0)
@@ -876,7 +865,6 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	(void)rec_refusal(b, &ans, why);
 	if (tok != NULL)
 		revoker_push(b->revoker, tok);
-	broker_unlock();
 	json_object_put(evidence);
 	log_warn("%s: git %s %s refused: %s", red.agent, g->push ? "push to" :
 	    "fetch from", g->repo, why);
@@ -987,7 +975,7 @@ git_start(struct broker *b, void **out)
 	sin.sin_port = htons((uint16_t)b->cfg.git_port);
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	/* A connection per thread: a long push must not hold up the
-	 * others; broker state is taken under broker_lock only. */
+	 * others (the broker's parts are safe across threads). */
 	d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
 	    (uint16_t)b->cfg.git_port, NULL, NULL, on_git, b,

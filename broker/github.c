@@ -1,3 +1,5 @@
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,21 +17,32 @@
 #define GH_PER_PAGE	100
 #define GH_PAGES_MAX	40	/* 3000 files / 100 + slack */
 
+/* Shared by the broker's request threads.  mu guards the App JWT, the
+ * installation cache and which sessions are in use; a request holds a
+ * session (a curl multi handle and its connections) only while it waits
+ * on GitHub, and never holds mu then. */
 struct gh {
-	struct http	*http;
-	struct sigc	*signer;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 session_free;
+	struct http	*session[GH_SESSIONS];
+	int		 in_use[GH_SESSIONS];
+	struct sigc	*signer;	/* its own connection, used under mu */
 	char		 base[HTTP_URL_MAX / 2];
 	char		 app_id[64];
-	char		 jwt[2048];	/* "Bearer <App JWT>", secret */
+	char		 jwt[GH_AUTH_MAX];	/* "Bearer <App JWT>", secret */
 	int64_t		 jwt_exp;
 	struct {
 		char	 repo[SCOPE_REPO_MAX + 1];
 		int64_t	 id;
 	}		 inst[GH_INSTALL_CACHE];
 	size_t		 ninst;
-	unsigned	 rounds;
-	uint64_t	 busy_us;	/* wall time spent waiting on GitHub */
+	atomic_uint	 rounds;
 };
+
+/* This thread's round trips and time waiting on GitHub: one request is
+ * served by one thread, so the difference over a request is its own. */
+static _Thread_local unsigned thread_rounds;
+static _Thread_local uint64_t thread_busy_us;
 
 /* 1 if url is plain http to this machine: the host is exactly 127.0.0.1
  * or localhost (not localhost.example.com), then a port, a path or
@@ -57,10 +70,11 @@ gh_url_ok(const char *url)
 }
 
 int
-gh_new(const char *base_url, const char *app_id, struct sigc *signer,
+gh_new(const char *base_url, const char *app_id, const char *signer,
     struct gh **out)
 {
 	struct gh *g;
+	size_t i;
 	int r;
 
 	*out = NULL;
@@ -70,15 +84,22 @@ gh_new(const char *base_url, const char *app_id, struct sigc *signer,
 		    "(or http:// on loopback, for tests)");
 	if ((g = calloc(1, sizeof(*g))) == NULL)
 		return TH_ERR_ALLOC;
-	if ((r = http_new("Threshold/0.1 (+broker)", &g->http)) != 0) {
-		free(g);
-		return r;
-	}
+	pthread_mutex_init(&g->mu, NULL);
+	pthread_cond_init(&g->session_free, NULL);
+	for (i = 0; i < GH_SESSIONS; i++)
+		if ((r = http_new("Threshold/0.1 (+broker)",
+		    &g->session[i])) != 0) {
+			gh_free(g);
+			return r;
+		}
 	snprintf(g->base, sizeof(g->base), "%s", base_url);
 	if (g->base[0] != '\0' && g->base[strlen(g->base) - 1] == '/')
 		g->base[strlen(g->base) - 1] = '\0';
 	snprintf(g->app_id, sizeof(g->app_id), "%s", app_id);
-	g->signer = signer;
+	if (signer != NULL && (r = sigc_connect(signer, &g->signer)) != 0) {
+		gh_free(g);
+		return r;
+	}
 	*out = g;
 	return 0;
 }
@@ -86,23 +107,35 @@ gh_new(const char *base_url, const char *app_id, struct sigc *signer,
 void
 gh_free(struct gh *g)
 {
+	size_t i;
+
 	if (g == NULL)
 		return;
-	http_free(g->http);
+	for (i = 0; i < GH_SESSIONS; i++)
+		http_free(g->session[i]);
+	sigc_close(g->signer);
+	pthread_cond_destroy(&g->session_free);
+	pthread_mutex_destroy(&g->mu);
 	OPENSSL_cleanse(g->jwt, sizeof(g->jwt));
 	free(g);
 }
 
 unsigned
-gh_rounds(const struct gh *g)
+gh_rounds(struct gh *g)
 {
-	return g->rounds;
+	return atomic_load(&g->rounds);
+}
+
+unsigned
+gh_thread_rounds(void)
+{
+	return thread_rounds;
 }
 
 uint64_t
-gh_busy_us(const struct gh *g)
+gh_thread_busy_us(void)
 {
-	return g->busy_us;
+	return thread_busy_us;
 }
 
 static uint64_t
@@ -114,21 +147,40 @@ now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* http_run, accounting the wall time spent waiting on GitHub. */
+/* http_run on a free session (waiting for one if all are busy),
+ * accounting the round trips and the wall time spent on GitHub. */
 static int
 run(struct gh *g, struct http_req **reqs, size_t n)
 {
 	uint64_t t0 = now_us();
+	unsigned rounds = 0;
+	size_t i;
 	int r;
 
-	r = http_run(g->http, reqs, n, &g->rounds);
-	g->busy_us += now_us() - t0;
+	pthread_mutex_lock(&g->mu);
+	for (;;) {
+		for (i = 0; i < GH_SESSIONS && g->in_use[i]; i++)
+			;
+		if (i < GH_SESSIONS)
+			break;
+		pthread_cond_wait(&g->session_free, &g->mu);
+	}
+	g->in_use[i] = 1;
+	pthread_mutex_unlock(&g->mu);
+	r = http_run(g->session[i], reqs, n, &rounds);
+	pthread_mutex_lock(&g->mu);
+	g->in_use[i] = 0;
+	pthread_cond_signal(&g->session_free);
+	pthread_mutex_unlock(&g->mu);
+	atomic_fetch_add(&g->rounds, rounds);
+	thread_rounds += rounds;
+	thread_busy_us += now_us() - t0;
 	return r;
 }
 
-/* "Bearer <JWT>" for the App, re-signed shortly before it expires. */
+/* Renews the App JWT in g->jwt unless it is good for another minute. */
 static int
-app_auth(struct gh *g, const char **out)
+app_jwt_locked(struct gh *g)
 {
 	struct json_object *claims = NULL;
 	struct buf *tok = NULL;
@@ -138,10 +190,10 @@ app_auth(struct gh *g, const char **out)
 	size_t siglen;
 	int r;
 
-	if (g->jwt[0] != '\0' && now < g->jwt_exp - 60) {
-		*out = g->jwt;
+	if (g->jwt[0] != '\0' && now < g->jwt_exp - 60)
 		return 0;
-	}
+	if (g->signer == NULL)
+		return th_fail(TH_ERR_CONFIG, "no signer for App JWTs");
 	if ((claims = json_object_new_object()) == NULL ||
 	    (tok = buf_new()) == NULL) {
 		r = TH_ERR_ALLOC;
@@ -163,10 +215,23 @@ app_auth(struct gh *g, const char **out)
 	snprintf(g->jwt, sizeof(g->jwt), "Bearer %.*s", (int)buf_len(tok),
 	    (const char *)buf_ptr(tok));
 	g->jwt_exp = now + GH_JWT_TTL;
-	*out = g->jwt;
  out:
 	json_object_put(claims);
 	buf_free(tok);
+	return r;
+}
+
+/* "Bearer <JWT>" for the App into out (GH_AUTH_MAX bytes, secret: the
+ * caller wipes it), re-signed shortly before it expires. */
+static int
+app_auth(struct gh *g, char *out)
+{
+	int r;
+
+	pthread_mutex_lock(&g->mu);
+	if ((r = app_jwt_locked(g)) == 0)
+		memcpy(out, g->jwt, sizeof(g->jwt));
+	pthread_mutex_unlock(&g->mu);
 	return r;
 }
 
@@ -219,19 +284,22 @@ int
 gh_installation(struct gh *g, const char *repo, int64_t *id)
 {
 	struct json_object *o = NULL;
-	const char *auth;
-	char url[HTTP_URL_MAX];
+	char url[HTTP_URL_MAX], auth[GH_AUTH_MAX];
 	long status = 0;
 	size_t i;
 	int r;
 
+	pthread_mutex_lock(&g->mu);
 	for (i = 0; i < g->ninst; i++)
-		if (strcmp(g->inst[i].repo, repo) == 0) {
-			*id = g->inst[i].id;
-			return 0;
-		}
+		if (strcmp(g->inst[i].repo, repo) == 0)
+			break;
+	if (i < g->ninst)
+		*id = g->inst[i].id;
+	pthread_mutex_unlock(&g->mu);
+	if (i < g->ninst)
+		return 0;
 	snprintf(url, sizeof(url), "%s/repos/%s/installation", g->base, repo);
-	if ((r = app_auth(g, &auth)) != 0 ||
+	if ((r = app_auth(g, auth)) != 0 ||
 	    (r = call(g, "GET", url, auth, NULL, 1, &status, &o, NULL, 0)) != 0)
 		goto out;
 	if (status != 200) {
@@ -244,12 +312,19 @@ gh_installation(struct gh *g, const char *repo, int64_t *id)
 		r = th_fail(TH_ERR_PROTOCOL, "installation reply without id");
 		goto out;
 	}
-	if (g->ninst < GH_INSTALL_CACHE) {
+	/* Two threads may both have asked: the second finds the first. */
+	pthread_mutex_lock(&g->mu);
+	for (i = 0; i < g->ninst; i++)
+		if (strcmp(g->inst[i].repo, repo) == 0)
+			break;
+	if (i == g->ninst && g->ninst < GH_INSTALL_CACHE) {
 		snprintf(g->inst[g->ninst].repo, sizeof(g->inst[0].repo), "%s",
 		    repo);
 		g->inst[g->ninst++].id = *id;
 	}
+	pthread_mutex_unlock(&g->mu);
  out:
+	OPENSSL_cleanse(auth, sizeof(auth));
 	json_object_put(o);
 	return r;
 }
@@ -311,8 +386,8 @@ gh_token_create(struct gh *g, int64_t installation, const char *repo,
     struct json_object *perms, struct gh_token *tok)
 {
 	struct json_object *body = NULL, *repos, *o = NULL;
-	const char *auth, *name = strchr(repo, '/') + 1, *v, *exp;
-	char url[HTTP_URL_MAX];
+	const char *name = strchr(repo, '/') + 1, *v, *exp;
+	char url[HTTP_URL_MAX], auth[GH_AUTH_MAX];
 	long status = 0;
 	int r;
 
@@ -328,7 +403,7 @@ gh_token_create(struct gh *g, int64_t installation, const char *repo,
 	snprintf(url, sizeof(url), "%s/app/installations/%lld/access_tokens",
 	    g->base, (long long)installation);
 	/* Safe to resend: a token lost to a failed reply expires unused. */
-	if ((r = app_auth(g, &auth)) != 0 ||
+	if ((r = app_auth(g, auth)) != 0 ||
 	    (r = call(g, "POST", url, auth, json_object_to_json_string_ext(body,
 	    JSON_C_TO_STRING_PLAIN), 1, &status, &o, NULL, 0)) != 0)
 		goto out;
@@ -357,6 +432,7 @@ gh_token_create(struct gh *g, int64_t installation, const char *repo,
 	    json_object_is_type(repos, json_type_string))
 		OPENSSL_cleanse((char *)json_object_get_string(repos),
 		    (size_t)json_object_get_string_len(repos));
+	OPENSSL_cleanse(auth, sizeof(auth));
 	json_object_put(o);
 	json_object_put(body);
 	return r;

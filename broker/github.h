@@ -19,6 +19,8 @@
 #define GH_TOKEN_MAX		4096	/* GitHub's token format is changing */
 #define GH_INSTALL_CACHE	64
 #define GH_MSG_MAX		256
+#define GH_AUTH_MAX		2048	/* "Bearer <App JWT>" */
+#define GH_SESSIONS		8	/* requests waiting on GitHub at once */
 
 struct gh;
 
@@ -42,14 +44,19 @@ struct gh_result {
  * 127.0.0.1 or localhost (tests and the demo). */
 int	gh_url_ok(const char *url);
 /* base_url without trailing '/', e.g. https://api.github.com or
- * https://ghe.example.com/api/v3.  signer is used for App JWTs only. */
-int	gh_new(const char *base_url, const char *app_id, struct sigc *signer,
+ * https://ghe.example.com/api/v3.  signer, the signer's socket (NULL: no
+ * App JWTs), gets a connection of g's own, for App JWTs only.  A gh may be
+ * shared by threads: up to GH_SESSIONS of them talk to GitHub at once, the
+ * others wait for a session. */
+int	gh_new(const char *base_url, const char *app_id, const char *signer,
 	    struct gh **out);
 void	gh_free(struct gh *g);				/* NULL ok */
-/* Sequential network round trips so far, and the wall time spent waiting
- * on GitHub, in microseconds (for metrics and benchmarks). */
-unsigned gh_rounds(const struct gh *g);
-uint64_t gh_busy_us(const struct gh *g);
+/* Sequential network round trips so far, by every thread (metrics). */
+unsigned gh_rounds(struct gh *g);
+/* The calling thread's round trips and time spent waiting on GitHub, over
+ * every gh: a request takes the difference across it. */
+unsigned gh_thread_rounds(void);
+uint64_t gh_thread_busy_us(void);
 
 /* The installation id for repo "OWNER/NAME", cached. */
 int	gh_installation(struct gh *g, const char *repo, int64_t *id);

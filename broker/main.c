@@ -58,6 +58,7 @@ main(int argc, char **argv)
 		usage();
 	log_init("thresholdd", level);
 	memset(&b, 0, sizeof(b));
+	pthread_mutex_init(&b.signer_mu, NULL);
 	if ((r = bconf_load(conf, &b.cfg)) != 0)
 		goto out;
 	snprintf(db, sizeof(db), "%s/threshold.db", b.cfg.state);
@@ -67,7 +68,7 @@ main(int argc, char **argv)
 	    (r = sigc_connect(b.cfg.signer, &b.signer)) != 0 ||
 	    (r = cap_ctx_new(b.signer, store_instance(b.st), b.cfg.ttl,
 	    &b.cap)) != 0 ||
-	    (r = gh_new(b.cfg.github_url, b.cfg.app_id, b.signer, &b.gh)) != 0 ||
+	    (r = gh_new(b.cfg.github_url, b.cfg.app_id, b.cfg.signer, &b.gh)) != 0 ||
 	    (r = alog_open(b.cfg.audit, b.cfg.signer, store_instance(b.st),
 	    &b.audit)) != 0 || (r = alog_start_committer(b.audit)) != 0 ||
 	    (r = revoker_start(b.cfg.github_url, b.cfg.app_id, b.audit,

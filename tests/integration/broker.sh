@@ -96,6 +96,61 @@ rt=$($BIN/threshold --broker "$T/broker.sock" --json github merge --repo acme/ba
 [ "$rt" = 4 ] && ok "a merge takes 4 sequential GitHub round trips (revocation off the path)" ||
 	fail "round trips per merge: $rt"
 
+# One operation waiting on GitHub holds up no other: #30's pull request
+# read is held 5 s at GitHub; while it waits, health answers and #31 is
+# merged.  (A broker serving one request at a time answers both after
+# #30, so #30 would no longer be waiting.)
+pr 30 "$(sha 30)" main bob '["src/s.c"]' "$APPROVED"; green "$(sha 30)"
+pr 31 "$(sha 31)" main bob '["src/t.c"]' "$APPROVED"; green "$(sha 31)"
+admin POST faults '{"method":"GET","path_regex":"^/repos/acme/backend/pulls/30$","delay_ms":5000}' >/dev/null
+$TH github merge --repo acme/backend --pr 30 --target main >"$T/out30" 2>&1 &
+slow=$!
+taken() { [ "$(admin GET faults)" = "[]" ]; }
+eventually taken || fail "#30's read reached GitHub"
+expect_ok "while #30 waits on GitHub: health answers" \
+	curl -sSf --unix-socket "$T/broker.sock" http://localhost/v1/health
+expect_ok "while #30 waits on GitHub: #31 is merged" \
+	$TH github merge --repo acme/backend --pr 31 --target main
+kill -0 $slow 2>/dev/null && ok "... and #30 was still waiting then" ||
+	fail "#30 had finished: requests were served one at a time"
+wait $slow && ok "#30 is merged once GitHub answers" ||
+	{ fail "#30 after the delay"; sed 's/^/#   /' "$T/out30"; }
+
+# Many at once: one capability redeemed by 8 connections together is
+# honoured once; 6 agents' merges together all land; the log they wrote
+# verifies.
+pr 32 "$(sha 32)" main bob '["src/u.c"]' "$APPROVED"; green "$(sha 32)"
+curl -sS --unix-socket "$T/broker.sock" -X POST http://localhost/v1/capabilities \
+	-d '{"op":"github.merge","repo":"acme/backend","pr":32,"target":"main"}' >"$T/cap32.json"
+$PY -c 'import json,sys; print(json.dumps({"capability": json.load(open(sys.argv[1]))["capability"]}))' \
+	"$T/cap32.json" >"$T/red32.json"
+# (wait for these by pid: the broker and the emulator are children too)
+pids=
+for i in 1 2 3 4 5 6 7 8; do
+	curl -s -o /dev/null -w '%{http_code}\n' --unix-socket "$T/broker.sock" -X POST \
+		http://localhost/v1/redeem -d @"$T/red32.json" >"$T/race32.$i" &
+	pids="$pids $!"
+done
+wait $pids
+wins=$(cat "$T"/race32.* | grep -c '^200$')
+[ "$wins" -eq 1 ] && ok "8 concurrent redemptions of one capability: exactly one honoured" ||
+	fail "8 concurrent redemptions: $wins honoured ($(cat "$T"/race32.* | tr '\n' ' '))"
+for n in 33 34 35 36 37 38; do
+	pr $n "$(sha $n)" main bob "[\"src/m$n.c\"]" "$APPROVED"; green "$(sha $n)"
+done
+pids=
+for n in 33 34 35 36 37 38; do
+	$TH github merge --repo acme/backend --pr $n --target main >"$T/out.$n" 2>&1 &
+	pids="$pids $!"
+done
+wait $pids
+for n in 33 34 35 36 37 38; do merged | grep -qw $n || echo $n; done >"$T/unmerged"
+[ ! -s "$T/unmerged" ] && ok "6 concurrent merges all land" ||
+	{ fail "concurrent merges not landed: $(cat "$T/unmerged")"; cat "$T"/out.3[3-8] | sed 's/^/#   /'; }
+$BIN/threshold --signer "$T/signer.sock" signer pubkey delegation-root >"$T/root.pem"
+expect_ok "the audit log written concurrently verifies" \
+	$BIN/threshold audit verify --db "$T/state/audit.db" --root "$T/root.pem"
+
 # Policy rules, each refused with its reason (exit 3).
 refused() { # desc pr regex
 	d=$1; n=$2; re=$3
