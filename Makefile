@@ -20,6 +20,12 @@ CFLAGS_BASE := $(filter-out -O2 -D_FORTIFY_SOURCE=2,$(CFLAGS_BASE)) -O1 \
 	-fno-sanitize-recover=undefined
 LDFLAGS_SAN = -fsanitize=address,undefined
 endif
+# TSAN=1: ThreadSanitizer instead (the broker's request threads share it).
+ifneq ($(TSAN),)
+CFLAGS_BASE := $(filter-out -O2 -D_FORTIFY_SOURCE=2,$(CFLAGS_BASE)) -O1 \
+	-fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS_SAN = -fsanitize=thread
+endif
 # FUZZ=1 (with CC=clang SAN=1): every object gets libFuzzer's coverage.
 ifneq ($(FUZZ),)
 CFLAGS_BASE += -fsanitize=fuzzer-no-link
@@ -69,7 +75,7 @@ HWTEST_BINS	= $(HWTEST_SRC:tests/hw/%.c=$(BUILD)/tests/%)
 BENCH_BINS	= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZ_BINS	= $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all deps test unit integration asan fuzz fuzz-bins demo bench clean \
+.PHONY: all deps test unit integration asan tsan fuzz fuzz-bins demo bench clean \
 	check-privsep
 all: $(BINS) $(UNIT_BINS) $(HWTEST_BINS) $(BENCH_BINS)
 
@@ -171,11 +177,20 @@ test: deps
 	$(MAKE) all check-privsep
 	$(MAKE) unit integration
 	$(MAKE) asan
+	$(MAKE) tsan
 	$(MAKE) fuzz
 
 asan:
 	$(MAKE) BUILD=build-asan SAN=1 all
 	$(MAKE) BUILD=build-asan SAN=1 unit integration
+
+# The tests whose broker serves concurrent requests, under TSan: a data
+# race aborts the broker, and so fails the test.
+tsan:
+	$(MAKE) BUILD=build-tsan TSAN=1 all
+	@for t in broker git audit; do \
+		BUILD=build-tsan ONLY=$$t.sh TSAN_OPTIONS="halt_on_error=1 abort_on_error=1" \
+		    ./tests/run-integration || exit 1; done
 
 fuzz-bins: $(FUZZ_BINS)
 
@@ -192,6 +207,6 @@ bench: deps
 	@BUILD=$(BUILD) ./bench/run
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
