@@ -9,11 +9,16 @@
 #include "revoker.h"
 
 #define REVOKER_QUEUE_MAX	1024
+/* Revocations in flight at once: with agents served concurrently, one
+ * thread would leave a token alive a GitHub round trip per token queued
+ * ahead of it. */
+#define REVOKER_THREADS		4
 
 struct revoker {
-	struct gh	*gh;
+	struct gh	*gh;		/* shared by the threads */
 	struct alog	*audit;
-	pthread_t	 thread;
+	pthread_t	 thread[REVOKER_THREADS];
+	size_t		 nthreads;
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 wake;
 	struct gh_token	*queue[REVOKER_QUEUE_MAX];
@@ -94,9 +99,12 @@ revoker_start(const char *base_url, const char *app_id, struct alog *audit,
 	}
 	pthread_mutex_init(&rv->lock, NULL);
 	pthread_cond_init(&rv->wake, NULL);
-	if (pthread_create(&rv->thread, NULL, run, rv) != 0) {
-		gh_free(rv->gh);
-		free(rv);
+	for (; rv->nthreads < REVOKER_THREADS; rv->nthreads++)
+		if (pthread_create(&rv->thread[rv->nthreads], NULL, run,
+		    rv) != 0)
+			break;
+	if (rv->nthreads == 0) {
+		revoker_stop(rv);
 		return th_fail(TH_ERR_INTERNAL, "cannot start the revoker");
 	}
 	*out = rv;
@@ -123,13 +131,16 @@ revoker_push(struct revoker *rv, struct gh_token *tok)
 void
 revoker_stop(struct revoker *rv)
 {
+	size_t i;
+
 	if (rv == NULL)
 		return;
 	pthread_mutex_lock(&rv->lock);
 	rv->stopping = 1;
-	pthread_cond_signal(&rv->wake);
+	pthread_cond_broadcast(&rv->wake);
 	pthread_mutex_unlock(&rv->lock);
-	pthread_join(rv->thread, NULL);
+	for (i = 0; i < rv->nthreads; i++)
+		pthread_join(rv->thread[i], NULL);
 	gh_free(rv->gh);
 	pthread_mutex_destroy(&rv->lock);
 	pthread_cond_destroy(&rv->wake);

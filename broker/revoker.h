@@ -1,5 +1,5 @@
-/* Revokes installation tokens on a thread of its own, with its own GitHub
- * connection, so that revocation is off every answer's path: neither the
+/* Revokes installation tokens on threads of its own, with its own GitHub
+ * client, so that revocation is off every answer's path: neither the
  * answer that used the token nor the next request waits for it.  Stopping
  * drains the queue: no token is left alive on exit. */
 #ifndef TH_REVOKER_H

@@ -151,6 +151,22 @@ $BIN/threshold --signer "$T/signer.sock" signer pubkey delegation-root >"$T/root
 expect_ok "the audit log written concurrently verifies" \
 	$BIN/threshold audit verify --db "$T/state/audit.db" --root "$T/root.pem"
 
+# Revocations run side by side: GitHub holds each of the next two token
+# revocations 3 s; both arrive while the first token still works.  (One at
+# a time, the second would arrive only once the first was done.)
+pr 39 "$(sha 39)" main bob '["src/v.c"]' "$APPROVED"; green "$(sha 39)"
+pr 40 "$(sha 40)" main bob '["src/w.c"]' "$APPROVED"; green "$(sha 40)"
+admin POST faults '{"method":"DELETE","path_regex":"^/installation/token$","delay_ms":3000,"times":2}' >/dev/null
+expect_ok "merge #39 (its token's revocation held at GitHub)" $TH github merge --repo acme/backend --pr 39 --target main
+tok39=$(admin GET tokens | $PY -c "import json,sys;t=json.load(sys.stdin);t=t['tokens'] if isinstance(t,dict) else t;print(t[-1]['token'])")
+expect_ok "merge #40 (likewise)" $TH github merge --repo acme/backend --pr 40 --target main
+eventually taken || fail "both revocations reached GitHub"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok39" -H 'User-Agent: t' "$GH/repos/acme/backend/pulls/39")
+[ "$code" = 200 ] && ok "both revocations were in flight together" ||
+	fail "#39's token was already dead ($code) when #40's revocation arrived: one at a time"
+dead39() { [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok39" -H 'User-Agent: t' "$GH/repos/acme/backend/pulls/39")" = 401 ]; }
+eventually dead39 && ok "... and #39's token is dead once GitHub answers" || fail "#39's token still alive"
+
 # Policy rules, each refused with its reason (exit 3).
 refused() { # desc pr regex
 	d=$1; n=$2; re=$3
