@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "b64url.h"
+#include "buf.h"
 #include "check.h"
 #include "err.h"
 #include "json.h"
@@ -85,13 +87,22 @@ check_checkpoint(const uint8_t *p, size_t len)
 {
 	static const char prefix[] = "threshold-audit-checkpoint:";
 	size_t n = sizeof(prefix) - 1;
+	struct buf *hash = NULL;
+	int r;
 
+	/* The payload is not a C string: the hash is decoded, not scanned
+	 * (strspn read on past its end). */
+	if ((hash = buf_new()) == NULL)
+		return TH_ERR_ALLOC;
 	if (len != n + JWS_HASH_LEN || memcmp(p, prefix, n) != 0 ||
-	    strspn((const char *)p + n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"
-	    "klmnopqrstuvwxyz0123456789-_") < JWS_HASH_LEN)
-		return th_fail(TH_ERR_DENIED, "the audit key signs only "
-		    "\"%s\" and a checkpoint hash", prefix);
-	return 0;
+	    b64url_decode(hash, (const char *)p + n, JWS_HASH_LEN) != 0 ||
+	    buf_len(hash) != 32)
+		r = th_fail(TH_ERR_DENIED, "the audit key signs only \"%s\" "
+		    "and a checkpoint hash", prefix);
+	else
+		r = 0;
+	buf_free(hash);
+	return r;
 }
 
 /* The attenuation key signs only what an agent re-delegates; a human's

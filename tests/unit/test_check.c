@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -37,6 +38,23 @@ try_raw(enum purpose p, const char *payload)
 {
 	return check_sign_payload(&cfg, p, TH_ALG_ES256,
 	    (const uint8_t *)payload, strlen(payload), NOW);
+}
+
+/* A SIGN payload is the frame's bytes, not a C string: a checkpoint hash
+ * followed by more base64url characters must be judged on its own 43
+ * (under ASan, reading on past the payload fails the test). */
+static void
+test_checkpoint_unterminated(void)
+{
+	static const char good[] = "threshold-audit-checkpoint:"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+	uint8_t *p;
+
+	assert_non_null(p = malloc(sizeof(good) - 1));
+	memcpy(p, good, sizeof(good) - 1);
+	assert_int_equal(check_sign_payload(&cfg, PURPOSE_AUDIT, TH_ALG_ES256,
+	    p, sizeof(good) - 1, NOW), 0);
+	free(p);
 }
 
 static int
@@ -152,6 +170,10 @@ test_token_keys(void **state)
 	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), TH_ERR_DENIED);
 	assert_int_equal(try_raw(PURPOSE_AUDIT, "threshold-audit-checkpoint:"
 	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="), TH_ERR_DENIED);
+	test_checkpoint_unterminated();
+	/* 43 characters, but not the encoding of 32 bytes (trailing bits). */
+	assert_int_equal(try_raw(PURPOSE_AUDIT, "threshold-audit-checkpoint:"
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB"), TH_ERR_DENIED);
 	assert_int_equal(try(PURPOSE_AUDIT, TH_ALG_ES256, cap, claims15),
 	    TH_ERR_DENIED);
 	/* The attestation key never signs. */
