@@ -873,6 +873,25 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	return text(c, audit_down ? 503 : 403, why);
 }
 
+/* A request refused before its credential is looked at (no such git
+ * endpoint, a compressed push): answered, and recorded like every refusal,
+ * against agent "unknown".  git's 401 challenge, its normal way to ask its
+ * credential helper, is not a refusal. */
+static enum MHD_Result
+refuse_early(struct broker *b, struct MHD_Connection *c, unsigned status,
+    const char *why)
+{
+	struct answer ans;
+	int r;
+
+	memset(&ans, 0, sizeof(ans));
+	ans.code = "bad_request";
+	if ((r = rec_refusal(b, &ans, why)) != 0)
+		log_err("audit: refusal not recorded: %s", th_errmsg(r));
+	log_warn("git: refused (%u): %s", status, why);
+	return text(c, status, why);
+}
+
 static enum MHD_Result
 on_git(void *arg, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload,
@@ -936,10 +955,11 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 	if (g->rx_r != 0 && g->rx == NULL)
-		return text(c, 404, g->rx_msg);
+		return refuse_early(b, c, 404, g->rx_msg);
 	if (g->kind == GK_RECEIVE && MHD_lookup_connection_value(c,
 	    MHD_HEADER_KIND, "Content-Encoding") != NULL)
-		return text(c, 415, "compressed push bodies are not accepted");
+		return refuse_early(b, c, 415, "compressed push bodies are not "
+		    "accepted");
 	return finish(b, c, g);
 }
 

@@ -60,6 +60,13 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/info/refs?service=git-upload
 code=$(curl -s -o "$T/body" -w '%{http_code}' -u "x-capability:not-a-capability" "$URL/info/refs?service=git-upload-pack")
 [ "$code" = 403 ] && grep -q "malformed capability" "$T/body" && ok "a password that is no capability: 403, one line why" ||
 	fail "bogus capability (got $code: $(cat "$T/body"))"
+# Refused before any credential is looked at: answered, and audited.
+GITROOT="http://127.0.0.1:$GITPORT"
+code=$(curl -s -o "$T/body" -w '%{http_code}' "$GITROOT/not-a-repo")
+[ "$code" = 404 ] && grep -q "not a repository URL" "$T/body" && ok "not a git URL: 404, one line why" ||
+	fail "not a git URL (got $code: $(cat "$T/body"))"
+code=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Content-Encoding: gzip' --data-binary 0000 "$URL/git-receive-pack")
+[ "$code" = 415 ] && ok "a compressed push body: 415" || fail "compressed push (got $code: $(cat "$T/body"))"
 expect_ok "git clone through the broker" git clone -q "$URL" "$W"
 [ -f "$W/README.md" ] && ok "the clone has the repository's files" || fail "clone content"
 if grep -rq "ghs_\|x-access-token" "$T/home" "$W/.git/config"; then fail "a GitHub token in the agent's files"; else ok "no GitHub token in the agent's files"; fi
@@ -204,6 +211,11 @@ for want in ("max_push_bytes", "not a fast-forward", "default branch", "protecte
 # not as an agent of that name.
 bogus = [e for e in refusals if "malformed capability" in e["reason"]]
 assert bogus and all(e["agent"] == "unknown" for e in bogus), bogus
+# So are requests refused before any credential was looked at.
+early = [e for e in refusals if e["code"] == "bad_request"]
+assert any("not a repository URL" in e["reason"] for e in early), early
+assert any("compressed push" in e["reason"] for e in early), early
+assert all(e["agent"] == "unknown" for e in early), early
 print("ok")
 EOF
 then ok "pushes are audited: intents with refs, outcomes, each refusal with its reason"
