@@ -14,6 +14,7 @@
 #include "broker.h"
 #include "err.h"
 #include "log.h"
+#include "peval.h"
 
 static void
 usage(void)
@@ -47,6 +48,7 @@ main(int argc, char **argv)
 	sigaddset(&stopsigs, SIGTERM);
 	sigaddset(&stopsigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &stopsigs, NULL);
+	window_env_init();
 	while ((ch = getopt(argc, argv, "f:v")) != -1) {
 		switch (ch) {
 		case 'f': conf = optarg; break;

@@ -390,12 +390,21 @@ window_minutes(struct json_object *w, const char *key)
 	return json_object_object_get_ex(w, key, &v) ? policy_hhmm(v) : -1;
 }
 
+void
+window_env_init(void)
+{
+	if (getenv("TZ") == NULL)
+		(void)setenv("TZ", ":/etc/localtime", 0);
+}
+
 int
 window_contains(struct json_object *window, time_t now, char *local,
     size_t locallen)
 {
-	/* TZ is process-wide: one evaluation at a time changes it.
-	 * XXX another thread calling localtime() meanwhile sees this zone. */
+	/* TZ is process-wide: one evaluation at a time changes it.  In the
+	 * broker, window_env_init made the changes replacements in place.
+	 * XXX another thread calling localtime() meanwhile sees this zone
+	 * (none in the broker: its logs and GitHub's dates are UTC). */
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	static const char *const day[] = {	/* tm_wday order */
 		"sun", "mon", "tue", "wed", "thu", "fri", "sat"

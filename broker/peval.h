@@ -40,6 +40,14 @@ int	peval_op(struct json_object *policy, const char *target, time_t now,
  * everything in it.  1 if it matches. */
 int	glob_match(const char *pattern, const char *path);
 
+/* For a process whose other threads may read the environment (curl reads
+ * proxy variables on every transfer): call once before starting them.
+ * window_contains switches TZ and back; that is a replacement in place
+ * only while TZ exists, whereas adding or removing a variable reallocates
+ * the environment under readers' feet.  Sets TZ to ":/etc/localtime",
+ * what an unset TZ means, unless it is set. */
+void	window_env_init(void);
+
 /* 1 if now falls inside window {"tz","days","start","end"} in that IANA time
  * zone (DST-correct), 0 if outside, negative (TH_ERR_INVALID) if the zone is
  * unknown -- callers treat that as a refusal.  *local gets e.g.

@@ -848,6 +848,26 @@ test_window_tz_restored(void **state)
 	assert_null(getenv("TZ"));
 }
 
+/* The broker's set-up: TZ always present, so that window_contains only
+ * replaces it (never adds or removes a variable under other threads). */
+static void
+test_window_env_init(void **state)
+{
+	char local[96];
+
+	(void)state;
+	assert_int_equal(unsetenv("TZ"), 0);
+	window_env_init();
+	assert_string_equal(getenv("TZ"), ":/etc/localtime");
+	assert_int_equal(in_window("Asia/Tokyo", ALL, "00:00", "24:00", NOW,
+	    local, sizeof(local)), 1);
+	assert_string_equal(getenv("TZ"), ":/etc/localtime");
+	assert_int_equal(setenv("TZ", "UTC", 1), 0);
+	window_env_init();
+	assert_string_equal(getenv("TZ"), "UTC");
+	assert_int_equal(unsetenv("TZ"), 0);
+}
+
 static void
 test_window_rule(void **state)
 {
@@ -937,6 +957,7 @@ main(void)
 		cmocka_unit_test(test_window_dst),
 		cmocka_unit_test(test_window_bounds),
 		cmocka_unit_test(test_window_tz_restored),
+		cmocka_unit_test(test_window_env_init),
 		cmocka_unit_test(test_window_rule),
 		cmocka_unit_test(test_guards),
 	};
