@@ -89,18 +89,46 @@ peer_agent(struct broker *b, struct MHD_Connection *c, uid_t *uid)
 	return bconf_agent(&b->cfg, cred.uid);
 }
 
+/* The keys the broker signs with: capabilities, App JWTs, and the audit
+ * log's countersignatures (a TPM quote, or the audit key without a TPM).
+ * The delegation root is the operator's, not the broker's. */
+static int
+broker_key(const char *purpose)
+{
+	return strcmp(purpose, "capability") == 0 ||
+	    strcmp(purpose, "github-app") == 0 ||
+	    strcmp(purpose, "attestation") == 0 ||
+	    strcmp(purpose, "audit") == 0;
+}
+
+/* 200 only if every key the broker needs answers: with one of them gone
+ * (the TPM away, say) nothing can be authorised, whatever the signer's
+ * own state. */
 static enum MHD_Result
 health(struct broker *b, struct MHD_Connection *c)
 {
+	struct proto_health_item bad;
 	struct proto_reply rep;
-	char text[256];
-	int r;
+	char text[PROTO_MSG_MAX + 128];
+	size_t i;
+	int r, nbad = 0;
 
 	pthread_mutex_lock(&b->signer_mu);
 	r = sigc_health(b->signer, &rep);
+	/* rep points into the connection's buffer: copy under the lock. */
+	for (i = 0; r == 0 && i < rep.nhealth; i++)
+		if (rep.health[i].status != 0 &&
+		    broker_key(rep.health[i].purpose) && nbad++ == 0)
+			bad = rep.health[i];
 	pthread_mutex_unlock(&b->signer_mu);
 	if (r != 0) {
 		snprintf(text, sizeof(text), "signer: %s", th_errmsg(r));
+		return reply_error(c, 503, "signer_unavailable", text);
+	}
+	if (nbad > 0) {
+		snprintf(text, sizeof(text), "signer: the %s key (%s) does not "
+		    "answer: %s%s", bad.purpose, bad.backend, bad.detail,
+		    nbad > 1 ? " (and other keys)" : "");
 		return reply_error(c, 503, "signer_unavailable", text);
 	}
 	return reply(c, 200, "application/json",

@@ -337,6 +337,19 @@ code=$(curl -s -o "$T/old-red.out" -w '%{http_code}' --unix-socket "$T/broker.so
 pr 17 "$(sha 17)" main bob '["src/q.c"]' "$APPROVED"; green "$(sha 17)"
 expect_ok "a capability minted after the restart is honoured" $TH github merge --repo acme/backend --pr 17 --target main
 
+# The TPM away: the signer answers, but the broker's TPM keys do not, so
+# health says 503 and names one; back, health is 200 again.
+health() { curl -s -o "$T/health.out" -w '%{http_code}' --unix-socket "$T/broker.sock" http://localhost/v1/health; }
+"$FIX/swtpm-stop" "$T"
+code=$(health)
+[ "$code" = 503 ] && grep -q 'the \(github-app\|attestation\) key (tpm) does not answer' "$T/health.out" &&
+	ok "health says 503 while the TPM is away, naming a key" ||
+	{ fail "health with the TPM away ($code)"; sed 's/^/#   /' "$T/health.out"; }
+"$FIX/swtpm-start" "$T" >/dev/null
+healthy() { [ "$(health)" = 200 ]; }
+eventually healthy && ok "health is 200 once the TPM is back" ||
+	{ fail "health after the TPM came back"; sed 's/^/#   /' "$T/health.out"; }
+
 # Signer down: nothing is authorised and nothing reaches GitHub.
 "$FIX/signer-stop" "$T" || fail "the signer stops on SIGTERM"
 admin POST requests/clear >/dev/null
