@@ -161,7 +161,9 @@ metrics(struct broker *b, struct MHD_Connection *c)
 	    "threshold_token_revocations_total{result=\"revoked\"} %llu\n"
 	    "threshold_token_revocations_total{result=\"unknown\"} %llu\n"
 	    "# TYPE threshold_github_round_trips_total counter\n"
-	    "threshold_github_round_trips_total %u\n",
+	    "threshold_github_round_trips_total %u\n"
+	    "# TYPE threshold_refusals_aggregated_total counter\n"
+	    "threshold_refusals_aggregated_total %llu\n",
 	    (unsigned long long)m->requests, (unsigned long long)m->minted,
 	    (unsigned long long)m->mint_refused,
 	    (unsigned long long)m->redeemed,
@@ -171,7 +173,7 @@ metrics(struct broker *b, struct MHD_Connection *c)
 	    (unsigned long long)m->github_refused,
 	    (unsigned long long)m->github_unavailable,
 	    (unsigned long long)revoked, (unsigned long long)unknown,
-	    gh_rounds(b->gh));
+	    gh_rounds(b->gh), (unsigned long long)b->unknown.total);
 	return reply(c, 200, "text/plain; version=0.0.4", text);
 }
 

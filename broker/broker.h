@@ -26,6 +26,19 @@ struct broker_metrics {
 	_Atomic uint64_t	merges;
 };
 
+/* Refusals of callers without an agent identity are recorded one by one
+ * up to a rate; beyond it they are counted and recorded as one entry. */
+#define REC_UNKNOWN_BURST	32
+#define REC_UNKNOWN_PER_S	4
+
+struct rec_limit {
+	pthread_mutex_t	 mu;
+	int64_t		 tokens, last_s;
+	uint64_t	 held;		/* not recorded yet, one entry owed */
+	char		 last[256];	/* the reason of the last one held */
+	_Atomic uint64_t total;		/* ever held (metrics) */
+};
+
 /* Shared by the request threads: the store, cap, gh, revoker and audit
  * log take their own locks; signer is used under signer_mu. */
 struct broker {
@@ -38,6 +51,7 @@ struct broker {
 	struct revoker		*revoker;
 	struct alog		*audit;
 	struct broker_metrics	 m;
+	struct rec_limit	 unknown;
 };
 
 /* The outcome of one API call: HTTP status, stable error code (NULL on
@@ -57,6 +71,9 @@ struct answer {
  * committed (countersigned) before rec_* reports success. */
 int	rec_refusal(struct broker *b, const struct answer *ans,
 	    const char *reason);
+/* Records the refusals of unknown callers rec_refusal held back, if any
+ * (at shutdown). */
+int	rec_refusals_held(struct broker *b);
 int	rec_mint(struct broker *b, const char *agent, const char *capability,
 	    size_t len);
 /* An intent it could write but not countersign it closes with an outcome

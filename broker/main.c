@@ -32,7 +32,7 @@ main(int argc, char **argv)
 	const char *conf = NULL;
 	enum log_level level = LOG_INFO;
 	char db[PATH_MAX];
-	int ch, r;
+	int ch, r, held;
 
 	/* Installation tokens pass through this process's memory. */
 	setrlimit(RLIMIT_CORE, &rl);
@@ -61,6 +61,7 @@ main(int argc, char **argv)
 	log_init("thresholdd", level);
 	memset(&b, 0, sizeof(b));
 	pthread_mutex_init(&b.signer_mu, NULL);
+	pthread_mutex_init(&b.unknown.mu, NULL);
 	if ((r = bconf_load(conf, &b.cfg)) != 0)
 		goto out;
 	snprintf(db, sizeof(db), "%s/threshold.db", b.cfg.state);
@@ -83,6 +84,9 @@ main(int argc, char **argv)
 	log_info("instance %s, GitHub at %s", store_instance(b.st),
 	    b.cfg.github_url);
 	r = api_serve(&b);
+	if ((held = rec_refusals_held(&b)) != 0)
+		log_err("audit: held refusals not recorded: %s",
+		    th_errmsg(held));
  out:
 	if (r != 0)
 		fprintf(stderr, "thresholdd: %s\n", th_errmsg(r));

@@ -1,7 +1,9 @@
 /* What the broker writes to the audit log (docs/audit-format.md). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker.h"
 #include "deleg.h"
@@ -67,13 +69,110 @@ append_commit(struct broker *b, const char *kind, struct json_object *e,
 	return 0;
 }
 
-int
-rec_refusal(struct broker *b, const struct answer *ans, const char *reason)
+static int
+rec_held(struct broker *b, uint64_t n, const char *last)
 {
-	struct json_object *e = json_object_new_object(), *d;
+	struct json_object *e = json_object_new_object();
+	char why[512];
 	int r;
 
 	if (e == NULL)
+		return TH_ERR_ALLOC;
+	snprintf(why, sizeof(why), "%llu refusals of callers without an agent "
+	    "identity were not recorded one by one (more than %d a second); "
+	    "the last: %s", (unsigned long long)n, REC_UNKNOWN_PER_S, last);
+	json_object_object_add(e, "agent", json_object_new_string("unknown"));
+	json_object_object_add(e, "code", json_object_new_string(
+	    "rate_limited"));
+	json_object_object_add(e, "reason", json_object_new_string(why));
+	r = append_commit(b, "refusal", e, NULL, NULL);
+	json_object_put(e);
+	return r;
+}
+
+/* A caller with no identity costs the broker nothing to be: its refusals
+ * may come as fast as it can connect.  1 if this one is to be recorded;
+ * 0 if it is held (counted, and owed as one entry).  *owed gets how many
+ * held ones to record first, with the last one's reason in last. */
+static int
+unknown_admit(struct rec_limit *l, const char *reason, uint64_t *owed,
+    char *last, size_t lastlen)
+{
+	struct timespec ts;
+	int admit;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	pthread_mutex_lock(&l->mu);
+	if (l->last_s == 0)
+		l->tokens = REC_UNKNOWN_BURST;
+	else
+		l->tokens += ((int64_t)ts.tv_sec - l->last_s) *
+		    REC_UNKNOWN_PER_S;
+	if (l->tokens > REC_UNKNOWN_BURST)
+		l->tokens = REC_UNKNOWN_BURST;
+	l->last_s = (int64_t)ts.tv_sec;
+	*owed = 0;
+	if ((admit = l->tokens > 0) != 0) {
+		l->tokens--;
+		*owed = l->held;
+		snprintf(last, lastlen, "%s", l->last);
+		l->held = 0;
+	} else {
+		l->held++;
+		l->total++;
+		snprintf(l->last, sizeof(l->last), "%s", reason);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return admit;
+}
+
+/* n held refusals whose entry could not be written: still owed. */
+static void
+unheld(struct rec_limit *l, uint64_t n)
+{
+	pthread_mutex_lock(&l->mu);
+	l->held += n;
+	pthread_mutex_unlock(&l->mu);
+}
+
+int
+rec_refusals_held(struct broker *b)
+{
+	char last[sizeof(b->unknown.last)];
+	uint64_t n;
+
+	int r;
+
+	pthread_mutex_lock(&b->unknown.mu);
+	n = b->unknown.held;
+	snprintf(last, sizeof(last), "%s", b->unknown.last);
+	b->unknown.held = 0;
+	pthread_mutex_unlock(&b->unknown.mu);
+	if (n > 0 && (r = rec_held(b, n, last)) != 0) {
+		unheld(&b->unknown, n);
+		return r;
+	}
+	return 0;
+}
+
+int
+rec_refusal(struct broker *b, const struct answer *ans, const char *reason)
+{
+	struct json_object *e, *d;
+	char last[sizeof(b->unknown.last)];
+	uint64_t owed;
+	int r;
+
+	if (ans->agent == NULL) {
+		if (!unknown_admit(&b->unknown, reason, &owed, last,
+		    sizeof(last)))
+			return 0;
+		if (owed > 0 && (r = rec_held(b, owed, last)) != 0) {
+			unheld(&b->unknown, owed);
+			return r;
+		}
+	}
+	if ((e = json_object_new_object()) == NULL)
 		return TH_ERR_ALLOC;
 	json_object_object_add(e, "agent", json_object_new_string(
 	    ans->agent != NULL ? ans->agent : "unknown"));

@@ -299,6 +299,31 @@ PY
 then ok "those refusals are recorded: unknown uid, TCP, malformed body, oversized body"
 else fail "early refusals recorded"; sed 's/^/#   /' "$T/refusals.check"; fi
 
+# A caller without identity cannot flood the log: 100 refusals over TCP in
+# a row are each answered, but recorded one by one only up to the burst
+# (32, then 4 a second); the rest become one entry, written with the next
+# refusal recorded.
+unknowns() { $PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);print(sum(1 for (b,) in c.execute(\"select body from entries where kind='refusal'\") if json.loads(b)['agent']=='unknown'))" "$T/state/audit.db"; }
+n0=$(unknowns)
+i=0 answered=0
+while [ $i -lt 100 ]; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$TCPPORT/v1/capabilities" -d '{}')
+	[ "$code" = 403 ] && answered=$((answered + 1))
+	i=$((i + 1))
+done
+n1=$(unknowns)
+[ $answered -eq 100 ] && [ $((n1 - n0)) -ge 20 ] && [ $((n1 - n0)) -le 90 ] &&
+	ok "100 refusals of a caller without identity: all answered, $((n1 - n0)) recorded one by one" ||
+	fail "refusal flood: $answered answered, $((n1 - n0)) recorded"
+curl -s "http://127.0.0.1:$TCPPORT/metrics" | grep -q '^threshold_refusals_aggregated_total [1-9]' &&
+	ok "metrics count the refusals held back" || fail "threshold_refusals_aggregated_total"
+sleep 1
+curl -s -o /dev/null -X POST "http://127.0.0.1:$TCPPORT/v1/capabilities" -d '{}'
+held=$($PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);print(' '.join(json.loads(b)['reason'] for (b,) in c.execute(\"select body from entries where kind='refusal'\") if json.loads(b)['code']=='rate_limited'))" "$T/state/audit.db")
+echo "$held" | grep -q "^$((100 - (n1 - n0))) refusals of callers without an agent identity were not recorded one by one.*the last: .*use it, not TCP" &&
+	ok "... and the rest as one entry, with their number and the last reason" ||
+	fail "held refusals entry: $held"
+
 # Connections to GitHub are reused across calls.
 $PY - "$T/req.json" <<'PY' >"$T/conn.check" 2>&1
 import json, sys
