@@ -92,11 +92,9 @@ rec_held(struct broker *b, uint64_t n, const char *last)
 
 /* A caller with no identity costs the broker nothing to be: its refusals
  * may come as fast as it can connect.  1 if this one is to be recorded;
- * 0 if it is held (counted, and owed as one entry).  *owed gets how many
- * held ones to record first, with the last one's reason in last. */
+ * 0 if it is held (counted, and owed as one entry). */
 static int
-unknown_admit(struct rec_limit *l, const char *reason, uint64_t *owed,
-    char *last, size_t lastlen)
+unknown_admit(struct rec_limit *l, const char *reason)
 {
 	struct timespec ts;
 	int admit;
@@ -111,13 +109,9 @@ unknown_admit(struct rec_limit *l, const char *reason, uint64_t *owed,
 	if (l->tokens > REC_UNKNOWN_BURST)
 		l->tokens = REC_UNKNOWN_BURST;
 	l->last_s = (int64_t)ts.tv_sec;
-	*owed = 0;
-	if ((admit = l->tokens > 0) != 0) {
+	if ((admit = l->tokens > 0) != 0)
 		l->tokens--;
-		*owed = l->held;
-		snprintf(last, lastlen, "%s", l->last);
-		l->held = 0;
-	} else {
+	else {
 		l->held++;
 		l->total++;
 		snprintf(l->last, sizeof(l->last), "%s", reason);
@@ -126,51 +120,40 @@ unknown_admit(struct rec_limit *l, const char *reason, uint64_t *owed,
 	return admit;
 }
 
-/* n held refusals whose entry could not be written: still owed. */
-static void
-unheld(struct rec_limit *l, uint64_t n)
-{
-	pthread_mutex_lock(&l->mu);
-	l->held += n;
-	pthread_mutex_unlock(&l->mu);
-}
-
 int
 rec_refusals_held(struct broker *b)
 {
-	char last[sizeof(b->unknown.last)];
+	struct rec_limit *l = &b->unknown;
+	char last[sizeof(l->last)];
 	uint64_t n;
+	int r = 0;
 
-	int r;
-
-	pthread_mutex_lock(&b->unknown.mu);
-	n = b->unknown.held;
-	snprintf(last, sizeof(last), "%s", b->unknown.last);
-	b->unknown.held = 0;
-	pthread_mutex_unlock(&b->unknown.mu);
+	pthread_mutex_lock(&l->mu);
+	n = l->held;
+	snprintf(last, sizeof(last), "%s", l->last);
+	l->held = 0;
+	pthread_mutex_unlock(&l->mu);
 	if (n > 0 && (r = rec_held(b, n, last)) != 0) {
-		unheld(&b->unknown, n);
-		return r;
+		/* Still owed. */
+		pthread_mutex_lock(&l->mu);
+		l->held += n;
+		pthread_mutex_unlock(&l->mu);
 	}
-	return 0;
+	return r;
 }
 
 int
 rec_refusal(struct broker *b, const struct answer *ans, const char *reason)
 {
 	struct json_object *e, *d;
-	char last[sizeof(b->unknown.last)];
-	uint64_t owed;
 	int r;
 
 	if (ans->agent == NULL) {
-		if (!unknown_admit(&b->unknown, reason, &owed, last,
-		    sizeof(last)))
+		if (!unknown_admit(&b->unknown, reason))
 			return 0;
-		if (owed > 0 && (r = rec_held(b, owed, last)) != 0) {
-			unheld(&b->unknown, owed);
+		/* An admitted refusal first records those held before it. */
+		if ((r = rec_refusals_held(b)) != 0)
 			return r;
-		}
 	}
 	if ((e = json_object_new_object()) == NULL)
 		return TH_ERR_ALLOC;
