@@ -102,6 +102,21 @@ eventually() {
 	done
 }
 
+# settled N [KIND]: the broker's audit log ($T/state/audit.db) holds at
+# least N token revocations (the revoker records them after the answer),
+# its last entry is of KIND if given, and a checkpoint covers that entry.
+settled() {
+	/usr/bin/python3 - "$T/state/audit.db" "$1" "${2:-}" <<'PY' 2>/dev/null
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+last, kind = c.execute("select seq, kind from entries order by seq desc limit 1").fetchone()
+covered = c.execute("select max(json_extract(body,'$.last')) from checkpoints").fetchone()[0]
+revoked = c.execute("select count(*) from entries where kind='revocation'").fetchone()[0]
+sys.exit(0 if last == covered and revoked >= int(sys.argv[2]) and
+         sys.argv[3] in ("", kind) else 1)
+PY
+}
+
 stop_broker() {
 	[ -f "$T/broker.pid" ] || return 0
 	_pid=$(cat "$T/broker.pid")

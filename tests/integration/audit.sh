@@ -14,20 +14,6 @@ export ALICE_POLICY_BY_HASH=1
 world "$T/policy.json" && ok "the whole product is up" || { fail "world"; cat "$T"/*.log; done_testing; exit 1; }
 TH="$BIN/threshold --broker $T/broker.sock --state $T/state --signer $T/signer.sock"
 export_log() { $TH audit export "$T/audit.jsonl"; }
-# settled N [KIND]: the log holds at least N token revocations (the revoker
-# records them after the answer), its last entry is of KIND if given, and a
-# checkpoint covers that entry.
-settled() {
-	$PY - "$T/state/audit.db" "$1" "${2:-}" <<'PY' 2>/dev/null
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-last, kind = c.execute("select seq, kind from entries order by seq desc limit 1").fetchone()
-covered = c.execute("select max(json_extract(body,'$.last')) from checkpoints").fetchone()[0]
-revoked = c.execute("select count(*) from entries where kind='revocation'").fetchone()[0]
-sys.exit(0 if last == covered and revoked >= int(sys.argv[2]) and
-         sys.argv[3] in ("", kind) else 1)
-PY
-}
 
 green_pr 1 "$(sha 1)" '["src/a.c"]'
 green_pr 2 "$(sha 2)" '[".github/workflows/ci.yml"]'
