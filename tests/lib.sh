@@ -26,6 +26,14 @@ trap _cleanup EXIT
 ok()   { _oks=$((_oks + 1)); echo "ok - $*"; }
 fail() { _fails=$((_fails + 1)); echo "not ok - $*"; }
 
+# flip FILE OFFSET: inverts every bit of one byte, so the file always
+# differs (writing a fixed value is no change when the byte already has it).
+flip() {
+	/usr/bin/python3 -c 'import sys
+f = open(sys.argv[1], "r+b"); f.seek(int(sys.argv[2])); b = f.read(1)[0]
+f.seek(int(sys.argv[2])); f.write(bytes([b ^ 0xff]))' "$1" "$2"
+}
+
 # expect_ok "desc" cmd...: the command must succeed.
 expect_ok() {
 	d=$1; shift

@@ -50,7 +50,7 @@ expect_ok "tpm2_activatecredential opens makecred_make's credential" \
 expect_ok "... and recovers the same secret" cmp "$T/ours.secret" "$T/ours.out"
 # A credential for another name, made by us, refused by tpm2-tools' run too.
 cp "$T/ours.cred" "$T/ours-bad.cred"
-printf '\001' | dd of="$T/ours-bad.cred" bs=1 seek=20 conv=notrunc 2>/dev/null
+flip "$T/ours-bad.cred" 20
 expect_fail "tpm2_activatecredential refuses a tampered credential" "ActivateCredential" \
 	tools_activate "$T/ours-bad.cred" "$T/ours-bad.out"
 tpm2_flushcontext -t >/dev/null 2>&1

@@ -29,8 +29,7 @@ expect_fail "tpm2_checkquote rejects other qualifying data" "nonce" \
 	-f "$T/pcrs.bin" -g sha256 -q "00$q"
 # Flip a byte of the last PCR value (PCR 23, last TPML_DIGEST).
 cp "$T/pcrs.bin" "$T/pcrs-bad.bin"
-printf '\377' | dd of="$T/pcrs-bad.bin" bs=1 seek=$((132 + 4 + 2 * 532 + 4 + 66 + 2)) \
-	conv=notrunc 2>/dev/null
+flip "$T/pcrs-bad.bin" $((132 + 4 + 2 * 532 + 4 + 66 + 2))
 expect_fail "tpm2_checkquote rejects altered PCR values" "PCR" \
 	tpm2_checkquote -u "$T/ak.pem" -m "$T/attest.bin" -s "$T/sig.bin" \
 	-f "$T/pcrs-bad.bin" -g sha256 -q "$q"
