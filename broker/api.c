@@ -29,8 +29,8 @@ struct conn {
 };
 
 static enum MHD_Result
-reply(struct MHD_Connection *c, unsigned status, const char *ctype,
-    const char *text)
+reply_close(struct MHD_Connection *c, unsigned status, const char *ctype,
+    const char *text, int close_after)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -40,9 +40,19 @@ reply(struct MHD_Connection *c, unsigned status, const char *ctype,
 	if (resp == NULL)
 		return MHD_NO;
 	MHD_add_response_header(resp, "Content-Type", ctype);
+	if (close_after)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
+		    "close");
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+static enum MHD_Result
+reply(struct MHD_Connection *c, unsigned status, const char *ctype,
+    const char *text)
+{
+	return reply_close(c, status, ctype, text, 0);
 }
 
 static enum MHD_Result
@@ -50,11 +60,43 @@ reply_json(struct MHD_Connection *c, struct answer *ans)
 {
 	enum MHD_Result ret;
 
-	ret = reply(c, ans->status, "application/json",
+	ret = reply_close(c, ans->status, "application/json",
 	    json_object_to_json_string_ext(ans->body, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE));
+	    JSON_C_TO_STRING_NOSLASHESCAPE), ans->status == 503 &&
+	    ans->code != NULL && strcmp(ans->code, "busy") == 0);
 	json_object_put(ans->body);
 	return ret;
+}
+
+/* Connections on the agents' socket, as libmicrohttpd opens and closes
+ * them; each is marked (its socket context) as one counted here, which
+ * the TCP listener's are not. */
+static void
+on_connection(void *arg, struct MHD_Connection *c, void **socket_ctx,
+    enum MHD_ConnectionNotificationCode code)
+{
+	struct broker *b = arg;
+
+	(void)c;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		b->conns++;
+		*socket_ctx = b;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+		b->conns--;
+}
+
+/* Past BROKER_CONNECTIONS_MAX on the agents' socket, a request is answered
+ * 503 busy (and its connection closed) rather than left unanswered: each
+ * connection holds a thread, and idle ones may hold all of them. */
+static int
+over_capacity(struct broker *b, struct MHD_Connection *c, int *open)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	*open = b->conns;
+	return ci != NULL && ci->socket_context != NULL &&
+	    *open > BROKER_CONNECTIONS_MAX;
 }
 
 static enum MHD_Result
@@ -188,7 +230,7 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	struct answer ans;
 	const char *agent;
 	uid_t uid;
-	int r;
+	int r, open;
 
 	(void)version;
 	if (cn == NULL) {
@@ -209,6 +251,15 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 	b->m.requests++;
+	memset(&ans, 0, sizeof(ans));
+	if (over_capacity(b, c, &open)) {
+		r = th_fail(TH_ERR_UNAVAILABLE, "busy: %d connections open, "
+		    "thresholdd serves %d at once; retry when one closes",
+		    open, BROKER_CONNECTIONS_MAX);
+		log_warn("refused: %s", th_errmsg(r));
+		act_refuse(b, peer_agent(b, c, &uid), 503, "busy", r, &ans);
+		return reply_json(c, &ans);
+	}
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/health") == 0)
 		return health(b, c);
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/metrics") == 0)
@@ -218,7 +269,6 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 		return reply_error(c, 404, "not_found", "no such endpoint "
 		    "(see docs/api.md)");
 	/* Refused before any action, and recorded like every refusal. */
-	memset(&ans, 0, sizeof(ans));
 	if ((agent = peer_agent(b, c, &uid)) == NULL) {
 		r = th_fail(TH_ERR_DENIED, uid == (uid_t)-1 ? "agent identity "
 		    "comes from the Unix socket; use it, not TCP" : "uid %u is "
@@ -284,8 +334,10 @@ api_serve(struct broker *b)
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 	    handle, b, MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, b,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, b,
 	    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)BROKER_CONNECTIONS_MAX,
+	    MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)(BROKER_CONNECTIONS_MAX + BROKER_CONNECTIONS_OVER),
 	    MHD_OPTION_END);
 	if (ud == NULL) {
 		close(fd);

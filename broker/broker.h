@@ -15,7 +15,8 @@
 #include "store.h"
 
 #define BROKER_BODY_MAX		(64 * 1024)
-#define BROKER_CONNECTIONS_MAX	64	/* agents' connections at once */
+#define BROKER_CONNECTIONS_MAX	64	/* agents' connections served at once */
+#define BROKER_CONNECTIONS_OVER	16	/* more, answered 503 busy and closed */
 
 /* Counted by every request thread. */
 struct broker_metrics {
@@ -52,6 +53,7 @@ struct broker {
 	struct alog		*audit;
 	struct broker_metrics	 m;
 	struct rec_limit	 unknown;
+	_Atomic int		 conns;		/* open on the agents' socket */
 };
 
 /* The outcome of one API call: HTTP status, stable error code (NULL on

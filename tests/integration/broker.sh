@@ -387,6 +387,41 @@ healthy() { [ "$(health)" = 200 ]; }
 eventually healthy && ok "health is 200 once the TPM is back" ||
 	{ fail "health after the TPM came back"; sed 's/^/#   /' "$T/health.out"; }
 
+# 64 idle connections hold every thread the broker gives its socket: the
+# next request is answered 503 busy, saying why, and recorded (not closed
+# unanswered); once they close, it is served again.
+$PY - "$T/broker.sock" <<'PY' &
+import socket, sys, time
+held = []
+for _ in range(64):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    held.append(s)
+time.sleep(25)
+PY
+holder=$!
+busy() { [ "$(health)" = 503 ] && grep -q '"code":"busy"' "$T/health.out"; }
+if eventually busy; then
+	grep -q 'busy: 65 connections open, thresholdd serves 64 at once' "$T/health.out" &&
+		ok "past 64 connections: 503 busy, saying why" ||
+		{ fail "busy message"; sed 's/^/#   /' "$T/health.out"; }
+	$TH github merge --repo acme/backend --pr 12 --target main >"$T/out" 2>"$T/err" &&
+		fail "a merge while busy went through" ||
+		{ grep -q "busy" "$T/err" && ok "a request while busy is refused, saying busy" ||
+		  { fail "request while busy"; sed 's/^/#   /' "$T/err"; }; }
+else
+	fail "64 idle connections: no busy answer ($(cat "$T/health.out"))"
+fi
+kill $holder 2>/dev/null; wait $holder 2>/dev/null
+eventually healthy && ok "once they close, served again" || fail "health after the idle connections closed"
+$PY - "$T/state/audit.db" <<'PY' && ok "busy refusals are recorded" || fail "busy refusal in the log"
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+r = [json.loads(b) for (b,) in c.execute("select body from entries where kind='refusal'")]
+sys.exit(0 if any(e["code"] == "busy" and e["agent"] == "agent:coder-1" and
+                  "connections open" in e["reason"] for e in r) else 1)
+PY
+
 # Signer down: nothing is authorised and nothing reaches GitHub.
 "$FIX/signer-stop" "$T" || fail "the signer stops on SIGTERM"
 admin POST requests/clear >/dev/null
