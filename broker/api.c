@@ -17,6 +17,7 @@
 #include <microhttpd.h>
 
 #include "broker.h"
+#include "conns.h"
 #include "err.h"
 #include "json.h"
 #include "log.h"
@@ -66,37 +67,6 @@ reply_json(struct MHD_Connection *c, struct answer *ans)
 	    ans->code != NULL && strcmp(ans->code, "busy") == 0);
 	json_object_put(ans->body);
 	return ret;
-}
-
-/* Connections on the agents' socket, as libmicrohttpd opens and closes
- * them; each is marked (its socket context) as one counted here, which
- * the TCP listener's are not. */
-static void
-on_connection(void *arg, struct MHD_Connection *c, void **socket_ctx,
-    enum MHD_ConnectionNotificationCode code)
-{
-	struct broker *b = arg;
-
-	(void)c;
-	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		b->conns++;
-		*socket_ctx = b;
-	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
-		b->conns--;
-}
-
-/* Past BROKER_CONNECTIONS_MAX on the agents' socket, a request is answered
- * 503 busy (and its connection closed) rather than left unanswered: each
- * connection holds a thread, and idle ones may hold all of them. */
-static int
-over_capacity(struct broker *b, struct MHD_Connection *c, int *open)
-{
-	const union MHD_ConnectionInfo *ci;
-
-	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	*open = b->conns;
-	return ci != NULL && ci->socket_context != NULL &&
-	    *open > BROKER_CONNECTIONS_MAX;
 }
 
 static enum MHD_Result
@@ -252,7 +222,7 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	}
 	b->m.requests++;
 	memset(&ans, 0, sizeof(ans));
-	if (over_capacity(b, c, &open)) {
+	if (conns_over(c, &open)) {
 		r = th_fail(TH_ERR_UNAVAILABLE, "busy: %d connections open, "
 		    "thresholdd serves %d at once; retry when one closes",
 		    open, BROKER_CONNECTIONS_MAX);
@@ -334,7 +304,7 @@ api_serve(struct broker *b)
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
 	    handle, b, MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, b,
-	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, b,
+	    MHD_OPTION_NOTIFY_CONNECTION, conns_notify, &b->conns,
 	    MHD_OPTION_CONNECTION_TIMEOUT, 30u,
 	    MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)(BROKER_CONNECTIONS_MAX + BROKER_CONNECTIONS_OVER),

@@ -54,6 +54,7 @@ struct broker {
 	struct broker_metrics	 m;
 	struct rec_limit	 unknown;
 	_Atomic int		 conns;		/* open on the agents' socket */
+	_Atomic int		 git_conns;	/* open on listen-git */
 };
 
 /* The outcome of one API call: HTTP status, stable error code (NULL on

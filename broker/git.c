@@ -24,6 +24,7 @@
 #include <openssl/crypto.h>
 
 #include "broker.h"
+#include "conns.h"
 #include "err.h"
 #include "gitrx.h"
 #include "json.h"
@@ -43,6 +44,7 @@ struct gconn {
 	uint64_t	 body_len;
 	int		 too_big;
 	int		 write_err;
+	int		 busy;		/* answered 503 busy at once */
 	struct gitrx	*rx;
 	int		 rx_r;		/* first parse error */
 	time_t		 started;	/* when the request's headers came */
@@ -53,7 +55,8 @@ struct gconn {
 /* ---- replies ---- */
 
 static enum MHD_Result
-text(struct MHD_Connection *c, unsigned status, const char *msg)
+text_close(struct MHD_Connection *c, unsigned status, const char *msg,
+    int close_after)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -69,9 +72,18 @@ text(struct MHD_Connection *c, unsigned status, const char *msg)
 	if (status == 401)
 		MHD_add_response_header(resp, "WWW-Authenticate",
 		    "Basic realm=\"threshold\"");
+	if (close_after)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
+		    "close");
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+static enum MHD_Result
+text(struct MHD_Connection *c, unsigned status, const char *msg)
+{
+	return text_close(c, status, msg, 0);
 }
 
 static int
@@ -874,22 +886,23 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 }
 
 /* A request refused before its credential is looked at (no such git
- * endpoint, a compressed push): answered, and recorded like every refusal,
- * against agent "unknown".  git's 401 challenge, its normal way to ask its
- * credential helper, is not a refusal. */
+ * endpoint, a compressed push, too many connections): answered, and
+ * recorded like every refusal, against agent "unknown".  git's 401
+ * challenge, its normal way to ask its credential helper, is not a
+ * refusal.  A busy answer closes its connection. */
 static enum MHD_Result
 refuse_early(struct broker *b, struct MHD_Connection *c, unsigned status,
-    const char *why)
+    const char *code, const char *why)
 {
 	struct answer ans;
 	int r;
 
 	memset(&ans, 0, sizeof(ans));
-	ans.code = "bad_request";
+	ans.code = code;
 	if ((r = rec_refusal(b, &ans, why)) != 0)
 		log_err("audit: refusal not recorded: %s", th_errmsg(r));
 	log_warn("git: refused (%u): %s", status, why);
-	return text(c, status, why);
+	return text_close(c, status, why, strcmp(code, "busy") == 0);
 }
 
 static enum MHD_Result
@@ -900,19 +913,29 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 	struct broker *b = arg;
 	struct gconn *g = *ctx;
 	struct gitrx_limits lim;
+	char busy[160];
 	size_t off;
 	ssize_t w;
-	int r;
+	int r, open;
 
 	(void)version;
 	if (g == NULL) {
 		if ((g = calloc(1, sizeof(*g))) == NULL)
 			return MHD_NO;
 		g->spool = -1;
+		*ctx = g;
+		if (conns_over(c, &open)) {
+			/* Answered before any of a push is read, which is
+			 * then not read at all: the connection closes. */
+			g->busy = 1;
+			snprintf(busy, sizeof(busy), "busy: %d connections "
+			    "open, thresholdd serves %d at once; retry when "
+			    "one closes", open, BROKER_CONNECTIONS_MAX);
+			return refuse_early(b, c, 503, "busy", busy);
+		}
 		/* A capability is judged as of the request's start: a large
 		 * push may take longer to arrive than the capability lives. */
 		g->started = time(NULL);
-		*ctx = g;
 		if ((r = parse_url(url, method, MHD_lookup_connection_value(c,
 		    MHD_GET_ARGUMENT_KIND, "service"), g)) != 0) {
 			g->kind = GK_REFS;
@@ -930,6 +953,10 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 			if ((g->rx = gitrx_new(&lim)) == NULL)
 				return MHD_NO;
 		}
+		return MHD_YES;
+	}
+	if (g->busy) {			/* answered already */
+		*upload_size = 0;
 		return MHD_YES;
 	}
 	if (*upload_size > 0) {
@@ -955,10 +982,11 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 	if (g->rx_r != 0 && g->rx == NULL)
-		return refuse_early(b, c, 404, g->rx_msg);
+		return refuse_early(b, c, 404, "bad_request", g->rx_msg);
 	if (g->kind == GK_RECEIVE && MHD_lookup_connection_value(c,
 	    MHD_HEADER_KIND, "Content-Encoding") != NULL)
-		return refuse_early(b, c, 415, "compressed push bodies are not "
+		return refuse_early(b, c, 415, "bad_request",
+		    "compressed push bodies are not "
 		    "accepted");
 	return finish(b, c, g);
 }
@@ -1001,8 +1029,10 @@ git_start(struct broker *b, void **out)
 	    (uint16_t)b->cfg.git_port, NULL, NULL, on_git, b,
 	    MHD_OPTION_SOCK_ADDR, &sin,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_git_done, b,
+	    MHD_OPTION_NOTIFY_CONNECTION, conns_notify, &b->git_conns,
 	    MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-	    MHD_OPTION_CONNECTION_LIMIT, 64u,
+	    MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)(BROKER_CONNECTIONS_MAX + BROKER_CONNECTIONS_OVER),
 	    MHD_OPTION_END);
 	if (d == NULL)
 		return th_fail(TH_ERR_IO, "cannot serve git on 127.0.0.1:%d",

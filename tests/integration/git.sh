@@ -67,6 +67,29 @@ code=$(curl -s -o "$T/body" -w '%{http_code}' "$GITROOT/not-a-repo")
 	fail "not a git URL (got $code: $(cat "$T/body"))"
 code=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Content-Encoding: gzip' --data-binary 0000 "$URL/git-receive-pack")
 [ "$code" = 415 ] && ok "a compressed push body: 415" || fail "compressed push (got $code: $(cat "$T/body"))"
+# 64 idle connections hold every git thread: the next request, a push
+# body too, is answered 503 busy at once (its body not read) and recorded;
+# once they close, git is served again.
+$PY - "$GITPORT" <<'PY' &
+import socket, sys, time
+held = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(64)]
+time.sleep(25)
+PY
+holder=$!
+gitbusy() {
+	code=$(curl -s -o "$T/body" -w '%{http_code}' "$URL/info/refs?service=git-upload-pack")
+	[ "$code" = 503 ] && grep -q "busy: 65 connections open, thresholdd serves 64 at once" "$T/body"
+}
+eventually gitbusy && ok "git past 64 connections: 503 busy, one line why" ||
+	fail "git busy (got $code: $(cat "$T/body"))"
+head -c 1048576 /dev/zero >"$T/zeros"
+code=$(curl -s -o "$T/body" -w '%{http_code}' --data-binary @"$T/zeros" "$URL/git-receive-pack")
+[ "$code" = 503 ] && ok "a push (1 MiB body) while busy: 503" ||
+	fail "push while busy (got $code: $(cat "$T/body"))"
+kill $holder 2>/dev/null; wait $holder 2>/dev/null
+gitserved() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/info/refs?service=git-upload-pack")" = 401 ]; }
+eventually gitserved && ok "once they close, git is served again (401: asks for a capability)" ||
+	fail "git after the idle connections closed"
 expect_ok "git clone through the broker" git clone -q "$URL" "$W"
 [ -f "$W/README.md" ] && ok "the clone has the repository's files" || fail "clone content"
 if grep -rq "ghs_\|x-access-token" "$T/home" "$W/.git/config"; then fail "a GitHub token in the agent's files"; else ok "no GitHub token in the agent's files"; fi
@@ -216,9 +239,11 @@ early = [e for e in refusals if e["code"] == "bad_request"]
 assert any("not a repository URL" in e["reason"] for e in early), early
 assert any("compressed push" in e["reason"] for e in early), early
 assert all(e["agent"] == "unknown" for e in early), early
+busy = [e for e in refusals if e["code"] == "busy"]
+assert busy and all(e["agent"] == "unknown" and "connections open" in e["reason"] for e in busy), busy
 print("ok")
 EOF
-then ok "pushes are audited: intents with refs, outcomes, each refusal with its reason"
+then ok "pushes are audited: intents with refs, outcomes, each refusal with its reason (busy ones too)"
 else fail "push audit entries"; fi
 if $PY - "$T/audit.jsonl" <<'EOF'
 import json, sys

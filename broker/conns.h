@@ -1,0 +1,18 @@
+/* Open connections of a libmicrohttpd daemon whose threads are one per
+ * connection: past BROKER_CONNECTIONS_MAX a request is answered "busy"
+ * rather than closed unanswered (idle connections may hold every thread). */
+#ifndef TH_CONNS_H
+#define TH_CONNS_H
+
+#include <microhttpd.h>
+
+/* MHD_OPTION_NOTIFY_CONNECTION's callback; its closure is the daemon's
+ * counter (an _Atomic int), which each connection it counts carries as
+ * its socket context. */
+void	conns_notify(void *counter, struct MHD_Connection *c,
+	    void **socket_ctx, enum MHD_ConnectionNotificationCode code);
+/* 1 if c's daemon counts its connections and has more than
+ * BROKER_CONNECTIONS_MAX open; *open is how many (0 if it does not count). */
+int	conns_over(struct MHD_Connection *c, int *open);
+
+#endif
