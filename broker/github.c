@@ -74,7 +74,6 @@ gh_new(const char *base_url, const char *app_id, const char *signer,
     struct gh **out)
 {
 	struct gh *g;
-	size_t i;
 	int r;
 
 	*out = NULL;
@@ -86,12 +85,6 @@ gh_new(const char *base_url, const char *app_id, const char *signer,
 		return TH_ERR_ALLOC;
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_cond_init(&g->session_free, NULL);
-	for (i = 0; i < GH_SESSIONS; i++)
-		if ((r = http_new("Threshold/0.1 (+broker)",
-		    &g->session[i])) != 0) {
-			gh_free(g);
-			return r;
-		}
 	snprintf(g->base, sizeof(g->base), "%s", base_url);
 	if (g->base[0] != '\0' && g->base[strlen(g->base) - 1] == '/')
 		g->base[strlen(g->base) - 1] = '\0';
@@ -167,7 +160,12 @@ run(struct gh *g, struct http_req **reqs, size_t n)
 	}
 	g->in_use[i] = 1;
 	pthread_mutex_unlock(&g->mu);
-	r = http_run(g->session[i], reqs, n, &rounds);
+	/* Made when first needed (only this thread holds slot i now): a gh
+	 * has as many as were ever busy at once, the revoker's at most its
+	 * threads. */
+	if (g->session[i] != NULL ||
+	    (r = http_new("Threshold/0.1 (+broker)", &g->session[i])) == 0)
+		r = http_run(g->session[i], reqs, n, &rounds);
 	pthread_mutex_lock(&g->mu);
 	g->in_use[i] = 0;
 	pthread_cond_signal(&g->session_free);
