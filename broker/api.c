@@ -185,7 +185,8 @@ metrics(struct broker *b, struct MHD_Connection *c)
 	    (unsigned long long)m->github_refused,
 	    (unsigned long long)m->github_unavailable,
 	    (unsigned long long)revoked, (unsigned long long)unknown,
-	    gh_rounds(b->gh), (unsigned long long)b->unknown.total);
+	    gh_rounds(b->gh),
+	    (unsigned long long)rec_refusals_aggregated(b));
 	return reply(c, 200, "text/plain; version=0.0.4", text);
 }
 

@@ -27,21 +27,25 @@ struct broker_metrics {
 	_Atomic uint64_t	merges;
 };
 
-/* Refusals of callers without an agent identity are recorded one by one
- * up to a rate; beyond it they are counted and recorded as one entry. */
+/* Refusals are recorded one by one up to a rate; beyond it they are
+ * counted and recorded as one entry.  A caller without an agent identity
+ * costs nothing to be, so all of them share one tight limit; each agent
+ * has its own, looser one. */
 #define REC_UNKNOWN_BURST	32
 #define REC_UNKNOWN_PER_S	4
+#define REC_AGENT_BURST		64
+#define REC_AGENT_PER_S		8
 
 struct rec_limit {
 	pthread_mutex_t	 mu;
+	const char	*agent;		/* NULL: callers without identity */
+	int64_t		 burst, per_s;
 	int64_t		 tokens, last_s;
 	uint64_t	 held;		/* not recorded yet, one entry owed */
 	char		 last[256];	/* the reason of the last one held */
 	_Atomic uint64_t total;		/* ever held (metrics) */
 };
 
-/* Shared by the request threads: the store, cap, gh, revoker and audit
- * log take their own locks; signer is used under signer_mu. */
 struct broker {
 	struct bconf		 cfg;
 	struct store		*st;
@@ -53,6 +57,7 @@ struct broker {
 	struct alog		*audit;
 	struct broker_metrics	 m;
 	struct rec_limit	 unknown;
+	struct rec_limit	 agent_limit[BCONF_AGENTS_MAX];	/* by cfg.agents */
 	_Atomic int		 conns;		/* open on the agents' socket */
 	_Atomic int		 git_conns;	/* open on listen-git */
 };
@@ -74,9 +79,12 @@ struct answer {
  * committed (countersigned) before rec_* reports success. */
 int	rec_refusal(struct broker *b, const struct answer *ans,
 	    const char *reason);
-/* Records the refusals of unknown callers rec_refusal held back, if any
- * (at shutdown). */
+/* Sets up the refusal limits, once b->cfg is loaded. */
+void	rec_limits_init(struct broker *b);
+/* Records the refusals rec_refusal held back, if any (at shutdown). */
 int	rec_refusals_held(struct broker *b);
+/* How many refusals were ever held back (metrics). */
+uint64_t rec_refusals_aggregated(struct broker *b);
 int	rec_mint(struct broker *b, const char *agent, const char *capability,
 	    size_t len);
 /* An intent it could write but not countersign it closes with an outcome

@@ -61,9 +61,9 @@ main(int argc, char **argv)
 	log_init("thresholdd", level);
 	memset(&b, 0, sizeof(b));
 	pthread_mutex_init(&b.signer_mu, NULL);
-	pthread_mutex_init(&b.unknown.mu, NULL);
 	if ((r = bconf_load(conf, &b.cfg)) != 0)
 		goto out;
+	rec_limits_init(&b);
 	snprintf(db, sizeof(db), "%s/threshold.db", b.cfg.state);
 	/* Fail closed: without the signer nothing can be authorised, so do
 	 * not pretend to serve. */

@@ -70,7 +70,8 @@ append_commit(struct broker *b, const char *kind, struct json_object *e,
 }
 
 static int
-rec_held(struct broker *b, uint64_t n, const char *last)
+rec_held(struct broker *b, const struct rec_limit *l, uint64_t n,
+    const char *last)
 {
 	struct json_object *e = json_object_new_object();
 	char why[512];
@@ -78,10 +79,12 @@ rec_held(struct broker *b, uint64_t n, const char *last)
 
 	if (e == NULL)
 		return TH_ERR_ALLOC;
-	snprintf(why, sizeof(why), "%llu refusals of callers without an agent "
-	    "identity were not recorded one by one (more than %d a second); "
-	    "the last: %s", (unsigned long long)n, REC_UNKNOWN_PER_S, last);
-	json_object_object_add(e, "agent", json_object_new_string("unknown"));
+	snprintf(why, sizeof(why), "%llu refusals of %s were not recorded one "
+	    "by one (more than %lld a second); the last: %s",
+	    (unsigned long long)n, l->agent != NULL ? l->agent :
+	    "callers without an agent identity", (long long)l->per_s, last);
+	json_object_object_add(e, "agent", json_object_new_string(
+	    l->agent != NULL ? l->agent : "unknown"));
 	json_object_object_add(e, "code", json_object_new_string(
 	    "rate_limited"));
 	json_object_object_add(e, "reason", json_object_new_string(why));
@@ -90,26 +93,62 @@ rec_held(struct broker *b, uint64_t n, const char *last)
 	return r;
 }
 
-/* A caller with no identity costs the broker nothing to be: its refusals
- * may come as fast as it can connect.  1 if this one is to be recorded;
- * 0 if it is held (counted, and owed as one entry). */
+static void
+limit_init(struct rec_limit *l, const char *agent, int64_t burst,
+    int64_t per_s)
+{
+	pthread_mutex_init(&l->mu, NULL);
+	l->agent = agent;
+	l->burst = burst;
+	l->per_s = per_s;
+}
+
+void
+rec_limits_init(struct broker *b)
+{
+	size_t i;
+
+	limit_init(&b->unknown, NULL, REC_UNKNOWN_BURST, REC_UNKNOWN_PER_S);
+	for (i = 0; i < b->cfg.nagents; i++)
+		limit_init(&b->agent_limit[i], b->cfg.agents[i].name,
+		    REC_AGENT_BURST, REC_AGENT_PER_S);
+}
+
+/* The limit a refusal of agent counts against: the shared one of callers
+ * without identity, or the agent's own.  NULL for an agent the
+ * configuration no longer names (it holds a capability minted before):
+ * such refusals are few, each needing a capability, and are all recorded. */
+static struct rec_limit *
+limit_of(struct broker *b, const char *agent)
+{
+	size_t i;
+
+	if (agent == NULL)
+		return &b->unknown;
+	for (i = 0; i < b->cfg.nagents; i++)
+		if (strcmp(b->cfg.agents[i].name, agent) == 0)
+			return &b->agent_limit[i];
+	return NULL;
+}
+
+/* A token bucket: 1 if this refusal is to be recorded; 0 if it is held
+ * (counted, and owed as one entry). */
 static int
-unknown_admit(struct rec_limit *l, const char *reason)
+admit(struct rec_limit *l, const char *reason)
 {
 	struct timespec ts;
-	int admit;
+	int ok;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	pthread_mutex_lock(&l->mu);
 	if (l->last_s == 0)
-		l->tokens = REC_UNKNOWN_BURST;
+		l->tokens = l->burst;
 	else
-		l->tokens += ((int64_t)ts.tv_sec - l->last_s) *
-		    REC_UNKNOWN_PER_S;
-	if (l->tokens > REC_UNKNOWN_BURST)
-		l->tokens = REC_UNKNOWN_BURST;
+		l->tokens += ((int64_t)ts.tv_sec - l->last_s) * l->per_s;
+	if (l->tokens > l->burst)
+		l->tokens = l->burst;
 	l->last_s = (int64_t)ts.tv_sec;
-	if ((admit = l->tokens > 0) != 0)
+	if ((ok = l->tokens > 0) != 0)
 		l->tokens--;
 	else {
 		l->held++;
@@ -117,13 +156,13 @@ unknown_admit(struct rec_limit *l, const char *reason)
 		snprintf(l->last, sizeof(l->last), "%s", reason);
 	}
 	pthread_mutex_unlock(&l->mu);
-	return admit;
+	return ok;
 }
 
-int
-rec_refusals_held(struct broker *b)
+/* Writes l's held refusals as one entry, if any. */
+static int
+flush_held(struct broker *b, struct rec_limit *l)
 {
-	struct rec_limit *l = &b->unknown;
 	char last[sizeof(l->last)];
 	uint64_t n;
 	int r = 0;
@@ -133,7 +172,7 @@ rec_refusals_held(struct broker *b)
 	snprintf(last, sizeof(last), "%s", l->last);
 	l->held = 0;
 	pthread_mutex_unlock(&l->mu);
-	if (n > 0 && (r = rec_held(b, n, last)) != 0) {
+	if (n > 0 && (r = rec_held(b, l, n, last)) != 0) {
 		/* Still owed. */
 		pthread_mutex_lock(&l->mu);
 		l->held += n;
@@ -143,16 +182,40 @@ rec_refusals_held(struct broker *b)
 }
 
 int
+rec_refusals_held(struct broker *b)
+{
+	size_t i;
+	int r, first = flush_held(b, &b->unknown);
+
+	for (i = 0; i < b->cfg.nagents; i++)
+		if ((r = flush_held(b, &b->agent_limit[i])) != 0 && first == 0)
+			first = r;
+	return first;
+}
+
+uint64_t
+rec_refusals_aggregated(struct broker *b)
+{
+	uint64_t n = b->unknown.total;
+	size_t i;
+
+	for (i = 0; i < b->cfg.nagents; i++)
+		n += b->agent_limit[i].total;
+	return n;
+}
+
+int
 rec_refusal(struct broker *b, const struct answer *ans, const char *reason)
 {
 	struct json_object *e, *d;
+	struct rec_limit *l;
 	int r;
 
-	if (ans->agent == NULL) {
-		if (!unknown_admit(&b->unknown, reason))
+	if ((l = limit_of(b, ans->agent)) != NULL) {
+		if (!admit(l, reason))
 			return 0;
 		/* An admitted refusal first records those held before it. */
-		if ((r = rec_refusals_held(b)) != 0)
+		if ((r = flush_held(b, l)) != 0)
 			return r;
 	}
 	if ((e = json_object_new_object()) == NULL)

@@ -336,6 +336,42 @@ set -- $(unknowns); one2=$1 held2=$2
 	ok "... the rest recorded by number, with the last reason: all 101 accounted for" ||
 	fail "refusals accounted for: $((one2 - one0)) one by one + $((held2 - held0)) held, of 101"
 
+# An agent's refusals have a limit of their own, looser (64 at once, 8 a
+# second) and apart from the callers' without identity: 150 malformed
+# requests from coder-1 are all answered, and all accounted for, one by one
+# or by number in rate_limited entries that name the agent.
+mine() { # -> "ONE_BY_ONE HELD": coder-1's refusals of the malformed body
+	$PY - "$T/state/audit.db" <<'PY'
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+es = [json.loads(b) for (b,) in c.execute("select body from entries where kind='refusal'")]
+es = [e for e in es if e["agent"] == "agent:coder-1"]
+held = [e for e in es if e["code"] == "rate_limited"]
+for e in held:
+    assert " refusals of agent:coder-1 were not recorded one by one" in e["reason"], e
+print(len([e for e in es if e["code"] == "bad_request" and e["reason"].startswith("invalid JSON")]),
+      sum(int(e["reason"].split()[0]) for e in held))
+PY
+}
+set -- $(mine); one0=$1 held0=$2
+i=0 answered=0
+while [ $i -lt 150 ]; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
+	    http://localhost/v1/capabilities --data-binary 'not-json')
+	[ "$code" = 400 ] && answered=$((answered + 1))
+	i=$((i + 1))
+done
+set -- $(mine); one1=$1
+[ $answered -eq 150 ] && [ $((one1 - one0)) -ge 30 ] && [ $((one1 - one0)) -lt 150 ] &&
+	ok "150 refusals of an agent: all answered, $((one1 - one0)) recorded one by one" ||
+	fail "agent's refusal flood: $answered answered, $((one1 - one0)) recorded one by one"
+sleep 1
+curl -s -o /dev/null --unix-socket "$T/broker.sock" -X POST http://localhost/v1/capabilities --data-binary 'not-json'
+set -- $(mine); one2=$1 held2=$2
+[ $((one2 - one0 + held2 - held0)) -eq 151 ] && [ $((held2 - held0)) -gt 0 ] &&
+	ok "... the rest recorded by number against the agent: all 151 accounted for" ||
+	fail "agent's refusals accounted for: $((one2 - one0)) one by one + $((held2 - held0)) held, of 151"
+
 # Connections to GitHub are reused across calls.
 $PY - "$T/req.json" <<'PY' >"$T/conn.check" 2>&1
 import json, sys
