@@ -277,8 +277,9 @@ class Emulator:
     def expire_tokens(self, sha256="all"):
         return self.admin("POST", "tokens/expire", {"sha256": sha256})
 
-    def requests(self, since=0):
-        return self.admin("GET", "requests?since=%d" % since)
+    def requests(self, since=0, settle=False):
+        """The request log; settle waits (up to 10 s) for git requests in flight."""
+        return self.admin("GET", "requests?since=%d%s" % (since, "&settle=1" if settle else ""))
 
     def clear_requests(self):
         return self.admin("POST", "requests/clear")

@@ -308,6 +308,10 @@ class Emulator:
     def __init__(self, app_id, keys, client_id=None, app_slug=None, seed=None,
                  git_root=None, git_home=None):
         self.lock = threading.RLock()
+        # git requests stream their answer and are logged after it: a log read
+        # with ?settle=1 waits until none is in flight.
+        self.git_inflight = 0
+        self.git_settled = threading.Condition(self.lock)
         self.git_root = git_root      # bare repositories live in git_root/owner/name.git
         self.git_home = git_home      # HOME for git subprocesses (empty: no user config)
         self.git_made = set()         # bare repos this emulator created (removed on reset)
@@ -2273,9 +2277,14 @@ class Emulator:
         if method == "GET" and path == "/_admin/requests":
             since = int(q.get("since", ["0"])[0])
             with self.lock:
+                if q.get("settle", ["0"])[0] == "1":
+                    self.git_settled.wait_for(lambda: self.git_inflight == 0, timeout=10)
                 return 200, [copy.deepcopy(r) for r in self.requests if r["seq"] > since]
         if method == "POST" and path == "/_admin/requests/clear":
             with self.lock:
+                # A git request answered before the clear is logged after
+                # its answer: it belongs to what is cleared.
+                self.git_settled.wait_for(lambda: self.git_inflight == 0, timeout=10)
                 self.requests = []
             return 200, {"ok": True}
         if path == "/_admin/faults":
@@ -2387,6 +2396,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _git(self, emu, m, path, query):
         t0 = time.time()
+        with emu.lock:
+            emu.git_inflight += 1
         hdr = self.headers
         entry = {"kind": "git", "time": iso(t0), "t": t0, "method": self.command, "path": path,
                  "query": urllib.parse.parse_qs(query, keep_blank_values=True),
@@ -2426,12 +2437,16 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             entry["duration_ms"] = round((time.time() - t0) * 1000, 3)
             emu.log_request(entry)
+            with emu.lock:
+                emu.git_inflight -= 1
+                emu.git_settled.notify_all()
 
     def _git_cgi(self, emu, plan, entry):
         proc = subprocess.Popen([GIT_HTTP_BACKEND], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=plan["env"], cwd=emu.git_root)
         feed = {"bytes": 0, "complete": False, "error": None}
         errbuf = bytearray()
+        end_chunk = False
 
         def feeder():
             try:
@@ -2513,10 +2528,11 @@ class Handler(BaseHTTPRequestHandler):
                 d = out.read1(GIT_IO)
                 if not d:
                     break
-            if has_body:
-                self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
             entry["response_bytes"] = sent
+            # The last chunk waits for git_finish: once git has its whole
+            # answer, the REST view (branches, pull request heads) shows the push.
+            end_chunk = has_body
         except (BrokenPipeError, ConnectionResetError, socket.timeout) as e:
             self.close_connection = True
             entry["dropped"] = True
@@ -2537,6 +2553,14 @@ class Handler(BaseHTTPRequestHandler):
                 emu.git_finish(plan, entry)
             except Exception:
                 traceback.print_exc()
+            if end_chunk:
+                try:
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except OSError as e:
+                    self.close_connection = True
+                    entry["dropped"] = True
+                    entry["client_error"] = type(e).__name__
 
     def _dispatch(self):
         emu = self.server.emu

@@ -676,7 +676,9 @@ class GitTest(unittest.TestCase):
         return self.git("rev-parse", "HEAD", cwd=d).stdout.strip()
 
     def git_log(self):
-        return [e for e in self.gh.requests() if e.get("kind") == "git"]
+        # A git request is logged after its streamed answer, which git may
+        # have read already: settle waits for it.
+        return [e for e in self.gh.requests(settle=True) if e.get("kind") == "git"]
 
     # ------------------------------------------------------------------ tests
     def test_admin_repo_and_rest_view(self):

@@ -36,7 +36,7 @@ URL="http://127.0.0.1:$GITPORT/acme/widgets.git"
 W="$T/work"
 
 ref() { admin GET "git/acme/widgets/refs" | $PY -c "import json,sys;print(json.load(sys.stdin).get(sys.argv[1],''))" "$1"; }
-pushes() { admin GET requests | $PY -c "
+pushes() { admin GET "requests?settle=1" | $PY -c "
 import json,sys
 r=json.load(sys.stdin); r=r['requests'] if isinstance(r,dict) else r
 print(sum(1 for x in r if x.get('method')=='POST' and x.get('path','').endswith('git-receive-pack')))"; }
@@ -153,7 +153,7 @@ admin POST requests/clear >/dev/null
 expect_ok "with github.push.workflows, the workflow push goes through" git -C "$W" push -q origin agent/feat
 [ "$(ref refs/heads/agent/feat)" = "$(git -C "$W" rev-parse HEAD)" ] && ok "GitHub has the workflow commit" ||
 	fail "workflow commit on GitHub"
-admin GET requests | $PY -c "
+admin GET "requests?settle=1" | $PY -c "
 import json,sys
 r=json.load(sys.stdin); r=r['requests'] if isinstance(r,dict) else r
 perms=[x['body']['permissions'] for x in r if x.get('path','').endswith('/access_tokens')]
