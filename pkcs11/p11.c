@@ -157,6 +157,10 @@ ckr_code(CK_RV rv)
 	case CKR_TOKEN_NOT_RECOGNIZED:
 	case CKR_SESSION_CLOSED:
 	case CKR_SESSION_HANDLE_INVALID:
+	/* A key handle the token no longer knows: it went away and back
+	 * (its objects were loaded anew), so the key is to be found again. */
+	case CKR_OBJECT_HANDLE_INVALID:
+	case CKR_KEY_HANDLE_INVALID:
 	case CKR_USER_NOT_LOGGED_IN:
 	case CKR_CRYPTOKI_NOT_INITIALIZED:
 		return TH_ERR_UNAVAILABLE;
@@ -944,7 +948,8 @@ p11_open(const char *module, const char *pin_file, struct p11_ctx **out)
 	}
 	if (PKCS11_CTX_load(ctx->lctx, module) != 0) {
 		r = lp_fail(TH_ERR_UNAVAILABLE, "PKCS11_CTX_load");
-		th_fail(r, "cannot load PKCS#11 module %s", module);
+		th_fail(r, "cannot load or initialise PKCS#11 module %s",
+		    module);
 		goto out;
 	}
 	loaded = 1;
@@ -1385,6 +1390,19 @@ p11_key_pubkey(struct p11_key *key, EVP_PKEY **out)
 	if (EVP_PKEY_up_ref(key->pub) != 1)
 		return th_fail(TH_ERR_INTERNAL, "EVP_PKEY_up_ref");
 	*out = key->pub;
+	return 0;
+}
+
+int
+p11_key_health(struct p11_key *key)
+{
+	CK_OBJECT_CLASS cls;
+	CK_ATTRIBUTE a = { CKA_CLASS, &cls, sizeof(cls) };
+	CK_RV rv;
+
+	if ((rv = key->ctx->f->C_GetAttributeValue(key->session, key->handle,
+	    &a, 1)) != CKR_OK)
+		return ckr_fail("C_GetAttributeValue", rv);
 	return 0;
 }
 

@@ -74,6 +74,9 @@ enum th_alg p11_key_alg(const struct p11_key *key);
 /* A new reference to the public key, a plain OpenSSL key with no tie to
  * the token (caller frees with EVP_PKEY_free). */
 int	p11_key_pubkey(struct p11_key *key, EVP_PKEY **out);
+/* Asks the token about the key (its class): TH_ERR_UNAVAILABLE once the
+ * token went away, or forgot the handle. */
+int	p11_key_health(struct p11_key *key);
 
 /* Signs a SHA-256 digest: ES256 r||s (64 bytes) or RS256 PKCS#1 v1.5
  * (256 bytes).  *siglen is the size of sig on input, the length used on

@@ -45,6 +45,34 @@ keys_drop(struct keys *k, enum purpose p)
 	k->pkey[p] = NULL;
 }
 
+/* A PKCS#11 token that went away and came back is known to its module
+ * only once the module is initialised again: the slot list and the key
+ * handles it gave out are from before.  So every PKCS#11 key and the
+ * module go, and the next request starts afresh.  Call with the PKCS#11
+ * lock held (every PKCS#11 key is under it). */
+static void
+p11_reset(struct keys *k)
+{
+	int i;
+
+	for (i = 0; i < PURPOSE_COUNT; i++)
+		if (k->pkey[i] != NULL) {
+			p11_key_free(k->pkey[i]);
+			k->pkey[i] = NULL;
+		}
+	p11_close(k->p11);
+	k->p11 = NULL;
+}
+
+/* Key p's token answered as one that went away: its handles are stale. */
+static int
+p11_gone(struct keys *k, enum purpose p, int r)
+{
+	p11_reset(k);
+	return th_fail(r, "the %s key (pkcs11) is not available, looked for "
+	    "again at the next request: %s", purpose_name(p), th_errmsg(r));
+}
+
 void
 keys_free(struct keys *k)
 {
@@ -108,9 +136,15 @@ key_ensure(struct keys *k, enum purpose p)
 		if (k->p11 == NULL && (r = p11_open(k->cfg->p11_module,
 		    k->cfg->p11_pin_file[0] ? k->cfg->p11_pin_file : NULL,
 		    &k->p11)) != 0)
-			return r;
-		if ((r = p11_key_load(k->p11, ck->uri, &k->pkey[p])) != 0)
-			return r;
+			return th_fail(r, "the %s key (pkcs11) cannot be "
+			    "loaded: %s", purpose_name(p), th_errmsg(r));
+		if ((r = p11_key_load(k->p11, ck->uri, &k->pkey[p])) != 0) {
+			/* The token may be away: look again, from the module's
+			 * initialisation, next time. */
+			p11_reset(k);
+			return th_fail(r, "the %s key (pkcs11) cannot be "
+			    "loaded: %s", purpose_name(p), th_errmsg(r));
+		}
 		break;
 	default:
 		return th_fail(TH_ERR_NOT_FOUND, "no %s key is configured",
@@ -185,10 +219,8 @@ keys_sign(struct keys *k, enum purpose p, const uint8_t digest[TH_DIGEST_LEN],
 		goto out;
 	}
 	r = p11_sign(k->pkey[p], digest, sig, siglen);
-	/* A token that went away leaves stale handles: find the key anew
-	 * next time. */
 	if (r == TH_ERR_UNAVAILABLE)
-		keys_drop(k, p);
+		r = p11_gone(k, p, r);
  out:
 	unlock(k, p);
 	return r;
@@ -285,6 +317,9 @@ keys_health(struct keys *k, struct proto_health_item *items, size_t *n)
 		r = key_ensure(k, i);
 		if (r == 0 && k->tkey[i] != NULL)
 			r = tpm_health(k->tpm);
+		else if (r == 0 && (r = p11_key_health(k->pkey[i])) ==
+		    TH_ERR_UNAVAILABLE)
+			r = p11_gone(k, i, r);
 		it->status = r;
 		snprintf(it->detail, sizeof(it->detail), "%s",
 		    r == 0 ? "ok" : th_errmsg(r));

@@ -200,7 +200,7 @@ refused "unknown key" "no private key matches" \
     h pubkey "pkcs11:token=threshold;object=nobody"
 refused "keygen of an unknown algorithm" "unknown algorithm" \
     h keygen "pkcs11:token=threshold;object=human-hs256" HS256
-refused "bad module" "cannot load PKCS#11 module" \
+refused "bad module" "cannot load or initialise PKCS#11 module" \
     "$H" --module /nonexistent.so --pin-file "$PIN" pubkey "$URI_EC"
 for args in "" "--module $MOD" "--module $MOD pubkey" \
     "--module $MOD frobnicate $URI_EC" "--module $MOD pubkey $URI_EC extra" \

@@ -197,6 +197,29 @@ expect_ok "TPM back: the signer recovers by itself" \
 expect_ok "recovered signature verifies" \
 	$PY "$TOOLS/jws.py" verify "$(cat "$T/jws")" "$T/delegation-root.pem" ES256
 
+# The SoftHSM token goes away (its storage moved off) after the key was
+# used: a clear error, nothing signed; back, the signer finds the key again
+# by itself (the module initialised afresh: its old handles are stale).
+capsign() { sign capability '{"alg":"ES256","typ":"threshold-capability+jwt"}' \
+	"{\"iat\":$now,\"exp\":$((now + 15)),\"sub\":\"agent:coder-1\"}"; }
+expect_ok "capability key signs before its token goes away" capsign
+mv "$T/hsm/tokens" "$T/hsm/tokens.away"
+expect_fail "token away: the capability key refuses, naming it" "the capability key \(pkcs11\) is not available" capsign
+expect_fail "token still away: the key cannot be loaded, saying so" "the capability key \(pkcs11\) cannot be loaded" capsign
+mv "$T/hsm/tokens.away" "$T/hsm/tokens"
+expect_ok "token back: the signer finds the key again by itself" capsign
+expect_ok "... and its signature verifies" \
+	$PY "$TOOLS/jws.py" verify "$(cat "$T/jws")" "$T/capability.pem" ES256
+# health asks the token about each loaded key, so it sees the token gone
+# before any signature fails, and back.
+mv "$T/hsm/tokens" "$T/hsm/tokens.away"
+$TH signer health >"$T/health" 2>&1 && fail "health with the token away" ||
+	{ grep -q "^capability  *pkcs11  *the capability key (pkcs11) is not available" "$T/health" &&
+	  ok "token away: health names the capability key" ||
+	  { fail "health with the token away"; sed 's/^/#   /' "$T/health"; }; }
+mv "$T/hsm/tokens.away" "$T/hsm/tokens"
+expect_ok "token back: health is ok again" $TH signer health
+
 # Nothing secret in the signer's log.
 if grep -q "$(cat "$T/hsm/user.pin")" "$T/signer.log"; then fail "PIN in the log"; else ok "no PIN in the log"; fi
 grep -q "refused: header typ" "$T/signer.log" && ok "refusals are logged" || fail "refusals are logged"
