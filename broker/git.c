@@ -44,7 +44,7 @@ struct gconn {
 	uint64_t	 body_len;
 	int		 too_big;
 	int		 write_err;
-	int		 busy;		/* answered 503 busy at once */
+	int		 answered;	/* at once, its body unread */
 	struct gitrx	*rx;
 	int		 rx_r;		/* first parse error */
 	time_t		 started;	/* when the request's headers came */
@@ -681,6 +681,50 @@ authorise(struct broker *b, struct MHD_Connection *c, const struct gconn *g,
 	return 0;
 }
 
+/* authorise's failure r answered: 401 without a credential (git's way to
+ * ask its credential helper, not a refusal), otherwise a recorded
+ * refusal; with close_after, the connection closes after it. */
+static enum MHD_Result
+refuse_credential(struct broker *b, struct MHD_Connection *c,
+    const struct gconn *g, int r, const struct cap_redeemed *red,
+    int close_after)
+{
+	struct answer ans;
+	char why[512];
+
+	if (r == TH_ERR_NOT_FOUND)
+		return text_close(c, 401, "authenticate with a capability: git "
+		    "config credential.helper threshold", close_after);
+	memset(&ans, 0, sizeof(ans));
+	ans.agent = red->agent[0] ? red->agent : NULL;	/* "unknown" */
+	ans.code = "capability_refused";
+	snprintf(why, sizeof(why), "%s", th_errmsg(r));
+	(void)rec_refusal(b, &ans, why);
+	log_warn("git %s: refused: %s", g->repo, why);
+	return text_close(c, r == TH_ERR_DENIED ? 403 : 503, why, close_after);
+}
+
+/* A request with a body (a push, a fetch's negotiation) shows its
+ * credential before any of the body is read: a local caller without a
+ * good capability could otherwise have the broker spool (and parse) up to
+ * git-max-bytes for it, on as many connections as it opens.  Here the
+ * capability is only checked; a push spends it once its body is in. */
+static int
+credential_first(struct broker *b, struct MHD_Connection *c,
+    struct gconn *g, enum MHD_Result *ret)
+{
+	struct cap_redeemed red;
+	char cap[JWS_TOKEN_MAX + 1];
+	int r;
+
+	memset(&red, 0, sizeof(red));
+	if ((r = authorise(b, c, g, 0, &red, cap, sizeof(cap))) == 0)
+		return 0;
+	g->answered = 1;
+	*ret = refuse_credential(b, c, g, r, &red, 1);
+	return 1;
+}
+
 static int
 token_for(struct broker *b, const struct gconn *g, int workflows,
     struct gh_token *tok)
@@ -744,17 +788,9 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	    memcmp(g->head, "0000", 4) == 0;
 	r = authorise(b, c, g, g->kind == GK_RECEIVE && !probe, &red, cap,
 	    sizeof(cap));
-	if (r == TH_ERR_NOT_FOUND)
-		return text(c, 401, "authenticate with a capability: git config "
-		    "credential.helper threshold");
-	ans.agent = red.agent[0] ? red.agent : NULL;	/* "unknown" */
-	if (r != 0) {
-		snprintf(why, sizeof(why), "%s", th_errmsg(r));
-		ans.code = "capability_refused";
-		(void)rec_refusal(b, &ans, why);
-		log_warn("git %s: refused: %s", g->repo, why);
-		return text(c, r == TH_ERR_DENIED ? 403 : 503, why);
-	}
+	if (r != 0)
+		return refuse_credential(b, c, g, r, &red, 0);
+	ans.agent = red.agent;
 	ans.op = &red.op;
 	ans.jti = red.jti;
 	if (probe)
@@ -886,10 +922,10 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 }
 
 /* A request refused before its credential is looked at (no such git
- * endpoint, a compressed push, too many connections): answered, and
- * recorded like every refusal, against agent "unknown".  git's 401
- * challenge, its normal way to ask its credential helper, is not a
- * refusal.  A busy answer closes its connection. */
+ * endpoint, a compressed push, too many connections): answered, recorded
+ * like every refusal, against agent "unknown", and its connection closed
+ * (a body may be left unread).  git's 401 challenge, its normal way to
+ * ask its credential helper, is not a refusal. */
 static enum MHD_Result
 refuse_early(struct broker *b, struct MHD_Connection *c, unsigned status,
     const char *code, const char *why)
@@ -902,7 +938,7 @@ refuse_early(struct broker *b, struct MHD_Connection *c, unsigned status,
 	if ((r = rec_refusal(b, &ans, why)) != 0)
 		log_err("audit: refusal not recorded: %s", th_errmsg(r));
 	log_warn("git: refused (%u): %s", status, why);
-	return text_close(c, status, why, strcmp(code, "busy") == 0);
+	return text_close(c, status, why, 1);
 }
 
 static enum MHD_Result
@@ -913,6 +949,7 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 	struct broker *b = arg;
 	struct gconn *g = *ctx;
 	struct gitrx_limits lim;
+	enum MHD_Result ret;
 	char busy[160];
 	size_t off;
 	ssize_t w;
@@ -927,7 +964,7 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		if (conns_over(c, &open)) {
 			/* Answered before any of a push is read, which is
 			 * then not read at all: the connection closes. */
-			g->busy = 1;
+			g->answered = 1;
 			snprintf(busy, sizeof(busy), "busy: %d connections "
 			    "open, thresholdd serves %d at once; retry when "
 			    "one closes", open, BROKER_CONNECTIONS_MAX);
@@ -944,6 +981,14 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 			    th_errmsg(r));
 			return MHD_YES;
 		}
+		if (g->kind == GK_RECEIVE && MHD_lookup_connection_value(c,
+		    MHD_HEADER_KIND, "Content-Encoding") != NULL) {
+			g->answered = 1;
+			return refuse_early(b, c, 415, "bad_request",
+			    "compressed push bodies are not accepted");
+		}
+		if (g->kind != GK_REFS && credential_first(b, c, g, &ret))
+			return ret;
 		if (g->kind != GK_REFS &&
 		    (g->spool = spool_open(b->cfg.state)) < 0)
 			g->write_err = 1;
@@ -955,7 +1000,7 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		}
 		return MHD_YES;
 	}
-	if (g->busy) {			/* answered already */
+	if (g->answered) {		/* its body is not read */
 		*upload_size = 0;
 		return MHD_YES;
 	}
@@ -983,11 +1028,6 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 	}
 	if (g->rx_r != 0 && g->rx == NULL)
 		return refuse_early(b, c, 404, "bad_request", g->rx_msg);
-	if (g->kind == GK_RECEIVE && MHD_lookup_connection_value(c,
-	    MHD_HEADER_KIND, "Content-Encoding") != NULL)
-		return refuse_early(b, c, 415, "bad_request",
-		    "compressed push bodies are not "
-		    "accepted");
 	return finish(b, c, g);
 }
 

@@ -67,6 +67,31 @@ code=$(curl -s -o "$T/body" -w '%{http_code}' "$GITROOT/not-a-repo")
 	fail "not a git URL (got $code: $(cat "$T/body"))"
 code=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Content-Encoding: gzip' --data-binary 0000 "$URL/git-receive-pack")
 [ "$code" = 415 ] && ok "a compressed push body: 415" || fail "compressed push (got $code: $(cat "$T/body"))"
+# A push's credential is judged before its body is read: one announcing
+# 1 GiB, without a capability or with a bogus one, is answered at once
+# (the old broker spooled the whole body first, for anyone).
+announce() { # AUTH -> the status line the broker answers with, the body unsent
+	$PY - "$GITPORT" "$1" <<'PY'
+import base64, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+h = ("POST /acme/widgets.git/git-receive-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+     "Content-Type: application/x-git-receive-pack-request\r\nContent-Length: 1073741824\r\n")
+if sys.argv[2]:
+    h += "Authorization: Basic %s\r\n" % base64.b64encode(("x-capability:" + sys.argv[2]).encode()).decode()
+s.sendall((h + "\r\n").encode())
+try:
+    print(s.recv(4096).decode("latin-1").split("\r\n")[0])
+except socket.timeout:
+    print("no answer within 10 s")
+PY
+}
+line=$(announce "")
+case $line in "HTTP/1.1 401"*) ok "a push without a credential: 401 before its body";;
+	*) fail "a push without a credential, body unsent: $line";; esac
+line=$(announce "not-a-capability")
+case $line in "HTTP/1.1 403"*) ok "a push with a bogus capability: 403 before its body";;
+	*) fail "a push with a bogus capability, body unsent: $line";; esac
+
 # 64 idle connections hold every git thread: the next request, a push
 # body too, is answered 503 busy at once (its body not read) and recorded;
 # once they close, git is served again.
