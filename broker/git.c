@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,10 @@
 #include "peval.h"
 
 #define GIT_REPLY_MAX		((int64_t)64 * 1024 * 1024) /* receive-pack */
+/* Left free in the state directory whatever is pushed, looked at before
+ * each MiB spooled. */
+#define GIT_SPOOL_RESERVE	((uint64_t)64 * 1024 * 1024)
+#define GIT_SPOOL_STEP		((uint64_t)1024 * 1024)
 #define GIT_BOUNDARY_MAX	16
 
 enum git_kind { GK_REFS, GK_RECEIVE, GK_UPLOAD };
@@ -44,6 +49,9 @@ struct gconn {
 	uint64_t	 body_len;
 	int		 too_big;
 	int		 write_err;
+	int		 no_room;	/* the reserve reached: not spooled */
+	uint64_t	 room_until;	/* body_len spoolable unchecked */
+	uint64_t	 room_avail;	/* bytes free when no_room was set */
 	int		 answered;	/* at once, its body unread */
 	struct gitrx	*rx;
 	int		 rx_r;		/* first parse error */
@@ -796,6 +804,14 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	if (probe)
 		return probe_reply(c);
 	if (g->kind == GK_RECEIVE) {
+		if (g->no_room) {
+			snprintf(why, sizeof(why), "cannot spool the push: the "
+			    "state directory has %llu MiB free and thresholdd "
+			    "keeps %llu MiB of it for its store and audit log",
+			    (unsigned long long)(g->room_avail >> 20),
+			    (unsigned long long)(GIT_SPOOL_RESERVE >> 20));
+			goto refuse;
+		}
 		if (g->too_big || g->write_err || g->rx_r != 0 ||
 		    (r = gitrx_finish(g->rx)) != 0) {
 			snprintf(why, sizeof(why), "%s", g->too_big ?
@@ -921,6 +937,31 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	return text(c, audit_down ? 503 : 403, why);
 }
 
+/* The token store and, by default, the audit log share the state
+ * directory with the spool: a push may not fill it, or nothing could be
+ * authorised.  Concurrent pushes may each take up to a step of the reserve
+ * between two looks. */
+static void
+spool_room(struct broker *b, struct gconn *g, size_t more)
+{
+	struct statvfs sv;
+	uint64_t avail;
+
+	if (g->body_len + more <= g->room_until)
+		return;
+	if (statvfs(b->cfg.state, &sv) != 0) {
+		g->write_err = 1;
+		return;
+	}
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (avail < GIT_SPOOL_RESERVE + more + GIT_SPOOL_STEP) {
+		g->no_room = 1;
+		g->room_avail = avail;
+		return;
+	}
+	g->room_until = g->body_len + more + GIT_SPOOL_STEP;
+}
+
 /* A request refused before its credential is looked at (no such git
  * endpoint, a compressed push, too many connections): answered, recorded
  * like every refusal, against agent "unknown", and its connection closed
@@ -1007,7 +1048,11 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 	if (*upload_size > 0) {
 		if (g->body_len + *upload_size > (uint64_t)b->cfg.git_max_bytes)
 			g->too_big = 1;
-		if (!g->too_big && !g->write_err && g->spool >= 0) {
+		if (!g->too_big && !g->write_err && !g->no_room &&
+		    g->spool >= 0)
+			spool_room(b, g, *upload_size);
+		if (!g->too_big && !g->write_err && !g->no_room &&
+		    g->spool >= 0) {
 			for (off = 0; off < *upload_size; off += (size_t)w)
 				if ((w = write(g->spool, upload + off,
 				    *upload_size - off)) < 0 && errno != EINTR) {

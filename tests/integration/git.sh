@@ -209,6 +209,39 @@ rss1=$(awk '/VmHWM/{print $2}' "/proc/$(cat "$T/broker.pid")/status")
 [ $((rss1 - rss0)) -lt 16384 ] && ok "the broker's peak memory grew by $((rss1 - rss0)) KiB for a 30 MB pack (streamed)" ||
 	fail "the broker's peak memory grew by $((rss1 - rss0)) KiB for a 30 MB pack"
 
+# The state directory keeps 64 MiB free whatever is pushed (the token
+# store and the audit log live there): with it on a 100 MiB disk, a 48 MB
+# push is refused, saying why, and a small one still goes through.
+mkdir -p "$T/small"
+if mount -t tmpfs -o size=100m tmpfs "$T/small" 2>/dev/null; then
+	stop_broker
+	cp -a "$T/state/." "$T/small/"
+	cp "$T/broker.conf" "$T/broker.conf.orig"
+	sed -i "s|^state .*|state $T/small|" "$T/broker.conf"
+	start_broker || fail "broker starts with its state on a small disk"
+	git -C "$W" checkout -q -B agent/huge origin/agent/feat
+	head -c 48000000 /dev/urandom >"$W/huge.bin"
+	git -C "$W" add huge.bin; git -C "$W" commit -qm huge
+	if git -C "$W" push -q origin agent/huge >"$T/out" 2>"$T/err"; then
+		fail "a push that would eat into the state disk's reserve went through"
+	else
+		grep -q "keeps 64 MiB of it for its store and audit log" "$T/err" &&
+			ok "a push that would eat into the state disk's reserve: refused, saying why" ||
+			{ fail "push on a small state disk"; sed 's/^/#   /' "$T/err"; }
+	fi
+	[ -z "$(ref refs/heads/agent/huge)" ] && ok "... and nothing reached GitHub" || fail "agent/huge on GitHub"
+	git -C "$W" checkout -q -B agent/small origin/agent/feat
+	echo small >"$W/small.txt"; git -C "$W" add small.txt; git -C "$W" commit -qm small
+	expect_ok "a small push on the same disk goes through" git -C "$W" push -q origin agent/small
+	stop_broker
+	cp -a "$T/small/." "$T/state/"
+	umount "$T/small"
+	mv "$T/broker.conf.orig" "$T/broker.conf"
+	start_broker || fail "broker starts again on its own state"
+else
+	ok "SKIP small state disk: cannot mount a tmpfs here"
+fi
+
 # A spent capability cannot push again.
 cap=$(printf 'protocol=http\nhost=127.0.0.1:%s\npath=acme/widgets.git\n\n' "$GITPORT" |
 	git-credential-threshold --broker "$T/broker.sock" get | sed -n 's/^password=//p')
