@@ -41,6 +41,49 @@
 
 enum git_kind { GK_REFS, GK_RECEIVE, GK_UPLOAD };
 
+/* A spool in the state directory, which always keeps GIT_SPOOL_RESERVE
+ * free: the token store and, by default, the audit log live there, and
+ * without them nothing is authorised. */
+struct room {
+	const char	*dir;
+	uint64_t	 until;		/* spoolable without looking again */
+	uint64_t	 avail;		/* bytes free when full was set */
+	int		 full;
+};
+
+/* 0 if a spool of used bytes may take more; -1 (and full set) if that
+ * would eat into the reserve.  Looked at once per GIT_SPOOL_STEP:
+ * concurrent spools may each take up to a step of the reserve between two
+ * looks. */
+static int
+room_for(struct room *rm, uint64_t used, size_t more)
+{
+	struct statvfs sv;
+
+	if (rm->full)
+		return -1;
+	if (used + more <= rm->until)
+		return 0;
+	rm->avail = statvfs(rm->dir, &sv) == 0 ?
+	    (uint64_t)sv.f_bavail * sv.f_frsize : 0;
+	if (rm->avail < GIT_SPOOL_RESERVE + more + GIT_SPOOL_STEP) {
+		rm->full = 1;
+		return -1;
+	}
+	rm->until = used + more + GIT_SPOOL_STEP;
+	return 0;
+}
+
+static int
+room_fail(const struct room *rm, const char *what)
+{
+	return th_fail(TH_ERR_UNAVAILABLE, "cannot spool %s: the state "
+	    "directory has %llu MiB free and thresholdd keeps %llu MiB of it "
+	    "for its store and audit log", what,
+	    (unsigned long long)(rm->avail >> 20),
+	    (unsigned long long)(GIT_SPOOL_RESERVE >> 20));
+}
+
 struct gconn {
 	enum git_kind	 kind;
 	int		 push;		/* service is receive-pack */
@@ -49,9 +92,7 @@ struct gconn {
 	uint64_t	 body_len;
 	int		 too_big;
 	int		 write_err;
-	int		 no_room;	/* the reserve reached: not spooled */
-	uint64_t	 room_until;	/* body_len spoolable unchecked */
-	uint64_t	 room_avail;	/* bytes free when no_room was set */
+	struct room	 room;		/* for the spool */
 	int		 answered;	/* at once, its body unread */
 	struct gitrx	*rx;
 	int		 rx_r;		/* first parse error */
@@ -284,6 +325,7 @@ struct fwd {
 	int		 in;		/* spool, or -1 */
 	int		 out;		/* reply spool */
 	int64_t		 out_len, out_max;
+	struct room	 room;		/* for the reply spool */
 	char		 ctype[128];
 };
 
@@ -306,7 +348,8 @@ fwd_write(char *p, size_t size, size_t n, void *arg)
 	size_t len = size * n, off = 0;
 	ssize_t w;
 
-	if (f->out_len + (int64_t)len > f->out_max)
+	if (f->out_len + (int64_t)len > f->out_max ||
+	    room_for(&f->room, (uint64_t)f->out_len, len) != 0)
 		return 0;
 	while (off < len) {
 		if ((w = write(f->out, p + off, len - off)) < 0) {
@@ -402,7 +445,8 @@ forward(struct broker *b, struct MHD_Connection *c, const struct gconn *g,
 		    (curl_off_t)g->body_len);
 	}
 	if ((cc = curl_easy_perform(e)) != CURLE_OK) {
-		r = th_fail(TH_ERR_UNAVAILABLE, "GitHub git %s: %s", svc,
+		r = f->room.full ? room_fail(&f->room, "GitHub's reply") :
+		    th_fail(TH_ERR_UNAVAILABLE, "GitHub git %s: %s", svc,
 		    curl_easy_strerror(cc));
 		goto out;
 	}
@@ -779,7 +823,8 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	struct answer ans;
 	struct json_object *evidence = NULL, *res;
 	struct gh_token *tok = NULL;
-	struct fwd f = { .in = g->spool, .out = -1 };
+	struct fwd f = { .in = g->spool, .out = -1,
+	    .room = { .dir = b->cfg.state } };
 	enum MHD_Result ret;
 	char cap[JWS_TOKEN_MAX + 1], why[512];
 	char wf_why[512] = "";
@@ -804,12 +849,9 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	if (probe)
 		return probe_reply(c);
 	if (g->kind == GK_RECEIVE) {
-		if (g->no_room) {
-			snprintf(why, sizeof(why), "cannot spool the push: the "
-			    "state directory has %llu MiB free and thresholdd "
-			    "keeps %llu MiB of it for its store and audit log",
-			    (unsigned long long)(g->room_avail >> 20),
-			    (unsigned long long)(GIT_SPOOL_RESERVE >> 20));
+		if (g->room.full) {
+			snprintf(why, sizeof(why), "%s", th_errmsg(room_fail(
+			    &g->room, "the push")));
 			goto refuse;
 		}
 		if (g->too_big || g->write_err || g->rx_r != 0 ||
@@ -881,6 +923,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 			wf = th_fail(TH_ERR_IO, "cannot spool GitHub's reply");
 		if (wf == 0) {
 			f.out_len = 0;
+			f.room.until = 0;
 			wf_retried = 1;
 			r = forward(b, c, g, tok, &f, &status);
 		} else
@@ -913,6 +956,8 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	if (r != 0) {
 		if (f.out >= 0)
 			close(f.out);
+		log_warn("%s: git %s %s failed: %s", red.agent, g->push ?
+		    "push to" : "fetch from", g->repo, th_errmsg(r));
 		return text(c, 502, th_errmsg(r));
 	}
 	if (lseek(f.out, 0, SEEK_SET) != 0) {
@@ -935,31 +980,6 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	if (g->kind == GK_RECEIVE)
 		return reject_push(c, g->rx, why);
 	return text(c, audit_down ? 503 : 403, why);
-}
-
-/* The token store and, by default, the audit log share the state
- * directory with the spool: a push may not fill it, or nothing could be
- * authorised.  Concurrent pushes may each take up to a step of the reserve
- * between two looks. */
-static void
-spool_room(struct broker *b, struct gconn *g, size_t more)
-{
-	struct statvfs sv;
-	uint64_t avail;
-
-	if (g->body_len + more <= g->room_until)
-		return;
-	if (statvfs(b->cfg.state, &sv) != 0) {
-		g->write_err = 1;
-		return;
-	}
-	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-	if (avail < GIT_SPOOL_RESERVE + more + GIT_SPOOL_STEP) {
-		g->no_room = 1;
-		g->room_avail = avail;
-		return;
-	}
-	g->room_until = g->body_len + more + GIT_SPOOL_STEP;
 }
 
 /* A request refused before its credential is looked at (no such git
@@ -1001,6 +1021,7 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		if ((g = calloc(1, sizeof(*g))) == NULL)
 			return MHD_NO;
 		g->spool = -1;
+		g->room.dir = b->cfg.state;
 		*ctx = g;
 		if (conns_over(c, &open)) {
 			/* Answered before any of a push is read, which is
@@ -1048,11 +1069,8 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 	if (*upload_size > 0) {
 		if (g->body_len + *upload_size > (uint64_t)b->cfg.git_max_bytes)
 			g->too_big = 1;
-		if (!g->too_big && !g->write_err && !g->no_room &&
-		    g->spool >= 0)
-			spool_room(b, g, *upload_size);
-		if (!g->too_big && !g->write_err && !g->no_room &&
-		    g->spool >= 0) {
+		if (!g->too_big && !g->write_err && g->spool >= 0 &&
+		    room_for(&g->room, g->body_len, *upload_size) == 0) {
 			for (off = 0; off < *upload_size; off += (size_t)w)
 				if ((w = write(g->spool, upload + off,
 				    *upload_size - off)) < 0 && errno != EINTR) {

@@ -209,11 +209,12 @@ rss1=$(awk '/VmHWM/{print $2}' "/proc/$(cat "$T/broker.pid")/status")
 [ $((rss1 - rss0)) -lt 16384 ] && ok "the broker's peak memory grew by $((rss1 - rss0)) KiB for a 30 MB pack (streamed)" ||
 	fail "the broker's peak memory grew by $((rss1 - rss0)) KiB for a 30 MB pack"
 
-# The state directory keeps 64 MiB free whatever is pushed (the token
-# store and the audit log live there): with it on a 100 MiB disk, a 48 MB
-# push is refused, saying why, and a small one still goes through.
+# The state directory keeps 64 MiB free whatever is spooled there (the
+# token store and the audit log live there too): with it on an 80 MiB
+# disk, a 48 MB push is refused, saying why, and so is a clone whose reply
+# (the 30 MB blob) would not fit; a small push still goes through.
 mkdir -p "$T/small"
-if mount -t tmpfs -o size=100m tmpfs "$T/small" 2>/dev/null; then
+if mount -t tmpfs -o size=80m tmpfs "$T/small" 2>/dev/null; then
 	stop_broker
 	cp -a "$T/state/." "$T/small/"
 	cp "$T/broker.conf" "$T/broker.conf.orig"
@@ -230,6 +231,13 @@ if mount -t tmpfs -o size=100m tmpfs "$T/small" 2>/dev/null; then
 			{ fail "push on a small state disk"; sed 's/^/#   /' "$T/err"; }
 	fi
 	[ -z "$(ref refs/heads/agent/huge)" ] && ok "... and nothing reached GitHub" || fail "agent/huge on GitHub"
+	if git clone -q "$URL" "$T/w3" >"$T/out" 2>"$T/err"; then
+		fail "a clone whose reply would eat into the state disk's reserve went through"
+	else
+		grep -q "git fetch from acme/widgets failed: cannot spool GitHub's reply: the state directory has .* MiB free" "$T/broker.log" &&
+			ok "a clone whose reply would eat into the reserve: refused, saying why" ||
+			{ fail "clone on a small state disk"; sed 's/^/#   /' "$T/err"; }
+	fi
 	git -C "$W" checkout -q -B agent/small origin/agent/feat
 	echo small >"$W/small.txt"; git -C "$W" add small.txt; git -C "$W" commit -qm small
 	expect_ok "a small push on the same disk goes through" git -C "$W" push -q origin agent/small
