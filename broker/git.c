@@ -217,6 +217,38 @@ reject_push(struct MHD_Connection *c, const struct gitrx *rx, const char *why)
 	return ret;
 }
 
+/* A fetch's negotiation (POST git-upload-pack) refused as git reads it: a
+ * 200 whose pkt-line is "ERR why", which git prints as "remote error:
+ * why"; the body of a 4xx or 5xx answer there it would not show. */
+static enum MHD_Result
+fetch_refused(struct MHD_Connection *c, const char *why, int close_after)
+{
+	struct MHD_Response *resp = NULL;
+	struct buf *out = buf_new();
+	enum MHD_Result ret = MHD_NO;
+	char line[600];
+	size_t n;
+
+	n = (size_t)snprintf(line, sizeof(line), "ERR threshold: %s\n", why);
+	if (out == NULL || pkt(out, line, n < sizeof(line) ? n :
+	    sizeof(line) - 1) != 0 ||
+	    (resp = MHD_create_response_from_buffer(buf_len(out),
+	    (void *)buf_ptr(out), MHD_RESPMEM_MUST_COPY)) == NULL)
+		goto out;
+	MHD_add_response_header(resp, "Content-Type",
+	    "application/x-git-upload-pack-result");
+	MHD_add_response_header(resp, "Cache-Control", "no-cache");
+	if (close_after)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
+		    "close");
+	ret = MHD_queue_response(c, 200, resp);
+ out:
+	if (resp != NULL)
+		MHD_destroy_response(resp);
+	buf_free(out);
+	return ret;
+}
+
 static enum MHD_Result
 probe_reply(struct MHD_Connection *c)
 {
@@ -753,6 +785,8 @@ refuse_credential(struct broker *b, struct MHD_Connection *c,
 	snprintf(why, sizeof(why), "%s", th_errmsg(r));
 	(void)rec_refusal(b, &ans, why);
 	log_warn("git %s: refused: %s", g->repo, why);
+	if (g->kind == GK_UPLOAD)
+		return fetch_refused(c, why, close_after);
 	return text_close(c, r == TH_ERR_DENIED ? 403 : 503, why, close_after);
 }
 
@@ -958,6 +992,8 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 			close(f.out);
 		log_warn("%s: git %s %s failed: %s", red.agent, g->push ?
 		    "push to" : "fetch from", g->repo, th_errmsg(r));
+		if (g->kind == GK_UPLOAD)
+			return fetch_refused(c, th_errmsg(r), 0);
 		return text(c, 502, th_errmsg(r));
 	}
 	if (lseek(f.out, 0, SEEK_SET) != 0) {
@@ -979,6 +1015,8 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	    "fetch from", g->repo, why);
 	if (g->kind == GK_RECEIVE)
 		return reject_push(c, g->rx, why);
+	if (g->kind == GK_UPLOAD)
+		return fetch_refused(c, why, 0);
 	return text(c, audit_down ? 503 : 403, why);
 }
 

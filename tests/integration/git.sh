@@ -92,6 +92,15 @@ line=$(announce "not-a-capability")
 case $line in "HTTP/1.1 403"*) ok "a push with a bogus capability: 403 before its body";;
 	*) fail "a push with a bogus capability, body unsent: $line";; esac
 
+# A fetch's negotiation refused is answered as git reads a refusal there
+# (an ERR pkt-line, printed as "remote error: ..."), not with a status git
+# would not explain.
+code=$(curl -s -o "$T/body" -w '%{http_code}' -u "x-capability:not-a-capability" \
+	-H 'Content-Type: application/x-git-upload-pack-request' --data-binary 0000 "$URL/git-upload-pack")
+[ "$code" = 200 ] && grep -q "ERR threshold: .*malformed capability" "$T/body" &&
+	ok "a fetch with a bogus capability: an ERR pkt-line saying why" ||
+	fail "fetch with a bogus capability (got $code: $(cat "$T/body"))"
+
 # 64 idle connections hold every git thread: the next request, a push
 # body too, is answered 503 busy at once (its body not read) and recorded;
 # once they close, git is served again.
@@ -234,8 +243,9 @@ if mount -t tmpfs -o size=80m tmpfs "$T/small" 2>/dev/null; then
 	if git clone -q "$URL" "$T/w3" >"$T/out" 2>"$T/err"; then
 		fail "a clone whose reply would eat into the state disk's reserve went through"
 	else
-		grep -q "git fetch from acme/widgets failed: cannot spool GitHub's reply: the state directory has .* MiB free" "$T/broker.log" &&
-			ok "a clone whose reply would eat into the reserve: refused, saying why" ||
+		grep -q "remote error: threshold: cannot spool GitHub's reply: the state directory has .* MiB free" "$T/err" &&
+		grep -q "git fetch from acme/widgets failed: cannot spool GitHub's reply" "$T/broker.log" &&
+			ok "a clone whose reply would eat into the reserve: refused, git and the log saying why" ||
 			{ fail "clone on a small state disk"; sed 's/^/#   /' "$T/err"; }
 	fi
 	git -C "$W" checkout -q -B agent/small origin/agent/feat
