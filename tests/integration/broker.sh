@@ -299,30 +299,43 @@ PY
 then ok "those refusals are recorded: unknown uid, TCP, malformed body, oversized body"
 else fail "early refusals recorded"; sed 's/^/#   /' "$T/refusals.check"; fi
 
+# counts AGENT TEXT -> "ONE_BY_ONE HELD": AGENT's refusals in the log whose
+# reason has TEXT, and how many its rate_limited entries (whose last reason
+# must have TEXT) stand for.
+counts() {
+	$PY - "$T/state/audit.db" "$1" "$2" <<'PY'
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+agent, text = sys.argv[2], sys.argv[3]
+es = [json.loads(b) for (b,) in c.execute("select body from entries where kind='refusal'")]
+es = [e for e in es if e["agent"] == agent]
+held = [e for e in es if e["code"] == "rate_limited"]
+for e in held:
+    assert " were not recorded one by one" in e["reason"] and text in e["reason"], e
+print(len([e for e in es if e["code"] != "rate_limited" and text in e["reason"]]),
+      sum(int(e["reason"].split()[0]) for e in held))
+PY
+}
+# flood N CODE CURL-ARGS...: N requests in a row; prints how many were
+# answered CODE.
+flood() {
+	_n=$1 _want=$2 _i=0 _got=0
+	shift 2
+	while [ $_i -lt "$_n" ]; do
+		[ "$(curl -s -o /dev/null -w '%{http_code}' "$@")" = "$_want" ] && _got=$((_got + 1))
+		_i=$((_i + 1))
+	done
+	echo $_got
+}
+
 # A caller without identity cannot flood the log: 100 refusals over TCP in
 # a row are each answered, but recorded one by one only up to the burst
 # (32, then 4 a second); the others are counted into entries of code
 # rate_limited, each written with the next refusal recorded.  Every one of
 # them is accounted for.
-unknowns() { # -> "ONE_BY_ONE HELD": unknown callers' refusals in the log
-	$PY - "$T/state/audit.db" <<'PY'
-import json, sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-es = [json.loads(b) for (b,) in c.execute("select body from entries where kind='refusal'")]
-es = [e for e in es if e["agent"] == "unknown"]
-held = [e for e in es if e["code"] == "rate_limited"]
-for e in held:
-    assert " were not recorded one by one" in e["reason"] and "use it, not TCP" in e["reason"], e
-print(len(es) - len(held), sum(int(e["reason"].split()[0]) for e in held))
-PY
-}
+unknowns() { counts unknown "use it, not TCP"; }
 set -- $(unknowns); one0=$1 held0=$2
-i=0 answered=0
-while [ $i -lt 100 ]; do
-	code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$TCPPORT/v1/capabilities" -d '{}')
-	[ "$code" = 403 ] && answered=$((answered + 1))
-	i=$((i + 1))
-done
+answered=$(flood 100 403 -X POST "http://127.0.0.1:$TCPPORT/v1/capabilities" -d '{}')
 set -- $(unknowns); one1=$1
 [ $answered -eq 100 ] && [ $((one1 - one0)) -ge 20 ] && [ $((one1 - one0)) -le 90 ] &&
 	ok "100 refusals of a caller without identity: all answered, $((one1 - one0)) recorded one by one" ||
@@ -340,27 +353,10 @@ set -- $(unknowns); one2=$1 held2=$2
 # second) and apart from the callers' without identity: 150 malformed
 # requests from coder-1 are all answered, and all accounted for, one by one
 # or by number in rate_limited entries that name the agent.
-mine() { # -> "ONE_BY_ONE HELD": coder-1's refusals of the malformed body
-	$PY - "$T/state/audit.db" <<'PY'
-import json, sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-es = [json.loads(b) for (b,) in c.execute("select body from entries where kind='refusal'")]
-es = [e for e in es if e["agent"] == "agent:coder-1"]
-held = [e for e in es if e["code"] == "rate_limited"]
-for e in held:
-    assert " refusals of agent:coder-1 were not recorded one by one" in e["reason"], e
-print(len([e for e in es if e["code"] == "bad_request" and e["reason"].startswith("invalid JSON")]),
-      sum(int(e["reason"].split()[0]) for e in held))
-PY
-}
+mine() { counts agent:coder-1 "invalid JSON"; }
 set -- $(mine); one0=$1 held0=$2
-i=0 answered=0
-while [ $i -lt 150 ]; do
-	code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
-	    http://localhost/v1/capabilities --data-binary 'not-json')
-	[ "$code" = 400 ] && answered=$((answered + 1))
-	i=$((i + 1))
-done
+answered=$(flood 150 400 --unix-socket "$T/broker.sock" -X POST http://localhost/v1/capabilities \
+	--data-binary 'not-json')
 set -- $(mine); one1=$1
 [ $answered -eq 150 ] && [ $((one1 - one0)) -ge 30 ] && [ $((one1 - one0)) -lt 150 ] &&
 	ok "150 refusals of an agent: all answered, $((one1 - one0)) recorded one by one" ||
