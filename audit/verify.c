@@ -1,9 +1,11 @@
 /* threshold audit verify: docs/audit-format.md, "Verification", steps 1-6
  * in order, then the auditor's expectations. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/bn.h>
@@ -2114,6 +2116,7 @@ file_line(struct vline *vl, void *arg)
 int
 averify_file(struct averify *v, const char *path)
 {
+	struct stat st;
 	FILE *f;
 	long ncpu;
 	int r;
@@ -2121,7 +2124,13 @@ averify_file(struct averify *v, const char *path)
 	if (strcmp(path, "-") == 0)
 		f = stdin;
 	else if ((f = fopen(path, "re")) == NULL)
-		return th_fail(TH_ERR_IO, "cannot open %s", path);
+		return th_fail(TH_ERR_IO, "cannot open %s: %s", path,
+		    strerror(errno));
+	else if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(f);
+		return th_fail(TH_ERR_IO, "%s is a directory, not an exported "
+		    "log (threshold audit export)", path);
+	}
 	ncpu = threads(v);
 	/* One thread per core parses and hashes; this one takes the lines
 	 * in order. */

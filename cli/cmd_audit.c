@@ -4,6 +4,7 @@
  * an export file or the live database, with public material only, and
  * prints a summary whose last checkpoint the auditor records and passes
  * back with --expect-checkpoint next time, which catches truncation. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,7 @@ load_root(const char *path, EVP_PKEY **out)
 	FILE *f;
 
 	if ((f = fopen(path, "re")) == NULL)
-		return cli_fail("cannot open %s", path);
+		return cli_fail("cannot open %s: %s", path, strerror(errno));
 	*out = PEM_read_PUBKEY(f, NULL, NULL, NULL);
 	fclose(f);
 	if (*out == NULL)

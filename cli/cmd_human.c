@@ -1,5 +1,6 @@
 /* threshold human add|list|revoke: the humans authority flows from.  Their
  * certificates are signed by the delegation-root key inside the signer. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,7 +48,7 @@ load_pubkey(const char *src, const char *module, const char *pin_file,
 		return 0;
 	}
 	if ((f = fopen(src, "re")) == NULL)
-		return cli_fail("cannot open %s", src);
+		return cli_fail("cannot open %s: %s", src, strerror(errno));
 	*out = PEM_read_PUBKEY(f, NULL, NULL, NULL);
 	fclose(f);
 	if (*out == NULL)

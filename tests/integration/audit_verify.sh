@@ -76,6 +76,12 @@ expect_fail "--threads 0 is a usage error" "usage" \
     "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --threads 0
 expect_ok "a log on stdin verifies" sh -c \
     "'$TH' audit verify - --root '$K/root.pem' <'$T/ok.jsonl'"
+expect_fail "a missing log: says why" "cannot open $T/none.jsonl: No such file or directory" \
+    "$TH" audit verify "$T/none.jsonl" --root "$K/root.pem"
+expect_fail "a directory for a log: says so" "$T is a directory, not an exported log" \
+    "$TH" audit verify "$T" --root "$K/root.pem"
+expect_fail "a missing root key: says why" "cannot open $T/none.pem: No such file or directory" \
+    "$TH" audit verify "$T/ok.jsonl" --root "$T/none.pem"
 
 LAST=$(jget "$T/ok.info" last_checkpoint.n):$(jget "$T/ok.info" last_checkpoint.qual)
 expect_ok "every option at once: --ek-ca, --pcrs, --expect-checkpoint" \
