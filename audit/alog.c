@@ -660,7 +660,8 @@ alog_open(const char *path, const char *signer_path, const char *instance,
 	pthread_cond_init(&l->pending, NULL);
 	if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-		r = th_fail(TH_ERR_IO, "cannot open the audit log %s", path);
+		r = th_fail(TH_ERR_IO, "cannot open the audit log %s: %s", path,
+		    l->db != NULL ? sqlite3_errmsg(l->db) : "out of memory");
 		goto out;
 	}
 	sqlite3_busy_timeout(l->db, 5000);
@@ -857,7 +858,8 @@ alog_export_db(const char *path, FILE *out)
 	int r;
 
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		r = th_fail(TH_ERR_IO, "cannot open the audit log %s", path);
+		r = th_fail(TH_ERR_IO, "cannot open the audit log %s: %s", path,
+		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
 		goto out;
 	}
 	r = export_db(db, out);

@@ -88,7 +88,8 @@ proof_write_db(const char *path, int64_t seq, FILE *out)
 	int r;
 
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		r = th_fail(TH_ERR_IO, "cannot open the audit log %s", path);
+		r = th_fail(TH_ERR_IO, "cannot open the audit log %s: %s", path,
+		    db != NULL ? sqlite3_errmsg(db) : "out of memory");
 		goto out;
 	}
 	if ((r = find_checkpoint(db, seq, &cp, &first, &last)) != 0)

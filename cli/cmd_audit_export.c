@@ -1,6 +1,7 @@
 /* threshold audit export [--db PATH] [FILE]: the self-contained file an
  * auditor verifies offline; threshold audit proof SEQ [--db PATH]: one
  * entry's inclusion proof (docs/audit-format.md). */
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -32,7 +33,7 @@ audit_export_cmd(struct cli *cli, int argc, char **argv)
 		}
 	}
 	if (out != NULL && (f = fopen(out, "we")) == NULL)
-		return cli_fail("cannot create %s", out);
+		return cli_fail("cannot create %s: %s", out, strerror(errno));
 	r = alog_export_db(db, f);
 	if (f != stdout && fclose(f) != 0 && r == 0)
 		r = th_fail(TH_ERR_IO, "writing %s failed", out);

@@ -82,6 +82,10 @@ expect_fail "a directory for a log: says so" "$T is a directory, not an exported
     "$TH" audit verify "$T" --root "$K/root.pem"
 expect_fail "a missing root key: says why" "cannot open $T/none.pem: No such file or directory" \
     "$TH" audit verify "$T/ok.jsonl" --root "$T/none.pem"
+expect_fail "export of a missing log: says why" "cannot open the audit log $T/none.db: unable to open database file" \
+    "$TH" audit export --db "$T/none.db"
+expect_fail "export to where no file can be made: says why" "cannot create $T/no/such.jsonl: No such file or directory" \
+    "$TH" audit export --db "$T/none.db" "$T/no/such.jsonl"
 
 LAST=$(jget "$T/ok.info" last_checkpoint.n):$(jget "$T/ok.info" last_checkpoint.qual)
 expect_ok "every option at once: --ek-ca, --pcrs, --expect-checkpoint" \
