@@ -235,12 +235,17 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 		return health(b, c);
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/metrics") == 0)
 		return metrics(b, c);
-	if (strcmp(method, "POST") != 0 || (strcmp(url, "/v1/capabilities") &&
-	    strcmp(url, "/v1/redeem") && strcmp(url, "/v1/git-credential")))
-		return reply_error(c, 404, "not_found", "no such endpoint "
-		    "(see docs/api.md)");
 	/* Refused before any action, and recorded like every refusal. */
-	if ((agent = peer_agent(b, c, &uid)) == NULL) {
+	agent = peer_agent(b, c, &uid);
+	if (strcmp(method, "POST") != 0 || (strcmp(url, "/v1/capabilities") &&
+	    strcmp(url, "/v1/redeem") && strcmp(url, "/v1/git-credential"))) {
+		r = th_fail(TH_ERR_NOT_FOUND, "no such endpoint: %.16s %.128s "
+		    "(see docs/api.md)", method, url);
+		log_warn("refused: %s", th_errmsg(r));
+		act_refuse(b, agent, 404, "not_found", r, &ans);
+		return reply_json(c, &ans);
+	}
+	if (agent == NULL) {
 		r = th_fail(TH_ERR_DENIED, uid == (uid_t)-1 ? "agent identity "
 		    "comes from the Unix socket; use it, not TCP" : "uid %u is "
 		    "not an agent in thresholdd's configuration",

@@ -282,6 +282,9 @@ head -c 70000 /dev/zero | tr '\0' ' ' >"$T/big.json"
 code=$(curl -s -o "$T/big.out" -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
 	http://localhost/v1/capabilities --data-binary @"$T/big.json")
 [ "$code" = 413 ] && ok "a body over 64 KiB: 413" || { fail "big body ($code)"; cat "$T/big.out"; }
+code=$(curl -s -o "$T/nf.json" -w '%{http_code}' --unix-socket "$T/broker.sock" http://localhost/v1/nothing)
+[ "$code" = 404 ] && grep -q '"code":"not_found".*no such endpoint: GET /v1/nothing' "$T/nf.json" &&
+	ok "no such endpoint: 404, naming it" || { fail "unknown endpoint ($code)"; cat "$T/nf.json"; }
 # Refused before any action, and still in the audit log, each with its reason.
 if $PY - "$T/state/audit.db" <<'PY' >"$T/refusals.check" 2>&1
 import json, sqlite3, sys
@@ -294,9 +297,10 @@ has("unknown", "unknown_agent", "uid 65533 is not an agent")
 has("unknown", "unknown_agent", "use it, not TCP")
 has("agent:coder-1", "bad_request", "duplicate member")
 has("agent:coder-1", "bad_request", "over 64 KiB")
+has("agent:coder-1", "not_found", "no such endpoint: GET /v1/nothing")
 print("ok")
 PY
-then ok "those refusals are recorded: unknown uid, TCP, malformed body, oversized body"
+then ok "those refusals are recorded: unknown uid, TCP, malformed body, oversized body, no such endpoint"
 else fail "early refusals recorded"; sed 's/^/#   /' "$T/refusals.check"; fi
 
 # counts AGENT TEXT -> "ONE_BY_ONE HELD": AGENT's refusals in the log whose
