@@ -1,6 +1,7 @@
 /* Open connections of a libmicrohttpd daemon whose threads are one per
  * connection: past BROKER_CONNECTIONS_MAX a request is answered "busy"
- * rather than closed unanswered (idle connections may hold every thread). */
+ * rather than left waiting, unanswered, in the listen queue until a
+ * connection closes (idle ones may hold every thread for their timeout). */
 #ifndef TH_CONNS_H
 #define TH_CONNS_H
 
