@@ -57,16 +57,22 @@ reply(struct MHD_Connection *c, unsigned status, const char *ctype,
 }
 
 static enum MHD_Result
-reply_json(struct MHD_Connection *c, struct answer *ans)
+reply_json_close(struct MHD_Connection *c, struct answer *ans,
+    int close_after)
 {
 	enum MHD_Result ret;
 
 	ret = reply_close(c, ans->status, "application/json",
 	    json_object_to_json_string_ext(ans->body, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE), ans->status == 503 &&
-	    ans->code != NULL && strcmp(ans->code, "busy") == 0);
+	    JSON_C_TO_STRING_NOSLASHESCAPE), close_after);
 	json_object_put(ans->body);
 	return ret;
+}
+
+static enum MHD_Result
+reply_json(struct MHD_Connection *c, struct answer *ans)
+{
+	return reply_json_close(c, ans, 0);
 }
 
 static enum MHD_Result
@@ -201,7 +207,7 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	struct answer ans;
 	const char *agent;
 	uid_t uid;
-	int r, open;
+	int r;
 
 	(void)version;
 	if (cn == NULL) {
@@ -223,13 +229,10 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	}
 	b->m.requests++;
 	memset(&ans, 0, sizeof(ans));
-	if (conns_over(c, &open)) {
-		r = th_fail(TH_ERR_UNAVAILABLE, "busy: %d connections open, "
-		    "thresholdd serves %d at once; retry when one closes",
-		    open, BROKER_CONNECTIONS_MAX);
+	if ((r = conns_check(c)) != 0) {
 		log_warn("refused: %s", th_errmsg(r));
 		act_refuse(b, peer_agent(b, c, &uid), 503, "busy", r, &ans);
-		return reply_json(c, &ans);
+		return reply_json_close(c, &ans, 1);
 	}
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/health") == 0)
 		return health(b, c);

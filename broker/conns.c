@@ -2,6 +2,7 @@
 
 #include "broker.h"
 #include "conns.h"
+#include "err.h"
 
 void
 conns_notify(void *counter, struct MHD_Connection *c, void **socket_ctx,
@@ -18,14 +19,17 @@ conns_notify(void *counter, struct MHD_Connection *c, void **socket_ctx,
 }
 
 int
-conns_over(struct MHD_Connection *c, int *open)
+conns_check(struct MHD_Connection *c)
 {
 	const union MHD_ConnectionInfo *ci;
+	int open;
 
-	*open = 0;
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	if (ci == NULL || ci->socket_context == NULL)
+	if (ci == NULL || ci->socket_context == NULL ||
+	    (open = *(_Atomic int *)ci->socket_context) <=
+	    BROKER_CONNECTIONS_MAX)
 		return 0;
-	*open = *(_Atomic int *)ci->socket_context;
-	return *open > BROKER_CONNECTIONS_MAX;
+	return th_fail(TH_ERR_UNAVAILABLE, "busy: %d connections open, "
+	    "thresholdd serves %d at once; retry when one closes", open,
+	    BROKER_CONNECTIONS_MAX);
 }

@@ -12,8 +12,8 @@
  * its socket context. */
 void	conns_notify(void *counter, struct MHD_Connection *c,
 	    void **socket_ctx, enum MHD_ConnectionNotificationCode code);
-/* 1 if c's daemon counts its connections and has more than
- * BROKER_CONNECTIONS_MAX open; *open is how many (0 if it does not count). */
-int	conns_over(struct MHD_Connection *c, int *open);
+/* 0, or TH_ERR_UNAVAILABLE saying so if c's daemon counts its
+ * connections and has more than BROKER_CONNECTIONS_MAX open. */
+int	conns_check(struct MHD_Connection *c);
 
 #endif

@@ -1049,10 +1049,9 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 	struct gconn *g = *ctx;
 	struct gitrx_limits lim;
 	enum MHD_Result ret;
-	char busy[160];
 	size_t off;
 	ssize_t w;
-	int r, open;
+	int r;
 
 	(void)version;
 	if (g == NULL) {
@@ -1061,14 +1060,11 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		g->spool = -1;
 		g->room.dir = b->cfg.state;
 		*ctx = g;
-		if (conns_over(c, &open)) {
+		if ((r = conns_check(c)) != 0) {
 			/* Answered before any of a push is read, which is
 			 * then not read at all: the connection closes. */
 			g->answered = 1;
-			snprintf(busy, sizeof(busy), "busy: %d connections "
-			    "open, thresholdd serves %d at once; retry when "
-			    "one closes", open, BROKER_CONNECTIONS_MAX);
-			return refuse_early(b, c, 503, "busy", busy);
+			return refuse_early(b, c, 503, "busy", th_errmsg(r));
 		}
 		/* A capability is judged as of the request's start: a large
 		 * push may take longer to arrive than the capability lives. */
