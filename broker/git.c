@@ -99,6 +99,8 @@ struct gconn {
 	time_t		 started;	/* when the request's headers came */
 	char		 head[4];	/* the body's first bytes */
 	char		 rx_msg[256];
+	struct cap_redeemed red;	/* its capability, checked at headers */
+	char		 cap[JWS_TOKEN_MAX + 1];
 };
 
 /* ---- replies ---- */
@@ -247,6 +249,17 @@ fetch_refused(struct MHD_Connection *c, const char *why, int close_after)
 		MHD_destroy_response(resp);
 	buf_free(out);
 	return ret;
+}
+
+/* A refusal answered as git shows it: an ERR pkt-line to a fetch's
+ * negotiation, a text body (printed as "remote: ...") to anything else. */
+static enum MHD_Result
+refused(struct MHD_Connection *c, const struct gconn *g, unsigned status,
+    const char *why, int close_after)
+{
+	if (g->kind == GK_UPLOAD)
+		return fetch_refused(c, why, close_after);
+	return text_close(c, status, why, close_after);
 }
 
 static enum MHD_Result
@@ -785,29 +798,26 @@ refuse_credential(struct broker *b, struct MHD_Connection *c,
 	snprintf(why, sizeof(why), "%s", th_errmsg(r));
 	(void)rec_refusal(b, &ans, why);
 	log_warn("git %s: refused: %s", g->repo, why);
-	if (g->kind == GK_UPLOAD)
-		return fetch_refused(c, why, close_after);
-	return text_close(c, r == TH_ERR_DENIED ? 403 : 503, why, close_after);
+	return refused(c, g, r == TH_ERR_DENIED ? 403 : 503, why, close_after);
 }
 
-/* A request with a body (a push, a fetch's negotiation) shows its
- * credential before any of the body is read: a local caller without a
- * good capability could otherwise have the broker spool (and parse) up to
- * git-max-bytes for it, on as many connections as it opens.  Here the
- * capability is only checked; a push spends it once its body is in. */
+/* Every request shows its credential when its headers arrive, before any
+ * of a body is read: a local caller without a good capability could
+ * otherwise have the broker spool (and parse) up to git-max-bytes for it,
+ * on as many connections as it opens.  The capability is only checked
+ * here, and kept for the request; a push spends it once its body is in.
+ * 1 if the request is answered (a refusal, or git's 401 challenge). */
 static int
 credential_first(struct broker *b, struct MHD_Connection *c,
     struct gconn *g, enum MHD_Result *ret)
 {
-	struct cap_redeemed red;
-	char cap[JWS_TOKEN_MAX + 1];
 	int r;
 
-	memset(&red, 0, sizeof(red));
-	if ((r = authorise(b, c, g, 0, &red, cap, sizeof(cap))) == 0)
+	if ((r = authorise(b, c, g, 0, &g->red, g->cap, sizeof(g->cap))) == 0)
 		return 0;
 	g->answered = 1;
-	*ret = refuse_credential(b, c, g, r, &red, 1);
+	/* A refused body is not read: the connection closes. */
+	*ret = refuse_credential(b, c, g, r, &g->red, g->kind != GK_REFS);
 	return 1;
 }
 
@@ -853,33 +863,33 @@ serve_reply(struct MHD_Connection *c, long status, struct fwd *f)
 static enum MHD_Result
 finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 {
-	struct cap_redeemed red;
+	struct cap_redeemed *red = &g->red;
 	struct answer ans;
 	struct json_object *evidence = NULL, *res;
 	struct gh_token *tok = NULL;
 	struct fwd f = { .in = g->spool, .out = -1,
 	    .room = { .dir = b->cfg.state } };
 	enum MHD_Result ret;
-	char cap[JWS_TOKEN_MAX + 1], why[512];
+	char why[512];
 	char wf_why[512] = "";
 	int64_t intent = 0;
 	long status = 0;
 	int r, wf = 0, wf_retried = 0, probe, audit_down = 0;
 
 	memset(&ans, 0, sizeof(ans));
-	memset(&red, 0, sizeof(red));
 	/* git probes with a lone flush-pkt before streaming a large push
-	 * (http.postBuffer): it checks the credential, spends nothing, and
-	 * receive-pack answers it with nothing. */
+	 * (http.postBuffer): it checks the credential (done at the headers),
+	 * spends nothing, and receive-pack answers it with nothing.  A push
+	 * spends its capability now that its body is in, judged again (a
+	 * revocation meanwhile counts). */
 	probe = g->kind == GK_RECEIVE && g->body_len == 4 &&
 	    memcmp(g->head, "0000", 4) == 0;
-	r = authorise(b, c, g, g->kind == GK_RECEIVE && !probe, &red, cap,
-	    sizeof(cap));
-	if (r != 0)
-		return refuse_credential(b, c, g, r, &red, 0);
-	ans.agent = red.agent;
-	ans.op = &red.op;
-	ans.jti = red.jti;
+	if (g->kind == GK_RECEIVE && !probe && (r = authorise(b, c, g, 1, red,
+	    g->cap, sizeof(g->cap))) != 0)
+		return refuse_credential(b, c, g, r, red, 0);
+	ans.agent = red->agent;
+	ans.op = &red->op;
+	ans.jti = red->jti;
 	if (probe)
 		return probe_reply(c);
 	if (g->kind == GK_RECEIVE) {
@@ -909,13 +919,13 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	}
 	if (g->kind == GK_RECEIVE) {
 		evidence = json_object_new_object();
-		if ((r = judge_push(b, &red, g->rx, tok, evidence)) != 0) {
+		if ((r = judge_push(b, red, g->rx, tok, evidence)) != 0) {
 			snprintf(why, sizeof(why), "%s", th_errmsg(r));
 			json_object_object_add(evidence, "failed",
 			    json_object_new_string(why));
 			goto refuse;
 		}
-		if ((r = rec_intent(b, &red, cap, evidence, tok, &intent))
+		if ((r = rec_intent(b, red, g->cap, evidence, tok, &intent))
 		    != 0) {
 			snprintf(why, sizeof(why), "audit log: %s",
 			    th_errmsg(r));
@@ -926,7 +936,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	} else {
 		/* Reads are audited too, before the token reads anything:
 		 * which agent saw which repository, under whose delegation. */
-		r = rec_read(b, &red, cap, git_request(g), tok, &intent);
+		r = rec_read(b, red, g->cap, git_request(g), tok, &intent);
 		tok->intent = intent;
 		if (r != 0) {
 			snprintf(why, sizeof(why), "audit log: %s",
@@ -944,7 +954,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	}
 	if (r == 0 && g->kind == GK_RECEIVE && status == 200 &&
 	    reply_mentions(f.out, WORKFLOW_REFUSAL)) {
-		wf = workflows_granted(&red, g->rx);
+		wf = workflows_granted(red, g->rx);
 		if (wf == 0) {
 			revoker_push(b->revoker, tok);
 			if ((tok = calloc(1, sizeof(*tok))) == NULL)
@@ -976,7 +986,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 		(void)rec_outcome(b, intent, status, res, r != 0 ? why :
 		    wf != 0 ? wf_why : NULL, NULL, NULL);
 		json_object_put(res);
-		log_info("%s: git push to %s: %ld", red.agent, g->repo, status);
+		log_info("%s: git push to %s: %ld", red->agent, g->repo, status);
 	}
 	if (tok != NULL)
 		revoker_push(b->revoker, tok);
@@ -990,11 +1000,9 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	if (r != 0) {
 		if (f.out >= 0)
 			close(f.out);
-		log_warn("%s: git %s %s failed: %s", red.agent, g->push ?
+		log_warn("%s: git %s %s failed: %s", red->agent, g->push ?
 		    "push to" : "fetch from", g->repo, th_errmsg(r));
-		if (g->kind == GK_UPLOAD)
-			return fetch_refused(c, th_errmsg(r), 0);
-		return text(c, 502, th_errmsg(r));
+		return refused(c, g, 502, th_errmsg(r), 0);
 	}
 	if (lseek(f.out, 0, SEEK_SET) != 0) {
 		close(f.out);
@@ -1011,13 +1019,11 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	if (tok != NULL)
 		revoker_push(b->revoker, tok);
 	json_object_put(evidence);
-	log_warn("%s: git %s %s refused: %s", red.agent, g->push ? "push to" :
+	log_warn("%s: git %s %s refused: %s", red->agent, g->push ? "push to" :
 	    "fetch from", g->repo, why);
 	if (g->kind == GK_RECEIVE)
 		return reject_push(c, g->rx, why);
-	if (g->kind == GK_UPLOAD)
-		return fetch_refused(c, why, 0);
-	return text(c, audit_down ? 503 : 403, why);
+	return refused(c, g, audit_down ? 503 : 403, why, 0);
 }
 
 /* A request refused before its credential is looked at (no such git
@@ -1083,7 +1089,7 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 			return refuse_early(b, c, 415, "bad_request",
 			    "compressed push bodies are not accepted");
 		}
-		if (g->kind != GK_REFS && credential_first(b, c, g, &ret))
+		if (credential_first(b, c, g, &ret))
 			return ret;
 		if (g->kind != GK_REFS &&
 		    (g->spool = spool_open(b->cfg.state)) < 0)
