@@ -150,6 +150,9 @@ for n in 33 34 35 36 37 38; do merged | grep -qw $n || echo $n; done >"$T/unmerg
 $BIN/threshold --signer "$T/signer.sock" signer pubkey delegation-root >"$T/root.pem"
 expect_ok "the audit log written concurrently verifies" \
 	$BIN/threshold audit verify --db "$T/state/audit.db" --root "$T/root.pem"
+$BIN/threshold audit export --db "$T/state/audit.db" "$T/concurrent.jsonl" || fail "audit export"
+expect_ok "... and its hash chain recomputes independently (audit_check.py)" \
+	$PY "$ROOT/tests/tools/audit_check.py" chain "$T/concurrent.jsonl"
 
 # Revocations run side by side: GitHub holds each of the next two token
 # revocations 3 s; both arrive while the first token still works.  (One at
