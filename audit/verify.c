@@ -91,6 +91,7 @@ struct averify {
 	int			 have_header;
 	char			 hh[HASH_B64];
 	EVP_PKEY		*ak, *cap, *atten;
+	struct jws_verifier	*capver;	/* cap, on this thread */
 	enum ckind		 ckind;
 	struct sel_bank		 sel[SEL_BANKS_MAX];
 	size_t			 nsel, nsel_pcrs;
@@ -736,6 +737,7 @@ averify_free(struct averify *v)
 	store_close(v->st);
 	EVP_PKEY_free(v->root);
 	EVP_PKEY_free(v->ak);
+	jws_verifier_free(v->capver);
 	EVP_PKEY_free(v->cap);
 	EVP_PKEY_free(v->atten);
 	X509_STORE_free(v->ek_ca);
@@ -1042,6 +1044,10 @@ averify_header(struct averify *v, struct json_object *h)
 	    (r = header_key(v, h, "capability", 0, 1, &v->cap)) != 0 ||
 	    (r = header_key(v, h, "attenuation", 1, 1, &v->atten)) != 0)
 		goto out;
+	if ((r = jws_verifier_new(v->cap, &v->capver)) != 0) {
+		r = fail(v, 1, "header: capability key: %s", th_errmsg(r));
+		goto out;
+	}
 	if (jwk_thumbprint(hroot, tp_log) != 0 ||
 	    jwk_thumbprint(v->root, tp_mine) != 0) {
 		r = fail(v, 1, "header: cannot compute key thumbprints");
@@ -1732,7 +1738,8 @@ sig_check(struct averify *v, uint64_t seq, const struct jws *j)
 			return 0;
 	memcpy(v->seen[v->nseen++ % AVERIFY_SEEN], j->digest, SHA_LEN);
 	if (v->sigs == NULL)
-		return jws_verify(j, v->cap) == 0 ? 0 : cap_sig_fail(v, seq);
+		return jws_verify_with(v->capver, j) == 0 ? 0 :
+		    cap_sig_fail(v, seq);
 	while ((r = vpool_submit(v->sigs, seq, j)) == TH_ERR_TOO_LONG) {
 		/* Full: the oldest verdict first. */
 		v->collecting = 1;
@@ -1741,7 +1748,8 @@ sig_check(struct averify *v, uint64_t seq, const struct jws *j)
 		v->collecting = 0;
 	}
 	if (r != 0)
-		return jws_verify(j, v->cap) == 0 ? 0 : cap_sig_fail(v, seq);
+		return jws_verify_with(v->capver, j) == 0 ? 0 :
+		    cap_sig_fail(v, seq);
 	return collect_sigs(v, 0);
 }
 

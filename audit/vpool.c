@@ -13,8 +13,16 @@ struct job {
 	int		 done, ok;
 };
 
+struct vpool;
+
+struct worker {
+	struct vpool		*p;
+	struct jws_verifier	*ver;	/* this thread's own */
+};
+
 struct vpool {
 	EVP_PKEY	*key;
+	struct worker	 wk[VPOOL_THREADS_MAX];
 	pthread_mutex_t	 mu;
 	pthread_cond_t	 work, done;
 	struct job	 ring[VPOOL_QUEUE];
@@ -27,7 +35,8 @@ struct vpool {
 static void *
 worker(void *arg)
 {
-	struct vpool *p = arg;
+	struct worker *w = arg;
+	struct vpool *p = w->p;
 	struct job *jb;
 	int ok;
 
@@ -39,7 +48,7 @@ worker(void *arg)
 			break;
 		jb = &p->ring[p->taken++ % VPOOL_QUEUE];
 		pthread_mutex_unlock(&p->mu);
-		ok = jws_verify(&jb->j, p->key) == 0;
+		ok = jws_verify_with(w->ver, &jb->j) == 0;
 		pthread_mutex_lock(&p->mu);
 		jb->ok = ok;
 		jb->done = 1;
@@ -53,7 +62,7 @@ int
 vpool_new(EVP_PKEY *key, int nthreads, struct vpool **out)
 {
 	struct vpool *p;
-	int i;
+	int i, r;
 
 	*out = NULL;
 	if (nthreads < 1 || nthreads > VPOOL_THREADS_MAX)
@@ -67,7 +76,12 @@ vpool_new(EVP_PKEY *key, int nthreads, struct vpool **out)
 	EVP_PKEY_up_ref(key);
 	p->key = key;
 	for (i = 0; i < nthreads; i++) {
-		if (pthread_create(&p->th[i], NULL, worker, p) != 0)
+		p->wk[i].p = p;
+		if ((r = jws_verifier_new(key, &p->wk[i].ver)) != 0) {
+			vpool_free(p);
+			return r;
+		}
+		if (pthread_create(&p->th[i], NULL, worker, &p->wk[i]) != 0)
 			break;
 		p->nth++;
 	}
@@ -95,6 +109,8 @@ vpool_free(struct vpool *p)
 		pthread_join(p->th[k], NULL);
 	for (i = p->col; i < p->enq; i++)
 		free(p->ring[i % VPOOL_QUEUE].j.token);
+	for (k = 0; k < VPOOL_THREADS_MAX; k++)
+		jws_verifier_free(p->wk[k].ver);
 	EVP_PKEY_free(p->key);
 	pthread_cond_destroy(&p->work);
 	pthread_cond_destroy(&p->done);

@@ -44,6 +44,12 @@ void	jws_free(struct jws *j);			/* NULL ok */
  * (ES256 with EC P-256, RS256 with RSA), and an ES256 s must be in the lower
  * half of the group order; TH_ERR_CRYPTO otherwise. */
 int	jws_verify(const struct jws *j, EVP_PKEY *pub);
+/* The same for many tokens under one key: set up once, then used by one
+ * thread at a time. */
+struct jws_verifier;
+int	jws_verifier_new(EVP_PKEY *pub, struct jws_verifier **out);
+int	jws_verify_with(struct jws_verifier *v, const struct jws *j);
+void	jws_verifier_free(struct jws_verifier *v);	/* NULL ok */
 
 /* Appends BASE64URL(header) "." BASE64URL(claims) for signing. */
 int	jws_signing_input(struct buf *out, enum th_alg alg, const char *typ,

@@ -105,6 +105,56 @@ test_roundtrip(void **state)
 	json_object_put(claims);
 }
 
+/* One verifier for many tokens: a failure (bad signature, other key, other
+ * alg) leaves it able to verify the next good one, ES256 and RS256. */
+static void
+test_verifier_reused(void **state)
+{
+	EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	struct buf *good = make("{\"alg\":\"ES256\"}", "{\"n\":1}", ec);
+	struct buf *wrong = make("{\"alg\":\"ES256\"}", "{\"n\":1}", other);
+	struct buf *rs = make("{\"alg\":\"RS256\"}", "{\"n\":2}", rsa);
+	struct jws_verifier *v, *vr;
+	struct jws *jg, *jw, *jr, *jt;
+	int i;
+
+	(void)state;
+	assert_non_null(other);
+	assert_int_equal(jws_parse((const char *)buf_ptr(good), buf_len(good),
+	    &jg), 0);
+	assert_int_equal(jws_parse((const char *)buf_ptr(wrong),
+	    buf_len(wrong), &jw), 0);
+	assert_int_equal(jws_parse((const char *)buf_ptr(rs), buf_len(rs),
+	    &jr), 0);
+	/* The good token's signature on other claims. */
+	assert_int_equal(jws_parse((const char *)buf_ptr(good), buf_len(good),
+	    &jt), 0);
+	jt->token[jt->input_len - 2] ^= 1;
+	assert_int_equal(jws_verifier_new(ec, &v), 0);
+	assert_int_equal(jws_verifier_new(rsa, &vr), 0);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(jws_verify_with(v, jg), 0);
+		assert_int_equal(jws_verify_with(v, jw), TH_ERR_CRYPTO);
+		assert_int_equal(jws_verify_with(v, jt), TH_ERR_CRYPTO);
+		assert_int_equal(jws_verify_with(v, jr), TH_ERR_CRYPTO);
+		assert_int_equal(jws_verify_with(vr, jr), 0);
+		assert_int_equal(jws_verify_with(vr, jg), TH_ERR_CRYPTO);
+	}
+	assert_int_equal(jws_verify(jg, ec), 0);
+	assert_int_equal(jws_verify(jr, rsa), 0);
+	assert_int_equal(jws_verify(jg, other), TH_ERR_CRYPTO);
+	jws_verifier_free(v);
+	jws_verifier_free(vr);
+	jws_free(jg);
+	jws_free(jw);
+	jws_free(jr);
+	jws_free(jt);
+	buf_free(good);
+	buf_free(wrong);
+	buf_free(rs);
+	EVP_PKEY_free(other);
+}
+
 static void
 test_refusals(void **state)
 {
@@ -471,6 +521,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_verifier_reused),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_malformed_encoding),
 		cmocka_unit_test(test_byte_mutations),
