@@ -20,6 +20,7 @@
 #define VLINES_RING	8	/* batches read ahead: at most 8 x (256 KiB +
 				 * one line) of text held, parsed or not */
 #define VLINES_THREADS_MAX 8
+#define VLINES_READ	(64 * 1024)	/* bytes read at a time */
 #define VLINES_WHY_MAX	512
 
 struct vline {

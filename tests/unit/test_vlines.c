@@ -128,6 +128,32 @@ test_refused_lines_end_it(void **state)
 	assert_int_equal(s.n, 3);
 }
 
+/* A last line ended by '\n' is not followed by an empty one; lines that
+ * straddle the reader's blocks come back whole. */
+static void
+test_line_ends(void **state)
+{
+	size_t len = VLINES_READ / 3 + 7, k;
+	struct seen s;
+	FILE *f;
+	int i;
+
+	(void)state;
+	assert_non_null(f = tmpfile());
+	for (i = 1; i <= 10; i++) {
+		fprintf(f, "%d", i);
+		for (k = 0; k < len; k++)
+			fputc(' ', f);
+		fputc('\n', f);
+	}
+	rewind(f);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(vlines_run(f, "t", len + 2, 2, prep, use, &s), 0);
+	assert_int_equal(s.n, 10);
+	assert_string_equal(s.last_bad, "");
+	fclose(f);
+}
+
 static void
 test_user_stops(void **state)
 {
@@ -160,6 +186,7 @@ main(void)
 		cmocka_unit_test(test_in_order),
 		cmocka_unit_test(test_refused_lines_end_it),
 		cmocka_unit_test(test_user_stops),
+		cmocka_unit_test(test_line_ends),
 		cmocka_unit_test(test_empty_file),
 	};
 
