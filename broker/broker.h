@@ -8,6 +8,7 @@
 
 #include "bconfig.h"
 #include "cap.h"
+#include "conns.h"
 #include "alog.h"
 #include "github.h"
 #include "revoker.h"
@@ -58,8 +59,8 @@ struct broker {
 	struct broker_metrics	 m;
 	struct rec_limit	 unknown;
 	struct rec_limit	 agent_limit[BCONF_AGENTS_MAX];	/* by cfg.agents */
-	_Atomic int		 conns;		/* open on the agents' socket */
-	_Atomic int		 git_conns;	/* open on listen-git */
+	struct conns		 conns;		/* on the agents' socket */
+	struct conns		 git_conns;	/* on listen-git, named */
 };
 
 /* The outcome of one API call: HTTP status, stable error code (NULL on

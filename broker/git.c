@@ -101,6 +101,7 @@ struct gconn {
 	char		 rx_msg[256];
 	struct cap_redeemed red;	/* its capability, checked at headers */
 	char		 cap[JWS_TOKEN_MAX + 1];
+	char		 agent[CHAIN_NAME_MAX + 1];	/* who connected */
 };
 
 /* ---- replies ---- */
@@ -775,6 +776,11 @@ authorise(struct broker *b, struct MHD_Connection *c, const struct gconn *g,
 	if (strcmp(red->op.repo, g->repo) != 0)
 		return th_fail(TH_ERR_DENIED, "the capability is for %s, not %s",
 		    red->op.repo, g->repo);
+	/* Over TCP too a capability is its agent's alone: another local
+	 * user who read it cannot spend it. */
+	if (strcmp(red->agent, g->agent) != 0)
+		return th_fail(TH_ERR_DENIED, "the capability was issued to "
+		    "%s, and this connection is %s's", red->agent, g->agent);
 	return 0;
 }
 
@@ -783,8 +789,7 @@ authorise(struct broker *b, struct MHD_Connection *c, const struct gconn *g,
  * refusal; with close_after, the connection closes after it. */
 static enum MHD_Result
 refuse_credential(struct broker *b, struct MHD_Connection *c,
-    const struct gconn *g, int r, const struct cap_redeemed *red,
-    int close_after)
+    const struct gconn *g, int r, int close_after)
 {
 	struct answer ans;
 	char why[512];
@@ -793,12 +798,31 @@ refuse_credential(struct broker *b, struct MHD_Connection *c,
 		return text_close(c, 401, "authenticate with a capability: git "
 		    "config credential.helper threshold", close_after);
 	memset(&ans, 0, sizeof(ans));
-	ans.agent = red->agent[0] ? red->agent : NULL;	/* "unknown" */
+	ans.agent = g->agent;		/* who connected, not who it names */
 	ans.code = "capability_refused";
 	snprintf(why, sizeof(why), "%s", th_errmsg(r));
 	(void)rec_refusal(b, &ans, why);
 	log_warn("git %s: refused: %s", g->repo, why);
 	return refused(c, g, r == TH_ERR_DENIED ? 403 : 503, why, close_after);
+}
+
+/* The agent at the other end of the connection (broker/conns.h): git is
+ * served to agents only, as the agents' socket is, each spending its own
+ * capabilities. */
+static int
+caller(struct MHD_Connection *c, struct gconn *g)
+{
+	const struct conns_peer *p = conns_peer(c);
+
+	if (p == NULL || !p->known)
+		return th_fail(TH_ERR_DENIED, "cannot tell which local user "
+		    "connected (%s): git is served to agents only",
+		    p != NULL ? p->why : "not a named connection");
+	if (p->agent == NULL)
+		return th_fail(TH_ERR_DENIED, "uid %u is not an agent in "
+		    "thresholdd's configuration", (unsigned)p->uid);
+	snprintf(g->agent, sizeof(g->agent), "%s", p->agent);
+	return 0;
 }
 
 /* Every request shows its credential when its headers arrive, before any
@@ -817,7 +841,7 @@ credential_first(struct broker *b, struct MHD_Connection *c,
 		return 0;
 	g->answered = 1;
 	/* A refused body is not read: the connection closes. */
-	*ret = refuse_credential(b, c, g, r, &g->red, g->kind != GK_REFS);
+	*ret = refuse_credential(b, c, g, r, g->kind != GK_REFS);
 	return 1;
 }
 
@@ -886,7 +910,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	    memcmp(g->head, "0000", 4) == 0;
 	if (g->kind == GK_RECEIVE && !probe && (r = authorise(b, c, g, 1, red,
 	    g->cap, sizeof(g->cap))) != 0)
-		return refuse_credential(b, c, g, r, red, 0);
+		return refuse_credential(b, c, g, r, 0);
 	ans.agent = red->agent;
 	ans.op = &red->op;
 	ans.jti = red->jti;
@@ -1027,18 +1051,24 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 }
 
 /* A request refused before its credential is looked at (no such git
- * endpoint, a compressed push, too many connections): answered, recorded
- * like every refusal, against agent "unknown", and its connection closed
- * (a body may be left unread).  git's 401 challenge, its normal way to
- * ask its credential helper, is not a refusal. */
+ * endpoint, a compressed push, too many connections, a caller that is no
+ * agent): answered, recorded like every refusal, against the agent who
+ * connected (g->agent; "unknown" before it is known), and its connection
+ * closed (a body may be left unread).  git's 401 challenge, its normal way
+ * to ask its credential helper, is not a refusal. */
 static enum MHD_Result
-refuse_early(struct broker *b, struct MHD_Connection *c, unsigned status,
-    const char *code, const char *why)
+refuse_early(struct broker *b, struct MHD_Connection *c,
+    const struct gconn *g, unsigned status, const char *code,
+    const char *reason)
 {
 	struct answer ans;
+	char why[512];
 	int r;
 
+	/* reason may be th_errmsg()'s buffer, which recording reuses. */
+	snprintf(why, sizeof(why), "%s", reason);
 	memset(&ans, 0, sizeof(ans));
+	ans.agent = g->agent[0] != '\0' ? g->agent : NULL;
 	ans.code = code;
 	if ((r = rec_refusal(b, &ans, why)) != 0)
 		log_err("audit: refusal not recorded: %s", th_errmsg(r));
@@ -1070,7 +1100,12 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 			/* Answered before any of a push is read, which is
 			 * then not read at all: the connection closes. */
 			g->answered = 1;
-			return refuse_early(b, c, 503, "busy", th_errmsg(r));
+			return refuse_early(b, c, g, 503, "busy", th_errmsg(r));
+		}
+		if ((r = caller(c, g)) != 0) {
+			g->answered = 1;
+			return refuse_early(b, c, g, 403, "unknown_agent",
+			    th_errmsg(r));
 		}
 		/* A capability is judged as of the request's start: a large
 		 * push may take longer to arrive than the capability lives. */
@@ -1086,7 +1121,7 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		if (g->kind == GK_RECEIVE && MHD_lookup_connection_value(c,
 		    MHD_HEADER_KIND, "Content-Encoding") != NULL) {
 			g->answered = 1;
-			return refuse_early(b, c, 415, "bad_request",
+			return refuse_early(b, c, g, 415, "bad_request",
 			    "compressed push bodies are not accepted");
 		}
 		if (credential_first(b, c, g, &ret))
@@ -1130,7 +1165,7 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 	if (g->rx_r != 0 && g->rx == NULL)
-		return refuse_early(b, c, 404, "bad_request", g->rx_msg);
+		return refuse_early(b, c, g, 404, "bad_request", g->rx_msg);
 	return finish(b, c, g);
 }
 
@@ -1167,9 +1202,11 @@ git_start(struct broker *b, void **out)
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	/* A connection per thread: a long push must not hold up the
 	 * others (the broker's parts are safe across threads). */
+	b->git_conns.cfg = &b->cfg;
+	memcpy(&b->git_conns.local, &sin, sizeof(sin));
 	d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-	    (uint16_t)b->cfg.git_port, NULL, NULL, on_git, b,
+	    (uint16_t)b->cfg.git_port, conns_accept, &b->git_conns, on_git, b,
 	    MHD_OPTION_SOCK_ADDR, &sin,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_git_done, b,
 	    MHD_OPTION_NOTIFY_CONNECTION, conns_notify, &b->git_conns,

@@ -21,7 +21,7 @@ admin POST git-repos '{"repo":"acme/widgets","default_branch":"main","files":{"R
 	fail "emulator makes acme/widgets"
 
 GITPORT=$($PY -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
-broker_conf "$T/broker.sock" "listen-git 127.0.0.1:$GITPORT" "github-git-url $GH"
+broker_conf "$T/broker.sock" "listen-git 127.0.0.1:$GITPORT" "github-git-url $GH" "agent 65533 coder-2"
 start_broker && ok "thresholdd starts (git on 127.0.0.1:$GITPORT)" || { fail "thresholdd starts"; cat "$T/broker.log"; done_testing; exit 1; }
 
 # The agent's environment: no token anywhere, only the broker's socket.
@@ -270,6 +270,49 @@ git -C "$W" -c credential.helper= push "http://x-capability:$cap@127.0.0.1:$GITP
 	grep -q "replayed\|already" "$T/err" && ok "a spent capability is refused (replayed)" ||
 		{ fail "replay refusal reason"; sed 's/^/#   /' "$T/err"; }; }
 
+# The git endpoint names its caller by the uid owning the connection's
+# other end (the kernel's socket table), as the agents' socket does.
+as_uid() { _u=$1; shift; setpriv --reuid="$_u" --regid="$_u" --clear-groups "$@"; }
+UPLOAD="http://127.0.0.1:$GITPORT/acme/widgets.git/info/refs?service=git-upload-pack"
+code=$(cd / && as_uid 65534 curl -s -o - -w '%{http_code}' "$UPLOAD" 2>/dev/null) || true
+case $code in *"uid 65534 is not an agent"*403) ok "a local user who is no agent: 403, one line why";;
+	*) fail "git from a uid that is no agent (got: $code)";; esac
+cap2=$(printf 'protocol=http\nhost=127.0.0.1:%s\npath=acme/widgets.git\n\n' "$GITPORT" |
+	git-credential-threshold --broker "$T/broker.sock" get | sed -n 's/^password=//p')
+code=$(printf 'user = "x-capability:%s"\n' "$cap2" |
+	(cd / && as_uid 65533 curl -s -K - -o - -w '%{http_code}' "$UPLOAD" 2>/dev/null)) || true
+case $code in *"issued to agent:coder-1, and this connection is agent:coder-2's"*403)
+	ok "coder-1's capability presented by coder-2's uid: 403, one line why";;
+	*) fail "another agent's capability (got: $code)";; esac
+code=$(printf 'user = "x-capability:%s"\n' "$cap2" | curl -s -K - -o /dev/null -w '%{http_code}' "$UPLOAD")
+[ "$code" = 200 ] && ok "... and it still serves coder-1" || fail "capability after another uid tried it (got $code)"
+# Callers that are no agent hold at most 8 connections; agents are served.
+if as_uid 65534 /usr/bin/python3 - "$GITPORT" >"$T/strangers" 2>&1 <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+time.sleep(0.5)
+extra = socket.create_connection(("127.0.0.1", port))
+extra.settimeout(5)
+try:
+    closed = extra.recv(1) == b""
+except ConnectionResetError:
+    closed = True
+except socket.timeout:
+    closed = False
+held[0].sendall(b"GET /acme/widgets.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n\r\n")
+held[0].settimeout(5)
+answer = held[0].recv(4096).decode(errors="replace")
+print("ninth closed" if closed else "ninth open", answer.split("\r\n")[0])
+PY
+then :; fi
+grep -q "^ninth closed HTTP/1.1 403" "$T/strangers" && ok "a 9th connection from a uid that is no agent is closed at once; the 8 held are answered 403" ||
+	fail "strangers' connections ($(cat "$T/strangers"))"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$UPLOAD")
+[ "$code" = 401 ] && ok "... while an agent is served (401: asks for a capability)" || fail "agent while strangers held connections (got $code)"
+grep -q "not an agent, and 8 connections" "$T/broker.log" && ok "the closed connection is logged with its uid" ||
+	fail "stranger's closed connection not logged"
+
 # The delegation's push rules: force-push and deletion when allowed, a
 # size limit.
 echo '{"allow_force_push":true,"allow_branch_delete":true,"max_push_bytes":1000000}' >"$T/policy-push.json"
@@ -306,17 +349,22 @@ refusals = [e for e in ents if e["kind"] == "refusal"]
 reasons = " | ".join([e.get("reason", "") for e in refusals] + [e.get("error", "") for e in outs.values()])
 for want in ("max_push_bytes", "not a fast-forward", "default branch", "protected branch", "deleting a branch", "github.push.workflows", "replayed"):
     assert want in reasons, (want, reasons)
-# A password that is no capability names no agent: recorded as "unknown",
-# not as an agent of that name.
+# Refusals name the agent whose uid connected (the kernel's word), never a
+# name taken from the password: a password that is no capability, and
+# requests refused before any credential was looked at.
 bogus = [e for e in refusals if "malformed capability" in e["reason"]]
-assert bogus and all(e["agent"] == "unknown" for e in bogus), bogus
-# So are requests refused before any credential was looked at.
+assert bogus and all(e["agent"] == "agent:coder-1" for e in bogus), bogus
 early = [e for e in refusals if e["code"] == "bad_request"]
 assert any("not a repository URL" in e["reason"] for e in early), early
 assert any("compressed push" in e["reason"] for e in early), early
-assert all(e["agent"] == "unknown" for e in early), early
+assert all(e["agent"] == "agent:coder-1" for e in early), early
+# Busy is decided before the caller is named.
 busy = [e for e in refusals if e["code"] == "busy"]
 assert busy and all(e["agent"] == "unknown" and "connections open" in e["reason"] for e in busy), busy
+strangers = [e for e in refusals if e["code"] == "unknown_agent"]
+assert strangers and all(e["agent"] == "unknown" and "uid 65534 is not an agent" in e["reason"] for e in strangers), strangers
+other = [e for e in refusals if "issued to agent:coder-1" in e.get("reason", "")]
+assert other and all(e["agent"] == "agent:coder-2" for e in other), other
 print("ok")
 EOF
 then ok "pushes are audited: intents with refs, outcomes, each refusal with its reason (busy ones too)"
