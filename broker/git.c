@@ -1183,6 +1183,8 @@ on_git_done(void *arg, struct MHD_Connection *c, void **ctx,
 	if (g->spool >= 0)
 		close(g->spool);
 	gitrx_free(g->rx);
+	/* A fetch's capability lives on unspent for seconds more. */
+	OPENSSL_cleanse(g->cap, sizeof(g->cap));
 	free(g);
 	*ctx = NULL;
 }
