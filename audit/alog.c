@@ -87,12 +87,12 @@ pcr_values(const uint8_t *p, size_t len, struct json_object **out,
 	char hex[129], part[64];
 	uint16_t alg, size;
 	size_t k, used = 0;
-	int r = th_fail(TH_ERR_PROTOCOL, "malformed PCR values from the signer");
+	int r = TH_ERR_PROTOCOL;
 
 	*out = NULL;
 	sel[0] = '\0';
 	if (len < PCR_SEL_SIZE + 4)
-		return r;
+		goto out;
 	nsel = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
 	    (uint32_t)p[3] << 24;
 	ndig = (uint32_t)p[132] | (uint32_t)p[133] << 8 |
@@ -155,7 +155,8 @@ pcr_values(const uint8_t *p, size_t len, struct json_object **out,
 	r = 0;
  out:
 	json_object_put(a);
-	return r;
+	/* Said only on failure: a caller may still hold an earlier message. */
+	return r == 0 ? 0 : th_fail(r, "malformed PCR values from the signer");
 }
 
 static int

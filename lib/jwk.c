@@ -124,7 +124,7 @@ pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld, EVP_PKEY **out)
 {
 	EVP_PKEY_CTX *ctx = NULL;
 	OSSL_PARAM *params = NULL;
-	int r = th_fail(TH_ERR_INVALID, "JWK is not a valid public key");
+	int r = TH_ERR_INVALID;
 
 	if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
 	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL)) == NULL ||
@@ -143,7 +143,7 @@ pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld, EVP_PKEY **out)
  out:
 	EVP_PKEY_CTX_free(ctx);
 	OSSL_PARAM_free(params);
-	return r;
+	return r == 0 ? 0 : th_fail(r, "JWK is not a valid public key");
 }
 
 int

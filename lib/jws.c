@@ -222,7 +222,7 @@ es256_to_der(const uint8_t *sig, size_t len, uint8_t **der, int *derlen)
 {
 	ECDSA_SIG *es = NULL;
 	BIGNUM *r = NULL, *s = NULL;
-	int ret = th_fail(TH_ERR_CRYPTO, "bad ES256 signature");
+	int ret = TH_ERR_CRYPTO;
 
 	*der = NULL;
 	if (len != 64)
@@ -241,7 +241,7 @@ es256_to_der(const uint8_t *sig, size_t len, uint8_t **der, int *derlen)
 	BN_free(r);
 	BN_free(s);
 	ECDSA_SIG_free(es);
-	return ret;
+	return ret == 0 ? 0 : th_fail(ret, "bad ES256 signature");
 }
 
 struct jws_verifier {
@@ -264,8 +264,7 @@ int
 jws_verifier_new(EVP_PKEY *pub, struct jws_verifier **out)
 {
 	struct jws_verifier *v;
-	int r = th_fail(TH_ERR_CRYPTO, "cannot set up signature "
-	    "verification with the key");
+	int r;
 
 	*out = NULL;
 	if ((v = calloc(1, sizeof(*v))) == NULL)
@@ -279,8 +278,11 @@ jws_verifier_new(EVP_PKEY *pub, struct jws_verifier **out)
 	    EVP_PKEY_verify_init(v->ctx) <= 0 ||
 	    EVP_PKEY_CTX_set_signature_md(v->ctx, sha256_md()) <= 0 ||
 	    (v->alg == TH_ALG_RS256 && EVP_PKEY_CTX_set_rsa_padding(v->ctx,
-	    RSA_PKCS1_PADDING) <= 0))
+	    RSA_PKCS1_PADDING) <= 0)) {
+		r = th_fail(TH_ERR_CRYPTO, "cannot set up signature "
+		    "verification with the key");
 		goto out;
+	}
 	*out = v;
 	v = NULL;
 	r = 0;
