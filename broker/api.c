@@ -307,6 +307,7 @@ api_serve(struct broker *b)
 
 	if ((fd = usock_listen(b->cfg.listen, b->cfg.socket_mode, 64)) < 0)
 		return fd;
+	b->conns.cfg = &b->cfg;
 	/* A thread per agent's connection: one operation waiting on GitHub
 	 * holds up no other, nor health. */
 	ud = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |

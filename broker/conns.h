@@ -1,10 +1,15 @@
 /* Open connections of a libmicrohttpd daemon whose threads are one per
- * connection: past BROKER_CONNECTIONS_MAX a request is answered "busy"
- * rather than left waiting, unanswered, in the listen queue until a
- * connection closes (idle ones may hold every thread for their timeout).
- * On a loopback TCP listener each connection's caller is also named, by
- * the uid owning its end (broker/tcppeer.h), and callers that are no
- * agent hold at most CONNS_STRANGERS_MAX connections at once. */
+ * connection, and who is at the other end of each: the uid owning it
+ * (SO_PEERCRED on the agents' socket; on the loopback TCP of the git
+ * endpoint the kernel's socket table, broker/tcppeer.h) and its agent.
+ *
+ * Past BROKER_CONNECTIONS_MAX open, or CONNS_AGENT_MAX of one agent, a
+ * request is answered "busy" rather than left waiting, unanswered, in the
+ * listen queue until a connection closes (idle ones may hold every thread
+ * for their timeout).  A connection is closed as soon as it is accepted
+ * if its agent has CONNS_AGENT_OPEN_MAX open, or if its caller is no agent
+ * and CONNS_STRANGERS_MAX such are open: one agent, or the other local
+ * users, cannot take every other agent's turn. */
 #ifndef TH_CONNS_H
 #define TH_CONNS_H
 
@@ -15,23 +20,25 @@
 
 #include "bconfig.h"
 
-#define CONNS_STRANGERS_MAX	8
+#define CONNS_AGENT_MAX		32	/* one agent's, served at once */
+#define CONNS_AGENT_OPEN_MAX	40	/* one agent's, open */
+#define CONNS_STRANGERS_MAX	8	/* callers no agent's, open */
 
 /* A daemon's connections: the closure of conns_notify and conns_accept. */
 struct conns {
 	_Atomic int		 open;
 	_Atomic int		 strangers;	/* open, from callers no agent */
+	_Atomic int		 agent_open[BCONF_AGENTS_MAX];	/* by cfg */
 	const struct bconf	*cfg;		/* NULL: callers not named */
-	struct sockaddr_storage	 local;		/* the listener's address */
+	struct sockaddr_storage	 local;		/* a TCP listener's address */
 };
 
-/* Who connected: a named connection's socket context. */
+/* Who connected: a connection's socket context. */
 struct conns_peer {
 	struct conns	*conns;
 	int		 known;		/* uid found, else why says why not */
 	uid_t		 uid;
-	const char	*agent;		/* uid's agent name, or NULL */
-	int		 stranger;	/* named, and no agent (or unknown) */
+	int		 agent;		/* index in cfg->agents, or -1 */
 	char		 why[160];
 };
 
@@ -39,17 +46,17 @@ struct conns_peer {
  * struct conns. */
 void	conns_notify(void *conns, struct MHD_Connection *c, void **socket_ctx,
 	    enum MHD_ConnectionNotificationCode code);
-/* MHD's accept policy for a named listener: a connection from a caller
- * that is no agent (or cannot be named) is closed at once while
- * CONNS_STRANGERS_MAX such are open; otherwise it is served, and its
- * requests are answered with the reason. */
+/* MHD's accept policy for a loopback TCP listener: the same closing,
+ * before libmicrohttpd gives the connection a thread. */
 enum MHD_Result conns_accept(void *conns, const struct sockaddr *addr,
 	    socklen_t addrlen);
-/* 0, or TH_ERR_UNAVAILABLE saying so if c's daemon counts its
- * connections and has more than BROKER_CONNECTIONS_MAX open. */
+/* 0, or TH_ERR_UNAVAILABLE saying so if c's daemon has more than
+ * BROKER_CONNECTIONS_MAX connections open, or c's agent more than
+ * CONNS_AGENT_MAX. */
 int	conns_check(struct MHD_Connection *c);
-/* Who is at the other end of c, on a named listener; NULL if c's
- * connection was not named (not even its uid's absence). */
+/* Who is at the other end of c; NULL if it was not looked at. */
 const struct conns_peer *conns_peer(struct MHD_Connection *c);
+/* p's agent name ("agent:NAME"), or NULL. */
+const char *conns_agent(const struct conns_peer *p);
 
 #endif

@@ -818,10 +818,10 @@ caller(struct MHD_Connection *c, struct gconn *g)
 		return th_fail(TH_ERR_DENIED, "cannot tell which local user "
 		    "connected (%s): git is served to agents only",
 		    p != NULL ? p->why : "not a named connection");
-	if (p->agent == NULL)
+	if (p->agent < 0)
 		return th_fail(TH_ERR_DENIED, "uid %u is not an agent in "
 		    "thresholdd's configuration", (unsigned)p->uid);
-	snprintf(g->agent, sizeof(g->agent), "%s", p->agent);
+	snprintf(g->agent, sizeof(g->agent), "%s", conns_agent(p));
 	return 0;
 }
 
@@ -1085,6 +1085,7 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 	struct gconn *g = *ctx;
 	struct gitrx_limits lim;
 	enum MHD_Result ret;
+	char busy[512];
 	size_t off;
 	ssize_t w;
 	int r;
@@ -1099,8 +1100,10 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		if ((r = conns_check(c)) != 0) {
 			/* Answered before any of a push is read, which is
 			 * then not read at all: the connection closes. */
+			snprintf(busy, sizeof(busy), "%s", th_errmsg(r));
+			(void)caller(c, g);	/* named, if it is an agent */
 			g->answered = 1;
-			return refuse_early(b, c, g, 503, "busy", th_errmsg(r));
+			return refuse_early(b, c, g, 503, "busy", busy);
 		}
 		if ((r = caller(c, g)) != 0) {
 			g->answered = 1;

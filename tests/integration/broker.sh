@@ -426,20 +426,61 @@ healthy() { [ "$(health)" = 200 ]; }
 eventually healthy && ok "health is 200 once the TPM is back" ||
 	{ fail "health after the TPM came back"; sed 's/^/#   /' "$T/health.out"; }
 
-# 64 idle connections hold every thread the broker gives its socket: the
-# next request is answered 503 busy, saying why, and recorded (not closed
-# unanswered); once they close, it is served again.
-$PY - "$T/broker.sock" <<'PY' &
+# One agent's 32 idle connections are all it is served at once: its next
+# request is answered 503 busy, saying why, while another agent is served.
+HOLD='
 import socket, sys, time
 held = []
-for _ in range(64):
+for _ in range(int(sys.argv[2])):
     s = socket.socket(socket.AF_UNIX)
     s.connect(sys.argv[1])
     held.append(s)
-time.sleep(25)
-PY
+time.sleep(float(sys.argv[3]))
+'
+/usr/bin/python3 -c "$HOLD" "$T/broker.sock" 32 25 &
 holder=$!
-busy() { [ "$(health)" = 503 ] && grep -q '"code":"busy"' "$T/health.out"; }
+abusy() { [ "$(health)" = 503 ] && grep -q '"code":"busy"' "$T/health.out"; }
+if eventually abusy; then
+	grep -q 'busy: agent:coder-1 has 33 connections open, thresholdd serves 32 of one agent at once' "$T/health.out" &&
+		ok "an agent past 32 connections: 503 busy, saying why" ||
+		{ fail "agent busy message"; sed 's/^/#   /' "$T/health.out"; }
+	code=$(setpriv --reuid=65534 --regid=65534 --clear-groups curl -s -o /dev/null -w '%{http_code}' \
+	    --unix-socket "$T/broker.sock" http://localhost/v1/health)
+	[ "$code" = 200 ] && ok "... while another agent is served" || fail "another agent while one held 32 (got $code)"
+else
+	fail "32 idle connections of one agent: no busy answer ($(cat "$T/health.out"))"
+fi
+kill $holder 2>/dev/null; wait $holder 2>/dev/null
+# Past 40 of an agent's connections, a new one is closed as soon as it is
+# accepted: idle ones cannot take every other agent's connections.
+/usr/bin/python3 - "$T/broker.sock" >"$T/greedy" 2>&1 <<'PY'
+import socket, sys, time
+held = []
+for _ in range(40):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    held.append(s)
+time.sleep(0.5)
+extra = socket.socket(socket.AF_UNIX)
+extra.connect(sys.argv[1])
+extra.settimeout(5)
+try:
+    print("41st closed" if extra.recv(1) == b"" else "41st answered")
+except ConnectionResetError:
+    print("41st closed")
+except socket.timeout:
+    print("41st open")
+PY
+grep -q "^41st closed" "$T/greedy" && grep -q "connection from agent:coder-1 closed: it has 40 open, at most 40" "$T/broker.log" &&
+	ok "an agent's 41st connection is closed at once, and logged" || fail "an agent's 41st connection ($(cat "$T/greedy"))"
+/usr/bin/python3 -c "$HOLD" "$T/broker.sock" 32 20 &
+holder=$!
+# 64 idle connections, 32 of each agent, hold every thread the broker
+# gives its socket: the next request is answered 503 busy, saying why, and
+# recorded (not closed unanswered); once they close, it is served again.
+setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c "$HOLD" "$T/broker.sock" 32 20 &
+holder2=$!
+busy() { [ "$(health)" = 503 ] && grep -q '"code":"busy".*connections open, thresholdd serves 64 at' "$T/health.out"; }
 if eventually busy; then
 	grep -q 'busy: 65 connections open, thresholdd serves 64 at once' "$T/health.out" &&
 		ok "past 64 connections: 503 busy, saying why" ||
@@ -451,14 +492,16 @@ if eventually busy; then
 else
 	fail "64 idle connections: no busy answer ($(cat "$T/health.out"))"
 fi
-kill $holder 2>/dev/null; wait $holder 2>/dev/null
+kill $holder $holder2 2>/dev/null; wait $holder $holder2 2>/dev/null
 eventually healthy && ok "once they close, served again" || fail "health after the idle connections closed"
 $PY - "$T/state/audit.db" <<'PY' && ok "busy refusals are recorded" || fail "busy refusal in the log"
 import json, sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
 r = [json.loads(b) for (b,) in c.execute("select body from entries where kind='refusal'")]
 sys.exit(0 if any(e["code"] == "busy" and e["agent"] == "agent:coder-1" and
-                  "connections open" in e["reason"] for e in r) else 1)
+                  "65 connections open" in e["reason"] for e in r) and
+            any(e["code"] == "busy" and e["agent"] == "agent:coder-1" and
+                "agent:coder-1 has 33 connections open" in e["reason"] for e in r) else 1)
 PY
 
 # Signer down: nothing is authorised and nothing reaches GitHub.

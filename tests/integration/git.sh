@@ -101,15 +101,19 @@ code=$(curl -s -o "$T/body" -w '%{http_code}' -u "x-capability:not-a-capability"
 	ok "a fetch with a bogus capability: an ERR pkt-line saying why" ||
 	fail "fetch with a bogus capability (got $code: $(cat "$T/body"))"
 
-# 64 idle connections hold every git thread: the next request, a push
-# body too, is answered 503 busy at once (its body not read) and recorded;
-# once they close, git is served again.
-$PY - "$GITPORT" <<'PY' &
+# 64 idle connections (32 of each agent) hold every git thread: the next
+# request, a push body too, is answered 503 busy at once (its body not
+# read) and recorded; once they close, git is served again.
+HOLD='
 import socket, sys, time
-held = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(64)]
+held = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(int(sys.argv[2]))]
+print("held", flush=True)
 time.sleep(25)
-PY
+'
+/usr/bin/python3 -c "$HOLD" "$GITPORT" 32 >"$T/held1" &
 holder=$!
+setpriv --reuid=65533 --regid=65533 --clear-groups /usr/bin/python3 -c "$HOLD" "$GITPORT" 32 >"$T/held2" &
+holder2=$!
 gitbusy() {
 	code=$(curl -s -o "$T/body" -w '%{http_code}' "$URL/info/refs?service=git-upload-pack")
 	[ "$code" = 503 ] && grep -q "busy: 65 connections open, thresholdd serves 64 at once" "$T/body"
@@ -120,7 +124,7 @@ head -c 1048576 /dev/zero >"$T/zeros"
 code=$(curl -s -o "$T/body" -w '%{http_code}' --data-binary @"$T/zeros" "$URL/git-receive-pack")
 [ "$code" = 503 ] && ok "a push (1 MiB body) while busy: 503" ||
 	fail "push while busy (got $code: $(cat "$T/body"))"
-kill $holder 2>/dev/null; wait $holder 2>/dev/null
+kill $holder $holder2 2>/dev/null; wait $holder $holder2 2>/dev/null
 gitserved() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/info/refs?service=git-upload-pack")" = 401 ]; }
 eventually gitserved && ok "once they close, git is served again (401: asks for a capability)" ||
 	fail "git after the idle connections closed"
@@ -312,6 +316,38 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "$UPLOAD")
 [ "$code" = 401 ] && ok "... while an agent is served (401: asks for a capability)" || fail "agent while strangers held connections (got $code)"
 grep -q "not an agent, and 8 connections" "$T/broker.log" && ok "the closed connection is logged with its uid" ||
 	fail "stranger's closed connection not logged"
+# One agent cannot take every other agent's turn: past 32 of its
+# connections its requests are answered busy, past 40 its connections are
+# closed when accepted; another agent is served meanwhile.
+setpriv --reuid=65533 --regid=65533 --clear-groups /usr/bin/python3 - "$GITPORT" >"$T/greedy" 2>&1 <<'PY' &
+import socket, sys, time
+port = int(sys.argv[1])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+time.sleep(0.5)
+extra = socket.create_connection(("127.0.0.1", port))
+extra.settimeout(5)
+try:
+    closed = extra.recv(1) == b""
+except ConnectionResetError:
+    closed = True
+except socket.timeout:
+    closed = False
+held[-1].sendall(b"GET /acme/widgets.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n\r\n")
+held[-1].settimeout(5)
+answer = held[-1].recv(4096).decode(errors="replace")
+print("41st closed" if closed else "41st open", answer.split("\r\n")[0], answer.splitlines()[-1], flush=True)
+time.sleep(4)
+PY
+greedy=$!
+eventually grep -q 41st "$T/greedy"
+grep -q "^41st closed HTTP/1.1 503 .*busy: agent:coder-2 has 40 connections open, thresholdd serves 32 of one agent at once" "$T/greedy" &&
+	ok "an agent past 32 git connections: 503 busy, one line why; its 41st connection is closed at once" ||
+	fail "one agent's connections ($(cat "$T/greedy"))"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$UPLOAD")
+[ "$code" = 401 ] && ok "... while another agent is served" || fail "another agent while one held 40 (got $code)"
+wait $greedy
+grep -q "connection from agent:coder-2 closed: it has 40 open, at most 40" "$T/broker.log" &&
+	ok "the closed connection is logged with its agent" || fail "agent's closed connection not logged"
 
 # The delegation's push rules: force-push and deletion when allowed, a
 # size limit.
@@ -358,9 +394,10 @@ early = [e for e in refusals if e["code"] == "bad_request"]
 assert any("not a repository URL" in e["reason"] for e in early), early
 assert any("compressed push" in e["reason"] for e in early), early
 assert all(e["agent"] == "agent:coder-1" for e in early), early
-# Busy is decided before the caller is named.
 busy = [e for e in refusals if e["code"] == "busy"]
-assert busy and all(e["agent"] == "unknown" and "connections open" in e["reason"] for e in busy), busy
+assert busy and all("connections open" in e["reason"] for e in busy), busy
+assert any(e["agent"] == "agent:coder-1" and "65 connections open" in e["reason"] for e in busy), busy
+assert any(e["agent"] == "agent:coder-2" and "agent:coder-2 has 40 connections open" in e["reason"] for e in busy), busy
 strangers = [e for e in refusals if e["code"] == "unknown_agent"]
 assert strangers and all(e["agent"] == "unknown" and "uid 65534 is not an agent" in e["reason"] for e in strangers), strangers
 other = [e for e in refusals if "issued to agent:coder-1" in e.get("reason", "")]
