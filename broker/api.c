@@ -210,6 +210,8 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	int r;
 
 	(void)version;
+	if (conns_dropped(c))
+		return MHD_NO;
 	if (cn == NULL) {
 		if ((cn = calloc(1, sizeof(*cn))) == NULL ||
 		    (cn->body = buf_new()) == NULL) {

@@ -1,8 +1,10 @@
 #include <errno.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker.h"
 #include "conns.h"
@@ -36,36 +38,63 @@ found(struct conns *cs, uid_t uid, struct conns_peer *p)
 	p->agent = agent_index(cs->cfg, uid);
 }
 
-/* Who is at the other end of the connection fd (from peer, if TCP). */
-static void
-name_peer(struct conns *cs, int fd, const struct sockaddr *peer,
-    struct conns_peer *p)
+static int
+tcp_listener(const struct conns *cs)
 {
-	struct sockaddr_storage local;
-	socklen_t len = sizeof(local);
+	return is_tcp((const struct sockaddr *)&cs->local);
+}
+
+/* Who is at the other end of the connection fd. */
+static void
+name_peer(struct conns *cs, int fd, struct conns_peer *p)
+{
 	struct ucred cred;
+	socklen_t len = sizeof(cred);
 	uid_t uid;
 	int r;
 
-	if (!is_tcp(peer)) {
-		len = sizeof(cred);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-			found(cs, cred.uid, p);
+	if (tcp_listener(cs)) {
+		if ((r = tcppeer_fd_uid(fd, &uid)) == 0)
+			found(cs, uid, p);
 		else
-			snprintf(p->why, sizeof(p->why), "SO_PEERCRED: %s",
-			    strerror(errno));
+			snprintf(p->why, sizeof(p->why), "%s", th_errmsg(r));
 		return;
 	}
-	if (getsockname(fd, (struct sockaddr *)&local, &len) != 0) {
-		snprintf(p->why, sizeof(p->why), "getsockname: %s",
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+		found(cs, cred.uid, p);
+	else
+		snprintf(p->why, sizeof(p->why), "SO_PEERCRED: %s",
 		    strerror(errno));
+}
+
+/* Closed connections are logged up to CONNS_LOG_PER_S a second, then
+ * counted into the next line logged: anyone local may connect in a loop. */
+#define CONNS_LOG_PER_S	10
+
+static void
+log_closed(const char *fmt, ...)
+{
+	static _Atomic long second;
+	static _Atomic int logged, unlogged;
+	char msg[256];
+	va_list ap;
+	long now = (long)time(NULL), then = second;
+	int n;
+
+	if (now != then && atomic_compare_exchange_strong(&second, &then, now))
+		logged = 0;
+	if (logged++ >= CONNS_LOG_PER_S) {
+		unlogged++;
 		return;
 	}
-	if ((r = tcppeer_uid(peer, (struct sockaddr *)&local, &uid)) != 0) {
-		snprintf(p->why, sizeof(p->why), "%s", th_errmsg(r));
-		return;
-	}
-	found(cs, uid, p);
+	n = atomic_exchange(&unlogged, 0);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		log_warn("%s (and %d more connections closed unlogged)", msg, n);
+	else
+		log_warn("%s", msg);
 }
 
 /* 1 (and logged) if a new connection from p's caller is one too many. */
@@ -79,20 +108,20 @@ over(struct conns *cs, const struct conns_peer *p)
 	if (p->agent >= 0) {
 		if ((n = cs->agent_open[p->agent]) < CONNS_AGENT_OPEN_MAX)
 			return 0;
-		log_warn("connection from %s closed: it has %d open, at most "
-		    "%d", cs->cfg->agents[p->agent].name, n,
+		log_closed("connection from %s closed: it has %d open, at "
+		    "most %d", cs->cfg->agents[p->agent].name, n,
 		    CONNS_AGENT_OPEN_MAX);
 		return 1;
 	}
 	if ((n = cs->strangers) < CONNS_STRANGERS_MAX)
 		return 0;
 	if (p->known)
-		log_warn("connection from uid %u closed: not an agent, and %d "
-		    "connections of callers that are no agent are open",
+		log_closed("connection from uid %u closed: not an agent, and "
+		    "%d connections of callers that are no agent are open",
 		    (unsigned)p->uid, n);
 	else
-		log_warn("connection closed: %s, and %d connections of callers "
-		    "that are no agent are open", p->why, n);
+		log_closed("connection closed: %s, and %d connections of "
+		    "callers that are no agent are open", p->why, n);
 	return 1;
 }
 
@@ -102,7 +131,7 @@ conns_notify(void *closure, struct MHD_Connection *c, void **socket_ctx,
 {
 	struct conns *cs = closure;
 	struct conns_peer *p = *socket_ctx;
-	const union MHD_ConnectionInfo *addr, *fd;
+	const union MHD_ConnectionInfo *fd;
 
 	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
 		if (p == NULL)
@@ -122,15 +151,15 @@ conns_notify(void *closure, struct MHD_Connection *c, void **socket_ctx,
 	p->conns = cs;
 	p->agent = -1;
 	snprintf(p->why, sizeof(p->why), "the connection was not looked at");
-	addr = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (cs->cfg != NULL && fd != NULL)
-		name_peer(cs, fd->connect_fd, addr != NULL ? addr->client_addr :
-		    NULL, p);
-	if (fd != NULL && over(cs, p))
-		/* libmicrohttpd then reads its end and closes the
-		 * connection (the fd stays its own to close). */
+		name_peer(cs, fd->connect_fd, p);
+	if (fd != NULL && (p->over = over(cs, p))) {
+		/* Nothing is read from it, and a request it already sent is
+		 * dropped by the handlers (conns_dropped): libmicrohttpd
+		 * then closes the connection (the fd stays its own). */
 		(void)shutdown(fd->connect_fd, SHUT_RDWR);
+	}
 	cs->open++;
 	if (p->agent >= 0)
 		cs->agent_open[p->agent]++;
@@ -148,7 +177,7 @@ conns_accept(void *closure, const struct sockaddr *addr, socklen_t addrlen)
 	int r;
 
 	(void)addrlen;
-	if (cs->cfg == NULL || !is_tcp(addr))
+	if (cs->cfg == NULL || !tcp_listener(cs) || !is_tcp(addr))
 		return MHD_YES;
 	memset(&p, 0, sizeof(p));
 	p.agent = -1;
@@ -167,6 +196,14 @@ conns_peer(struct MHD_Connection *c)
 
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	return ci == NULL ? NULL : ci->socket_context;
+}
+
+int
+conns_dropped(struct MHD_Connection *c)
+{
+	const struct conns_peer *p = conns_peer(c);
+
+	return p != NULL && p->over;
 }
 
 const char *

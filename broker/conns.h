@@ -30,7 +30,8 @@ struct conns {
 	_Atomic int		 strangers;	/* open, from callers no agent */
 	_Atomic int		 agent_open[BCONF_AGENTS_MAX];	/* by cfg */
 	const struct bconf	*cfg;		/* NULL: callers not named */
-	struct sockaddr_storage	 local;		/* a TCP listener's address */
+	struct sockaddr_storage	 local;		/* a TCP listener's address;
+						 * zero for the Unix socket */
 };
 
 /* Who connected: a connection's socket context. */
@@ -39,6 +40,7 @@ struct conns_peer {
 	int		 known;		/* uid found, else why says why not */
 	uid_t		 uid;
 	int		 agent;		/* index in cfg->agents, or -1 */
+	int		 over;		/* one too many: dropped unanswered */
 	char		 why[160];
 };
 
@@ -54,6 +56,9 @@ enum MHD_Result conns_accept(void *conns, const struct sockaddr *addr,
  * BROKER_CONNECTIONS_MAX connections open, or c's agent more than
  * CONNS_AGENT_MAX. */
 int	conns_check(struct MHD_Connection *c);
+/* 1 if c is one connection too many, closed as it was accepted: its
+ * handler answers nothing (MHD_NO), even a request already sent. */
+int	conns_dropped(struct MHD_Connection *c);
 /* Who is at the other end of c; NULL if it was not looked at. */
 const struct conns_peer *conns_peer(struct MHD_Connection *c);
 /* p's agent name ("agent:NAME"), or NULL. */

@@ -1091,6 +1091,8 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 	int r;
 
 	(void)version;
+	if (conns_dropped(c))
+		return MHD_NO;
 	if (g == NULL) {
 		if ((g = calloc(1, sizeof(*g))) == NULL)
 			return MHD_NO;

@@ -15,5 +15,10 @@
  * kernel does not answer; either way the caller is unknown. */
 int	tcppeer_uid(const struct sockaddr *peer, const struct sockaddr *local,
 	    uid_t *uid);
+/* The same for the connection accepted as fd, whose own end must still be
+ * established once the kernel has answered: a connection reset before it
+ * was looked at may have had its addresses taken by another socket, whose
+ * owner would otherwise be named. */
+int	tcppeer_fd_uid(int fd, uid_t *uid);
 
 #endif

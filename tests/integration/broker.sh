@@ -463,6 +463,10 @@ for _ in range(40):
 time.sleep(0.5)
 extra = socket.socket(socket.AF_UNIX)
 extra.connect(sys.argv[1])
+try:    # sent before the broker looks at it: dropped, not handled
+    extra.sendall(b"POST /v1/x-41st HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+except OSError:
+    pass
 extra.settimeout(5)
 try:
     print("41st closed" if extra.recv(1) == b"" else "41st answered")
@@ -473,6 +477,8 @@ except socket.timeout:
 PY
 grep -q "^41st closed" "$T/greedy" && grep -q "connection from agent:coder-1 closed: it has 40 open, at most 40" "$T/broker.log" &&
 	ok "an agent's 41st connection is closed at once, and logged" || fail "an agent's 41st connection ($(cat "$T/greedy"))"
+grep -q "x-41st" "$T/broker.log" "$T/state/audit.db" && fail "the 41st connection's request was handled" ||
+	ok "... and the request it had sent is not handled"
 /usr/bin/python3 -c "$HOLD" "$T/broker.sock" 32 20 &
 holder=$!
 # 64 idle connections, 32 of each agent, hold every thread the broker

@@ -129,6 +129,67 @@ test_other_user(void **state)
 	close(c.lfd);
 }
 
+/* A caller that sends a request and resets its connection before the
+ * broker looks at it frees its address for another socket: looked up by
+ * address, that socket's owner would be named for the reset connection's
+ * request.  By the accepted fd it is nobody's. */
+static void
+test_reset_then_reused(void **state)
+{
+	struct linger lg = { 1, 0 };
+	struct sockaddr_in from;
+	socklen_t len = sizeof(from);
+	struct conn c;
+	int other, one = 1;
+	uid_t uid;
+
+	(void)state;
+	listen_lo(&c);
+	connect_lo(&c);
+	assert_int_equal(getsockname(c.cfd, (struct sockaddr *)&from, &len), 0);
+	assert_int_equal(write(c.cfd, "GET / HTTP/1.1\r\n\r\n", 18), 18);
+	assert_int_equal(setsockopt(c.cfd, SOL_SOCKET, SO_LINGER, &lg,
+	    sizeof(lg)), 0);
+	close(c.cfd);			/* RST: no TIME_WAIT keeps the port */
+	assert_true((other = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(setsockopt(other, SOL_SOCKET, SO_REUSEADDR, &one,
+	    sizeof(one)), 0);
+	assert_int_equal(bind(other, (struct sockaddr *)&from, sizeof(from)),
+	    0);
+	assert_int_equal(connect(other, (struct sockaddr *)&c.local,
+	    sizeof(c.local)), 0);
+	accept_lo(&c);			/* the reset one, first in the queue */
+	assert_int_equal(c.peer.sin_port, from.sin_port);
+	/* By address the kernel finds the new socket... */
+	assert_int_equal(tcppeer_uid((struct sockaddr *)&c.peer,
+	    (struct sockaddr *)&c.local, &uid), 0);
+	/* ...which is not who sent what the accepted fd holds. */
+	assert_int_equal(tcppeer_fd_uid(c.afd, &uid), TH_ERR_NOT_FOUND);
+	assert_int_equal(uid, (uid_t)-1);
+	close(other);
+	close(c.afd);
+	close(c.lfd);
+}
+
+/* While connected, the accepted fd names its caller. */
+static void
+test_fd(void **state)
+{
+	struct conn c;
+	uid_t uid;
+
+	(void)state;
+	listen_lo(&c);
+	connect_lo(&c);
+	accept_lo(&c);
+	assert_int_equal(tcppeer_fd_uid(c.afd, &uid), 0);
+	assert_int_equal(uid, getuid());
+	close(c.cfd);
+	assert_int_equal(tcppeer_fd_uid(c.afd, &uid), TH_ERR_NOT_FOUND);
+	close(c.afd);
+	close(c.lfd);
+}
+
 static void
 test_not_tcp(void **state)
 {
@@ -147,6 +208,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_own_connection),
 		cmocka_unit_test(test_other_user),
+		cmocka_unit_test(test_reset_then_reused),
+		cmocka_unit_test(test_fd),
 		cmocka_unit_test(test_not_tcp),
 	};
 
