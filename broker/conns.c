@@ -168,27 +168,6 @@ conns_notify(void *closure, struct MHD_Connection *c, void **socket_ctx,
 	*socket_ctx = p;
 }
 
-enum MHD_Result
-conns_accept(void *closure, const struct sockaddr *addr, socklen_t addrlen)
-{
-	struct conns *cs = closure;
-	struct conns_peer p;
-	uid_t uid;
-	int r;
-
-	(void)addrlen;
-	if (cs->cfg == NULL || !tcp_listener(cs) || !is_tcp(addr))
-		return MHD_YES;
-	memset(&p, 0, sizeof(p));
-	p.agent = -1;
-	if ((r = tcppeer_uid(addr, (const struct sockaddr *)&cs->local,
-	    &uid)) != 0)
-		snprintf(p.why, sizeof(p.why), "%s", th_errmsg(r));
-	else
-		found(cs, uid, &p);
-	return over(cs, &p) ? MHD_NO : MHD_YES;
-}
-
 const struct conns_peer *
 conns_peer(struct MHD_Connection *c)
 {

@@ -24,7 +24,7 @@
 #define CONNS_AGENT_OPEN_MAX	40	/* one agent's, open */
 #define CONNS_STRANGERS_MAX	8	/* callers no agent's, open */
 
-/* A daemon's connections: the closure of conns_notify and conns_accept. */
+/* A daemon's connections: the closure of conns_notify. */
 struct conns {
 	_Atomic int		 open;
 	_Atomic int		 strangers;	/* open, from callers no agent */
@@ -48,10 +48,6 @@ struct conns_peer {
  * struct conns. */
 void	conns_notify(void *conns, struct MHD_Connection *c, void **socket_ctx,
 	    enum MHD_ConnectionNotificationCode code);
-/* MHD's accept policy for a loopback TCP listener: the same closing,
- * before libmicrohttpd gives the connection a thread. */
-enum MHD_Result conns_accept(void *conns, const struct sockaddr *addr,
-	    socklen_t addrlen);
 /* 0, or TH_ERR_UNAVAILABLE saying so if c's daemon has more than
  * BROKER_CONNECTIONS_MAX connections open, or c's agent more than
  * CONNS_AGENT_MAX. */

@@ -1213,7 +1213,7 @@ git_start(struct broker *b, void **out)
 	memcpy(&b->git_conns.local, &sin, sizeof(sin));
 	d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION |
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-	    (uint16_t)b->cfg.git_port, conns_accept, &b->git_conns, on_git, b,
+	    (uint16_t)b->cfg.git_port, NULL, NULL, on_git, b,
 	    MHD_OPTION_SOCK_ADDR, &sin,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_git_done, b,
 	    MHD_OPTION_NOTIFY_CONNECTION, conns_notify, &b->git_conns,
