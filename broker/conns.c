@@ -147,7 +147,9 @@ conns_notify(void *closure, struct MHD_Connection *c, void **socket_ctx,
 	}
 	if (code != MHD_CONNECTION_NOTIFY_STARTED ||
 	    (p = calloc(1, sizeof(*p))) == NULL)
-		return;		/* uncounted, unnamed: its requests refused */
+		return;		/* uncounted and unnamed: git refuses its
+				 * requests (no caller); the socket's handler
+				 * still names it by SO_PEERCRED */
 	p->conns = cs;
 	p->agent = -1;
 	snprintf(p->why, sizeof(p->why), "the connection was not looked at");
