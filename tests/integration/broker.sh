@@ -460,7 +460,7 @@ for _ in range(40):
     s = socket.socket(socket.AF_UNIX)
     s.connect(sys.argv[1])
     held.append(s)
-time.sleep(0.5)
+time.sleep(1.5)  # the broker names and counts them
 extra = socket.socket(socket.AF_UNIX)
 extra.connect(sys.argv[1])
 try:    # sent before the broker looks at it: dropped, not handled

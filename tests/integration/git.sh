@@ -295,7 +295,7 @@ if as_uid 65534 /usr/bin/python3 - "$GITPORT" >"$T/strangers" 2>&1 <<'PY'
 import socket, sys, time
 port = int(sys.argv[1])
 held = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
-time.sleep(0.5)
+time.sleep(1.5)  # the broker names and counts them
 extra = socket.create_connection(("127.0.0.1", port))
 extra.settimeout(5)
 try:
@@ -323,7 +323,7 @@ setpriv --reuid=65533 --regid=65533 --clear-groups /usr/bin/python3 - "$GITPORT"
 import socket, sys, time
 port = int(sys.argv[1])
 held = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
-time.sleep(0.5)
+time.sleep(1.5)  # the broker names and counts them
 extra = socket.create_connection(("127.0.0.1", port))
 extra.settimeout(5)
 try:
