@@ -136,11 +136,13 @@ conns_notify(void *closure, struct MHD_Connection *c, void **socket_ctx,
 	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
 		if (p == NULL)
 			return;
-		cs->open--;
-		if (p->agent >= 0)
-			cs->agent_open[p->agent]--;
-		else if (cs->cfg != NULL)
-			cs->strangers--;
+		if (!p->over) {
+			cs->open--;
+			if (p->agent >= 0)
+				cs->agent_open[p->agent]--;
+			else if (cs->cfg != NULL)
+				cs->strangers--;
+		}
 		free(p);
 		*socket_ctx = NULL;
 		return;
@@ -156,18 +158,20 @@ conns_notify(void *closure, struct MHD_Connection *c, void **socket_ctx,
 	fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (cs->cfg != NULL && fd != NULL)
 		name_peer(cs, fd->connect_fd, p);
+	*socket_ctx = p;
 	if (fd != NULL && (p->over = over(cs, p))) {
 		/* Nothing is read from it, and a request it already sent is
 		 * dropped by the handlers (conns_dropped): libmicrohttpd
-		 * then closes the connection (the fd stays its own). */
+		 * then closes the connection (the fd stays its own).  Not
+		 * counted: it is gone as far as the limits go. */
 		(void)shutdown(fd->connect_fd, SHUT_RDWR);
+		return;
 	}
 	cs->open++;
 	if (p->agent >= 0)
 		cs->agent_open[p->agent]++;
 	else if (cs->cfg != NULL)
 		cs->strangers++;
-	*socket_ctx = p;
 }
 
 const struct conns_peer *
