@@ -71,6 +71,9 @@ name_peer(struct conns *cs, int fd, struct conns_peer *p)
  * counted into the next line logged: anyone local may connect in a loop. */
 #define CONNS_LOG_PER_S	10
 
+static void	log_closed(const char *fmt, ...)
+		    __attribute__((format(printf, 1, 2)));
+
 static void
 log_closed(const char *fmt, ...)
 {

@@ -453,29 +453,8 @@ fi
 kill $holder 2>/dev/null; wait $holder 2>/dev/null
 # Past 40 of an agent's connections, a new one is closed as soon as it is
 # accepted: idle ones cannot take every other agent's connections.
-/usr/bin/python3 - "$T/broker.sock" >"$T/greedy" 2>&1 <<'PY'
-import socket, sys, time
-held = []
-for _ in range(40):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(sys.argv[1])
-    held.append(s)
-time.sleep(1.5)  # the broker names and counts them
-extra = socket.socket(socket.AF_UNIX)
-extra.connect(sys.argv[1])
-try:    # sent before the broker looks at it: dropped, not handled
-    extra.sendall(b"POST /v1/x-41st HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
-except OSError:
-    pass
-extra.settimeout(5)
-try:
-    print("41st closed" if extra.recv(1) == b"" else "41st answered")
-except ConnectionResetError:
-    print("41st closed")
-except socket.timeout:
-    print("41st open")
-PY
-grep -q "^41st closed" "$T/greedy" && grep -q "connection from agent:coder-1 closed: it has 40 open, at most 40" "$T/broker.log" &&
+/usr/bin/python3 "$ROOT/tests/tools/conn_limit.py" "unix:$T/broker.sock" 40 /v1/health "POST /v1/x-41st" >"$T/greedy" 2>&1
+grep -q "^closed HTTP/1.1 503 .*agent:coder-1 has 40 connections open" "$T/greedy" && grep -q "connection from agent:coder-1 closed: it has 40 open, at most 40" "$T/broker.log" &&
 	ok "an agent's 41st connection is closed at once, and logged" || fail "an agent's 41st connection ($(cat "$T/greedy"))"
 grep -q "x-41st" "$T/broker.log" "$T/state/audit.db" && fail "the 41st connection's request was handled" ||
 	ok "... and the request it had sent is not handled"
