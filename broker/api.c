@@ -89,22 +89,16 @@ reply_error(struct MHD_Connection *c, unsigned status, const char *code,
 	return reply_json(c, &ans);
 }
 
-/* The agent behind a Unix-socket connection, from the kernel; NULL for
- * TCP or an unknown uid. */
+/* The agent behind a Unix-socket connection, as the kernel named it when
+ * the connection started (broker/conns.h); NULL for TCP or an unknown
+ * uid. */
 static const char *
-peer_agent(struct broker *b, struct MHD_Connection *c, uid_t *uid)
+peer_agent(struct MHD_Connection *c, uid_t *uid)
 {
-	const union MHD_ConnectionInfo *ci;
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	const struct conns_peer *p = conns_peer(c);
 
-	*uid = (uid_t)-1;
-	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (ci == NULL || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED,
-	    &cred, &len) != 0)
-		return NULL;
-	*uid = cred.uid;
-	return bconf_agent(&b->cfg, cred.uid);
+	*uid = p != NULL && p->known ? p->uid : (uid_t)-1;
+	return conns_agent(p);
 }
 
 /* The keys the broker signs with: capabilities, App JWTs, and the audit
@@ -233,7 +227,7 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	memset(&ans, 0, sizeof(ans));
 	if ((r = conns_check(c)) != 0) {
 		log_warn("refused: %s", th_errmsg(r));
-		act_refuse(b, peer_agent(b, c, &uid), 503, "busy", r, &ans);
+		act_refuse(b, peer_agent(c, &uid), 503, "busy", r, &ans);
 		return reply_json_close(c, &ans, 1);
 	}
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/health") == 0)
@@ -241,7 +235,7 @@ handle(void *arg, struct MHD_Connection *c, const char *url,
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/metrics") == 0)
 		return metrics(b, c);
 	/* Refused before any action, and recorded like every refusal. */
-	agent = peer_agent(b, c, &uid);
+	agent = peer_agent(c, &uid);
 	if (strcmp(method, "POST") != 0 || (strcmp(url, "/v1/capabilities") &&
 	    strcmp(url, "/v1/redeem") && strcmp(url, "/v1/git-credential"))) {
 		r = th_fail(TH_ERR_NOT_FOUND, "no such endpoint: %.16s %.128s "

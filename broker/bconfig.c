@@ -38,7 +38,7 @@ parse_agent(struct bconf *c, const char *uid, const char *name)
 	    strncmp(name, "agent:", 6) ? "agent:" : "", name);
 	if (!name_valid(a->name, "agent"))
 		return th_fail(TH_ERR_CONFIG, "bad agent name \"%s\"", name);
-	if (bconf_agent(c, (uid_t)u) != NULL)
+	if (bconf_agent(c, (uid_t)u) >= 0)
 		return th_fail(TH_ERR_CONFIG, "uid %lu given twice", u);
 	a->uid = (uid_t)u;
 	c->nagents++;
@@ -175,13 +175,13 @@ bconf_load(const char *path, struct bconf *c)
 	return r;
 }
 
-const char *
+int
 bconf_agent(const struct bconf *c, uid_t uid)
 {
 	size_t i;
 
 	for (i = 0; i < c->nagents; i++)
 		if (c->agents[i].uid == uid)
-			return c->agents[i].name;
-	return NULL;
+			return (int)i;
+	return -1;
 }

@@ -55,7 +55,7 @@ struct bconf {
 };
 
 int		 bconf_load(const char *path, struct bconf *c);
-/* The agent a uid is, or NULL. */
-const char	*bconf_agent(const struct bconf *c, uid_t uid);
+/* The agent a uid is (its index in c->agents), or -1. */
+int		 bconf_agent(const struct bconf *c, uid_t uid);
 
 #endif

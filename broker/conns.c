@@ -19,23 +19,12 @@ is_tcp(const struct sockaddr *sa)
 	    sa->sa_family == AF_INET6);
 }
 
-static int
-agent_index(const struct bconf *cfg, uid_t uid)
-{
-	size_t i;
-
-	for (i = 0; i < cfg->nagents; i++)
-		if (cfg->agents[i].uid == uid)
-			return (int)i;
-	return -1;
-}
-
 static void
 found(struct conns *cs, uid_t uid, struct conns_peer *p)
 {
 	p->known = 1;
 	p->uid = uid;
-	p->agent = agent_index(cs->cfg, uid);
+	p->agent = bconf_agent(cs->cfg, uid);
 }
 
 static int
