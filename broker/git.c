@@ -750,17 +750,15 @@ git_request(const struct gconn *g)
 	    "info/refs?service=git-upload-pack";
 }
 
-/* Verifies the capability: a push spends it, every other step of the
- * exchange only checks it. */
+/* Verifies the request's capability (g->cap, read from its headers): a
+ * push spends it, every other step of the exchange only checks it. */
 static int
-authorise(struct broker *b, struct MHD_Connection *c, const struct gconn *g,
-    int spend, struct cap_redeemed *red, char *cap, size_t caplen)
+authorise(struct broker *b, const struct gconn *g, int spend,
+    struct cap_redeemed *red)
 {
+	const char *cap = g->cap;
 	int r;
 
-	if ((r = basic_password(c, cap, caplen)) != 0)
-		return r == TH_ERR_NOT_FOUND ? r : th_fail(TH_ERR_DENIED,
-		    "malformed Basic credentials");
 	r = spend ?
 	    cap_redeem(b->cap, b->st, cap, strlen(cap), g->started, red) :
 	    cap_check(b->cap, b->st, cap, strlen(cap), g->started, red);
@@ -837,7 +835,10 @@ credential_first(struct broker *b, struct MHD_Connection *c,
 {
 	int r;
 
-	if ((r = authorise(b, c, g, 0, &g->red, g->cap, sizeof(g->cap))) == 0)
+	if ((r = basic_password(c, g->cap, sizeof(g->cap))) != 0)
+		r = r == TH_ERR_NOT_FOUND ? r : th_fail(TH_ERR_DENIED,
+		    "malformed Basic credentials");
+	else if ((r = authorise(b, g, 0, &g->red)) == 0)
 		return 0;
 	g->answered = 1;
 	/* A refused body is not read: the connection closes. */
@@ -908,8 +909,8 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	 * revocation meanwhile counts). */
 	probe = g->kind == GK_RECEIVE && g->body_len == 4 &&
 	    memcmp(g->head, "0000", 4) == 0;
-	if (g->kind == GK_RECEIVE && !probe && (r = authorise(b, c, g, 1, red,
-	    g->cap, sizeof(g->cap))) != 0)
+	if (g->kind == GK_RECEIVE && !probe &&
+	    (r = authorise(b, g, 1, red)) != 0)
 		return refuse_credential(b, c, g, r, 0);
 	ans.agent = red->agent;
 	ans.op = &red->op;
