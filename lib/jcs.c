@@ -13,11 +13,11 @@
 static int
 utf16_rank(unsigned char c)
 {
+	/* Between the lead bytes of U+D000-U+DFFF and of U+E000, in their
+	 * own order (the code points', as their surrogate pairs'). */
 	if (c >= 0xf0)
-		return 0xee;		/* surrogates: below U+E000 */
-	if (c >= 0xee)
-		return c + 1;
-	return c;
+		return 0xed * 8 + 1 + (c - 0xf0);
+	return c * 8;
 }
 
 static int

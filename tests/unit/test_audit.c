@@ -39,6 +39,13 @@ test_jcs(void **state)
 	 * U+E000, although its UTF-8 form (F0...) sorts after. */
 	check_jcs("{\"\\ue000\":1,\"\\ud83d\\ude00\":2,\"\\u20ac\":3}",
 	    "{\"\xe2\x82\xac\":3,\"\xf0\x9f\x98\x80\":2,\"\xee\x80\x80\":1}");
+	/* Code points above U+FFFF keep their own order whatever the input
+	 * order (U+10000 < U+40000 < U+100000, as their surrogate pairs):
+	 * their lead bytes F0, F1, F4 differ. */
+	check_jcs("{\"\\udbc0\\udc00\":3,\"\\ud800\\udc00\":1,\"\\ud8c0\\udc00\":2}",
+	    "{\"\xf0\x90\x80\x80\":1,\"\xf1\x80\x80\x80\":2,\"\xf4\x80\x80\x80\":3}");
+	check_jcs("{\"\\ud800\\udc00\":1,\"\\ud8c0\\udc00\":2,\"\\udbc0\\udc00\":3}",
+	    "{\"\xf0\x90\x80\x80\":1,\"\xf1\x80\x80\x80\":2,\"\xf4\x80\x80\x80\":3}");
 	{
 		struct json_object *o = json_object_new_double(1.5);
 		struct buf *b = buf_new();
