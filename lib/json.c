@@ -33,60 +33,163 @@ count_members(struct json_object *o)
 	return n;
 }
 
-/* Every member of a valid JSON text has exactly one ':' outside strings and
- * no other ':' occurs there, so this counts members as written.  It also
- * catches the extensions json-c accepts even in strict mode (single-quoted
- * strings): outside strings only RFC 8259 characters may appear, else the
- * count is SIZE_MAX and can match no tree. */
-static size_t
-count_colons(const char *s, size_t len)
+static int
+hex4(const char *s, size_t len, size_t i, unsigned *cp)
 {
-	/* Outside strings: structure, white space, numbers, true/false/null. */
+	size_t k;
+	int d;
+
+	*cp = 0;
+	if (len - i < 4)
+		return -1;
+	for (k = 0; k < 4; k++) {
+		d = s[i + k];
+		if (d >= '0' && d <= '9')
+			d -= '0';
+		else if (d >= 'a' && d <= 'f')
+			d -= 'a' - 10;
+		else if (d >= 'A' && d <= 'F')
+			d -= 'A' - 10;
+		else
+			return -1;
+		*cp = *cp << 4 | (unsigned)d;
+	}
+	return 0;
+}
+
+/* The escapes of the string whose contents start at s[*i], up to its
+ * closing quote (*i is left on it).  json-c turns a lone surrogate into
+ * U+FFFD, so strings a signer or another verifier sees as different
+ * would compare equal here; and its C strings end at an escaped U+0000. */
+static int
+scan_string(const char *s, size_t len, size_t *i)
+{
+	unsigned cp, lo;
+
+	for (; *i < len && s[*i] != '"'; (*i)++) {
+		if (s[*i] != '\\')
+			continue;
+		if (++(*i) == len)
+			break;
+		if (s[*i] != 'u')
+			continue;
+		if (hex4(s, len, *i + 1, &cp) != 0)
+			return th_fail(TH_ERR_INVALID, "invalid JSON: a \\u "
+			    "escape without four hex digits");
+		*i += 4;
+		if (cp == 0)
+			return th_fail(TH_ERR_INVALID, "JSON string holds "
+			    "U+0000");
+		if (cp >= 0xdc00 && cp <= 0xdfff)
+			return th_fail(TH_ERR_INVALID, "JSON string holds a "
+			    "lone surrogate");
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			if (len - *i < 7 || s[*i + 1] != '\\' ||
+			    s[*i + 2] != 'u' || hex4(s, len, *i + 3, &lo) != 0 ||
+			    lo < 0xdc00 || lo > 0xdfff)
+				return th_fail(TH_ERR_INVALID, "JSON string "
+				    "holds a lone surrogate");
+			*i += 6;
+		}
+	}
+	return 0;
+}
+
+/* Whether the n decimal digits at d (no leading zero) fit in int64. */
+static int
+int64_digits(const char *d, size_t n, int neg)
+{
+	static const char max[] = "9223372036854775807";
+	static const char min[] = "9223372036854775808";
+
+	if (n != sizeof(max) - 1)
+		return n < sizeof(max) - 1;
+	return memcmp(d, neg ? min : max, n) <= 0;
+}
+
+/* The number at s[*i] (RFC 8259's grammar: json-c also takes "-01", "1."
+ * and "1.e5"); an integer must fit in int64 (json-c clamps, so distinct
+ * signed values would read alike).  *i is left on its last character. */
+static int
+scan_number(const char *s, size_t len, size_t *i)
+{
+	size_t j = *i, d0, nd;
+	int neg = 0, integer = 1;
+
+	if (s[j] == '-') {
+		neg = 1;
+		j++;
+	}
+	d0 = j;
+	if (j < len && s[j] == '0')
+		j++;
+	else if (j < len && s[j] >= '1' && s[j] <= '9')
+		while (j < len && s[j] >= '0' && s[j] <= '9')
+			j++;
+	else
+		goto bad;
+	nd = j - d0;
+	if (j < len && s[j] == '.') {
+		integer = 0;
+		if (++j == len || s[j] < '0' || s[j] > '9')
+			goto bad;
+		while (j < len && s[j] >= '0' && s[j] <= '9')
+			j++;
+	}
+	if (j < len && (s[j] == 'e' || s[j] == 'E')) {
+		integer = 0;
+		if (++j < len && (s[j] == '+' || s[j] == '-'))
+			j++;
+		if (j == len || s[j] < '0' || s[j] > '9')
+			goto bad;
+		while (j < len && s[j] >= '0' && s[j] <= '9')
+			j++;
+	}
+	if (j < len && ((s[j] >= '0' && s[j] <= '9') || s[j] == '.' ||
+	    s[j] == '+' || s[j] == '-' || s[j] == 'e' || s[j] == 'E'))
+		goto bad;
+	if (integer && !int64_digits(s + d0, nd, neg))
+		return th_fail(TH_ERR_INVALID, "JSON integer out of range "
+		    "(64-bit signed)");
+	*i = j - 1;
+	return 0;
+ bad:
+	return th_fail(TH_ERR_INVALID, "invalid JSON: malformed number");
+}
+
+/* What json-c lets through even in strict mode, refused; and the members
+ * as written counted (every member of a valid JSON text has exactly one
+ * ':' outside strings and no other ':' occurs there), for the duplicate
+ * check.  Outside strings only RFC 8259 characters may appear (json-c
+ * takes single-quoted strings). */
+static int
+scan_text(const char *s, size_t len, size_t *members)
+{
+	/* Structure, white space, and the letters of true/false/null. */
 	static const uint8_t plain[256] = {
 		['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1, [','] = 1,
 		[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1,
-		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
-		['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-		['-'] = 1, ['+'] = 1, ['.'] = 1, ['e'] = 1, ['E'] = 1,
-		['t'] = 1, ['r'] = 1, ['u'] = 1, ['f'] = 1, ['a'] = 1,
-		['l'] = 1, ['s'] = 1, ['n'] = 1
+		['t'] = 1, ['r'] = 1, ['u'] = 1, ['e'] = 1, ['f'] = 1,
+		['a'] = 1, ['l'] = 1, ['s'] = 1, ['n'] = 1
 	};
-	size_t i, n = 0;
-	int in_str = 0;
+	size_t i;
+	int r;
 
+	*members = 0;
 	for (i = 0; i < len; i++) {
-		if (in_str) {
-			if (s[i] == '\\')
-				i++;
-			else if (s[i] == '"')
-				in_str = 0;
-		} else if (s[i] == '"')
-			in_str = 1;
-		else if (s[i] == ':')
-			n++;
-		else if (!plain[(uint8_t)s[i]])
-			return SIZE_MAX;
-	}
-	return n;
-}
-
-/* 1 if the text escapes U+0000 ("\u0000" after an even run of
- * backslashes).  json-c keeps such a string whole but its C string ends
- * there: a check on the C string would see "a" where a signature, the log's
- * canonical form or another verifier sees "a\u0000b" (or a key would be
- * cut short). */
-static int
-nul_escape(const char *s, size_t len)
-{
-	const char *p = s, *end = s + len, *q;
-	size_t k;
-
-	while ((q = memmem(p, (size_t)(end - p), "\\u0000", 6)) != NULL) {
-		for (k = 0; q - k > s && q[-(ptrdiff_t)k - 1] == '\\'; k++)
-			;
-		if (k % 2 == 0)
-			return 1;
-		p = q + 1;
+		if (s[i] == '"') {
+			i++;
+			if ((r = scan_string(s, len, &i)) != 0)
+				return r;
+		} else if (s[i] == ':')
+			(*members)++;
+		else if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9')) {
+			if ((r = scan_number(s, len, &i)) != 0)
+				return r;
+		} else if (!plain[(uint8_t)s[i]])
+			return th_fail(TH_ERR_INVALID, "invalid JSON: "
+			    "character 0x%02x outside a string",
+			    (unsigned)(uint8_t)s[i]);
 	}
 	return 0;
 }
@@ -97,6 +200,7 @@ json_parse_strict(const char *s, size_t len, size_t maxlen,
 {
 	struct json_tokener *tok = NULL;
 	struct json_object *o = NULL;
+	size_t members;
 	int r = TH_ERR_INVALID;
 
 	*out = NULL;
@@ -110,8 +214,8 @@ json_parse_strict(const char *s, size_t len, size_t maxlen,
 	 * overlong forms through.) */
 	if (!utf8_valid(s, len))
 		return th_fail(TH_ERR_INVALID, "JSON is not valid UTF-8");
-	if (nul_escape(s, len))
-		return th_fail(TH_ERR_INVALID, "JSON string holds U+0000");
+	if ((r = scan_text(s, len, &members)) != 0)
+		return r;
 	if ((tok = json_tokener_new_ex(JSON_DEPTH_MAX)) == NULL)
 		return TH_ERR_ALLOC;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
@@ -125,7 +229,7 @@ json_parse_strict(const char *s, size_t len, size_t maxlen,
 		r = th_fail(TH_ERR_INVALID, "trailing data after JSON");
 		goto out;
 	}
-	if (count_members(o) != count_colons(s, len)) {
+	if (count_members(o) != members) {
 		r = th_fail(TH_ERR_INVALID, "duplicate member name in JSON");
 		goto out;
 	}

@@ -181,6 +181,31 @@ test_json_strict(void **state)
 	assert_int_equal(parse("{\"a\":\"\\\\\\u0000\"}"), TH_ERR_INVALID);
 	assert_int_equal(parse("{\"a\":\"\\\\u0000\"}"), 0);
 	assert_int_equal(parse("{\"a\":\"\\u0001\"}"), 0);
+	/* Surrogates only in pairs: json-c makes every lone one U+FFFD, so
+	 * "rel\ud800" and "rel\udfff" would compare equal (found in review). */
+	assert_int_equal(parse("{\"a\":\"\\ud83d\\ude00\"}"), 0);
+	assert_int_equal(parse("{\"a\":\"\\ud800\"}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":\"\\udfffx\"}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":\"\\ud800\\u0041\"}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"\\ude00\":1}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":\"\\\\ud800\"}"), 0);
+	/* RFC 8259 numbers only, and integers within int64: json-c takes
+	 * "-01" and "1.", and reads 2^63 and beyond as INT64_MAX, so a
+	 * lifetime past the parent's could compare as within it. */
+	assert_int_equal(parse("{\"a\":-01}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":01}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":1.}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":1.e5}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":1e}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":+1}"), TH_ERR_INVALID);
+	assert_int_equal(parse("[-0,0,1.5,-2.25e-3,1E+2]"), 0);
+	assert_int_equal(parse("{\"a\":9223372036854775807}"), 0);
+	assert_int_equal(parse("{\"a\":-9223372036854775808}"), 0);
+	assert_int_equal(parse("{\"a\":9223372036854775808}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":18446744073709551616}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":-9223372036854775809}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":100000000000000000000000}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":\"9223372036854775808\"}"), 0);
 }
 
 /* Error messages quote outside input; each is one printable line of
