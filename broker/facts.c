@@ -83,6 +83,14 @@ facts_parse_pr(struct json_object *o, struct gh_pr *pr)
 	pr->mergeable = !json_object_object_get_ex(o, "mergeable", &v) ||
 	    json_object_is_type(v, json_type_null) ? -1 :
 	    json_object_get_boolean(v);
+	/* The files list stops at 3000 with no next page: only this count
+	 * tells a whole list from a cut one. */
+	pr->changed_files = -1;
+	if (json_object_object_get_ex(o, "changed_files", NULL) &&
+	    ((r = json_get_int64(o, "changed_files", &pr->changed_files))
+	    != 0 || pr->changed_files < 0))
+		return th_fail(TH_ERR_PROTOCOL, "malformed pull request reply: "
+		    "changed_files");
 	return 0;
 }
 

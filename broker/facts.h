@@ -30,6 +30,7 @@ struct gh_pr {
 	int	merged;
 	int	draft;
 	int	mergeable;		/* 1, 0, or -1: not computed yet */
+	int64_t	changed_files;		/* GitHub's count; -1 if not given */
 };
 
 struct gh_check_run {
@@ -67,7 +68,7 @@ struct pr_facts {
 	size_t			 nreviews;
 	struct gh_file		*files;
 	size_t			 nfiles;
-	int			 files_complete;	/* every page was read */
+	int			 files_complete;	/* all changed_files read */
 };
 
 /* Frees the arrays (not f itself). */

@@ -563,7 +563,10 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			} else {
 				active[k] = 0;
 				if (k == FACTS_FILES)
-					f->files_complete = 1;
+					f->files_complete =
+					    f->pr.changed_files >= 0 &&
+					    (int64_t)f->nfiles ==
+					    f->pr.changed_files;
 			}
 			http_req_clear(&req[k]);
 		}

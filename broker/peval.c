@@ -777,6 +777,18 @@ rule_approvals(struct ectx *x, struct json_object *v)
 }
 
 static int
+files_unread(const struct pr_facts *f)
+{
+	if (f->pr.changed_files < 0)
+		return th_fail(TH_ERR_DENIED, "changed files could not all be "
+		    "read: GitHub did not say how many the pull request has");
+	return th_fail(TH_ERR_DENIED, "changed files could not all be read: "
+	    "GitHub listed %zu of the pull request's %lld%s", f->nfiles,
+	    (long long)f->pr.changed_files, f->pr.changed_files >
+	    FACTS_FILES_MAX ? " (it lists at most 3000)" : "");
+}
+
+static int
 rule_paths(struct ectx *x, struct json_object *v)
 {
 	const struct pr_facts *f = x->f;
@@ -787,10 +799,9 @@ rule_paths(struct ectx *x, struct json_object *v)
 	if ((r = ev_set(x->ev, "files", json_object_new_int64(
 	    (int64_t)f->nfiles))) != 0)
 		return r;
-	/* A file on an unread page could be the protected one. */
+	/* A file GitHub did not list could be the protected one. */
 	if (!f->files_complete)
-		return th_fail(TH_ERR_DENIED, "changed files could not all be "
-		    "read");
+		return files_unread(f);
 	for (i = 0; i < f->nfiles; i++) {
 		/* A rename moves a protected file as much as it adds one. */
 		name[0] = f->files[i].filename;
@@ -826,18 +837,19 @@ rule_max_files(struct ectx *x, struct json_object *v)
 {
 	const struct pr_facts *f = x->f;
 	int64_t max = json_object_get_int64(v);
+	int64_t n = (int64_t)f->nfiles;
 	int r;
 
-	if ((r = ev_set(x->ev, "files", json_object_new_int64(
-	    (int64_t)f->nfiles))) != 0)
+	if (f->pr.changed_files > n)
+		n = f->pr.changed_files;
+	if ((r = ev_set(x->ev, "files", json_object_new_int64(n))) != 0)
 		return r;
-	if ((int64_t)f->nfiles > max)
-		return th_fail(TH_ERR_DENIED, "changed files: %zu, at most "
-		    "%lld allowed", f->nfiles, (long long)max);
+	if (n > max)
+		return th_fail(TH_ERR_DENIED, "changed files: %lld, at most "
+		    "%lld allowed", (long long)n, (long long)max);
 	/* An incomplete list only gives a lower bound. */
 	if (!f->files_complete)
-		return th_fail(TH_ERR_DENIED, "changed files could not all be "
-		    "read");
+		return files_unread(f);
 	return 0;
 }
 

@@ -49,6 +49,8 @@ pr 12 "$(sha 12)" main bob '["src/l.c"]' "$APPROVED"; green "$(sha 12)"
 pr 13 "$(sha 13)" main bob '["src/m.c"]' "$APPROVED"; green "$(sha 13)"
 pr 14 "$(sha 14)" main bob '["src/n.c"]' "$APPROVED"; green "$(sha 14)"
 pr 15 "$(sha 15)" main bob '["src/o.c"]' "$APPROVED"; green "$(sha 15)"
+# 3001 files, the workflow last: GitHub lists 3000 and no next page.
+pr 16 "$(sha 16)" main bob "$($PY -c 'import json;print(json.dumps(["src/big%d.c" % i for i in range(3000)] + [".github/workflows/evil.yml"]))')" "$APPROVED"; green "$(sha 16)"
 
 merged() { admin GET state | $PY -c "import json,sys;s=json.load(sys.stdin);print(' '.join(str(m.get('number', m.get('pr'))) for m in s['merges']))"; }
 
@@ -184,6 +186,8 @@ refused "PR targeting another branch refused" 6 "targets release"
 refused "rename out of a protected path refused" 7 "protected path: .github/workflows/ci.yml"
 refused "no checks at all is not success" 9 "required checks"
 refused "max changed files (250 files over 3 pages)" 10 "changed files"
+refused "3001 changed files: the one GitHub does not list could be protected" 16 \
+	"changed files could not all be read: GitHub listed 3000 of the pull request's 3001"
 merged | grep -qwE "2|3|4|5|6|7|9|10" && fail "a refused PR was merged" || ok "nothing refused was merged"
 expect_ok "a refusal carries its evidence (--json)" sh -c "$BIN/threshold --broker $T/broker.sock --json github merge --repo acme/backend --pr 3 --target main | grep -q matched_path"
 

@@ -506,7 +506,10 @@ test_protected_paths(void **state)
 	/* An unread page could hold the protected file. */
 	f = good();
 	f->files_complete = 0;
-	ev = refused_at(p, f, NOW, "changed files could not all be read");
+	f->pr.changed_files = 3001;
+	ev = refused_at(p, f, NOW, "changed files could not all be read: "
+	    "GitHub listed 1 of the pull request's 3001 (it lists at most "
+	    "3000)");
 	assert_string_equal(ev_str(ev, "failed_rule"), "protected_paths");
 	json_object_put(ev);
 	done(f);
@@ -538,8 +541,19 @@ test_max_files(void **state)
 	json_object_put(ev);
 	f->nfiles = 2;
 	f->files_complete = 0;
-	refused(p, f, "changed files could not all be read");
+	f->pr.changed_files = -1;
+	refused(p, f, "changed files could not all be read: GitHub did not "
+	    "say how many the pull request has");
+	/* GitHub's count, not the list it cut at 3000, is the number. */
+	f->pr.changed_files = 3001;
+	refused("{\"max_changed_files\":3000}", f, "changed files: 3001, at "
+	    "most 3000 allowed");
+	f->nfiles = 1;
+	f->pr.changed_files = 2;
+	refused(p, f, "changed files could not all be read: GitHub listed 1 "
+	    "of the pull request's 2");
 	f->nfiles = 0;
+	f->pr.changed_files = 0;
 	f->files_complete = 1;
 	passes("{\"max_changed_files\":0}", f);
 	done(f);
