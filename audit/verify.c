@@ -25,6 +25,7 @@
 #include "jws.h"
 #include "merkle.h"
 #include "policy.h"
+#include "proto.h"
 #include "scope.h"
 #include "sha.h"
 #include "stmt.h"
@@ -95,7 +96,7 @@ struct averify {
 	enum ckind		 ckind;
 	struct sel_bank		 sel[SEL_BANKS_MAX];
 	size_t			 nsel, nsel_pcrs;
-	char			 instance[80];
+	char			 instance[PROTO_SUBJECT_MAX + 1];
 	int			 ek_checked;
 	char			 ek_hash[HASH_B64];	/* of ek_cert's DER */
 	int			 ak_activated;
@@ -921,6 +922,32 @@ check_ek(struct averify *v, struct json_object *h)
 	return r;
 }
 
+static int
+is_null(struct json_object *h, const char *name)
+{
+	struct json_object *o;
+
+	return !json_object_object_get_ex(h, name, &o) ||
+	    json_object_is_type(o, json_type_null);
+}
+
+/* A token-signature log has no TPM, so nothing of one: an EK certificate or
+ * activation there would let a token's signature pass for the TPM's word.
+ * And an EK certificate stands for the machine only with the activation
+ * binding the AK to it. */
+static int
+check_no_tpm(struct averify *v, struct json_object *h)
+{
+	if (v->ckind == CK_TOKEN && (!is_null(h, "ek_cert") ||
+	    !is_null(h, "activation") || !is_null(h, "pcr_selection")))
+		return fail(v, 1, "header: a token-signature log has no TPM, "
+		    "but ek_cert, activation or pcr_selection is set");
+	if (!is_null(h, "ek_cert") && is_null(h, "activation"))
+		return fail(v, 1, "header: ek_cert without an activation (the "
+		    "AK is not bound to that EK)");
+	return 0;
+}
+
 /* The root's word that the AK was activated against the EK certificate in
  * this header: a threshold-ak-cert+jwt (docs/audit-format.md, "Header"). */
 static int
@@ -1020,6 +1047,9 @@ averify_header(struct averify *v, struct json_object *h)
 	if ((r = json_get_string(h, "instance", &s)) != 0 ||
 	    (r = json_get_int64(h, "created", &n)) != 0)
 		return fail(v, 1, "header: %s", th_errmsg(r));
+	if (!proto_subject_valid((const uint8_t *)s, strlen(s)))
+		return fail(v, 1, "header: instance is not 1 to %d characters "
+		    "of A-Z a-z 0-9 : _ . -", PROTO_SUBJECT_MAX);
 	snprintf(v->instance, sizeof(v->instance), "%s", s);
 	if ((r = json_get_string(h, "checkpoint_key", &s)) != 0)
 		return fail(v, 1, "header: %s", th_errmsg(r));
@@ -1058,7 +1088,7 @@ averify_header(struct averify *v, struct json_object *h)
 		    "(--root): log %s, given %s", tp_log, tp_mine);
 		goto out;
 	}
-	if ((r = check_ek(v, h)) != 0 ||
+	if ((r = check_no_tpm(v, h)) != 0 || (r = check_ek(v, h)) != 0 ||
 	    (r = check_activation(v, h)) != 0)
 		goto out;
 	if ((canon = buf_new()) == NULL) {
@@ -2004,6 +2034,9 @@ averify_finish(struct averify *v)
 		collect_sigs(v, 1);
 	if ((r = drain(v, 1)) != 0 && r != TH_ERR_DENIED)
 		return r;
+	if (v->npcrs > 0 && v->quotes == 0 && active(v, 3))
+		fail(v, 3, "--pcrs given, but the log has no TPM quote whose "
+		    "PCR values could be checked");
 	for (i = 0; i < v->nexpect && active(v, 7); i++)
 		if (!v->expect[i].seen)
 			fail(v, 7, "checkpoint %llu: expected "

@@ -33,7 +33,9 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 
-#define AVERIFY_LINE_MAX	(1024 * 1024)	/* one export line, one body */
+/* One export line: a body of up to 1 MiB (the writer's bound) and the
+ * line's own members around it. */
+#define AVERIFY_LINE_MAX	(1024 * 1024 + 64)
 #define AVERIFY_ENTRIES_MAX	(4 * 1024 * 1024)
 #define AVERIFY_CHECKPOINTS_MAX	(1024 * 1024)
 #define AVERIFY_PENDING_MAX	1024	/* checkpoints read before their entries */
@@ -113,7 +115,7 @@ struct averify_summary {
 	uint64_t	 last_n;		/* 0 if no checkpoint */
 	char		 last_qual[44];		/* "" if no checkpoint */
 	char		 header_hash[44];
-	char		 instance[80];
+	char		 instance[129];		/* PROTO_SUBJECT_MAX + 1 */
 	char		 checkpoint_key[20];
 	int		 ek_checked;		/* ek_cert chained to --ek-ca */
 	int		 ak_activated;		/* the root certified AK-EK */

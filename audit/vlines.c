@@ -148,12 +148,8 @@ fill(struct reader *rd, size_t max, char *line, unsigned long long *lineno,
 			return 1;
 		vl->lineno = ++*lineno;
 		if (r == TH_ERR_TOO_LONG) {
-			if (max % (1024 * 1024) == 0)
-				snprintf(vl->why, sizeof(vl->why),
-				    "longer than %zu MiB", max / (1024 * 1024));
-			else
-				snprintf(vl->why, sizeof(vl->why),
-				    "longer than %zu bytes", max);
+			snprintf(vl->why, sizeof(vl->why),
+			    "longer than %zu bytes", max);
 			vl->bad = vl->why;
 			b->n++;
 			return 1;

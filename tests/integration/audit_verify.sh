@@ -147,6 +147,9 @@ mk token --entries 40 --batch 5 --checkpoint-kind token-signature &&
 expect_fail "--ek-ca with a header that has no ek_cert" \
     "header: --ek-ca given, but the header has no ek_cert" \
     "$TH" audit verify "$T/token.jsonl" --root "$T/token.keys/root.pem" --ek-ca "$K/ek-ca.pem"
+expect_fail "--pcrs with a log that has no quote" \
+    "--pcrs given, but the log has no TPM quote whose PCR values could be checked" \
+    "$TH" audit verify "$T/token.jsonl" --root "$T/token.keys/root.pem" --pcrs "$(cat "$K/pcrs.txt")"
 mk reboot --entries 60 --batch 8 --reboot-at 4 &&
     expect_ok "a TPM reset between checkpoints (resetCount up, restartCount and clock back to low values)" \
     "$TH" audit verify "$T/reboot.jsonl" --root "$T/reboot.keys/root.pem"
@@ -206,6 +209,12 @@ mk actek --tamper activation-other-ek --ek --entries 20 --batch 8 &&
     refuses actek "header: activation is for another EK certificate"
 mk actroot --tamper activation-not-root --ek --entries 20 --batch 8 &&
     refuses actroot "header: activation is not signed by the root"
+# An EK certificate names the machine only with the activation binding the
+# AK to it; a token-signature log has no TPM to name.
+mk noact --tamper no-activation --ek --entries 20 --batch 8 &&
+    refuses noact "header: ek_cert without an activation"
+mk tokek --ek --checkpoint-kind token-signature --entries 20 --batch 8 &&
+    refuses tokek "header: a token-signature log has no TPM, but ek_cert, activation or pcr_selection is set"
 
 # ---- the finished log altered, signatures as they were
 mk edit --tamper edit-field:17 --entries 60 --batch 8 &&
@@ -332,9 +341,9 @@ expect_fail "no such database" "cannot open" \
 
 # ---- malformed input fails closed, with its position
 head -3 "$T/ok.jsonl" >"$T/long.jsonl"
-$PY -c 'print("{\"type\":\"entry\",\"entry\":{\"x\":\"" + "a" * (1 << 20) + "\"}}")' >>"$T/long.jsonl"
+$PY -c 'print("{\"type\":\"entry\",\"entry\":{\"x\":\"" + "a" * ((1 << 20) + 64) + "\"}}")' >>"$T/long.jsonl"
 mkdir -p "$T/long.keys" && cp "$K/root.pem" "$T/long.keys/"
-refuses long "line 4: longer than 1 MiB"
+refuses long "line 4: longer than 1048640 bytes"
 { head -5 "$T/ok.jsonl"; echo '{"type":"entry","entry":{"v":1,'; } >"$T/garbage.jsonl"
 mkdir -p "$T/garbage.keys" && cp "$K/root.pem" "$T/garbage.keys/"
 refuses garbage "line 6: invalid JSON"

@@ -301,13 +301,14 @@ class Builder:
             "created": self.t0 - 100,
             "checkpoint_key": args.checkpoint_kind,
             "ak": jwk((keys.other_ak if tamper == "swap-ak" else keys.ak).public_key()),
-            "pcr_selection": "sha256:" + ",".join(str(p) for p in PCRS),
+            "pcr_selection": ("sha256:" + ",".join(str(p) for p in PCRS)
+                              if args.checkpoint_kind == "tpm-quote" else None),
             "ek_cert": b64(args.ek_der) if args.ek_der else None,
             "root": jwk(keys.root.public_key()),
             "capability": jwk(keys.capability.public_key()),
             "attenuation": jwk(keys.attenuation.public_key()),
         }
-        if args.ek_der:
+        if args.ek_der and tamper != "no-activation":
             self.header["activation"] = self.activation(args.ek_der)
         self.hh = hb64(cbytes(self.header))
         self.make_tokens()
@@ -628,7 +629,7 @@ def main():
                       "bad-chain", "bad-capability", "cap-mismatch", "missing-link",
                       "bad-capability-then-mismatch",
                       "expired-chain", "orphan-outcome", "activation-other-ak",
-                      "activation-other-ek", "activation-not-root", "policy-altered",
+                      "activation-other-ek", "activation-not-root", "no-activation", "policy-altered",
                       "policy-absent", "policy-on-cert", "read-mismatch",
                       "read-bad-capability"):
         sys.exit("make_audit_log: unknown tamper mode %r" % args.tamper)
