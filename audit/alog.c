@@ -445,6 +445,26 @@ alog_link(struct alog *l, const char *hash, const char *token,
 
 /* The header of a new log: the keys an auditor needs, and what the TPM
  * quotes (learnt from a probe quote, which also proves the TPM works). */
+
+/* The signer's KEYSCERT for instance, as the header's "keys". */
+static int
+header_keys(struct alog *l, struct json_object *h, const char *instance)
+{
+	struct buf *tok = buf_new();
+	int r;
+
+	if (tok == NULL)
+		return TH_ERR_ALLOC;
+	if ((r = sigc_keyscert(l->signer, instance, tok)) != 0)
+		r = th_fail(r, "audit log: the root's statement of the keys: %s",
+		    th_errmsg(r));
+	else
+		json_object_object_add(h, "keys", json_object_new_string_len(
+		    (const char *)buf_ptr(tok), (int)buf_len(tok)));
+	buf_free(tok);
+	return r;
+}
+
 static int
 make_header(struct alog *l, const char *instance, struct buf *body)
 {
@@ -505,6 +525,10 @@ make_header(struct alog *l, const char *instance, struct buf *body)
 	json_object_object_add(h, "ak", jwk);
 	json_object_object_add(h, "checkpoint_key", json_object_new_string(
 	    l->token_mode ? "token-signature" : "tpm-quote"));
+	/* The root's word that these keys are its signer's: without it a
+	 * header's keys are anyone's. */
+	if ((r = header_keys(l, h, instance)) != 0)
+		goto out;
 	if (l->token_mode) {
 		json_object_object_add(h, "ek_cert", NULL);
 		json_object_object_add(h, "pcr_selection", NULL);

@@ -1015,17 +1015,108 @@ check_activation(struct averify *v, struct json_object *h)
 	return r;
 }
 
+/* Whether claim name is the JWK of key (equal RFC 7638 thumbprints), or
+ * null when key is NULL. */
+static int
+claim_is_key(struct json_object *claims, const char *name, EVP_PKEY *key)
+{
+	char tp_claim[JWK_THUMBPRINT_LEN + 1], tp_key[JWK_THUMBPRINT_LEN + 1];
+	struct json_object *o;
+	EVP_PKEY *pk = NULL;
+	int eq;
+
+	if (!json_object_object_get_ex(claims, name, &o))
+		return 0;
+	if (json_object_is_type(o, json_type_null))
+		return key == NULL;
+	if (key == NULL || jwk_to_pkey(o, &pk) != 0)
+		return 0;
+	eq = jwk_thumbprint(pk, tp_claim) == 0 &&
+	    jwk_thumbprint(key, tp_key) == 0 && strcmp(tp_claim, tp_key) == 0;
+	EVP_PKEY_free(pk);
+	return eq;
+}
+
+/* The root's word that the header's capability, attenuation and
+ * checkpoint keys are its signer's: a threshold-keys+jwt
+ * (docs/audit-format.md, "Header").  Without it anyone could write a
+ * header with keys of their own and sign capabilities and checkpoints. */
+static int
+check_keys(struct averify *v, struct json_object *h, const char *ckind)
+{
+	static const char *const members[] = { "iss", "sub", "iat",
+	    "checkpoint_key", "ak", "capability", "attenuation" };
+	struct json_object *o;
+	struct jws *j = NULL;
+	const char *s;
+	int64_t iat;
+	int r;
+
+	if (!json_object_object_get_ex(h, "keys", &o) ||
+	    !json_object_is_type(o, json_type_string))
+		return fail(v, 1, "header: no keys statement (the root's word "
+		    "for the capability, attenuation and checkpoint keys)");
+	if ((r = jws_parse(json_object_get_string(o),
+	    (size_t)json_object_get_string_len(o), &j)) != 0) {
+		r = fail(v, 1, "header: keys: %s", th_errmsg(r));
+		goto out;
+	}
+	if (strcmp(j->typ, TYP_KEYS_CERT) != 0) {
+		r = fail(v, 1, "header: keys is not a %s", TYP_KEYS_CERT);
+		goto out;
+	}
+	if (jws_verify(j, v->root) != 0) {
+		r = fail(v, 1, "header: keys is not signed by the root");
+		goto out;
+	}
+	if (json_only_members(j->claims, members,
+	    sizeof(members) / sizeof(members[0])) != 0 ||
+	    json_get_string(j->claims, "iss", &s) != 0 ||
+	    strcmp(s, "threshold:root") != 0 ||
+	    json_get_string(j->claims, "sub", &s) != 0 ||
+	    strcmp(s, v->instance) != 0 ||
+	    json_get_int64(j->claims, "iat", &iat) != 0) {
+		r = fail(v, 1, "header: keys: iss, sub (this instance) or iat "
+		    "is wrong");
+		goto out;
+	}
+	if (json_get_string(j->claims, "checkpoint_key", &s) != 0 ||
+	    strcmp(s, ckind) != 0) {
+		r = fail(v, 1, "header: keys: the root names another "
+		    "checkpoint_key");
+		goto out;
+	}
+	if (!claim_is_key(j->claims, "ak", v->ak)) {
+		r = fail(v, 1, "header: ak is not the key the root names");
+		goto out;
+	}
+	if (!claim_is_key(j->claims, "capability", v->cap)) {
+		r = fail(v, 1, "header: capability is not the key the root "
+		    "names");
+		goto out;
+	}
+	if (!claim_is_key(j->claims, "attenuation", v->atten)) {
+		r = fail(v, 1, "header: attenuation is not the key the root "
+		    "names");
+		goto out;
+	}
+	r = 0;
+ out:
+	jws_free(j);
+	return r;
+}
+
 int
 averify_header(struct averify *v, struct json_object *h)
 {
 	static const char *const members[] = { "v", "log", "instance",
 	    "created", "checkpoint_key", "ak", "pcr_selection", "ek_cert",
-	    "root", "capability", "attenuation", "activation" };
+	    "root", "capability", "attenuation", "activation", "keys" };
 	struct json_object *o;
 	char tp_log[JWK_THUMBPRINT_LEN + 1], tp_mine[JWK_THUMBPRINT_LEN + 1];
 	EVP_PKEY *hroot = NULL;
 	struct buf *canon = NULL;
-	const char *s;
+	const char *s, *ckind;
 	uint8_t hh[32];
 	int64_t n;
 	long ncpu;
@@ -1053,6 +1144,7 @@ averify_header(struct averify *v, struct json_object *h)
 	snprintf(v->instance, sizeof(v->instance), "%s", s);
 	if ((r = json_get_string(h, "checkpoint_key", &s)) != 0)
 		return fail(v, 1, "header: %s", th_errmsg(r));
+	ckind = s;
 	if (strcmp(s, "tpm-quote") == 0)
 		v->ckind = CK_QUOTE;
 	else if (strcmp(s, "token-signature") == 0)
@@ -1088,7 +1180,8 @@ averify_header(struct averify *v, struct json_object *h)
 		    "(--root): log %s, given %s", tp_log, tp_mine);
 		goto out;
 	}
-	if ((r = check_no_tpm(v, h)) != 0 || (r = check_ek(v, h)) != 0 ||
+	if ((r = check_keys(v, h, ckind)) != 0 ||
+	    (r = check_no_tpm(v, h)) != 0 || (r = check_ek(v, h)) != 0 ||
 	    (r = check_activation(v, h)) != 0)
 		goto out;
 	if ((canon = buf_new()) == NULL) {

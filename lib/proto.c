@@ -93,8 +93,9 @@ proto_req_encode(struct buf *out, const struct proto_req *req)
 			r = buf_put_string(out, req->data2, req->data2_len);
 		break;
 	case PROTO_AKCERT:
+	case PROTO_KEYSCERT:
 		if (!proto_subject_valid(req->data, req->data_len))
-			return th_fail(TH_ERR_INVALID, "bad AKCERT subject");
+			return th_fail(TH_ERR_INVALID, "bad subject");
 		r = buf_put_string(out, req->data, req->data_len);
 		break;
 	default:
@@ -161,6 +162,7 @@ proto_req_decode(struct buf *body, struct proto_req *req)
 			    "bad encrypted-secret field: %s", th_strerror(r));
 		break;
 	case PROTO_AKCERT:
+	case PROTO_KEYSCERT:
 		if ((r = buf_get_string_direct(body, &req->data,
 		    &req->data_len, PROTO_SUBJECT_MAX)) != 0)
 			return th_fail(TH_ERR_PROTOCOL, "bad subject field: %s",
@@ -312,6 +314,7 @@ proto_reply_decode(struct buf *body, uint8_t req_type, struct proto_reply *rep)
 	case PROTO_AKPUBLIC:	nblob = 2; break;
 	case PROTO_ACTIVATE:	nblob = 1; break;
 	case PROTO_AKCERT:	nblob = 1; break;
+	case PROTO_KEYSCERT:	nblob = 1; break;
 	default:
 		return th_fail(TH_ERR_INVALID, "unknown request type");
 	}

@@ -22,7 +22,7 @@
 #define PROTO_BLOB_MAX		(16 * 1024)	/* key, signature, quote, cert */
 #define PROTO_HEALTH_MAX	8	/* purposes in a HEALTH reply */
 #define PROTO_ACTIVATE_MAX	1024	/* each ACTIVATE field */
-#define PROTO_SUBJECT_MAX	128	/* AKCERT subject */
+#define PROTO_SUBJECT_MAX	128	/* AKCERT, KEYSCERT subject */
 
 /* Requests. */
 #define PROTO_HEALTH	0x01	/* no fields */
@@ -34,6 +34,7 @@
 #define PROTO_ACTIVATE	0x07	/* string credential-blob,
 				 * string encrypted-secret */
 #define PROTO_AKCERT	0x08	/* string subject */
+#define PROTO_KEYSCERT	0x09	/* string subject */
 /* Replies. */
 #define PROTO_OK	0x80	/* fields depend on the request */
 #define PROTO_ERROR	0x81	/* u32 code (positive), string message */
@@ -43,7 +44,7 @@ struct proto_req {
 	char		 purpose[PROTO_PURPOSE_MAX + 1];	/* PUBKEY, SIGN */
 	const uint8_t	*data;		/* SIGN payload, QUOTE qualifying
 					 * data, ACTIVATE credential blob,
-					 * AKCERT subject */
+					 * AKCERT, KEYSCERT subject */
 	size_t		 data_len;
 	const uint8_t	*data2;		/* ACTIVATE encrypted secret */
 	size_t		 data2_len;
@@ -67,7 +68,7 @@ struct proto_reply {
 					 * QUOTE: attest, sig, pcrs; EKCERT: der;
 					 * AKPUBLIC: tpmt_public, name;
 					 * ACTIVATE: cert_info;
-					 * AKCERT: token */
+					 * AKCERT, KEYSCERT: token */
 	size_t		 blob_len[3];
 	size_t		 nhealth;
 	struct proto_health_item health[PROTO_HEALTH_MAX];

@@ -300,10 +300,13 @@ sigc_activate(struct sigc *c, const uint8_t *credential_blob,
 	return r;
 }
 
-int
-sigc_akcert(struct sigc *c, const char *subject, struct buf *token)
+/* A request naming a subject whose reply is one token (AKCERT,
+ * KEYSCERT). */
+static int
+subject_call(struct sigc *c, uint8_t type, const char *subject,
+    struct buf *token)
 {
-	struct proto_req req = { .type = PROTO_AKCERT };
+	struct proto_req req = { .type = type };
 	struct proto_reply rep;
 	int r;
 
@@ -312,7 +315,19 @@ sigc_akcert(struct sigc *c, const char *subject, struct buf *token)
 	if ((r = sigc_call(c, &req, &rep)) != 0)
 		return r;
 	if (rep.blob_len[0] == 0)
-		return th_fail(TH_ERR_PROTOCOL, "signer sent an empty AK "
-		    "certificate");
+		return th_fail(TH_ERR_PROTOCOL, "signer sent an empty %s",
+		    type == PROTO_AKCERT ? "AK certificate" : "keys statement");
 	return buf_put(token, rep.blob[0], rep.blob_len[0]);
+}
+
+int
+sigc_akcert(struct sigc *c, const char *subject, struct buf *token)
+{
+	return subject_call(c, PROTO_AKCERT, subject, token);
+}
+
+int
+sigc_keyscert(struct sigc *c, const char *subject, struct buf *token)
+{
+	return subject_call(c, PROTO_KEYSCERT, subject, token);
 }

@@ -53,5 +53,9 @@ int	sigc_activate(struct sigc *c, const uint8_t *credential_blob,
  * the root-signed threshold-ak-cert+jwt naming subject (docs/audit-format.md,
  * "Header"). */
 int	sigc_akcert(struct sigc *c, const char *subject, struct buf *token);
+/* KEYSCERT: the delegation root's statement of the signer's capability,
+ * attenuation and checkpoint keys for the audit log of subject (a
+ * threshold-keys+jwt), appended to token. */
+int	sigc_keyscert(struct sigc *c, const char *subject, struct buf *token);
 
 #endif

@@ -9,6 +9,8 @@
 #define TYP_CAPABILITY	"threshold-capability+jwt"	/* capability */
 #define TYP_AK_CERT	"threshold-ak-cert+jwt"	/* delegation-root: this AK
 						 * was activated with this EK */
+#define TYP_KEYS_CERT	"threshold-keys+jwt"	/* delegation-root: these are
+						 * this signer's keys */
 
 #define CAPABILITY_TTL_MAX	60	/* seconds */
 #define GITHUB_JWT_TTL_MAX	600	/* seconds, GitHub's own limit */

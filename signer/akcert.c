@@ -6,33 +6,13 @@
 #include <openssl/x509.h>
 
 #include "akcert.h"
+#include "rootstmt.h"
 #include "err.h"
 #include "jwk.h"
 #include "jws.h"
 #include "makecred.h"
 #include "sha.h"
 #include "typ.h"
-
-static int
-pubkey(struct keys *k, enum purpose p, EVP_PKEY **out)
-{
-	struct buf *spki = buf_new();
-	const uint8_t *q;
-	enum th_alg alg;
-	int r;
-
-	*out = NULL;
-	if (spki == NULL)
-		return TH_ERR_ALLOC;
-	if ((r = keys_pubkey(k, p, &alg, spki)) == 0) {
-		q = buf_ptr(spki);
-		if ((*out = d2i_PUBKEY(NULL, &q, (long)buf_len(spki))) == NULL)
-			r = th_fail(TH_ERR_CRYPTO, "the %s public key does not "
-			    "parse", purpose_name(p));
-	}
-	buf_free(spki);
-	return r;
-}
 
 /* The statement's claims, for the AK ak and EK certificate ek_der. */
 static struct json_object *
@@ -65,18 +45,16 @@ akcert_make(struct keys *k, const uint8_t *subject, size_t subject_len,
 {
 	struct buf *ek_der = buf_new(), *tpmt = buf_new(), *name = buf_new();
 	struct buf *name2 = buf_new(), *idobj = buf_new(), *encs = buf_new();
-	struct buf *got = buf_new(), *tok = buf_new();
+	struct buf *got = buf_new();
 	struct json_object *claims = NULL;
-	EVP_PKEY *ak = NULL, *ak2 = NULL, *ek = NULL, *root = NULL;
-	uint8_t secret[32], digest[SHA_LEN], sig[TH_SIG_MAX];
-	char kid[JWK_THUMBPRINT_LEN + 1];
+	EVP_PKEY *ak = NULL, *ak2 = NULL, *ek = NULL;
+	uint8_t secret[32];
 	const uint8_t *p;
-	size_t siglen;
 	X509 *x = NULL;
 	int r = TH_ERR_ALLOC;
 
 	if (ek_der == NULL || tpmt == NULL || name == NULL || name2 == NULL ||
-	    idobj == NULL || encs == NULL || got == NULL || tok == NULL)
+	    idobj == NULL || encs == NULL || got == NULL)
 		goto out;
 	if ((r = keys_ekcert(k, ek_der)) != 0)
 		goto out;
@@ -91,7 +69,7 @@ akcert_make(struct keys *k, const uint8_t *subject, size_t subject_len,
 	if ((r = keys_ak_public(k, tpmt, name)) != 0 ||
 	    (r = makecred_ak_public(buf_ptr(tpmt), buf_len(tpmt), name2,
 	    &ak)) != 0 ||
-	    (r = pubkey(k, PURPOSE_ATTESTATION, &ak2)) != 0)
+	    (r = rootstmt_pubkey(k, PURPOSE_ATTESTATION, &ak2)) != 0)
 		goto out;
 	if (buf_len(name) != buf_len(name2) || memcmp(buf_ptr(name),
 	    buf_ptr(name2), buf_len(name)) != 0 || EVP_PKEY_eq(ak, ak2) != 1) {
@@ -118,23 +96,13 @@ akcert_make(struct keys *k, const uint8_t *subject, size_t subject_len,
 		r = TH_ERR_ALLOC;
 		goto out;
 	}
-	if ((r = pubkey(k, PURPOSE_DELEGATION_ROOT, &root)) != 0 ||
-	    (r = jwk_thumbprint(root, kid)) != 0 ||
-	    (r = jws_signing_input(tok, TH_ALG_ES256, TYP_AK_CERT, kid,
-	    claims)) != 0)
-		goto out;
-	sha256(buf_ptr(tok), buf_len(tok), digest);
-	if ((r = keys_sign(k, PURPOSE_DELEGATION_ROOT, digest, sig,
-	    &siglen)) != 0 || (r = jws_append_sig(tok, sig, siglen)) != 0 ||
-	    (r = buf_put(out, buf_ptr(tok), buf_len(tok))) != 0)
-		goto out;
+	r = rootstmt_sign(k, TYP_AK_CERT, claims, out);
  out:
 	OPENSSL_cleanse(secret, sizeof(secret));
 	json_object_put(claims);
 	EVP_PKEY_free(ak);
 	EVP_PKEY_free(ak2);
 	EVP_PKEY_free(ek);
-	EVP_PKEY_free(root);
 	X509_free(x);
 	buf_free(ek_der);
 	buf_free(tpmt);
@@ -143,6 +111,5 @@ akcert_make(struct keys *k, const uint8_t *subject, size_t subject_len,
 	buf_free(idobj);
 	buf_free(encs);
 	buf_free(got);
-	buf_free(tok);
 	return r;
 }

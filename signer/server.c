@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "akcert.h"
+#include "keyscert.h"
 #include "check.h"
 #include "err.h"
 #include "log.h"
@@ -276,6 +277,27 @@ handle_activate(struct server *s, const struct proto_req *req,
 	return r;
 }
 
+/* The root's statement of this signer's capability, attenuation and
+ * checkpoint keys: nothing in it comes from the peer but the subject. */
+static int
+handle_keyscert(struct server *s, const struct proto_req *req,
+    struct buf *out)
+{
+	struct buf *tok;
+	int r;
+
+	if (s->cfg->keys[PURPOSE_DELEGATION_ROOT].backend == BACKEND_NONE)
+		return th_fail(TH_ERR_NOT_FOUND, "no delegation-root key is "
+		    "configured");
+	if ((tok = buf_new()) == NULL)
+		return TH_ERR_ALLOC;
+	if ((r = keyscert_make(s->cfg, s->keys, req->data, req->data_len,
+	    tok)) == 0)
+		r = reply_one(out, tok);
+	buf_free(tok);
+	return r;
+}
+
 /* The root's statement about this signer's own AK and EK certificate:
  * nothing in it comes from the peer but the subject it names. */
 static int
@@ -313,6 +335,7 @@ static const struct {
 	{ PROTO_AKPUBLIC, "AKPUBLIC",	handle_akpublic },
 	{ PROTO_ACTIVATE, "ACTIVATE",	handle_activate },
 	{ PROTO_AKCERT,	"AKCERT",	handle_akcert },
+	{ PROTO_KEYSCERT, "KEYSCERT",	handle_keyscert },
 };
 
 static int
@@ -347,8 +370,9 @@ client_drop(struct server *s, size_t i)
 }
 
 /* The key a request uses, if any: SIGN names it, QUOTE and the
- * activation requests use the attestation key; -1 for requests that use
- * no private key (HEALTH, PUBKEY, EKCERT). */
+ * activation requests use the attestation key, KEYSCERT stands for the
+ * capability key; -1 for requests that use no private key (HEALTH,
+ * PUBKEY, EKCERT). */
 static int
 key_used(const struct proto_req *req)
 {
@@ -360,6 +384,8 @@ key_used(const struct proto_req *req)
 	case PROTO_ACTIVATE:
 	case PROTO_AKCERT:
 		return PURPOSE_ATTESTATION;
+	case PROTO_KEYSCERT:	/* the broker's statement, for its audit log */
+		return PURPOSE_CAPABILITY;
 	default:
 		return -1;
 	}
@@ -446,6 +472,7 @@ lane_for(struct server *s, const struct proto_req *req)
 	case PROTO_AKPUBLIC:
 	case PROTO_ACTIVATE:
 	case PROTO_AKCERT:
+	case PROTO_KEYSCERT:	/* may read a TPM key's public part */
 		return s->tpm;
 	default:
 		return NULL;

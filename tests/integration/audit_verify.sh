@@ -167,7 +167,17 @@ at() { jget "$T/$1.info" at; }
 mk replay --tamper replay-quote:3 --entries 60 --batch 8 &&
     refuses replay "checkpoint 3: the quote's extraData is not the checkpoint's qualifying data"
 mk swapak --tamper swap-ak --entries 60 --batch 8 &&
-    refuses swapak "checkpoint 1: quote signature does not verify with the header's AK"
+    refuses swapak "header: ak is not the key the root names"
+# A forger's own capability key, signing every capability of the log: the
+# header's keys must be the ones the root names.
+mk forgedcap --tamper forged-capability --entries 60 --batch 8 &&
+    refuses forgedcap "header: capability is not the key the root names"
+mk nokeys --tamper no-keys --entries 20 --batch 8 &&
+    refuses nokeys "header: no keys statement"
+mk keysnotroot --tamper keys-not-root --entries 20 --batch 8 &&
+    refuses keysnotroot "header: keys is not signed by the root"
+mk keysinst --tamper keys-other-instance --entries 20 --batch 8 &&
+    refuses keysinst "header: keys: iss, sub \(this instance\) or iat is wrong"
 mk clockback --tamper clock-back:4 --entries 60 --batch 8 &&
     refuses clockback "checkpoint 4: TPM clock went backwards \(clock [0-9]+ -> [0-9]+ ms\)"
 mk resetback --tamper reset-back:2 --entries 60 --batch 8 &&

@@ -36,7 +36,8 @@ expect_ok "the confined broker merges acme/backend#1" \
 grep -q "uid $BROKER_UID pid [0-9]*: SIGN capability: ok" "$T/signer.log" &&
 grep -q "uid $BROKER_UID pid [0-9]*: SIGN github-app: ok" "$T/signer.log" &&
 grep -q "uid $BROKER_UID pid [0-9]*: AKCERT : ok" "$T/signer.log" &&
-	ok "it signed capabilities and App JWTs, and had the signer make the AK statement" ||
+grep -q "uid $BROKER_UID pid [0-9]*: KEYSCERT : ok" "$T/signer.log" &&
+	ok "it signed capabilities and App JWTs, and had the signer make the AK and keys statements" ||
 	{ fail "confined broker's signer requests"; grep "uid $BROKER_UID" "$T/signer.log" | head -20 | sed 's/^/#   /'; }
 grep -q "uid $BROKER_UID pid [0-9]*: SIGN delegation-root" "$T/signer.log" &&
 	fail "the confined broker used the root" || ok "it never used the delegation root"

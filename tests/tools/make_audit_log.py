@@ -51,7 +51,7 @@ re-hashes the entries as a forger without keys can, leaving checkpoints as they 
   edit-field:SEQ, delete:SEQ, insert:SEQ, reorder:SEQ (swaps SEQ and SEQ+1),
   truncate:SEQ (drops entries SEQ.. and the checkpoints covering them),
   splice (entries from the middle on come from a second log with the same keys),
-  edit-header (the header's instance is changed).
+  edit-header (the header's creation time is changed).
 """
 
 import argparse
@@ -76,6 +76,7 @@ TYP_CERT = "threshold-human-cert+jwt"
 TYP_DELEGATION = "threshold-delegation+jwt"
 TYP_CAPABILITY = "threshold-capability+jwt"
 TYP_AK_CERT = "threshold-ak-cert+jwt"
+TYP_KEYS_CERT = "threshold-keys+jwt"
 
 TPM_GENERATED = 0xFF544347
 TPM_ST_ATTEST_QUOTE = 0x8018
@@ -296,6 +297,11 @@ class Builder:
         self.linked = set()
         self.agents = set()
         self.pcr_values = [sha256(b"pcr %d" % i) for i in PCRS]
+        # The root's statement names the signer's genuine keys; a forger
+        # with keys of their own cannot make one for them.
+        keys_stmt = self.keys_statement()
+        if tamper == "forged-capability":
+            self.k.capability = newkey()
         self.header = {
             "v": 1, "log": "threshold-audit", "instance": self.instance,
             "created": self.t0 - 100,
@@ -308,10 +314,24 @@ class Builder:
             "capability": jwk(keys.capability.public_key()),
             "attenuation": jwk(keys.attenuation.public_key()),
         }
+        if tamper != "no-keys":
+            self.header["keys"] = keys_stmt
         if args.ek_der and tamper != "no-activation":
             self.header["activation"] = self.activation(args.ek_der)
         self.hh = hb64(cbytes(self.header))
         self.make_tokens()
+
+    # The root's statement of the signer's checkpoint, capability and attenuation keys
+    # (docs/audit-format.md, "Header").
+    def keys_statement(self):
+        signer = self.k.capability if self.tamper == "keys-not-root" else self.k.root
+        sub = self.instance + "x" if self.tamper == "keys-other-instance" else self.instance
+        return jws(signer, TYP_KEYS_CERT, {
+            "iss": "threshold:root", "sub": sub, "iat": self.t0 - 100,
+            "checkpoint_key": self.args.checkpoint_kind,
+            "ak": jwk(self.k.ak.public_key()),
+            "capability": jwk(self.k.capability.public_key()),
+            "attenuation": jwk(self.k.attenuation.public_key())})
 
     # The root's statement that the header's AK was activated against its EK certificate
     # (docs/audit-format.md, "Header").
@@ -624,12 +644,13 @@ def main():
         at = len(entries) // 2
         entries[at - 1:] = other.entries[at - 1:]
     elif mode == "edit-header":
-        header["instance"] = "thresholdd:" + "A" * 22
+        header["created"] += 1
     elif mode not in ("", "replay-quote", "swap-ak", "clock-back", "reset-back", "bad-root",
                       "bad-chain", "bad-capability", "cap-mismatch", "missing-link",
                       "bad-capability-then-mismatch",
                       "expired-chain", "orphan-outcome", "activation-other-ak",
-                      "activation-other-ek", "activation-not-root", "no-activation", "policy-altered",
+                      "activation-other-ek", "activation-not-root", "no-activation", "no-keys",
+                      "keys-not-root", "keys-other-instance", "forged-capability", "policy-altered",
                       "policy-absent", "policy-on-cert", "read-mismatch",
                       "read-bad-capability"):
         sys.exit("make_audit_log: unknown tamper mode %r" % args.tamper)

@@ -23,7 +23,9 @@
 #include "jcs.h"
 #include "json.h"
 #include "jwk.h"
+#include "typ.h"
 #include "verify.h"
+#include "tsign.h"
 
 static const char golden_attest_hex[] =
     "ff54434780180022000bb0f06178ea36101400a3d40397757faf183cd3d1d5242056"
@@ -310,6 +312,36 @@ ec_key(void)
 	return k;
 }
 
+/* The root's statement that other is the checkpoint and capability key of
+ * header_for's instance. */
+static struct json_object *
+keys_stmt(EVP_PKEY *root, EVP_PKEY *other)
+{
+	struct json_object *c = json_object_new_object(), *j, *s;
+	struct buf *b = buf_new();
+
+	json_object_object_add(c, "iss", json_object_new_string(
+	    "threshold:root"));
+	json_object_object_add(c, "sub", json_object_new_string(
+	    "thresholdd:AAAAAAAAAAAAAAAAAAAAAA"));
+	json_object_object_add(c, "iat", json_object_new_int(1));
+	json_object_object_add(c, "checkpoint_key", json_object_new_string(
+	    "token-signature"));
+	assert_int_equal(jwk_from_pkey(other, &j), 0);
+	json_object_object_add(c, "ak", j);
+	assert_int_equal(jwk_from_pkey(other, &j), 0);
+	json_object_object_add(c, "capability", j);
+	json_object_object_add(c, "attenuation", NULL);
+	assert_int_equal(jws_signing_input(b, TH_ALG_ES256, TYP_KEYS_CERT,
+	    NULL, c), 0);
+	append_sig(b, root);
+	s = json_object_new_string_len((const char *)buf_ptr(b),
+	    (int)buf_len(b));
+	json_object_put(c);
+	buf_free(b);
+	return s;
+}
+
 static struct json_object *
 header_for(EVP_PKEY *root, EVP_PKEY *other)
 {
@@ -331,6 +363,7 @@ header_for(EVP_PKEY *root, EVP_PKEY *other)
 	json_object_object_add(h, "root", j);
 	json_object_object_add(h, "attenuation", NULL);
 	json_object_object_add(h, "ek_cert", NULL);
+	json_object_object_add(h, "keys", keys_stmt(root, other));
 	return h;
 }
 
@@ -374,6 +407,28 @@ test_core(void **state)
 	assert_int_equal(averify_failed_step(v), 1);
 	assert_non_null(strstr(averify_failure(v), "header: root is not"));
 	averify_free(v);
+
+	/* Keys the root's statement does not name: a forger's. */
+	{
+		struct json_object *f = header_for(root, other), *j;
+		EVP_PKEY *forger = ec_key();
+
+		assert_int_equal(jwk_from_pkey(forger, &j), 0);
+		json_object_object_add(f, "capability", j);
+		assert_int_equal(averify_new(root, &v), 0);
+		assert_int_equal(averify_header(v, f), TH_ERR_DENIED);
+		assert_string_equal(averify_failure(v), "header: capability is "
+		    "not the key the root names");
+		averify_free(v);
+		json_object_object_del(f, "keys");
+		assert_int_equal(averify_new(root, &v), 0);
+		assert_int_equal(averify_header(v, f), TH_ERR_DENIED);
+		assert_non_null(strstr(averify_failure(v), "header: no keys "
+		    "statement"));
+		averify_free(v);
+		json_object_put(f);
+		EVP_PKEY_free(forger);
+	}
 
 	/* A refusal verifies; a number out of int64 range is malformed. */
 	assert_int_equal(averify_new(root, &v), 0);

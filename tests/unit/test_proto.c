@@ -80,6 +80,40 @@ test_every_request_roundtrips(void **state)
 	}
 }
 
+/* AKCERT and KEYSCERT name an audit log's instance, and nothing else. */
+static void
+test_subject_requests(void **state)
+{
+	uint8_t types[] = { PROTO_AKCERT, PROTO_KEYSCERT };
+	const char *subject = "thresholdd:Ab0_.-";
+	struct proto_req req, got;
+	struct buf *f, *b;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(types); i++) {
+		memset(&req, 0, sizeof(req));
+		req.type = types[i];
+		req.data = (const uint8_t *)subject;
+		req.data_len = strlen(subject);
+		f = buf_new();
+		assert_int_equal(proto_req_encode(f, &req), 0);
+		b = body_of(f);
+		assert_int_equal(proto_req_decode(b, &got), 0);
+		assert_int_equal(got.type, types[i]);
+		assert_int_equal(got.data_len, strlen(subject));
+		assert_memory_equal(got.data, subject, strlen(subject));
+		buf_free(b);
+		buf_reset(f);
+		req.data = (const uint8_t *)"a b";
+		req.data_len = 3;
+		assert_int_equal(proto_req_encode(f, &req), TH_ERR_INVALID);
+		req.data_len = 0;
+		assert_int_equal(proto_req_encode(f, &req), TH_ERR_INVALID);
+		buf_free(f);
+	}
+}
+
 static void
 test_encode_refuses_out_of_bounds(void **state)
 {
@@ -302,6 +336,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sign_roundtrip),
 		cmocka_unit_test(test_every_request_roundtrips),
+		cmocka_unit_test(test_subject_requests),
 		cmocka_unit_test(test_encode_refuses_out_of_bounds),
 		cmocka_unit_test(test_decode_refuses_malformed),
 		cmocka_unit_test(test_mutations_never_crash),
