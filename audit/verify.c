@@ -134,6 +134,7 @@ struct averify {
 	uint64_t		 count[K_LAST + 1];	/* by kind */
 	uint64_t		 unattached;	/* revocations without intent */
 	struct strset		 humans, agents;
+	struct strset		 intent_jtis;	/* each capability acts once */
 };
 
 /* P-256's group order, for the low-S rule of token signatures. */
@@ -291,6 +292,7 @@ fnv1a(const char *s)
 	return h;
 }
 
+/* 0 if str was added, 1 if it was there already, or a negative error. */
 static int
 strset_add(struct strset *s, const char *str)
 {
@@ -318,7 +320,7 @@ strset_add(struct strset *s, const char *str)
 	for (i = fnv1a(str) & (s->cap - 1); s->slot[i] != NULL;
 	    i = (i + 1) & (s->cap - 1))
 		if (strcmp(s->slot[i], str) == 0)
-			return 0;
+			return 1;
 	if ((s->slot[i] = strdup(str)) == NULL)
 		return TH_ERR_ALLOC;
 	s->n++;
@@ -746,6 +748,7 @@ averify_free(struct averify *v)
 	free(v->kinds);
 	strset_free(&v->humans);
 	strset_free(&v->agents);
+	strset_free(&v->intent_jtis);
 	free(v);
 }
 
@@ -1693,9 +1696,13 @@ do_link(struct averify *v, uint64_t seq, struct json_object *e)
 		else if (json_object_object_get_ex(e, "policy", NULL))
 			r = fail(v, 5, "entry %llu: link carries a policy, and "
 			    "its token is a certificate", (unsigned long long)seq);
+		else if (jws_verify(j, v->root) != 0)
+			/* Not counted among the humans, nor trusted later. */
+			r = fail(v, 5, "entry %llu: link: a human certificate "
+			    "not signed by the root", (unsigned long long)seq);
 		else if ((r = store_put_token(v->st, STORE_CERT, hash, token,
 		    CERT_ISS, c->sub, NULL, c->exp)) == 0)
-			r = strset_add(&v->humans, c->sub);
+			r = strset_add(&v->humans, c->sub) < 0 ? TH_ERR_ALLOC : 0;
 	} else if (strcmp(j->typ, TYP_DELEGATION) == 0) {
 		if ((r = deleg_parse(token, strlen(token), &d)) != 0)
 			r = fail(v, 5, "entry %llu: link: %s",
@@ -1932,11 +1939,20 @@ do_action(struct averify *v, uint64_t seq, enum kind kind,
 	    (kind != K_MINT && entry_string(v, seq, e, "capability",
 	    JWS_TOKEN_MAX, &cap) != 0))
 		return TH_ERR_DENIED;
-	if (name_valid(agent, "agent") && (r = strset_add(&v->agents,
-	    agent)) != 0)
-		return r;
+	if (name_valid(agent, "agent") && strset_add(&v->agents, agent) < 0)
+		return TH_ERR_ALLOC;
 	if (!active(v, 5))
 		return 0;
+	/* The broker spends a capability before acting on it: a second
+	 * intent under one jti is a replayed or copied entry. */
+	if (kind == K_INTENT) {
+		if ((r = strset_add(&v->intent_jtis, jti)) < 0)
+			return TH_ERR_ALLOC;
+		if (r == 1)
+			return fail(v, 5, "entry %llu: intent: capability %s "
+			    "already acted in an earlier intent (capabilities "
+			    "are single-use)", (unsigned long long)seq, jti);
+	}
 	if ((r = check_chain(v, seq, what, agent, op, chain, time)) != 0)
 		return r;
 	if (kind != K_MINT)
@@ -2094,7 +2110,8 @@ entry_pre(struct averify *v, struct json_object *e, const struct vline *pre)
 		r = 0;
 		if (json_get_string(e, "agent", &kname) == 0 &&
 		    name_valid(kname, "agent"))
-			r = strset_add(&v->agents, kname);
+			r = strset_add(&v->agents, kname) < 0 ?
+			    TH_ERR_ALLOC : 0;
 		break;
 	}
 	if (r != 0 && r != TH_ERR_DENIED)

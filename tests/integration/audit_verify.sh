@@ -176,6 +176,12 @@ mk nokeys --tamper no-keys --entries 20 --batch 8 &&
     refuses nokeys "header: no keys statement"
 mk keysnotroot --tamper keys-not-root --entries 20 --batch 8 &&
     refuses keysnotroot "header: keys is not signed by the root"
+# A capability acts once: a second intent under its jti is a copy.
+mk replayint --tamper replay-intent --entries 60 --batch 8 &&
+    refuses replayint "entry $(at replayint): intent: capability [A-Za-z0-9_-]{22} already acted in an earlier intent"
+# A certificate the root did not sign names no human, even unused.
+mk certnr --tamper cert-not-root --entries 20 --batch 8 &&
+    refuses certnr "entry $(at certnr): link: a human certificate not signed by the root"
 mk keysinst --tamper keys-other-instance --entries 20 --batch 8 &&
     refuses keysinst "header: keys: iss, sub \(this instance\) or iat is wrong"
 mk clockback --tamper clock-back:4 --entries 60 --batch 8 &&

@@ -348,7 +348,7 @@ class Builder:
     # -- tokens (docs/tokens.md)
     def make_tokens(self):
         t0, k = self.t0, self.k
-        self.cert = jws(k.root, TYP_CERT, {
+        self.cert = jws(k.capability if self.tamper == "cert-not-root" else k.root, TYP_CERT, {
             "iss": "threshold:root", "sub": "human:alice", "name": "Alice Example",
             "email": "alice@example.com", "jwk": jwk(k.human.public_key()), "jti": new_jti(),
             "iat": t0 - 86400, "nbf": t0 - 86400, "exp": t0 + 365 * 86400})
@@ -398,6 +398,8 @@ class Builder:
         if token == self.cert and self.tamper == "policy-on-cert":
             members["policy"] = "{}"
         seq = self.append("link", members)
+        if token == self.cert and self.tamper == "cert-not-root" and self.at is None:
+            self.at = seq
         if self.tamper.startswith("policy-") and self.at is None and \
                 (token == self.d1 or self.tamper == "policy-on-cert"):
             self.at = seq
@@ -446,6 +448,9 @@ class Builder:
                       "expires_at": "2025-11-24T17:00:00Z"}})
         if mark == "intent" and self.at is None:
             self.at = intent
+            if self.tamper == "replay-intent":
+                # The same capability acting twice: a copied entry.
+                self.at = self.append("intent", dict(self.entries[-1]))
         if recovered:
             self.append("recovered", {"intent": intent, "status": 200,
                                       "result": {"merged": True, "state": "closed"}})
@@ -492,7 +497,7 @@ class Builder:
     def build(self, n):
         r = 0
         marks = {"bad-chain": "mint", "missing-link": "mint", "bad-capability": "intent",
-                 "bad-capability-then-mismatch": "intent", "cap-mismatch": "intent", "orphan-outcome": "outcome",
+                 "bad-capability-then-mismatch": "intent", "cap-mismatch": "intent", "orphan-outcome": "outcome", "replay-intent": "intent",
                  "read-mismatch": "read", "read-bad-capability": "read"}
         mark = marks.get(self.tamper)
         while len(self.entries) < n:
@@ -650,7 +655,8 @@ def main():
                       "bad-capability-then-mismatch",
                       "expired-chain", "orphan-outcome", "activation-other-ak",
                       "activation-other-ek", "activation-not-root", "no-activation", "no-keys",
-                      "keys-not-root", "keys-other-instance", "forged-capability", "policy-altered",
+                      "keys-not-root", "keys-other-instance", "forged-capability", "replay-intent",
+                      "cert-not-root", "policy-altered",
                       "policy-absent", "policy-on-cert", "read-mismatch",
                       "read-bad-capability"):
         sys.exit("make_audit_log: unknown tamper mode %r" % args.tamper)
