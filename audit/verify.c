@@ -31,6 +31,7 @@
 #include "stmt.h"
 #include "store.h"
 #include "typ.h"
+#include "utf8.h"
 #include "verify.h"
 #include "vlines.h"
 #include "vpool.h"
@@ -166,6 +167,10 @@ fail(struct averify *v, int step, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(v->fail_msg, sizeof(v->fail_msg), fmt, ap);
 		va_end(ap);
+		/* It quotes the log (a kind, a typ, a name, cut to a bound
+		 * that can split a character): one printable line of UTF-8,
+		 * for a terminal and for --json alike. */
+		utf8_sanitize(v->fail_msg);
 		v->fail_step = step;
 	}
 	return TH_ERR_DENIED;

@@ -24,6 +24,7 @@
 #include "json.h"
 #include "jwk.h"
 #include "typ.h"
+#include "utf8.h"
 #include "verify.h"
 #include "tsign.h"
 
@@ -453,6 +454,27 @@ test_core(void **state)
 	assert_int_equal(json_parse_strict(text, strlen(text), 65536, &e),
 	    TH_ERR_INVALID);
 	assert_null(e);
+
+	/* What a failure quotes from the log is one printable line of
+	 * UTF-8, cut where it may be: a terminal's escapes, a newline and a
+	 * character split by the bound become '?'. */
+	assert_int_equal(averify_new(root, &v), 0);
+	assert_int_equal(averify_header(v, h), 0);
+	snprintf(text, sizeof(text), "{\"v\":1,\"seq\":1,\"time\":5,\"prev\":"
+	    "\"%s\",\"kind\":\"\\u001b[2J\\n%s\"}", hh,
+	    "\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac\u20ac");
+	e = parse(text);
+	assert_int_equal(averify_entry(v, e), TH_ERR_DENIED);
+	json_object_put(e);
+	{
+		const char *m = averify_failure(v);
+		size_t i;
+
+		assert_true(utf8_valid(m, strlen(m)));
+		for (i = 0; m[i] != '\0'; i++)
+			assert_true((unsigned char)m[i] >= 0x20 && m[i] != 0x7f);
+	}
+	averify_free(v);
 
 	/* Out of sequence, and a wrong prev. */
 	assert_int_equal(averify_new(root, &v), 0);
