@@ -554,26 +554,27 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 		    "merge_method must be merge, squash or rebase"));
 		return;
 	}
-	if ((r = cap_redeem(b->cap, b->st, tok, strlen(tok), time(NULL),
+	/* Judged before it is spent: presented by another agent, or here
+	 * instead of at the git endpoint, it stays good for its own use. */
+	if ((r = cap_check(b->cap, b->st, tok, strlen(tok), time(NULL),
 	    &red)) != 0 || (strcmp(red.agent, agent) != 0 &&
 	    (r = th_fail(TH_ERR_DENIED, "the capability was minted for %s",
-	    red.agent)) != 0)) {
-		b->m.redeem_refused++;
-		log_warn("%s: redeem refused: %s", agent, th_errmsg(r));
-		fail(b, ans, r == TH_ERR_DENIED ? 403 : 500, r == TH_ERR_DENIED ?
-		    "capability_refused" : "internal", r);
-		return;
-	}
-	b->m.redeemed++;
-	ans->op = &red.op;
+	    red.agent)) != 0))
+		goto refused;
 	if (strcmp(red.op.op, "github.push") == 0 ||
 	    strcmp(red.op.op, "github.fetch") == 0) {
+		ans->op = &red.op;
 		fail(b, ans, 400, "bad_request", th_fail(TH_ERR_INVALID, "%s "
 		    "capabilities are used by git, through the broker's git "
 		    "endpoint (docs/api.md)", red.op.op));
 		ans->op = NULL;
 		return;
 	}
+	if ((r = cap_redeem(b->cap, b->st, tok, strlen(tok), time(NULL),
+	    &red)) != 0)
+		goto refused;
+	b->m.redeemed++;
+	ans->op = &red.op;
 	ans->jti = red.jti;
 	chain_describe(red.chain, desc, sizeof(desc));
 	log_info("%s: redeemed %s for %s %s#%lld (%s)", agent, red.jti,
@@ -589,4 +590,10 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 	json_object_object_add(ans->body, "chain", json_object_new_string(desc));
 	json_object_object_add(ans->body, "jti", json_object_new_string(red.jti));
 	timing_json(ans, t0, rounds0, busy0);
+	return;
+ refused:
+	b->m.redeem_refused++;
+	log_warn("%s: redeem refused: %s", agent, th_errmsg(r));
+	fail(b, ans, r == TH_ERR_DENIED ? 403 : 500, r == TH_ERR_DENIED ?
+	    "capability_refused" : "internal", r);
 }

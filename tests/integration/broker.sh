@@ -50,7 +50,8 @@ pr 13 "$(sha 13)" main bob '["src/m.c"]' "$APPROVED"; green "$(sha 13)"
 pr 14 "$(sha 14)" main bob '["src/n.c"]' "$APPROVED"; green "$(sha 14)"
 pr 15 "$(sha 15)" main bob '["src/o.c"]' "$APPROVED"; green "$(sha 15)"
 # 3001 files, the workflow last: GitHub lists 3000 and no next page.
-pr 16 "$(sha 16)" main bob "$($PY -c 'import json;print(json.dumps(["src/big%d.c" % i for i in range(3000)] + [".github/workflows/evil.yml"]))')" "$APPROVED"; green "$(sha 16)"
+pr 91 "$(sha 91)" main bob '["src/q.c"]' "$APPROVED"; green "$(sha 91)"
+pr 90 "$(sha 90)" main bob "$($PY -c 'import json;print(json.dumps(["src/big%d.c" % i for i in range(3000)] + [".github/workflows/evil.yml"]))')" "$APPROVED"; green "$(sha 90)"
 
 merged() { admin GET state | $PY -c "import json,sys;s=json.load(sys.stdin);print(' '.join(str(m.get('number', m.get('pr'))) for m in s['merges']))"; }
 
@@ -186,7 +187,7 @@ refused "PR targeting another branch refused" 6 "targets release"
 refused "rename out of a protected path refused" 7 "protected path: .github/workflows/ci.yml"
 refused "no checks at all is not success" 9 "required checks"
 refused "max changed files (250 files over 3 pages)" 10 "changed files"
-refused "3001 changed files: the one GitHub does not list could be protected" 16 \
+refused "3001 changed files: the one GitHub does not list could be protected" 90 \
 	"changed files could not all be read: GitHub listed 3000 of the pull request's 3001"
 merged | grep -qwE "2|3|4|5|6|7|9|10" && fail "a refused PR was merged" || ok "nothing refused was merged"
 expect_ok "a refusal carries its evidence (--json)" sh -c "$BIN/threshold --broker $T/broker.sock --json github merge --repo acme/backend --pr 3 --target main | grep -q matched_path"
@@ -268,6 +269,22 @@ expect_ok "alice delegates comments to coder-2, within a time window" \
 chmod 0711 "$T"
 expect_fail "outside the time window: refused, naming the local time" "policy_denied.*outside the time window \(.* Europe/Paris\)" \
 	setpriv --reuid=65534 --regid=65534 --clear-groups $TH github comment --repo acme/backend --pr 1 --body late
+
+# A capability presented by another agent is refused and not spent: it
+# still serves the agent it was minted for.
+curl -sS --unix-socket "$T/broker.sock" -X POST http://localhost/v1/capabilities \
+	-d '{"op":"github.merge","repo":"acme/backend","pr":91,"target":"main"}' >"$T/cap91.json"
+$PY -c 'import json,sys; print(json.dumps({"capability": json.load(open(sys.argv[1]))["capability"]}))' \
+	"$T/cap91.json" >"$T/red91.json"
+setpriv --reuid=65534 --regid=65534 --clear-groups curl -s -w '\n%{http_code}\n' \
+	--unix-socket "$T/broker.sock" -X POST http://localhost/v1/redeem -d "$(cat "$T/red91.json")" >"$T/red91.other"
+[ "$(tail -1 "$T/red91.other")" = 403 ] && grep -q 'minted for agent:coder-1' "$T/red91.other" &&
+	ok "coder-1's capability presented by coder-2: refused" ||
+	{ fail "another agent's capability"; sed 's/^/#   /' "$T/red91.other"; }
+code=$(curl -s -o "$T/red91.own" -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
+	http://localhost/v1/redeem -d @"$T/red91.json")
+[ "$code" = 200 ] && merged | grep -qw 91 && ok "... and not spent: coder-1 redeems it and #91 is merged" ||
+	{ fail "the capability after another agent presented it ($code)"; sed 's/^/#   /' "$T/red91.own"; }
 
 # Identity from the kernel: a uid that is not an agent is refused.
 expect_fail "a uid that is not an agent is refused" "unknown_agent.*uid 65533" \
@@ -392,6 +409,7 @@ grep -q '^ok' "$T/conn.check" && ok "connection reuse: $(cat "$T/conn.check")" |
 
 # A revocation GitHub does not confirm is recorded as unknown, never as done.
 admin POST faults '{"method":"DELETE","path_regex":"^/installation/token$","status":500,"times":3}' >/dev/null
+pr 17 "$(sha 17)" main bob '["src/q.c"]' "$APPROVED"; green "$(sha 17)"
 pr 16 "$(sha 16)" main bob '["src/p.c"]' "$APPROVED"; green "$(sha 16)"
 expect_ok "merge while revocation fails" $TH github merge --repo acme/backend --pr 16 --target main
 eventually grep -q "revocation unknown" "$T/broker.log" && ok "failed revocation recorded as 'revocation unknown'" ||
