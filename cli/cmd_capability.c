@@ -127,6 +127,7 @@ capability_redeem(struct cli *cli, const char *arg)
 	struct store *st = NULL;
 	struct sigc *sc = NULL;
 	struct cap_ctx *cap = NULL;
+	struct json_object *o = NULL;
 	struct buf *in = NULL;
 	char desc[512];
 	size_t len;
@@ -157,18 +158,25 @@ capability_redeem(struct cli *cli, const char *arg)
 		goto out;
 	}
 	chain_describe(red.chain, desc, sizeof(desc));
-	if (cli->json)
-		printf("{\"op\":\"%s\",\"repo\":\"%s\",\"pr\":%lld,"
-		    "\"target\":\"%s\",\"agent\":\"%s\",\"jti\":\"%s\","
-		    "\"chain\":\"%s\"}\n", red.op.op, red.op.repo,
-		    (long long)red.op.pr, red.op.target, red.agent, red.jti,
-		    desc);
-	else
+	if (cli->json) {
+		/* Built, not printed: a target or parameter may hold '"'. */
+		if ((o = cap_op_json(&red.op)) == NULL) {
+			rc = cli_fail("out of memory");
+			goto out;
+		}
+		json_object_object_add(o, "agent",
+		    json_object_new_string(red.agent));
+		json_object_object_add(o, "jti", json_object_new_string(red.jti));
+		json_object_object_add(o, "chain", json_object_new_string(desc));
+		printf("%s\n", json_object_to_json_string_ext(o,
+		    JSON_C_TO_STRING_PLAIN));
+	} else
 		printf("ok: %s %s#%lld -> %s for %s (chain %s)\n", red.op.op,
 		    red.op.repo, (long long)red.op.pr, red.op.target, red.agent,
 		    desc);
 	rc = 0;
  out:
+	json_object_put(o);
 	buf_free(in);
 	cap_ctx_free(cap);
 	sigc_close(sc);

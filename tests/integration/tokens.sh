@@ -128,6 +128,17 @@ expect_ok "mint through the 3-link chain" \
 	$TH capability request --agent coder-1-sub github.merge --repo acme/backend --pr 7 --target main
 cp "$T/out" "$T/cap2"
 
+# --json is JSON whatever a branch name holds ('"' is a valid one).
+expect_ok "alice delegates merges into a branch named with a quote" \
+	as_alice $TH delegate --as alice --key "$AKEY" --pin-file "$T/alice/hsm/user.pin" \
+	--to coder-q --allow github.merge --repo acme/backend --target 'rel"ease' \
+	--policy "$T/policy.json" --ttl 1h
+expect_ok "mint for that branch" \
+	$TH capability request --agent coder-q github.merge --repo acme/backend --pr 5 --target 'rel"ease'
+cp "$T/out" "$T/capq"
+expect_ok "redeem --json" $TH --json capability redeem "$T/capq"
+$PY -c 'import json,sys; o = json.load(open(sys.argv[1])); assert o["target"] == "rel\"ease" and o["agent"] == "agent:coder-q" and o["pr"] == 5, o' "$T/out" &&
+	ok "redeem --json is JSON, the quote in the branch escaped" || { fail "redeem --json"; sed 's/^/#   /' "$T/out"; }
 expect_ok "redeem" $TH capability redeem "$T/cap1"
 grep -q "ok: github.merge acme/backend#123 -> main for agent:coder-1" "$T/out" &&
 	ok "redeem reports the operation" || fail "redeem reports the operation"
