@@ -1,3 +1,5 @@
+#include <string.h>
+
 #include "b64url.h"
 #include "err.h"
 
@@ -104,4 +106,20 @@ b64url_decode(struct buf *out, const char *s, size_t slen)
 		dst[o++] = v >> 2;
 	}
 	return 0;
+}
+
+int
+b64url_is(const char *s, size_t nbytes)
+{
+	size_t i, len = B64URL_ENCODED_LEN(nbytes);
+	int c = 0;
+
+	if (strlen(s) != len)
+		return 0;
+	for (i = 0; i < len; i++)
+		if ((c = b64url_value(s[i])) < 0)
+			return 0;
+	/* The last character's unused low bits: 4 after one byte of a
+	 * group, 2 after two. */
+	return nbytes % 3 == 0 || (c & (nbytes % 3 == 1 ? 0xf : 0x3)) == 0;
 }

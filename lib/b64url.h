@@ -20,5 +20,8 @@ int	b64url_encode(struct buf *out, const uint8_t *p, size_t len);
 void	b64url_digest(const uint8_t d[32], char out[B64URL_DIGEST_LEN + 1]);
 /* Appends the decoding of s[slen] to out; TH_ERR_INVALID if malformed. */
 int	b64url_decode(struct buf *out, const char *s, size_t slen);
+/* 1 if the string s is the encoding of some nbytes bytes (a jti: 16, a
+ * hash: 32), in the one form b64url_decode accepts. */
+int	b64url_is(const char *s, size_t nbytes);
 
 #endif

@@ -403,3 +403,9 @@ jws_new_jti(char out[JWS_JTI_LEN + 1])
 	buf_free(b);
 	return r;
 }
+
+int
+jws_jti_valid(const char *s)
+{
+	return b64url_is(s, 16);
+}

@@ -66,5 +66,7 @@ void	jws_hash(const void *p, size_t len, char out[JWS_HASH_LEN + 1]);
 
 /* A fresh random token id into out[JWS_JTI_LEN + 1]. */
 int	jws_new_jti(char out[JWS_JTI_LEN + 1]);
+/* 1 if s is a jti: 22 base64url characters, the encoding of 16 bytes. */
+int	jws_jti_valid(const char *s);
 
 #endif

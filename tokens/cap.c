@@ -378,8 +378,9 @@ parse_claims(struct json_object *cl, struct cap_redeemed *out,
 	    (r = json_get_int64(cl, "exp", exp)) != 0 ||
 	    (r = parse_op(cl, &out->op)) != 0)
 		return r;
-	if (strcmp(iss, CAP_ISS) != 0 || !name_valid(out->agent, "agent"))
-		return th_fail(TH_ERR_INVALID, "bad iss or sub");
+	if (strcmp(iss, CAP_ISS) != 0 || !name_valid(out->agent, "agent") ||
+	    !jws_jti_valid(out->jti))
+		return th_fail(TH_ERR_INVALID, "bad iss, sub or jti");
 	if (!json_object_object_get_ex(cl, "chain", chain) ||
 	    !json_object_is_type(*chain, json_type_array) ||
 	    (n = json_object_array_length(*chain)) < 2 ||
@@ -481,8 +482,9 @@ verify(struct cap_ctx *ctx, struct store *st, const char *token,
 		    (long long)(now - exp));
 		goto out;
 	}
-	if (exp - iat > CAPABILITY_TTL_MAX) {
-		r = th_fail(TH_ERR_DENIED, "lifetime over %d s",
+	/* exp > now here, so exp - TTL cannot overflow; exp - iat could. */
+	if (exp <= iat || iat < exp - CAPABILITY_TTL_MAX) {
+		r = th_fail(TH_ERR_DENIED, "lifetime not within 1..%d s",
 		    CAPABILITY_TTL_MAX);
 		goto out;
 	}

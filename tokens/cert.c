@@ -65,8 +65,9 @@ cert_parse(const char *token, size_t len, struct cert **out)
 	    (r = get_times(cl, &c->iat, &c->nbf, &c->exp)) != 0)
 		goto out;
 	if (strcmp(iss, CERT_ISS) != 0 || !name_valid(c->sub, "human") ||
-	    strchr(c->email, '@') == NULL) {
-		r = th_fail(TH_ERR_INVALID, "bad iss, sub or email");
+	    strlen(c->email) < 3 || strchr(c->email, '@') == NULL ||
+	    !jws_jti_valid(c->jti)) {
+		r = th_fail(TH_ERR_INVALID, "bad iss, sub, email or jti");
 		goto out;
 	}
 	if (!json_object_object_get_ex(cl, "jwk", &jwk)) {

@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64url.h"
 #include "deleg.h"
 #include "err.h"
 #include "json.h"
@@ -20,9 +21,7 @@ deleg_free(struct deleg *d)
 static int
 hash_valid(const char *s)
 {
-	return strlen(s) == JWS_HASH_LEN &&
-	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	    "0123456789-_") == JWS_HASH_LEN;
+	return b64url_is(s, 32);
 }
 
 int
@@ -56,8 +55,9 @@ deleg_parse(const char *token, size_t len, struct deleg **out)
 		goto out;
 	if ((!name_valid(d->iss, "human") && !name_valid(d->iss, "agent")) ||
 	    !name_valid(d->sub, "agent") || !hash_valid(d->parent) ||
-	    d->nbf > d->exp) {
-		r = th_fail(TH_ERR_INVALID, "bad iss, sub, parent or lifetime");
+	    !jws_jti_valid(d->jti) || d->nbf > d->exp) {
+		r = th_fail(TH_ERR_INVALID, "bad iss, sub, parent, jti or "
+		    "lifetime");
 		goto out;
 	}
 	if (!json_object_object_get_ex(cl, "ops", &d->ops)) {

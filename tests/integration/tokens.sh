@@ -106,6 +106,17 @@ expect_fail "a widening link signed by the right key is still refused" "link 3 w
 	$TH delegation install "$T/evil.jws"
 expect_ok "independent verifier refuses it too" \
 	sh -c "! $PY $TOOLS/verify_tokens.py chain --root $T/root.pem --attenuation $T/att.pem $T/cert.jws $T/d1.jws $T/evil.jws"
+# A jti is 22 base64url characters (16 bytes), in its one encoding:
+# "x", or a 22nd character with low bits set, are refused by both.
+for jti in x AAAAAAAAAAAAAAAAAAAAAB; do
+	$PY "$TOOLS/jws.py" input '{"alg":"ES256","typ":"threshold-delegation+jwt"}' \
+		"{\"iss\":\"agent:coder-1\",\"sub\":\"agent:sub-j\",\"parent\":\"$D1\",\"jti\":\"$jti\",\"iat\":$now,\"nbf\":$now,\"exp\":$((now + 600)),\"ops\":[{\"op\":\"github.merge\",\"repos\":[\"acme/backend\"],\"targets\":[\"main\"]}],\"policy\":{\"required_checks\":[\"ci/test\"],\"min_approvals\":1,\"protected_paths\":[\".github/workflows/**\"]}}" >"$T/jti.in"
+	$TH signer sign attenuation "$T/jti.in" >"$T/jti.jws"
+	expect_fail "a delegation whose jti is $jti is refused" "bad iss, sub, parent, jti or lifetime" \
+		$TH delegation install "$T/jti.jws"
+	expect_ok "... by the independent verifier too" \
+		sh -c "! $PY $TOOLS/verify_tokens.py chain --root $T/root.pem --attenuation $T/att.pem $T/cert.jws $T/d1.jws $T/jti.jws"
+done
 
 # Capabilities.
 expect_ok "mint: a covered merge" \
