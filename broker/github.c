@@ -549,6 +549,12 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			    &o)) != 0 || (r = facts_parse_page(
 			    (enum facts_list)k, o, f)) != 0)
 				goto out;
+			if (req[k].next_too_long) {
+				r = th_fail(TH_ERR_PROTOCOL, "GitHub sent a "
+				    "next page link longer than %d bytes",
+				    HTTP_URL_MAX - 1);
+				goto out;
+			}
 			/* Follow a next page only on the same GitHub: the
 			 * token must not be sent anywhere else. */
 			if (req[k].next[0] != '\0' && strncmp(req[k].next,

@@ -133,19 +133,23 @@ parse_link(struct http_req *req, const char *v, size_t len)
 		if ((lt = memchr(lt, '<', (size_t)(end - lt))) == NULL ||
 		    (gt = memchr(lt, '>', (size_t)(end - lt))) == NULL)
 			return;
-		if ((size_t)(gt - lt - 1) >= sizeof(req->next))
-			continue;
 		if (end - gt >= 12 && memmem(gt, (size_t)(end - gt),
 		    "rel=\"next\"", 10) != NULL) {
 			const char *comma = memchr(gt, ',', (size_t)(end - gt));
 			const char *rel = memmem(gt, (size_t)(end - gt),
 			    "rel=\"next\"", 10);
 
-			if (comma == NULL || rel < comma) {
-				memcpy(req->next, lt + 1, (size_t)(gt - lt - 1));
-				req->next[gt - lt - 1] = '\0';
+			if (comma != NULL && rel > comma)
+				continue;
+			/* A next page not followed would leave a list that
+			 * looks whole: the caller must know. */
+			if ((size_t)(gt - lt - 1) >= sizeof(req->next)) {
+				req->next_too_long = 1;
 				return;
 			}
+			memcpy(req->next, lt + 1, (size_t)(gt - lt - 1));
+			req->next[gt - lt - 1] = '\0';
+			return;
 		}
 	}
 }

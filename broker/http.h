@@ -33,6 +33,7 @@ struct http_req {
 	long		 status;
 	struct buf	*resp;		/* owned by the request */
 	char		 next[HTTP_URL_MAX];	/* Link rel="next", or "" */
+	int		 next_too_long;		/* a rel="next" not held */
 	int		 attempts;
 	char		 errmsg[256];
 	/* Private. */
@@ -52,8 +53,8 @@ int	http_req_init(struct http_req *req, const char *method,
 void	http_req_clear(struct http_req *req);
 
 /* Takes one header line of a reply (as curl hands it, line end included):
- * Link's rel="next" URL into req->next (left as it was if none, or if
- * longer than next holds), retry-after and x-ratelimit-* into their
+ * Link's rel="next" URL into req->next (left as it was if none; if longer
+ * than next holds, next_too_long set instead), retry-after and x-ratelimit-* into their
  * fields (-1 if not a plain number).  The caller decides whether to
  * follow next (github.c: the same GitHub only). */
 void	http_header_line(struct http_req *req, const char *p, size_t len);

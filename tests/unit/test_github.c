@@ -13,6 +13,7 @@
 #include "bconfig.h"
 #include "err.h"
 #include "github.h"
+#include "http.h"
 
 static int
 accepts(const char *url)
@@ -69,12 +70,51 @@ test_git_url(void **state)
 	}
 }
 
+static void
+link_line(struct http_req *req, const char *line)
+{
+	memset(req, 0, sizeof(*req));
+	http_header_line(req, line, strlen(line));
+}
+
+/* Link's next page, and one too long to hold, which must not read as a
+ * last page. */
+static void
+test_link_next(void **state)
+{
+	struct http_req req;
+	char line[HTTP_URL_MAX + 128], url[HTTP_URL_MAX + 16];
+
+	(void)state;
+	link_line(&req, "Link: <https://h/x?page=1>; rel=\"prev\", "
+	    "<https://h/x?page=3>; rel=\"next\", <https://h/x?page=9>; "
+	    "rel=\"last\"\r\n");
+	assert_string_equal(req.next, "https://h/x?page=3");
+	assert_int_equal(req.next_too_long, 0);
+	link_line(&req, "Link: <https://h/x?page=1>; rel=\"prev\"\r\n");
+	assert_string_equal(req.next, "");
+	memset(url, 'a', sizeof(url) - 1);
+	url[sizeof(url) - 1] = '\0';
+	snprintf(line, sizeof(line), "Link: <https://h/%s>; rel=\"next\"\r\n",
+	    url);
+	link_line(&req, line);
+	assert_string_equal(req.next, "");
+	assert_int_equal(req.next_too_long, 1);
+	/* A long link that is not the next page does not matter. */
+	snprintf(line, sizeof(line), "Link: <https://h/%s>; rel=\"last\", "
+	    "<https://h/x?page=2>; rel=\"next\"\r\n", url);
+	link_line(&req, line);
+	assert_int_equal(req.next_too_long, 0);
+	assert_string_equal(req.next, "https://h/x?page=2");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_base_url),
 		cmocka_unit_test(test_git_url),
+		cmocka_unit_test(test_link_next),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
