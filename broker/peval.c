@@ -178,6 +178,14 @@ glob_compile(struct glob *g, const char *pat)
 	n = strnlen(pat, GLOB_MAX + 1);
 	if (n == 0 || n > GLOB_MAX)
 		return -1;
+	/* git drops a trailing unescaped space ("x " is "x"); a stray one
+	 * here would protect nothing, so it is no pattern at all. */
+	if (pat[n - 1] == ' ') {
+		for (i = n - 1; i > 0 && pat[i - 1] == '\\'; i--)
+			;
+		if ((n - 1 - i) % 2 == 0)
+			return -1;
+	}
 	if (pat[n - 1] == '/') {
 		g->dironly = 1;
 		n--;

@@ -563,6 +563,12 @@ static void
 test_glob(void **state)
 {
 	(void)state;
+	/* A trailing space git would drop: malformed, not "x". */
+	assert_int_equal(glob_match("x ", "x"), TH_ERR_INVALID);
+	assert_int_equal(glob_match("x ", "x "), TH_ERR_INVALID);
+	assert_int_equal(glob_match("x\\ ", "x "), 1);
+	assert_int_equal(glob_match("x\\ ", "x"), 0);
+	assert_int_equal(glob_match("x\\\\ ", "x\\"), TH_ERR_INVALID);
 	/* No '/': any depth, and a matching directory holds its files. */
 	assert_int_equal(glob_match("*.pem", "key.pem"), 1);
 	assert_int_equal(glob_match("*.pem", "a/b/key.pem"), 1);
