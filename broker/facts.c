@@ -158,6 +158,7 @@ facts_parse_page(enum facts_list kind, struct json_object *o,
 			    sizeof(*rv), FACTS_REVIEWS_MAX)) == NULL)
 				return th_fail(TH_ERR_TOO_LONG, "too many "
 				    "reviews");
+			rv->write = -1;
 			if ((r = json_get_int64(e, "id", &rv->id)) == 0 &&
 			    (r = copy_login(e, rv->user)) == 0 &&
 			    (r = facts_str(e, "state", rv->state,

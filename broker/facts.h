@@ -19,6 +19,7 @@
 #define FACTS_CHECKS_MAX	1000
 #define FACTS_STATUSES_MAX	1000
 #define FACTS_REVIEWS_MAX	1000
+#define FACTS_APPROVERS_MAX	32	/* whose write access is looked up */
 
 struct gh_pr {
 	int64_t	number;
@@ -50,6 +51,10 @@ struct gh_review {
 	char	state[24];	/* APPROVED, CHANGES_REQUESTED, COMMENTED,
 				 * DISMISSED, PENDING */
 	char	commit_id[FACTS_SHA_LEN + 1];
+	/* The reviewer's write access to the repository, as GitHub's
+	 * collaborator permission says (admin, maintain or write): 1; less:
+	 * 0; not known (not looked up, or the lookup failed): -1. */
+	int	write;
 };
 
 struct gh_file {

@@ -1,5 +1,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,12 @@ struct gh {
 		int64_t	 id;
 	}		 inst[GH_INSTALL_CACHE];
 	size_t		 ninst;
+	struct {
+		char	 key[SCOPE_REPO_MAX + FACTS_LOGIN_MAX + 2];
+		int	 write;
+		int64_t	 until;
+	}		 perm[GH_PERM_CACHE];	/* "repo\nlogin", lower-case */
+	size_t		 perm_next;		/* the slot replaced next */
 	atomic_uint	 rounds;
 };
 
@@ -474,6 +481,154 @@ gh_token_revoke(struct gh *g, struct gh_token *tok)
 	json_object_put(o);
 }
 
+/* A GitHub login as it may appear in a URL path: letters, digits and '-'
+ * (an App's "name[bot]" is none: its approval is not looked up). */
+static int
+login_plain(const char *s)
+{
+	return *s != '\0' && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(s);
+}
+
+static void
+perm_key(const char *repo, const char *login, char *key, size_t len)
+{
+	size_t i;
+
+	snprintf(key, len, "%s\n%s", repo, login);
+	for (i = 0; key[i] != '\0'; i++)
+		if (key[i] >= 'A' && key[i] <= 'Z')
+			key[i] = (char)(key[i] - 'A' + 'a');
+}
+
+/* 1 and *write if key's access was looked up less than GH_PERM_TTL ago. */
+static int
+perm_cached(struct gh *g, const char *key, int *write)
+{
+	int64_t now = (int64_t)time(NULL);
+	size_t i;
+	int hit = 0;
+
+	pthread_mutex_lock(&g->mu);
+	for (i = 0; i < GH_PERM_CACHE && !hit; i++)
+		if (g->perm[i].until > now && strcmp(g->perm[i].key, key) == 0) {
+			*write = g->perm[i].write;
+			hit = 1;
+		}
+	pthread_mutex_unlock(&g->mu);
+	return hit;
+}
+
+static void
+perm_store(struct gh *g, const char *key, int write)
+{
+	size_t i, len;
+
+	pthread_mutex_lock(&g->mu);
+	for (i = 0; i < GH_PERM_CACHE; i++)
+		if (strcmp(g->perm[i].key, key) == 0)
+			break;
+	if (i == GH_PERM_CACHE) {
+		i = g->perm_next;
+		g->perm_next = (g->perm_next + 1) % GH_PERM_CACHE;
+	}
+	len = strnlen(key, sizeof(g->perm[i].key) - 1);
+	memcpy(g->perm[i].key, key, len);
+	g->perm[i].key[len] = '\0';
+	g->perm[i].write = write;
+	g->perm[i].until = (int64_t)time(NULL) + GH_PERM_TTL;
+	pthread_mutex_unlock(&g->mu);
+}
+
+/* A collaborator-permission reply: 1 for write access or more, 0 for
+ * less or none, -1 if it says nothing clear. */
+static int
+perm_parse(const struct http_req *req)
+{
+	struct json_object *o = NULL;
+	const char *p;
+	int w = -1;
+
+	if (req->status == 404)		/* no such user, or no access */
+		return 0;
+	if (req->status != 200 || json_parse_strict((const char *)buf_ptr(
+	    req->resp), buf_len(req->resp), HTTP_RESP_MAX, &o) != 0)
+		return -1;
+	if (json_get_string(o, "permission", &p) == 0) {
+		if (strcmp(p, "admin") == 0 || strcmp(p, "maintain") == 0 ||
+		    strcmp(p, "write") == 0)
+			w = 1;
+		else if (strcmp(p, "triage") == 0 || strcmp(p, "read") == 0 ||
+		    strcmp(p, "none") == 0)
+			w = 0;
+	}
+	json_object_put(o);
+	return w;
+}
+
+/* Whether each approver (other than the author) may write to repo: GitHub
+ * counts an approval only from such a reviewer, and anyone who can read
+ * a repository can approve.  Looked up for at most FACTS_APPROVERS_MAX,
+ * all at once, and remembered GH_PERM_TTL seconds; sets reviews' write. */
+static int
+approver_access(struct gh *g, const char *auth, const char *repo,
+    struct pr_facts *f)
+{
+	struct http_req *req = NULL, *batch[FACTS_APPROVERS_MAX];
+	char key[FACTS_APPROVERS_MAX][SCOPE_REPO_MAX + FACTS_LOGIN_MAX + 2];
+	char url[HTTP_URL_MAX];
+	const char *who[FACTS_APPROVERS_MAX];
+	int write[FACTS_APPROVERS_MAX];
+	const struct gh_review *rv;
+	size_t nwho = 0, n = 0, i, k;
+	int r = 0;
+
+	for (i = 0; i < f->nreviews; i++) {
+		rv = &f->reviews[i];
+		if (strcmp(rv->state, "APPROVED") != 0 ||
+		    strcasecmp(rv->user, f->pr.author) == 0 ||
+		    !login_plain(rv->user))
+			continue;
+		for (k = 0; k < nwho && strcasecmp(who[k], rv->user) != 0; k++)
+			;
+		if (k == nwho && nwho < FACTS_APPROVERS_MAX)
+			who[nwho++] = rv->user;
+	}
+	if (nwho == 0)
+		return 0;
+	if ((req = calloc(nwho, sizeof(*req))) == NULL)
+		return TH_ERR_ALLOC;
+	for (k = 0; k < nwho; k++) {
+		write[k] = -1;
+		perm_key(repo, who[k], key[k], sizeof(key[k]));
+		if (perm_cached(g, key[k], &write[k]))
+			continue;
+		snprintf(url, sizeof(url), "%s/repos/%s/collaborators/%s/"
+		    "permission", g->base, repo, who[k]);
+		if ((r = http_req_init(&req[k], "GET", url, auth, NULL, 1)) != 0)
+			goto out;
+		batch[n++] = &req[k];
+	}
+	if (n > 0 && (r = run(g, batch, n)) != 0)
+		goto out;
+	for (k = 0; k < nwho; k++) {
+		if (req[k].resp == NULL)
+			continue;
+		if (req[k].r == 0 && (write[k] = perm_parse(&req[k])) >= 0)
+			perm_store(g, key[k], write[k]);
+	}
+	for (i = 0; i < f->nreviews; i++)
+		for (k = 0; k < nwho; k++)
+			if (strcasecmp(f->reviews[i].user, who[k]) == 0)
+				f->reviews[i].write = write[k];
+ out:
+	for (k = 0; k < nwho; k++)
+		if (req[k].resp != NULL)
+			http_req_clear(&req[k]);
+	free(req);
+	return r;
+}
+
 int
 gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
     int64_t pr, struct pr_facts *f)
@@ -577,6 +732,7 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			http_req_clear(&req[k]);
 		}
 	}
+	r = approver_access(g, auth, repo, f);
  out:
 	for (k = 0; k < FACTS_LISTS; k++)
 		if (req[k].resp != NULL)

@@ -21,6 +21,9 @@
 #define GH_MSG_MAX		256
 #define GH_AUTH_MAX		2048	/* "Bearer <App JWT>" */
 #define GH_SESSIONS		8	/* requests waiting on GitHub at once */
+#define GH_PERM_CACHE		256	/* reviewers' write access, remembered */
+#define GH_PERM_TTL		60	/* seconds: a withdrawn write access
+					 * counts at most this long */
 
 struct gh;
 

@@ -745,7 +745,7 @@ rule_approvals(struct ectx *x, struct json_object *v)
 	const struct pr_facts *f = x->f;
 	const struct gh_review *rv;
 	struct json_object *a, *fresh_v;
-	char stale[STALE_MAX] = "";
+	char stale[STALE_MAX] = "", nowrite[STALE_MAX] = "";
 	int64_t need = json_object_get_int64(v), have = 0;
 	size_t i, j;
 	int r, fresh;
@@ -773,14 +773,21 @@ rule_approvals(struct ectx *x, struct json_object *v)
 			append_name(stale, sizeof(stale), rv->user);
 			continue;
 		}
+		/* As on GitHub, only a reviewer who may write approves. */
+		if (rv->write != 1) {
+			append_name(nowrite, sizeof(nowrite), rv->user);
+			continue;
+		}
 		if ((r = ev_push(a, json_object_new_string(rv->user))) != 0)
 			return r;
 		have++;
 	}
 	if (have < need)
 		return th_fail(TH_ERR_DENIED, "approvals: %lld of %lld required"
-		    "%s%s%s", (long long)have, (long long)need,
-		    *stale ? " (stale: " : "", stale, *stale ? ")" : "");
+		    "%s%s%s%s%s%s", (long long)have, (long long)need,
+		    *stale ? " (stale: " : "", stale, *stale ? ")" : "",
+		    *nowrite ? " (without write access: " : "", nowrite,
+		    *nowrite ? ")" : "");
 	return 0;
 }
 

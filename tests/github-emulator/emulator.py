@@ -53,6 +53,7 @@ CHECK_CONCLUSIONS = (None, "success", "failure", "neutral", "cancelled", "skippe
 STATUS_STATES = ("error", "failure", "pending", "success")
 MERGE_METHODS = ("merge", "squash", "rebase")
 MAX_PR_FILES = 3000
+REPO_ROLES = ("admin", "maintain", "write", "triage", "read", "none")
 
 # ---- git (smart HTTP) ----------------------------------------------------------------
 GIT = "/usr/bin/git"
@@ -237,6 +238,7 @@ ROUTES = [
     ("GET", r"/rate_limit", "rate_limit", "any"),
     ("GET", _OR, "repo_get", "token"),
     ("GET", _OR + r"/branches/(?P<branch>.+)", "branch_get", "token"),
+    ("GET", _OR + r"/collaborators/(?P<user>[^/]+)/permission", "collab_permission", "token"),
     ("GET", _OR + r"/compare/(?P<basehead>.+)", "compare", "token"),
     ("POST", _OR + r"/pulls", "pull_create", "token"),
     ("GET", _OR + r"/pulls/(?P<number>\d+)", "pull_get", "token"),
@@ -418,7 +420,7 @@ class Emulator:
                      "comments": [], "deployments": [], "dispatches": [], "merges": [],
                      "next_number": 1, "moved_to": None,
                      "allowed_merge_methods": list(MERGE_METHODS),
-                     "protected": [], "git": False}
+                     "protected": [], "git": False, "collaborators": {}}
                 self.repos[full.lower()] = r
             for k in ("default_branch", "private", "moved_to"):
                 if k in spec:
@@ -427,6 +429,10 @@ class Emulator:
                 r["allowed_merge_methods"] = list(spec["allowed_merge_methods"])
             if "protected" in spec:
                 r["protected"] = [str(b) for b in spec["protected"] or []]
+            for login, role in (spec.get("collaborators") or {}).items():
+                if role not in REPO_ROLES:
+                    raise AdminError("collaborator role must be one of %s" % ", ".join(REPO_ROLES))
+                r["collaborators"][login.lower()] = role
             for b, sha in (spec.get("branches") or {}).items():
                 r["branches"][b] = sha or rand_sha()
             for t, sha in (spec.get("tags") or {}).items():
@@ -1486,6 +1492,33 @@ class Emulator:
             "protection": {"enabled": prot, "required_status_checks": {
                 "enforcement_level": "non_admins" if prot else "off", "contexts": [], "checks": []}},
             "protection_url": burl + "/protection"})
+
+    def r_collab_permission(self, ctx):
+        """A user's permission on the repository.  `permission` is the legacy
+        level (admin, write, read, none: maintain reads as write, triage as
+        read), `role_name` the role.  A user the repository does not list is a
+        collaborator with write access if seeded as a reviewer associated
+        OWNER, MEMBER or COLLABORATOR (the emulator's default, so a seeded
+        approval counts); otherwise read on a public repository, none on a
+        private one."""
+        repo = self._require_repo(ctx, ["metadata"], "read")
+        login = urllib.parse.unquote(ctx.params["user"])
+        if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})", login):
+            raise ApiError(404, "Not Found",
+                           doc="https://docs.github.com/rest/collaborators/collaborators"
+                               "#get-repository-permissions-for-a-user")
+        role = repo["collaborators"].get(login.lower())
+        if role is None:
+            role = "none" if repo["private"] else "read"
+            for pr in repo["pulls"].values():
+                for rv in pr.get("reviews", []):
+                    if (rv["user"]["login"] or "").lower() == login.lower() and \
+                            rv.get("author_association") in ("OWNER", "MEMBER", "COLLABORATOR"):
+                        role = "write"
+        legacy = {"admin": "admin", "maintain": "write", "write": "write",
+                  "triage": "read", "read": "read", "none": "none"}[role]
+        return Response(200, {"permission": legacy, "role_name": role,
+                              "user": {"login": login, "type": "User"}})
 
     def r_compare(self, ctx):
         repo = self._require_repo(ctx, ["contents"], "read")

@@ -318,6 +318,29 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual(len(r.json), 2)
         self.assertIn("next", parse_link(r.header("Link")))
 
+    def test_collaborator_permission(self):
+        gh = self.gh
+        gh.add_repo({"full_name": REPO, "collaborators": {"dave": "maintain", "erin": "triage"}})
+        gh.add_pull({"repo": REPO, "number": 8, "head": {"sha": "f" * 40, "ref": "x"},
+                     "reviews": [{"user": "mallory", "state": "APPROVED",
+                                  "author_association": "NONE"}]})
+        tok = self.token(["widgets"], {"pull_requests": "read"})   # metadata: implicit
+        perm = lambda u: self.get("/repos/acme/widgets/collaborators/%s/permission" % u, tok)
+        self.assertEqual((perm("dave").json["permission"], perm("dave").json["role_name"]),
+                         ("write", "maintain"))
+        self.assertEqual(perm("erin").json["permission"], "read")
+        # A seeded MEMBER reviewer writes; a stranger on a private repo has none.
+        self.assertEqual(perm("bob").json["permission"], "write")
+        self.assertEqual(perm("Mallory").json["permission"], "none")
+        self.assertEqual(perm("nobody").json["permission"], "none")
+        self.assertEqual(perm("bad%5Bbot%5D").status, 404)
+        # Another repository's token does not reach a private one.
+        other = self.token(["gadgets"], {"pull_requests": "read"})
+        self.assertEqual(self.get("/repos/acme/widgets/collaborators/dave/permission",
+                                  other).status, 404)
+        gh.add_repo({"full_name": REPO, "private": False})
+        self.assertEqual(perm("nobody").json["permission"], "read")
+
     def test_check_runs(self):
         tok = self.token(["widgets"], {"checks": "read"})
         self.gh.set_checks(REPO, HEAD, [

@@ -51,6 +51,10 @@ pr 14 "$(sha 14)" main bob '["src/n.c"]' "$APPROVED"; green "$(sha 14)"
 pr 15 "$(sha 15)" main bob '["src/o.c"]' "$APPROVED"; green "$(sha 15)"
 # 3001 files, the workflow last: GitHub lists 3000 and no next page.
 pr 91 "$(sha 91)" main bob '["src/q.c"]' "$APPROVED"; green "$(sha 91)"
+# Approved only by users who may not write (anyone who reads a repository
+# can submit an APPROVED review): a stranger, and a triage collaborator.
+admin POST repos '{"full_name":"acme/backend","collaborators":{"tina":"triage"}}' >/dev/null
+pr 92 "$(sha 92)" main bob '["src/r.c"]' '[{"user":"mallory","state":"APPROVED","author_association":"NONE"},{"user":"tina","state":"APPROVED","author_association":"COLLABORATOR"}]'; green "$(sha 92)"
 pr 90 "$(sha 90)" main bob "$($PY -c 'import json;print(json.dumps(["src/big%d.c" % i for i in range(3000)] + [".github/workflows/evil.yml"]))')" "$APPROVED"; green "$(sha 90)"
 
 merged() { admin GET state | $PY -c "import json,sys;s=json.load(sys.stdin);print(' '.join(str(m.get('number', m.get('pr'))) for m in s['merges']))"; }
@@ -183,6 +187,8 @@ refused "failing check refused" 2 "policy_denied.*required checks: ci/test is fa
 refused "protected path refused" 3 "protected path: .github/workflows/ci.yml"
 refused "no approval refused" 4 "approvals: 0 of 1"
 refused "author's own approval does not count" 5 "approvals: 0 of 1"
+refused "approvals from users without write access do not count" 92 \
+	"approvals: 0 of 1 required \(without write access: mallory, tina\)"
 refused "PR targeting another branch refused" 6 "targets release"
 refused "rename out of a protected path refused" 7 "protected path: .github/workflows/ci.yml"
 refused "no checks at all is not success" 9 "required checks"

@@ -96,6 +96,7 @@ add_review(struct pr_facts *f, const char *user, const char *state,
 	strcpy(f->reviews[f->nreviews].user, user);
 	strcpy(f->reviews[f->nreviews].state, state);
 	strcpy(f->reviews[f->nreviews].commit_id, commit);
+	f->reviews[f->nreviews].write = 1;
 	f->nreviews++;
 }
 
@@ -446,6 +447,22 @@ test_reviews(void **state)
 	add_review(f, "dave", "APPROVED", "");
 	refused("{\"min_approvals\":1,\"fresh_approvals\":true}", f,
 	    "approvals: 0 of 1 required (stale: bob, carol, dave)");
+	done(f);
+
+	/* Only a reviewer who may write approves, as on GitHub: anyone who
+	 * can read a public repository can submit an APPROVED review.  An
+	 * access GitHub did not tell (-1) counts as none. */
+	f = bare();
+	add_review(f, "stranger", "APPROVED", SHA);
+	f->reviews[0].write = 0;
+	add_review(f, "bot", "APPROVED", SHA);
+	f->reviews[1].write = -1;
+	refused(one, f, "approvals: 0 of 1 required (without write access: "
+	    "stranger, bot)");
+	add_review(f, "carol", "APPROVED", SHA);
+	passes(one, f);
+	refused(two, f, "approvals: 1 of 2 required (without write access: "
+	    "stranger, bot)");
 	done(f);
 }
 
