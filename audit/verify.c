@@ -1914,6 +1914,12 @@ check_capability(struct averify *v, uint64_t seq, enum kind kind,
 	    strcmp(s, jti) != 0)
 		r = fail(v, 5, "entry %llu: %s's jti is not its capability's",
 		    (unsigned long long)seq, what);
+	else if (json_get_string(j->claims, "aud", &s) != 0 ||
+	    strcmp(s, v->instance) != 0)
+		/* Minted by this log's broker, for itself (docs/tokens.md). */
+		r = fail(v, 5, "entry %llu: %s's capability is for another "
+		    "broker (aud is not this log's instance)",
+		    (unsigned long long)seq, what);
 	else if (!json_object_object_get_ex(j->claims, "op", &x) ||
 	    !same_json(x, op))
 		r = fail(v, 5, "entry %llu: %s's op is not its capability's",

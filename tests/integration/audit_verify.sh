@@ -179,6 +179,9 @@ mk keysnotroot --tamper keys-not-root --entries 20 --batch 8 &&
 # A capability acts once: a second intent under its jti is a copy.
 mk replayint --tamper replay-intent --entries 60 --batch 8 &&
     refuses replayint "entry $(at replayint): intent: capability [A-Za-z0-9_-]{22} already acted in an earlier intent"
+# A capability minted by another broker (its aud), signed by the same key.
+mk capaud --tamper cap-other-aud --entries 20 --batch 8 &&
+    refuses capaud "entry [0-9]+: (intent|read)'s capability is for another broker"
 # A certificate the root did not sign names no human, even unused.
 mk certnr --tamper cert-not-root --entries 20 --batch 8 &&
     refuses certnr "entry $(at certnr): link: a human certificate not signed by the root"

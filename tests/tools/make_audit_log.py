@@ -406,7 +406,8 @@ class Builder:
 
     def capability(self, agent, op, chain, jti, time):
         return jws(self.k.capability, TYP_CAPABILITY, {
-            "iss": "threshold:broker", "aud": self.instance, "sub": agent, "jti": jti,
+            "iss": "threshold:broker", "sub": agent, "jti": jti,
+            "aud": self.instance + ("x" if self.tamper == "cap-other-aud" else ""),
             "iat": time - 1, "exp": time + 14, "op": op, "chain": chain})
 
     # The links of a chain not yet logged, and a mint over it: (chain, jti, mint seq).
@@ -655,7 +656,7 @@ def main():
                       "bad-capability-then-mismatch",
                       "expired-chain", "orphan-outcome", "activation-other-ak",
                       "activation-other-ek", "activation-not-root", "no-activation", "no-keys",
-                      "keys-not-root", "keys-other-instance", "forged-capability", "replay-intent",
+                      "keys-not-root", "keys-other-instance", "forged-capability", "replay-intent", "cap-other-aud",
                       "cert-not-root", "policy-altered",
                       "policy-absent", "policy-on-cert", "read-mismatch",
                       "read-bad-capability"):
