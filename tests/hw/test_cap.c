@@ -31,6 +31,7 @@
 #include "sigclient.h"
 #include "store.h"
 #include "typ.h"
+#include "../unit/tsign.h"
 
 #define THREADS 16
 
@@ -40,28 +41,6 @@ static struct sigc *sc;
 static struct store *st;
 static struct cap_ctx *cap;
 static int64_t T0;
-
-static void
-sign_local(EVP_PKEY *key, struct buf *tok)
-{
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	uint8_t der[128], rs[64];
-	const uint8_t *p = der;
-	size_t derlen = sizeof(der);
-	ECDSA_SIG *es;
-
-	assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key),
-	    1);
-	assert_int_equal(EVP_DigestSign(md, der, &derlen, buf_ptr(tok),
-	    buf_len(tok)), 1);
-	es = d2i_ECDSA_SIG(NULL, &p, (long)derlen);
-	assert_non_null(es);
-	BN_bn2binpad(ECDSA_SIG_get0_r(es), rs, 32);
-	BN_bn2binpad(ECDSA_SIG_get0_s(es), rs + 32, 32);
-	assert_int_equal(jws_append_sig(tok, rs, 64), 0);
-	ECDSA_SIG_free(es);
-	EVP_MD_CTX_free(md);
-}
 
 /* Installs human:tess (certified by the root in the signer) and her
  * delegation of github.merge on acme/app@main to agent, valid until exp. */
@@ -102,7 +81,7 @@ install_chain(const char *human, const char *agent, int64_t exp)
 	assert_int_equal(jwk_thumbprint(hk, kid), 0);
 	assert_int_equal(jws_signing_input(tok, TH_ALG_ES256, TYP_DELEGATION,
 	    kid, claims), 0);
-	sign_local(hk, tok);
+	append_sig(tok, hk);
 	assert_int_equal(chain_verify_new(cap_chains(cap), st,
 	    (const char *)buf_ptr(tok), buf_len(tok), &ch), 0);
 	assert_int_equal(deleg_parse((const char *)buf_ptr(tok), buf_len(tok),
