@@ -540,6 +540,14 @@ perm_store(struct gh *g, const char *key, int write)
 	pthread_mutex_unlock(&g->mu);
 }
 
+static int
+verdict(const char *state)
+{
+	return strcmp(state, "APPROVED") == 0 ||
+	    strcmp(state, "CHANGES_REQUESTED") == 0 ||
+	    strcmp(state, "DISMISSED") == 0;
+}
+
 /* A collaborator-permission reply: 1 for write access or more, 0 for
  * less or none, -1 if it says nothing clear. */
 static int
@@ -583,11 +591,19 @@ approver_access(struct gh *g, const char *auth, const char *repo,
 	size_t nwho = 0, n = 0, i, k;
 	int r = 0;
 
+	/* Reviewers whose verdict (their last approval, request for changes
+	 * or dismissal, as peval judges) is an approval. */
 	for (i = 0; i < f->nreviews; i++) {
 		rv = &f->reviews[i];
 		if (strcmp(rv->state, "APPROVED") != 0 ||
 		    strcasecmp(rv->user, f->pr.author) == 0 ||
 		    !login_plain(rv->user))
+			continue;
+		for (k = i + 1; k < f->nreviews; k++)
+			if (verdict(f->reviews[k].state) &&
+			    strcasecmp(f->reviews[k].user, rv->user) == 0)
+				break;
+		if (k < f->nreviews)
 			continue;
 		for (k = 0; k < nwho && strcasecmp(who[k], rv->user) != 0; k++)
 			;
@@ -609,8 +625,11 @@ approver_access(struct gh *g, const char *auth, const char *repo,
 			goto out;
 		batch[n++] = &req[k];
 	}
-	if (n > 0 && (r = run(g, batch, n)) != 0)
-		goto out;
+	/* At most HTTP_BATCH_MAX at once: two rounds for 32 approvers. */
+	for (i = 0; i < n; i += HTTP_BATCH_MAX)
+		if ((r = run(g, batch + i, n - i > HTTP_BATCH_MAX ?
+		    HTTP_BATCH_MAX : n - i)) != 0)
+			goto out;
 	for (k = 0; k < nwho; k++) {
 		if (req[k].resp == NULL)
 			continue;

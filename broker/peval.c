@@ -746,6 +746,7 @@ rule_approvals(struct ectx *x, struct json_object *v)
 	const struct gh_review *rv;
 	struct json_object *a, *fresh_v;
 	char stale[STALE_MAX] = "", nowrite[STALE_MAX] = "";
+	char unknown[STALE_MAX] = "";
 	int64_t need = json_object_get_int64(v), have = 0;
 	size_t i, j;
 	int r, fresh;
@@ -775,7 +776,8 @@ rule_approvals(struct ectx *x, struct json_object *v)
 		}
 		/* As on GitHub, only a reviewer who may write approves. */
 		if (rv->write != 1) {
-			append_name(nowrite, sizeof(nowrite), rv->user);
+			append_name(rv->write == 0 ? nowrite : unknown,
+			    STALE_MAX, rv->user);
 			continue;
 		}
 		if ((r = ev_push(a, json_object_new_string(rv->user))) != 0)
@@ -784,10 +786,12 @@ rule_approvals(struct ectx *x, struct json_object *v)
 	}
 	if (have < need)
 		return th_fail(TH_ERR_DENIED, "approvals: %lld of %lld required"
-		    "%s%s%s%s%s%s", (long long)have, (long long)need,
+		    "%s%s%s%s%s%s%s%s%s", (long long)have, (long long)need,
 		    *stale ? " (stale: " : "", stale, *stale ? ")" : "",
 		    *nowrite ? " (without write access: " : "", nowrite,
-		    *nowrite ? ")" : "");
+		    *nowrite ? ")" : "",
+		    *unknown ? " (write access not known: " : "", unknown,
+		    *unknown ? ")" : "");
 	return 0;
 }
 

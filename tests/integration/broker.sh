@@ -54,6 +54,8 @@ pr 91 "$(sha 91)" main bob '["src/q.c"]' "$APPROVED"; green "$(sha 91)"
 # Approved only by users who may not write (anyone who reads a repository
 # can submit an APPROVED review): a stranger, and a triage collaborator.
 admin POST repos '{"full_name":"acme/backend","collaborators":{"tina":"triage"}}' >/dev/null
+# 20 approvers: their access is looked up 16 at a time.
+pr 93 "$(sha 93)" main bob '["src/s.c"]' "$($PY -c 'import json;print(json.dumps([{"user":"rev%d" % i,"state":"APPROVED"} for i in range(20)]))')"; green "$(sha 93)"
 pr 92 "$(sha 92)" main bob '["src/r.c"]' '[{"user":"mallory","state":"APPROVED","author_association":"NONE"},{"user":"tina","state":"APPROVED","author_association":"COLLABORATOR"}]'; green "$(sha 92)"
 pr 90 "$(sha 90)" main bob "$($PY -c 'import json;print(json.dumps(["src/big%d.c" % i for i in range(3000)] + [".github/workflows/evil.yml"]))')" "$APPROVED"; green "$(sha 90)"
 
@@ -187,6 +189,7 @@ refused "failing check refused" 2 "policy_denied.*required checks: ci/test is fa
 refused "protected path refused" 3 "protected path: .github/workflows/ci.yml"
 refused "no approval refused" 4 "approvals: 0 of 1"
 refused "author's own approval does not count" 5 "approvals: 0 of 1"
+expect_ok "a pull request with 20 approvers merges" $TH github merge --repo acme/backend --pr 93 --target main
 refused "approvals from users without write access do not count" 92 \
 	"approvals: 0 of 1 required \(without write access: mallory, tina\)"
 refused "PR targeting another branch refused" 6 "targets release"

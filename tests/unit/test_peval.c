@@ -458,11 +458,11 @@ test_reviews(void **state)
 	add_review(f, "bot", "APPROVED", SHA);
 	f->reviews[1].write = -1;
 	refused(one, f, "approvals: 0 of 1 required (without write access: "
-	    "stranger, bot)");
+	    "stranger) (write access not known: bot)");
 	add_review(f, "carol", "APPROVED", SHA);
 	passes(one, f);
 	refused(two, f, "approvals: 1 of 2 required (without write access: "
-	    "stranger, bot)");
+	    "stranger) (write access not known: bot)");
 	done(f);
 }
 
