@@ -55,6 +55,27 @@ utf8_valid(const void *p, size_t len)
 	return 1;
 }
 
+/* Characters that control a terminal or how text reads without being
+ * seen: C1 controls (U+009B starts an escape sequence on many terminals),
+ * line and paragraph separators, and bidirectional controls (U+202E can
+ * make "gnp.exe" read as "exe.png"). */
+static int
+invisible_control(const unsigned char *c, size_t k)
+{
+	unsigned cp;
+
+	if (k == 2) {
+		cp = (unsigned)(c[0] & 0x1f) << 6 | (c[1] & 0x3f);
+		return (cp >= 0x80 && cp <= 0x9f) || cp == 0x61c;
+	}
+	if (k != 3)
+		return 0;
+	cp = (unsigned)(c[0] & 0x0f) << 12 | (unsigned)(c[1] & 0x3f) << 6 |
+	    (c[2] & 0x3f);
+	return cp == 0x200e || cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) ||
+	    (cp >= 0x2066 && cp <= 0x2069);
+}
+
 void
 utf8_sanitize(char *s)
 {
@@ -67,5 +88,7 @@ utf8_sanitize(char *s)
 			k = 1;
 		} else if (k == 1 && (p[i] < 0x20 || p[i] == 0x7f))
 			p[i] = '?';
+		else if (invisible_control(p + i, k))
+			memset(p + i, '?', k);
 	}
 }

@@ -11,8 +11,9 @@ size_t	utf8_char(const unsigned char *s, size_t len);
 /* 1 if p[len] is well-formed UTF-8. */
 int	utf8_valid(const void *p, size_t len);
 /* In place: every byte that does not begin a well-formed character, and
- * every control character, becomes '?', so that s is one printable line
- * of UTF-8. */
+ * every byte of a control character (C0, DEL, C1, line and paragraph
+ * separators, bidirectional controls), becomes '?', so that s is one
+ * printable line of UTF-8 that reads as it is. */
 void	utf8_sanitize(char *s);
 
 #endif

@@ -220,6 +220,11 @@ test_errmsg_sanitized(void **state)
 	assert_string_equal(th_errmsg(r), "no parameter \"abc?\"");
 	r = th_fail(TH_ERR_INVALID, "ref %s", "a\nb\r\x7f\xff\xc3\xa9");
 	assert_string_equal(th_errmsg(r), "ref a?b???\xc3\xa9");
+	/* C1 controls, separators and bidi overrides read as '?' each byte:
+	 * U+009B (a terminal's CSI), U+2028, U+202E; U+00A0 and U+20AC stay. */
+	r = th_fail(TH_ERR_INVALID, "%s", "\xc2\x9b" "31m \xe2\x80\xa8"
+	    "x\xe2\x80\xae" "gnp \xc2\xa0\xe2\x82\xac");
+	assert_string_equal(th_errmsg(r), "??31m ???x???gnp \xc2\xa0\xe2\x82\xac");
 	assert_true(utf8_valid("\xf0\x9f\x98\x80", 4));
 	assert_false(utf8_valid("\xf0\x9f\x98", 3));
 	assert_int_equal(utf8_char((const unsigned char *)"\xe2\x82\xac", 3), 3);
