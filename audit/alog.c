@@ -664,6 +664,42 @@ load_state(struct alog *l)
 	return r;
 }
 
+/* An existing log goes on only if what it records would verify: its
+ * header carries the root's keys statement and names the signer's
+ * capability key (a rotated key starts a new log, docs/keys.md). */
+static int
+header_current(struct alog *l, struct json_object *h, const char *path)
+{
+	char tp_log[JWK_THUMBPRINT_LEN + 1], tp_now[JWK_THUMBPRINT_LEN + 1];
+	struct json_object *o;
+	EVP_PKEY *logged = NULL, *now = NULL;
+	enum th_alg alg;
+	int r;
+
+	if (!json_object_object_get_ex(h, "keys", NULL))
+		return th_fail(TH_ERR_CONFIG, "audit log %s has no keys "
+		    "statement (an older thresholdd made it, and it would not "
+		    "verify): move it aside to start a new log", path);
+	if (!json_object_object_get_ex(h, "capability", &o) ||
+	    jwk_to_pkey(o, &logged) != 0)
+		return th_fail(TH_ERR_INVALID, "audit log: unreadable header");
+	if ((r = sigc_pubkey(l->signer, "capability", &alg, &now)) != 0) {
+		r = th_fail(r, "audit log: capability key: %s", th_errmsg(r));
+		goto out;
+	}
+	if ((r = jwk_thumbprint(logged, tp_log)) != 0 ||
+	    (r = jwk_thumbprint(now, tp_now)) != 0)
+		goto out;
+	if (strcmp(tp_log, tp_now) != 0)
+		r = th_fail(TH_ERR_CONFIG, "audit log %s names another "
+		    "capability key than the signer's (rotated?): move it aside "
+		    "to start a new log", path);
+ out:
+	EVP_PKEY_free(logged);
+	EVP_PKEY_free(now);
+	return r;
+}
+
 int
 alog_open(const char *path, const char *signer_path, const char *instance,
     struct alog **out)
@@ -729,6 +765,8 @@ alog_open(const char *path, const char *signer_path, const char *instance,
 		    path, inst, instance);
 		goto out;
 	}
+	if ((r = header_current(l, h, path)) != 0)
+		goto out;
 	snprintf(l->pcr_selection, sizeof(l->pcr_selection), "%s", sel);
 	sha256(buf_ptr(body), buf_len(body), hh);
 	b64url_digest(hh, l->hh);

@@ -228,8 +228,27 @@ outs = [e for e in ents if e["kind"] == "outcome" and e["intent"] in i5]
 assert len(i5) == 1 and len(outs) == 1 and outs[0]["error"].startswith("not attempted: "), (i5, outs)
 EOF2
 
-# Fail closed: the log's database cannot be written.
+# A log whose header the broker's keys no longer match (made by an older
+# thresholdd, without the root's keys statement) is not appended to.
 stop_broker
+cp "$T/state/audit.db" "$T/old-audit.db"
+$PY - "$T/old-audit.db" <<'EOF2'
+import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+h = json.loads(db.execute("SELECT body FROM header").fetchone()[0])
+del h["keys"]
+db.execute("UPDATE header SET body = ?", (json.dumps(h, separators=(",", ":"), sort_keys=True),))
+db.commit()
+EOF2
+cp "$T/broker.conf" "$T/broker.conf.orig"
+echo "audit $T/old-audit.db" >>"$T/broker.conf"
+start_broker && fail "broker starts on a log without a keys statement" ||
+	{ grep -q "audit log $T/old-audit.db has no keys statement" "$T/broker.log" &&
+	  ok "a log without a keys statement: the broker refuses to start, saying why" ||
+	  { fail "a log without a keys statement"; tail -3 "$T/broker.log" | sed 's/^/#   /'; }; }
+mv "$T/broker.conf.orig" "$T/broker.conf"
+
+# Fail closed: the log's database cannot be written.
 chattr +i "$T/state/audit.db" "$T/state/audit.db-wal" "$T/state/audit.db-shm" 2>/dev/null
 if lsattr "$T/state/audit.db" 2>/dev/null | grep -q -- '-i-'; then
 	start_broker
