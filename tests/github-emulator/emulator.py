@@ -1502,7 +1502,7 @@ class Emulator:
         approval counts); otherwise read on a public repository, none on a
         private one."""
         repo = self._require_repo(ctx, ["metadata"], "read")
-        login = urllib.parse.unquote(ctx.params["user"])
+        login = ctx.params["user"]
         if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})", login):
             raise ApiError(404, "Not Found",
                            doc="https://docs.github.com/rest/collaborators/collaborators"

@@ -17,7 +17,7 @@ expect_ok "alice delegates github.push and github.fetch on acme/widgets (agent/*
 start_emulator "$(cat "$T/app-id")" "$T/github-app.pub.pem"
 [ -n "$GHPORT" ] && ok "emulator up" || { fail "emulator up"; cat "$T/emulator.log"; done_testing; exit 1; }
 admin POST installations '{"id":42,"account":"acme","repositories":["acme/widgets"],"permissions":{"contents":"write","workflows":"write","metadata":"read"}}' >/dev/null
-admin POST git-repos '{"repo":"acme/widgets","default_branch":"main","files":{"README.md":"hello\n"},"branches":["release"],"protected":["release"]}' >"$T/repo.json" ||
+admin POST git-repos '{"repo":"acme/widgets","default_branch":"main","files":{"README.md":"hello\n"},"branches":["release","agent/rel#1"],"protected":["release","agent/rel#1"]}' >"$T/repo.json" ||
 	fail "emulator makes acme/widgets"
 
 GITPORT=$($PY -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
@@ -162,6 +162,8 @@ git -C "$W" checkout -q -b other/x
 refused_push "a branch outside the delegation's targets is refused" "other/x: not a branch the delegation lets" push origin other/x
 refused_push "a push to the default branch is refused" "main: the default branch" push origin other/x:main
 refused_push "a push to a protected branch is refused" "release: a protected branch" push origin other/x:release
+refused_push "a protected branch whose name holds '#' is asked of GitHub whole" "agent/rel#1: a protected branch" \
+	push origin 'other/x:refs/heads/agent/rel#1'
 refused_push "deleting a branch is refused" "deleting a branch is not allowed" push origin :agent/feat
 [ "$(ref refs/heads/agent/feat)" = "$good" ] && ok "agent/feat still there" || fail "agent/feat deleted"
 
