@@ -38,6 +38,7 @@
 #define GIT_SPOOL_RESERVE	((uint64_t)64 * 1024 * 1024)
 #define GIT_SPOOL_STEP		((uint64_t)1024 * 1024)
 #define GIT_BOUNDARY_MAX	16
+#define GIT_PUSH_SECONDS_MAX	3600	/* a whole push body, at most */
 
 enum git_kind { GK_REFS, GK_RECEIVE, GK_UPLOAD };
 
@@ -97,6 +98,9 @@ struct gconn {
 	struct gitrx	*rx;
 	int		 rx_r;		/* first parse error */
 	time_t		 started;	/* when the request's headers came */
+	time_t		 cmds_at;	/* when its ref updates were all in
+					 * (its pack began), or 0 */
+	int		 too_slow;	/* over GIT_PUSH_SECONDS_MAX */
 	char		 head[4];	/* the body's first bytes */
 	char		 rx_msg[256];
 	struct cap_redeemed red;	/* its capability, checked at headers */
@@ -795,8 +799,12 @@ authorise(struct broker *b, const struct gconn *g, int spend,
 	const char *cap = g->cap;
 	int r;
 
+	/* A push is judged as of when what it does (its ref updates) was
+	 * all in: its pack may take longer to arrive than a capability
+	 * lives, but what it updates cannot be decided later. */
 	r = spend ?
-	    cap_redeem(b->cap, b->st, cap, strlen(cap), g->started, red) :
+	    cap_redeem(b->cap, b->st, cap, strlen(cap), g->cmds_at ?
+	    g->cmds_at : time(NULL), red) :
 	    cap_check(b->cap, b->st, cap, strlen(cap), g->started, red);
 	if (r != 0)
 		return r;
@@ -957,6 +965,11 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 		if (g->room.full) {
 			snprintf(why, sizeof(why), "%s", th_errmsg(room_fail(
 			    &g->room, "the push")));
+			goto refuse;
+		}
+		if (g->too_slow) {
+			snprintf(why, sizeof(why), "the push took more than "
+			    "%d s to arrive", GIT_PUSH_SECONDS_MAX);
 			goto refuse;
 		}
 		if (g->too_big || g->write_err || g->rx_r != 0 ||
@@ -1149,8 +1162,8 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 			return refuse_early(b, c, g, 403, "unknown_agent",
 			    th_errmsg(r));
 		}
-		/* A capability is judged as of the request's start: a large
-		 * push may take longer to arrive than the capability lives. */
+		/* The credential is judged now; a push's spend, as of when
+		 * its ref updates were in (authorise). */
 		g->started = time(NULL);
 		if ((r = parse_url(url, method, MHD_lookup_connection_value(c,
 		    MHD_GET_ARGUMENT_KIND, "service"), g)) != 0) {
@@ -1200,6 +1213,13 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		    (const uint8_t *)upload, *upload_size)) != 0)
 			snprintf(g->rx_msg, sizeof(g->rx_msg), "%s",
 			    th_errmsg(g->rx_r));
+		if (g->rx != NULL && g->cmds_at == 0 &&
+		    gitrx_pack_bytes(g->rx) > 0)
+			g->cmds_at = time(NULL);
+		/* libmicrohttpd's timeout is for silence only: a body sent
+		 * a byte a minute would hold its connection for ever. */
+		if (time(NULL) - g->started > GIT_PUSH_SECONDS_MAX)
+			g->too_slow = 1;
 		for (off = 0; off < *upload_size && g->body_len + off < 4; off++)
 			g->head[g->body_len + off] = upload[off];
 		g->body_len += *upload_size;

@@ -403,5 +403,45 @@ else
 fi
 "$FIX/swtpm-start" "$T" >/dev/null
 
+# A push's ref updates must come while its capability lives: headers sent
+# with a fresh one, the body only after it expired, is refused.
+stop_broker
+cp "$T/broker.conf" "$T/broker.conf.orig"
+echo "capability-ttl 2" >>"$T/broker.conf"
+start_broker || fail "broker starts with 2 s capabilities"
+git -C "$W" checkout -q -b agent/late "$good"
+git -C "$W" commit -q --allow-empty -m late
+late=$(git -C "$W" rev-parse HEAD)
+printf '%s\n^%s\n' "$late" "$good" | git -C "$W" pack-objects -q --revs --stdout >"$T/late.pack"
+cap=$(printf 'protocol=http\nhost=127.0.0.1:%s\npath=acme/widgets.git\n\n' "$GITPORT" |
+	git-credential-threshold --broker "$T/broker.sock" get | sed -n 's/^password=//p')
+$PY - "$GITPORT" "$cap" "$late" "$T/late.pack" >"$T/late.out" 2>&1 <<'PY'
+import base64, socket, sys, time
+port, cap, new, pack = int(sys.argv[1]), sys.argv[2], sys.argv[3], open(sys.argv[4], "rb").read()
+line = ("%s %s refs/heads/agent/late\0report-status\n" % ("0" * 40, new)).encode()
+body = b"%04x" % (len(line) + 4) + line + b"0000" + pack
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s.sendall(("POST /acme/widgets.git/git-receive-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           "Content-Type: application/x-git-receive-pack-request\r\nContent-Length: %d\r\n"
+           "Authorization: Basic %s\r\n\r\n" % (len(body), base64.b64encode(
+               ("x-capability:" + cap).encode()).decode())).encode())
+time.sleep(3.5)
+s.sendall(body)
+out = b""
+try:
+    while b"\r\n\r\n" not in out or len(out) < 400:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+except socket.timeout:
+    pass
+print(out.decode("latin-1"))
+PY
+grep -q "expired" "$T/late.out" && [ -z "$(ref refs/heads/agent/late)" ] &&
+	ok "a push whose ref updates came after its capability expired is refused" ||
+	{ fail "a late push"; sed 's/^/#   /' "$T/late.out" | head -5; }
+mv "$T/broker.conf.orig" "$T/broker.conf"
+
 stop_broker
 done_testing
