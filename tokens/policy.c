@@ -118,6 +118,7 @@ window_validate(struct json_object *w)
 int
 policy_validate(struct json_object *p)
 {
+	struct json_object *flag;
 	int64_t n;
 
 	if (!json_object_is_type(p, json_type_object))
@@ -158,6 +159,15 @@ policy_validate(struct json_object *p)
 			return th_fail(TH_ERR_INVALID, "unknown policy rule "
 			    "\"%s\"", k);
 	}
+	/* A branch deleted can be pushed anew with any history: deleting
+	 * is force-pushing in two steps. */
+	if (json_object_object_get_ex(p, "allow_branch_delete", &flag) &&
+	    json_object_get_boolean(flag) &&
+	    !(json_object_object_get_ex(p, "allow_force_push", &flag) &&
+	    json_object_get_boolean(flag)))
+		return th_fail(TH_ERR_INVALID, "policy allow_branch_delete "
+		    "needs allow_force_push (a deleted branch can be pushed "
+		    "anew with any history)");
 	return 0;
 }
 

@@ -321,6 +321,12 @@ grep -q "connection from agent:coder-2 closed: it has 40 open, at most 40" "$T/b
 
 # The delegation's push rules: force-push and deletion when allowed, a
 # size limit.
+echo '{"allow_branch_delete":true}' >"$T/policy-del.json"
+expect_fail "deletion without force-push is refused (delete, then push anew, rewrites history)" \
+	"allow_branch_delete needs allow_force_push" \
+	sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \
+	delegate --as alice --key 'pkcs11:token=alice;object=alice-key;type=private' --pin-file $T/alice/hsm/user.pin \
+	--to coder-1 --allow github.push --repo acme/widgets --target 'agent/*' --policy $T/policy-del.json --ttl 1h"
 echo '{"allow_force_push":true,"allow_branch_delete":true,"max_push_bytes":1000000}' >"$T/policy-push.json"
 expect_ok "alice delegates with allow_force_push, allow_branch_delete, max_push_bytes 1000000" \
 	sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \

@@ -185,8 +185,9 @@ test_policy(void **state)
 	 * only smaller. */
 	assert_int_equal(narrows("{\"allow_force_push\":true}", "{}"),
 	    TH_ERR_DENIED);
-	assert_int_equal(narrows("{\"allow_branch_delete\":true}",
-	    "{\"allow_branch_delete\":false}"), TH_ERR_DENIED);
+	assert_int_equal(narrows("{\"allow_force_push\":true,"
+	    "\"allow_branch_delete\":true}", "{\"allow_force_push\":true,"
+	    "\"allow_branch_delete\":false}"), TH_ERR_DENIED);
 	assert_int_equal(narrows("{\"allow_force_push\":false}",
 	    "{\"allow_force_push\":true}"), 0);
 	assert_int_equal(narrows("{}", "{\"allow_force_push\":true}"), 0);
@@ -198,6 +199,16 @@ test_policy(void **state)
 	json_object_put(o);
 	o = j("{\"allow_force_push\":1}");
 	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
+	json_object_put(o);
+	/* Deleting a branch, then pushing it anew, rewrites its history. */
+	o = j("{\"allow_branch_delete\":true}");
+	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
+	json_object_put(o);
+	o = j("{\"allow_branch_delete\":true,\"allow_force_push\":false}");
+	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
+	json_object_put(o);
+	o = j("{\"allow_branch_delete\":false}");
+	assert_int_equal(policy_validate(o), 0);
 	json_object_put(o);
 	/* Unknown rules and bad values are invalid. */
 	o = j("{\"allow_everything\":true}");
