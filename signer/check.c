@@ -38,9 +38,11 @@ check_lifetime(struct json_object *claims, int64_t max, int64_t *iat_out)
 		return th_fail(TH_ERR_DENIED, "claims: %s", th_errmsg(r));
 	if (exp <= iat)
 		return th_fail(TH_ERR_DENIED, "exp is not after iat");
-	if (exp - iat > max)
-		return th_fail(TH_ERR_DENIED, "lifetime %" PRId64 " s exceeds "
-		    "%" PRId64 " s", exp - iat, max);
+	/* exp - iat, in [1, 2^64): as int64 it could overflow (iat far
+	 * negative) and wrap to a lifetime that passes. */
+	if ((uint64_t)exp - (uint64_t)iat > (uint64_t)max)
+		return th_fail(TH_ERR_DENIED, "lifetime %" PRIu64 " s exceeds "
+		    "%" PRId64 " s", (uint64_t)exp - (uint64_t)iat, max);
 	*iat_out = iat;
 	return 0;
 }

@@ -131,6 +131,14 @@ test_token_keys(void **state)
 	    0);
 	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap, claims61),
 	    TH_ERR_DENIED);
+	/* exp - iat overflowing int64 is no short lifetime (found in
+	 * review: it wrapped negative and passed). */
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap,
+	    "{\"iat\":-5000000000000000000,\"exp\":5000000000000000000}"),
+	    TH_ERR_DENIED);
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap,
+	    "{\"iat\":-9223372036854775808,\"exp\":9223372036854775807}"),
+	    TH_ERR_DENIED);
 	assert_int_equal(try(PURPOSE_DELEGATION_ROOT, TH_ALG_ES256, cert,
 	    "{\"sub\":\"human:alice\"}"), 0);
 	/* An AK statement is the signer's own (AKCERT), never a peer's. */
