@@ -34,6 +34,7 @@ struct peer {
 struct client {
 	struct peer	 peer;
 	struct buf	*in;
+	struct buf	*out;		/* a reply not yet taken by the peer */
 	int		 busy;		/* a request is with the TPM lane */
 };
 
@@ -61,11 +62,13 @@ struct lane {
 	int		 done_w;	/* completions to the main thread */
 };
 
-/* What the lane writes to its pipe when it has replied: the client may be
- * read from again (or must be dropped). */
+/* What the lane writes to its pipe when it has served a request: the
+ * reply, which the main thread sends (a peer that does not read must not
+ * hold up the lane), and whether the client must be dropped. */
 struct lane_done {
 	int		 fd;
 	int		 drop;
+	struct buf	*reply;		/* the main thread's now */
 };
 
 struct server {
@@ -338,26 +341,55 @@ static const struct {
 	{ PROTO_KEYSCERT, "KEYSCERT",	handle_keyscert },
 };
 
-static int
-send_all(int fd, const uint8_t *p, size_t len)
+/* Sends what the socket takes now of p[len], never waiting: a peer that
+ * does not read its replies must not hold up the thread serving everyone.
+ * Returns the bytes sent, or -1 if the connection failed. */
+static ssize_t
+send_some(int fd, const uint8_t *p, size_t len)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
 	ssize_t n;
 	size_t off = 0;
 
 	while (off < len) {
-		n = send(fd, p + off, len - off, MSG_NOSIGNAL);
-		if (n >= 0) {
+		n = send(fd, p + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0)
 			off += (size_t)n;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return th_fail(TH_ERR_IO, "send: %s", strerror(errno));
-		if (poll(&pfd, 1, SERVER_WRITE_TIMEOUT_MS) <= 0)
-			return th_fail(TH_ERR_IO, "client not reading replies");
+		else if (errno == EAGAIN || errno == EWOULDBLOCK)
+			break;
+		else if (errno != EINTR)
+			return -1;
 	}
+	return (ssize_t)off;
+}
+
+/* A reply: sent as far as the socket takes it now, the rest kept in the
+ * client's out, sent as the peer reads (POLLOUT).  Until then nothing more
+ * of the client is served.  Returns non-zero if the client must go. */
+static int
+client_reply(struct client *c, const struct buf *reply)
+{
+	ssize_t n = 0;
+
+	if (buf_len(c->out) == 0 && (n = send_some(c->peer.fd,
+	    buf_ptr(reply), buf_len(reply))) < 0)
+		return -1;
+	if ((size_t)n < buf_len(reply))
+		return buf_put(c->out, buf_ptr(reply) + n,
+		    buf_len(reply) - (size_t)n) != 0;
+	return 0;
+}
+
+/* The peer can take more of its pending reply. */
+static int
+client_flush(struct client *c)
+{
+	ssize_t n;
+
+	if ((n = send_some(c->peer.fd, buf_ptr(c->out), buf_len(c->out))) < 0)
+		return -1;
+	(void)buf_consume(c->out, (size_t)n);
+	if (buf_len(c->out) == 0)
+		buf_reset(c->out);	/* wiped: an ACTIVATE reply is secret */
 	return 0;
 }
 
@@ -366,6 +398,7 @@ client_drop(struct server *s, size_t i)
 {
 	close(s->clients[i].peer.fd);
 	buf_free(s->clients[i].in);
+	buf_free(s->clients[i].out);
 	s->clients[i] = s->clients[--s->nclients];
 }
 
@@ -392,11 +425,12 @@ key_used(const struct proto_req *req)
 }
 
 /* Serves a request decoded from a frame (decoded: proto_req_decode's
- * result, whose message is this thread's), replying in reply; returns
- * non-zero if the connection must be dropped (protocol violation or reply
- * failure).  Runs on the main thread or the TPM lane: s is only read. */
+ * result, whose message is this thread's), its reply built in reply and,
+ * on the main thread (client set), sent; returns non-zero if the
+ * connection must be dropped (protocol violation or reply failure).  Runs
+ * on the main thread or the TPM lane (client NULL): s is only read. */
 static int
-serve_request(struct server *s, const struct peer *c,
+serve_request(struct server *s, const struct peer *c, struct client *client,
     const struct proto_req *req, int decoded, struct buf *reply)
 {
 	const char *name = "?";
@@ -437,8 +471,10 @@ serve_request(struct server *s, const struct peer *c,
 			fatal = 1;
 		}
 	}
-	if (buf_len(reply) > 0 &&
-	    send_all(c->fd, buf_ptr(reply), buf_len(reply)) != 0)
+	/* The main thread sends its replies here; the lane's go to the main
+	 * thread with the reply buffer. */
+	if (client != NULL && buf_len(reply) > 0 &&
+	    client_reply(client, reply) != 0)
 		fatal = 1;
 	/* Logged once the reply is on its way: the line's write(2) need not
 	 * delay the peer, and nothing more is served before it is written. */
@@ -502,7 +538,8 @@ client_frames(struct server *s, struct client *c)
 	uint32_t n;
 	int r = 0, decoded;
 
-	while (r == 0 && !c->busy && buf_len(c->in) >= 4) {
+	while (r == 0 && !c->busy && buf_len(c->out) == 0 &&
+	    buf_len(c->in) >= 4) {
 		p = buf_ptr(c->in);
 		n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
 		    (uint32_t)p[2] << 8 | p[3];
@@ -516,7 +553,7 @@ client_frames(struct server *s, struct client *c)
 			    th_errmsg(r));
 			buf_reset(s->reply);
 			if (proto_reply_error(s->reply, r, th_errmsg(r)) == 0)
-				(void)send_all(c->peer.fd, buf_ptr(s->reply),
+				(void)send_some(c->peer.fd, buf_ptr(s->reply),
 				    buf_len(s->reply));
 			return -1;
 		}
@@ -534,7 +571,7 @@ client_frames(struct server *s, struct client *c)
 			lane_submit(l, &c->peer, body, &req);
 			break;
 		}
-		r = serve_request(s, &c->peer, &req, decoded, s->reply);
+		r = serve_request(s, &c->peer, c, &req, decoded, s->reply);
 		buf_free(body);
 	}
 	return r;
@@ -555,12 +592,25 @@ client_input(struct server *s, struct client *c)
 	return client_frames(s, c);
 }
 
+/* A client's socket is ready: for its pending reply (and then for what it
+ * already sent), or to be read.  Non-zero if it must be dropped. */
+static int
+client_ready(struct server *s, struct client *c)
+{
+	if (buf_len(c->out) == 0)
+		return client_input(s, c);
+	if (client_flush(c) != 0)
+		return -1;
+	return buf_len(c->out) == 0 ? client_frames(s, c) : 0;
+}
+
 static void *
 lane_run(void *arg)
 {
 	struct lane *l = arg;
 	struct lane_job job;
 	struct lane_done done;
+	struct buf *next;
 
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
@@ -574,16 +624,27 @@ lane_run(void *arg)
 		pthread_mutex_unlock(&l->mu);
 		memset(&done, 0, sizeof(done));
 		done.fd = job.peer.fd;
-		done.drop = serve_request(l->s, &job.peer, &job.req, 0,
+		done.drop = serve_request(l->s, &job.peer, NULL, &job.req, 0,
 		    l->reply) != 0;
 		buf_free(job.body);
+		/* The reply goes with the record and the lane takes a new
+		 * buffer; without one, the client is dropped unanswered. */
+		if ((next = buf_new()) == NULL) {
+			buf_reset(l->reply);
+			done.drop = 1;
+		} else {
+			done.reply = l->reply;
+			l->reply = next;
+		}
 		/* Fewer than SERVER_CLIENTS_MAX records are ever in the pipe,
 		 * far below its capacity: the write neither blocks nor splits. */
 		if (write(l->done_w, &done, sizeof(done)) !=
-		    (ssize_t)sizeof(done))
+		    (ssize_t)sizeof(done)) {
 			log_err("TPM lane: uid %u pid %d: cannot hand the "
 			    "connection back: %s", (unsigned)job.peer.uid,
 			    (int)job.peer.pid, strerror(errno));
+			buf_free(done.reply);
+		}
 		pthread_mutex_lock(&l->mu);
 	}
 	pthread_mutex_unlock(&l->mu);
@@ -672,17 +733,31 @@ static void
 lane_completions(struct server *s)
 {
 	struct lane_done done;
+	struct client *c;
 	size_t i;
+	int r;
 
 	while (read(s->done_r, &done, sizeof(done)) == (ssize_t)sizeof(done)) {
 		for (i = 0; i < s->nclients; i++)
 			if (s->clients[i].busy &&
 			    s->clients[i].peer.fd == done.fd)
 				break;
-		if (i == s->nclients)
+		if (i == s->nclients) {
+			buf_free(done.reply);
 			continue;
-		s->clients[i].busy = 0;
-		if (done.drop || client_frames(s, &s->clients[i]) != 0)
+		}
+		c = &s->clients[i];
+		c->busy = 0;
+		r = done.drop;
+		if (done.reply != NULL && buf_len(done.reply) > 0) {
+			if (r == 0)
+				r = client_reply(c, done.reply);
+			else	/* its error reply, if the socket takes it */
+				(void)send_some(c->peer.fd,
+				    buf_ptr(done.reply), buf_len(done.reply));
+		}
+		buf_free(done.reply);
+		if (r != 0 || client_frames(s, c) != 0)
 			client_drop(s, i);
 	}
 }
@@ -713,12 +788,14 @@ accept_client(struct server *s)
 		    (unsigned)cred.uid, (int)cred.pid, th_errmsg(r));
 		buf_reset(s->reply);
 		if (proto_reply_error(s->reply, r, th_errmsg(r)) == 0)
-			(void)send_all(fd, buf_ptr(s->reply), buf_len(s->reply));
+			(void)send_some(fd, buf_ptr(s->reply),
+			    buf_len(s->reply));
 		close(fd);
 		return;
 	}
 	c = &s->clients[s->nclients];
-	if ((c->in = buf_new()) == NULL) {
+	if ((c->in = buf_new()) == NULL || (c->out = buf_new()) == NULL) {
+		buf_free(c->in);
 		close(fd);
 		return;
 	}
@@ -821,10 +898,15 @@ server_run(const struct config *cfg, struct keys *keys)
 		pfd[0].events = POLLIN;
 		for (i = 0; i < s.nclients; i++) {
 			/* A busy client is not read: its next request waits
-			 * for the reply to the one the lane serves. */
-			pfd[i + 1].fd = s.clients[i].busy ? -1 :
-			    s.clients[i].peer.fd;
-			pfd[i + 1].events = POLLIN;
+			 * for the reply to the one the lane serves; nor one
+			 * whose reply the peer has not all taken yet. */
+			pfd[i + 1].fd = s.clients[i].peer.fd;
+			if (buf_len(s.clients[i].out) > 0)
+				pfd[i + 1].events = POLLOUT;
+			else if (!s.clients[i].busy)
+				pfd[i + 1].events = POLLIN;
+			else
+				pfd[i + 1].fd = -1;
 		}
 		n = s.nclients;
 		pfd[n + 1].fd = s.tpm != NULL ? s.done_r : -1;
@@ -839,7 +921,7 @@ server_run(const struct config *cfg, struct keys *keys)
 		 * the freed slot. */
 		for (i = n; i-- > 0;)
 			if (pfd[i + 1].revents != 0 &&
-			    client_input(&s, &s.clients[i]) != 0)
+			    client_ready(&s, &s.clients[i]) != 0)
 				client_drop(&s, i);
 		if (pfd[n + 1].revents != 0)
 			lane_completions(&s);
@@ -850,6 +932,14 @@ server_run(const struct config *cfg, struct keys *keys)
 	r = 0;
  out:
 	lane_stop(s.tpm);
+	/* Replies the lane handed over but nobody took. */
+	if (s.tpm != NULL) {
+		struct lane_done left;
+
+		while (read(s.done_r, &left, sizeof(left)) ==
+		    (ssize_t)sizeof(left))
+			buf_free(left.reply);
+	}
 	while (s.nclients > 0)
 		client_drop(&s, s.nclients - 1);
 	if (s.listen_fd >= 0) {

@@ -2,8 +2,9 @@
  * reads bounded frames, dispatches the request types it permits, and logs
  * every request and refusal.  One thread with poll() reads every connection
  * and serves the requests, but those that need the TPM, which a second
- * thread serves: a slow or stalled client never blocks the others, and a
- * slow or stalled TPM only what needs it. */
+ * thread serves: a slow or stalled client never blocks the others (a reply
+ * it does not take waits for it, and it is served nothing more meanwhile),
+ * and a slow or stalled TPM only what needs it. */
 #ifndef TH_SIGNER_SERVER_H
 #define TH_SIGNER_SERVER_H
 
@@ -11,7 +12,6 @@
 #include "keys.h"
 
 #define SERVER_CLIENTS_MAX	64
-#define SERVER_WRITE_TIMEOUT_MS	2000
 #define SERVER_SPIN_US		200	/* busy-poll after a request */
 
 /* Serves until SIGTERM or SIGINT; returns 0 then, negative on setup error. */

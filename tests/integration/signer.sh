@@ -111,6 +111,44 @@ echo "$out" | grep -q "^ERROR 10" && ok "well-formed frame with bad payload: ref
 	fail "well-formed frame with bad payload (got: $out)"
 expect_ok "signer still healthy after bad frames" $TH signer health
 
+# Peers that send requests and never read the replies hold their own
+# connections, no thread: another peer is served at once (the old signer
+# waited 2 s on each, 20 s here, before serving it).
+$PY - "$T/signer.sock" >"$T/stall.out" 2>&1 <<'PY'
+import socket, struct, sys, time
+path = sys.argv[1]
+def frame(t, *fields):
+    body = bytes([t]) + b"".join(struct.pack(">I", len(f)) + f for f in fields)
+    return struct.pack(">I", len(body)) + body
+stalled = []
+for _ in range(10):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    s.connect(path)
+    s.setblocking(False)
+    req = frame(0x02, b"capability") * 50
+    try:
+        while True:
+            s.send(req)
+    except BlockingIOError:
+        pass
+    stalled.append(s)
+time.sleep(0.5)
+v = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+v.settimeout(30)
+v.connect(path)
+t0 = time.time()
+v.sendall(frame(0x02, b"capability"))
+n = struct.unpack(">I", v.recv(4))[0]
+kind = v.recv(1)
+took = time.time() - t0
+print("answered %s in %.2f s" % ("ok" if kind == b"\x80" else "error", took))
+sys.exit(0 if kind == b"\x80" and took < 5 else 1)
+PY
+[ $? -eq 0 ] && ok "peers that never read their replies do not hold up another's request ($(cat "$T/stall.out"))" ||
+	{ fail "a peer that never reads"; sed 's/^/#   /' "$T/stall.out"; }
+expect_ok "signer still healthy after the stalled peers left" $TH signer health
+
 # A peer whose uid is not in allow-uid can reach the socket but is refused.
 chmod 0711 "$T"
 chgrp nogroup "$T/signer.sock" && chmod 0660 "$T/signer.sock"
