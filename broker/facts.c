@@ -184,3 +184,11 @@ facts_parse_page(enum facts_list kind, struct json_object *o,
 	}
 	return r;
 }
+
+int
+facts_is_verdict(const char *state)
+{
+	return strcmp(state, "APPROVED") == 0 ||
+	    strcmp(state, "CHANGES_REQUESTED") == 0 ||
+	    strcmp(state, "DISMISSED") == 0;
+}

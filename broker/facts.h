@@ -78,6 +78,10 @@ struct pr_facts {
 
 /* Frees the arrays (not f itself). */
 void	facts_free(struct pr_facts *f);
+/* 1 if a review in state decides its reviewer's verdict (APPROVED,
+ * CHANGES_REQUESTED, DISMISSED); COMMENTED and PENDING leave the last
+ * verdict standing. */
+int	facts_is_verdict(const char *state);
 
 /* GitHub's replies, parsed: every string checked against its array, every
  * list against its FACTS_*_MAX; TH_ERR_PROTOCOL (or TH_ERR_TOO_LONG) with

@@ -540,14 +540,6 @@ perm_store(struct gh *g, const char *key, int write)
 	pthread_mutex_unlock(&g->mu);
 }
 
-static int
-verdict(const char *state)
-{
-	return strcmp(state, "APPROVED") == 0 ||
-	    strcmp(state, "CHANGES_REQUESTED") == 0 ||
-	    strcmp(state, "DISMISSED") == 0;
-}
-
 /* A collaborator-permission reply: 1 for write access or more, 0 for
  * less or none, -1 if it says nothing clear. */
 static int
@@ -600,7 +592,7 @@ approver_access(struct gh *g, const char *auth, const char *repo,
 		    !login_plain(rv->user))
 			continue;
 		for (k = i + 1; k < f->nreviews; k++)
-			if (verdict(f->reviews[k].state) &&
+			if (facts_is_verdict(f->reviews[k].state) &&
 			    strcasecmp(f->reviews[k].user, rv->user) == 0)
 				break;
 		if (k < f->nreviews)

@@ -715,15 +715,6 @@ rule_checks(struct ectx *x, struct json_object *v)
 	return 0;
 }
 
-/* Only these states are verdicts; COMMENTED and PENDING leave a reviewer's
- * earlier verdict standing. */
-static int
-is_verdict(const char *state)
-{
-	return strcmp(state, "APPROVED") == 0 ||
-	    strcmp(state, "CHANGES_REQUESTED") == 0 ||
-	    strcmp(state, "DISMISSED") == 0;
-}
 
 static void
 append_name(char *buf, size_t len, const char *name)
@@ -761,10 +752,10 @@ rule_approvals(struct ectx *x, struct json_object *v)
 	 * Quadratic, but FACTS_REVIEWS_MAX bounds it. */
 	for (i = 0; i < f->nreviews; i++) {
 		rv = &f->reviews[i];
-		if (rv->user[0] == '\0' || !is_verdict(rv->state))
+		if (rv->user[0] == '\0' || !facts_is_verdict(rv->state))
 			continue;
 		for (j = i + 1; j < f->nreviews; j++)
-			if (is_verdict(f->reviews[j].state) &&
+			if (facts_is_verdict(f->reviews[j].state) &&
 			    strcasecmp(f->reviews[j].user, rv->user) == 0)
 				break;
 		if (j < f->nreviews || strcmp(rv->state, "APPROVED") != 0 ||
