@@ -65,10 +65,13 @@ audit_json(struct answer *ans, int64_t intent, int64_t outcome,
 	json_object_object_add(ans->body, "audit", a);
 }
 
-/* Reads {"op","repo","pr","target"} into op. */
+/* Reads {"op","repo","pr","target","params"} into op; any other member is
+ * refused (a misspelt "params" must not become GitHub's default). */
 static int
 parse_op(struct json_object *req, struct cap_op *op)
 {
+	static const char *const members[] = { "op", "repo", "pr", "target",
+	    "params" };
 	struct json_object *p;
 	const char *s;
 	int r;
@@ -77,6 +80,9 @@ parse_op(struct json_object *req, struct cap_op *op)
 	if (!json_object_is_type(req, json_type_object))
 		return th_fail(TH_ERR_INVALID, "the request is not a JSON "
 		    "object");
+	if ((r = json_only_members(req, members,
+	    sizeof(members) / sizeof(members[0]))) != 0)
+		return r;
 	if ((r = json_get_string_len(req, "op", SCOPE_OP_MAX, &s)) != 0)
 		return r;
 	strcpy(op->op, s);
@@ -264,6 +270,20 @@ now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+
+/* No installation token: GitHub said no (the App is not installed, the
+ * token refused) or could not be asked, as docs/api.md's codes say. */
+static void
+fail_token(struct broker *b, struct answer *ans, int r)
+{
+	int refused = r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND;
+
+	if (!refused)
+		b->m.github_unavailable++;
+	fail(b, ans, refused ? 403 : 502, refused ? "github_refused" :
+	    "github_unavailable", r);
+}
+
 /* How long the answer took, and how much of it was GitHub's: what the
  * broker itself costs is the difference. */
 static void
@@ -302,11 +322,7 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *cap,
 	}
 	if ((r = gh_installation(b->gh, red->op.repo, &inst)) != 0 ||
 	    (r = gh_token_create(b->gh, inst, red->op.repo, perms, tok)) != 0) {
-		b->m.github_unavailable += r != TH_ERR_DENIED;
-		fail(b, ans, r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ? 403 :
-		    502, r == TH_ERR_UNAVAILABLE ? "github_unavailable" :
-		    r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ?
-		    "github_refused" : "github_error", r);
+		fail_token(b, ans, r);
 		goto out;
 	}
 	if ((r = gh_pr_facts(b->gh, tok, red->op.repo, red->op.pr, &f)) != 0) {
@@ -484,9 +500,7 @@ operate(struct broker *b, const struct cap_redeemed *red, const char *cap,
 	}
 	if ((r = gh_installation(b->gh, red->op.repo, &inst)) != 0 ||
 	    (r = gh_token_create(b->gh, inst, red->op.repo, perms, tok)) != 0) {
-		fail(b, ans, r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ? 403 :
-		    502, r == TH_ERR_DENIED || r == TH_ERR_NOT_FOUND ?
-		    "github_refused" : "github_unavailable", r);
+		fail_token(b, ans, r);
 		goto out;
 	}
 	if ((r = rec_intent(b, red, cap, evidence, tok, &intent)) != 0) {
@@ -528,6 +542,9 @@ operate(struct broker *b, const struct cap_redeemed *red, const char *cap,
 	gh_token_free(tok);
 }
 
+static const char *const redeem_members[] = { "capability",
+    "merge_method" };
+
 void
 act_redeem(struct broker *b, const char *agent, struct json_object *req,
     struct answer *ans)
@@ -545,6 +562,11 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 	    != 0) {
 		fail(b, ans, 400, "bad_request", th_fail(TH_ERR_INVALID, "give "
 		    "{\"capability\": TOKEN}"));
+		return;
+	}
+	if ((r = json_only_members(req, redeem_members,
+	    sizeof(redeem_members) / sizeof(redeem_members[0]))) != 0) {
+		fail(b, ans, 400, "bad_request", r);
 		return;
 	}
 	r = json_get_string(req, "merge_method", &method);

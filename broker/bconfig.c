@@ -25,6 +25,7 @@ parse_agent(struct bconf *c, const char *uid, const char *name)
 {
 	struct bconf_agent *a;
 	unsigned long u;
+	size_t i;
 	char *end;
 
 	errno = 0;
@@ -40,6 +41,12 @@ parse_agent(struct bconf *c, const char *uid, const char *name)
 		return th_fail(TH_ERR_CONFIG, "bad agent name \"%s\"", name);
 	if (bconf_agent(c, (uid_t)u) >= 0)
 		return th_fail(TH_ERR_CONFIG, "uid %lu given twice", u);
+	/* One agent, one uid: its connection and refusal limits are its. */
+	for (i = 0; i < c->nagents; i++)
+		if (strcmp(c->agents[i].name, a->name) == 0)
+			return th_fail(TH_ERR_CONFIG, "%s given twice (uids "
+			    "%lu and %lu)", a->name,
+			    (unsigned long)c->agents[i].uid, u);
 	a->uid = (uid_t)u;
 	c->nagents++;
 	return 0;
@@ -155,6 +162,12 @@ bconf_load(const char *path, struct bconf *c)
 		    strerror(errno));
 	while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
 		n++;
+		/* A longer line would be read on as a directive of its own. */
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			r = th_fail(TH_ERR_CONFIG, "%s:%d: line longer than %zu "
+			    "bytes", path, n, sizeof(line) - 2);
+			break;
+		}
 		line[strcspn(line, "\r\n")] = '\0';
 		if ((r = parse_line(c, line)) != 0)
 			r = th_fail(r, "%s:%d: %s", path, n, th_errmsg(r));

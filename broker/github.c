@@ -73,6 +73,10 @@ loopback_http(const char *url)
 int
 gh_url_ok(const char *url)
 {
+	/* No user part: "http://127.0.0.1:x@host/" is host's, not
+	 * loopback's, and tokens are sent to it. */
+	if (strchr(url, '@') != NULL || strpbrk(url, " \t\r\n\\") != NULL)
+		return 0;
 	return strncmp(url, "https://", 8) == 0 || loopback_http(url);
 }
 
@@ -418,14 +422,20 @@ gh_token_create(struct gh *g, int64_t installation, const char *repo,
 		goto out;
 	}
 	if ((r = json_get_string(o, "token", &v)) != 0 ||
-	    strlen(v) == 0 || strlen(v) > GH_TOKEN_MAX ||
-	    (r = json_get_string(o, "expires_at", &exp)) != 0) {
+	    strlen(v) == 0 || strlen(v) > GH_TOKEN_MAX) {
 		r = th_fail(TH_ERR_PROTOCOL, "malformed installation token "
 		    "reply");
 		goto out;
 	}
+	/* Held from here: any failure below revokes it. */
 	strcpy(tok->value, v);
 	fingerprint(tok->value, tok->fingerprint);
+	if ((r = json_get_string(o, "expires_at", &exp)) != 0) {
+		r = th_fail(TH_ERR_PROTOCOL, "malformed installation token "
+		    "reply: no expires_at");
+		gh_token_revoke(g, tok);
+		goto out;
+	}
 	snprintf(tok->expires_at, sizeof(tok->expires_at), "%s", exp);
 	if ((r = check_scope(o, name, perms)) != 0) {
 		gh_token_revoke(g, tok);

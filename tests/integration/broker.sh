@@ -225,6 +225,37 @@ $TH github merge --repo acme/backend --pr 14 --target main >"$T/out" 2>"$T/err";
 admin DELETE faults >/dev/null
 merged | grep -qw 14 && fail "the failed merge was retried" || ok "the failed merge was not retried"
 
+# A token reply without expires_at: refused as malformed, and the token it
+# carried revoked all the same.
+admin POST requests/clear >/dev/null
+admin POST faults '{"method":"POST","path_regex":"access_tokens$","status":201,"body":{"token":"ghs_fake"},"times":1}' >/dev/null
+$TH github merge --repo acme/backend --pr 15 --target main >"$T/out" 2>"$T/err"; rc=$?
+admin DELETE faults >/dev/null
+[ $rc -ne 0 ] && grep -q "github_unavailable.*no expires_at" "$T/err" &&
+	ok "a token reply without expires_at: refused (github_unavailable)" ||
+	{ fail "token reply without expires_at (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+fake_revoked() {
+	admin GET requests | $PY -c "
+import json, sys
+reqs = json.load(sys.stdin)
+reqs = reqs['requests'] if isinstance(reqs, dict) else reqs
+sys.exit(0 if any(r['method'] == 'DELETE' and r['path'] == '/installation/token' for r in reqs) else 1)"
+}
+eventually fake_revoked && ok "... and the token it carried is revoked" || fail "the malformed reply's token was not revoked"
+
+# Unknown members are refused, not ignored: a misspelt "params" must not
+# become GitHub's default.
+code=$(curl -s -o "$T/parms.json" -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
+	http://localhost/v1/capabilities -d '{"op":"github.comment","repo":"acme/backend","pr":1,"parms":{"body":"x"}}')
+[ "$code" = 400 ] && grep -q 'member \\"parms\\" not allowed' "$T/parms.json" &&
+	ok "a capability request with an unknown member: 400, naming it" ||
+	{ fail "unknown member in a capability request ($code)"; sed 's/^/#   /' "$T/parms.json"; }
+code=$(curl -s -o "$T/redx.json" -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
+	http://localhost/v1/redeem -d '{"capability":"a.b.c","merge_methd":"squash"}')
+[ "$code" = 400 ] && grep -q 'merge_methd' "$T/redx.json" &&
+	ok "a redemption with an unknown member: 400, naming it" ||
+	{ fail "unknown member in a redemption ($code)"; sed 's/^/#   /' "$T/redx.json"; }
+
 # The other operations, each with its own least permissions.
 ALICE="env SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state"
 AKEY="pkcs11:token=alice;object=alice-key;type=private"

@@ -39,6 +39,10 @@ test_base_url(void **state)
 	assert_false(accepts("http://127.0.0.1.nip.io:8080"));
 	assert_false(accepts("http://localhostx:80"));
 	assert_false(accepts("http://api.github.com"));
+	/* A user part names another host than the one it seems to. */
+	assert_false(accepts("http://127.0.0.1:1@evil.example/"));
+	assert_false(accepts("https://user@ghe.example.com/api/v3"));
+	assert_false(accepts("http://localhost\\@evil.example/"));
 	assert_false(accepts("ftp://127.0.0.1"));
 }
 
@@ -68,6 +72,46 @@ test_git_url(void **state)
 		assert_int_equal(bconf_load(path, &c) == 0, ok[i]);
 		unlink(path);
 	}
+}
+
+/* 0 if bconf_load takes the base configuration followed by extra. */
+static int
+load_with(const char *extra)
+{
+	char path[] = "/tmp/threshold-test-bconf.XXXXXX";
+	struct bconf c;
+	FILE *f;
+	int fd, r;
+
+	assert_true((fd = mkstemp(path)) >= 0);
+	assert_non_null(f = fdopen(fd, "w"));
+	fprintf(f, "listen /tmp/b.sock\nsigner /tmp/s.sock\nstate /tmp\n"
+	    "github-url https://api.github.com\ngithub-app-id 1\n%s", extra);
+	fclose(f);
+	r = bconf_load(path, &c);
+	unlink(path);
+	return r;
+}
+
+static void
+test_config_lines(void **state)
+{
+	char *long_line;
+
+	(void)state;
+	assert_int_equal(load_with("agent 1000 coder-1\nagent 1001 coder-2\n"),
+	    0);
+	/* One name for two uids would split the agent's limits. */
+	assert_int_equal(load_with("agent 1000 coder-1\nagent 1001 coder-1\n"),
+	    TH_ERR_CONFIG);
+	assert_int_equal(load_with("agent 1000 coder-1\n"
+	    "agent 1001 agent:coder-1\n"), TH_ERR_CONFIG);
+	/* A line past the buffer is refused, not read on as another. */
+	assert_non_null(long_line = malloc(4200));
+	memset(long_line, '#', 2047);
+	strcpy(long_line + 2047, "agent 0 root-agent\n");
+	assert_int_equal(load_with(long_line), TH_ERR_CONFIG);
+	free(long_line);
 }
 
 static void
@@ -115,6 +159,7 @@ main(void)
 		cmocka_unit_test(test_base_url),
 		cmocka_unit_test(test_git_url),
 		cmocka_unit_test(test_link_next),
+		cmocka_unit_test(test_config_lines),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
