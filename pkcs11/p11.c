@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -216,7 +217,7 @@ tmpl_bool(struct tmpl *t, CK_ATTRIBUTE_TYPE type, int v)
  * CRLF) stripped, no NUL or newline inside.  pin must hold P11_PIN_MAX + 1
  * bytes; it is wiped on failure. */
 static int
-pin_read(const char *path, char *pin)
+pin_read(const char *path, char *pin, struct stat *stp)
 {
 	char buf[P11_PIN_MAX + 3];
 	size_t len = 0;
@@ -225,9 +226,10 @@ pin_read(const char *path, char *pin)
 	int fd = -1, r = TH_ERR_INTERNAL;
 
 	/* O_NONBLOCK: a FIFO must not hang us before the S_ISREG check. */
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) ==
-	    -1) {
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+	    O_NOFOLLOW)) == -1) {
 		r = th_fail(TH_ERR_CONFIG, "PIN file %s: %s", path,
+		    errno == ELOOP ? "a symbolic link (give the file itself)" :
 		    strerror(errno));
 		goto out;
 	}
@@ -236,6 +238,15 @@ pin_read(const char *path, char *pin)
 		    path);
 		goto out;
 	}
+	/* Another user who could write it could lock the token with wrong
+	 * PINs; one who could read it has the PIN. */
+	if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+		r = th_fail(TH_ERR_CONFIG, "PIN file %s: must be owned by uid "
+		    "%u and mode 0600 or stricter (chmod 600)", path,
+		    (unsigned)geteuid());
+		goto out;
+	}
+	*stp = st;
 	while (len < sizeof(buf)) {
 		n = read(fd, buf + len, sizeof(buf) - len);
 		if (n == -1 && errno == EINTR)
@@ -421,11 +432,62 @@ slot_find(struct p11_ctx *ctx, struct target *t)
 	return 0;
 }
 
+
+/* PIN files the token refused, as they were then (a context is made
+ * afresh after every failure, so this is the process's): each is not
+ * tried again until it changes, since a token locks after a few wrong
+ * PINs and any allowed peer can make the signer log in.  op 0 asks, 1
+ * records a refusal, -1 forgets one. */
+#define PIN_REFUSED_MAX	8
+static struct {
+	char		 path[256];
+	dev_t		 dev;
+	ino_t		 ino;
+	off_t		 size;
+	struct timespec	 mtime;
+}		 refused[PIN_REFUSED_MAX];
+static size_t	 refused_next;
+static pthread_mutex_t refused_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int
+pin_refused(const char *path, const struct stat *st, int op)
+{
+	size_t i;
+	int found = 0;
+
+	pthread_mutex_lock(&refused_mu);
+	for (i = 0; i < PIN_REFUSED_MAX; i++)
+		if (strcmp(refused[i].path, path) == 0)
+			break;
+	if (op == 0)
+		found = i < PIN_REFUSED_MAX && refused[i].dev == st->st_dev &&
+		    refused[i].ino == st->st_ino &&
+		    refused[i].size == st->st_size &&
+		    refused[i].mtime.tv_sec == st->st_mtim.tv_sec &&
+		    refused[i].mtime.tv_nsec == st->st_mtim.tv_nsec;
+	else if (op < 0 && i < PIN_REFUSED_MAX)
+		refused[i].path[0] = '\0';
+	else if (op > 0 && strlen(path) < sizeof(refused[0].path)) {
+		if (i == PIN_REFUSED_MAX) {
+			i = refused_next;
+			refused_next = (refused_next + 1) % PIN_REFUSED_MAX;
+		}
+		snprintf(refused[i].path, sizeof(refused[i].path), "%s", path);
+		refused[i].dev = st->st_dev;
+		refused[i].ino = st->st_ino;
+		refused[i].size = st->st_size;
+		refused[i].mtime = st->st_mtim;
+	}
+	pthread_mutex_unlock(&refused_mu);
+	return found;
+}
+
 static int
 login(struct p11_ctx *ctx, struct target *t)
 {
 	char pin[P11_PIN_MAX + 1];
 	const char *path = NULL, *src;
+	struct stat st;
 	int r, in = 0;
 
 	if (!t->slot->token->loginRequired)
@@ -438,12 +500,25 @@ login(struct p11_ctx *ctx, struct target *t)
 	} else if ((path = ctx->pin_file) == NULL)
 		return th_fail(TH_ERR_CONFIG, "no PIN file for the token (set "
 		    "one or add pin-source to the URI)");
-	if ((r = pin_read(path, pin)) != 0)
+	if (t->slot->token->userPinLocked)
+		return th_fail(TH_ERR_DENIED, "the token's user PIN is locked "
+		    "(unlock it with the SO PIN)");
+	if ((r = pin_read(path, pin, &st)) != 0)
 		return r;
+	if (pin_refused(path, &st, 0)) {
+		OPENSSL_cleanse(pin, sizeof(pin));
+		return th_fail(TH_ERR_DENIED, "the token refused the PIN in %s "
+		    "and the file has not changed since: not tried again (a "
+		    "token locks after a few wrong PINs); correct it", path);
+	}
 	/* libp11 keeps a copy for re-login after fork(), wiped when the
 	 * slots are released (p11_close). */
-	if (PKCS11_login(t->slot, 0, pin) != 0)
+	if (PKCS11_login(t->slot, 0, pin) != 0) {
 		r = lp_fail(TH_ERR_DENIED, "PKCS11_login");
+		if (r == TH_ERR_DENIED)
+			(void)pin_refused(path, &st, 1);
+	} else
+		(void)pin_refused(path, &st, -1);
 	OPENSSL_cleanse(pin, sizeof(pin));
 	return r;
 }

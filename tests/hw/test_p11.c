@@ -9,6 +9,9 @@
  * over SHA-256(msg) as `openssl dgst -verify` wants it: DER for ECDSA), and
  * two deliberately exportable control keys, t-control-plain (not sensitive,
  * extractable) and t-control-wrappable (sensitive, extractable). */
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -55,7 +58,10 @@ write_file(const char *name, const void *p, size_t len)
 	FILE *f;
 
 	path(fn, sizeof(fn), name);
-	assert_non_null(f = fopen(fn, "w"));
+	/* 0600, as a PIN file must be (the others do not mind). */
+	(void)unlink(fn);
+	assert_non_null(f = fdopen(open(fn, O_WRONLY | O_CREAT | O_TRUNC,
+	    0600), "w"));
 	assert_int_equal(fwrite(p, 1, len, f), len);
 	assert_int_equal(fclose(f), 0);
 }
@@ -542,11 +548,32 @@ test_wrong_pin(void **state)
 	(void)state;
 	write_file("wrong.pin", "00000000\n", 9);
 	path(fn, sizeof(fn), "wrong.pin");
+	/* Readable by others, it is no place for a PIN. */
+	assert_int_equal(chmod(fn, 0640), 0);
+	assert_int_equal(p11_open(g_module, fn, &ctx), 0);
+	r = p11_key_load(ctx, URI("t-es256"), &key);
+	assert_int_equal(r, TH_ERR_CONFIG);
+	assert_non_null(strstr(th_errmsg(r), "mode 0600"));
+	p11_close(ctx);
+	assert_int_equal(chmod(fn, 0600), 0);
 	assert_int_equal(p11_open(g_module, fn, &ctx), 0);
 	r = p11_key_load(ctx, URI("t-es256"), &key);
 	assert_int_equal(r, TH_ERR_DENIED);
 	assert_non_null(strstr(th_errmsg(r), "CKR_PIN_INCORRECT"));
 	assert_null(key);
+	p11_close(ctx);
+	/* The same file is not tried again, even by a new context (a token
+	 * locks after a few wrong PINs); changed, it is. */
+	assert_int_equal(p11_open(g_module, fn, &ctx), 0);
+	r = p11_key_load(ctx, URI("t-es256"), &key);
+	assert_int_equal(r, TH_ERR_DENIED);
+	assert_non_null(strstr(th_errmsg(r), "not tried again"));
+	p11_close(ctx);
+	write_file("wrong.pin", "00000001\n", 9);
+	assert_int_equal(p11_open(g_module, fn, &ctx), 0);
+	r = p11_key_load(ctx, URI("t-es256"), &key);
+	assert_int_equal(r, TH_ERR_DENIED);
+	assert_non_null(strstr(th_errmsg(r), "CKR_PIN_INCORRECT"));
 	p11_close(ctx);
 }
 

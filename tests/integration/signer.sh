@@ -111,6 +111,20 @@ echo "$out" | grep -q "^ERROR 10" && ok "well-formed frame with bad payload: ref
 	fail "well-formed frame with bad payload (got: $out)"
 expect_ok "signer still healthy after bad frames" $TH signer health
 
+# ES256 signatures come in their low-S form (s <= n/2), the one JWS
+# verifiers here take: a client appends them as they are.  A token returns
+# either half the time, so 24 signatures all low-S cannot be luck.
+$PY "$TOOLS/jws.py" input '{"alg":"ES256","typ":"threshold-capability+jwt"}' \
+	"{\"iat\":$now,\"exp\":$((now + 15)),\"sub\":\"agent:coder-1\"}" >"$T/lows.input"
+i=0 high=0
+while [ $i -lt 24 ]; do
+	sig=$(frame sign capability "$(cat "$T/lows.input")" | awk '$1 == "OK" {print $3}')
+	$PY -c 'import sys; n = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
+s = int(sys.argv[1][64:128], 16); sys.exit(0 if len(sys.argv[1]) == 128 and s <= n // 2 else 1)' "$sig" || high=$((high + 1))
+	i=$((i + 1))
+done
+[ $high -eq 0 ] && ok "24 ES256 signatures through SIGN, all low-S" || fail "$high of 24 ES256 signatures high-S or missing"
+
 # Peers that send requests and never read the replies hold their own
 # connections, no thread: another peer is served at once (the old signer
 # waited 2 s on each, 20 s here, before serving it).

@@ -5,6 +5,7 @@ protocol-robustness tests.  Independent of Threshold's C code.
   frame.py SOCKET HEX         send HEX, print "ERROR <code> <message>",
                               "OK", or "CLOSED" (no reply)
   frame.py SOCKET sign PURPOSE PAYLOAD    a well-formed SIGN request
+                              (an answer prints "OK ALG SIGNATURE-HEX")
   frame.py SOCKET stop PID HEX  send HEX, and the moment the reply is in,
                               SIGTERM PID with the connection still open;
                               print "STOPPED" if PID is gone within 3 s,
@@ -92,6 +93,11 @@ def main():
     if body[0] == 0x81:
         code, mlen = struct.unpack(">II", body[1:9])
         print("ERROR", code, body[9:9 + mlen].decode())
+    elif sys.argv[2] == "sign":
+        (alen,) = struct.unpack(">I", body[1:5])
+        alg = body[5:5 + alen].decode()
+        (slen,) = struct.unpack(">I", body[5 + alen:9 + alen])
+        print("OK", alg, body[9 + alen:9 + alen + slen].hex())
     else:
         print("OK")
 
