@@ -312,6 +312,36 @@ target_close(struct target *t)
 	memset(t, 0, sizeof(*t));
 }
 
+
+/* RFC 7512 section 2.3: an attribute appears at most once.  p11-kit takes
+ * the last of two, so "object=a;object=b" would select b where a reader of
+ * the configuration sees a. */
+static int
+uri_unique(const char *s)
+{
+	const char *p, *end, *eq, *names[32];
+	size_t lens[32], n = 0, i, len;
+
+	if (strncmp(s, "pkcs11:", 7) != 0)
+		return 0;		/* p11-kit says what is wrong */
+	for (p = s + 7; *p != '\0'; p = end + (*end != '\0')) {
+		end = p + strcspn(p, ";?&");
+		if ((eq = memchr(p, '=', (size_t)(end - p))) == NULL)
+			continue;
+		len = (size_t)(eq - p);
+		for (i = 0; i < n; i++)
+			if (lens[i] == len && memcmp(names[i], p, len) == 0)
+				return th_fail(TH_ERR_INVALID, "PKCS#11 URI names "
+				    "\"%.*s\" twice", (int)len, p);
+		if (n == sizeof(names) / sizeof(names[0]))
+			return th_fail(TH_ERR_INVALID, "PKCS#11 URI has too "
+			    "many attributes");
+		names[n] = p;
+		lens[n++] = len;
+	}
+	return 0;
+}
+
 static int
 uri_parse(const char *s, struct target *t)
 {
@@ -325,6 +355,8 @@ uri_parse(const char *s, struct target *t)
 	if (strnlen(s, P11_URI_MAX + 1) > P11_URI_MAX)
 		return th_fail(TH_ERR_TOO_LONG, "PKCS#11 URI longer than %d",
 		    P11_URI_MAX);
+	if ((r = uri_unique(s)) != 0)
+		return r;
 	if ((t->uri = p11_kit_uri_new()) == NULL)
 		return th_fail(TH_ERR_ALLOC, "p11_kit_uri_new");
 	if ((pr = p11_kit_uri_parse(s, P11_KIT_URI_FOR_ANY, t->uri)) !=

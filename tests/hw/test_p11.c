@@ -590,6 +590,27 @@ test_bad_module(void **state)
 	assert_null(ctx);
 }
 
+/* RFC 7512: an attribute at most once (p11-kit would take the last). */
+static void
+test_uri_duplicates(void **state)
+{
+	struct p11_ctx *ctx = NULL;
+	struct p11_key *key = NULL;
+	int r;
+
+	(void)state;
+	assert_int_equal(p11_open(g_module, g_pin, &ctx), 0);
+	r = p11_key_load(ctx, URI("t-es256") ";object=t-rs256;type=private",
+	    &key);
+	assert_int_equal(r, TH_ERR_INVALID);
+	assert_non_null(strstr(th_errmsg(r), "\"object\" twice"));
+	assert_null(key);
+	r = p11_key_load(ctx, "pkcs11:token=nothing;token=threshold;"
+	    "object=t-es256;type=private", &key);
+	assert_int_equal(r, TH_ERR_INVALID);
+	p11_close(ctx);
+}
+
 static void
 test_pin_file_errors(void **state)
 {
@@ -791,6 +812,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_wrong_pin),
 		cmocka_unit_test(test_bad_module),
 		cmocka_unit_test(test_pin_file_errors),
+		cmocka_unit_test(test_uri_duplicates),
 		cmocka_unit_test_setup_teardown(test_pin_value_refused, setup,
 		    teardown),
 		cmocka_unit_test(test_pin_source),
