@@ -54,19 +54,61 @@ rec_links(struct broker *b, char (*hashes)[JWS_HASH_LEN + 1], size_t n)
 	return r;
 }
 
+/* A decision's members but those whose JSON is over DECISION_MEMBER_MAX
+ * bytes (a pull request's thousands of check runs), which it names in
+ * "omitted". */
+#define DECISION_MEMBER_MAX	(64 * 1024)
+
+static struct json_object *
+decision_trimmed(struct json_object *d)
+{
+	struct json_object *t, *omitted;
+	const char *s;
+
+	if ((t = json_object_new_object()) == NULL ||
+	    (omitted = json_object_new_array()) == NULL) {
+		json_object_put(t);
+		return NULL;
+	}
+	json_object_object_foreach(d, k, v) {
+		s = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+		if (strlen(s) <= DECISION_MEMBER_MAX)
+			json_object_object_add(t, k, json_object_get(v));
+		else
+			json_object_array_add(omitted,
+			    json_object_new_string(k));
+	}
+	json_object_object_add(t, "omitted", omitted);
+	return t;
+}
+
+/* Appended, and waited for until countersigned.  An entry over the log's
+ * bound for its decision's evidence is recorded with that evidence cut
+ * (decision_trimmed) rather than not at all: a refusal must be audited,
+ * and an intent must be durable before anything is done. */
 static int
 append_commit(struct broker *b, const char *kind, struct json_object *e,
     int64_t *seq, int64_t *checkpoint)
 {
+	struct json_object *d, *t;
 	int64_t s;
 	int r;
 
-	if ((r = alog_append(b->audit, kind, e, &s)) != 0 ||
-	    (r = alog_commit(b->audit, s, checkpoint)) != 0)
+	r = alog_append(b->audit, kind, e, &s);
+	if (r == TH_ERR_TOO_LONG && json_object_object_get_ex(e, "decision",
+	    &d) && json_object_is_type(d, json_type_object)) {
+		if ((t = decision_trimmed(d)) == NULL)
+			return TH_ERR_ALLOC;
+		json_object_object_add(e, "decision", t);
+		r = alog_append(b->audit, kind, e, &s);
+	}
+	if (r != 0)
 		return r;
+	/* Known even if the countersignature fails: an intent appended is
+	 * then closed as not attempted. */
 	if (seq != NULL)
 		*seq = s;
-	return 0;
+	return alog_commit(b->audit, s, checkpoint);
 }
 
 static int
@@ -309,8 +351,7 @@ rec_use(struct broker *b, const char *kind, const struct cap_redeemed *red,
 	json_object_object_add(t, "expires_at",
 	    json_object_new_string(tok->expires_at));
 	json_object_object_add(e, "token", t);
-	if ((r = alog_append(b->audit, kind, e, seq)) == 0)
-		r = alog_commit(b->audit, *seq, NULL);
+	r = append_commit(b, kind, e, seq, NULL);
 	json_object_put(e);
 	return r;
 }

@@ -17,7 +17,7 @@
 #define GH_EXIT_REFUSED		3
 #define GH_EXIT_GITHUB		4
 #define GH_EXIT_UNAVAILABLE	5
-#define BROKER_REPLY_MAX	(1024 * 1024)
+#define BROKER_REPLY_MAX	(16 * 1024 * 1024)	/* evidence of 1000s of checks */
 
 static size_t
 on_body(char *p, size_t size, size_t n, void *arg)

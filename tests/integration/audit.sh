@@ -228,6 +228,37 @@ outs = [e for e in ents if e["kind"] == "outcome" and e["intent"] in i5]
 assert len(i5) == 1 and len(outs) == 1 and outs[0]["error"].startswith("not attempted: "), (i5, outs)
 EOF2
 
+# Evidence over the log's entry bound (a thousand check runs and as many
+# statuses, with long names): a refusal, and a passing merge's intent, are
+# recorded with that evidence cut and named, not dropped.
+big_pr() { # N SHA CONCLUSION-OF-lint
+	green_pr "$1" "$2" '["src/big.c"]'
+	$PY - "$2" "$3" >"$T/checks.json" <<'EOF2'
+import json, sys
+runs = [{"name": "ci/test", "status": "completed", "conclusion": "success"}]
+runs += [{"name": "\\" * 252 + "%03d" % i, "status": "completed", "conclusion": "success"} for i in range(998)]
+runs.append({"name": "lint", "status": "completed", "conclusion": sys.argv[2]})
+print(json.dumps({"repo": "acme/backend", "sha": sys.argv[1], "check_runs": runs}))
+EOF2
+	curl -sS -X POST -H 'Content-Type: application/json' "$GH/_admin/checks" --data-binary @"$T/checks.json" >/dev/null
+	$PY -c "
+import json, sys
+print(json.dumps({'repo': 'acme/backend', 'sha': sys.argv[1], 'statuses': [{'context': '\\\\' * 252 + '%03d' % i, 'state': 'success'} for i in range(1000)]}))" "$2" >"$T/st.json"
+	curl -sS -X POST -H 'Content-Type: application/json' "$GH/_admin/statuses" --data-binary @"$T/st.json" >/dev/null
+}
+big_pr 40 "$(sha 40)" success
+$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 40 >"$T/out40" 2>&1 &&
+	ok "a merge whose evidence is over the entry bound is done" ||
+	{ fail "merge with huge evidence"; sed 's/^/#   /' "$T/out40" | head -3; }
+export_log
+$PY - "$T/audit.jsonl" <<'EOF2' && ok "... and its intent recorded, the evidence over the bound cut and named" || fail "intent with cut evidence"
+import json, sys
+ents = [o["entry"] for o in map(json.loads, open(sys.argv[1])) if o["type"] == "entry"]
+i40 = [e for e in ents if e["kind"] == "intent" and e["op"].get("pr") == 40]
+assert len(i40) == 1 and i40[0]["decision"].get("omitted"), i40[0].get("decision") if i40 else ents[-3:]
+EOF2
+expect_ok "the log with cut evidence verifies" $TH audit verify "$T/audit.jsonl" --root "$T/root.pem"
+
 # A log whose header the broker's keys no longer match (made by an older
 # thresholdd, without the root's keys statement) is not appended to.
 stop_broker
