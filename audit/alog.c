@@ -16,6 +16,7 @@
 #include "sha.h"
 #include "stmt.h"
 #include "typ.h"
+#include "verify.h"
 
 #define ALOG_BATCH_MAX		100000
 #define ALOG_LINKS_MAX		4096
@@ -32,6 +33,8 @@ struct alog {
 	char		 hh[JWS_HASH_LEN + 1];	/* header hash */
 	char		 pcr_selection[128];
 	int		 token_mode;	/* no TPM: the audit key signs */
+	EVP_PKEY	*ak;		/* the header's: every countersignature
+					 * is checked with it before it counts */
 	int64_t		 seq;			/* last entry */
 	uint8_t		 last[32];		/* its hash */
 	int64_t		 committed;		/* last entry checkpointed */
@@ -200,11 +203,41 @@ token_sign(struct alog *l, struct json_object *stmt, const uint8_t qual[32])
 	    (r = jws_es256_low_s(sig)) != 0)
 		return th_fail(TH_ERR_PROTOCOL, "audit log: bad audit-key "
 		    "signature");
+	/* A signer whose audit key is no longer the header's would make a
+	 * checkpoint no auditor can verify: nothing counts on it. */
+	if (averify_token_sig(l->ak, sig, q) != 0)
+		return th_fail(TH_ERR_CRYPTO, "audit log: the countersignature "
+		    "does not verify with the log's key (the audit key "
+		    "changed?)");
 	json_object_object_add(stmt, "kind", json_object_new_string(
 	    "token-signature"));
 	if ((r = json_add_b64url(stmt, "qual", qual, 32)) != 0)
 		return r;
 	return json_add_b64url(stmt, "sig", sig, 64);
+}
+
+/* The quote is the header's AK's, over qual: a signer whose attestation
+ * key is no longer the header's would make a checkpoint no auditor can
+ * verify, and nothing may count on it. */
+static int
+quote_check(struct alog *l, const struct buf *attest, const struct buf *sig,
+    const uint8_t qual[32])
+{
+	struct averify_attest *a;
+	struct averify_sig s;
+	int r = 0;
+
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return TH_ERR_ALLOC;
+	if (averify_parse_attest(buf_ptr(attest), buf_len(attest), a) != 0 ||
+	    averify_parse_sig(buf_ptr(sig), buf_len(sig), &s) != 0 ||
+	    averify_quote_sig(l->ak, buf_ptr(attest), buf_len(attest), &s)
+	    != 0 || a->extra_len != 32 || memcmp(a->extra, qual, 32) != 0)
+		r = th_fail(TH_ERR_CRYPTO, "audit log: the quote does not "
+		    "verify with the log's attestation key over its qualifying "
+		    "data (the key changed?)");
+	free(a);
+	return r;
 }
 
 /* A TPM quote over the statement's hash, stored as checkpoint n. */
@@ -232,7 +265,8 @@ countersign(struct alog *l, struct json_object *stmt, int64_t n,
 		    th_errmsg(r));
 		goto out;
 	}
-	if ((r = pcr_values(buf_ptr(pcrs), buf_len(pcrs), &vals, sel,
+	if ((r = quote_check(l, attest, sig, qual)) != 0 ||
+	    (r = pcr_values(buf_ptr(pcrs), buf_len(pcrs), &vals, sel,
 	    sizeof(sel))) != 0)
 		goto out;
 	if (strcmp(sel, l->pcr_selection) != 0) {
@@ -664,11 +698,10 @@ load_state(struct alog *l)
 	return r;
 }
 
-/* An existing log goes on only if what it records would verify: its
- * header carries the root's keys statement and names the signer's
- * capability key (a rotated key starts a new log, docs/keys.md). */
+/* Whether the header's key member is the signer's purpose key now. */
 static int
-header_current(struct alog *l, struct json_object *h, const char *path)
+header_key_current(struct alog *l, struct json_object *h, const char *member,
+    const char *purpose, const char *path)
 {
 	char tp_log[JWK_THUMBPRINT_LEN + 1], tp_now[JWK_THUMBPRINT_LEN + 1];
 	struct json_object *o;
@@ -676,35 +709,51 @@ header_current(struct alog *l, struct json_object *h, const char *path)
 	enum th_alg alg;
 	int r;
 
-	if (!json_object_object_get_ex(h, "keys", NULL))
-		return th_fail(TH_ERR_CONFIG, "audit log %s has no keys "
-		    "statement (an older thresholdd made it, and it would not "
-		    "verify): move it aside to start a new log", path);
-	if (!json_object_object_get_ex(h, "capability", &o) ||
+	if (!json_object_object_get_ex(h, member, &o) ||
 	    jwk_to_pkey(o, &logged) != 0)
 		return th_fail(TH_ERR_INVALID, "audit log: unreadable header");
-	if ((r = sigc_pubkey(l->signer, "capability", &alg, &now)) != 0) {
-		r = th_fail(r, "audit log: capability key: %s", th_errmsg(r));
+	if ((r = sigc_pubkey(l->signer, purpose, &alg, &now)) != 0) {
+		r = th_fail(r, "audit log: %s key: %s", purpose, th_errmsg(r));
 		goto out;
 	}
 	if ((r = jwk_thumbprint(logged, tp_log)) != 0 ||
 	    (r = jwk_thumbprint(now, tp_now)) != 0)
 		goto out;
 	if (strcmp(tp_log, tp_now) != 0)
-		r = th_fail(TH_ERR_CONFIG, "audit log %s names another "
-		    "capability key than the signer's (rotated?): move it aside "
-		    "to start a new log", path);
+		r = th_fail(TH_ERR_CONFIG, "audit log %s names another %s key "
+		    "than the signer's (rotated?): move it aside to start a new "
+		    "log", path, purpose);
  out:
 	EVP_PKEY_free(logged);
 	EVP_PKEY_free(now);
 	return r;
 }
 
+/* An existing log goes on only if what it records would verify: its
+ * header carries the root's keys statement and names the signer's
+ * capability key and countersigning key (a rotated key starts a new log,
+ * docs/keys.md). */
+static int
+header_current(struct alog *l, struct json_object *h, const char *path)
+{
+	int r;
+
+	if (!json_object_object_get_ex(h, "keys", NULL))
+		return th_fail(TH_ERR_CONFIG, "audit log %s has no keys "
+		    "statement (an older thresholdd made it, and it would not "
+		    "verify): move it aside to start a new log", path);
+	if ((r = header_key_current(l, h, "capability", "capability",
+	    path)) != 0)
+		return r;
+	return header_key_current(l, h, "ak", l->token_mode ? "audit" :
+	    "attestation", path);
+}
+
 int
 alog_open(const char *path, const char *signer_path, const char *instance,
     struct alog **out)
 {
-	struct json_object *h = NULL;
+	struct json_object *h = NULL, *akj;
 	struct alog *l;
 	struct buf *body = NULL;
 	sqlite3_stmt *st = NULL;
@@ -758,6 +807,11 @@ alog_open(const char *path, const char *signer_path, const char *instance,
 		goto out;
 	}
 	l->token_mode = strcmp(ck, "token-signature") == 0;
+	if (!json_object_object_get_ex(h, "ak", &akj) ||
+	    jwk_to_pkey(akj, &l->ak) != 0) {
+		r = th_fail(TH_ERR_INVALID, "audit log: unreadable header");
+		goto out;
+	}
 	if (json_get_string(h, "pcr_selection", &sel) != 0)
 		sel = "";
 	if (strcmp(inst, instance) != 0) {
@@ -842,6 +896,7 @@ alog_close(struct alog *l)
 	}
 	sqlite3_close(l->db);
 	sigc_close(l->signer);
+	EVP_PKEY_free(l->ak);
 	pthread_mutex_destroy(&l->lock);
 	pthread_mutex_destroy(&l->link_lock);
 	pthread_cond_destroy(&l->done);

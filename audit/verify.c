@@ -684,6 +684,18 @@ averify_quote_sig(EVP_PKEY *ak, const uint8_t *attest, size_t len,
 	    len);
 }
 
+int
+averify_token_sig(EVP_PKEY *ak, const uint8_t sig[64], const char *qual)
+{
+	char msg[sizeof(TOKEN_SIG_PREFIX) + HASH_B64];
+
+	if ((size_t)snprintf(msg, sizeof(msg), "%s%s", TOKEN_SIG_PREFIX,
+	    qual) >= sizeof(msg))
+		return th_fail(TH_ERR_INVALID, "qualifying data too long");
+	return ecdsa_verify(ak, sig, 32, sig + 32, 32, (const uint8_t *)msg,
+	    strlen(msg));
+}
+
 /* 1 if the 32-byte s exceeds n / 2 (or on error). */
 static int
 high_s(const uint8_t s[32])
@@ -1378,7 +1390,6 @@ static int
 check_token_sig(struct averify *v, uint64_t k, const char *sig,
     const char *qual)
 {
-	char msg[sizeof(TOKEN_SIG_PREFIX) + HASH_B64];
 	struct buf *b = buf_new();
 	int r;
 
@@ -1394,9 +1405,7 @@ check_token_sig(struct averify *v, uint64_t k, const char *sig,
 		    "(not canonical)", (unsigned long long)k);
 		goto out;
 	}
-	snprintf(msg, sizeof(msg), "%s%s", TOKEN_SIG_PREFIX, qual);
-	if (ecdsa_verify(v->ak, buf_ptr(b), 32, buf_ptr(b) + 32, 32,
-	    (const uint8_t *)msg, strlen(msg)) != 0) {
+	if (averify_token_sig(v->ak, buf_ptr(b), qual) != 0) {
 		r = fail(v, 3, "checkpoint %llu: token signature does not "
 		    "verify with the header's AK", (unsigned long long)k);
 		goto out;

@@ -101,6 +101,9 @@ int	averify_parse_sig(const uint8_t *p, size_t len, struct averify_sig *out);
  * TH_ERR_CRYPTO otherwise. */
 int	averify_quote_sig(EVP_PKEY *ak, const uint8_t *attest, size_t len,
 	    const struct averify_sig *sig);
+/* 0 if sig (r||s) is ak's ES256 signature of a token-signature checkpoint
+ * whose qualifying data is qual (base64url); TH_ERR_CRYPTO otherwise. */
+int	averify_token_sig(EVP_PKEY *ak, const uint8_t sig[64], const char *qual);
 
 struct averify;
 

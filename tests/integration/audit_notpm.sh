@@ -50,5 +50,25 @@ expect_ok "threshold audit verify accepts it" sh -c "$BIN/threshold audit verify
 grep -qi "token" "$T/summary" && ok "and reports the checkpoints as token-signed" || { fail "token-signed in the summary"; sed 's/^/#   /' "$T/summary"; }
 expect_fail "the audit key signs nothing but checkpoint hashes" "audit key signs only" \
 	sh -c "printf 'threshold-audit-checkpoint:nope' | $BIN/threshold --signer $T/signer.sock signer sign audit -"
+
+# The audit key replaced under a running broker: its countersignatures no
+# longer verify with the header's key, so nothing is done on them; and the
+# broker will not start again on that log.
+"$FIX/signer-stop" "$T"
+$BIN/threshold-signer -f "$T/signer.conf" destroy audit >/dev/null 2>&1
+$BIN/threshold-signer -f "$T/signer.conf" keygen audit >/dev/null 2>&1
+"$FIX/signer-start" "$T" || fail "signer restarts with a new audit key"
+green_pr 2 "$(printf '%040d' 2)" '["src/b.c"]'
+$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr 2 >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "audit_unavailable" "$T/err" &&
+	ok "a new audit key under a running broker: the merge is refused (audit_unavailable)" ||
+	{ fail "merge on an unverifiable countersignature (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+admin GET state | grep -q '"number": 2, "merged": true\|"pr": 2' && fail "merged on an unverifiable countersignature" ||
+	ok "nothing merged at GitHub"
+expect_ok "the log still verifies" $BIN/threshold audit verify --db "$T/state/audit.db" --root "$T/root.pem"
 stop_broker
+start_broker && fail "broker starts on a log naming another audit key" ||
+	{ grep -q "names another audit key than the signer's" "$T/broker.log" &&
+	  ok "the broker will not start on a log naming another audit key, saying why" ||
+	  { fail "restart on a log naming another audit key"; tail -3 "$T/broker.log" | sed 's/^/#   /'; }; }
 done_testing
