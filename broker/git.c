@@ -553,35 +553,6 @@ fast_forward(struct broker *b, const struct gh_token *tok, const char *repo,
 	    "allowed)");
 }
 
-
-/* s with every byte but letters, digits, "-._~/" written as %XX, for a
- * URL path; -1 if that does not fit in len. */
-static int
-path_escape(char *dst, size_t len, const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-	unsigned char c;
-
-	for (; *s != '\0'; s++) {
-		c = (unsigned char)*s;
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || strchr("-._~/", c) != NULL) {
-			if (o + 1 >= len)
-				return -1;
-			dst[o++] = (char)c;
-		} else {
-			if (o + 3 >= len)
-				return -1;
-			dst[o++] = '%';
-			dst[o++] = hex[c >> 4];
-			dst[o++] = hex[c & 0xf];
-		}
-	}
-	dst[o] = '\0';
-	return 0;
-}
-
 /* Judges every ref update; the first refusal names its ref.  evidence
  * records what was checked. */
 static int
@@ -678,7 +649,7 @@ judge_push(struct broker *b, const struct cap_redeemed *red,
 		}
 		/* A ref may hold '#', '%' or '?': sent raw, GitHub would be
 		 * asked about another branch. */
-		if (path_escape(esc, sizeof(esc), branch) != 0) {
+		if (gh_path_escape(esc, sizeof(esc), branch) != 0) {
 			r = th_fail(TH_ERR_INVALID, "%s: branch name too long",
 			    branch);
 			goto out;

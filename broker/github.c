@@ -886,3 +886,29 @@ gh_get(struct gh *g, const struct gh_token *tok, const char *path,
 	OPENSSL_cleanse(auth, sizeof(auth));
 	return r;
 }
+
+int
+gh_path_escape(char *dst, size_t len, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+	unsigned char c;
+
+	for (; *s != '\0'; s++) {
+		c = (unsigned char)*s;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr("-._~/", c) != NULL) {
+			if (o + 1 >= len)
+				return -1;
+			dst[o++] = (char)c;
+		} else {
+			if (o + 3 >= len)
+				return -1;
+			dst[o++] = '%';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 0xf];
+		}
+	}
+	dst[o] = '\0';
+	return 0;
+}

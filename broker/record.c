@@ -418,6 +418,94 @@ rec_outcome(struct broker *b, int64_t intent, long status,
 	return r;
 }
 
+
+/* Where each branch of an interrupted push is now, from its intent's
+ * refs (their old and new ids): "pushed" true if every one is at its new
+ * id (gone, for a deletion), false if every one is still at its old, and
+ * absent if they moved otherwise (each ref's "now" says how). */
+static int
+recover_push(struct broker *b, const char *repo, struct json_object *entry,
+    struct json_object *res)
+{
+	struct json_object *d, *refs, *one, *o = NULL, *c, *v, *out, *x;
+	struct gh_token tok;
+	const char *ref, *oldid, *newid, *now;
+	char path[1024], esc[3 * 256 + 1];
+	int64_t inst;
+	long status;
+	size_t i;
+	int r, all_new = 1, all_old = 1, is_new, is_old;
+
+	memset(&tok, 0, sizeof(tok));
+	if (!json_object_object_get_ex(entry, "decision", &d) ||
+	    !json_object_object_get_ex(d, "refs", &refs) ||
+	    !json_object_is_type(refs, json_type_array) ||
+	    json_object_array_length(refs) == 0)
+		return th_fail(TH_ERR_INVALID, "the intent names no refs");
+	if ((x = json_object_new_object()) == NULL)
+		return TH_ERR_ALLOC;
+	json_object_object_add(x, "contents", json_object_new_string("read"));
+	r = gh_installation(b->gh, repo, &inst);
+	if (r == 0)
+		r = gh_token_create(b->gh, inst, repo, x, &tok);
+	json_object_put(x);
+	if (r != 0)
+		goto out;
+	out = json_object_new_array();
+	json_object_object_add(res, "refs", out);
+	for (i = 0; i < json_object_array_length(refs); i++) {
+		one = json_object_array_get_idx(refs, i);
+		if (json_get_string(one, "ref", &ref) != 0 ||
+		    strncmp(ref, "refs/heads/", 11) != 0 ||
+		    json_get_string(one, "old", &oldid) != 0 ||
+		    json_get_string(one, "new", &newid) != 0 ||
+		    gh_path_escape(esc, sizeof(esc), ref + 11) != 0) {
+			r = th_fail(TH_ERR_INVALID, "the intent's refs are "
+			    "malformed");
+			goto out;
+		}
+		snprintf(path, sizeof(path), "/repos/%s/branches/%s", repo,
+		    esc);
+		json_object_put(o);
+		o = NULL;
+		if ((r = gh_get(b->gh, &tok, path, &status, &o)) != 0)
+			goto out;
+		now = NULL;
+		if (status == 200 && (!json_object_object_get_ex(o, "commit",
+		    &c) || !json_object_object_get_ex(c, "sha", &v) ||
+		    (now = json_object_get_string(v)) == NULL)) {
+			r = th_fail(TH_ERR_PROTOCOL, "GitHub: branch %s: no sha",
+			    ref + 11);
+			goto out;
+		}
+		if (status != 200 && status != 404) {
+			r = th_fail(TH_ERR_UNAVAILABLE, "GitHub: branch %s: %ld",
+			    ref + 11, status);
+			goto out;
+		}
+		/* An all-zero id is no branch: created from, or deleted to. */
+		is_new = now != NULL ? strcmp(now, newid) == 0 :
+		    strspn(newid, "0") == strlen(newid);
+		is_old = now != NULL ? strcmp(now, oldid) == 0 :
+		    strspn(oldid, "0") == strlen(oldid);
+		all_new &= is_new;
+		all_old &= is_old;
+		x = json_object_new_object();
+		json_object_object_add(x, "ref", json_object_new_string(ref));
+		json_object_object_add(x, "now", now != NULL ?
+		    json_object_new_string(now) : NULL);
+		json_object_array_add(out, x);
+	}
+	if (all_new || all_old)
+		json_object_object_add(res, "pushed",
+		    json_object_new_boolean(all_new));
+	r = 0;
+ out:
+	gh_token_revoke(b->gh, &tok);
+	json_object_put(o);
+	return r;
+}
+
 /* What GitHub says about one intent left without an outcome. */
 static int
 recover_one(int64_t seq, struct json_object *entry, void *arg)
@@ -461,6 +549,15 @@ recover_one(int64_t seq, struct json_object *entry, void *arg)
 		    pr.open ? "open" : "closed"));
 		json_object_object_add(res, "head_sha",
 		    json_object_new_string(pr.head_sha));
+	} else if (strcmp(kind, "github.push") == 0) {
+		if ((r = recover_push(b, repo, entry, res)) != 0) {
+			log_warn("audit: intent %lld still open: GitHub did not "
+			    "say what happened: %s", (long long)seq,
+			    th_errmsg(r));
+			json_object_put(res);
+			return 0;	/* try again at the next start */
+		}
+		status = 200;
 	} else
 		json_object_object_add(res, "unknown", json_object_new_string(
 		    "GitHub offers no lookup that tells whether this operation "

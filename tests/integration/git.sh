@@ -409,6 +409,38 @@ else
 fi
 "$FIX/swtpm-start" "$T" >/dev/null
 
+# Killed while GitHub takes a push: at restart the broker asks GitHub where
+# the branch is and records that the push happened.
+intents() { $PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);print(sum(1 for (b,) in c.execute(\"select body from entries where kind='intent'\") if json.loads(b)['op']['op']=='github.push'))" "$T/state/audit.db"; }
+more_intents() { [ "$(intents)" -gt "$1" ]; }
+git -C "$W" checkout -q -b agent/crash "$good"
+git -C "$W" commit -q --allow-empty -m crash
+crash=$(git -C "$W" rev-parse HEAD)
+n0=$(intents)
+admin POST faults '{"method":"POST","path_regex":"git-receive-pack$","delay_ms":3000,"times":1}' >/dev/null
+git -C "$W" push -q origin agent/crash >/dev/null 2>&1 &
+crashpush=$!
+eventually more_intents "$n0" || fail "the push's intent"
+sleep 0.5
+kill -9 "$(cat "$T/broker.pid")"
+at_new() { [ "$(ref refs/heads/agent/crash)" = "$crash" ]; }
+eventually at_new || fail "GitHub took the push"
+admin DELETE faults >/dev/null
+start_broker || fail "broker restarts after kill -9 during a push"
+recovered() {
+	$PY - "$T/state/audit.db" "$crash" <<'PY'
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+ents = {seq: (kind, json.loads(b)) for seq, kind, b in c.execute("select seq, kind, body from entries")}
+push = [s for s, (k, e) in ents.items() if k == "intent" and e["op"]["op"] == "github.push"][-1]
+rec = [e for k, e in ents.values() if k == "recovered" and e["intent"] == push]
+assert rec and rec[0]["result"].get("pushed") is True and rec[0]["result"]["refs"][0]["now"] == sys.argv[2], rec
+PY
+}
+eventually recovered && ok "killed during a push: recovery asks GitHub and records it pushed" ||
+	{ fail "push recovery"; recovered 2>&1 | tail -2 | sed 's/^/#   /'; }
+wait "$crashpush" 2>/dev/null || true
+
 # A push's ref updates must come while its capability lives: headers sent
 # with a fresh one, the body only after it expired, is refused.
 stop_broker
