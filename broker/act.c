@@ -592,8 +592,7 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 		ans->op = NULL;
 		return;
 	}
-	if ((r = cap_redeem(b->cap, b->st, tok, strlen(tok), time(NULL),
-	    &red)) != 0)
+	if ((r = cap_spend(b->st, &red, time(NULL))) != 0)
 		goto refused;
 	b->m.redeemed++;
 	ans->op = &red.op;

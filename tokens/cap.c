@@ -396,17 +396,22 @@ parse_claims(struct json_object *cl, struct cap_redeemed *out,
 }
 
 static int verify(struct cap_ctx *, struct store *, const char *, size_t,
-    int64_t, struct cap_redeemed *, int64_t *);
+    int64_t, struct cap_redeemed *);
+
+int
+cap_spend(struct store *st, const struct cap_redeemed *red, int64_t now)
+{
+	return store_spend(st, red->jti, red->exp, now - CAP_SKEW);
+}
 
 int
 cap_redeem(struct cap_ctx *ctx, struct store *st, const char *token,
     size_t len, int64_t now, struct cap_redeemed *out)
 {
-	int64_t exp;
 	int r;
 
-	if ((r = verify(ctx, st, token, len, now, out, &exp)) != 0 ||
-	    (r = store_spend(st, out->jti, exp, now - CAP_SKEW)) != 0)
+	if ((r = verify(ctx, st, token, len, now, out)) != 0 ||
+	    (r = cap_spend(st, out, now)) != 0)
 		out->chain = NULL;
 	return r;
 }
@@ -415,10 +420,9 @@ int
 cap_check(struct cap_ctx *ctx, struct store *st, const char *token,
     size_t len, int64_t now, struct cap_redeemed *out)
 {
-	int64_t exp;
 	int r;
 
-	if ((r = verify(ctx, st, token, len, now, out, &exp)) == 0 &&
+	if ((r = verify(ctx, st, token, len, now, out)) == 0 &&
 	    (r = store_spent(st, out->jti)) != 0)
 		out->chain = NULL;
 	return r;
@@ -427,7 +431,7 @@ cap_check(struct cap_ctx *ctx, struct store *st, const char *token,
 /* Everything redemption checks but spending. */
 static int
 verify(struct cap_ctx *ctx, struct store *st, const char *token,
-    size_t len, int64_t now, struct cap_redeemed *out, int64_t *expp)
+    size_t len, int64_t now, struct cap_redeemed *out)
 {
 	struct json_object *chain;
 	struct jws *j = NULL;
@@ -508,7 +512,7 @@ verify(struct cap_ctx *ctx, struct store *st, const char *token,
 		r = th_fail(TH_ERR_DENIED, "operation not covered by the chain");
 		goto out;
 	}
-	*expp = exp;
+	out->exp = exp;
 	out->chain = c;
  out:
 	jws_free(j);

@@ -42,6 +42,7 @@ struct cap_redeemed {
 	struct cap_op		 op;
 	char			 agent[CHAIN_NAME_MAX + 1];
 	char			 jti[JWS_JTI_LEN + 1];
+	int64_t			 exp;
 	const struct chain	*chain;		/* owned by the cap_ctx */
 };
 
@@ -82,5 +83,10 @@ int	cap_redeem(struct cap_ctx *ctx, struct store *st, const char *token,
  * of a git exchange before the one that spends it. */
 int	cap_check(struct cap_ctx *ctx, struct store *st, const char *token,
 	    size_t len, int64_t now, struct cap_redeemed *out);
+/* Spends a capability cap_check has just passed (atomically: of two
+ * spends of one jti, one is refused as replayed), without verifying it
+ * again. */
+int	cap_spend(struct store *st, const struct cap_redeemed *red,
+	    int64_t now);
 
 #endif
