@@ -565,7 +565,7 @@ judge_push(struct broker *b, const struct cap_redeemed *red,
 	const struct gitrx_cmd *cmd;
 	struct scope_req req;
 	const char *branch, *s;
-	char path[1024], def[SCOPE_BRANCH_MAX + 1], esc[3 * 256 + 1];
+	char path[512], def[SCOPE_BRANCH_MAX + 1];
 	long status;
 	size_t i;
 	int r = 0, prot, allow_force, allow_delete;
@@ -647,17 +647,10 @@ judge_push(struct broker *b, const struct cap_redeemed *red,
 			    "never pushed to directly", branch);
 			goto out;
 		}
-		/* A ref may hold '#', '%' or '?': sent raw, GitHub would be
-		 * asked about another branch. */
-		if (gh_path_escape(esc, sizeof(esc), branch) != 0) {
-			r = th_fail(TH_ERR_INVALID, "%s: branch name too long",
-			    branch);
-			goto out;
-		}
-		snprintf(path, sizeof(path), "/repos/%s/branches/%s",
-		    red->op.repo, esc);
 		json_object_put(o);
-		if ((r = gh_get(b->gh, tok, path, &status, &o)) != 0)
+		o = NULL;
+		if ((r = gh_branch_get(b->gh, tok, red->op.repo, branch,
+		    &status, &o)) != 0)
 			goto out;
 		if (status != 200 && status != 404) {
 			r = th_fail(TH_ERR_UNAVAILABLE, "GitHub: branch %s: %ld",

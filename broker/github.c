@@ -887,8 +887,11 @@ gh_get(struct gh *g, const struct gh_token *tok, const char *path,
 	return r;
 }
 
-int
-gh_path_escape(char *dst, size_t len, const char *s)
+/* s with every byte but letters, digits, "-._~/" written as %XX, for a
+ * URL path (a branch name may hold '#', '%' or '?'); -1 if that does not
+ * fit in len. */
+static int
+path_escape(char *dst, size_t len, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t o = 0;
@@ -911,4 +914,19 @@ gh_path_escape(char *dst, size_t len, const char *s)
 	}
 	dst[o] = '\0';
 	return 0;
+}
+
+int
+gh_branch_get(struct gh *g, const struct gh_token *tok, const char *repo,
+    const char *branch, long *status, struct json_object **out)
+{
+	char path[HTTP_URL_MAX / 2], esc[3 * SCOPE_BRANCH_MAX + 1];
+
+	/* Sent raw, a '#' would have GitHub asked about another branch. */
+	if (path_escape(esc, sizeof(esc), branch) != 0 ||
+	    (size_t)snprintf(path, sizeof(path), "/repos/%s/branches/%s", repo,
+	    esc) >= sizeof(path))
+		return th_fail(TH_ERR_INVALID, "branch name too long: %.64s",
+		    branch);
+	return gh_get(g, tok, path, status, out);
 }

@@ -98,9 +98,10 @@ int	gh_write(struct gh *g, const struct gh_token *tok, const char *method,
  * empty); non-2xx statuses are the caller's to judge. */
 int	gh_get(struct gh *g, const struct gh_token *tok, const char *path,
 	    long *status, struct json_object **out);
-/* s with every byte but letters, digits, "-._~/" written as %XX, for a
- * URL path (a branch name may hold '#', '%' or '?'); -1 if that does not
- * fit in len. */
-int	gh_path_escape(char *dst, size_t len, const char *s);
+/* GET /repos/{repo}/branches/{branch}, the name percent-encoded (it may
+ * hold '#', '%' or '?'), as gh_get. */
+int	gh_branch_get(struct gh *g, const struct gh_token *tok,
+	    const char *repo, const char *branch, long *status,
+	    struct json_object **out);
 
 #endif
