@@ -698,55 +698,49 @@ load_state(struct alog *l)
 	return r;
 }
 
-/* Whether the header's key member is the signer's purpose key now. */
+/* Whether logged, a key the header names, is the signer's purpose key. */
 static int
-header_key_current(struct alog *l, struct json_object *h, const char *member,
-    const char *purpose, const char *path)
+key_current(struct alog *l, EVP_PKEY *logged, const char *purpose,
+    const char *path)
 {
-	char tp_log[JWK_THUMBPRINT_LEN + 1], tp_now[JWK_THUMBPRINT_LEN + 1];
-	struct json_object *o;
-	EVP_PKEY *logged = NULL, *now = NULL;
+	EVP_PKEY *now = NULL;
 	enum th_alg alg;
 	int r;
 
-	if (!json_object_object_get_ex(h, member, &o) ||
-	    jwk_to_pkey(o, &logged) != 0)
-		return th_fail(TH_ERR_INVALID, "audit log: unreadable header");
-	if ((r = sigc_pubkey(l->signer, purpose, &alg, &now)) != 0) {
-		r = th_fail(r, "audit log: %s key: %s", purpose, th_errmsg(r));
-		goto out;
-	}
-	if ((r = jwk_thumbprint(logged, tp_log)) != 0 ||
-	    (r = jwk_thumbprint(now, tp_now)) != 0)
-		goto out;
-	if (strcmp(tp_log, tp_now) != 0)
+	if ((r = sigc_pubkey(l->signer, purpose, &alg, &now)) != 0)
+		return th_fail(r, "audit log: %s key: %s", purpose,
+		    th_errmsg(r));
+	if (EVP_PKEY_eq(logged, now) != 1)
 		r = th_fail(TH_ERR_CONFIG, "audit log %s names another %s key "
 		    "than the signer's (rotated?): move it aside to start a new "
 		    "log", path, purpose);
- out:
-	EVP_PKEY_free(logged);
 	EVP_PKEY_free(now);
 	return r;
 }
 
 /* An existing log goes on only if what it records would verify: its
  * header carries the root's keys statement and names the signer's
- * capability key and countersigning key (a rotated key starts a new log,
- * docs/keys.md). */
+ * capability key and countersigning key (l->ak; a rotated key starts a new
+ * log, docs/keys.md). */
 static int
 header_current(struct alog *l, struct json_object *h, const char *path)
 {
+	struct json_object *o;
+	EVP_PKEY *cap = NULL;
 	int r;
 
 	if (!json_object_object_get_ex(h, "keys", NULL))
 		return th_fail(TH_ERR_CONFIG, "audit log %s has no keys "
 		    "statement (an older thresholdd made it, and it would not "
 		    "verify): move it aside to start a new log", path);
-	if ((r = header_key_current(l, h, "capability", "capability",
-	    path)) != 0)
-		return r;
-	return header_key_current(l, h, "ak", l->token_mode ? "audit" :
-	    "attestation", path);
+	if (!json_object_object_get_ex(h, "capability", &o) ||
+	    jwk_to_pkey(o, &cap) != 0)
+		return th_fail(TH_ERR_INVALID, "audit log: unreadable header");
+	if ((r = key_current(l, cap, "capability", path)) == 0)
+		r = key_current(l, l->ak, l->token_mode ? "audit" :
+		    "attestation", path);
+	EVP_PKEY_free(cap);
+	return r;
 }
 
 int

@@ -968,16 +968,33 @@ check_no_tpm(struct averify *v, struct json_object *h)
 	return 0;
 }
 
+/* Whether claim name is the JWK of key (equal RFC 7638 thumbprints), or
+ * null when key is NULL. */
+static int
+claim_is_key(struct json_object *claims, const char *name, EVP_PKEY *key)
+{
+	struct json_object *o;
+	EVP_PKEY *pk = NULL;
+	int eq;
+
+	if (!json_object_object_get_ex(claims, name, &o))
+		return 0;
+	if (json_object_is_type(o, json_type_null))
+		return key == NULL;
+	if (key == NULL || jwk_to_pkey(o, &pk) != 0)
+		return 0;
+	eq = EVP_PKEY_eq(pk, key) == 1;
+	EVP_PKEY_free(pk);
+	return eq;
+}
+
 /* The root's word that the AK was activated against the EK certificate in
  * this header: a threshold-ak-cert+jwt (docs/audit-format.md, "Header"). */
 static int
 check_activation(struct averify *v, struct json_object *h)
 {
-	struct json_object *o, *ek, *akj;
+	struct json_object *o, *ek;
 	struct jws *j = NULL;
-	EVP_PKEY *ak = NULL;
-	char tp_claim[JWK_THUMBPRINT_LEN + 1];
-	char tp_ak[JWK_THUMBPRINT_LEN + 1];
 	const char *s;
 	int64_t iat;
 	int r;
@@ -1020,9 +1037,7 @@ check_activation(struct averify *v, struct json_object *h)
 		    "certificate");
 		goto out;
 	}
-	if (!json_object_object_get_ex(j->claims, "ak", &akj) ||
-	    jwk_to_pkey(akj, &ak) != 0 || jwk_thumbprint(ak, tp_claim) != 0 ||
-	    jwk_thumbprint(v->ak, tp_ak) != 0 || strcmp(tp_claim, tp_ak) != 0) {
+	if (!claim_is_key(j->claims, "ak", v->ak)) {
 		r = fail(v, 1, "header: activation is for another attestation "
 		    "key");
 		goto out;
@@ -1030,31 +1045,8 @@ check_activation(struct averify *v, struct json_object *h)
 	v->ak_activated = 1;
 	r = 0;
  out:
-	EVP_PKEY_free(ak);
 	jws_free(j);
 	return r;
-}
-
-/* Whether claim name is the JWK of key (equal RFC 7638 thumbprints), or
- * null when key is NULL. */
-static int
-claim_is_key(struct json_object *claims, const char *name, EVP_PKEY *key)
-{
-	char tp_claim[JWK_THUMBPRINT_LEN + 1], tp_key[JWK_THUMBPRINT_LEN + 1];
-	struct json_object *o;
-	EVP_PKEY *pk = NULL;
-	int eq;
-
-	if (!json_object_object_get_ex(claims, name, &o))
-		return 0;
-	if (json_object_is_type(o, json_type_null))
-		return key == NULL;
-	if (key == NULL || jwk_to_pkey(o, &pk) != 0)
-		return 0;
-	eq = jwk_thumbprint(pk, tp_claim) == 0 &&
-	    jwk_thumbprint(key, tp_key) == 0 && strcmp(tp_claim, tp_key) == 0;
-	EVP_PKEY_free(pk);
-	return eq;
 }
 
 /* The root's word that the header's capability, attenuation and
