@@ -792,10 +792,14 @@ files_unread(const struct pr_facts *f)
 	if (f->pr.changed_files < 0)
 		return th_fail(TH_ERR_DENIED, "changed files could not all be "
 		    "read: GitHub did not say how many the pull request has");
+	if (f->pr.changed_files > FACTS_FILES_MAX)
+		return th_fail(TH_ERR_DENIED, "changed files could not all be "
+		    "read: GitHub listed %zu of the pull request's %lld (it "
+		    "lists at most %d)", f->nfiles,
+		    (long long)f->pr.changed_files, FACTS_FILES_MAX);
 	return th_fail(TH_ERR_DENIED, "changed files could not all be read: "
-	    "GitHub listed %zu of the pull request's %lld%s", f->nfiles,
-	    (long long)f->pr.changed_files, f->pr.changed_files >
-	    FACTS_FILES_MAX ? " (it lists at most 3000)" : "");
+	    "GitHub listed %zu of the pull request's %lld", f->nfiles,
+	    (long long)f->pr.changed_files);
 }
 
 static int

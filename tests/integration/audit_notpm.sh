@@ -46,6 +46,22 @@ PY
 grep -q '^ok' "$T/check" && ok "every checkpoint is an ES256 signature by the audit key ($(cat "$T/check"))" ||
 	{ fail "token-signature checkpoints"; sed 's/^/#   /' "$T/check"; }
 $BIN/threshold --signer "$T/signer.sock" signer pubkey delegation-root >"$T/root.pem"
+# The root's keys statement, judged by PyJWT: signed by the root, naming
+# this instance and the header's own keys.
+$PY -c 'import json, sys; print(json.loads(open(sys.argv[1]).readline())["header"]["keys"])' \
+    "$T/audit.jsonl" >"$T/keys.jws"
+if $PY "$ROOT/tests/tools/jws.py" verify "$(cat "$T/keys.jws")" "$T/root.pem" ES256 >"$T/keys.claims" 2>&1 &&
+   $PY - "$T/audit.jsonl" "$T/keys.claims" <<'PY'
+import json, sys
+h = json.loads(open(sys.argv[1]).readline())["header"]
+c = json.load(open(sys.argv[2]))
+assert c["iss"] == "threshold:root" and c["sub"] == h["instance"], c
+assert c["checkpoint_key"] == h["checkpoint_key"] == "token-signature", c
+for k in ("ak", "capability", "attenuation"):
+    assert c[k] == h[k], k
+PY
+then ok "the header's keys statement verifies with the root (PyJWT) and names the header's keys"
+else fail "the header's keys statement"; sed 's/^/#   /' "$T/keys.claims" | head -3; fi
 expect_ok "threshold audit verify accepts it" sh -c "$BIN/threshold audit verify $T/audit.jsonl --root $T/root.pem > $T/summary"
 grep -qi "token" "$T/summary" && ok "and reports the checkpoints as token-signed" || { fail "token-signed in the summary"; sed 's/^/#   /' "$T/summary"; }
 expect_fail "the audit key signs nothing but checkpoint hashes" "audit key signs only" \

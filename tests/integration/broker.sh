@@ -245,16 +245,16 @@ eventually fake_revoked && ok "... and the token it carried is revoked" || fail 
 
 # Unknown members are refused, not ignored: a misspelt "params" must not
 # become GitHub's default.
-code=$(curl -s -o "$T/parms.json" -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
-	http://localhost/v1/capabilities -d '{"op":"github.comment","repo":"acme/backend","pr":1,"parms":{"body":"x"}}')
-[ "$code" = 400 ] && grep -q 'member \\"parms\\" not allowed' "$T/parms.json" &&
-	ok "a capability request with an unknown member: 400, naming it" ||
-	{ fail "unknown member in a capability request ($code)"; sed 's/^/#   /' "$T/parms.json"; }
-code=$(curl -s -o "$T/redx.json" -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
-	http://localhost/v1/redeem -d '{"capability":"a.b.c","merge_methd":"squash"}')
-[ "$code" = 400 ] && grep -q 'merge_methd' "$T/redx.json" &&
-	ok "a redemption with an unknown member: 400, naming it" ||
-	{ fail "unknown member in a redemption ($code)"; sed 's/^/#   /' "$T/redx.json"; }
+unknown_member() { # DESC ENDPOINT BODY NAME
+	code=$(curl -s -o "$T/member.json" -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
+		"http://localhost$2" -d "$3")
+	[ "$code" = 400 ] && grep -q "member \\\\\"$4\\\\\" not allowed" "$T/member.json" &&
+		ok "$1 with an unknown member: 400, naming it" ||
+		{ fail "unknown member in $1 ($code)"; sed 's/^/#   /' "$T/member.json"; }
+}
+unknown_member "a capability request" /v1/capabilities \
+	'{"op":"github.comment","repo":"acme/backend","pr":1,"parms":{"body":"x"}}' parms
+unknown_member "a redemption" /v1/redeem '{"capability":"a.b.c","merge_methd":"squash"}' merge_methd
 
 # The other operations, each with its own least permissions.
 ALICE="env SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state"
