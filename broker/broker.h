@@ -101,6 +101,10 @@ int	rec_read(struct broker *b, const struct cap_redeemed *red,
 int	rec_outcome(struct broker *b, int64_t intent, long status,
 	    struct json_object *result, const char *error, int64_t *seq,
 	    int64_t *checkpoint);
+/* What GitHub says became of an intent left without an outcome (status 0:
+ * nothing could be looked up), committed. */
+int	rec_recovered(struct broker *b, int64_t intent, long status,
+	    struct json_object *result);
 
 /* A request refused before any action (no agent identity, a body too
  * large or not strict JSON): the answer says why and the refusal is

@@ -44,6 +44,7 @@ struct gh {
 	}		 perm[GH_PERM_CACHE];	/* "repo\nlogin", lower-case */
 	size_t		 perm_next;		/* the slot replaced next */
 	atomic_uint	 rounds;
+	char		 app_login[GH_LOGIN_MAX + 1];	/* "slug[bot]" */
 };
 
 /* This thread's round trips and time waiting on GitHub: one request is
@@ -265,6 +266,11 @@ call(struct gh *g, const char *method, const char *url, const char *auth,
 		goto out;
 	}
 	*status = req.status;
+	if (next != NULL && req.next_too_long) {
+		r = th_fail(TH_ERR_PROTOCOL, "GitHub sent a next page link "
+		    "longer than %d bytes", HTTP_URL_MAX - 1);
+		goto out;
+	}
 	if (next != NULL)
 		snprintf(next, nextlen, "%s", req.next);
 	if (buf_len(req.resp) > 0 && (r = json_parse_strict(
@@ -887,11 +893,8 @@ gh_get(struct gh *g, const struct gh_token *tok, const char *path,
 	return r;
 }
 
-/* s with every byte but letters, digits, "-._~/" written as %XX, for a
- * URL path (a branch name may hold '#', '%' or '?'); -1 if that does not
- * fit in len. */
-static int
-path_escape(char *dst, size_t len, const char *s)
+int
+gh_escape(char *dst, size_t len, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t o = 0;
@@ -923,10 +926,113 @@ gh_branch_get(struct gh *g, const struct gh_token *tok, const char *repo,
 	char path[HTTP_URL_MAX / 2], esc[3 * SCOPE_BRANCH_MAX + 1];
 
 	/* Sent raw, a '#' would have GitHub asked about another branch. */
-	if (path_escape(esc, sizeof(esc), branch) != 0 ||
+	if (gh_escape(esc, sizeof(esc), branch) != 0 ||
 	    (size_t)snprintf(path, sizeof(path), "/repos/%s/branches/%s", repo,
 	    esc) >= sizeof(path))
 		return th_fail(TH_ERR_INVALID, "branch name too long: %.64s",
 		    branch);
 	return gh_get(g, tok, path, status, out);
+}
+
+int
+gh_app_login(struct gh *g, char *out, size_t len)
+{
+	struct json_object *o = NULL;
+	char url[HTTP_URL_MAX], auth[GH_AUTH_MAX];
+	const char *slug;
+	long status = 0;
+	int r = 0;
+
+	pthread_mutex_lock(&g->mu);
+	snprintf(out, len, "%s", g->app_login);
+	pthread_mutex_unlock(&g->mu);
+	if (out[0] != '\0')
+		return 0;
+	snprintf(url, sizeof(url), "%s/app", g->base);
+	if ((r = app_auth(g, auth)) != 0 ||
+	    (r = call(g, "GET", url, auth, NULL, 1, &status, &o, NULL, 0)) != 0)
+		goto out;
+	if (status != 200) {
+		r = th_fail(TH_ERR_DENIED, "GitHub: GET /app: %ld %s", status,
+		    gh_message(o));
+		goto out;
+	}
+	/* A slug is what GitHub puts before "[bot]" in the App's login. */
+	if (json_get_string(o, "slug", &slug) != 0 || slug[0] == '\0' ||
+	    strlen(slug) + 5 > GH_LOGIN_MAX ||
+	    strspn(slug, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789-_") != strlen(slug)) {
+		r = th_fail(TH_ERR_PROTOCOL, "GitHub: GET /app: no usable slug");
+		goto out;
+	}
+	if ((size_t)snprintf(out, len, "%s[bot]", slug) >= len) {
+		r = th_fail(TH_ERR_TOO_LONG, "App login too long");
+		goto out;
+	}
+	pthread_mutex_lock(&g->mu);
+	snprintf(g->app_login, sizeof(g->app_login), "%s", out);
+	pthread_mutex_unlock(&g->mu);
+ out:
+	OPENSSL_cleanse(auth, sizeof(auth));
+	json_object_put(o);
+	if (r != 0 && len > 0)
+		out[0] = '\0';
+	return r;
+}
+
+int
+gh_list(struct gh *g, const struct gh_token *tok, const char *path,
+    int (*each)(struct json_object *item, void *arg), void *arg)
+{
+	struct json_object *o = NULL;
+	char url[HTTP_URL_MAX], next[HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
+	size_t i, baselen = strlen(g->base);
+	long status = 0;
+	int pages = 0, r;
+
+	if ((size_t)snprintf(url, sizeof(url), "%s%s", g->base, path) >=
+	    sizeof(url))
+		return th_fail(TH_ERR_INVALID, "URL too long");
+	snprintf(auth, sizeof(auth), "Bearer %s", tok->value);
+	for (;;) {
+		json_object_put(o);
+		o = NULL;
+		if (++pages > GH_PAGES_MAX) {
+			r = th_fail(TH_ERR_TOO_LONG, "GitHub: %s: more than %d "
+			    "pages", path, GH_PAGES_MAX);
+			goto out;
+		}
+		if ((r = call(g, "GET", url, auth, NULL, 1, &status, &o, next,
+		    sizeof(next))) != 0)
+			goto out;
+		if (status != 200) {
+			r = th_fail(status == 404 ? TH_ERR_NOT_FOUND :
+			    status >= 500 ? TH_ERR_UNAVAILABLE : TH_ERR_DENIED,
+			    "GitHub: %s: %ld %s", path, status, gh_message(o));
+			goto out;
+		}
+		if (!json_object_is_type(o, json_type_array)) {
+			r = th_fail(TH_ERR_PROTOCOL, "GitHub: %s: not a list",
+			    path);
+			goto out;
+		}
+		for (i = 0; i < json_object_array_length(o); i++)
+			if ((r = each(json_object_array_get_idx(o, i), arg)) != 0)
+				goto out;
+		if (next[0] == '\0')
+			break;
+		/* The token goes to the configured GitHub only. */
+		if (strncmp(next, g->base, baselen) != 0 ||
+		    next[baselen] != '/') {
+			r = th_fail(TH_ERR_PROTOCOL, "GitHub sent a next page "
+			    "on another host");
+			goto out;
+		}
+		snprintf(url, sizeof(url), "%s", next);
+	}
+	r = 0;
+ out:
+	OPENSSL_cleanse(auth, sizeof(auth));
+	json_object_put(o);
+	return r;
 }

@@ -22,6 +22,7 @@
 #define GH_AUTH_MAX		2048	/* "Bearer <App JWT>" */
 #define GH_SESSIONS		8	/* requests waiting on GitHub at once */
 #define GH_PERM_CACHE		256	/* reviewers' write access, remembered */
+#define GH_LOGIN_MAX		64	/* an App's "slug[bot]" */
 #define GH_PERM_TTL		60	/* seconds: a withdrawn write access
 					 * counts at most this long */
 
@@ -98,10 +99,23 @@ int	gh_write(struct gh *g, const struct gh_token *tok, const char *method,
  * empty); non-2xx statuses are the caller's to judge. */
 int	gh_get(struct gh *g, const struct gh_token *tok, const char *path,
 	    long *status, struct json_object **out);
+/* s with every byte but letters, digits and "-._~/" written as %XX, for
+ * a URL's path or query (a branch name may hold '#', '%', '?' or '&');
+ * -1 if that does not fit in len. */
+int	gh_escape(char *dst, size_t len, const char *s);
 /* GET /repos/{repo}/branches/{branch}, the name percent-encoded (it may
  * hold '#', '%' or '?'), as gh_get. */
 int	gh_branch_get(struct gh *g, const struct gh_token *tok,
 	    const char *repo, const char *branch, long *status,
 	    struct json_object **out);
+
+/* The App's own login, "slug[bot]" (GET /app, once): the author GitHub
+ * names for what the App's installation tokens create. */
+int	gh_app_login(struct gh *g, char *out, size_t len);
+/* Every item of the list GET base + path answers, page by page (Link
+ * rel="next", on the configured GitHub only, at most GH_PAGES_MAX pages),
+ * to each, which stops the walk by returning non-zero (returned). */
+int	gh_list(struct gh *g, const struct gh_token *tok, const char *path,
+	    int (*each)(struct json_object *item, void *arg), void *arg);
 
 #endif

@@ -400,7 +400,6 @@ rec_outcome(struct broker *b, int64_t intent, long status,
 	struct json_object *e = json_object_new_object();
 	int r;
 
-
 	if (e == NULL)
 		return TH_ERR_ALLOC;
 	json_object_object_add(e, "intent", json_object_new_int64(intent));
@@ -418,173 +417,21 @@ rec_outcome(struct broker *b, int64_t intent, long status,
 	return r;
 }
 
-
-/* A token for repo with one read permission, for recovery's lookups; the
- * caller revokes it. */
-static int
-recovery_token(struct broker *b, const char *repo, const char *perm,
-    struct gh_token *tok)
+int
+rec_recovered(struct broker *b, int64_t intent, long status,
+    struct json_object *result)
 {
-	struct json_object *perms;
-	int64_t inst;
+	struct json_object *e = json_object_new_object();
 	int r;
 
-	if ((perms = json_object_new_object()) == NULL)
+	if (e == NULL)
 		return TH_ERR_ALLOC;
-	json_object_object_add(perms, perm, json_object_new_string("read"));
-	if ((r = gh_installation(b->gh, repo, &inst)) == 0)
-		r = gh_token_create(b->gh, inst, repo, perms, tok);
-	json_object_put(perms);
-	return r;
-}
-
-/* What GitHub says of an interrupted merge's pull request. */
-static int
-recover_merge(struct broker *b, const char *repo, int64_t n,
-    struct json_object *res)
-{
-	struct gh_token tok;
-	struct gh_pr pr;
-	int r;
-
-	memset(&tok, 0, sizeof(tok));
-	if ((r = recovery_token(b, repo, "pull_requests", &tok)) == 0 &&
-	    (r = gh_pr_get(b->gh, &tok, repo, n, &pr)) == 0) {
-		json_object_object_add(res, "merged",
-		    json_object_new_boolean(pr.merged));
-		json_object_object_add(res, "state", json_object_new_string(
-		    pr.open ? "open" : "closed"));
-		json_object_object_add(res, "head_sha",
-		    json_object_new_string(pr.head_sha));
-	}
-	gh_token_revoke(b->gh, &tok);
-	return r;
-}
-
-/* Where each branch of an interrupted push is now, from its intent's
- * refs (their old and new ids): "pushed" true if every one is at its new
- * id (gone, for a deletion), false if every one is still at its old, and
- * absent if they moved otherwise (each ref's "now" says how). */
-static int
-recover_push(struct broker *b, const char *repo, struct json_object *entry,
-    struct json_object *res)
-{
-	struct json_object *d, *refs, *one, *o = NULL, *c, *v, *out, *x;
-	struct gh_token tok;
-	const char *ref, *oldid, *newid, *now;
-	long status;
-	size_t i;
-	int r, all_new = 1, all_old = 1, is_new, is_old;
-
-	memset(&tok, 0, sizeof(tok));
-	if (!json_object_object_get_ex(entry, "decision", &d) ||
-	    !json_object_object_get_ex(d, "refs", &refs) ||
-	    !json_object_is_type(refs, json_type_array) ||
-	    json_object_array_length(refs) == 0)
-		return th_fail(TH_ERR_INVALID, "the intent names no refs");
-	if ((r = recovery_token(b, repo, "contents", &tok)) != 0)
-		goto out;
-	out = json_object_new_array();
-	json_object_object_add(res, "refs", out);
-	for (i = 0; i < json_object_array_length(refs); i++) {
-		one = json_object_array_get_idx(refs, i);
-		if (json_get_string(one, "ref", &ref) != 0 ||
-		    strncmp(ref, "refs/heads/", 11) != 0 ||
-		    json_get_string(one, "old", &oldid) != 0 ||
-		    json_get_string(one, "new", &newid) != 0) {
-			r = th_fail(TH_ERR_INVALID, "the intent's refs are "
-			    "malformed");
-			goto out;
-		}
-		json_object_put(o);
-		o = NULL;
-		if ((r = gh_branch_get(b->gh, &tok, repo, ref + 11, &status,
-		    &o)) != 0)
-			goto out;
-		now = NULL;
-		if (status == 200 && (!json_object_object_get_ex(o, "commit",
-		    &c) || !json_object_object_get_ex(c, "sha", &v) ||
-		    (now = json_object_get_string(v)) == NULL)) {
-			r = th_fail(TH_ERR_PROTOCOL, "GitHub: branch %s: no sha",
-			    ref + 11);
-			goto out;
-		}
-		if (status != 200 && status != 404) {
-			r = th_fail(TH_ERR_UNAVAILABLE, "GitHub: branch %s: %ld",
-			    ref + 11, status);
-			goto out;
-		}
-		/* An all-zero id is no branch: created from, or deleted to. */
-		is_new = now != NULL ? strcmp(now, newid) == 0 :
-		    strspn(newid, "0") == strlen(newid);
-		is_old = now != NULL ? strcmp(now, oldid) == 0 :
-		    strspn(oldid, "0") == strlen(oldid);
-		all_new &= is_new;
-		all_old &= is_old;
-		x = json_object_new_object();
-		json_object_object_add(x, "ref", json_object_new_string(ref));
-		json_object_object_add(x, "now", now != NULL ?
-		    json_object_new_string(now) : NULL);
-		json_object_array_add(out, x);
-	}
-	if (all_new || all_old)
-		json_object_object_add(res, "pushed",
-		    json_object_new_boolean(all_new));
-	r = 0;
- out:
-	gh_token_revoke(b->gh, &tok);
-	json_object_put(o);
-	return r;
-}
-
-/* What GitHub says about one intent left without an outcome. */
-static int
-recover_one(int64_t seq, struct json_object *entry, void *arg)
-{
-	struct broker *b = arg;
-	struct json_object *op, *res, *e;
-	const char *kind = "", *repo = "";
-	int64_t n = 0;
-	long status = 200;
-	int r;
-
-	if ((res = json_object_new_object()) == NULL)
-		return TH_ERR_ALLOC;
-	if (json_object_object_get_ex(entry, "op", &op)) {
-		json_get_string(op, "op", &kind);
-		json_get_string(op, "repo", &repo);
-		json_get_int64(op, "pr", &n);
-	}
-	if (strcmp(kind, "github.merge") == 0)
-		r = recover_merge(b, repo, n, res);
-	else if (strcmp(kind, "github.push") == 0)
-		r = recover_push(b, repo, entry, res);
-	else {
-		r = 0;
-		status = 0;
-		json_object_object_add(res, "unknown", json_object_new_string(
-		    "GitHub offers no lookup that tells whether this operation "
-		    "happened; check by hand"));
-	}
-	if (r != 0) {
-		log_warn("audit: intent %lld still open: GitHub did not say "
-		    "what happened: %s", (long long)seq, th_errmsg(r));
-		json_object_put(res);
-		return 0;	/* try again at the next start */
-	}
-	e = json_object_new_object();
-	json_object_object_add(e, "intent", json_object_new_int64(seq));
+	json_object_object_add(e, "intent", json_object_new_int64(intent));
 	json_object_object_add(e, "status", json_object_new_int64(status));
-	json_object_object_add(e, "result", res);
+	json_object_object_add(e, "result", json_object_get(result));
 	r = append_commit(b, "recovered", e, NULL, NULL);
-	log_info("audit: intent %lld recovered: %s", (long long)seq,
+	log_info("audit: intent %lld recovered: %s", (long long)intent,
 	    json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
 	json_object_put(e);
 	return r;
-}
-
-int
-act_recover(struct broker *b)
-{
-	return alog_open_intents(b->audit, recover_one, b);
 }

@@ -16,6 +16,7 @@ binaries for the git server).  Listens on loopback only.  See README.md next to 
 import argparse
 import base64
 import copy
+import datetime
 import hashlib
 import itertools
 import json
@@ -241,6 +242,7 @@ ROUTES = [
     ("GET", _OR + r"/collaborators/(?P<user>[^/]+)/permission", "collab_permission", "token"),
     ("GET", _OR + r"/compare/(?P<basehead>.+)", "compare", "token"),
     ("POST", _OR + r"/pulls", "pull_create", "token"),
+    ("GET", _OR + r"/pulls", "pulls_list", "token"),
     ("GET", _OR + r"/pulls/(?P<number>\d+)", "pull_get", "token"),
     ("PUT", _OR + r"/pulls/(?P<number>\d+)/merge", "pull_merge", "token"),
     ("GET", _OR + r"/pulls/(?P<number>\d+)/files", "pull_files", "token"),
@@ -248,7 +250,9 @@ ROUTES = [
     ("GET", _OR + r"/commits/(?P<ref>.+?)/check-runs", "check_runs", "token"),
     ("GET", _OR + r"/commits/(?P<ref>.+?)/status", "combined_status", "token"),
     ("POST", _OR + r"/issues/(?P<number>\d+)/comments", "issue_comment", "token"),
+    ("GET", _OR + r"/issues/(?P<number>\d+)/comments", "issue_comments", "token"),
     ("POST", _OR + r"/deployments", "deployment_create", "token"),
+    ("GET", _OR + r"/deployments", "deployments_list", "token"),
     ("POST", _OR + r"/actions/workflows/(?P<wf>[^/]+)/dispatches", "dispatch", "token"),
 ]
 ROUTES = [(m, re.compile(p), n, a) for (m, p, n, a) in ROUTES]
@@ -1690,6 +1694,7 @@ class Emulator:
                             "body": text or "", "draft": bool(draft),
                             "head": {"ref": head_ref, "sha": repo["branches"][head_ref]},
                             "base": {"ref": base}, "user": self._bot()["login"]})
+        pr["created_at"] = pr["updated_at"] = iso(self.now())
         if self.config["api_created_pr_mergeable_null"]:
             pr["mergeable"] = None
             pr["compute_mergeable_on_get"] = True
@@ -1781,6 +1786,61 @@ class Emulator:
                             "token_sha256": ctx.token["sha256"] if ctx.token else None})
         out = {k: v for k, v in c.items() if k != "issue_number"}
         return Response(201, out, {"Location": url})
+
+    def _since(self, ctx):
+        """The `since` filter (ISO 8601), as GitHub takes it: 422 if unreadable."""
+        v = ctx.q("since")
+        if v is None:
+            return None
+        try:
+            t = datetime.datetime.strptime(v, "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            raise ApiError(422, "Invalid value for parameter 'since': %s" % v)
+        return iso(t.replace(tzinfo=datetime.timezone.utc).timestamp())
+
+    def r_issue_comments(self, ctx):
+        repo = self._require_repo(ctx, ["issues", "pull_requests"], "read")
+        number = int(ctx.params["number"])
+        if number not in repo["pulls"] and number not in repo["issues"]:
+            raise ApiError(404, "Not Found")
+        since = self._since(ctx)
+        items = [{k: v for k, v in c.items() if k != "issue_number"} for c in repo["comments"]
+                 if c["issue_number"] == number and (since is None or c["updated_at"] >= since)]
+        chunk, hdrs, _ = self._paginate(ctx, items)
+        return Response(200, chunk, hdrs)
+
+    def r_pulls_list(self, ctx):
+        repo = self._require_repo(ctx, ["pull_requests"], "read")
+        state = ctx.q("state", "open")
+        if state not in ("open", "closed", "all"):
+            raise ApiError(422, "Validation Failed", extra={"errors": [
+                {"resource": "PullRequest", "field": "state", "code": "invalid"}]})
+        head, base = ctx.q("head"), ctx.q("base")
+        if head is not None and ":" in head:
+            owner, head = head.split(":", 1)
+            if owner.lower() != repo["owner"].lower():
+                head = "\0"  # another owner's fork: no branch here matches
+        out = []
+        for pr in repo["pulls"].values():
+            if state != "all" and pr["state"] != state:
+                continue
+            if head is not None and pr["head"]["ref"] != head:
+                continue
+            if base is not None and pr["base"]["ref"] != base:
+                continue
+            out.append(pr)
+        out.sort(key=lambda p: (p["created_at"], p["number"]),
+                 reverse=ctx.q("direction", "desc") != "asc")
+        chunk, hdrs, _ = self._paginate(ctx, out)
+        return Response(200, [self._pr_json(ctx, repo, p) for p in chunk], hdrs)
+
+    def r_deployments_list(self, ctx):
+        repo = self._require_repo(ctx, ["deployments"], "read")
+        out = [d for d in reversed(repo["deployments"])
+               if all(ctx.q(k) is None or d[k] == ctx.q(k)
+                      for k in ("sha", "ref", "task", "environment"))]
+        chunk, hdrs, _ = self._paginate(ctx, out)
+        return Response(200, chunk, hdrs)
 
     def r_deployment_create(self, ctx):
         doc = "https://docs.github.com/rest/deployments/deployments#create-a-deployment"

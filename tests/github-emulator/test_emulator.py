@@ -499,6 +499,57 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual(self.gh.api("POST", path, {}, token=tok).status, 422)
         self.assertEqual(len(self.gh.state()["deployments"]), 2)
 
+    def test_list_comments(self):
+        w = self.token(["widgets"], {"issues": "write"})
+        path = "/repos/acme/widgets/issues/7/comments"
+        ids = [self.gh.api("POST", path, {"body": "c%d" % i}, token=w).json["id"] for i in range(3)]
+        r = self.get(path + "?per_page=2", self.token(["widgets"], {"issues": "read"}))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([c["id"] for c in r.json], ids[:2])
+        self.assertIn('rel="next"', r.header("Link"))
+        self.assertEqual(r.json[0]["user"]["login"], "threshold-test[bot]")
+        # pull_requests read also lists a pull request's comments
+        r = self.get(path + "?page=2&per_page=2", self.token(["widgets"], {"pull_requests": "read"}))
+        self.assertEqual([c["body"] for c in r.json], ["c2"])
+        since = r.json[0]["updated_at"]
+        r = self.get(path + "?since=" + since, w)
+        self.assertTrue(r.json and all(c["updated_at"] >= since for c in r.json), r.json)
+        self.assertEqual(self.get(path + "?since=2999-01-01T00:00:00Z", w).json, [])
+        self.assertEqual(self.get(path + "?since=yesterday", w).status, 422)
+        self.assertEqual(self.get("/repos/acme/widgets/issues/99/comments", w).status, 404)
+        self.assertEqual(self.get(path, self.token(["widgets"], {"contents": "read"})).status, 403)
+
+    def test_list_pulls(self):
+        tok = self.token(["widgets"], {"pull_requests": "write"})
+        path = "/repos/acme/widgets/pulls"
+        n = self.gh.api("POST", path, {"head": "topic", "base": "main", "title": "T"}, token=tok).json["number"]
+        r = self.get(path + "?state=all&head=acme:topic&base=main", tok)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([p["number"] for p in r.json], [n])
+        self.assertEqual(r.json[0]["user"]["login"], "threshold-test[bot]")
+        self.assertRegex(r.json[0]["created_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertEqual([p["number"] for p in self.get(path, tok).json], [n, 7])  # open, newest first
+        self.assertEqual(self.get(path + "?head=other:topic&state=all", tok).json, [])
+        self.assertEqual(self.get(path + "?head=acme:topic&base=release", tok).json, [])
+        self.assertEqual(self.get(path + "?state=closed", tok).json, [])
+        self.assertEqual(self.get(path + "?state=merged", tok).status, 422)
+        self.assertEqual(self.get(path, self.token(["widgets"], {"issues": "read"})).status, 403)
+
+    def test_list_deployments(self):
+        tok = self.token(["widgets"], {"deployments": "write"})
+        path = "/repos/acme/widgets/deployments"
+        a = self.gh.api("POST", path, {"ref": "topic", "auto_merge": False, "environment": "staging"},
+                        token=tok).json["id"]
+        b = self.gh.api("POST", path, {"ref": "topic", "auto_merge": False}, token=tok).json["id"]
+        r = self.get(path, self.token(["widgets"], {"deployments": "read"}))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([d["id"] for d in r.json], [b, a])  # newest first
+        self.assertEqual(r.json[0]["creator"]["login"], "threshold-test[bot]")
+        self.assertEqual([d["id"] for d in self.get(path + "?ref=topic&environment=staging", tok).json], [a])
+        self.assertEqual([d["id"] for d in self.get(path + "?environment=production", tok).json], [b])
+        self.assertEqual(self.get(path + "?ref=main", tok).json, [])
+        self.assertEqual(self.get(path, self.token(["widgets"], {"issues": "read"})).status, 403)
+
     def test_dispatch(self):
         tok = self.token(["widgets"], {"actions": "write"})
         base = "/repos/acme/widgets/actions/workflows/%s/dispatches"

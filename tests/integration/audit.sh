@@ -208,6 +208,74 @@ EOF2
 expect_ok "after the crashes the hash chain is intact" $AC chain "$T/audit.jsonl"
 expect_ok "after the crashes the log verifies" $BIN/threshold audit verify "$T/audit.jsonl" --root "$T/root.pem"
 
+# Recovery of the other operations, all in flight when the broker is killed:
+# a comment, a pull request and a deployment GitHub made are found by what
+# their intents asked; a comment GitHub never got is recorded as not made;
+# a dispatch (GitHub offers no lookup) as unknown.
+ALICE="env SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state"
+echo '{"allowed_targets":["main"]}' >"$T/ops-policy.json"
+admin POST repos '{"full_name":"acme/backend","branches":{"feature-r":"abababababababababababababababababababab"},"workflows":["deploy.yml"]}' >/dev/null
+admin POST installations '{"id":42,"account":"acme","repositories":["acme/backend"],"permissions":{"contents":"write","pull_requests":"write","checks":"read","statuses":"read","issues":"write","deployments":"write","actions":"write"}}' >/dev/null
+expect_ok "alice delegates comments, pull requests, deployments and dispatches to coder-1" \
+	$ALICE delegate --as alice --key "pkcs11:token=alice;object=alice-key;type=private" \
+	--pin-file "$T/alice/hsm/user.pin" --to coder-1 --allow github.comment --allow github.pr.create \
+	--allow github.deployment.create --allow github.workflow.dispatch --repo acme/backend \
+	--target main --policy "$T/ops-policy.json" --ttl 1h
+for f in '"path_regex":"^/repos/acme/backend/issues/1/comments$","delay_ms":3000' \
+    '"path_regex":"^/repos/acme/backend/issues/2/comments$","hang_ms":3000,"then":"close"' \
+    '"path_regex":"^/repos/acme/backend/pulls$","delay_ms":3000' \
+    '"path_regex":"^/repos/acme/backend/deployments$","delay_ms":3000' \
+    '"path_regex":"/dispatches$","delay_ms":3000'; do
+	admin POST faults "{\"method\":\"POST\",$f}" >/dev/null
+done
+$TH github comment --repo acme/backend --pr 1 --body "made while the broker died" >/dev/null 2>&1 &
+$TH github comment --repo acme/backend --pr 2 --body "never made" >/dev/null 2>&1 &
+$TH github pr create --repo acme/backend --head feature-r --base main --title "Recovered" >/dev/null 2>&1 &
+$TH github deploy --repo acme/backend --ref main --environment staging >/dev/null 2>&1 &
+$TH github dispatch --repo acme/backend --workflow deploy.yml --ref main >/dev/null 2>&1 &
+all_intents() {
+	$PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);ops=[json.loads(b)['op']['op'] for (b,) in c.execute(\"select body from entries where kind='intent'\")];sys.exit(0 if sum(o!='github.merge' for o in ops)==5 else 1)" \
+	    "$T/state/audit.db" 2>/dev/null
+}
+eventually all_intents || fail "the five operations' intents were appended"
+sleep 0.7
+kill -9 "$(cat "$T/broker.pid")"
+sleep 4
+start_broker || fail "broker restarts after kill -9 during five operations"
+export_log
+admin GET state >"$T/state.json"
+$PY - "$T/audit.jsonl" "$T/state.json" <<'EOF2' >"$T/rec.check" 2>&1
+import json, sys
+ents = [o["entry"] for o in map(json.loads, open(sys.argv[1])) if o["type"] == "entry"]
+st = json.load(open(sys.argv[2]))
+rec = {e["intent"]: e for e in ents if e["kind"] == "recovered"}
+def recovered(op, **match):
+    i = [e for e in ents if e["kind"] == "intent" and e["op"]["op"] == op and
+         all(e["op"].get(k) == v for k, v in match.items())]
+    assert len(i) == 1 and i[0]["seq"] in rec, (op, i)
+    return rec[i[0]["seq"]]
+made = [c["id"] for c in st["comments"] if c["body"] == "made while the broker died"]
+assert len(made) == 1 and not [c for c in st["comments"] if c["body"] == "never made"], st["comments"]
+r = recovered("github.comment", pr=1)
+assert r["status"] == 200 and r["result"]["created"] is True and r["result"]["comments"] == made, r
+r = recovered("github.comment", pr=2)
+assert r["result"]["created"] is False and r["result"]["comments"] == [], r
+pulls = [p["pr"] for p in st["pull_requests_created"] if p["head"] == "feature-r"]
+r = recovered("github.pr.create")
+assert len(pulls) == 1 and r["result"]["created"] is True and r["result"]["pulls"] == pulls, (r, pulls)
+deps = [d["id"] for d in st["deployments"] if d["environment"] == "staging" and d["ref"] == "main"]
+r = recovered("github.deployment.create")
+assert len(deps) == 1 and r["result"]["deployments"] == deps, (r, deps)
+assert all(r["result"]["since"].endswith("Z") for r in rec.values() if "since" in r["result"])
+r = recovered("github.workflow.dispatch")
+assert r["status"] == 0 and "check the workflow's runs" in r["result"]["unknown"], r
+print("ok")
+EOF2
+grep -q '^ok$' "$T/rec.check" &&
+	ok "restart found the comment, pull request and deployment GitHub made, recorded the comment it never got as not made, the dispatch as unknown" ||
+	{ fail "recovery of the other operations"; sed 's/^/#   /' "$T/rec.check"; tail -5 "$T/broker.log" | sed 's/^/#   /'; }
+expect_ok "after that crash the log verifies" $BIN/threshold audit verify "$T/audit.jsonl" --root "$T/root.pem"
+
 # Fail closed: the TPM cannot quote (swtpm down; the installation id and
 # App JWT are cached, so only the countersignature needs it): refused,
 # nothing done at GitHub.

@@ -1,0 +1,369 @@
+/* Recovery (docs/audit-format.md, "recovered"): at start, for every intent
+ * the log holds without an outcome (the broker died between the two), ask
+ * GitHub what became of the operation and record its answer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "broker.h"
+#include "err.h"
+#include "json.h"
+#include "log.h"
+
+/* How long before its intent an object GitHub lists may have been made
+ * and still be the intent's: the broker's and GitHub's clocks may
+ * disagree by this much. */
+#define RECOVER_SKEW	60
+
+/* A token for repo with one read permission, for recovery's lookups; the
+ * caller revokes it. */
+static int
+recovery_token(struct broker *b, const char *repo, const char *perm,
+    struct gh_token *tok)
+{
+	struct json_object *perms;
+	int64_t inst;
+	int r;
+
+	if ((perms = json_object_new_object()) == NULL)
+		return TH_ERR_ALLOC;
+	json_object_object_add(perms, perm, json_object_new_string("read"));
+	if ((r = gh_installation(b->gh, repo, &inst)) == 0)
+		r = gh_token_create(b->gh, inst, repo, perms, tok);
+	json_object_put(perms);
+	return r;
+}
+
+/* What GitHub says of an interrupted merge's pull request. */
+static int
+recover_merge(struct broker *b, const char *repo, int64_t n,
+    struct json_object *res)
+{
+	struct gh_token tok;
+	struct gh_pr pr;
+	int r;
+
+	memset(&tok, 0, sizeof(tok));
+	if ((r = recovery_token(b, repo, "pull_requests", &tok)) == 0 &&
+	    (r = gh_pr_get(b->gh, &tok, repo, n, &pr)) == 0) {
+		json_object_object_add(res, "merged",
+		    json_object_new_boolean(pr.merged));
+		json_object_object_add(res, "state", json_object_new_string(
+		    pr.open ? "open" : "closed"));
+		json_object_object_add(res, "head_sha",
+		    json_object_new_string(pr.head_sha));
+	}
+	gh_token_revoke(b->gh, &tok);
+	return r;
+}
+
+/* Where each branch of an interrupted push is now, from its intent's
+ * refs (their old and new ids): "pushed" true if every one is at its new
+ * id (gone, for a deletion), false if every one is still at its old, and
+ * absent if they moved otherwise (each ref's "now" says how). */
+static int
+recover_push(struct broker *b, const char *repo, struct json_object *entry,
+    struct json_object *res)
+{
+	struct json_object *d, *refs, *one, *o = NULL, *c, *v, *out, *x;
+	struct gh_token tok;
+	const char *ref, *oldid, *newid, *now;
+	long status;
+	size_t i;
+	int r, all_new = 1, all_old = 1, is_new, is_old;
+
+	memset(&tok, 0, sizeof(tok));
+	if (!json_object_object_get_ex(entry, "decision", &d) ||
+	    !json_object_object_get_ex(d, "refs", &refs) ||
+	    !json_object_is_type(refs, json_type_array) ||
+	    json_object_array_length(refs) == 0)
+		return th_fail(TH_ERR_INVALID, "the intent names no refs");
+	if ((r = recovery_token(b, repo, "contents", &tok)) != 0)
+		goto out;
+	out = json_object_new_array();
+	json_object_object_add(res, "refs", out);
+	for (i = 0; i < json_object_array_length(refs); i++) {
+		one = json_object_array_get_idx(refs, i);
+		if (json_get_string(one, "ref", &ref) != 0 ||
+		    strncmp(ref, "refs/heads/", 11) != 0 ||
+		    json_get_string(one, "old", &oldid) != 0 ||
+		    json_get_string(one, "new", &newid) != 0) {
+			r = th_fail(TH_ERR_INVALID, "the intent's refs are "
+			    "malformed");
+			goto out;
+		}
+		json_object_put(o);
+		o = NULL;
+		if ((r = gh_branch_get(b->gh, &tok, repo, ref + 11, &status,
+		    &o)) != 0)
+			goto out;
+		now = NULL;
+		if (status == 200 && (!json_object_object_get_ex(o, "commit",
+		    &c) || !json_object_object_get_ex(c, "sha", &v) ||
+		    (now = json_object_get_string(v)) == NULL)) {
+			r = th_fail(TH_ERR_PROTOCOL, "GitHub: branch %s: no sha",
+			    ref + 11);
+			goto out;
+		}
+		if (status != 200 && status != 404) {
+			r = th_fail(TH_ERR_UNAVAILABLE, "GitHub: branch %s: %ld",
+			    ref + 11, status);
+			goto out;
+		}
+		/* An all-zero id is no branch: created from, or deleted to. */
+		is_new = now != NULL ? strcmp(now, newid) == 0 :
+		    strspn(newid, "0") == strlen(newid);
+		is_old = now != NULL ? strcmp(now, oldid) == 0 :
+		    strspn(oldid, "0") == strlen(oldid);
+		all_new &= is_new;
+		all_old &= is_old;
+		x = json_object_new_object();
+		json_object_object_add(x, "ref", json_object_new_string(ref));
+		json_object_object_add(x, "now", now != NULL ?
+		    json_object_new_string(now) : NULL);
+		json_object_array_add(out, x);
+	}
+	if (all_new || all_old)
+		json_object_object_add(res, "pushed",
+		    json_object_new_boolean(all_new));
+	r = 0;
+ out:
+	gh_token_revoke(b->gh, &tok);
+	json_object_put(o);
+	return r;
+}
+
+/* An object the App may have made for an interrupted intent: one GitHub
+ * lists (a comment, pull request or deployment) matches if the App made it
+ * (author login_member.login is the App's login), no earlier than since,
+ * and, for a comment, with the intent's body. */
+struct made {
+	const char		*login_member;	/* "user" or "creator" */
+	const char		*id_member;	/* "id" or "number" */
+	const char		*app;		/* "slug[bot]" */
+	const char		*body;		/* NULL: not compared */
+	time_t			 since;
+	struct json_object	*ids;
+};
+
+/* GitHub's timestamps: "YYYY-MM-DDTHH:MM:SSZ". */
+static int
+iso_time(const char *s, time_t *out)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	if ((end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm)) == NULL ||
+	    *end != '\0')
+		return -1;
+	*out = timegm(&tm);
+	return 0;
+}
+
+static int
+made_match(struct json_object *item, void *arg)
+{
+	struct made *m = arg;
+	struct json_object *who;
+	const char *login, *created, *body;
+	time_t t;
+	int64_t id;
+
+	if (!json_object_is_type(item, json_type_object) ||
+	    !json_object_object_get_ex(item, m->login_member, &who) ||
+	    json_get_string(item, "created_at", &created) != 0 ||
+	    json_get_int64(item, m->id_member, &id) != 0 ||
+	    iso_time(created, &t) != 0)
+		return th_fail(TH_ERR_PROTOCOL, "GitHub listed an object "
+		    "without %s, %s or a readable created_at", m->login_member,
+		    m->id_member);
+	/* A deleted account's objects name no one ("user": null). */
+	if (!json_object_is_type(who, json_type_object) ||
+	    json_get_string(who, "login", &login) != 0 ||
+	    strcasecmp(login, m->app) != 0 || t < m->since)
+		return 0;
+	if (m->body != NULL && (json_get_string(item, "body", &body) != 0 ||
+	    strcmp(body, m->body) != 0))
+		return 0;
+	return json_object_array_add(m->ids, json_object_new_int64(id)) == 0 ?
+	    0 : TH_ERR_ALLOC;
+}
+
+/* Lists path (a query string already on it) with a token of perm read,
+ * and records in res "created" (whether anything matched), list_name (what
+ * matched, by id or number) and "since" (the earliest creation time that
+ * could match, in GitHub's format). */
+static int
+recover_made(struct broker *b, const char *repo, const char *perm,
+    const char *path, struct made *m, const char *list_name,
+    struct json_object *res)
+{
+	struct gh_token tok;
+	char app[GH_LOGIN_MAX + 1], since[32];
+	int r;
+
+	memset(&tok, 0, sizeof(tok));
+	if ((m->ids = json_object_new_array()) == NULL)
+		return TH_ERR_ALLOC;
+	m->app = app;
+	if ((r = gh_app_login(b->gh, app, sizeof(app))) != 0 ||
+	    (r = recovery_token(b, repo, perm, &tok)) != 0 ||
+	    (r = gh_list(b->gh, &tok, path, made_match, m)) != 0)
+		goto out;
+	strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ",
+	    gmtime(&m->since));
+	json_object_object_add(res, "created", json_object_new_boolean(
+	    json_object_array_length(m->ids) > 0));
+	json_object_object_add(res, list_name, json_object_get(m->ids));
+	json_object_object_add(res, "since", json_object_new_string(since));
+ out:
+	gh_token_revoke(b->gh, &tok);
+	json_object_put(m->ids);
+	m->ids = NULL;
+	return r;
+}
+
+/* A string of the intent's op, escaped for a URL's query ("" if absent
+ * and dflt NULL). */
+static int
+op_arg(struct json_object *op, const char *member, const char *dflt,
+    char *out, size_t len)
+{
+	struct json_object *p;
+	const char *v = dflt;
+
+	if (strcmp(member, "target") == 0)
+		json_get_string(op, "target", &v);
+	else if (json_object_object_get_ex(op, "params", &p) &&
+	    json_object_is_type(p, json_type_object))
+		json_get_string(p, member, &v);
+	if (v == NULL)
+		return th_fail(TH_ERR_INVALID, "the intent's op has no %s",
+		    member);
+	if (gh_escape(out, len, v) != 0)
+		return th_fail(TH_ERR_TOO_LONG, "the intent's %s is too long",
+		    member);
+	return 0;
+}
+
+/* Comments, pull requests and deployments the App made for an interrupted
+ * intent, looked up by what the intent asked for. */
+static int
+recover_created(struct broker *b, const char *kind, const char *repo,
+    struct json_object *op, int64_t pr, time_t at, struct json_object *res)
+{
+	char path[HTTP_URL_MAX / 2], since[32];
+	char a1[3 * SCOPE_BRANCH_MAX + 1], a2[3 * SCOPE_BRANCH_MAX + 1];
+	char owner[SCOPE_REPO_MAX + 1];
+	struct json_object *p, *v;
+	struct made m;
+	time_t t;
+	int r;
+
+	memset(&m, 0, sizeof(m));
+	m.since = at - RECOVER_SKEW;
+	m.login_member = "user";
+	m.id_member = "id";
+	if (strcmp(kind, "github.comment") == 0) {
+		if (!json_object_object_get_ex(op, "params", &p) ||
+		    !json_object_object_get_ex(p, "body", &v) ||
+		    !json_object_is_type(v, json_type_string))
+			return th_fail(TH_ERR_INVALID, "the intent's comment "
+			    "has no body");
+		m.body = json_object_get_string(v);
+		t = m.since;
+		strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ",
+		    gmtime(&t));
+		/* since filters by last update, never later than creation. */
+		snprintf(path, sizeof(path), "/repos/%s/issues/%lld/comments"
+		    "?since=%s&per_page=100", repo, (long long)pr, since);
+		return recover_made(b, repo, "issues", path, &m, "comments",
+		    res);
+	}
+	if (strcmp(kind, "github.pr.create") == 0) {
+		if ((r = op_arg(op, "head", NULL, a1, sizeof(a1))) != 0 ||
+		    (r = op_arg(op, "target", NULL, a2, sizeof(a2))) != 0)
+			return r;
+		/* GitHub filters by "owner:branch". */
+		snprintf(owner, sizeof(owner), "%.*s",
+		    (int)strcspn(repo, "/"), repo);
+		if ((size_t)snprintf(path, sizeof(path), "/repos/%s/pulls?"
+		    "state=all&head=%s%s%s&base=%s&per_page=100", repo,
+		    strstr(a1, "%3A") != NULL ? "" : owner,
+		    strstr(a1, "%3A") != NULL ? "" : ":", a1, a2) >=
+		    sizeof(path))
+			return th_fail(TH_ERR_TOO_LONG, "URL too long");
+		m.id_member = "number";
+		return recover_made(b, repo, "pull_requests", path, &m, "pulls",
+		    res);
+	}
+	/* github.deployment.create: GitHub's defaults when not given. */
+	if ((r = op_arg(op, "target", NULL, a1, sizeof(a1))) != 0 ||
+	    (r = op_arg(op, "environment", "production", a2, sizeof(a2))) != 0)
+		return r;
+	if ((size_t)snprintf(path, sizeof(path), "/repos/%s/deployments?"
+	    "ref=%s&environment=%s&per_page=100", repo, a1, a2) >=
+	    sizeof(path))
+		return th_fail(TH_ERR_TOO_LONG, "URL too long");
+	m.login_member = "creator";
+	return recover_made(b, repo, "deployments", path, &m, "deployments",
+	    res);
+}
+
+/* What GitHub says about one intent left without an outcome. */
+static int
+recover_one(int64_t seq, struct json_object *entry, void *arg)
+{
+	struct broker *b = arg;
+	struct json_object *op = NULL, *res;
+	const char *kind = "", *repo = "";
+	int64_t n = 0, at = 0;
+	long status = 200;
+	int r;
+
+	if ((res = json_object_new_object()) == NULL)
+		return TH_ERR_ALLOC;
+	if (json_object_object_get_ex(entry, "op", &op)) {
+		json_get_string(op, "op", &kind);
+		json_get_string(op, "repo", &repo);
+		json_get_int64(op, "pr", &n);
+	}
+	json_get_int64(entry, "time", &at);
+	if (strcmp(kind, "github.merge") == 0)
+		r = recover_merge(b, repo, n, res);
+	else if (strcmp(kind, "github.push") == 0)
+		r = recover_push(b, repo, entry, res);
+	else if (strcmp(kind, "github.comment") == 0 ||
+	    strcmp(kind, "github.pr.create") == 0 ||
+	    strcmp(kind, "github.deployment.create") == 0)
+		r = recover_created(b, kind, repo, op, n, (time_t)at, res);
+	else {
+		r = 0;
+		status = 0;
+		json_object_object_add(res, "unknown", json_object_new_string(
+		    strcmp(kind, "github.workflow.dispatch") == 0 ?
+		    "GitHub starts a dispatched workflow's run later and a run "
+		    "does not name the request that made it; check the "
+		    "workflow's runs by hand" :
+		    "GitHub offers no lookup that tells whether this operation "
+		    "happened; check by hand"));
+	}
+	if (r != 0) {
+		log_warn("audit: intent %lld still open: GitHub did not say "
+		    "what happened: %s", (long long)seq, th_errmsg(r));
+		json_object_put(res);
+		return 0;	/* try again at the next start */
+	}
+	r = rec_recovered(b, seq, status, res);
+	json_object_put(res);
+	return r;
+}
+
+int
+act_recover(struct broker *b)
+{
+	return alog_open_intents(b->audit, recover_one, b);
+}
