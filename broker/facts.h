@@ -74,6 +74,9 @@ struct pr_facts {
 	struct gh_file		*files;
 	size_t			 nfiles;
 	int			 files_complete;	/* all changed_files read */
+	int			 files_pinned;	/* read for pr.head_sha (by
+						 * comparison), not for
+						 * whatever the head was */
 };
 
 /* Frees the arrays (not f itself). */

@@ -17,6 +17,7 @@
 #define GH_JWT_TTL	540	/* GitHub allows 600; iat is backdated 60 */
 #define GH_PER_PAGE	100
 #define GH_PAGES_MAX	40	/* 3000 files / 100 + slack */
+#define GH_COMPARE_FILES 300	/* a comparison lists no more */
 
 /* Shared by the broker's request threads.  mu guards the App JWT, the
  * installation cache and which sessions are in use; a request holds a
@@ -661,8 +662,9 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
     int64_t pr, struct pr_facts *f)
 {
 	struct http_req req[FACTS_LISTS], *batch[FACTS_LISTS];
-	struct json_object *o = NULL;
+	struct json_object *o = NULL, *list;
 	char url[FACTS_LISTS][HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
+	char esc[3 * FACTS_REF_MAX + 1];
 	int active[FACTS_LISTS], pages = 0, k, n, r;
 	long status = 0;
 
@@ -690,8 +692,25 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 	    "status?per_page=%d", g->base, repo, f->pr.head_sha, GH_PER_PAGE);
 	snprintf(url[FACTS_REVIEWS], HTTP_URL_MAX, "%s/repos/%s/pulls/%lld/"
 	    "reviews?per_page=%d", g->base, repo, (long long)pr, GH_PER_PAGE);
-	snprintf(url[FACTS_FILES], HTTP_URL_MAX, "%s/repos/%s/pulls/%lld/files"
-	    "?per_page=%d", g->base, repo, (long long)pr, GH_PER_PAGE);
+	/* The changed files by SHA too, where GitHub can list them so (a
+	 * comparison lists at most GH_COMPARE_FILES): read by pull request
+	 * number they are those of whatever the head is at that moment,
+	 * which a force-push can make another commit's and then undo. */
+	f->files_pinned = f->pr.changed_files >= 0 &&
+	    f->pr.changed_files <= GH_COMPARE_FILES;
+	if (f->files_pinned) {
+		if (gh_escape(esc, sizeof(esc), f->pr.base_ref) != 0 ||
+		    (size_t)snprintf(url[FACTS_FILES], HTTP_URL_MAX, "%s/repos/"
+		    "%s/compare/%s...%s?per_page=1", g->base, repo, esc,
+		    f->pr.head_sha) >= HTTP_URL_MAX) {
+			r = th_fail(TH_ERR_TOO_LONG, "base branch name too "
+			    "long for a URL");
+			goto out;
+		}
+	} else
+		snprintf(url[FACTS_FILES], HTTP_URL_MAX, "%s/repos/%s/pulls/"
+		    "%lld/files?per_page=%d", g->base, repo, (long long)pr,
+		    GH_PER_PAGE);
 	for (k = 0; k < FACTS_LISTS; k++)
 		active[k] = 1;
 	for (;;) {
@@ -728,9 +747,25 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			}
 			if ((r = json_parse_strict((const char *)buf_ptr(
 			    req[k].resp), buf_len(req[k].resp), HTTP_RESP_MAX,
-			    &o)) != 0 || (r = facts_parse_page(
-			    (enum facts_list)k, o, f)) != 0)
+			    &o)) != 0)
 				goto out;
+			list = o;
+			if (k == FACTS_FILES && f->files_pinned &&
+			    (!json_object_is_type(o, json_type_object) ||
+			    !json_object_object_get_ex(o, "files", &list))) {
+				r = th_fail(TH_ERR_PROTOCOL, "GitHub's "
+				    "comparison lists no files");
+				goto out;
+			}
+			if ((r = facts_parse_page((enum facts_list)k, list,
+			    f)) != 0)
+				goto out;
+			/* A comparison's next page is of commits: its files
+			 * are all on the first. */
+			if (k == FACTS_FILES && f->files_pinned) {
+				req[k].next[0] = '\0';
+				req[k].next_too_long = 0;
+			}
 			if (req[k].next_too_long) {
 				r = th_fail(TH_ERR_PROTOCOL, "GitHub sent a "
 				    "next page link longer than %d bytes",

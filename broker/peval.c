@@ -798,8 +798,9 @@ files_unread(const struct pr_facts *f)
 		    "lists at most %d)", f->nfiles,
 		    (long long)f->pr.changed_files, FACTS_FILES_MAX);
 	return th_fail(TH_ERR_DENIED, "changed files could not all be read: "
-	    "GitHub listed %zu of the pull request's %lld", f->nfiles,
-	    (long long)f->pr.changed_files);
+	    "GitHub listed %zu of the pull request's %lld%s", f->nfiles,
+	    (long long)f->pr.changed_files, f->files_pinned ? " comparing its "
+	    "base with its head commit" : "");
 }
 
 static int

@@ -262,9 +262,9 @@ BEFORE_ROUTES = {
     "merge": ("pull_merge",),
     "get": ("pull_get",),
     "pull": ("pull_get",),
-    "files": ("pull_files",),
+    "files": ("pull_files", "compare"),
     "reviews": ("pull_reviews",),
-    "any": ("pull_get", "pull_merge", "pull_files", "pull_reviews"),
+    "any": ("pull_get", "pull_merge", "pull_files", "pull_reviews", "compare"),
 }
 
 
@@ -611,6 +611,7 @@ class Emulator:
             if pr["state"] == "closed" and not pr["closed_at"]:
                 pr["closed_at"] = self.synthetic_time()
             pr["updated_at"] = self.synthetic_time()
+            pr.setdefault("files_at", {})[pr["head"]["sha"]] = pr["files"]
             repo["next_number"] = max(repo["next_number"], number + 1)
             return pr
 
@@ -714,6 +715,7 @@ class Emulator:
             pr["files"] = self._norm_files(spec["files"])
         pr["commits"] = pr.get("commits", 1) + 1
         pr["updated_at"] = self.synthetic_time()
+        pr.setdefault("files_at", {})[sha] = pr["files"]
 
     def add_fault(self, f):
         if not isinstance(f, dict):
@@ -957,7 +959,13 @@ class Emulator:
                     continue
                 if ("%s/%s" % (ctx.params.get("owner"), ctx.params.get("repo"))).lower() != p["repo_key"]:
                     continue
-                if int(ctx.params.get("number", -1)) != p["pr"]:
+                if ctx.route == "compare":
+                    # A comparison whose head is the pull request's head now.
+                    r_ = self.find_repo(p["repo_key"])
+                    cur = r_["pulls"].get(p["pr"]) if r_ else None
+                    if cur is None or ctx.params["basehead"].partition("...")[2] != cur["head"]["sha"]:
+                        continue
+                elif int(ctx.params.get("number", -1)) != p["pr"]:
                     continue
                 self.push_on_next.remove(p)
                 spec = dict(p["spec"])
@@ -1532,7 +1540,7 @@ class Emulator:
             raise ApiError(404, "Not Found", doc=doc)
         gd = self.git_dir(repo)
         if gd is None:
-            raise ApiError(404, "Not Found", doc=doc)
+            return self._compare_pulls(ctx, repo, base, head, doc)
         b, hd = self.git_resolve(gd, base), self.git_resolve(gd, head)
         if b is None or hd is None:
             raise ApiError(404, "Not Found", doc=doc)
@@ -1570,6 +1578,42 @@ class Emulator:
             "status": status, "ahead_by": ahead, "behind_by": behind,
             "total_commits": ahead, "commits": commits, "files": files})
 
+    def _file_items(self, ctx, repo, sha, files):
+        items = []
+        for f in files:
+            v = dict(f)
+            v["blob_url"] = "https://github.com/%s/blob/%s/%s" % (repo["full_name"], sha, f["filename"])
+            v["raw_url"] = "https://github.com/%s/raw/%s/%s" % (repo["full_name"], sha, f["filename"])
+            v["contents_url"] = ctx.url("/repos/%s/contents/%s?ref=%s" % (
+                repo["full_name"], urllib.parse.quote(f["filename"]), sha))
+            items.append(v)
+        return items
+
+    def _compare_pulls(self, ctx, repo, base, head, doc):
+        """A repository without git objects: the commits its pull requests' heads have
+        been are known with the files each changed against the pull request's base, so
+        comparing a base branch with one of them lists those (at most 300, on the first
+        page only, as GitHub does)."""
+        b, hd = self._resolve_ref(repo, base), self._resolve_ref(repo, head)
+        if b is None or hd is None:
+            raise ApiError(404, "Not Found", doc=doc)
+        found = [p for p in repo["pulls"].values()
+                 if hd in p.get("files_at", {}) and p["base"]["ref"] in (base, b)]
+        found += [p for p in repo["pulls"].values() if hd in p.get("files_at", {}) and p not in found]
+        if not found:
+            raise ApiError(404, "Not Found", doc=doc)
+        pr = found[0]
+        paged = ctx.q("page") is not None or ctx.q("per_page") is not None
+        files = pr["files_at"][hd][:300] if ctx.qint("page", 1) <= 1 or not paged else []
+        commits = [{"sha": hd, "commit": {"message": pr["title"]}, "parents": [{"sha": b}]}]
+        url = ctx.url("/repos/%s/compare/%s...%s" % (repo["full_name"], base, head))
+        return Response(200, {
+            "url": url, "html_url": "https://github.com/%s/compare/%s...%s" % (repo["full_name"], base, head),
+            "base_commit": {"sha": b}, "merge_base_commit": {"sha": b},
+            "status": "ahead", "ahead_by": pr.get("commits", 1), "behind_by": 0,
+            "total_commits": pr.get("commits", 1), "commits": commits,
+            "files": self._file_items(ctx, repo, hd, files)})
+
     def r_pull_get(self, ctx):
         repo = self._require_repo(ctx, ["pull_requests"], "read")
         pr = self._pr(repo, ctx.params["number"])
@@ -1582,14 +1626,7 @@ class Emulator:
     def r_pull_files(self, ctx):
         repo = self._require_repo(ctx, ["pull_requests"], "read")
         pr = self._pr(repo, ctx.params["number"])
-        items = []
-        for f in pr["files"][:MAX_PR_FILES]:
-            v = dict(f)
-            v["blob_url"] = "https://github.com/%s/blob/%s/%s" % (repo["full_name"], pr["head"]["sha"], f["filename"])
-            v["raw_url"] = "https://github.com/%s/raw/%s/%s" % (repo["full_name"], pr["head"]["sha"], f["filename"])
-            v["contents_url"] = ctx.url("/repos/%s/contents/%s?ref=%s" % (
-                repo["full_name"], urllib.parse.quote(f["filename"]), pr["head"]["sha"]))
-            items.append(v)
+        items = self._file_items(ctx, repo, pr["head"]["sha"], pr["files"][:MAX_PR_FILES])
         chunk, hdrs, _ = self._paginate(ctx, items)
         return Response(200, chunk, hdrs)
 

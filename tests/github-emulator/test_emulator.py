@@ -303,6 +303,22 @@ class EmulatorTest(unittest.TestCase):
         self.assertNotIn("next", parse_link(r.header("Link")))
         self.assertEqual(self.get("/repos/acme/widgets/pulls/7/files?per_page=100&page=31", tok).json, [])
 
+    def test_compare_without_git(self):
+        tok = self.token(["widgets"], {"contents": "read"})
+        path = "/repos/acme/widgets/compare/main...%s"
+        r = self.get(path % HEAD + "?per_page=1", tok)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([f["filename"] for f in r.json["files"]], ["src/a.c", "docs/new.md", "gone.txt"])
+        self.assertEqual(r.json["files"][1]["previous_filename"], ".github/old.md")
+        self.assertIn("?ref=" + HEAD, r.json["files"][0]["contents_url"])
+        self.assertEqual(self.get(path % HEAD + "?per_page=1&page=2", tok).json["files"], [])
+        # The head moves on with other files: each commit keeps its own.
+        self.gh.push(REPO, 7, "f" * 40, files=["b.c"])
+        self.assertEqual([f["filename"] for f in self.get(path % ("f" * 40), tok).json["files"]], ["b.c"])
+        self.assertEqual(len(self.get(path % HEAD, tok).json["files"]), 3)
+        self.assertEqual(self.get(path % ("0" * 40), tok).status, 404)
+        self.assertEqual(self.get(path % HEAD, self.token(["widgets"], {"issues": "read"})).status, 403)
+
     def test_reviews(self):
         tok = self.token(["widgets"], {"pull_requests": "read"})
         r = self.get("/repos/acme/widgets/pulls/7/reviews", tok)

@@ -49,6 +49,7 @@ pr 12 "$(sha 12)" main bob '["src/l.c"]' "$APPROVED"; green "$(sha 12)"
 pr 13 "$(sha 13)" main bob '["src/m.c"]' "$APPROVED"; green "$(sha 13)"
 pr 14 "$(sha 14)" main bob '["src/n.c"]' "$APPROVED"; green "$(sha 14)"
 pr 15 "$(sha 15)" main bob '["src/o.c"]' "$APPROVED"; green "$(sha 15)"
+pr 16 "$(sha 16)" main bob '[".github/workflows/evil.yml"]' "$APPROVED"; green "$(sha 16)"
 # 3001 files, the workflow last: GitHub lists 3000 and no next page.
 pr 91 "$(sha 91)" main bob '["src/q.c"]' "$APPROVED"; green "$(sha 91)"
 # Approved only by users who may not write (anyone who reads a repository
@@ -195,7 +196,7 @@ refused "approvals from users without write access do not count" 92 \
 refused "PR targeting another branch refused" 6 "targets release"
 refused "rename out of a protected path refused" 7 "protected path: .github/workflows/ci.yml"
 refused "no checks at all is not success" 9 "required checks"
-refused "max changed files (250 files over 3 pages)" 10 "changed files"
+refused "max changed files (250 files)" 10 "changed files: 250, at most 50"
 refused "3001 changed files: the one GitHub does not list could be protected" 90 \
 	"changed files could not all be read: GitHub listed 3000 of the pull request's 3001"
 merged | grep -qwE "2|3|4|5|6|7|9|10" && fail "a refused PR was merged" || ok "nothing refused was merged"
@@ -208,10 +209,25 @@ $TH github merge --repo acme/backend --pr 8 --target main >"$T/out" 2>"$T/err"; 
 [ $rc -eq 4 ] && grep -q "head_moved" "$T/err" && ok "push between check and merge: refused (409), exit 4" ||
 	{ fail "push race (exit $rc)"; sed 's/^/#   /' "$T/err"; }
 
+# The head is force-pushed from A to C while the changed files are read and
+# back to A before the merge: the files judged are A's (read by comparing
+# the base with A), not C's, so A's protected workflow is refused.
+admin POST push-on-next "{\"repo\":\"acme/backend\",\"pr\":16,\"sha\":\"$(sha 1616)\",\"files\":[\"src/ok.c\"],\"before\":\"files\"}" >/dev/null
+admin POST push-on-next "{\"repo\":\"acme/backend\",\"pr\":16,\"sha\":\"$(sha 16)\",\"files\":[\".github/workflows/evil.yml\"],\"before\":\"merge\"}" >/dev/null
+refused "head moved A -> C -> A around the file listing: A's files are judged" 16 \
+	"protected path: .github/workflows/evil.yml"
+admin GET requests | $PY -c "
+import json, sys
+r = json.load(sys.stdin)
+r = r['requests'] if isinstance(r, dict) else r
+sys.exit(0 if any(x.get('route') == 'compare' and (x.get('push_on_next') or {}).get('pr') == 16 for x in r) else 1)" &&
+	ok "... the head did move to C while A's files were read" || fail "the A -> C push did not fire during the file listing"
+merged | grep -qw 16 && fail "the A -> C -> A pull request was merged" || ok "... and not merged"
+
 # GitHub faults.
 admin POST faults '{"method":"GET","path_regex":"/pulls/11$","status":503,"times":2}' >/dev/null
 expect_ok "two 503s on a read are retried through" $TH github merge --repo acme/backend --pr 11 --target main
-admin POST faults '{"method":"GET","path_regex":"/pulls/12/files","rate_limit":{"kind":"secondary","retry_after":1}}' >/dev/null
+admin POST faults '{"method":"GET","path_regex":"/compare/main[.][.][.]0+12$","rate_limit":{"kind":"secondary","retry_after":1}}' >/dev/null
 expect_ok "a secondary rate limit (retry-after: 1) is waited out" $TH github merge --repo acme/backend --pr 12 --target main
 admin POST faults '{"method":"GET","path_regex":"/pulls/13$","rate_limit":{"kind":"primary","reset_in":3600},"times":5}' >/dev/null
 $TH github merge --repo acme/backend --pr 13 --target main >"$T/out" 2>"$T/err"; rc=$?
