@@ -774,6 +774,7 @@ accept_client(struct server *s)
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct client *c;
+	size_t i, held;
 	int fd, r;
 
 	if ((fd = accept4(s->listen_fd, NULL, NULL,
@@ -785,11 +786,21 @@ accept_client(struct server *s)
 		close(fd);
 		return;
 	}
-	if (config_peer_purposes(s->cfg, cred.uid) == 0 ||
-	    s->nclients == SERVER_CLIENTS_MAX) {
-		r = th_fail(TH_ERR_DENIED, s->nclients == SERVER_CLIENTS_MAX ?
-		    "too many connections" : "peer uid %u is not allowed by "
-		    "the signer's allow-uid", (unsigned)cred.uid);
+	for (i = held = 0; i < s->nclients; i++)
+		held += s->clients[i].peer.uid == cred.uid;
+	if (config_peer_purposes(s->cfg, cred.uid) == 0)
+		r = th_fail(TH_ERR_DENIED, "peer uid %u is not allowed by the "
+		    "signer's allow-uid", (unsigned)cred.uid);
+	else if (s->nclients == SERVER_CLIENTS_MAX)
+		r = th_fail(TH_ERR_DENIED, "too many connections (%d)",
+		    SERVER_CLIENTS_MAX);
+	else if (held == SERVER_UID_CLIENTS_MAX)
+		r = th_fail(TH_ERR_DENIED, "uid %u already holds %d "
+		    "connections, as many as one uid may", (unsigned)cred.uid,
+		    SERVER_UID_CLIENTS_MAX);
+	else
+		r = 0;
+	if (r != 0) {
 		log_warn("uid %u pid %d: refused connection: %s",
 		    (unsigned)cred.uid, (int)cred.pid, th_errmsg(r));
 		buf_reset(s->reply);

@@ -190,6 +190,33 @@ expect_ok "the unconfined uid still signs with the root" $TH signer sign delegat
 grep -q "uid 65534 pid [0-9]*: SIGN delegation-root: refused: uid 65534 may not use" "$T/signer.log" &&
 	ok "the refusal is in the signer's log" || fail "confined refusal logged"
 
+# One uid holds at most half the signer's 64 connections: uid 65534 opening
+# all it can does not lock root (the broker's uid, say) out.
+$NOBODY $PY - "$T/signer.sock" "$T/qn/hold.out" <<'PY' &
+import socket, sys, time
+held, out = [], open(sys.argv[2], "w")
+for i in range(40):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    s.settimeout(0.5)
+    try:
+        reply = s.recv(4096)
+    except socket.timeout:
+        held.append(s)    # accepted: the signer sends nothing unasked
+        continue
+    out.write("%d held; refused: %r\n" % (len(held), reply[reply.find(b"uid"):]))
+    break
+out.close()
+time.sleep(6)
+PY
+holder=$!
+i=0
+while [ ! -s "$T/qn/hold.out" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+grep -q "^32 held; refused: b'uid 65534 already holds 32 connections, as many as one uid may'" "$T/qn/hold.out" &&
+	ok "a uid's 33rd connection is refused, saying why" || { fail "per-uid connection share"; sed 's/^/#   /' "$T/qn/hold.out"; }
+expect_ok "while it holds 32, another uid is served" $TH signer health
+kill "$holder" 2>/dev/null
+
 # A TPM that stops answering holds up only what needs the TPM.  swtpm
 # stopped, a quote waits (its connection pending on swtpm's socket, as ss
 # shows) while the capability key on SoftHSM goes on signing; swtpm
