@@ -925,6 +925,55 @@ alog_open_intents(struct alog *l,
 	return r;
 }
 
+int
+alog_since_seq(struct alog *l, int64_t before, int64_t since, int64_t *from)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*from = 0;
+	/* Entries are appended in time order: walk back from before only as
+	 * far as the first older than since. */
+	if (sqlite3_prepare_v2(l->db, "SELECT seq, json_extract(body, "
+	    "'$.time') FROM entries WHERE seq < ?1 ORDER BY seq DESC", -1, &st,
+	    NULL) != SQLITE_OK)
+		return db_fail(l, "read");
+	sqlite3_bind_int64(st, 1, before);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (sqlite3_column_int64(st, 1) < since) {
+			*from = sqlite3_column_int64(st, 0);
+			break;
+		}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(l, "read");
+}
+
+int
+alog_result_named(struct alog *l, int64_t from, const char *op,
+    const char *repo, int64_t id, int *named)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*named = 0;
+	if (sqlite3_prepare_v2(l->db, "SELECT 1 FROM entries o JOIN entries i "
+	    "ON i.seq = o.ref WHERE o.seq > ?1 AND o.kind IN ('outcome', "
+	    "'recovered') AND i.kind = 'intent' AND "
+	    "json_extract(o.body, '$.result.id') = ?2 AND "
+	    "json_extract(i.body, '$.op.op') = ?3 AND "
+	    "json_extract(i.body, '$.op.repo') = ?4 LIMIT 1", -1, &st,
+	    NULL) != SQLITE_OK)
+		return db_fail(l, "read");
+	sqlite3_bind_int64(st, 1, from);
+	sqlite3_bind_int64(st, 2, id);
+	sqlite3_bind_text(st, 3, op, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, repo, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		*named = 1;
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(l, "read");
+}
+
 static int
 export_rows(sqlite3 *db, const char *sql, const char *type, FILE *out)
 {

@@ -1053,7 +1053,11 @@ gh_list(struct gh *g, const struct gh_token *tok, const char *path,
 		}
 		for (i = 0; i < json_object_array_length(o); i++)
 			if ((r = each(json_object_array_get_idx(o, i), arg)) != 0)
-				goto out;
+				break;
+		if (r > 0)		/* each has seen enough */
+			break;
+		if (r < 0)
+			goto out;
 		if (next[0] == '\0')
 			break;
 		/* The token goes to the configured GitHub only. */

@@ -114,7 +114,8 @@ int	gh_branch_get(struct gh *g, const struct gh_token *tok,
 int	gh_app_login(struct gh *g, char *out, size_t len);
 /* Every item of the list GET base + path answers, page by page (Link
  * rel="next", on the configured GitHub only, at most GH_PAGES_MAX pages),
- * to each, which stops the walk by returning non-zero (returned). */
+ * to each, which stops the walk by returning 1 (then 0 is returned) or a
+ * negative error (returned). */
 int	gh_list(struct gh *g, const struct gh_token *tok, const char *path,
 	    int (*each)(struct json_object *item, void *arg), void *arg);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "err.h"
@@ -16,6 +17,11 @@
  * and still be the intent's: the broker's and GitHub's clocks may
  * disagree by this much. */
 #define RECOVER_SKEW	60
+/* Seconds after its intent by which GitHub has done all it will of an
+ * operation: the broker waits at most HTTP_TIMEOUT_MS for an answer. */
+#define RECOVER_SETTLE	(HTTP_TIMEOUT_MS / 1000 + 5)
+/* Objects the App made that one intent may be looked up among. */
+#define RECOVER_CANDIDATES	1000
 
 /* A token for repo with one read permission, for recovery's lookups; the
  * caller revokes it. */
@@ -135,17 +141,21 @@ recover_push(struct broker *b, const char *repo, struct json_object *entry,
 	return r;
 }
 
-/* An object the App may have made for an interrupted intent: one GitHub
- * lists (a comment, pull request or deployment) matches if the App made it
- * (author login_member.login is the App's login), no earlier than since,
- * and, for a comment, with the intent's body. */
+/* An object the App may have made for an interrupted intent.  One GitHub
+ * lists (a comment, pull request or deployment) is a candidate if the App
+ * made it (author login_member.login is the App's login), no earlier than
+ * since, and, as far as the list's own filters are not trusted, what the
+ * intent asked for: a comment's body, a pull request's head branch. */
 struct made {
 	const char		*login_member;	/* "user" or "creator" */
 	const char		*id_member;	/* "id" or "number" */
 	const char		*app;		/* "slug[bot]" */
 	const char		*body;		/* NULL: not compared */
+	const char		*head;		/* NULL: not compared */
+	int			 newest_first;	/* the list is, by creation */
 	time_t			 since;
-	struct json_object	*ids;
+	int64_t			 ids[RECOVER_CANDIDATES];
+	size_t			 nids;
 };
 
 /* GitHub's timestamps: "YYYY-MM-DDTHH:MM:SSZ". */
@@ -164,11 +174,24 @@ iso_time(const char *s, time_t *out)
 }
 
 static int
+iso_format(time_t t, char *out, size_t len)
+{
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return th_fail(TH_ERR_INVALID, "time %lld out of range",
+		    (long long)t);
+	return 0;
+}
+
+/* gh_list's callback: 1 stops the walk (the rest is older than since). */
+static int
 made_match(struct json_object *item, void *arg)
 {
 	struct made *m = arg;
-	struct json_object *who;
-	const char *login, *created, *body;
+	struct json_object *who, *head;
+	const char *login, *created, *v;
 	time_t t;
 	int64_t id;
 
@@ -180,57 +203,77 @@ made_match(struct json_object *item, void *arg)
 		return th_fail(TH_ERR_PROTOCOL, "GitHub listed an object "
 		    "without %s, %s or a readable created_at", m->login_member,
 		    m->id_member);
+	if (t < m->since)
+		return m->newest_first ? 1 : 0;
 	/* A deleted account's objects name no one ("user": null). */
 	if (!json_object_is_type(who, json_type_object) ||
 	    json_get_string(who, "login", &login) != 0 ||
-	    strcasecmp(login, m->app) != 0 || t < m->since)
+	    strcasecmp(login, m->app) != 0)
 		return 0;
-	if (m->body != NULL && (json_get_string(item, "body", &body) != 0 ||
-	    strcmp(body, m->body) != 0))
+	if (m->body != NULL && (json_get_string(item, "body", &v) != 0 ||
+	    strcmp(v, m->body) != 0))
 		return 0;
-	return json_object_array_add(m->ids, json_object_new_int64(id)) == 0 ?
-	    0 : TH_ERR_ALLOC;
+	if (m->head != NULL && (!json_object_object_get_ex(item, "head",
+	    &head) || json_get_string(head, "ref", &v) != 0 ||
+	    strcmp(v, m->head) != 0))
+		return 0;
+	if (m->nids == RECOVER_CANDIDATES)
+		return th_fail(TH_ERR_TOO_LONG, "more than %d objects the App "
+		    "made could be the intent's", RECOVER_CANDIDATES);
+	m->ids[m->nids++] = id;
+	return 0;
 }
 
-/* Lists path (a query string already on it) with a token of perm read,
- * and records in res "created" (whether anything matched), list_name (what
- * matched, by id or number) and "since" (the earliest creation time that
- * could match, in GitHub's format). */
+/* Lists path (a query string already on it) with a token of perm read for
+ * what the App made for intent seq (kind on repo) since m->since, and
+ * records in res "created" and, if so, "id": the oldest candidate no
+ * outcome or recovered entry names yet.  Interrupted identical operations
+ * are so given what GitHub made in the order they were asked for. */
 static int
-recover_made(struct broker *b, const char *repo, const char *perm,
-    const char *path, struct made *m, const char *list_name,
+recover_made(struct broker *b, int64_t seq, const char *kind,
+    const char *repo, const char *perm, const char *path, struct made *m,
     struct json_object *res)
 {
 	struct gh_token tok;
 	char app[GH_LOGIN_MAX + 1], since[32];
-	int r;
+	int64_t from, found = 0;
+	size_t i;
+	int r, named = 1;
 
 	memset(&tok, 0, sizeof(tok));
-	if ((m->ids = json_object_new_array()) == NULL)
-		return TH_ERR_ALLOC;
 	m->app = app;
-	if ((r = gh_app_login(b->gh, app, sizeof(app))) != 0 ||
+	if ((r = iso_format(m->since, since, sizeof(since))) != 0 ||
+	    (r = gh_app_login(b->gh, app, sizeof(app))) != 0 ||
 	    (r = recovery_token(b, repo, perm, &tok)) != 0 ||
-	    (r = gh_list(b->gh, &tok, path, made_match, m)) != 0)
+	    (r = gh_list(b->gh, &tok, path, made_match, m)) != 0 ||
+	    (r = alog_since_seq(b->audit, seq, m->since - RECOVER_SKEW,
+	    &from)) != 0)
 		goto out;
-	strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ",
-	    gmtime(&m->since));
+	/* Oldest first: GitHub's ids grow with creation. */
+	for (i = 0; i < m->nids && named; i++) {
+		found = m->ids[m->nids - 1 - i];
+		if (!m->newest_first)
+			found = m->ids[i];
+		if ((r = alog_result_named(b->audit, from, kind, repo, found,
+		    &named)) != 0)
+			goto out;
+	}
 	json_object_object_add(res, "created", json_object_new_boolean(
-	    json_object_array_length(m->ids) > 0));
-	json_object_object_add(res, list_name, json_object_get(m->ids));
+	    !named));
+	if (!named)
+		json_object_object_add(res, "id", json_object_new_int64(found));
 	json_object_object_add(res, "since", json_object_new_string(since));
  out:
 	gh_token_revoke(b->gh, &tok);
-	json_object_put(m->ids);
-	m->ids = NULL;
+	m->app = NULL;
 	return r;
 }
 
-/* A string of the intent's op, escaped for a URL's query ("" if absent
- * and dflt NULL). */
+/* A string of the intent's op (target, or a member of its params),
+ * escaped for a URL's query into out[len]. */
 static int
 op_arg(struct json_object *op, const char *member, const char *dflt,
-    char *out, size_t len)
+    const char **raw, char *out, size_t len)
 {
 	struct json_object *p;
 	const char *v = dflt;
@@ -246,22 +289,24 @@ op_arg(struct json_object *op, const char *member, const char *dflt,
 	if (gh_escape(out, len, v) != 0)
 		return th_fail(TH_ERR_TOO_LONG, "the intent's %s is too long",
 		    member);
+	if (raw != NULL)
+		*raw = v;
 	return 0;
 }
 
 /* Comments, pull requests and deployments the App made for an interrupted
  * intent, looked up by what the intent asked for. */
 static int
-recover_created(struct broker *b, const char *kind, const char *repo,
-    struct json_object *op, int64_t pr, time_t at, struct json_object *res)
+recover_created(struct broker *b, int64_t seq, const char *kind,
+    const char *repo, struct json_object *op, int64_t pr, time_t at,
+    struct json_object *res)
 {
-	char path[HTTP_URL_MAX / 2], since[32];
-	char a1[3 * SCOPE_BRANCH_MAX + 1], a2[3 * SCOPE_BRANCH_MAX + 1];
-	char owner[SCOPE_REPO_MAX + 1];
+	char path[HTTP_URL_MAX / 2], since[32], owner[SCOPE_REPO_MAX + 1];
+	char a1[HTTP_URL_MAX / 8], a2[HTTP_URL_MAX / 8];
 	struct json_object *p, *v;
+	const char *head, *colon;
 	struct made m;
-	time_t t;
-	int r;
+	int r, n;
 
 	memset(&m, 0, sizeof(m));
 	m.since = at - RECOVER_SKEW;
@@ -274,43 +319,70 @@ recover_created(struct broker *b, const char *kind, const char *repo,
 			return th_fail(TH_ERR_INVALID, "the intent's comment "
 			    "has no body");
 		m.body = json_object_get_string(v);
-		t = m.since;
-		strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ",
-		    gmtime(&t));
-		/* since filters by last update, never later than creation. */
-		snprintf(path, sizeof(path), "/repos/%s/issues/%lld/comments"
-		    "?since=%s&per_page=100", repo, (long long)pr, since);
-		return recover_made(b, repo, "issues", path, &m, "comments",
+		if ((r = iso_format(m.since, since, sizeof(since))) != 0)
+			return r;
+		/* since filters by last update, never earlier than
+		 * creation; the list is oldest first. */
+		n = snprintf(path, sizeof(path), "/repos/%s/issues/%lld/"
+		    "comments?since=%s&per_page=100", repo, (long long)pr,
+		    since);
+		if (n < 0 || (size_t)n >= sizeof(path))
+			return th_fail(TH_ERR_TOO_LONG, "URL too long");
+		return recover_made(b, seq, kind, repo, "issues", path, &m,
 		    res);
 	}
 	if (strcmp(kind, "github.pr.create") == 0) {
-		if ((r = op_arg(op, "head", NULL, a1, sizeof(a1))) != 0 ||
-		    (r = op_arg(op, "target", NULL, a2, sizeof(a2))) != 0)
+		/* GitHub filters by "owner:branch" (and ignores a head
+		 * without owner, so the head is compared here too); not by
+		 * base, which may have changed since (a deleted base branch
+		 * retargets its pull requests). */
+		if ((r = op_arg(op, "head", NULL, &head, a1,
+		    sizeof(a1))) != 0)
 			return r;
-		/* GitHub filters by "owner:branch". */
-		snprintf(owner, sizeof(owner), "%.*s",
-		    (int)strcspn(repo, "/"), repo);
-		if ((size_t)snprintf(path, sizeof(path), "/repos/%s/pulls?"
-		    "state=all&head=%s%s%s&base=%s&per_page=100", repo,
-		    strstr(a1, "%3A") != NULL ? "" : owner,
-		    strstr(a1, "%3A") != NULL ? "" : ":", a1, a2) >=
-		    sizeof(path))
+		snprintf(owner, sizeof(owner), "%.*s", (int)strcspn(repo, "/"),
+		    repo);
+		colon = strchr(head, ':');
+		m.head = colon != NULL ? colon + 1 : head;
+		n = snprintf(path, sizeof(path), "/repos/%s/pulls?state=all&"
+		    "head=%s%s%s&per_page=100", repo, colon != NULL ? "" :
+		    owner, colon != NULL ? "" : "%3A", a1);
+		if (n < 0 || (size_t)n >= sizeof(path))
 			return th_fail(TH_ERR_TOO_LONG, "URL too long");
 		m.id_member = "number";
-		return recover_made(b, repo, "pull_requests", path, &m, "pulls",
-		    res);
+		m.newest_first = 1;
+		return recover_made(b, seq, kind, repo, "pull_requests", path,
+		    &m, res);
 	}
-	/* github.deployment.create: GitHub's defaults when not given. */
-	if ((r = op_arg(op, "target", NULL, a1, sizeof(a1))) != 0 ||
-	    (r = op_arg(op, "environment", "production", a2, sizeof(a2))) != 0)
+	/* github.deployment.create: GitHub's default environment when the
+	 * intent named none. */
+	if ((r = op_arg(op, "target", NULL, NULL, a1, sizeof(a1))) != 0 ||
+	    (r = op_arg(op, "environment", "production", NULL, a2,
+	    sizeof(a2))) != 0)
 		return r;
-	if ((size_t)snprintf(path, sizeof(path), "/repos/%s/deployments?"
-	    "ref=%s&environment=%s&per_page=100", repo, a1, a2) >=
-	    sizeof(path))
+	n = snprintf(path, sizeof(path), "/repos/%s/deployments?ref=%s&"
+	    "environment=%s&per_page=100", repo, a1, a2);
+	if (n < 0 || (size_t)n >= sizeof(path))
 		return th_fail(TH_ERR_TOO_LONG, "URL too long");
 	m.login_member = "creator";
-	return recover_made(b, repo, "deployments", path, &m, "deployments",
-	    res);
+	m.newest_first = 1;
+	return recover_made(b, seq, kind, repo, "deployments", path, &m, res);
+}
+
+/* GitHub may still be doing what a request sent just before the broker
+ * died asked for: nothing is concluded of an intent younger than the
+ * longest the broker waits for GitHub, and a margin. */
+static void
+settle(int64_t seq, int64_t at)
+{
+	int64_t wait = at + RECOVER_SETTLE - (int64_t)time(NULL);
+
+	if (wait <= 0)
+		return;
+	log_info("audit: intent %lld is recent: waiting %lld s for GitHub to "
+	    "finish what it may still be doing", (long long)seq,
+	    (long long)wait);
+	while ((wait = at + RECOVER_SETTLE - (int64_t)time(NULL)) > 0)
+		sleep((unsigned)wait);
 }
 
 /* What GitHub says about one intent left without an outcome. */
@@ -332,6 +404,8 @@ recover_one(int64_t seq, struct json_object *entry, void *arg)
 		json_get_int64(op, "pr", &n);
 	}
 	json_get_int64(entry, "time", &at);
+	if (strcmp(kind, "github.workflow.dispatch") != 0)
+		settle(seq, at);
 	if (strcmp(kind, "github.merge") == 0)
 		r = recover_merge(b, repo, n, res);
 	else if (strcmp(kind, "github.push") == 0)
@@ -339,7 +413,7 @@ recover_one(int64_t seq, struct json_object *entry, void *arg)
 	else if (strcmp(kind, "github.comment") == 0 ||
 	    strcmp(kind, "github.pr.create") == 0 ||
 	    strcmp(kind, "github.deployment.create") == 0)
-		r = recover_created(b, kind, repo, op, n, (time_t)at, res);
+		r = recover_created(b, seq, kind, repo, op, n, (time_t)at, res);
 	else {
 		r = 0;
 		status = 0;

@@ -92,7 +92,9 @@ start_broker() {
 	"$BIN/thresholdd" -f "$T/broker.conf" >>"$T/broker.log" 2>&1 &
 	echo $! >"$T/broker.pid"
 	i=0
-	while [ ! -S "$T/broker.sock" ] && [ $i -lt 100 ]; do
+	# Up to 30 s: after a crash the broker waits for what GitHub may
+	# still be doing before it recovers and serves.
+	while [ ! -S "$T/broker.sock" ] && [ $i -lt 300 ]; do
 		kill -0 "$(cat "$T/broker.pid")" 2>/dev/null || break
 		sleep 0.1; i=$((i + 1))
 	done

@@ -1568,9 +1568,13 @@ class Emulator:
         files = []
         st = {"A": "added", "D": "removed", "M": "modified", "R": "renamed", "C": "copied",
               "T": "changed"}
-        for line in self.git(gd, "diff", "--name-status", "--no-renames", mb, hd).splitlines()[:300]:
-            code, _, fn = line.partition("\t")
-            files.append({"filename": fn, "status": st.get(code[:1], "modified")})
+        # Renames detected, as GitHub does: one entry, with the old name.
+        for line in self.git(gd, "diff", "--name-status", "-M", mb, hd).splitlines()[:300]:
+            parts = line.split("\t")
+            f = {"filename": parts[-1], "status": st.get(parts[0][:1], "modified")}
+            if parts[0][:1] in ("R", "C") and len(parts) == 3:
+                f["previous_filename"] = parts[1]
+            files.append(f)
         url = ctx.url("/repos/%s/compare/%s...%s" % (repo["full_name"], base, head))
         return Response(200, {
             "url": url, "html_url": "https://github.com/%s/compare/%s...%s" % (repo["full_name"], base, head),
@@ -1597,22 +1601,34 @@ class Emulator:
         b, hd = self._resolve_ref(repo, base), self._resolve_ref(repo, head)
         if b is None or hd is None:
             raise ApiError(404, "Not Found", doc=doc)
+        # Only against the base the pull request's files were made for: the
+        # model knows no other diff.
         found = [p for p in repo["pulls"].values()
-                 if hd in p.get("files_at", {}) and p["base"]["ref"] in (base, b)]
-        found += [p for p in repo["pulls"].values() if hd in p.get("files_at", {}) and p not in found]
+                 if hd in p.get("files_at", {}) and base in (p["base"]["ref"], repo["branches"].get(p["base"]["ref"]))]
         if not found:
             raise ApiError(404, "Not Found", doc=doc)
         pr = found[0]
+        # The pull request's commits, oldest first, its head last; pages of
+        # commits (with a Link) only when asked for, files on the first only.
+        n = pr.get("commits", 1)
+        commits = [{"sha": sha256_hex("%s:%d:%d" % (hd, pr["number"], i))[:40],
+                    "commit": {"message": "%s (%d)" % (pr["title"], i)}, "parents": []}
+                   for i in range(n - 1)]
+        commits.append({"sha": hd, "commit": {"message": pr["title"]}, "parents": []})
         paged = ctx.q("page") is not None or ctx.q("per_page") is not None
-        files = pr["files_at"][hd][:300] if ctx.qint("page", 1) <= 1 or not paged else []
-        commits = [{"sha": hd, "commit": {"message": pr["title"]}, "parents": [{"sha": b}]}]
+        hdrs = {}
+        if paged:
+            commits, hdrs, _ = self._paginate(ctx, commits)
+        else:
+            commits = commits[-250:]
+        files = pr["files_at"][hd][:300] if not paged or ctx.qint("page", 1) <= 1 else []
         url = ctx.url("/repos/%s/compare/%s...%s" % (repo["full_name"], base, head))
         return Response(200, {
             "url": url, "html_url": "https://github.com/%s/compare/%s...%s" % (repo["full_name"], base, head),
             "base_commit": {"sha": b}, "merge_base_commit": {"sha": b},
-            "status": "ahead", "ahead_by": pr.get("commits", 1), "behind_by": 0,
-            "total_commits": pr.get("commits", 1), "commits": commits,
-            "files": self._file_items(ctx, repo, hd, files)})
+            "status": "ahead", "ahead_by": n, "behind_by": 0,
+            "total_commits": n, "commits": commits,
+            "files": self._file_items(ctx, repo, hd, files)}, hdrs)
 
     def r_pull_get(self, ctx):
         repo = self._require_repo(ctx, ["pull_requests"], "read")
@@ -1853,7 +1869,9 @@ class Emulator:
             raise ApiError(422, "Validation Failed", extra={"errors": [
                 {"resource": "PullRequest", "field": "state", "code": "invalid"}]})
         head, base = ctx.q("head"), ctx.q("base")
-        if head is not None and ":" in head:
+        if head is not None and ":" not in head:
+            head = None  # GitHub ignores a head filter without its owner
+        elif head is not None:
             owner, head = head.split(":", 1)
             if owner.lower() != repo["owner"].lower():
                 head = "\0"  # another owner's fork: no branch here matches

@@ -318,6 +318,14 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual(len(self.get(path % HEAD, tok).json["files"]), 3)
         self.assertEqual(self.get(path % ("0" * 40), tok).status, 404)
         self.assertEqual(self.get(path % HEAD, self.token(["widgets"], {"issues": "read"})).status, 403)
+        # Only against the pull request's base; its commits paged when asked.
+        self.assertEqual(self.get("/repos/acme/widgets/compare/topic...%s" % HEAD, tok).status, 404)
+        r = self.get(path % ("f" * 40) + "?per_page=1", tok)
+        self.assertEqual((r.json["total_commits"], len(r.json["commits"])), (2, 1))
+        self.assertIn('rel="next"', r.header("Link"))
+        r = self.get(path % ("f" * 40), tok)
+        self.assertEqual(r.json["commits"][-1]["sha"], "f" * 40)
+        self.assertIsNone(r.header("Link"))
 
     def test_reviews(self):
         tok = self.token(["widgets"], {"pull_requests": "read"})
@@ -546,6 +554,8 @@ class EmulatorTest(unittest.TestCase):
         self.assertRegex(r.json[0]["created_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
         self.assertEqual([p["number"] for p in self.get(path, tok).json], [n, 7])  # open, newest first
         self.assertEqual(self.get(path + "?head=other:topic&state=all", tok).json, [])
+        # Without its owner the head filter is ignored, as GitHub does.
+        self.assertEqual(len(self.get(path + "?head=nope&state=all", tok).json), 2)
         self.assertEqual(self.get(path + "?head=acme:topic&base=release", tok).json, [])
         self.assertEqual(self.get(path + "?state=closed", tok).json, [])
         self.assertEqual(self.get(path + "?state=merged", tok).status, 422)

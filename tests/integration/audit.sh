@@ -153,7 +153,6 @@ crash_at() {
 	$BIN/threshold --broker "$T/broker.sock" github merge --repo acme/backend --pr "$1" >/dev/null 2>&1 &
 	$3 "$1" || fail "the merge of #$1 reached the step to crash at"
 	kill -9 "$(cat "$T/broker.pid")"
-	sleep 4
 	start_broker || fail "broker restarts after kill -9 (#$1)"
 }
 crash_at 3 '{"method":"PUT","path_regex":"/pulls/3/merge","delay_ms":3000}' at_merge
@@ -208,10 +207,13 @@ EOF2
 expect_ok "after the crashes the hash chain is intact" $AC chain "$T/audit.jsonl"
 expect_ok "after the crashes the log verifies" $BIN/threshold audit verify "$T/audit.jsonl" --root "$T/root.pem"
 
-# Recovery of the other operations, all in flight when the broker is killed:
-# a comment, a pull request and a deployment GitHub made are found by what
-# their intents asked; a comment GitHub never got is recorded as not made;
-# a dispatch (GitHub offers no lookup) as unknown.
+# Recovery of the other operations, all in flight when the broker is killed
+# and restarted at once (the broker waits until GitHub must have finished
+# what it was asked): a comment, a pull request and a deployment GitHub made
+# are found by what their intents asked; a comment GitHub never got is
+# recorded as not made; of two identical comments GitHub made once, one
+# intent is given it and the other not; a dispatch (GitHub offers no
+# lookup) is recorded as unknown.
 ALICE="env SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state"
 echo '{"allowed_targets":["main"]}' >"$T/ops-policy.json"
 admin POST repos '{"full_name":"acme/backend","branches":{"feature-r":"abababababababababababababababababababab"},"workflows":["deploy.yml"]}' >/dev/null
@@ -223,6 +225,8 @@ expect_ok "alice delegates comments, pull requests, deployments and dispatches t
 	--target main --policy "$T/ops-policy.json" --ttl 1h
 for f in '"path_regex":"^/repos/acme/backend/issues/1/comments$","delay_ms":3000' \
     '"path_regex":"^/repos/acme/backend/issues/2/comments$","hang_ms":3000,"then":"close"' \
+    '"path_regex":"^/repos/acme/backend/issues/24/comments$","delay_ms":3000' \
+    '"path_regex":"^/repos/acme/backend/issues/24/comments$","hang_ms":3000,"then":"close"' \
     '"path_regex":"^/repos/acme/backend/pulls$","delay_ms":3000' \
     '"path_regex":"^/repos/acme/backend/deployments$","delay_ms":3000' \
     '"path_regex":"/dispatches$","delay_ms":3000'; do
@@ -230,49 +234,64 @@ for f in '"path_regex":"^/repos/acme/backend/issues/1/comments$","delay_ms":3000
 done
 $TH github comment --repo acme/backend --pr 1 --body "made while the broker died" >/dev/null 2>&1 &
 $TH github comment --repo acme/backend --pr 2 --body "never made" >/dev/null 2>&1 &
+$TH github comment --repo acme/backend --pr 24 --body "asked twice" >/dev/null 2>&1 &
+$TH github comment --repo acme/backend --pr 24 --body "asked twice" >/dev/null 2>&1 &
 $TH github pr create --repo acme/backend --head feature-r --base main --title "Recovered" >/dev/null 2>&1 &
 $TH github deploy --repo acme/backend --ref main --environment staging >/dev/null 2>&1 &
 $TH github dispatch --repo acme/backend --workflow deploy.yml --ref main >/dev/null 2>&1 &
 all_intents() {
-	$PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);ops=[json.loads(b)['op']['op'] for (b,) in c.execute(\"select body from entries where kind='intent'\")];sys.exit(0 if sum(o!='github.merge' for o in ops)==5 else 1)" \
+	$PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);ops=[json.loads(b)['op']['op'] for (b,) in c.execute(\"select body from entries where kind='intent'\")];sys.exit(0 if sum(o!='github.merge' for o in ops)==7 else 1)" \
 	    "$T/state/audit.db" 2>/dev/null
 }
-eventually all_intents || fail "the five operations' intents were appended"
+eventually all_intents || fail "the seven operations' intents were appended"
 sleep 0.7
 kill -9 "$(cat "$T/broker.pid")"
-sleep 4
-start_broker || fail "broker restarts after kill -9 during five operations"
+start_broker || fail "broker restarts after kill -9 during seven operations"
+grep -q "is recent: waiting [0-9]* s for GitHub to finish" "$T/broker.log" &&
+	ok "restarted at once, the broker waits for what GitHub may still be doing" ||
+	fail "no wait for GitHub before recovery"
 export_log
 admin GET state >"$T/state.json"
 $PY - "$T/audit.jsonl" "$T/state.json" <<'EOF2' >"$T/rec.check" 2>&1
-import json, sys
+import json, sys, time
 ents = [o["entry"] for o in map(json.loads, open(sys.argv[1])) if o["type"] == "entry"]
 st = json.load(open(sys.argv[2]))
 rec = {e["intent"]: e for e in ents if e["kind"] == "recovered"}
+def intents(op, **match):
+    return [e for e in ents if e["kind"] == "intent" and e["op"]["op"] == op and
+            all(e["op"].get(k) == v for k, v in match.items())]
 def recovered(op, **match):
-    i = [e for e in ents if e["kind"] == "intent" and e["op"]["op"] == op and
-         all(e["op"].get(k) == v for k, v in match.items())]
+    i = intents(op, **match)
     assert len(i) == 1 and i[0]["seq"] in rec, (op, i)
-    return rec[i[0]["seq"]]
-made = [c["id"] for c in st["comments"] if c["body"] == "made while the broker died"]
-assert len(made) == 1 and not [c for c in st["comments"] if c["body"] == "never made"], st["comments"]
+    r = rec[i[0]["seq"]]
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(i[0]["time"] - 60))
+    assert r["result"]["since"] == since, (r, since)
+    return r
+def comments(body):
+    return [c["id"] for c in st["comments"] if c["body"] == body]
+made = comments("made while the broker died")
+assert len(made) == 1 and not comments("never made"), st["comments"]
 r = recovered("github.comment", pr=1)
-assert r["status"] == 200 and r["result"]["created"] is True and r["result"]["comments"] == made, r
+assert r["status"] == 200 and r["result"]["created"] is True and r["result"]["id"] == made[0], r
 r = recovered("github.comment", pr=2)
-assert r["result"]["created"] is False and r["result"]["comments"] == [], r
+assert r["result"]["created"] is False and "id" not in r["result"], r
+twice = comments("asked twice")
+pair = [rec[i["seq"]]["result"] for i in intents("github.comment", pr=24)]
+assert len(twice) == 1 and len(pair) == 2, (twice, pair)
+assert sorted((p["created"], p.get("id")) for p in pair) == [(False, None), (True, twice[0])], pair
 pulls = [p["pr"] for p in st["pull_requests_created"] if p["head"] == "feature-r"]
 r = recovered("github.pr.create")
-assert len(pulls) == 1 and r["result"]["created"] is True and r["result"]["pulls"] == pulls, (r, pulls)
+assert len(pulls) == 1 and r["result"]["created"] is True and r["result"]["id"] == pulls[0], (r, pulls)
 deps = [d["id"] for d in st["deployments"] if d["environment"] == "staging" and d["ref"] == "main"]
 r = recovered("github.deployment.create")
-assert len(deps) == 1 and r["result"]["deployments"] == deps, (r, deps)
-assert all(r["result"]["since"].endswith("Z") for r in rec.values() if "since" in r["result"])
-r = recovered("github.workflow.dispatch")
+assert len(deps) == 1 and r["result"]["id"] == deps[0], (r, deps)
+i = intents("github.workflow.dispatch")
+r = rec[i[0]["seq"]]
 assert r["status"] == 0 and "check the workflow's runs" in r["result"]["unknown"], r
 print("ok")
 EOF2
 grep -q '^ok$' "$T/rec.check" &&
-	ok "restart found the comment, pull request and deployment GitHub made, recorded the comment it never got as not made, the dispatch as unknown" ||
+	ok "restart found the comment, pull request and deployment GitHub made, gave the twice-asked comment to one intent, recorded the comment it never got as not made, the dispatch as unknown" ||
 	{ fail "recovery of the other operations"; sed 's/^/#   /' "$T/rec.check"; tail -5 "$T/broker.log" | sed 's/^/#   /'; }
 expect_ok "after that crash the log verifies" $BIN/threshold audit verify "$T/audit.jsonl" --root "$T/root.pem"
 
