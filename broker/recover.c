@@ -1,12 +1,12 @@
 /* Recovery (docs/audit-format.md, "recovered"): at start, for every intent
  * the log holds without an outcome (the broker died between the two), ask
  * GitHub what became of the operation and record its answer. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "broker.h"
 #include "err.h"
@@ -375,14 +375,20 @@ static void
 settle(int64_t seq, int64_t at)
 {
 	int64_t wait = at + RECOVER_SETTLE - (int64_t)time(NULL);
+	struct timespec left;
 
 	if (wait <= 0)
 		return;
+	/* An intent from the future: the clock was set back since. */
+	if (wait > RECOVER_SETTLE)
+		wait = RECOVER_SETTLE;
 	log_info("audit: intent %lld is recent: waiting %lld s for GitHub to "
 	    "finish what it may still be doing", (long long)seq,
 	    (long long)wait);
-	while ((wait = at + RECOVER_SETTLE - (int64_t)time(NULL)) > 0)
-		sleep((unsigned)wait);
+	left.tv_sec = (time_t)wait;
+	left.tv_nsec = 0;
+	while (nanosleep(&left, &left) != 0 && errno == EINTR)
+		;
 }
 
 /* What GitHub says about one intent left without an outcome. */
