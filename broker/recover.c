@@ -12,6 +12,7 @@
 #include "err.h"
 #include "json.h"
 #include "log.h"
+#include "recover.h"
 
 /* How long before its intent an object GitHub lists may have been made
  * and still be the intent's: the broker's and GitHub's clocks may
@@ -20,8 +21,6 @@
 /* Seconds after its intent by which GitHub has done all it will of an
  * operation: the broker waits at most HTTP_TIMEOUT_MS for an answer. */
 #define RECOVER_SETTLE	(HTTP_TIMEOUT_MS / 1000 + 5)
-/* Objects the App made that one intent may be looked up among. */
-#define RECOVER_CANDIDATES	1000
 
 /* A token for repo with one read permission, for recovery's lookups; the
  * caller revokes it. */
@@ -141,23 +140,6 @@ recover_push(struct broker *b, const char *repo, struct json_object *entry,
 	return r;
 }
 
-/* An object the App may have made for an interrupted intent.  One GitHub
- * lists (a comment, pull request or deployment) is a candidate if the App
- * made it (author login_member.login is the App's login), no earlier than
- * since, and, as far as the list's own filters are not trusted, what the
- * intent asked for: a comment's body, a pull request's head branch. */
-struct made {
-	const char		*login_member;	/* "user" or "creator" */
-	const char		*id_member;	/* "id" or "number" */
-	const char		*app;		/* "slug[bot]" */
-	const char		*body;		/* NULL: not compared */
-	const char		*head;		/* NULL: not compared */
-	int			 newest_first;	/* the list is, by creation */
-	time_t			 since;
-	int64_t			 ids[RECOVER_CANDIDATES];
-	size_t			 nids;
-};
-
 /* GitHub's timestamps: "YYYY-MM-DDTHH:MM:SSZ". */
 static int
 iso_time(const char *s, time_t *out)
@@ -185,11 +167,10 @@ iso_format(time_t t, char *out, size_t len)
 	return 0;
 }
 
-/* gh_list's callback: 1 stops the walk (the rest is older than since). */
-static int
-made_match(struct json_object *item, void *arg)
+int
+rec_made_match(struct json_object *item, void *arg)
 {
-	struct made *m = arg;
+	struct rec_made *m = arg;
 	struct json_object *who, *head;
 	const char *login, *created, *v;
 	time_t t;
@@ -217,9 +198,9 @@ made_match(struct json_object *item, void *arg)
 	    &head) || json_get_string(head, "ref", &v) != 0 ||
 	    strcmp(v, m->head) != 0))
 		return 0;
-	if (m->nids == RECOVER_CANDIDATES)
+	if (m->nids == REC_CANDIDATES)
 		return th_fail(TH_ERR_TOO_LONG, "more than %d objects the App "
-		    "made could be the intent's", RECOVER_CANDIDATES);
+		    "made could be the intent's", REC_CANDIDATES);
 	m->ids[m->nids++] = id;
 	return 0;
 }
@@ -231,7 +212,7 @@ made_match(struct json_object *item, void *arg)
  * are so given what GitHub made in the order they were asked for. */
 static int
 recover_made(struct broker *b, int64_t seq, const char *kind,
-    const char *repo, const char *perm, const char *path, struct made *m,
+    const char *repo, const char *perm, const char *path, struct rec_made *m,
     struct json_object *res)
 {
 	struct gh_token tok;
@@ -245,7 +226,7 @@ recover_made(struct broker *b, int64_t seq, const char *kind,
 	if ((r = iso_format(m->since, since, sizeof(since))) != 0 ||
 	    (r = gh_app_login(b->gh, app, sizeof(app))) != 0 ||
 	    (r = recovery_token(b, repo, perm, &tok)) != 0 ||
-	    (r = gh_list(b->gh, &tok, path, made_match, m)) != 0 ||
+	    (r = gh_list(b->gh, &tok, path, rec_made_match, m)) != 0 ||
 	    (r = alog_since_seq(b->audit, seq, m->since - RECOVER_SKEW,
 	    &from)) != 0)
 		goto out;
@@ -305,7 +286,7 @@ recover_created(struct broker *b, int64_t seq, const char *kind,
 	char a1[HTTP_URL_MAX / 8], a2[HTTP_URL_MAX / 8];
 	struct json_object *p, *v;
 	const char *head, *colon;
-	struct made m;
+	struct rec_made m;
 	int r, n;
 
 	memset(&m, 0, sizeof(m));

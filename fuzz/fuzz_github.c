@@ -1,9 +1,12 @@
 /* GitHub's replies about a pull request (broker/facts.c), then the policy
- * evaluated on what was parsed, as thresholdd does before a merge; and the
+ * evaluated on what was parsed, as thresholdd does before a merge; the
  * reply header lines the HTTP client reads (broker/http.c: the Link header
- * decides where the next page, and the token, goes).  Byte 0 picks: the
- * pull request, a page of check runs, statuses, reviews or files (the rest
- * of the facts made up so the rules run), or header lines. */
+ * decides where the next page, and the token, goes); and a page of the
+ * lists recovery reads (broker/recover.c: comments, pull requests or
+ * deployments the App may have made).  Byte 0 picks: the pull request, a
+ * page of check runs, statuses, reviews or files (the rest of the facts
+ * made up so the rules run), header lines, or a recovery list page (its
+ * bits choosing which matching rules apply). */
 #include <string.h>
 
 #include "facts.h"
@@ -11,6 +14,7 @@
 #include "http.h"
 #include "json.h"
 #include "peval.h"
+#include "recover.h"
 
 static const char policy_text[] = "{\"required_checks\":[\"ci/test\"],"
     "\"min_approvals\":1,\"protected_paths\":[\".github/workflows/**\","
@@ -43,6 +47,45 @@ headers(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(memmem(data, size, quoted, len + 1) != NULL);
 }
 
+/* Items handed to the matcher as gh_list does, until it stops the walk;
+ * what it keeps must be within bounds and only ids it was given. */
+static void
+recovery_page(unsigned rules, const uint8_t *data, size_t size)
+{
+	static struct rec_made m;
+	struct json_object *o = NULL, *item;
+	int64_t id;
+	size_t i, k;
+	int r = 0;
+
+	memset(&m, 0, sizeof(m));
+	m.app = "threshold[bot]";
+	m.since = 1764000000;
+	m.login_member = rules & 1 ? "creator" : "user";
+	m.id_member = rules & 2 ? "number" : "id";
+	m.body = rules & 4 ? "LGTM" : NULL;
+	m.head = rules & 8 ? "topic" : NULL;
+	m.newest_first = (rules & 16) != 0;
+	if (json_parse_strict((const char *)data, size, 1 << 20, &o) != 0 ||
+	    !json_object_is_type(o, json_type_array))
+		goto out;
+	for (i = 0; r == 0 && i < json_object_array_length(o); i++)
+		r = rec_made_match(json_object_array_get_idx(o, i), &m);
+	FUZZ_ASSERT(r <= 1 && (r != 1 || m.newest_first));
+	FUZZ_ASSERT(m.nids <= REC_CANDIDATES);
+	for (k = 0; k < m.nids; k++) {
+		for (i = 0; i < json_object_array_length(o); i++) {
+			item = json_object_array_get_idx(o, i);
+			if (json_get_int64(item, m.id_member, &id) == 0 &&
+			    id == m.ids[k])
+				break;
+		}
+		FUZZ_ASSERT(i < json_object_array_length(o));
+	}
+ out:
+	json_object_put(o);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -58,9 +101,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	memset(&f, 0, sizeof(f));
-	kind = data[0] % (FACTS_LISTS + 2);
+	kind = data[0] % (FACTS_LISTS + 3);
 	if (kind == FACTS_LISTS + 1) {
 		headers(data + 1, size - 1);
+		return 0;
+	}
+	if (kind == FACTS_LISTS + 2) {
+		recovery_page(data[0] / (FACTS_LISTS + 3), data + 1, size - 1);
 		return 0;
 	}
 	if (json_parse_strict((const char *)data + 1, size - 1, 1 << 20, &o)

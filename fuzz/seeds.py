@@ -153,7 +153,8 @@ def gitrx_seeds(out, work):
 
 def github_seeds(out):
     """Replies as docs of GitHub's REST API show them; byte 0 is the
-    harness's selector (0 checks, 1 statuses, 2 reviews, 3 files, 4 PR, 5 header lines)."""
+    harness's selector (0 checks, 1 statuses, 2 reviews, 3 files, 4 PR, 5 header lines,
+    6 + 7k a recovery list page, k's bits choosing its matching rules)."""
     c = Corpus(out, "github")
     sha = "ab" * 20
     c.add(b"\x04" + json.dumps({"number": 7, "state": "open", "draft": False, "merged": False,
@@ -171,6 +172,20 @@ def github_seeds(out):
     c.add(b"\x05" + b"HTTP/2 200\r\nlink: <https://api.github.com/repositories/1/pulls/7/files?page=2>; "
           b'rel="next", <https://api.github.com/repositories/1/pulls/7/files?page=30>; rel="last"\r\n'
           b"x-ratelimit-remaining: 4999\r\nx-ratelimit-reset: 1764000000\r\nretry-after: 3\r\n\r\n")
+    bot = {"login": "threshold[bot]", "type": "Bot"}
+    # comments (user, id, body): rules 4 -> selector 6 + 7 * 4
+    c.add(bytes([6 + 7 * 4]) + json.dumps([
+        {"id": 11, "user": bot, "body": "LGTM", "created_at": "2025-11-24T16:00:01Z"},
+        {"id": 12, "user": {"login": "carol"}, "body": "LGTM", "created_at": "2025-11-24T16:00:02Z"},
+        {"id": 13, "user": None, "body": "LGTM", "created_at": "2025-11-24T16:00:03Z"}]).encode())
+    # pull requests, newest first (user, number, head): rules 2 | 8 | 16
+    c.add(bytes([6 + 7 * 26]) + json.dumps([
+        {"number": 9, "user": bot, "head": {"ref": "topic"}, "created_at": "2025-11-24T16:00:09Z"},
+        {"number": 8, "user": bot, "head": {"ref": "other"}, "created_at": "2025-11-24T15:00:00Z"}]).encode())
+    # deployments, newest first (creator, id): rules 1 | 16
+    c.add(bytes([6 + 7 * 17]) + json.dumps([
+        {"id": 501, "creator": bot, "created_at": "2025-11-24T16:00:05Z"},
+        {"id": 500, "creator": bot, "created_at": "2020-01-01T00:00:00Z"}]).encode())
     c.add(b"\x03" + json.dumps([{"filename": "src/a.c", "status": "modified"},
                                 {"filename": ".github/workflows/ci.yml", "status": "added"},
                                 {"filename": "keys/new.pem", "status": "renamed",
