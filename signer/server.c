@@ -81,6 +81,8 @@ struct server {
 	struct buf		*reply;
 	struct lane		*tpm;		/* NULL: no TPM configured */
 	int			 done_r;
+	size_t			 nuids;		/* distinct allowed uids */
+	size_t			 uid_share;	/* connections each may hold */
 };
 
 typedef int (*handler_fn)(struct server *, const struct proto_req *,
@@ -794,10 +796,11 @@ accept_client(struct server *s)
 	else if (s->nclients == SERVER_CLIENTS_MAX)
 		r = th_fail(TH_ERR_DENIED, "too many connections (%d)",
 		    SERVER_CLIENTS_MAX);
-	else if (held == SERVER_UID_CLIENTS_MAX)
-		r = th_fail(TH_ERR_DENIED, "uid %u already holds %d "
-		    "connections, as many as one uid may", (unsigned)cred.uid,
-		    SERVER_UID_CLIENTS_MAX);
+	else if (held >= s->uid_share)
+		r = th_fail(TH_ERR_DENIED, "uid %u already holds %zu "
+		    "connections, its share of %d among %zu allowed uids",
+		    (unsigned)cred.uid, s->uid_share, SERVER_CLIENTS_MAX,
+		    s->nuids);
 	else
 		r = 0;
 	if (r != 0) {
@@ -883,6 +886,12 @@ server_run(const struct config *cfg, struct keys *keys)
 	s.cfg = cfg;
 	s.keys = keys;
 	s.listen_fd = -1;
+	for (i = 0; i < cfg->nuids; i++) {
+		for (n = 0; n < i && cfg->uids[n] != cfg->uids[i]; n++)
+			;
+		s.nuids += n == i;
+	}
+	s.uid_share = SERVER_CLIENTS_MAX / (s.nuids > 0 ? s.nuids : 1);
 	if ((s.reply = buf_new()) == NULL)
 		return TH_ERR_ALLOC;
 	if (tpm_configured(cfg)) {

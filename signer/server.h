@@ -12,10 +12,9 @@
 #include "keys.h"
 
 #define SERVER_CLIENTS_MAX	64
-/* What one uid may hold of them: another allowed uid (an operator's
- * tool, a second broker) cannot take every connection and lock the
- * broker out. */
-#define SERVER_UID_CLIENTS_MAX	(SERVER_CLIENTS_MAX / 2)
+/* Each uid allow-uid lets in holds at most an equal share of them (all
+ * of them if it is the only one): other allowed uids (operators' tools),
+ * even together, cannot take every connection and lock the broker out. */
 #define SERVER_SPIN_US		200	/* busy-poll after a request */
 
 /* Serves until SIGTERM or SIGINT; returns 0 then, negative on setup error. */
