@@ -59,6 +59,10 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS entries(seq INTEGER PRIMARY KEY,"
     "  kind TEXT NOT NULL, ref INTEGER, body TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS entries_ref ON entries(ref);"
+    /* What recovery asks: does an outcome already give this id? */
+    "CREATE INDEX IF NOT EXISTS entries_result_id ON entries("
+    "  json_extract(body, '$.result.id')) WHERE kind IN ('outcome',"
+    "  'recovered');"
     "CREATE TABLE IF NOT EXISTS checkpoints(n INTEGER PRIMARY KEY,"
     "  body TEXT NOT NULL);"
     /* Append-only even for a careless hand: rows are never changed. */
@@ -926,48 +930,26 @@ alog_open_intents(struct alog *l,
 }
 
 int
-alog_since_seq(struct alog *l, int64_t before, int64_t since, int64_t *from)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	*from = 0;
-	/* Entries are appended in time order: walk back from before only as
-	 * far as the first older than since. */
-	if (sqlite3_prepare_v2(l->db, "SELECT seq, json_extract(body, "
-	    "'$.time') FROM entries WHERE seq < ?1 ORDER BY seq DESC", -1, &st,
-	    NULL) != SQLITE_OK)
-		return db_fail(l, "read");
-	sqlite3_bind_int64(st, 1, before);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		if (sqlite3_column_int64(st, 1) < since) {
-			*from = sqlite3_column_int64(st, 0);
-			break;
-		}
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(l, "read");
-}
-
-int
-alog_result_named(struct alog *l, int64_t from, const char *op,
-    const char *repo, int64_t id, int *named)
+alog_result_named(struct alog *l, const char *op, const char *repo,
+    int64_t id, int *named)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
 	*named = 0;
+	/* The whole log, by the entries_result_id index: ids are not
+	 * ordered by the log's times, which follow a clock that may be set
+	 * back. */
 	if (sqlite3_prepare_v2(l->db, "SELECT 1 FROM entries o JOIN entries i "
-	    "ON i.seq = o.ref WHERE o.seq > ?1 AND o.kind IN ('outcome', "
-	    "'recovered') AND i.kind = 'intent' AND "
-	    "json_extract(o.body, '$.result.id') = ?2 AND "
-	    "json_extract(i.body, '$.op.op') = ?3 AND "
-	    "json_extract(i.body, '$.op.repo') = ?4 LIMIT 1", -1, &st,
+	    "ON i.seq = o.ref WHERE o.kind IN ('outcome', 'recovered') AND "
+	    "json_extract(o.body, '$.result.id') = ?1 AND i.kind = 'intent' "
+	    "AND json_extract(i.body, '$.op.op') = ?2 AND "
+	    "json_extract(i.body, '$.op.repo') = ?3 LIMIT 1", -1, &st,
 	    NULL) != SQLITE_OK)
 		return db_fail(l, "read");
-	sqlite3_bind_int64(st, 1, from);
-	sqlite3_bind_int64(st, 2, id);
-	sqlite3_bind_text(st, 3, op, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, repo, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, op, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, repo, -1, SQLITE_STATIC);
 	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		*named = 1;
 	sqlite3_finalize(st);

@@ -49,15 +49,11 @@ int	alog_open_intents(struct alog *l,
 	    int (*fn)(int64_t seq, struct json_object *entry, void *arg),
 	    void *arg);
 
-/* The last entry before seq before whose time is earlier than since (0 if
- * none): every entry after *from is of since or later. */
-int	alog_since_seq(struct alog *l, int64_t before, int64_t since,
-	    int64_t *from);
-/* *named 1 if an outcome or recovered entry after seq from, of an intent
- * to do op on repo, gives id as its result's "id" (the comment,
- * deployment or pull request number GitHub made for it). */
-int	alog_result_named(struct alog *l, int64_t from, const char *op,
-	    const char *repo, int64_t id, int *named);
+/* *named 1 if an outcome or recovered entry of an intent to do op on repo
+ * gives id as its result's "id" (the comment, deployment or pull request
+ * number GitHub made for it). */
+int	alog_result_named(struct alog *l, const char *op, const char *repo,
+	    int64_t id, int *named);
 
 /* Writes the export file (JSON lines: header, entries, checkpoints). */
 int	alog_export(struct alog *l, FILE *out);

@@ -310,7 +310,7 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *cap,
 	struct gh_token *tok = NULL;
 	struct gh_result gr;
 	struct pr_facts f;
-	int64_t inst, intent = 0, outcome = 0, ckpt = 0;
+	int64_t inst, intent = 0, outcome = 0, ckpt = 0, recorded;
 	char why[512];
 	int r, e;
 
@@ -342,6 +342,7 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *cap,
 		fail(b, ans, 403, "policy_denied", r);
 		goto revoke;
 	}
+	recorded = (int64_t)time(NULL);
 	if ((r = rec_intent(b, red, cap, evidence, tok, &intent)) != 0) {
 		fail(b, ans, 503, "audit_unavailable", r);
 		goto revoke;
@@ -349,8 +350,10 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *cap,
 	tok->intent = intent;
 	/* The merge names the SHA every rule was checked against: if the
 	 * head moved since, GitHub refuses (409). */
+	gh_send_by(recorded + GH_SEND_WITHIN);
 	r = gh_merge(b->gh, tok, red->op.repo, red->op.pr, f.pr.head_sha,
 	    method, &gr);
+	gh_send_by(0);
 	snprintf(why, sizeof(why), "%s", th_errmsg(r));
 	res = json_object_new_object();
 	if (r == 0) {
@@ -473,7 +476,7 @@ operate(struct broker *b, const struct cap_redeemed *red, const char *cap,
 	struct gh_token *tok = NULL;
 	struct gh_result gr;
 	char path[HTTP_URL_MAX / 2];
-	int64_t inst, intent = 0, outcome = 0, ckpt = 0;
+	int64_t inst, intent = 0, outcome = 0, ckpt = 0, recorded;
 	char why[512];
 	long ok = 0;
 	int r, e;
@@ -503,12 +506,15 @@ operate(struct broker *b, const struct cap_redeemed *red, const char *cap,
 		fail_token(b, ans, r);
 		goto out;
 	}
+	recorded = (int64_t)time(NULL);
 	if ((r = rec_intent(b, red, cap, evidence, tok, &intent)) != 0) {
 		fail(b, ans, 503, "audit_unavailable", r);
 		goto revoke;
 	}
 	tok->intent = intent;
+	gh_send_by(recorded + GH_SEND_WITHIN);
 	r = gh_write(b->gh, tok, "POST", path, body, ok, &gr);
+	gh_send_by(0);
 	snprintf(why, sizeof(why), "%s", th_errmsg(r));
 	res = json_object_new_object();
 	json_object_object_add(res, "status", json_object_new_int64(gr.status));

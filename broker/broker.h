@@ -61,6 +61,7 @@ struct broker {
 	struct rec_limit	 agent_limit[BCONF_AGENTS_MAX];	/* by cfg.agents */
 	struct conns		 conns;		/* on the agents' socket */
 	struct conns		 git_conns;	/* on listen-git, named */
+	int64_t			 started;	/* time(2) recovery began */
 };
 
 /* The outcome of one API call: HTTP status, stable error code (NULL on

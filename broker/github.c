@@ -52,6 +52,8 @@ struct gh {
  * served by one thread, so the difference over a request is its own. */
 static _Thread_local unsigned thread_rounds;
 static _Thread_local uint64_t thread_busy_us;
+static _Thread_local int64_t thread_send_by;	/* gh_send_by's, 0: none */
+static _Thread_local int thread_not_sent;	/* run refused: deadline */
 
 /* 1 if url is plain http to this machine: the host is exactly 127.0.0.1
  * or localhost (not localhost.example.com), then a port, a path or
@@ -132,6 +134,12 @@ gh_rounds(struct gh *g)
 	return atomic_load(&g->rounds);
 }
 
+void
+gh_send_by(int64_t deadline)
+{
+	thread_send_by = deadline;
+}
+
 unsigned
 gh_thread_rounds(void)
 {
@@ -176,7 +184,12 @@ run(struct gh *g, struct http_req **reqs, size_t n)
 	/* Made when first needed (only this thread holds slot i now): a gh
 	 * has as many as were ever busy at once, the revoker's at most its
 	 * threads. */
-	if (g->session[i] != NULL ||
+	thread_not_sent = thread_send_by != 0 &&
+	    (int64_t)time(NULL) > thread_send_by;
+	if (thread_not_sent)
+		r = th_fail(TH_ERR_UNAVAILABLE, "not sent: its intent was "
+		    "recorded more than %d s ago", GH_SEND_WITHIN);
+	else if (g->session[i] != NULL ||
 	    (r = http_new("Threshold/0.1 (+broker)", &g->session[i])) == 0)
 		r = http_run(g->session[i], reqs, n, &rounds);
 	pthread_mutex_lock(&g->mu);
@@ -827,7 +840,9 @@ gh_merge(struct gh *g, const struct gh_token *tok, const char *repo,
 	 * looked up, not repeated. */
 	if ((r = call(g, "PUT", url, auth, json_object_to_json_string_ext(body,
 	    JSON_C_TO_STRING_PLAIN), 0, &res->status, &o, NULL, 0)) != 0) {
-		r = th_fail(r, "merge outcome unknown: %s", th_errmsg(r));
+		if (!thread_not_sent)
+			r = th_fail(r, "merge outcome unknown: %s",
+			    th_errmsg(r));
 		goto out;
 	}
 	snprintf(res->message, sizeof(res->message), "%s", gh_message(o));
@@ -870,7 +885,8 @@ gh_write(struct gh *g, const struct gh_token *tok, const char *method,
 	 * such, not repeated. */
 	if ((r = call(g, method, url, auth, json_object_to_json_string_ext(body,
 	    JSON_C_TO_STRING_PLAIN), 0, &res->status, &o, NULL, 0)) != 0) {
-		r = th_fail(r, "outcome unknown: %s", th_errmsg(r));
+		if (!thread_not_sent)
+			r = th_fail(r, "outcome unknown: %s", th_errmsg(r));
 		goto out;
 	}
 	snprintf(res->message, sizeof(res->message), "%s", gh_message(o));

@@ -23,6 +23,12 @@
 #define GH_SESSIONS		8	/* requests waiting on GitHub at once */
 #define GH_PERM_CACHE		256	/* reviewers' write access, remembered */
 #define GH_LOGIN_MAX		64	/* an App's "slug[bot]" */
+/* A write whose intent is recorded is sent within this many seconds of
+ * it, or not at all: GitHub's answer to what the broker did not live to
+ * hear is then settled within a bound of the intent's time, which is what
+ * recovery relies on (GitHub ends a request it has worked on for 10 s). */
+#define GH_SEND_WITHIN		5
+#define GH_WORK_MAX		10
 #define GH_PERM_TTL		60	/* seconds: a withdrawn write access
 					 * counts at most this long */
 
@@ -61,6 +67,10 @@ unsigned gh_rounds(struct gh *g);
  * every gh: a request takes the difference across it. */
 unsigned gh_thread_rounds(void);
 uint64_t gh_thread_busy_us(void);
+
+/* The calling thread's requests after deadline (time(2) seconds; 0: no
+ * deadline) fail unsent, TH_ERR_UNAVAILABLE "not sent: ...". */
+void	gh_send_by(int64_t deadline);
 
 /* The installation id for repo "OWNER/NAME", cached. */
 int	gh_installation(struct gh *g, const char *repo, int64_t *id);

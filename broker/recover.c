@@ -19,8 +19,14 @@
  * disagree by this much. */
 #define RECOVER_SKEW	60
 /* Seconds after its intent by which GitHub has done all it will of an
- * operation: the broker waits at most HTTP_TIMEOUT_MS for an answer. */
-#define RECOVER_SETTLE	(HTTP_TIMEOUT_MS / 1000 + 5)
+ * operation other than a push: it was sent within GH_SEND_WITHIN of the
+ * intent or not at all, connected within HTTP_CONNECT_TIMEOUT_MS, and
+ * GitHub ends a request after GH_WORK_MAX; a margin. */
+#define RECOVER_SETTLE	(GH_SEND_WITHIN + HTTP_CONNECT_TIMEOUT_MS / 1000 + \
+			 GH_WORK_MAX + 2)
+/* A push streams its pack for as long as it takes: only the broker's
+ * death ended it, and that was before this start. */
+#define RECOVER_PUSH_SETTLE	(GH_WORK_MAX + 5)
 
 /* A token for repo with one read permission, for recovery's lookups; the
  * caller revokes it. */
@@ -184,8 +190,16 @@ rec_made_match(struct json_object *item, void *arg)
 		return th_fail(TH_ERR_PROTOCOL, "GitHub listed an object "
 		    "without %s, %s or a readable created_at", m->login_member,
 		    m->id_member);
+	/* A list said to be newest first that is not would make the early
+	 * stop below miss what the App made. */
+	if (m->newest_first && m->last != 0 && t > m->last)
+		return th_fail(TH_ERR_PROTOCOL, "GitHub's list is not newest "
+		    "first");
+	m->last = t;
 	if (t < m->since)
 		return m->newest_first ? 1 : 0;
+	if (t > m->until)
+		return 0;
 	/* A deleted account's objects name no one ("user": null). */
 	if (!json_object_is_type(who, json_type_object) ||
 	    json_get_string(who, "login", &login) != 0 ||
@@ -206,36 +220,36 @@ rec_made_match(struct json_object *item, void *arg)
 }
 
 /* Lists path (a query string already on it) with a token of perm read for
- * what the App made for intent seq (kind on repo) since m->since, and
- * records in res "created" and, if so, "id": the oldest candidate no
- * outcome or recovered entry names yet.  Interrupted identical operations
- * are so given what GitHub made in the order they were asked for. */
+ * what the App made for an intent (kind on repo) between m->since and
+ * m->until, and records in res "created" and, if so, "id": the oldest
+ * candidate no outcome or recovered entry names yet.  Interrupted
+ * identical operations are so given what GitHub made in the order their
+ * intents were recorded. */
 static int
-recover_made(struct broker *b, int64_t seq, const char *kind,
-    const char *repo, const char *perm, const char *path, struct rec_made *m,
+recover_made(struct broker *b, const char *kind, const char *repo,
+    const char *perm, const char *path, struct rec_made *m,
     struct json_object *res)
 {
 	struct gh_token tok;
-	char app[GH_LOGIN_MAX + 1], since[32];
-	int64_t from, found = 0;
+	char app[GH_LOGIN_MAX + 1], since[32], until[32];
+	int64_t found = 0;
 	size_t i;
 	int r, named = 1;
 
 	memset(&tok, 0, sizeof(tok));
 	m->app = app;
 	if ((r = iso_format(m->since, since, sizeof(since))) != 0 ||
+	    (r = iso_format(m->until, until, sizeof(until))) != 0 ||
 	    (r = gh_app_login(b->gh, app, sizeof(app))) != 0 ||
 	    (r = recovery_token(b, repo, perm, &tok)) != 0 ||
-	    (r = gh_list(b->gh, &tok, path, rec_made_match, m)) != 0 ||
-	    (r = alog_since_seq(b->audit, seq, m->since - RECOVER_SKEW,
-	    &from)) != 0)
+	    (r = gh_list(b->gh, &tok, path, rec_made_match, m)) != 0)
 		goto out;
 	/* Oldest first: GitHub's ids grow with creation. */
 	for (i = 0; i < m->nids && named; i++) {
 		found = m->ids[m->nids - 1 - i];
 		if (!m->newest_first)
 			found = m->ids[i];
-		if ((r = alog_result_named(b->audit, from, kind, repo, found,
+		if ((r = alog_result_named(b->audit, kind, repo, found,
 		    &named)) != 0)
 			goto out;
 	}
@@ -244,6 +258,7 @@ recover_made(struct broker *b, int64_t seq, const char *kind,
 	if (!named)
 		json_object_object_add(res, "id", json_object_new_int64(found));
 	json_object_object_add(res, "since", json_object_new_string(since));
+	json_object_object_add(res, "until", json_object_new_string(until));
  out:
 	gh_token_revoke(b->gh, &tok);
 	m->app = NULL;
@@ -278,12 +293,11 @@ op_arg(struct json_object *op, const char *member, const char *dflt,
 /* Comments, pull requests and deployments the App made for an interrupted
  * intent, looked up by what the intent asked for. */
 static int
-recover_created(struct broker *b, int64_t seq, const char *kind,
-    const char *repo, struct json_object *op, int64_t pr, time_t at,
-    struct json_object *res)
+recover_created(struct broker *b, const char *kind, const char *repo,
+    struct json_object *op, int64_t pr, time_t at, struct json_object *res)
 {
-	char path[HTTP_URL_MAX / 2], since[32], owner[SCOPE_REPO_MAX + 1];
-	char a1[HTTP_URL_MAX / 8], a2[HTTP_URL_MAX / 8];
+	char path[HTTP_URL_MAX], since[32], owner[SCOPE_REPO_MAX + 1];
+	char a1[3 * SCOPE_BRANCH_MAX + 1], a2[3 * SCOPE_BRANCH_MAX + 1];
 	struct json_object *p, *v;
 	const char *head, *colon;
 	struct rec_made m;
@@ -291,6 +305,7 @@ recover_created(struct broker *b, int64_t seq, const char *kind,
 
 	memset(&m, 0, sizeof(m));
 	m.since = at - RECOVER_SKEW;
+	m.until = at + RECOVER_SETTLE + RECOVER_SKEW;
 	m.login_member = "user";
 	m.id_member = "id";
 	if (strcmp(kind, "github.comment") == 0) {
@@ -309,8 +324,7 @@ recover_created(struct broker *b, int64_t seq, const char *kind,
 		    since);
 		if (n < 0 || (size_t)n >= sizeof(path))
 			return th_fail(TH_ERR_TOO_LONG, "URL too long");
-		return recover_made(b, seq, kind, repo, "issues", path, &m,
-		    res);
+		return recover_made(b, kind, repo, "issues", path, &m, res);
 	}
 	if (strcmp(kind, "github.pr.create") == 0) {
 		/* GitHub filters by "owner:branch" (and ignores a head
@@ -331,8 +345,8 @@ recover_created(struct broker *b, int64_t seq, const char *kind,
 			return th_fail(TH_ERR_TOO_LONG, "URL too long");
 		m.id_member = "number";
 		m.newest_first = 1;
-		return recover_made(b, seq, kind, repo, "pull_requests", path,
-		    &m, res);
+		return recover_made(b, kind, repo, "pull_requests", path, &m,
+		    res);
 	}
 	/* github.deployment.create: GitHub's default environment when the
 	 * intent named none. */
@@ -346,16 +360,19 @@ recover_created(struct broker *b, int64_t seq, const char *kind,
 		return th_fail(TH_ERR_TOO_LONG, "URL too long");
 	m.login_member = "creator";
 	m.newest_first = 1;
-	return recover_made(b, seq, kind, repo, "deployments", path, &m, res);
+	return recover_made(b, kind, repo, "deployments", path, &m, res);
 }
 
 /* GitHub may still be doing what a request sent just before the broker
- * died asked for: nothing is concluded of an intent younger than the
- * longest the broker waits for GitHub, and a margin. */
+ * died asked for: nothing is concluded before it must be done.  For an
+ * operation other than a push that is RECOVER_SETTLE after its intent;
+ * a push may have sent its last byte just before the broker died, which
+ * was before start. */
 static void
-settle(int64_t seq, int64_t at)
+settle(int64_t seq, int64_t at, int push, int64_t start)
 {
-	int64_t wait = at + RECOVER_SETTLE - (int64_t)time(NULL);
+	int64_t until = push ? start + RECOVER_PUSH_SETTLE :
+	    at + RECOVER_SETTLE, wait = until - (int64_t)time(NULL);
 	struct timespec left;
 
 	if (wait <= 0)
@@ -392,7 +409,7 @@ recover_one(int64_t seq, struct json_object *entry, void *arg)
 	}
 	json_get_int64(entry, "time", &at);
 	if (strcmp(kind, "github.workflow.dispatch") != 0)
-		settle(seq, at);
+		settle(seq, at, strcmp(kind, "github.push") == 0, b->started);
 	if (strcmp(kind, "github.merge") == 0)
 		r = recover_merge(b, repo, n, res);
 	else if (strcmp(kind, "github.push") == 0)
@@ -400,7 +417,7 @@ recover_one(int64_t seq, struct json_object *entry, void *arg)
 	else if (strcmp(kind, "github.comment") == 0 ||
 	    strcmp(kind, "github.pr.create") == 0 ||
 	    strcmp(kind, "github.deployment.create") == 0)
-		r = recover_created(b, seq, kind, repo, op, n, (time_t)at, res);
+		r = recover_created(b, kind, repo, op, n, (time_t)at, res);
 	else {
 		r = 0;
 		status = 0;
@@ -411,6 +428,19 @@ recover_one(int64_t seq, struct json_object *entry, void *arg)
 		    "workflow's runs by hand" :
 		    "GitHub offers no lookup that tells whether this operation "
 		    "happened; check by hand"));
+	}
+	/* What no later start would answer otherwise (the pull request or
+	 * repository gone, the intent's own values unusable) is recorded as
+	 * unknown, saying why; the rest is asked again at the next start. */
+	if (r == TH_ERR_NOT_FOUND || r == TH_ERR_INVALID ||
+	    r == TH_ERR_TOO_LONG) {
+		json_object_put(res);
+		if ((res = json_object_new_object()) == NULL)
+			return TH_ERR_ALLOC;
+		status = 0;
+		json_object_object_add(res, "unknown",
+		    json_object_new_string(th_errmsg(r)));
+		r = 0;
 	}
 	if (r != 0) {
 		log_warn("audit: intent %lld still open: GitHub did not say "
@@ -426,5 +456,6 @@ recover_one(int64_t seq, struct json_object *entry, void *arg)
 int
 act_recover(struct broker *b)
 {
+	b->started = (int64_t)time(NULL);
 	return alog_open_intents(b->audit, recover_one, b);
 }

@@ -8,6 +8,8 @@
  * made up so the rules run), header lines, or a recovery list page (its
  * bits choosing which matching rules apply). */
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "facts.h"
 #include "fuzz.h"
@@ -47,20 +49,62 @@ headers(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(memmem(data, size, quoted, len + 1) != NULL);
 }
 
-/* Items handed to the matcher as gh_list does, until it stops the walk;
- * what it keeps must be within bounds and only ids it was given. */
+/* When an item was made, by the matcher's rules, checked again here: -1
+ * if it says nothing readable. */
+static int64_t
+made_at(struct json_object *item)
+{
+	struct tm tm;
+	const char *s, *end;
+
+	memset(&tm, 0, sizeof(tm));
+	if (json_get_string(item, "created_at", &s) != 0 ||
+	    (end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm)) == NULL ||
+	    *end != '\0')
+		return -1;
+	return (int64_t)timegm(&tm);
+}
+
+/* Whether item is one the matcher may keep: made by the App within the
+ * window, with the body and head asked for. */
+static int
+candidate(const struct rec_made *m, struct json_object *item)
+{
+	struct json_object *who, *head;
+	const char *v;
+	int64_t t = made_at(item);
+
+	if (t < m->since || t > m->until ||
+	    !json_object_object_get_ex(item, m->login_member, &who) ||
+	    json_get_string(who, "login", &v) != 0 || strcasecmp(v, m->app) != 0)
+		return 0;
+	if (m->body != NULL && (json_get_string(item, "body", &v) != 0 ||
+	    strcmp(v, m->body) != 0))
+		return 0;
+	if (m->head != NULL && (!json_object_object_get_ex(item, "head",
+	    &head) || json_get_string(head, "ref", &v) != 0 ||
+	    strcmp(v, m->head) != 0))
+		return 0;
+	return 1;
+}
+
+/* Items handed to the matcher as gh_list does, until it stops the walk.
+ * Every id it keeps is of an item that is a candidate (checked here
+ * independently), every candidate before the stop is kept, and it stops
+ * only on a newest-first list, at an item older than the window. */
 static void
 recovery_page(unsigned rules, const uint8_t *data, size_t size)
 {
 	static struct rec_made m;
 	struct json_object *o = NULL, *item;
+	size_t i, k, n, seen = 0, want = 0;
 	int64_t id;
-	size_t i, k;
-	int r = 0;
+	int r = 0, found;
 
 	memset(&m, 0, sizeof(m));
 	m.app = "threshold[bot]";
 	m.since = 1764000000;
+	m.until = m.since + 80;
 	m.login_member = rules & 1 ? "creator" : "user";
 	m.id_member = rules & 2 ? "number" : "id";
 	m.body = rules & 4 ? "LGTM" : NULL;
@@ -69,18 +113,28 @@ recovery_page(unsigned rules, const uint8_t *data, size_t size)
 	if (json_parse_strict((const char *)data, size, 1 << 20, &o) != 0 ||
 	    !json_object_is_type(o, json_type_array))
 		goto out;
-	for (i = 0; r == 0 && i < json_object_array_length(o); i++)
+	n = json_object_array_length(o);
+	for (i = 0; r == 0 && i < n; i++) {
 		r = rec_made_match(json_object_array_get_idx(o, i), &m);
-	FUZZ_ASSERT(r <= 1 && (r != 1 || m.newest_first));
-	FUZZ_ASSERT(m.nids <= REC_CANDIDATES);
+		seen = i + 1;
+	}
+	FUZZ_ASSERT(r <= 1 && m.nids <= REC_CANDIDATES);
+	if (r == 1)
+		FUZZ_ASSERT(m.newest_first && made_at(json_object_array_get_idx(
+		    o, seen - 1)) < m.since);
 	for (k = 0; k < m.nids; k++) {
-		for (i = 0; i < json_object_array_length(o); i++) {
+		found = 0;
+		for (i = 0; i < seen && !found; i++) {
 			item = json_object_array_get_idx(o, i);
-			if (json_get_int64(item, m.id_member, &id) == 0 &&
-			    id == m.ids[k])
-				break;
+			found = json_get_int64(item, m.id_member, &id) == 0 &&
+			    id == m.ids[k] && candidate(&m, item);
 		}
-		FUZZ_ASSERT(i < json_object_array_length(o));
+		FUZZ_ASSERT(found);
+	}
+	if (r >= 0) {
+		for (i = 0; i < seen; i++)
+			want += candidate(&m, json_object_array_get_idx(o, i));
+		FUZZ_ASSERT(want == m.nids);
 	}
  out:
 	json_object_put(o);
