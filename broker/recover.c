@@ -339,7 +339,8 @@ recover_created(struct broker *b, const char *kind, const char *repo,
 		colon = strchr(head, ':');
 		m.head = colon != NULL ? colon + 1 : head;
 		n = snprintf(path, sizeof(path), "/repos/%s/pulls?state=all&"
-		    "head=%s%s%s&per_page=100", repo, colon != NULL ? "" :
+		    "sort=created&direction=desc&head=%s%s%s&per_page=100",
+		    repo, colon != NULL ? "" :
 		    owner, colon != NULL ? "" : "%3A", a1);
 		if (n < 0 || (size_t)n >= sizeof(path))
 			return th_fail(TH_ERR_TOO_LONG, "URL too long");
