@@ -988,6 +988,43 @@ claim_is_key(struct json_object *claims, const char *name, EVP_PKEY *key)
 	return eq;
 }
 
+/* A statement of the root's in the header (member what, a string): a JWS
+ * of type typ signed by the root, iss "threshold:root", sub this
+ * instance, an integer iat.  *out the parsed statement on success. */
+static int
+root_statement(struct averify *v, struct json_object *o, const char *what,
+    const char *typ, struct jws **out)
+{
+	struct jws *j = NULL;
+	const char *s;
+	int64_t iat;
+	int r;
+
+	*out = NULL;
+	if (!json_object_is_type(o, json_type_string))
+		return fail(v, 1, "header: %s is not a string", what);
+	if ((r = jws_parse(json_object_get_string(o),
+	    (size_t)json_object_get_string_len(o), &j)) != 0)
+		return fail(v, 1, "header: %s: %s", what, th_errmsg(r));
+	if (strcmp(j->typ, typ) != 0)
+		r = fail(v, 1, "header: %s is not a %s", what, typ);
+	else if (jws_verify(j, v->root) != 0)
+		r = fail(v, 1, "header: %s is not signed by the root", what);
+	else if (json_get_string(j->claims, "iss", &s) != 0 ||
+	    strcmp(s, "threshold:root") != 0 ||
+	    json_get_string(j->claims, "sub", &s) != 0 ||
+	    strcmp(s, v->instance) != 0 ||
+	    json_get_int64(j->claims, "iat", &iat) != 0)
+		r = fail(v, 1, "header: %s: iss, sub (this instance) or iat "
+		    "is wrong", what);
+	if (r != 0) {
+		jws_free(j);
+		return r;
+	}
+	*out = j;
+	return 0;
+}
+
 /* The root's word that the AK was activated against the EK certificate in
  * this header: a threshold-ak-cert+jwt (docs/audit-format.md, "Header"). */
 static int
@@ -996,7 +1033,6 @@ check_activation(struct averify *v, struct json_object *h)
 	struct json_object *o, *ek;
 	struct jws *j = NULL;
 	const char *s;
-	int64_t iat;
 	int r;
 
 	if (!json_object_object_get_ex(h, "activation", &o) ||
@@ -1005,30 +1041,12 @@ check_activation(struct averify *v, struct json_object *h)
 	if (!json_object_object_get_ex(h, "ek_cert", &ek) ||
 	    !json_object_is_type(ek, json_type_string))
 		return fail(v, 1, "header: activation without an ek_cert");
-	if (!json_object_is_type(o, json_type_string))
-		return fail(v, 1, "header: activation is not a string");
-	if ((r = jws_parse(json_object_get_string(o),
-	    (size_t)json_object_get_string_len(o), &j)) != 0) {
-		r = fail(v, 1, "header: activation: %s", th_errmsg(r));
-		goto out;
-	}
-	if (strcmp(j->typ, TYP_AK_CERT) != 0) {
-		r = fail(v, 1, "header: activation is not a %s", TYP_AK_CERT);
-		goto out;
-	}
-	if (jws_verify(j, v->root) != 0) {
-		r = fail(v, 1, "header: activation is not signed by the root");
-		goto out;
-	}
-	if (json_get_string(j->claims, "iss", &s) != 0 ||
-	    strcmp(s, "threshold:root") != 0 ||
-	    json_get_string(j->claims, "sub", &s) != 0 ||
-	    strcmp(s, v->instance) != 0 ||
-	    json_get_string(j->claims, "method", &s) != 0 ||
-	    strcmp(s, "TPM2_ActivateCredential") != 0 ||
-	    json_get_int64(j->claims, "iat", &iat) != 0) {
-		r = fail(v, 1, "header: activation: iss, sub (this instance), "
-		    "method or iat is wrong");
+	if ((r = root_statement(v, o, "activation", TYP_AK_CERT, &j)) != 0)
+		return r;
+	if (json_get_string(j->claims, "method", &s) != 0 ||
+	    strcmp(s, "TPM2_ActivateCredential") != 0) {
+		r = fail(v, 1, "header: activation: method is not "
+		    "TPM2_ActivateCredential");
 		goto out;
 	}
 	if (json_get_string(j->claims, "ek_cert", &s) != 0 ||
@@ -1061,35 +1079,19 @@ check_keys(struct averify *v, struct json_object *h, const char *ckind)
 	struct json_object *o;
 	struct jws *j = NULL;
 	const char *s;
-	int64_t iat;
 	int r;
 
 	if (!json_object_object_get_ex(h, "keys", &o) ||
 	    !json_object_is_type(o, json_type_string))
 		return fail(v, 1, "header: no keys statement (the root's word "
 		    "for the capability, attenuation and checkpoint keys)");
-	if ((r = jws_parse(json_object_get_string(o),
-	    (size_t)json_object_get_string_len(o), &j)) != 0) {
-		r = fail(v, 1, "header: keys: %s", th_errmsg(r));
-		goto out;
-	}
-	if (strcmp(j->typ, TYP_KEYS_CERT) != 0) {
-		r = fail(v, 1, "header: keys is not a %s", TYP_KEYS_CERT);
-		goto out;
-	}
-	if (jws_verify(j, v->root) != 0) {
-		r = fail(v, 1, "header: keys is not signed by the root");
-		goto out;
-	}
+	if ((r = root_statement(v, o, "keys", TYP_KEYS_CERT, &j)) != 0)
+		return r;
 	if (json_only_members(j->claims, members,
-	    sizeof(members) / sizeof(members[0])) != 0 ||
-	    json_get_string(j->claims, "iss", &s) != 0 ||
-	    strcmp(s, "threshold:root") != 0 ||
-	    json_get_string(j->claims, "sub", &s) != 0 ||
-	    strcmp(s, v->instance) != 0 ||
-	    json_get_int64(j->claims, "iat", &iat) != 0) {
-		r = fail(v, 1, "header: keys: iss, sub (this instance) or iat "
-		    "is wrong");
+	    sizeof(members) / sizeof(members[0])) != 0) {
+		r = fail(v, 1, "header: keys: a member other than %s",
+		    "iss, sub, iat, checkpoint_key, ak, capability, "
+		    "attenuation");
 		goto out;
 	}
 	if (json_get_string(j->claims, "checkpoint_key", &s) != 0 ||

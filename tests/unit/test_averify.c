@@ -314,9 +314,9 @@ ec_key(void)
 }
 
 /* The root's statement that other is the checkpoint and capability key of
- * header_for's instance. */
+ * header_for's instance; with extra, a member no statement has too. */
 static struct json_object *
-keys_stmt(EVP_PKEY *root, EVP_PKEY *other)
+keys_stmt(EVP_PKEY *root, EVP_PKEY *other, const char *extra)
 {
 	struct json_object *c = json_object_new_object(), *j, *s;
 	struct buf *b = buf_new();
@@ -333,6 +333,8 @@ keys_stmt(EVP_PKEY *root, EVP_PKEY *other)
 	assert_int_equal(jwk_from_pkey(other, &j), 0);
 	json_object_object_add(c, "capability", j);
 	json_object_object_add(c, "attenuation", NULL);
+	if (extra != NULL)
+		json_object_object_add(c, extra, json_object_new_int(1));
 	assert_int_equal(jws_signing_input(b, TH_ALG_ES256, TYP_KEYS_CERT,
 	    NULL, c), 0);
 	append_sig(b, root);
@@ -364,7 +366,7 @@ header_for(EVP_PKEY *root, EVP_PKEY *other)
 	json_object_object_add(h, "root", j);
 	json_object_object_add(h, "attenuation", NULL);
 	json_object_object_add(h, "ek_cert", NULL);
-	json_object_object_add(h, "keys", keys_stmt(root, other));
+	json_object_object_add(h, "keys", keys_stmt(root, other, NULL));
 	return h;
 }
 
@@ -420,6 +422,17 @@ test_core(void **state)
 		assert_int_equal(averify_header(v, f), TH_ERR_DENIED);
 		assert_string_equal(averify_failure(v), "header: capability is "
 		    "not the key the root names");
+		averify_free(v);
+		/* Signed by the root, but saying more than a statement
+		 * of keys says. */
+		assert_int_equal(jwk_from_pkey(other, &j), 0);
+		json_object_object_add(f, "capability", j);
+		json_object_object_add(f, "keys", keys_stmt(root, other,
+		    "note"));
+		assert_int_equal(averify_new(root, &v), 0);
+		assert_int_equal(averify_header(v, f), TH_ERR_DENIED);
+		assert_non_null(strstr(averify_failure(v), "header: keys: a "
+		    "member other than"));
 		averify_free(v);
 		json_object_object_del(f, "keys");
 		assert_int_equal(averify_new(root, &v), 0);
