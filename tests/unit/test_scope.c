@@ -127,6 +127,17 @@ test_validate(void **state)
 	assert_false(branch_valid("release/\xc0\xae/*", 1));
 }
 
+/* policy_validate of the policy in text. */
+static int
+validate(const char *text)
+{
+	struct json_object *o = j(text);
+	int r = policy_validate(o);
+
+	json_object_put(o);
+	return r;
+}
+
 static int
 narrows(const char *c, const char *p)
 {
@@ -149,7 +160,6 @@ test_policy(void **state)
 	    "\"allowed_targets\":[\"main\",\"dev\"],\"max_changed_files\":50,"
 	    "\"time_window\":{\"tz\":\"Europe/Paris\",\"days\":[\"mon\",\"tue\"],"
 	    "\"start\":\"09:00\",\"end\":\"18:00\"}}";
-	struct json_object *o;
 
 	(void)state;
 	assert_int_equal(narrows(p, p), 0);
@@ -194,41 +204,30 @@ test_policy(void **state)
 	assert_int_equal(narrows("{\"max_push_bytes\":2000}",
 	    "{\"max_push_bytes\":1000}"), TH_ERR_DENIED);
 	assert_int_equal(narrows("{\"max_push_bytes\":1000}", "{}"), 0);
-	o = j("{\"max_push_bytes\":0}");
-	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
-	json_object_put(o);
-	o = j("{\"allow_force_push\":1}");
-	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
-	json_object_put(o);
+	assert_int_equal(validate("{\"max_push_bytes\":0}"),
+	    TH_ERR_INVALID);
+	assert_int_equal(validate("{\"allow_force_push\":1}"),
+	    TH_ERR_INVALID);
 	/* Deleting a branch, then pushing it anew, rewrites its history. */
-	o = j("{\"allow_branch_delete\":true}");
-	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
-	json_object_put(o);
-	o = j("{\"allow_branch_delete\":true,\"allow_force_push\":false}");
-	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
-	json_object_put(o);
-	o = j("{\"allow_branch_delete\":false}");
-	assert_int_equal(policy_validate(o), 0);
-	json_object_put(o);
+	assert_int_equal(validate("{\"allow_branch_delete\":true}"),
+	    TH_ERR_INVALID);
+	assert_int_equal(validate("{\"allow_branch_delete\":true,"
+	    "\"allow_force_push\":false}"), TH_ERR_INVALID);
+	assert_int_equal(validate("{\"allow_branch_delete\":false}"), 0);
 	/* Unknown rules and bad values are invalid. */
-	o = j("{\"allow_everything\":true}");
-	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
-	json_object_put(o);
-	o = j("{\"min_approvals\":-1}");
-	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
-	json_object_put(o);
-	o = j("{\"time_window\":{\"tz\":\"../etc/passwd\",\"days\":[\"mon\"],"
-	    "\"start\":\"09:00\",\"end\":\"18:00\"}}");
-	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
-	json_object_put(o);
-	o = j("{\"time_window\":{\"tz\":\"UTC\",\"days\":[\"mon\"],"
-	    "\"start\":\" 9:00\",\"end\":\"18:00\"}}");
-	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
-	json_object_put(o);
-	o = j("{\"time_window\":{\"tz\":\"UTC\",\"days\":[\"mon\"],"
-	    "\"start\":\"18:00\",\"end\":\"09:00\"}}");
-	assert_int_equal(policy_validate(o), TH_ERR_INVALID);
-	json_object_put(o);
+	assert_int_equal(validate("{\"allow_everything\":true}"),
+	    TH_ERR_INVALID);
+	assert_int_equal(validate("{\"min_approvals\":-1}"),
+	    TH_ERR_INVALID);
+	assert_int_equal(validate("{\"time_window\":{\"tz\":\"../etc/passwd\",\"days\":[\"mon\"],"
+	    "\"start\":\"09:00\",\"end\":\"18:00\"}}"),
+	    TH_ERR_INVALID);
+	assert_int_equal(validate("{\"time_window\":{\"tz\":\"UTC\",\"days\":[\"mon\"],"
+	    "\"start\":\" 9:00\",\"end\":\"18:00\"}}"),
+	    TH_ERR_INVALID);
+	assert_int_equal(validate("{\"time_window\":{\"tz\":\"UTC\",\"days\":[\"mon\"],"
+	    "\"start\":\"18:00\",\"end\":\"09:00\"}}"),
+	    TH_ERR_INVALID);
 }
 
 int
