@@ -54,6 +54,7 @@ CHECK_CONCLUSIONS = (None, "success", "failure", "neutral", "cancelled", "skippe
 STATUS_STATES = ("error", "failure", "pending", "success")
 MERGE_METHODS = ("merge", "squash", "rebase")
 MAX_PR_FILES = 3000
+TREE_MAX_BYTES = 7 * 1024 * 1024   # GitHub: a recursive tree listing holds at most 7 MB
 REPO_ROLES = ("admin", "maintain", "write", "triage", "read", "none")
 
 # ---- git (smart HTTP) ----------------------------------------------------------------
@@ -114,6 +115,7 @@ DEFAULT_CONFIG = {
     "jwt_iat_leeway": 60,       # iat may be this far in the future
     "request_log_max": 100000,
     "api_created_pr_mergeable_null": True,  # POST /pulls answers mergeable null first
+    "tree_entries_max": 100000,  # entries of a recursive tree listing before "truncated"
 }
 
 
@@ -241,6 +243,7 @@ ROUTES = [
     ("GET", _OR + r"/branches/(?P<branch>.+)", "branch_get", "token"),
     ("GET", _OR + r"/collaborators/(?P<user>[^/]+)/permission", "collab_permission", "token"),
     ("GET", _OR + r"/compare/(?P<basehead>.+)", "compare", "token"),
+    ("GET", _OR + r"/git/trees/(?P<tree_sha>.+)", "git_tree", "token"),
     ("POST", _OR + r"/pulls", "pull_create", "token"),
     ("GET", _OR + r"/pulls", "pulls_list", "token"),
     ("GET", _OR + r"/pulls/(?P<number>\d+)", "pull_get", "token"),
@@ -262,9 +265,9 @@ BEFORE_ROUTES = {
     "merge": ("pull_merge",),
     "get": ("pull_get",),
     "pull": ("pull_get",),
-    "files": ("pull_files", "compare"),
+    "files": ("pull_files", "compare", "git_tree"),
     "reviews": ("pull_reviews",),
-    "any": ("pull_get", "pull_merge", "pull_files", "pull_reviews", "compare"),
+    "any": ("pull_get", "pull_merge", "pull_files", "pull_reviews", "compare", "git_tree"),
 }
 
 
@@ -959,11 +962,15 @@ class Emulator:
                     continue
                 if ("%s/%s" % (ctx.params.get("owner"), ctx.params.get("repo"))).lower() != p["repo_key"]:
                     continue
-                if ctx.route == "compare":
-                    # A comparison whose head is the pull request's head now.
+                if ctx.route in ("compare", "git_tree"):
+                    # A comparison whose head is the pull request's head now, or
+                    # the tree of that head: reading the files the pull request
+                    # has.  Another tree (the merge base's) does not fire it.
                     r_ = self.find_repo(p["repo_key"])
                     cur = r_["pulls"].get(p["pr"]) if r_ else None
-                    if cur is None or ctx.params["basehead"].partition("...")[2] != cur["head"]["sha"]:
+                    asked = ctx.params["basehead"].partition("...")[2] \
+                        if ctx.route == "compare" else ctx.params["tree_sha"]
+                    if cur is None or asked != cur["head"]["sha"]:
                         continue
                 elif int(ctx.params.get("number", -1)) != p["pr"]:
                     continue
@@ -1629,6 +1636,205 @@ class Emulator:
             "status": "ahead", "ahead_by": n, "behind_by": 0,
             "total_commits": n, "commits": commits,
             "files": self._file_items(ctx, repo, hd, files)}, hdrs)
+
+    # ------------------------------------------------------------------ git trees
+    def r_git_tree(self, ctx):
+        """GET /repos/{o}/{r}/git/trees/{tree_sha}: a tree's entries, from git for a
+        git-backed repository, else from the model of its pull requests' files."""
+        repo = self._require_repo(ctx, ["contents"], "read")
+        doc = "https://docs.github.com/rest/git/trees#get-a-tree"
+        want = ctx.params["tree_sha"]
+        # GitHub: any value enables it, even 0 or false; only its absence does not.
+        recursive = "recursive" in ctx.query
+        gd = self.git_dir(repo)
+        if gd is not None:
+            sha, entries = self._git_tree_entries(gd, want, recursive)
+        else:
+            sha, entries = self._model_tree_entries(repo, want, recursive)
+        if sha is None:
+            raise ApiError(404, "Not Found", doc=doc)
+        base = "/repos/%s/git/" % repo["full_name"]
+        limit = int(self.config["tree_entries_max"])
+        items, size, truncated = [], 0, False
+        for (path, mode, typ, osha, osize) in entries:
+            e = {"path": path, "mode": mode, "type": typ, "sha": osha}
+            if typ == "blob":
+                e["size"] = osize
+                e["url"] = ctx.url(base + "blobs/" + osha)
+            elif typ == "tree":
+                e["url"] = ctx.url(base + "trees/" + osha)
+            # (a submodule's commit is in another repository: no url)
+            if recursive:
+                # GitHub's limits hold for recursive listings: the first
+                # entries, up to 100,000 (tree_entries_max) and 7 MB.
+                size += len(json.dumps(e)) + 1
+                if len(items) >= limit or size > TREE_MAX_BYTES:
+                    truncated = True
+                    break
+            items.append(e)
+        return Response(200, {"sha": sha, "url": ctx.url(base + "trees/" + sha),
+                              "tree": items, "truncated": truncated})
+
+    def _git_tree_entries(self, gd, rev, recursive):
+        """(tree sha, [(path, mode, type, sha, size)]) in git's order, for a tree or
+        commit sha or a ref name; (None, []) if git knows no tree by that name."""
+        if not rev or rev.startswith("-") or any(c in rev for c in "\0\n "):
+            return None, []
+        p = self.git(gd, "rev-parse", "--verify", "--quiet", rev + "^{tree}", check=False)
+        tree = p.stdout.decode().strip() if p.returncode == 0 else ""
+        if not tree:
+            return None, []
+        # -t: subtrees are entries too (before their contents), as on GitHub;
+        # -l: blob sizes; -z: paths unquoted.
+        args = ["ls-tree", "-l", "-z"] + (["-r", "-t"] if recursive else []) + [tree]
+        entries = []
+        for rec in self.git(gd, *args).split("\0"):
+            if not rec:
+                continue
+            meta, _, path = rec.partition("\t")
+            mode, typ, sha, size = meta.split()
+            entries.append((path, mode, typ, sha, int(size) if size.isdigit() else None))
+        return tree, entries
+
+    # A repository without git objects has trees made up from its pull requests,
+    # consistent with _compare_pulls: the tree of the merge base it answers (the
+    # base branch's tip) and the tree of a head H differ, blob by blob, in exactly
+    # the files the pull request lists at H.
+    #   - base tree (any commit the repo knows that is no pull request's head):
+    #     every path some pull request lists as existing before its change
+    #     (modified/changed/removed/unchanged, previous_filename of renamed/copied),
+    #     blob sha from ("base", path);
+    #   - tree of a head H: the tree of its pull request's base tip (the base
+    #     tree, or the head of the pull request it is stacked on), minus H's
+    #     removed files and renamed-away names, plus its other files with blob
+    #     sha from (H, path);
+    #   - directories are tree entries whose sha is git's tree hash of their
+    #     sorted children, so tree shas are not commit shas and are stable.
+    @staticmethod
+    def _model_blob(key, path):
+        return hashlib.sha1(("blob\0%s\0%s" % (key, path)).encode()).hexdigest()
+
+    def _model_base_files(self, repo):
+        """path -> (mode, blob sha) of the base tree."""
+        files, done = {}, set()
+        for pr in repo["pulls"].values():
+            for fl in pr.get("files_at", {}).values():
+                if id(fl) in done:   # a push without new files shares the list
+                    continue
+                done.add(id(fl))
+                for f in fl:
+                    st = f["status"]
+                    if st in ("renamed", "copied"):
+                        name = f.get("previous_filename")
+                    elif st in ("modified", "changed", "removed", "unchanged"):
+                        name = f["filename"]
+                    else:
+                        continue
+                    if name and name not in files:
+                        files[name] = ("100644", self._model_blob("base", name))
+        return files
+
+    def _model_head_pr(self, repo, sha):
+        """The pull request whose head `sha` is or has been (as _compare_pulls picks it)."""
+        for pr in repo["pulls"].values():
+            if sha in pr.get("files_at", {}):
+                return pr
+        return None
+
+    def _model_files(self, repo, commit, base_files, seen=()):
+        """path -> (mode, blob sha) of the tree of a commit the repository knows."""
+        pr = self._model_head_pr(repo, commit)
+        if pr is None:
+            return dict(base_files)
+        below = repo["branches"].get(pr["base"]["ref"])
+        if below is not None and below != commit and below not in seen \
+                and self._model_head_pr(repo, below) is not None:
+            # Stacked on another pull request's head: its tree is the base.
+            files = self._model_files(repo, below, base_files, seen + (commit,))
+        else:
+            files = dict(base_files)
+        for f in pr["files_at"][commit]:
+            st, name = f["status"], f["filename"]
+            if st == "removed":
+                files.pop(name, None)
+                continue
+            if st == "renamed" and f.get("previous_filename"):
+                files.pop(f["previous_filename"], None)
+            if st != "unchanged":
+                files[name] = ("100644", self._model_blob(commit, name))
+        return files
+
+    @staticmethod
+    def _model_tree(files):
+        """Root node of the directory tree of `files`; every node gets its git tree
+        hash ("sha") and its entries in git's order ("entries": name, mode, type,
+        sha, child node or None)."""
+        def node():
+            return {"blobs": {}, "dirs": {}}
+        root = node()
+        for path, (mode, sha) in files.items():
+            parts = path.split("/")
+            n = root
+            for d in parts[:-1]:
+                n = n["dirs"].setdefault(d, node())
+            n["blobs"][parts[-1]] = (mode, sha)
+
+        def seal(n):
+            # git sorts a tree's entries by name, a subtree's name as if it ended in "/".
+            keyed = [(name, name, mode, "blob", sha, None) for name, (mode, sha) in n["blobs"].items()]
+            for name, child in n["dirs"].items():
+                seal(child)
+                keyed.append((name + "/", name, "040000", "tree", child["sha"], child))
+            keyed.sort(key=lambda k: k[0].encode())
+            body = b"".join(b"%s %s\0" % (mode.lstrip("0").encode(), name.encode()) + bytes.fromhex(sha)
+                            for (_, name, mode, _, sha, _) in keyed)
+            n["sha"] = hashlib.sha1(b"tree %d\0" % len(body) + body).hexdigest()
+            n["entries"] = [k[1:] for k in keyed]
+        seal(root)
+        return root
+
+    def _model_tree_entries(self, repo, want, recursive):
+        """As _git_tree_entries, from the model: `want` is a ref name, a commit the
+        repository knows (a branch or tag tip, a merge commit, a pull request's head
+        now or before) or the sha of one of their trees or subtrees."""
+        base_files = self._model_base_files(repo)
+        known = set(repo["branches"].values()) | set(repo["tags"].values())
+        for pr in repo["pulls"].values():
+            known.update(pr.get("files_at", {}))
+            if pr.get("merge_commit_sha"):
+                known.add(pr["merge_commit_sha"])
+        commit = self._resolve_ref(repo, want, allow_sha=False)
+        if commit is None and want in known:
+            commit = want
+        found = None
+        if commit is not None:
+            found = self._model_tree(self._model_files(repo, commit, base_files))
+        elif re.fullmatch(r"[0-9a-f]{40}", want):
+            # A tree sha: look through the trees of every state the model has
+            # (the base tree once, then each head's).
+            states = [None] + [c for c in known if self._model_head_pr(repo, c) is not None]
+            for c in states:
+                files = dict(base_files) if c is None else self._model_files(repo, c, base_files)
+                stack = [self._model_tree(files)]
+                while stack and found is None:
+                    n = stack.pop()
+                    if n["sha"] == want:
+                        found = n
+                    stack.extend(e[4] for e in n["entries"] if e[4] is not None)
+                if found is not None:
+                    break
+        if found is None:
+            return None, []
+        entries = []
+
+        def walk(n, prefix):
+            for (name, mode, typ, sha, child) in n["entries"]:
+                size = int(sha[:3], 16) + 1 if typ == "blob" else None   # made up, stable
+                entries.append((prefix + name, mode, typ, sha, size))
+                if recursive and child is not None:
+                    walk(child, prefix + name + "/")
+        walk(found, "")
+        return found["sha"], entries
 
     def r_pull_get(self, ctx):
         repo = self._require_repo(ctx, ["pull_requests"], "read")

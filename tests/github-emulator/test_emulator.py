@@ -327,6 +327,137 @@ class EmulatorTest(unittest.TestCase):
         self.assertEqual(r.json["commits"][-1]["sha"], "f" * 40)
         self.assertIsNone(r.header("Link"))
 
+    def tree(self, ref, tok, recursive=True, status=200):
+        r = self.get("/repos/acme/widgets/git/trees/%s%s" % (ref, "?recursive=1" if recursive else ""), tok)
+        self.assertEqual(r.status, status, r)
+        return r.json
+
+    def tree_diff(self, base, head, tok):
+        """Paths whose blob (mode, sha) differs between two recursive trees."""
+        def blobs(ref):
+            t = self.tree(ref, tok)
+            self.assertFalse(t["truncated"])
+            return {e["path"]: (e["mode"], e["sha"]) for e in t["tree"] if e["type"] == "blob"}
+        a, b = blobs(base), blobs(head)
+        return {p for p in set(a) | set(b) if a.get(p) != b.get(p)}
+
+    def assert_tree_matches_compare(self, head, expected, tok):
+        """The trees of compare's merge base and of `head` differ in exactly `expected`."""
+        r = self.get("/repos/acme/widgets/compare/main...%s" % head, tok)
+        self.assertEqual(r.status, 200, r)
+        mb = r.json["merge_base_commit"]["sha"]
+        self.assertEqual(self.tree_diff(mb, head, tok), set(expected))
+
+    def test_git_tree_without_git(self):
+        tok = self.token(["widgets"], {"contents": "read"})
+        # PR 7 (setUp): src/a.c modified, .github/old.md -> docs/new.md, gone.txt removed.
+        self.assert_tree_matches_compare(HEAD, {"src/a.c", ".github/old.md", "docs/new.md",
+                                                "gone.txt"}, tok)
+        # Another pull request with an added file, stacked on nothing: the base
+        # tree grows with its removed file, PR 7's diff stays the same.
+        self.gh.add_pull({"repo": REPO, "number": 9, "head": {"sha": "9" * 40, "ref": "nine"},
+                          "base": {"ref": "main"},
+                          "files": [{"filename": "src/lib/new.c", "status": "added"},
+                                    {"filename": "src/a.c", "status": "modified"},
+                                    {"filename": "old/x.c", "status": "removed"},
+                                    {"filename": "b/y.c", "status": "renamed",
+                                     "previous_filename": "a/y.c"}]})
+        self.assert_tree_matches_compare("9" * 40, {"src/lib/new.c", "src/a.c", "old/x.c",
+                                                    "a/y.c", "b/y.c"}, tok)
+        self.assert_tree_matches_compare(HEAD, {"src/a.c", ".github/old.md", "docs/new.md",
+                                                "gone.txt"}, tok)
+        # Shape: subtrees listed before their contents, with their own sha.
+        t = self.tree("9" * 40, tok)
+        kinds = {e["path"]: e["type"] for e in t["tree"]}
+        self.assertEqual((kinds["src"], kinds["src/lib"], kinds["src/lib/new.c"]), ("tree", "tree", "blob"))
+        paths = [e["path"] for e in t["tree"]]
+        self.assertLess(paths.index("src/lib"), paths.index("src/lib/new.c"))
+        for e in t["tree"]:
+            self.assertEqual(e["mode"], "040000" if e["type"] == "tree" else "100644")
+            self.assertEqual("size" in e, e["type"] == "blob")
+            self.assertTrue(e["url"].endswith(("/git/blobs/" if e["type"] == "blob" else "/git/trees/")
+                                              + e["sha"]))
+        self.assertNotIn(t["sha"], ("9" * 40, HEAD, "b" * 40))
+        self.assertTrue(t["url"].endswith("/repos/acme/widgets/git/trees/" + t["sha"]))
+        # The same tree by its branch name and by its own sha; without
+        # `recursive`, only the top level; recursive=0 or false still recurses.
+        self.assertEqual(self.tree("nine", tok), t)
+        self.assertEqual(self.tree(t["sha"], tok), t)
+        top = self.tree(t["sha"], tok, recursive=False)
+        self.assertEqual([e["path"] for e in top["tree"]], [p for p in paths if "/" not in p])
+        for v in ("0", "false", ""):
+            r = self.get("/repos/acme/widgets/git/trees/nine?recursive=" + v, tok)
+            self.assertEqual(r.json["tree"], t["tree"], v)
+        # A subtree by its sha: paths relative to it.
+        sub = [e for e in t["tree"] if e["path"] == "src"][0]
+        st = self.tree(sub["sha"], tok)
+        self.assertEqual({e["path"] for e in st["tree"]}, {"a.c", "lib", "lib/new.c"})
+        # Deterministic; each head has its own tree, the base branch the base tree.
+        self.assertEqual(self.tree("9" * 40, tok), t)
+        self.assertNotEqual(self.tree(HEAD, tok)["sha"], t["sha"])
+        self.assertEqual(self.tree("main", tok)["sha"], self.tree("b" * 40, tok)["sha"])
+        # Unknown names and shas; truncation; permission.
+        for bad in ("0" * 40, "nope", "e" * 40):
+            r = self.get("/repos/acme/widgets/git/trees/" + bad, tok)
+            self.assertEqual((r.status, r.json["message"]), (404, "Not Found"), bad)
+            self.assertIn("documentation_url", r.json)
+        self.gh.config(tree_entries_max=3)
+        t3 = self.tree("9" * 40, tok)
+        self.assertEqual((t3["tree"], t3["truncated"]), (t["tree"][:3], True))
+        self.assertFalse(self.tree("9" * 40, tok, recursive=False)["truncated"])
+        r = self.get("/repos/acme/widgets/git/trees/main", self.token(["widgets"], {"pull_requests": "read"}))
+        self.assertEqual((r.status, r.json["message"]), (403, "Resource not accessible by integration"))
+        self.assertEqual(r.header("x-accepted-github-permissions"), "contents=read")
+        r = self.get("/repos/acme/widgets/git/trees/main", self.token(["gadgets"], {"contents": "read"}))
+        self.assertEqual(r.status, 404)
+
+    def test_git_tree_without_git_3001_files(self):
+        tok = self.token(["widgets"], {"contents": "read"})
+        statuses = ("modified", "added", "removed", "renamed")
+        files, expected = [], set()
+        for i in range(3001):
+            f = {"filename": "m%d/sub%d/f%04d.c" % (i % 7, i % 3, i), "status": statuses[i % 4]}
+            expected.add(f["filename"])
+            if f["status"] == "renamed":
+                f["previous_filename"] = "old/f%04d.c" % i
+                expected.add(f["previous_filename"])
+            files.append(f)
+        self.gh.add_pull({"repo": REPO, "number": 7, "files": files})
+        t0 = time.time()
+        self.assert_tree_matches_compare(HEAD, expected, tok)
+        self.assertLess(time.time() - t0, 10)
+        t = self.tree(HEAD, tok)
+        blobs = [e for e in t["tree"] if e["type"] == "blob"]
+        # PR 7's files were replaced: its 3001 files, but the 750 removed ones.
+        self.assertEqual(len(blobs), 3001 - 750)
+        self.assertEqual(len(t["tree"]) - len(blobs), 7 + 7 * 3)   # m0..m6, each with sub0..sub2
+        base = self.tree("main", tok)
+        # modified (751), removed (750), renamed-away (750): all existed before.
+        self.assertEqual(len([e for e in base["tree"] if e["type"] == "blob"]), 751 + 750 + 750)
+
+    def test_git_tree_push_on_next(self):
+        tok = self.token(["widgets"], {"contents": "read", "pull_requests": "read"})
+        self.gh.admin("POST", "push-on-next", {"repo": REPO, "pr": 7, "sha": "9" * 40,
+                                               "before": "files", "files": ["src/b.c"]})
+        # The merge base's tree (by sha or name) does not fire it.
+        self.tree("b" * 40, tok)
+        self.tree("main", tok)
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", tok).json["head"]["sha"], HEAD)
+        # The head's tree does: answered for the sha asked, the head moved on.
+        self.gh.clear_requests()
+        t = self.tree(HEAD, tok)
+        self.assertIn("docs/new.md", [e["path"] for e in t["tree"]])
+        self.assertEqual(self.gh.requests()[0]["push_on_next"]["sha"], "9" * 40)
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", tok).json["head"]["sha"], "9" * 40)
+        # The pushed head is a tree too, with its own files.
+        self.assert_tree_matches_compare("9" * 40, {"src/b.c"}, tok)
+        self.assert_tree_matches_compare(HEAD, {"src/a.c", ".github/old.md", "docs/new.md",
+                                                "gone.txt"}, tok)
+        # "any" fires on a tree request as well.
+        self.gh.push_on_next(REPO, 7, sha="8" * 40, before="any")
+        self.tree("9" * 40, tok)
+        self.assertEqual(self.get("/repos/acme/widgets/pulls/7", tok).json["head"]["sha"], "8" * 40)
+
     def test_reviews(self):
         tok = self.token(["widgets"], {"pull_requests": "read"})
         r = self.get("/repos/acme/widgets/pulls/7/reviews", tok)
@@ -742,6 +873,7 @@ class GitTest(unittest.TestCase):
         info = gh.add_git_repo(REPO, {"README.md": "hello\n", ".github/workflows/ci.yml": "on: push\n"},
                                protected=["main", "release"])
         self.initial = info["sha"]
+        self.gd = info["path"]     # the bare repository
         gh.add_installation({"id": 42, "account": "acme", "repositories": [REPO, "acme/gadgets"],
                              "permissions": {"contents": "write", "workflows": "write",
                                              "pull_requests": "write"}})
@@ -955,6 +1087,61 @@ class GitTest(unittest.TestCase):
         r = self.gh.api("GET", "/repos/acme/widgets/compare/main...topic",
                         token=self.token({"metadata": "read"}))
         self.assertEqual(r.status, 403)
+
+    def test_git_tree(self):
+        tok = self.token({"contents": "read"})
+        c = self.gh.git_commit(REPO, "main", {"src/a.c": "int a;\n", "src/lib/b.c": "int b;\n",
+                                              "run.sh": {"content": "#!/bin/sh\n", "executable": True}})
+        gd = self.gd
+
+        def ls(*args):
+            out = subprocess.run(["git", "--git-dir", gd, "ls-tree", "-l", "-z"] + list(args) + ["main"],
+                                 capture_output=True, text=True, check=True).stdout
+            rows = []
+            for rec in filter(None, out.split("\0")):
+                meta, path = rec.split("\t", 1)
+                mode, typ, sha, size = meta.split()
+                rows.append((path, mode, typ, sha, None if size == "-" else int(size)))
+            return rows
+
+        def tree(ref, q="?recursive=1", status=200):
+            r = self.gh.api("GET", "/repos/acme/widgets/git/trees/%s%s" % (ref, q), token=tok)
+            self.assertEqual(r.status, status, r)
+            return r.json
+
+        def rows(t):
+            return [(e["path"], e["mode"], e["type"], e["sha"], e.get("size")) for e in t["tree"]]
+        t = tree("main")
+        self.assertEqual(rows(t), ls("-r", "-t"))
+        self.assertFalse(t["truncated"])
+        got = {e["path"]: e for e in t["tree"]}
+        self.assertEqual((got["run.sh"]["mode"], got["README.md"]["size"], got["src/lib"]["type"]),
+                         ("100755", 6, "tree"))
+        self.assertEqual(rows(tree("main", "")), ls())
+        self.assertEqual([e["path"] for e in tree("main", "")["tree"]],
+                         [".github", "README.md", "run.sh", "src"])
+        # A commit sha, the tree's own sha, refs/heads/main: the same tree.
+        tsha = subprocess.run(["git", "--git-dir", gd, "rev-parse", "main^{tree}"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        self.assertEqual(t["sha"], tsha)
+        for ref in (c["sha"], tsha, "refs/heads/main"):
+            self.assertEqual(tree(ref), t, ref)
+        self.assertEqual(tree(got["src"]["sha"])["tree"][0]["path"], "a.c")
+        self.assertNotEqual(tree(self.initial)["sha"], tsha)
+        for v in ("0", "false"):
+            self.assertEqual(tree("main", "?recursive=" + v), t)
+        # Unknown: 404 like GitHub.
+        for bad in ("0" * 40, "nope", "-r"):
+            r = self.gh.api("GET", "/repos/acme/widgets/git/trees/" + bad, token=tok)
+            self.assertEqual((r.status, r.json["message"]), (404, "Not Found"), bad)
+        # Truncated recursive listing: the first entries.
+        self.gh.config(tree_entries_max=4)
+        t4 = tree("main")
+        self.assertEqual((t4["tree"], t4["truncated"]), (t["tree"][:4], True))
+        self.assertFalse(tree("main", "")["truncated"])
+        # contents: read needed, as for compare.
+        r = self.gh.api("GET", "/repos/acme/widgets/git/trees/main", token=self.token({"metadata": "read"}))
+        self.assertEqual((r.status, r.header("x-accepted-github-permissions")), (403, "contents=read"))
 
     def test_public_repo_anonymous_clone(self):
         self.gh.add_git_repo("acme/open", {"o": "o\n"}, private=False)
