@@ -186,6 +186,23 @@ facts_parse_page(enum facts_list kind, struct json_object *o,
 }
 
 int
+facts_add_file(struct pr_facts *f, const char *path, const char *status)
+{
+	struct gh_file *fl;
+
+	if (strlen(path) > FACTS_PATH_MAX || strlen(status) >=
+	    sizeof(fl->status))
+		return th_fail(TH_ERR_PROTOCOL, "changed file name too long");
+	if ((fl = push((void **)&f->files, &f->nfiles, sizeof(*fl),
+	    FACTS_FILES_MAX)) == NULL)
+		return th_fail(TH_ERR_TOO_LONG, "more than %d changed files",
+		    FACTS_FILES_MAX);
+	memcpy(fl->filename, path, strlen(path) + 1);
+	memcpy(fl->status, status, strlen(status) + 1);
+	return 0;
+}
+
+int
 facts_is_verdict(const char *state)
 {
 	return strcmp(state, "APPROVED") == 0 ||

@@ -75,8 +75,11 @@ struct pr_facts {
 	size_t			 nfiles;
 	int			 files_complete;	/* all changed_files read */
 	int			 files_pinned;	/* read for pr.head_sha (by
-						 * comparison), not for
-						 * whatever the head was */
+						 * comparison or trees), not
+						 * for whatever the head was */
+	int			 files_by_tree;	/* a rename is two paths */
+	char			 files_why[160];	/* why not complete, if
+							 * known ("": count) */
 };
 
 /* Frees the arrays (not f itself). */
@@ -100,5 +103,10 @@ int	facts_parse_pr(struct json_object *o, struct gh_pr *pr);
  * to f's list of that kind. */
 int	facts_parse_page(enum facts_list kind, struct json_object *o,
 	    struct pr_facts *f);
+
+/* Appends one changed file (no previous name); TH_ERR_TOO_LONG past
+ * FACTS_FILES_MAX. */
+int	facts_add_file(struct pr_facts *f, const char *path,
+	    const char *status);
 
 #endif

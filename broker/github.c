@@ -13,6 +13,7 @@
 #include "json.h"
 #include "jws.h"
 #include "sha.h"
+#include "tree.h"
 
 #define GH_JWT_TTL	540	/* GitHub allows 600; iat is backdated 60 */
 #define GH_PER_PAGE	100
@@ -670,6 +671,102 @@ approver_access(struct gh *g, const char *auth, const char *repo,
 	return r;
 }
 
+/* The merge base a comparison names (merge_base_commit.sha) into mb. */
+static int
+compare_merge_base(struct json_object *o, char mb[FACTS_SHA_LEN + 1])
+{
+	struct json_object *c;
+
+	if (!json_object_is_type(o, json_type_object) ||
+	    !json_object_object_get_ex(o, "merge_base_commit", &c) ||
+	    !json_object_is_type(c, json_type_object) ||
+	    facts_str(c, "sha", mb, FACTS_SHA_LEN + 1, 1) != 0 ||
+	    strlen(mb) != FACTS_SHA_LEN ||
+	    strspn(mb, "0123456789abcdef") != FACTS_SHA_LEN)
+		return th_fail(TH_ERR_PROTOCOL, "GitHub's comparison names no "
+		    "merge base");
+	return 0;
+}
+
+/* The changed files of a pull request too long for a comparison to list:
+ * the files in which the trees of its merge base mb and of its head SHA
+ * differ, both listed by SHA.  A listing GitHub cut short, or more files
+ * than the facts hold, leaves the files incomplete, with the reason in
+ * f->files_why: only a rule on files then refuses. */
+static int
+files_by_tree(struct gh *g, const char *auth, const char *repo,
+    const char *mb, struct pr_facts *f)
+{
+	struct http_req req[2], *batch[2] = { &req[0], &req[1] };
+	struct json_object *o = NULL;
+	struct tree t[2];
+	char url[HTTP_URL_MAX];
+	const char *sha[2] = { mb, f->pr.head_sha };
+	int k, r = 0;
+
+	memset(req, 0, sizeof(req));
+	memset(t, 0, sizeof(t));
+	for (k = 0; k < 2; k++) {
+		snprintf(url, sizeof(url), "%s/repos/%s/git/trees/%s?"
+		    "recursive=1", g->base, repo, sha[k]);
+		if ((r = http_req_init(&req[k], "GET", url, auth, NULL, 1))
+		    != 0)
+			goto out;
+	}
+	if ((r = run(g, batch, 2)) != 0)
+		goto out;
+	for (k = 0; k < 2; k++) {
+		if (req[k].r != 0) {
+			r = th_fail(req[k].r, "GitHub: %s", req[k].errmsg);
+			goto out;
+		}
+		if (req[k].status != 200) {
+			r = th_fail(TH_ERR_DENIED, "GitHub: tree of %s: %ld",
+			    sha[k], req[k].status);
+			goto out;
+		}
+		if ((r = json_parse_strict((const char *)buf_ptr(req[k].resp),
+		    buf_len(req[k].resp), HTTP_RESP_MAX, &o)) != 0 ||
+		    (r = tree_parse(o, &t[k])) != 0)
+			goto out;
+		json_object_put(o);
+		o = NULL;
+		http_req_clear(&req[k]);
+	}
+	if (t[0].truncated || t[1].truncated) {
+		snprintf(f->files_why, sizeof(f->files_why), "GitHub's listing "
+		    "of the tree of %s is truncated (it lists at most %d "
+		    "entries, 7 MB)", t[0].truncated ? "the merge base" :
+		    "the head commit", TREE_ENTRIES_MAX);
+		goto out;
+	}
+	if ((r = tree_diff(&t[0], &t[1], f)) == TH_ERR_TOO_LONG) {
+		snprintf(f->files_why, sizeof(f->files_why), "the head "
+		    "commit's tree differs from its merge base's in more than "
+		    "%d files", FACTS_FILES_MAX);
+		r = 0;
+		goto out;
+	}
+	if (r != 0)
+		goto out;
+	/* A rename is two paths here and one file to GitHub: never fewer. */
+	if ((int64_t)f->nfiles < f->pr.changed_files)
+		snprintf(f->files_why, sizeof(f->files_why), "the head "
+		    "commit's tree differs from its merge base's in %zu files, "
+		    "fewer than the pull request's %lld", f->nfiles,
+		    (long long)f->pr.changed_files);
+	else
+		f->files_complete = 1;
+ out:
+	json_object_put(o);
+	for (k = 0; k < 2; k++) {
+		if (req[k].resp != NULL)
+			http_req_clear(&req[k]);
+		tree_free(&t[k]);
+	}
+	return r;
+}
+
 int
 gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
     int64_t pr, struct pr_facts *f)
@@ -677,8 +774,8 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 	struct http_req req[FACTS_LISTS], *batch[FACTS_LISTS];
 	struct json_object *o = NULL, *list;
 	char url[FACTS_LISTS][HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
-	char esc[3 * FACTS_REF_MAX + 1];
-	int active[FACTS_LISTS], pages = 0, k, n, r;
+	char esc[3 * FACTS_REF_MAX + 1], mb[FACTS_SHA_LEN + 1] = "";
+	int active[FACTS_LISTS], pages = 0, by_tree, k, n, r;
 	long status = 0;
 
 	memset(f, 0, sizeof(*f));
@@ -705,12 +802,15 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 	    "status?per_page=%d", g->base, repo, f->pr.head_sha, GH_PER_PAGE);
 	snprintf(url[FACTS_REVIEWS], HTTP_URL_MAX, "%s/repos/%s/pulls/%lld/"
 	    "reviews?per_page=%d", g->base, repo, (long long)pr, GH_PER_PAGE);
-	/* The changed files by SHA too, where GitHub can list them so (a
-	 * comparison lists at most GH_COMPARE_FILES): read by pull request
-	 * number they are those of whatever the head is at that moment,
-	 * which a force-push can make another commit's and then undo. */
-	f->files_pinned = f->pr.changed_files >= 0 &&
-	    f->pr.changed_files <= GH_COMPARE_FILES;
+	/* The changed files by SHA too: read by pull request number they
+	 * are those of whatever the head is at that moment, which a
+	 * force-push can make another commit's and then undo.  A comparison
+	 * lists at most GH_COMPARE_FILES; past that it gives the merge base,
+	 * and the files are those in which its tree and the head's differ.
+	 * Only a pull request that does not say how many it has is read by
+	 * number (and then refused by any rule on files). */
+	f->files_pinned = f->pr.changed_files >= 0;
+	by_tree = f->files_by_tree = f->pr.changed_files > GH_COMPARE_FILES;
 	if (f->files_pinned) {
 		if (gh_escape(esc, sizeof(esc), f->pr.base_ref) != 0 ||
 		    (size_t)snprintf(url[FACTS_FILES], HTTP_URL_MAX, "%s/repos/"
@@ -770,8 +870,12 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 				    "comparison lists no files");
 				goto out;
 			}
-			if ((r = facts_parse_page((enum facts_list)k, list,
-			    f)) != 0)
+			if (k == FACTS_FILES && by_tree)
+				r = compare_merge_base(o, mb);
+			else
+				r = facts_parse_page((enum facts_list)k, list,
+				    f);
+			if (r != 0)
 				goto out;
 			/* A comparison's next page is of commits: its files
 			 * are all on the first. */
@@ -798,7 +902,7 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 				goto out;
 			} else {
 				active[k] = 0;
-				if (k == FACTS_FILES)
+				if (k == FACTS_FILES && !by_tree)
 					f->files_complete =
 					    f->pr.changed_files >= 0 &&
 					    (int64_t)f->nfiles ==
@@ -807,6 +911,14 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			http_req_clear(&req[k]);
 		}
 	}
+	/* Past FACTS_FILES_MAX the trees could not be told apart in full
+	 * anyway: not downloaded. */
+	if (by_tree && f->pr.changed_files > FACTS_FILES_MAX)
+		snprintf(f->files_why, sizeof(f->files_why), "the pull request "
+		    "has %lld changed files, more than the %d Threshold reads",
+		    (long long)f->pr.changed_files, FACTS_FILES_MAX);
+	else if (by_tree && (r = files_by_tree(g, auth, repo, mb, f)) != 0)
+		goto out;
 	r = approver_access(g, auth, repo, f);
  out:
 	for (k = 0; k < FACTS_LISTS; k++)

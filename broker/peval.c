@@ -789,6 +789,9 @@ rule_approvals(struct ectx *x, struct json_object *v)
 static int
 files_unread(const struct pr_facts *f)
 {
+	if (f->files_why[0] != '\0')
+		return th_fail(TH_ERR_DENIED, "changed files could not all be "
+		    "read: %.*s", (int)sizeof(f->files_why), f->files_why);
 	if (f->pr.changed_files < 0)
 		return th_fail(TH_ERR_DENIED, "changed files could not all be "
 		    "read: GitHub did not say how many the pull request has");
@@ -855,7 +858,9 @@ rule_max_files(struct ectx *x, struct json_object *v)
 	int64_t n = (int64_t)f->nfiles;
 	int r;
 
-	if (f->pr.changed_files > n)
+	/* Told from trees, a rename is two paths: GitHub's count, which
+	 * those paths were checked to cover, is the number of files. */
+	if (f->pr.changed_files > n || f->files_by_tree)
 		n = f->pr.changed_files;
 	if ((r = ev_set(x->ev, "files", json_object_new_int64(n))) != 0)
 		return r;

@@ -3,10 +3,12 @@
  * reply header lines the HTTP client reads (broker/http.c: the Link header
  * decides where the next page, and the token, goes); and a page of the
  * lists recovery reads (broker/recover.c: comments, pull requests or
- * deployments the App may have made).  Byte 0 picks: the pull request, a
- * page of check runs, statuses, reviews or files (the rest of the facts
- * made up so the rules run), header lines, or a recovery list page (its
- * bits choosing which matching rules apply). */
+ * deployments the App may have made); and two recursive tree listings
+ * (broker/tree.c: the changed files of a pull request of more than 300).
+ * Byte 0 picks: the pull request, a page of check runs, statuses, reviews
+ * or files (the rest of the facts made up so the rules run), header
+ * lines, a recovery list page (its bits choosing which matching rules
+ * apply), or two tree listings separated by a NUL byte. */
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -17,6 +19,7 @@
 #include "json.h"
 #include "peval.h"
 #include "recover.h"
+#include "tree.h"
 
 static const char policy_text[] = "{\"required_checks\":[\"ci/test\"],"
     "\"min_approvals\":1,\"protected_paths\":[\".github/workflows/**\","
@@ -140,6 +143,82 @@ recovery_page(unsigned rules, const uint8_t *data, size_t size)
 	json_object_put(o);
 }
 
+static const struct tree_entry *
+tree_find(const struct tree *t, const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		if (strcmp(t->e[i].path, path) == 0)
+			return &t->e[i];
+	return NULL;
+}
+
+static int
+tree_same(const struct tree_entry *a, const struct tree_entry *b)
+{
+	return strcmp(a->sha, b->sha) == 0 && strcmp(a->mode, b->mode) == 0;
+}
+
+/* Two listings, parsed and diffed.  Each is sorted without a path twice;
+ * every file the diff reports is, by a plain search of both, added,
+ * removed or modified as it says, and it reports as many as differ. */
+static void
+tree_pair(const uint8_t *data, size_t size)
+{
+	const uint8_t *sep = memchr(data, 0, size);
+	const struct tree_entry *b, *h;
+	struct json_object *o[2] = { NULL, NULL };
+	struct tree t[2];
+	struct pr_facts f;
+	size_t len[2], i, want = 0;
+	int k;
+
+	memset(t, 0, sizeof(t));
+	memset(&f, 0, sizeof(f));
+	if (sep == NULL)
+		return;
+	len[0] = (size_t)(sep - data);
+	len[1] = size - len[0] - 1;
+	for (k = 0; k < 2; k++) {
+		if (json_parse_strict((const char *)(k ? sep + 1 : data),
+		    len[k], 1 << 20, &o[k]) != 0 || tree_parse(o[k], &t[k]) != 0)
+			goto out;
+		FUZZ_ASSERT(t[k].n <= TREE_ENTRIES_MAX);
+		for (i = 1; i < t[k].n; i++)
+			FUZZ_ASSERT(strcmp(t[k].e[i - 1].path, t[k].e[i].path)
+			    < 0);
+	}
+	if (tree_diff(&t[0], &t[1], &f) != 0) {
+		FUZZ_ASSERT(t[0].truncated || t[1].truncated ||
+		    f.nfiles == FACTS_FILES_MAX);
+		goto out;
+	}
+	for (i = 0; i < f.nfiles; i++) {
+		b = tree_find(&t[0], f.files[i].filename);
+		h = tree_find(&t[1], f.files[i].filename);
+		if (strcmp(f.files[i].status, "added") == 0)
+			FUZZ_ASSERT(b == NULL && h != NULL);
+		else if (strcmp(f.files[i].status, "removed") == 0)
+			FUZZ_ASSERT(b != NULL && h == NULL);
+		else
+			FUZZ_ASSERT(strcmp(f.files[i].status, "modified") == 0 &&
+			    b != NULL && h != NULL && !tree_same(b, h));
+	}
+	for (i = 0; i < t[0].n; i++)
+		want += (h = tree_find(&t[1], t[0].e[i].path)) == NULL ||
+		    !tree_same(&t[0].e[i], h);
+	for (i = 0; i < t[1].n; i++)
+		want += tree_find(&t[0], t[1].e[i].path) == NULL;
+	FUZZ_ASSERT(want == f.nfiles);
+ out:
+	for (k = 0; k < 2; k++) {
+		tree_free(&t[k]);
+		json_object_put(o[k]);
+	}
+	facts_free(&f);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -155,13 +234,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	memset(&f, 0, sizeof(f));
-	kind = data[0] % (FACTS_LISTS + 3);
+	kind = data[0] % (FACTS_LISTS + 4);
 	if (kind == FACTS_LISTS + 1) {
 		headers(data + 1, size - 1);
 		return 0;
 	}
 	if (kind == FACTS_LISTS + 2) {
-		recovery_page(data[0] / (FACTS_LISTS + 3), data + 1, size - 1);
+		recovery_page(data[0] / (FACTS_LISTS + 4), data + 1, size - 1);
+		return 0;
+	}
+	if (kind == FACTS_LISTS + 3) {
+		tree_pair(data + 1, size - 1);
 		return 0;
 	}
 	if (json_parse_strict((const char *)data + 1, size - 1, 1 << 20, &o)

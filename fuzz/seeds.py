@@ -154,7 +154,8 @@ def gitrx_seeds(out, work):
 def github_seeds(out):
     """Replies as docs of GitHub's REST API show them; byte 0 is the
     harness's selector (0 checks, 1 statuses, 2 reviews, 3 files, 4 PR, 5 header lines,
-    6 + 7k a recovery list page, k's bits choosing its matching rules)."""
+    6 + 8k a recovery list page, k's bits choosing its matching rules, 7 two tree
+    listings separated by a NUL byte)."""
     c = Corpus(out, "github")
     sha = "ab" * 20
     c.add(b"\x04" + json.dumps({"number": 7, "state": "open", "draft": False, "merged": False,
@@ -173,19 +174,29 @@ def github_seeds(out):
           b'rel="next", <https://api.github.com/repositories/1/pulls/7/files?page=30>; rel="last"\r\n'
           b"x-ratelimit-remaining: 4999\r\nx-ratelimit-reset: 1764000000\r\nretry-after: 3\r\n\r\n")
     bot = {"login": "threshold[bot]", "type": "Bot"}
-    # comments (user, id, body): rules 4 -> selector 6 + 7 * 4
-    c.add(bytes([6 + 7 * 4]) + json.dumps([
+    # comments (user, id, body): rules 4 -> selector 6 + 8 * 4
+    c.add(bytes([6 + 8 * 4]) + json.dumps([
         {"id": 11, "user": bot, "body": "LGTM", "created_at": "2025-11-24T16:00:01Z"},
         {"id": 12, "user": {"login": "carol"}, "body": "LGTM", "created_at": "2025-11-24T16:00:02Z"},
         {"id": 13, "user": None, "body": "LGTM", "created_at": "2025-11-24T16:00:03Z"}]).encode())
     # pull requests, newest first (user, number, head): rules 2 | 8 | 16
-    c.add(bytes([6 + 7 * 26]) + json.dumps([
+    c.add(bytes([6 + 8 * 26]) + json.dumps([
         {"number": 9, "user": bot, "head": {"ref": "topic"}, "created_at": "2025-11-24T16:00:09Z"},
         {"number": 8, "user": bot, "head": {"ref": "other"}, "created_at": "2025-11-24T15:00:00Z"}]).encode())
     # deployments, newest first (creator, id): rules 1 | 16
-    c.add(bytes([6 + 7 * 17]) + json.dumps([
+    c.add(bytes([6 + 8 * 17]) + json.dumps([
         {"id": 501, "creator": bot, "created_at": "2025-11-24T16:00:05Z"},
         {"id": 500, "creator": bot, "created_at": "2020-01-01T00:00:00Z"}]).encode())
+    def tree(entries, truncated=False):
+        return json.dumps({"sha": "cd" * 20, "truncated": truncated, "tree": [
+            {"path": p, "mode": m, "type": t, "sha": s, "size": 1} for (t, m, s, p) in entries]}).encode()
+    base = [("tree", "040000", "01" * 20, "src"), ("blob", "100644", "02" * 20, "src/a.c"),
+            ("blob", "100644", "03" * 20, "README"), ("commit", "160000", "04" * 20, "vendor/x")]
+    head = [("tree", "040000", "11" * 20, "src"), ("blob", "100755", "02" * 20, "src/a.c"),
+            ("blob", "100644", "05" * 20, ".github/workflows/ci.yml"),
+            ("commit", "160000", "06" * 20, "vendor/x")]
+    c.add(b"\x07" + tree(base) + b"\0" + tree(head))
+    c.add(b"\x07" + tree(base) + b"\0" + tree(head, True))
     c.add(b"\x03" + json.dumps([{"filename": "src/a.c", "status": "modified"},
                                 {"filename": ".github/workflows/ci.yml", "status": "added"},
                                 {"filename": "keys/new.pem", "status": "renamed",

@@ -59,6 +59,11 @@ admin POST repos '{"full_name":"acme/backend","collaborators":{"tina":"triage"}}
 pr 93 "$(sha 93)" main bob '["src/s.c"]' "$($PY -c 'import json;print(json.dumps([{"user":"rev%d" % i,"state":"APPROVED"} for i in range(20)]))')"; green "$(sha 93)"
 pr 92 "$(sha 92)" main bob '["src/r.c"]' '[{"user":"mallory","state":"APPROVED","author_association":"NONE"},{"user":"tina","state":"APPROVED","author_association":"COLLABORATOR"}]'; green "$(sha 92)"
 pr 90 "$(sha 90)" main bob "$($PY -c 'import json;print(json.dumps(["src/big%d.c" % i for i in range(3000)] + [".github/workflows/evil.yml"]))')" "$APPROVED"; green "$(sha 90)"
+# Over 300 files: read from the trees of the merge base and of the head.
+# 17 has a protected workflow at A; 18 renames one file (two paths in the
+# trees, one file to GitHub) and touches nothing protected.
+pr 17 "$(sha 17)" main bob "$($PY -c 'import json;print(json.dumps(["src/w%d.c" % i for i in range(300)] + [".github/workflows/evil.yml"]))')" "$APPROVED"; green "$(sha 17)"
+pr 18 "$(sha 18)" main bob "$($PY -c 'import json;print(json.dumps(["src/v%d.c" % i for i in range(300)] + [{"filename":"docs/new.md","status":"renamed","previous_filename":"docs/old.md"}]))')" "$APPROVED"; green "$(sha 18)"
 
 merged() { admin GET state | $PY -c "import json,sys;s=json.load(sys.stdin);print(' '.join(str(m.get('number', m.get('pr'))) for m in s['merges']))"; }
 
@@ -198,7 +203,13 @@ refused "rename out of a protected path refused" 7 "protected path: .github/work
 refused "no checks at all is not success" 9 "required checks"
 refused "max changed files (250 files)" 10 "changed files: 250, at most 50"
 refused "3001 changed files: the one GitHub does not list could be protected" 90 \
-	"changed files could not all be read: GitHub listed 3000 of the pull request's 3001"
+	"changed files could not all be read: the pull request has 3001 changed files, more than the 3000 Threshold reads"
+refused "301 files, read from trees, one a rename: counted as GitHub does, nothing protected" 18 \
+	"changed files: 301, at most 50"
+admin POST config '{"tree_entries_max":100}' >/dev/null
+refused "a tree GitHub lists only in part: refused, saying so" 18 \
+	"changed files could not all be read: GitHub's listing of the tree of the merge base is truncated"
+admin POST config '{"tree_entries_max":100000}' >/dev/null
 merged | grep -qwE "2|3|4|5|6|7|9|10" && fail "a refused PR was merged" || ok "nothing refused was merged"
 expect_ok "a refusal carries its evidence (--json)" sh -c "$BIN/threshold --broker $T/broker.sock --json github merge --repo acme/backend --pr 3 --target main | grep -q matched_path"
 
@@ -223,6 +234,21 @@ r = r['requests'] if isinstance(r, dict) else r
 sys.exit(0 if any(x.get('route') == 'compare' and (x.get('push_on_next') or {}).get('pr') == 16 for x in r) else 1)" &&
 	ok "... the head did move to C while A's files were read" || fail "the A -> C push did not fire during the file listing"
 merged | grep -qw 16 && fail "the A -> C -> A pull request was merged" || ok "... and not merged"
+# The same past 300 files, where no comparison lists them: the trees read
+# are the merge base's and A's, whatever the head is meanwhile.
+C17=$($PY -c 'import json;print(json.dumps(["src/w%d.c" % i for i in range(301)]))')
+A17=$($PY -c 'import json;print(json.dumps(["src/w%d.c" % i for i in range(300)] + [".github/workflows/evil.yml"]))')
+admin POST push-on-next "{\"repo\":\"acme/backend\",\"pr\":17,\"sha\":\"$(sha 1717)\",\"files\":$C17,\"before\":\"files\"}" >/dev/null
+admin POST push-on-next "{\"repo\":\"acme/backend\",\"pr\":17,\"sha\":\"$(sha 17)\",\"files\":$A17,\"before\":\"merge\"}" >/dev/null
+refused "301 files, head moved A -> C -> A around the file listing: A's tree is judged" 17 \
+	"protected path: .github/workflows/evil.yml"
+admin GET requests | $PY -c "
+import json, sys
+r = json.load(sys.stdin)
+r = r['requests'] if isinstance(r, dict) else r
+sys.exit(0 if any(x.get('route') in ('compare', 'git_tree') and (x.get('push_on_next') or {}).get('pr') == 17 for x in r) else 1)" &&
+	ok "... the head did move to C while A's files were read" || fail "the A -> C push did not fire during the file listing (301 files)"
+merged | grep -qw 17 && fail "the 301-file A -> C -> A pull request was merged" || ok "... and not merged"
 
 # GitHub faults.
 admin POST faults '{"method":"GET","path_regex":"/pulls/11$","status":503,"times":2}' >/dev/null
