@@ -26,6 +26,10 @@
  * on GitHub, and never holds mu then. */
 struct gh {
 	pthread_mutex_t	 mu;
+	/* One pull request's trees are read at a time: two listings of up
+	 * to 8 MiB each and their parse (~50 MB for 7 MB) per merge would
+	 * otherwise multiply by the merges in flight. */
+	pthread_mutex_t	 tree_mu;
 	pthread_cond_t	 session_free;
 	struct http	*session[GH_SESSIONS];
 	int		 in_use[GH_SESSIONS];
@@ -100,6 +104,7 @@ gh_new(const char *base_url, const char *app_id, const char *signer,
 	if ((g = calloc(1, sizeof(*g))) == NULL)
 		return TH_ERR_ALLOC;
 	pthread_mutex_init(&g->mu, NULL);
+	pthread_mutex_init(&g->tree_mu, NULL);
 	pthread_cond_init(&g->session_free, NULL);
 	snprintf(g->base, sizeof(g->base), "%s", base_url);
 	if (g->base[0] != '\0' && g->base[strlen(g->base) - 1] == '/')
@@ -125,6 +130,7 @@ gh_free(struct gh *g)
 	sigc_close(g->signer);
 	pthread_cond_destroy(&g->session_free);
 	pthread_mutex_destroy(&g->mu);
+	pthread_mutex_destroy(&g->tree_mu);
 	OPENSSL_cleanse(g->jwt, sizeof(g->jwt));
 	free(g);
 }
@@ -690,13 +696,16 @@ compare_merge_base(struct json_object *o, char mb[FACTS_SHA_LEN + 1])
 
 /* The changed files of a pull request too long for a comparison to list:
  * the files in which the trees of its merge base mb and of its head SHA
- * differ, both listed by SHA.  A listing GitHub cut short, or more files
- * than the facts hold, leaves the files incomplete, with the reason in
- * f->files_why: only a rule on files then refuses. */
+ * differ, both listed by SHA.  A listing that cannot be read, or that
+ * GitHub cut short, or more files than the facts hold, leaves the files
+ * incomplete, with the reason in f->files_why: only a rule on files then
+ * refuses. */
 static int
 files_by_tree(struct gh *g, const char *auth, const char *repo,
     const char *mb, struct pr_facts *f)
 {
+	static const char *const what[2] = { "the merge base",
+	    "the head commit" };
 	struct http_req req[2], *batch[2] = { &req[0], &req[1] };
 	struct json_object *o = NULL;
 	struct tree t[2];
@@ -706,6 +715,7 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
 
 	memset(req, 0, sizeof(req));
 	memset(t, 0, sizeof(t));
+	pthread_mutex_lock(&g->tree_mu);
 	for (k = 0; k < 2; k++) {
 		snprintf(url, sizeof(url), "%s/repos/%s/git/trees/%s?"
 		    "recursive=1", g->base, repo, sha[k]);
@@ -716,28 +726,32 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
 	if ((r = run(g, batch, 2)) != 0)
 		goto out;
 	for (k = 0; k < 2; k++) {
-		if (req[k].r != 0) {
-			r = th_fail(req[k].r, "GitHub: %s", req[k].errmsg);
-			goto out;
-		}
-		if (req[k].status != 200) {
-			r = th_fail(TH_ERR_DENIED, "GitHub: tree of %s: %ld",
-			    sha[k], req[k].status);
-			goto out;
-		}
-		if ((r = json_parse_strict((const char *)buf_ptr(req[k].resp),
-		    buf_len(req[k].resp), HTTP_RESP_MAX, &o)) != 0 ||
-		    (r = tree_parse(o, &t[k])) != 0)
-			goto out;
+		if ((r = req[k].r) != 0)
+			r = th_fail(r, "%s", req[k].errmsg);
+		else if (req[k].status != 200)
+			r = th_fail(TH_ERR_DENIED, "GitHub answered %ld",
+			    req[k].status);
+		else if ((r = json_parse_strict((const char *)buf_ptr(
+		    req[k].resp), buf_len(req[k].resp), HTTP_RESP_MAX, &o))
+		    == 0)
+			r = tree_parse(o, &t[k]);
 		json_object_put(o);
 		o = NULL;
 		http_req_clear(&req[k]);
+		if (r == TH_ERR_ALLOC)
+			goto out;
+		if (r != 0) {
+			snprintf(f->files_why, sizeof(f->files_why), "the tree "
+			    "of %s could not be read: %s", what[k], th_errmsg(r));
+			r = 0;
+			goto out;
+		}
 	}
 	if (t[0].truncated || t[1].truncated) {
 		snprintf(f->files_why, sizeof(f->files_why), "GitHub's listing "
 		    "of the tree of %s is truncated (it lists at most %d "
-		    "entries, 7 MB)", t[0].truncated ? "the merge base" :
-		    "the head commit", TREE_ENTRIES_MAX);
+		    "entries, 7 MB)", what[t[0].truncated ? 0 : 1],
+		    TREE_ENTRIES_MAX);
 		goto out;
 	}
 	if ((r = tree_diff(&t[0], &t[1], f)) == TH_ERR_TOO_LONG) {
@@ -758,6 +772,7 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
 	else
 		f->files_complete = 1;
  out:
+	pthread_mutex_unlock(&g->tree_mu);
 	json_object_put(o);
 	for (k = 0; k < 2; k++) {
 		if (req[k].resp != NULL)
@@ -810,7 +825,9 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 	 * Only a pull request that does not say how many it has is read by
 	 * number (and then refused by any rule on files). */
 	f->files_pinned = f->pr.changed_files >= 0;
-	by_tree = f->files_by_tree = f->pr.changed_files > GH_COMPARE_FILES;
+	/* At exactly GH_COMPARE_FILES a comparison could be cut short at
+	 * the count a stale changed_files says. */
+	by_tree = f->files_by_tree = f->pr.changed_files >= GH_COMPARE_FILES;
 	if (f->files_pinned) {
 		if (gh_escape(esc, sizeof(esc), f->pr.base_ref) != 0 ||
 		    (size_t)snprintf(url[FACTS_FILES], HTTP_URL_MAX, "%s/repos/"
@@ -826,6 +843,14 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 		    GH_PER_PAGE);
 	for (k = 0; k < FACTS_LISTS; k++)
 		active[k] = 1;
+	/* Past FACTS_FILES_MAX the files could not be held in full anyway:
+	 * neither compared nor listed. */
+	if (by_tree && f->pr.changed_files > FACTS_FILES_MAX) {
+		active[FACTS_FILES] = 0;
+		snprintf(f->files_why, sizeof(f->files_why), "the pull request "
+		    "has %lld changed files, more than the %d Threshold reads",
+		    (long long)f->pr.changed_files, FACTS_FILES_MAX);
+	}
 	for (;;) {
 		for (k = n = 0; k < FACTS_LISTS; k++) {
 			if (!active[k])
@@ -863,7 +888,7 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			    &o)) != 0)
 				goto out;
 			list = o;
-			if (k == FACTS_FILES && f->files_pinned &&
+			if (k == FACTS_FILES && f->files_pinned && !by_tree &&
 			    (!json_object_is_type(o, json_type_object) ||
 			    !json_object_object_get_ex(o, "files", &list))) {
 				r = th_fail(TH_ERR_PROTOCOL, "GitHub's "
@@ -911,13 +936,8 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			http_req_clear(&req[k]);
 		}
 	}
-	/* Past FACTS_FILES_MAX the trees could not be told apart in full
-	 * anyway: not downloaded. */
-	if (by_tree && f->pr.changed_files > FACTS_FILES_MAX)
-		snprintf(f->files_why, sizeof(f->files_why), "the pull request "
-		    "has %lld changed files, more than the %d Threshold reads",
-		    (long long)f->pr.changed_files, FACTS_FILES_MAX);
-	else if (by_tree && (r = files_by_tree(g, auth, repo, mb, f)) != 0)
+	if (by_tree && f->files_why[0] == '\0' &&
+	    (r = files_by_tree(g, auth, repo, mb, f)) != 0)
 		goto out;
 	r = approver_access(g, auth, repo, f);
  out:

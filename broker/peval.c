@@ -856,11 +856,19 @@ rule_max_files(struct ectx *x, struct json_object *v)
 	const struct pr_facts *f = x->f;
 	int64_t max = json_object_get_int64(v);
 	int64_t n = (int64_t)f->nfiles;
+	size_t i, added = 0, removed = 0;
 	int r;
 
-	/* Told from trees, a rename is two paths: GitHub's count, which
-	 * those paths were checked to cover, is the number of files. */
-	if (f->pr.changed_files > n || f->files_by_tree)
+	/* Told from trees, a rename is two paths, one removed and one
+	 * added: at least nfiles - min(added, removed) files changed. */
+	if (f->files_by_tree) {
+		for (i = 0; i < f->nfiles; i++) {
+			added += strcmp(f->files[i].status, "added") == 0;
+			removed += strcmp(f->files[i].status, "removed") == 0;
+		}
+		n -= (int64_t)(added < removed ? added : removed);
+	}
+	if (f->pr.changed_files > n)
 		n = f->pr.changed_files;
 	if ((r = ev_set(x->ev, "files", json_object_new_int64(n))) != 0)
 		return r;

@@ -250,6 +250,32 @@ sys.exit(0 if any(x.get('route') in ('compare', 'git_tree') and (x.get('push_on_
 	ok "... the head did move to C while A's files were read" || fail "the A -> C push did not fire during the file listing (301 files)"
 merged | grep -qw 17 && fail "the 301-file A -> C -> A pull request was merged" || ok "... and not merged"
 
+# Past 300 files in a real git repository whose base branch moved on after
+# the pull request branched off, changing a protected workflow there: the
+# files are those between the merge base and the head, not the base's tip,
+# so the pull request (which touches nothing protected) merges.
+admin POST installations '{"id":42,"account":"acme","repositories":["acme/backend","acme/frontend","acme/monorepo"],"permissions":{"contents":"write","pull_requests":"write","checks":"read","statuses":"read","issues":"write","deployments":"write","actions":"write"}}' >/dev/null
+admin POST git-repos '{"repo":"acme/monorepo","default_branch":"main","files":{"README.md":"hi\n",".github/workflows/ci.yml":"on: push\n"}}' >/dev/null
+BIGFILES=$($PY -c 'import json;print(json.dumps({"src/f%d.c" % i: "int f%d;\n" % i for i in range(301)}))')
+BIG=$(admin POST git-commit "{\"repo\":\"acme/monorepo\",\"branch\":\"big\",\"files\":$BIGFILES}" | $PY -c "import json,sys;print(json.load(sys.stdin)['sha'])")
+admin POST git-commit '{"repo":"acme/monorepo","branch":"main","files":{".github/workflows/ci.yml":"on: [push, pull_request]\n"}}' >/dev/null
+admin POST pulls "{\"repo\":\"acme/monorepo\",\"number\":1,\"head\":{\"sha\":\"$BIG\",\"ref\":\"big\"},\"base\":{\"ref\":\"main\"},\"user\":{\"login\":\"bob\"},\"mergeable\":true,\"files\":$($PY -c 'import json;print(json.dumps(["src/f%d.c" % i for i in range(301)]))'),\"reviews\":$APPROVED}" >/dev/null
+admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$BIG\",\"check_runs\":[{\"name\":\"ci/test\",\"status\":\"completed\",\"conclusion\":\"success\"}]}" >/dev/null
+echo '{"required_checks":["ci/test"],"min_approvals":1,"protected_paths":[".github/workflows/**"]}' >"$T/policy-front.json"
+expect_ok "alice delegates github.merge on acme/monorepo@main to coder-1" \
+	sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \
+	delegate --as alice --key 'pkcs11:token=alice;object=alice-key;type=private' --pin-file $T/alice/hsm/user.pin \
+	--to coder-1 --allow github.merge --repo acme/monorepo --target main --policy $T/policy-front.json --ttl 1h"
+admin POST requests/clear >/dev/null
+expect_ok "301 files, base moved on (a workflow changed there): merged, judged from the merge base" \
+	$TH github merge --repo acme/monorepo --pr 1 --target main
+admin GET requests | $PY -c "
+import json, sys
+r = json.load(sys.stdin)
+r = r['requests'] if isinstance(r, dict) else r
+sys.exit(0 if sum(1 for x in r if x.get('route') == 'git_tree') == 2 else 1)" &&
+	ok "... from two tree listings" || fail "the 301-file merge did not read two trees"
+
 # GitHub faults.
 admin POST faults '{"method":"GET","path_regex":"/pulls/11$","status":503,"times":2}' >/dev/null
 expect_ok "two 503s on a read are retried through" $TH github merge --repo acme/backend --pr 11 --target main

@@ -216,6 +216,63 @@ test_refusal_reason(void **state)
 	json_object_put(policy);
 }
 
+/* max_changed_files on files told from trees: a rename's two paths count
+ * once, and a changed_files lower than the paths can be is not believed. */
+static int
+max_files(int64_t changed_files, int64_t max)
+{
+	static const char *const file[][2] = { { "docs/old.md", "removed" },
+	    { "docs/new.md", "added" }, { "a.c", "modified" },
+	    { "b.c", "modified" }, { "c.c", "modified" } };
+	struct json_object *policy = NULL, *ev = NULL;
+	struct pr_facts f;
+	char pol[64];
+	size_t i;
+	int r;
+
+	memset(&f, 0, sizeof(f));
+	memset(f.pr.head_sha, 'a', FACTS_SHA_LEN);
+	snprintf(f.pr.base_ref, sizeof(f.pr.base_ref), "main");
+	f.pr.open = 1;
+	f.pr.mergeable = 1;
+	f.pr.changed_files = changed_files;
+	f.files_pinned = f.files_by_tree = f.files_complete = 1;
+	for (i = 0; i < sizeof(file) / sizeof(file[0]); i++)
+		assert_int_equal(facts_add_file(&f, file[i][0], file[i][1]), 0);
+	snprintf(pol, sizeof(pol), "{\"max_changed_files\":%lld}",
+	    (long long)max);
+	assert_int_equal(json_parse_strict(pol, strlen(pol), sizeof(pol),
+	    &policy), 0);
+	r = peval_merge(policy, &f, "main", 1764000000, &ev);
+	json_object_put(ev);
+	json_object_put(policy);
+	facts_free(&f);
+	return r;
+}
+
+static void
+test_max_files(void **state)
+{
+	int r;
+
+	(void)state;
+	/* Five paths, one rename: four files, as GitHub counts them. */
+	assert_int_equal(max_files(4, 4), 0);
+	r = max_files(4, 3);
+	assert_int_equal(r, TH_ERR_DENIED);
+	assert_string_equal(th_errmsg(r), "changed files: 4, at most 3 "
+	    "allowed");
+	/* GitHub saying 2 does not make the five paths fewer than four. */
+	r = max_files(2, 3);
+	assert_int_equal(r, TH_ERR_DENIED);
+	assert_string_equal(th_errmsg(r), "changed files: 4, at most 3 "
+	    "allowed");
+	/* Nor does GitHub's higher count get lowered. */
+	r = max_files(9, 8);
+	assert_string_equal(th_errmsg(r), "changed files: 9, at most 8 "
+	    "allowed");
+}
+
 int
 main(void)
 {
@@ -225,6 +282,7 @@ main(void)
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_too_many),
 		cmocka_unit_test(test_refusal_reason),
+		cmocka_unit_test(test_max_files),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
