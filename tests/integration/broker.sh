@@ -221,34 +221,26 @@ $TH github merge --repo acme/backend --pr 8 --target main >"$T/out" 2>"$T/err"; 
 	{ fail "push race (exit $rc)"; sed 's/^/#   /' "$T/err"; }
 
 # The head is force-pushed from A to C while the changed files are read and
-# back to A before the merge: the files judged are A's (read by comparing
-# the base with A), not C's, so A's protected workflow is refused.
-admin POST push-on-next "{\"repo\":\"acme/backend\",\"pr\":16,\"sha\":\"$(sha 1616)\",\"files\":[\"src/ok.c\"],\"before\":\"files\"}" >/dev/null
-admin POST push-on-next "{\"repo\":\"acme/backend\",\"pr\":16,\"sha\":\"$(sha 16)\",\"files\":[\".github/workflows/evil.yml\"],\"before\":\"merge\"}" >/dev/null
-refused "head moved A -> C -> A around the file listing: A's files are judged" 16 \
-	"protected path: .github/workflows/evil.yml"
-admin GET requests | $PY -c "
+# back to A before the merge: the files judged are A's, not C's, so A's
+# protected workflow is refused.  Up to 300 files they are read by comparing
+# the base with A; past 300, from the trees of the merge base and of A.
+# a_c_a DESC PR C_SHA C_FILES A_FILES
+a_c_a() {
+	admin POST push-on-next "{\"repo\":\"acme/backend\",\"pr\":$2,\"sha\":\"$3\",\"files\":$4,\"before\":\"files\"}" >/dev/null
+	admin POST push-on-next "{\"repo\":\"acme/backend\",\"pr\":$2,\"sha\":\"$(sha "$2")\",\"files\":$5,\"before\":\"merge\"}" >/dev/null
+	refused "$1: head moved A -> C -> A around the file listing, A's files are judged" "$2" \
+		"protected path: .github/workflows/evil.yml"
+	admin GET requests | $PY -c "
 import json, sys
 r = json.load(sys.stdin)
 r = r['requests'] if isinstance(r, dict) else r
-sys.exit(0 if any(x.get('route') == 'compare' and (x.get('push_on_next') or {}).get('pr') == 16 for x in r) else 1)" &&
-	ok "... the head did move to C while A's files were read" || fail "the A -> C push did not fire during the file listing"
-merged | grep -qw 16 && fail "the A -> C -> A pull request was merged" || ok "... and not merged"
-# The same past 300 files, where no comparison lists them: the trees read
-# are the merge base's and A's, whatever the head is meanwhile.
-C17=$($PY -c 'import json;print(json.dumps(["src/w%d.c" % i for i in range(301)]))')
-A17=$($PY -c 'import json;print(json.dumps(["src/w%d.c" % i for i in range(300)] + [".github/workflows/evil.yml"]))')
-admin POST push-on-next "{\"repo\":\"acme/backend\",\"pr\":17,\"sha\":\"$(sha 1717)\",\"files\":$C17,\"before\":\"files\"}" >/dev/null
-admin POST push-on-next "{\"repo\":\"acme/backend\",\"pr\":17,\"sha\":\"$(sha 17)\",\"files\":$A17,\"before\":\"merge\"}" >/dev/null
-refused "301 files, head moved A -> C -> A around the file listing: A's tree is judged" 17 \
-	"protected path: .github/workflows/evil.yml"
-admin GET requests | $PY -c "
-import json, sys
-r = json.load(sys.stdin)
-r = r['requests'] if isinstance(r, dict) else r
-sys.exit(0 if any(x.get('route') in ('compare', 'git_tree') and (x.get('push_on_next') or {}).get('pr') == 17 for x in r) else 1)" &&
-	ok "... the head did move to C while A's files were read" || fail "the A -> C push did not fire during the file listing (301 files)"
-merged | grep -qw 17 && fail "the 301-file A -> C -> A pull request was merged" || ok "... and not merged"
+sys.exit(0 if any(x.get('route') in ('compare', 'git_tree') and (x.get('push_on_next') or {}).get('pr') == $2 for x in r) else 1)" &&
+		ok "... the head did move to C while A's files were read" || fail "$1: the A -> C push did not fire during the file listing"
+	merged | grep -qw "$2" && fail "$1: the A -> C -> A pull request was merged" || ok "... and not merged"
+}
+a_c_a "1 file" 16 "$(sha 1616)" '["src/ok.c"]' '[".github/workflows/evil.yml"]'
+a_c_a "301 files" 17 "$(sha 1717)" "$($PY -c 'import json;print(json.dumps(["src/w%d.c" % i for i in range(301)]))')" \
+	"$($PY -c 'import json;print(json.dumps(["src/w%d.c" % i for i in range(300)] + [".github/workflows/evil.yml"]))')"
 
 # Past 300 files in a real git repository whose base branch moved on after
 # the pull request branched off, changing a protected workflow there: the
