@@ -325,7 +325,8 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *cap,
 		fail_token(b, ans, r);
 		goto out;
 	}
-	if ((r = gh_pr_facts(b->gh, tok, red->op.repo, red->op.pr, &f)) != 0) {
+	if ((r = gh_pr_facts(b->gh, tok, red->op.repo, red->op.pr,
+	    peval_reads_files(red->chain->policy), &f)) != 0) {
 		fail(b, ans, r == TH_ERR_UNAVAILABLE ? 502 : 403,
 		    r == TH_ERR_UNAVAILABLE ? "github_unavailable" :
 		    "github_refused", r);

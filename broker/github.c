@@ -784,7 +784,7 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
 
 int
 gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
-    int64_t pr, struct pr_facts *f)
+    int64_t pr, int files, struct pr_facts *f)
 {
 	struct http_req req[FACTS_LISTS], *batch[FACTS_LISTS];
 	struct json_object *o = NULL, *list;
@@ -823,12 +823,29 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 	 * lists at most GH_COMPARE_FILES; past that it gives the merge base,
 	 * and the files are those in which its tree and the head's differ.
 	 * Only a pull request that does not say how many it has is read by
-	 * number (and then refused by any rule on files). */
+	 * number (and then refused by any rule on files).  At exactly
+	 * GH_COMPARE_FILES a comparison could be cut short at the count a
+	 * stale changed_files says. */
 	f->files_pinned = f->pr.changed_files >= 0;
-	/* At exactly GH_COMPARE_FILES a comparison could be cut short at
-	 * the count a stale changed_files says. */
 	by_tree = f->files_by_tree = f->pr.changed_files >= GH_COMPARE_FILES;
-	if (f->files_pinned) {
+	for (k = 0; k < FACTS_LISTS; k++)
+		active[k] = 1;
+	/* A policy without a rule on files never looks at them: neither
+	 * asked for (a comparison's patches can run to megabytes) nor able
+	 * to fail the merge.  Past FACTS_FILES_MAX they could not be held in
+	 * full anyway. */
+	if (!files || (by_tree && f->pr.changed_files > FACTS_FILES_MAX)) {
+		active[FACTS_FILES] = 0;
+		if (!files)
+			snprintf(f->files_why, sizeof(f->files_why), "not "
+			    "read: the policy has no rule on them");
+		else
+			snprintf(f->files_why, sizeof(f->files_why), "the pull "
+			    "request has %lld changed files, more than the %d "
+			    "Threshold reads", (long long)f->pr.changed_files,
+			    FACTS_FILES_MAX);
+		by_tree = f->files_by_tree = f->files_pinned = 0;
+	} else if (f->files_pinned) {
 		if (gh_escape(esc, sizeof(esc), f->pr.base_ref) != 0 ||
 		    (size_t)snprintf(url[FACTS_FILES], HTTP_URL_MAX, "%s/repos/"
 		    "%s/compare/%s...%s?per_page=1", g->base, repo, esc,
@@ -841,16 +858,6 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 		snprintf(url[FACTS_FILES], HTTP_URL_MAX, "%s/repos/%s/pulls/"
 		    "%lld/files?per_page=%d", g->base, repo, (long long)pr,
 		    GH_PER_PAGE);
-	for (k = 0; k < FACTS_LISTS; k++)
-		active[k] = 1;
-	/* Past FACTS_FILES_MAX the files could not be held in full anyway:
-	 * neither compared nor listed. */
-	if (by_tree && f->pr.changed_files > FACTS_FILES_MAX) {
-		active[FACTS_FILES] = 0;
-		snprintf(f->files_why, sizeof(f->files_why), "the pull request "
-		    "has %lld changed files, more than the %d Threshold reads",
-		    (long long)f->pr.changed_files, FACTS_FILES_MAX);
-	}
 	for (;;) {
 		for (k = n = 0; k < FACTS_LISTS; k++) {
 			if (!active[k])
@@ -936,8 +943,7 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			http_req_clear(&req[k]);
 		}
 	}
-	if (by_tree && f->files_why[0] == '\0' &&
-	    (r = files_by_tree(g, auth, repo, mb, f)) != 0)
+	if (by_tree && (r = files_by_tree(g, auth, repo, mb, f)) != 0)
 		goto out;
 	r = approver_access(g, auth, repo, f);
  out:

@@ -83,10 +83,11 @@ void	gh_token_revoke(struct gh *g, struct gh_token *tok);
 /* Wipes and frees a heap-allocated token; NULL ok. */
 void	gh_token_free(struct gh_token *tok);
 
-/* The PR and, for its head SHA, check runs, statuses, reviews and files,
- * read in parallel, every page. */
+/* The PR and, for its head SHA, check runs, statuses, reviews and (if
+ * files) the changed files, read in parallel, every page.  Unread, the
+ * files are incomplete, saying so in f->files_why. */
 int	gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
-	    int64_t pr, struct pr_facts *f);
+	    int64_t pr, int files, struct pr_facts *f);
 /* PUT .../pulls/N/merge with sha (GitHub refuses with 409 if the head
  * moved).  0 with res->status 200 when merged; TH_ERR_DENIED with the
  * reason for GitHub's refusals. */

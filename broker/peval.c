@@ -960,6 +960,13 @@ known_members(struct json_object *policy)
 }
 
 int
+peval_reads_files(struct json_object *policy)
+{
+	return json_object_object_get_ex(policy, "protected_paths", NULL) ||
+	    json_object_object_get_ex(policy, "max_changed_files", NULL);
+}
+
+int
 peval_merge(struct json_object *policy, const struct pr_facts *f,
     const char *target, time_t now, struct json_object **evidence)
 {

@@ -24,6 +24,10 @@
 int	peval_merge(struct json_object *policy, const struct pr_facts *f,
 	    const char *target, time_t now, struct json_object **evidence);
 
+/* 1 if the policy has a rule on a pull request's changed files
+ * (protected_paths, max_changed_files): only then are they read. */
+int	peval_reads_files(struct json_object *policy);
+
 /* The rules that apply to an operation other than a merge (creating a PR,
  * commenting, deploying, dispatching a workflow): allowed_targets for its
  * target branch (NULL when it has none) and time_window.  The rules about

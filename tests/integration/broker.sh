@@ -267,6 +267,25 @@ r = json.load(sys.stdin)
 r = r['requests'] if isinstance(r, dict) else r
 sys.exit(0 if sum(1 for x in r if x.get('route') == 'git_tree') == 2 else 1)" &&
 	ok "... from two tree listings" || fail "the 301-file merge did not read two trees"
+# A policy without a rule on files: they are not asked for at all.
+admin POST git-commit '{"repo":"acme/monorepo","branch":"small","files":{"src/small.c":"int s;\n"}}' >"$T/small.json"
+SMALL=$($PY -c "import json,sys;print(json.load(open(sys.argv[1]))['sha'])" "$T/small.json")
+admin POST pulls "{\"repo\":\"acme/monorepo\",\"number\":2,\"head\":{\"sha\":\"$SMALL\",\"ref\":\"small\"},\"base\":{\"ref\":\"main\"},\"user\":{\"login\":\"bob\"},\"mergeable\":true,\"files\":[\"src/small.c\"],\"reviews\":$APPROVED}" >/dev/null
+admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$SMALL\",\"check_runs\":[{\"name\":\"ci/test\",\"status\":\"completed\",\"conclusion\":\"success\"}]}" >/dev/null
+echo '{"required_checks":["ci/test"],"min_approvals":1}' >"$T/policy-nofiles.json"
+expect_ok "alice delegates github.merge on acme/monorepo@main with no rule on files" \
+	sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \
+	delegate --as alice --key 'pkcs11:token=alice;object=alice-key;type=private' --pin-file $T/alice/hsm/user.pin \
+	--to coder-1 --allow github.merge --repo acme/monorepo --target main --policy $T/policy-nofiles.json --ttl 1h"
+admin POST requests/clear >/dev/null
+expect_ok "a merge under a policy without a rule on files" $TH github merge --repo acme/monorepo --pr 2 --target main
+admin GET requests | $PY -c "
+import json, sys
+r = json.load(sys.stdin)
+r = r['requests'] if isinstance(r, dict) else r
+routes = [x.get('route') for x in r]
+sys.exit(0 if 'pull_merge' in routes and not set(routes) & {'compare', 'git_tree', 'pull_files'} else 1)" &&
+	ok "... read no changed files" || fail "a policy without a rule on files had them read"
 
 # GitHub faults.
 admin POST faults '{"method":"GET","path_regex":"/pulls/11$","status":503,"times":2}' >/dev/null

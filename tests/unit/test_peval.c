@@ -978,6 +978,33 @@ test_guards(void **state)
 	facts_free(&g);
 }
 
+/* The changed files are read only for a policy with a rule on them. */
+static void
+test_reads_files(void **state)
+{
+	static const struct {
+		const char	*policy;
+		int		 reads;
+	} c[] = {
+		{ "{}", 0 },
+		{ "{\"required_checks\":[\"ci/test\"],\"min_approvals\":1}", 0 },
+		{ "{\"protected_paths\":[]}", 1 },
+		{ "{\"max_changed_files\":10}", 1 },
+		{ "{\"time_window\":{\"tz\":\"UTC\",\"days\":[\"Mon\"],"
+		    "\"start\":\"09:00\",\"end\":\"17:00\"},"
+		    "\"protected_paths\":[\"x\"]}", 1 },
+	};
+	struct json_object *o;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		o = j(c[i].policy);
+		assert_int_equal(peval_reads_files(o), c[i].reads);
+		json_object_put(o);
+	}
+}
+
 int
 main(void)
 {
@@ -997,6 +1024,7 @@ main(void)
 		cmocka_unit_test(test_window_env_init),
 		cmocka_unit_test(test_window_rule),
 		cmocka_unit_test(test_guards),
+		cmocka_unit_test(test_reads_files),
 	};
 
 	return cmocka_run_group_tests_name("peval", tests, NULL, NULL);
