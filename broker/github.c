@@ -19,6 +19,7 @@
 #define GH_PER_PAGE	100
 #define GH_PAGES_MAX	40	/* 3000 files / 100 + slack */
 #define GH_COMPARE_FILES 300	/* a comparison lists no more */
+#define GH_TREE_DIRS_MAX 1000	/* directories walked for one PR */
 
 /* Shared by the broker's request threads.  mu guards the App JWT, the
  * installation cache and which sessions are in use; a request holds a
@@ -694,75 +695,104 @@ compare_merge_base(struct json_object *o, char mb[FACTS_SHA_LEN + 1])
 	return 0;
 }
 
+/* A tree listing's reply into t: 0, TH_ERR_ALLOC, or another error whose
+ * message says why it cannot be read. */
+static int
+tree_reply(struct http_req *req, struct tree *t)
+{
+	struct json_object *o = NULL;
+	int r;
+
+	if ((r = req->r) != 0)
+		return th_fail(r, "%s", req->errmsg);
+	if (req->status != 200)
+		return th_fail(TH_ERR_DENIED, "GitHub answered %ld",
+		    req->status);
+	if ((r = json_parse_strict((const char *)buf_ptr(req->resp),
+	    buf_len(req->resp), HTTP_RESP_MAX, &o)) == 0)
+		r = tree_parse(o, t);
+	json_object_put(o);
+	return r;
+}
+
 /* The changed files of a pull request too long for a comparison to list:
  * the files in which the trees of its merge base mb and of its head SHA
- * differ, both listed by SHA.  A listing that cannot be read, or that
- * GitHub cut short, or more files than the facts hold, leaves the files
- * incomplete, with the reason in f->files_why: only a rule on files then
- * refuses. */
+ * differ, both listed by SHA, one directory level at a time and only
+ * where the directories' SHAs differ (up to GH_TREE_DIRS_MAX directories,
+ * HTTP_BATCH_MAX listings at once).  A listing that cannot be read, or
+ * more files or directories than that, leaves the files incomplete, with
+ * the reason in f->files_why: only a rule on files then refuses.  One pull
+ * request's trees are walked at a time. */
 static int
 files_by_tree(struct gh *g, const char *auth, const char *repo,
     const char *mb, struct pr_facts *f)
 {
-	static const char *const what[2] = { "the merge base",
-	    "the head commit" };
-	struct http_req req[2], *batch[2] = { &req[0], &req[1] };
-	struct json_object *o = NULL;
-	struct tree t[2];
+	static const struct tree none;
+	struct http_req req[HTTP_BATCH_MAX], *batch[HTTP_BATCH_MAX];
+	struct tree t[HTTP_BATCH_MAX];
+	struct tree_dir *dirs = NULL, *d;
+	int side[HTTP_BATCH_MAX][2];	/* dir's request per side, or -1 */
 	char url[HTTP_URL_MAX];
-	const char *sha[2] = { mb, f->pr.head_sha };
+	size_t ndirs = 1, next = 0, nb, n = 0, i;
 	int k, r = 0;
 
 	memset(req, 0, sizeof(req));
 	memset(t, 0, sizeof(t));
+	if ((dirs = calloc(GH_TREE_DIRS_MAX, sizeof(*dirs))) == NULL)
+		return TH_ERR_ALLOC;
+	memcpy(dirs[0].base, mb, FACTS_SHA_LEN + 1);
+	memcpy(dirs[0].head, f->pr.head_sha, FACTS_SHA_LEN + 1);
 	pthread_mutex_lock(&g->tree_mu);
-	for (k = 0; k < 2; k++) {
-		snprintf(url, sizeof(url), "%s/repos/%s/git/trees/%s?"
-		    "recursive=1", g->base, repo, sha[k]);
-		if ((r = http_req_init(&req[k], "GET", url, auth, NULL, 1))
-		    != 0)
-			goto out;
-	}
-	if ((r = run(g, batch, 2)) != 0)
-		goto out;
-	for (k = 0; k < 2; k++) {
-		if ((r = req[k].r) != 0)
-			r = th_fail(r, "%s", req[k].errmsg);
-		else if (req[k].status != 200)
-			r = th_fail(TH_ERR_DENIED, "GitHub answered %ld",
-			    req[k].status);
-		else if ((r = json_parse_strict((const char *)buf_ptr(
-		    req[k].resp), buf_len(req[k].resp), HTTP_RESP_MAX, &o))
-		    == 0)
-			r = tree_parse(o, &t[k]);
-		json_object_put(o);
-		o = NULL;
-		http_req_clear(&req[k]);
-		if (r == TH_ERR_ALLOC)
-			goto out;
-		if (r != 0) {
-			snprintf(f->files_why, sizeof(f->files_why), "the tree "
-			    "of %s could not be read: %s", what[k], th_errmsg(r));
-			r = 0;
-			goto out;
+	while (next < ndirs) {
+		/* The next directories, on the sides they are on. */
+		for (nb = n = 0; next + nb < ndirs && n + 2 <= HTTP_BATCH_MAX;
+		    nb++) {
+			d = &dirs[next + nb];
+			for (k = 0; k < 2; k++) {
+				side[nb][k] = -1;
+				if ((k ? d->head : d->base)[0] == '\0')
+					continue;
+				snprintf(url, sizeof(url), "%s/repos/%s/git/"
+				    "trees/%s", g->base, repo,
+				    k ? d->head : d->base);
+				if ((r = http_req_init(&req[n], "GET", url,
+				    auth, NULL, 1)) != 0)
+					goto out;
+				side[nb][k] = (int)n;
+				batch[n] = &req[n];
+				n++;
+			}
 		}
+		if ((r = run(g, batch, n)) != 0)
+			goto out;
+		for (i = 0; i < nb; i++) {
+			d = &dirs[next + i];
+			for (k = 0; r == 0 && k < 2; k++)
+				if (side[i][k] >= 0 && (r = tree_reply(
+				    &req[side[i][k]], &t[side[i][k]])) != 0 &&
+				    r != TH_ERR_ALLOC)
+					snprintf(f->files_why,
+					    sizeof(f->files_why), "the tree of "
+					    "%.80s at the %s could not be read: "
+					    "%s", *d->path ? d->path :
+					    "the repository", k ? "head commit" :
+					    "merge base", th_errmsg(r));
+			if (r == 0 && (r = tree_diff(side[i][0] >= 0 ?
+			    &t[side[i][0]] : &none, side[i][1] >= 0 ?
+			    &t[side[i][1]] : &none, d->path, f, dirs, &ndirs,
+			    GH_TREE_DIRS_MAX)) == TH_ERR_TOO_LONG)
+				snprintf(f->files_why, sizeof(f->files_why),
+				    "%s", th_errmsg(r));
+			if (r != 0)
+				goto out;
+		}
+		for (i = 0; i < n; i++) {
+			http_req_clear(&req[i]);
+			tree_free(&t[i]);
+		}
+		n = 0;
+		next += nb;
 	}
-	if (t[0].truncated || t[1].truncated) {
-		snprintf(f->files_why, sizeof(f->files_why), "GitHub's listing "
-		    "of the tree of %s is truncated (it lists at most %d "
-		    "entries, 7 MB)", what[t[0].truncated ? 0 : 1],
-		    TREE_ENTRIES_MAX);
-		goto out;
-	}
-	if ((r = tree_diff(&t[0], &t[1], f)) == TH_ERR_TOO_LONG) {
-		snprintf(f->files_why, sizeof(f->files_why), "the head "
-		    "commit's tree differs from its merge base's in more than "
-		    "%d files", FACTS_FILES_MAX);
-		r = 0;
-		goto out;
-	}
-	if (r != 0)
-		goto out;
 	/* A rename is two paths here and one file to GitHub: never fewer. */
 	if ((int64_t)f->nfiles < f->pr.changed_files)
 		snprintf(f->files_why, sizeof(f->files_why), "the head "
@@ -773,13 +803,14 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
 		f->files_complete = 1;
  out:
 	pthread_mutex_unlock(&g->tree_mu);
-	json_object_put(o);
-	for (k = 0; k < 2; k++) {
-		if (req[k].resp != NULL)
-			http_req_clear(&req[k]);
-		tree_free(&t[k]);
+	for (i = 0; i < HTTP_BATCH_MAX; i++) {
+		if (req[i].resp != NULL)
+			http_req_clear(&req[i]);
+		tree_free(&t[i]);
 	}
-	return r;
+	free(dirs);
+	/* What could not be read refuses rules on files, not the merge. */
+	return r == TH_ERR_ALLOC || f->files_why[0] == '\0' ? r : 0;
 }
 
 int

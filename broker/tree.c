@@ -8,8 +8,8 @@
 static int
 entry_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct tree_entry *)a)->path,
-	    ((const struct tree_entry *)b)->path);
+	return strcmp(((const struct tree_entry *)a)->name,
+	    ((const struct tree_entry *)b)->name);
 }
 
 /* String member key of e, of 1..max bytes, borrowed. */
@@ -26,14 +26,15 @@ member(struct json_object *e, const char *key, size_t max)
 	return len >= 1 && len <= max ? json_object_get_string(v) : NULL;
 }
 
-/* A file (kept), a directory (0: left out), or -1: malformed. */
+/* A file (0), a directory (1), or -1: malformed. */
 static int
-is_file(struct json_object *e)
+entry_kind(struct json_object *e)
 {
-	const char *type, *mode, *sha, *path;
+	const char *type, *mode, *sha, *name;
 
 	if (!json_object_is_type(e, json_type_object) ||
-	    (path = member(e, "path", FACTS_PATH_MAX)) == NULL ||
+	    (name = member(e, "path", FACTS_PATH_MAX)) == NULL ||
+	    strchr(name, '/') != NULL ||
 	    (type = member(e, "type", 8)) == NULL ||
 	    (mode = member(e, "mode", 7)) == NULL ||
 	    strspn(mode, "01234567") != strlen(mode) ||
@@ -42,11 +43,11 @@ is_file(struct json_object *e)
 	    strspn(sha, "0123456789abcdef") != FACTS_SHA_LEN)
 		return -1;
 	if (strcmp(type, "tree") == 0)
-		return 0;
+		return 1;
 	/* A submodule ("commit") changes when it points elsewhere: that is
 	 * a change to the repository as much as a file's. */
 	if (strcmp(type, "blob") == 0 || strcmp(type, "commit") == 0)
-		return 1;
+		return 0;
 	return -1;
 }
 
@@ -55,10 +56,10 @@ tree_parse(struct json_object *o, struct tree *t)
 {
 	struct json_object *list, *v, *e;
 	size_t i, n, total = 0, len, at = 0;
-	const char *path;
-	int r = TH_ERR_PROTOCOL, k;
+	const char *name;
+	int r = TH_ERR_PROTOCOL, kind;
 
-	memset(t, 0, sizeof(*t));
+	memset(t, 0, sizeof(t[0]));
 	if (!json_object_is_type(o, json_type_object) ||
 	    !json_object_object_get_ex(o, "tree", &list) ||
 	    !json_object_is_type(list, json_type_array))
@@ -69,45 +70,44 @@ tree_parse(struct json_object *o, struct tree *t)
 	    !json_object_is_type(v, json_type_boolean))
 		return th_fail(TH_ERR_PROTOCOL, "GitHub's tree listing does "
 		    "not say whether it is complete");
-	t->truncated = json_object_get_boolean(v);
+	if (json_object_get_boolean(v))
+		return th_fail(TH_ERR_TOO_LONG, "GitHub's listing of a "
+		    "directory is truncated");
 	if ((n = json_object_array_length(list)) > TREE_ENTRIES_MAX)
-		return th_fail(TH_ERR_PROTOCOL, "GitHub's tree listing has "
-		    "more than %d entries", TREE_ENTRIES_MAX);
+		return th_fail(TH_ERR_TOO_LONG, "a directory of more than %d "
+		    "entries", TREE_ENTRIES_MAX);
 	for (i = 0; i < n; i++) {
 		e = json_object_array_get_idx(list, i);
-		if ((k = is_file(e)) < 0)
+		if (entry_kind(e) < 0)
 			return th_fail(TH_ERR_PROTOCOL, "GitHub's tree listing "
 			    "has a malformed entry (%zu)", i);
-		if (k == 1) {
-			total += strlen(member(e, "path", FACTS_PATH_MAX)) + 1;
-			t->n++;
-		}
+		total += strlen(member(e, "path", FACTS_PATH_MAX)) + 1;
 	}
-	if ((t->e = calloc(t->n ? t->n : 1, sizeof(*t->e))) == NULL ||
-	    (t->paths = malloc(total ? total : 1)) == NULL) {
+	if ((t->e = calloc(n ? n : 1, sizeof(*t->e))) == NULL ||
+	    (t->names = malloc(total ? total : 1)) == NULL) {
 		r = TH_ERR_ALLOC;
 		goto out;
 	}
-	for (i = k = 0; i < n; i++) {
+	for (i = 0; i < n; i++) {
 		e = json_object_array_get_idx(list, i);
-		if (is_file(e) != 1)
-			continue;
-		path = member(e, "path", FACTS_PATH_MAX);
-		len = strlen(path) + 1;
-		memcpy(t->paths + at, path, len);
-		t->e[k].path = t->paths + at;
+		kind = entry_kind(e);
+		name = member(e, "path", FACTS_PATH_MAX);
+		len = strlen(name) + 1;
+		memcpy(t->names + at, name, len);
+		t->e[i].name = t->names + at;
 		at += len;
-		snprintf(t->e[k].mode, sizeof(t->e[k].mode), "%s",
+		t->e[i].dir = kind == 1;
+		snprintf(t->e[i].mode, sizeof(t->e[i].mode), "%s",
 		    member(e, "mode", 7));
-		memcpy(t->e[k].sha, member(e, "sha", FACTS_SHA_LEN),
+		memcpy(t->e[i].sha, member(e, "sha", FACTS_SHA_LEN),
 		    FACTS_SHA_LEN + 1);
-		k++;
 	}
+	t->n = n;
 	qsort(t->e, t->n, sizeof(*t->e), entry_cmp);
 	for (i = 1; i < t->n; i++)
-		if (strcmp(t->e[i - 1].path, t->e[i].path) == 0) {
+		if (strcmp(t->e[i - 1].name, t->e[i].name) == 0) {
 			r = th_fail(TH_ERR_PROTOCOL, "GitHub's tree listing "
-			    "names a path twice");
+			    "names an entry twice");
 			goto out;
 		}
 	r = 0;
@@ -121,40 +121,76 @@ void
 tree_free(struct tree *t)
 {
 	free(t->e);
-	free(t->paths);
-	memset(t, 0, sizeof(*t));
+	free(t->names);
+	memset(t, 0, sizeof(t[0]));
+}
+
+/* An entry on one side only, or of another kind on each: a file is added
+ * or removed, a directory is listed next with nothing on the other side. */
+static int
+one_side(const struct tree_entry *x, int head, const char *full,
+    struct pr_facts *f, struct tree_dir *dirs, size_t *ndirs,
+    size_t dirs_max)
+{
+	struct tree_dir *d;
+
+	if (!x->dir)
+		return facts_add_file(f, full, head ? "added" : "removed");
+	if (*ndirs >= dirs_max)
+		return th_fail(TH_ERR_TOO_LONG, "more than %zu directories "
+		    "changed", dirs_max);
+	d = &dirs[(*ndirs)++];
+	memset(d, 0, sizeof(*d));
+	memcpy(head ? d->head : d->base, x->sha, FACTS_SHA_LEN + 1);
+	memcpy(d->path, full, strlen(full) + 1);
+	return 0;
 }
 
 int
-tree_diff(const struct tree *base, const struct tree *head,
-    struct pr_facts *f)
+tree_diff(const struct tree *base, const struct tree *head, const char *path,
+    struct pr_facts *f, struct tree_dir *dirs, size_t *ndirs, size_t dirs_max)
 {
+	const struct tree_entry *b, *h;
+	char full[FACTS_PATH_MAX + 2];
 	size_t i = 0, k = 0;
 	int c, r = 0;
 
-	if (base->truncated || head->truncated)
-		return th_fail(TH_ERR_INVALID, "a truncated tree listing");
 	/* Both sorted: one walk, as a merge does. */
 	while (r == 0 && (i < base->n || k < head->n)) {
-		if (i == base->n)
-			c = 1;
-		else if (k == head->n)
-			c = -1;
-		else
-			c = strcmp(base->e[i].path, head->e[k].path);
-		if (c < 0)
-			r = facts_add_file(f, base->e[i++].path, "removed");
-		else if (c > 0)
-			r = facts_add_file(f, head->e[k++].path, "added");
-		else {
-			/* A mode change (made executable, turned into a
-			 * link) is a change GitHub lists too. */
-			if (strcmp(base->e[i].sha, head->e[k].sha) != 0 ||
-			    strcmp(base->e[i].mode, head->e[k].mode) != 0)
-				r = facts_add_file(f, head->e[k].path,
-				    "modified");
+		b = i < base->n ? &base->e[i] : NULL;
+		h = k < head->n ? &head->e[k] : NULL;
+		c = b == NULL ? 1 : h == NULL ? -1 : strcmp(b->name, h->name);
+		if ((size_t)snprintf(full, sizeof(full), "%s%s%s", path,
+		    *path ? "/" : "", c <= 0 ? b->name : h->name) >
+		    FACTS_PATH_MAX)
+			return th_fail(TH_ERR_TOO_LONG, "a path of more than "
+			    "%d bytes", FACTS_PATH_MAX);
+		if (c < 0) {
+			r = one_side(b, 0, full, f, dirs, ndirs, dirs_max);
+			i++;
+		} else if (c > 0) {
+			r = one_side(h, 1, full, f, dirs, ndirs, dirs_max);
+			k++;
+		} else {
 			i++;
 			k++;
+			/* Unchanged: nothing below it changed either. */
+			if (b->dir == h->dir && strcmp(b->sha, h->sha) == 0 &&
+			    strcmp(b->mode, h->mode) == 0)
+				continue;
+			if (!b->dir && !h->dir)
+				/* A mode change (made executable, turned into
+				 * a link) is a change GitHub lists too. */
+				r = facts_add_file(f, full, "modified");
+			else if (b->dir && h->dir) {
+				if ((r = one_side(b, 0, full, f, dirs, ndirs,
+				    dirs_max)) == 0)
+					memcpy(dirs[*ndirs - 1].head, h->sha,
+					    FACTS_SHA_LEN + 1);
+			} else if ((r = one_side(b, 0, full, f, dirs, ndirs,
+			    dirs_max)) == 0)
+				r = one_side(h, 1, full, f, dirs, ndirs,
+				    dirs_max);
 		}
 	}
 	return r;

@@ -1,7 +1,9 @@
-/* The files in which two commits' trees differ, from GitHub's recursive
- * tree listings (GET /repos/{repo}/git/trees/{sha}?recursive=1).  They are
- * the changed files of a pull request too long for a comparison to list
- * (more than 300), read for its head SHA and its merge base, not for
+/* The files in which two commits' trees differ, told one directory level
+ * at a time from GitHub's tree listings (GET /repos/{repo}/git/trees/{sha},
+ * not recursive): only directories whose SHAs differ are descended into,
+ * so a large repository costs what the change touches, not its size.
+ * They are the changed files of a pull request too long for a comparison
+ * to list (300 or more), read for its head SHA and its merge base, not for
  * whatever the head is when GitHub is asked (docs/policy.md). */
 #ifndef TH_TREE_H
 #define TH_TREE_H
@@ -12,34 +14,47 @@
 
 #include "facts.h"
 
-#define TREE_ENTRIES_MAX	100000	/* GitHub lists no more */
+#define TREE_ENTRIES_MAX	100000	/* in one directory's listing */
 
-/* A file of a tree: a blob, a symbolic link or a submodule. */
+/* An entry of one directory: a file (a blob, a symbolic link or a
+ * submodule) or a directory. */
 struct tree_entry {
-	const char	*path;			/* into tree.paths */
-	char		 mode[8];		/* "100644", "160000", ... */
+	const char	*name;			/* into tree.names */
+	int		 dir;
+	char		 mode[8];		/* "100644", "040000", ... */
 	char		 sha[FACTS_SHA_LEN + 1];
 };
 
 struct tree {
-	struct tree_entry	*e;		/* sorted by path (strcmp) */
+	struct tree_entry	*e;		/* sorted by name (strcmp) */
 	size_t			 n;
-	char			*paths;		/* the paths, back to back */
-	int			 truncated;	/* GitHub did not list all */
+	char			*names;		/* the names, back to back */
 };
 
-/* One listing, parsed: every entry checked (path of 1..FACTS_PATH_MAX
- * bytes, a known type, a numeric mode, a 40-hex sha), at most
- * TREE_ENTRIES_MAX of them, no path twice; directories left out.
+/* A directory to descend into: its SHA on each side ("" where it is not
+ * one) and its path from the root. */
+struct tree_dir {
+	char	base[FACTS_SHA_LEN + 1];
+	char	head[FACTS_SHA_LEN + 1];
+	char	path[FACTS_PATH_MAX + 1];
+};
+
+/* One listing, parsed: every entry checked (a name of 1..FACTS_PATH_MAX
+ * bytes without '/', a known type, a numeric mode, a 40-hex sha), at most
+ * TREE_ENTRIES_MAX of them, no name twice, and "truncated" false.
  * TH_ERR_PROTOCOL with a one-line reason otherwise. */
 int	tree_parse(struct json_object *o, struct tree *t);
 void	tree_free(struct tree *t);
 
-/* Appends to f->files every path whose file differs between base and
- * head (status "added", "removed" or "modified").  Neither may be
- * truncated.  0, or TH_ERR_TOO_LONG past FACTS_FILES_MAX files (f then
- * holds the first ones). */
+/* One level of the walk: base and head are the listings of the directory
+ * at path (either may be empty: the directory is on one side only).
+ * Appends to f->files every file that differs ("added", "removed" or
+ * "modified", with its full path), and to dirs[*ndirs] every directory
+ * that differs, to be listed next.  0; TH_ERR_TOO_LONG past
+ * FACTS_FILES_MAX files, dirs_max directories, or a path over
+ * FACTS_PATH_MAX. */
 int	tree_diff(const struct tree *base, const struct tree *head,
-	    struct pr_facts *f);
+	    const char *path, struct pr_facts *f, struct tree_dir *dirs,
+	    size_t *ndirs, size_t dirs_max);
 
 #endif

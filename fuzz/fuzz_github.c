@@ -4,7 +4,8 @@
  * decides where the next page, and the token, goes); and a page of the
  * lists recovery reads (broker/recover.c: comments, pull requests or
  * deployments the App may have made); and two recursive tree listings
- * (broker/tree.c: the changed files of a pull request of more than 300).
+ * (broker/tree.c, one directory level: the changed files of a pull request
+ * of 300 or more).
  * Byte 0 picks: the pull request, a page of check runs, statuses, reviews
  * or files (the rest of the facts made up so the rules run), header
  * lines, a recovery list page (its bits choosing which matching rules
@@ -144,34 +145,56 @@ recovery_page(unsigned rules, const uint8_t *data, size_t size)
 }
 
 static const struct tree_entry *
-tree_find(const struct tree *t, const char *path)
+tree_find(const struct tree *t, const char *name)
 {
 	size_t i;
 
 	for (i = 0; i < t->n; i++)
-		if (strcmp(t->e[i].path, path) == 0)
+		if (strcmp(t->e[i].name, name) == 0)
 			return &t->e[i];
 	return NULL;
 }
 
-static int
-tree_same(const struct tree_entry *a, const struct tree_entry *b)
+/* What one level's diff must report for a name on either side: the files
+ * (0..1) and the directories to list next (0..2). */
+static void
+tree_expect(const struct tree_entry *b, const struct tree_entry *h,
+    size_t *files, size_t *dirs)
 {
-	return strcmp(a->sha, b->sha) == 0 && strcmp(a->mode, b->mode) == 0;
+	const struct tree_entry *x[2] = { b, h };
+	int k;
+
+	if (b != NULL && h != NULL && b->dir == h->dir &&
+	    strcmp(b->sha, h->sha) == 0 && strcmp(b->mode, h->mode) == 0)
+		return;
+	if (b != NULL && h != NULL && b->dir && h->dir) {
+		(*dirs)++;
+		return;
+	}
+	if (b != NULL && h != NULL && !b->dir && !h->dir) {
+		(*files)++;
+		return;
+	}
+	for (k = 0; k < 2; k++)
+		if (x[k] != NULL)
+			*(x[k]->dir ? dirs : files) += 1;
 }
 
-/* Two listings, parsed and diffed.  Each is sorted without a path twice;
- * every file the diff reports is, by a plain search of both, added,
- * removed or modified as it says, and it reports as many as differ. */
+/* Two listings of one directory, parsed and diffed one level.  Each is
+ * sorted without a name twice; every file reported is, by a plain search
+ * of both, added, removed or modified as it says; every directory to list
+ * next has its SHAs on the sides it is a directory on; and the counts are
+ * those a plain walk over both expects. */
 static void
 tree_pair(const uint8_t *data, size_t size)
 {
 	const uint8_t *sep = memchr(data, 0, size);
 	const struct tree_entry *b, *h;
 	struct json_object *o[2] = { NULL, NULL };
+	struct tree_dir dirs[64];
 	struct tree t[2];
 	struct pr_facts f;
-	size_t len[2], i, want = 0;
+	size_t len[2], i, ndirs = 0, want_files = 0, want_dirs = 0;
 	int k;
 
 	memset(t, 0, sizeof(t));
@@ -186,31 +209,43 @@ tree_pair(const uint8_t *data, size_t size)
 			goto out;
 		FUZZ_ASSERT(t[k].n <= TREE_ENTRIES_MAX);
 		for (i = 1; i < t[k].n; i++)
-			FUZZ_ASSERT(strcmp(t[k].e[i - 1].path, t[k].e[i].path)
+			FUZZ_ASSERT(strcmp(t[k].e[i - 1].name, t[k].e[i].name)
 			    < 0);
 	}
-	if (tree_diff(&t[0], &t[1], &f) != 0) {
-		FUZZ_ASSERT(t[0].truncated || t[1].truncated ||
-		    f.nfiles == FACTS_FILES_MAX);
+	if (tree_diff(&t[0], &t[1], "", &f, dirs, &ndirs, 64) != 0) {
+		FUZZ_ASSERT(f.nfiles == FACTS_FILES_MAX || ndirs == 64);
 		goto out;
 	}
 	for (i = 0; i < f.nfiles; i++) {
 		b = tree_find(&t[0], f.files[i].filename);
 		h = tree_find(&t[1], f.files[i].filename);
 		if (strcmp(f.files[i].status, "added") == 0)
-			FUZZ_ASSERT(b == NULL && h != NULL);
+			FUZZ_ASSERT(h != NULL && !h->dir &&
+			    (b == NULL || b->dir));
 		else if (strcmp(f.files[i].status, "removed") == 0)
-			FUZZ_ASSERT(b != NULL && h == NULL);
+			FUZZ_ASSERT(b != NULL && !b->dir &&
+			    (h == NULL || h->dir));
 		else
 			FUZZ_ASSERT(strcmp(f.files[i].status, "modified") == 0 &&
-			    b != NULL && h != NULL && !tree_same(b, h));
+			    b != NULL && h != NULL && !b->dir && !h->dir &&
+			    (strcmp(b->sha, h->sha) != 0 ||
+			    strcmp(b->mode, h->mode) != 0));
+	}
+	for (i = 0; i < ndirs; i++) {
+		b = tree_find(&t[0], dirs[i].path);
+		h = tree_find(&t[1], dirs[i].path);
+		FUZZ_ASSERT(*dirs[i].base == '\0' ? (b == NULL || !b->dir) :
+		    (b != NULL && b->dir && strcmp(b->sha, dirs[i].base) == 0));
+		FUZZ_ASSERT(*dirs[i].head == '\0' ? (h == NULL || !h->dir) :
+		    (h != NULL && h->dir && strcmp(h->sha, dirs[i].head) == 0));
 	}
 	for (i = 0; i < t[0].n; i++)
-		want += (h = tree_find(&t[1], t[0].e[i].path)) == NULL ||
-		    !tree_same(&t[0].e[i], h);
+		tree_expect(&t[0].e[i], tree_find(&t[1], t[0].e[i].name),
+		    &want_files, &want_dirs);
 	for (i = 0; i < t[1].n; i++)
-		want += tree_find(&t[0], t[1].e[i].path) == NULL;
-	FUZZ_ASSERT(want == f.nfiles);
+		if (tree_find(&t[0], t[1].e[i].name) == NULL)
+			tree_expect(NULL, &t[1].e[i], &want_files, &want_dirs);
+	FUZZ_ASSERT(want_files == f.nfiles && want_dirs == ndirs);
  out:
 	for (k = 0; k < 2; k++) {
 		tree_free(&t[k]);

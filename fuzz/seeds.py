@@ -190,11 +190,12 @@ def github_seeds(out):
     def tree(entries, truncated=False):
         return json.dumps({"sha": "cd" * 20, "truncated": truncated, "tree": [
             {"path": p, "mode": m, "type": t, "sha": s, "size": 1} for (t, m, s, p) in entries]}).encode()
-    base = [("tree", "040000", "01" * 20, "src"), ("blob", "100644", "02" * 20, "src/a.c"),
-            ("blob", "100644", "03" * 20, "README"), ("commit", "160000", "04" * 20, "vendor/x")]
-    head = [("tree", "040000", "11" * 20, "src"), ("blob", "100755", "02" * 20, "src/a.c"),
-            ("blob", "100644", "05" * 20, ".github/workflows/ci.yml"),
-            ("commit", "160000", "06" * 20, "vendor/x")]
+    base = [("tree", "040000", "01" * 20, "src"), ("blob", "100644", "02" * 20, "a.c"),
+            ("blob", "100644", "03" * 20, "README"), ("commit", "160000", "04" * 20, "vendor"),
+            ("blob", "100644", "07" * 20, "x")]
+    head = [("tree", "040000", "11" * 20, "src"), ("blob", "100755", "02" * 20, "a.c"),
+            ("tree", "040000", "05" * 20, ".github"), ("commit", "160000", "06" * 20, "vendor"),
+            ("tree", "040000", "08" * 20, "x")]
     c.add(b"\x07" + tree(base) + b"\0" + tree(head))
     c.add(b"\x07" + tree(base) + b"\0" + tree(head, True))
     c.add(b"\x03" + json.dumps([{"filename": "src/a.c", "status": "modified"},

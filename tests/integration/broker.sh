@@ -206,10 +206,9 @@ refused "3001 changed files: the one GitHub does not list could be protected" 90
 	"changed files could not all be read: the pull request has 3001 changed files, more than the 3000 Threshold reads"
 refused "301 files, read from trees, one a rename: counted as GitHub does, nothing protected" 18 \
 	"changed files: 301, at most 50"
-admin POST config '{"tree_entries_max":100}' >/dev/null
-refused "a tree GitHub lists only in part: refused, saying so" 18 \
-	"changed files could not all be read: GitHub's listing of the tree of the merge base is truncated"
-admin POST config '{"tree_entries_max":100000}' >/dev/null
+admin POST faults '{"method":"GET","path_regex":"/git/trees/0+18$","status":404,"times":1}' >/dev/null
+refused "a tree GitHub does not list: refused, saying so" 18 \
+	"changed files could not all be read: the tree of the repository at the head commit could not be read: GitHub answered 404"
 merged | grep -qwE "2|3|4|5|6|7|9|10" && fail "a refused PR was merged" || ok "nothing refused was merged"
 expect_ok "a refusal carries its evidence (--json)" sh -c "$BIN/threshold --broker $T/broker.sock --json github merge --repo acme/backend --pr 3 --target main | grep -q matched_path"
 
@@ -265,8 +264,9 @@ admin GET requests | $PY -c "
 import json, sys
 r = json.load(sys.stdin)
 r = r['requests'] if isinstance(r, dict) else r
-sys.exit(0 if sum(1 for x in r if x.get('route') == 'git_tree') == 2 else 1)" &&
-	ok "... from two tree listings" || fail "the 301-file merge did not read two trees"
+sys.exit(0 if sum(1 for x in r if x.get('route') == 'git_tree') == 3 else 1)" &&
+	ok "... from three listings: the root at the merge base and at the head, and src/ (new) at the head" ||
+	fail "the 301-file merge did not list exactly the root twice and src/"
 # A policy without a rule on files: they are not asked for at all.
 admin POST git-commit '{"repo":"acme/monorepo","branch":"small","files":{"src/small.c":"int s;\n"}}' >"$T/small.json"
 SMALL=$($PY -c "import json,sys;print(json.load(open(sys.argv[1]))['sha'])" "$T/small.json")

@@ -1,5 +1,5 @@
-/* Changed files told from two recursive tree listings (broker/tree.c): what
- * a pull request of more than 300 files is judged by. */
+/* Changed files told from tree listings, one directory level at a time
+ * (broker/tree.c): what a pull request of 300 files or more is judged by. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -49,23 +49,33 @@ parse(const char *entries, int truncated, struct tree *t)
 	return r;
 }
 
-/* The changed files of base -> head as "status path;..." in path order. */
+/* One level of base -> head at path: the files as "status path;..." and
+ * the directories to list next as "base>head path;..." (a side a
+ * directory is not on is "-"), each in name order. */
 static void
-diff(const char *base, const char *head, const char *want)
+diff(const char *base, const char *head, const char *path, const char *want,
+    const char *want_dirs)
 {
 	struct tree b, h;
 	struct pr_facts f;
+	struct tree_dir dirs[8];
 	char got[4096] = "";
-	size_t i, n = 0;
+	size_t i, n = 0, ndirs = 0;
 
 	memset(&f, 0, sizeof(f));
 	assert_int_equal(parse(base, 0, &b), 0);
 	assert_int_equal(parse(head, 0, &h), 0);
-	assert_int_equal(tree_diff(&b, &h, &f), 0);
+	assert_int_equal(tree_diff(&b, &h, path, &f, dirs, &ndirs, 8), 0);
 	for (i = 0; i < f.nfiles; i++)
 		n += (size_t)snprintf(got + n, sizeof(got) - n, "%s%s %s",
 		    i ? ";" : "", f.files[i].status, f.files[i].filename);
 	assert_string_equal(got, want);
+	for (i = n = 0; i < ndirs; i++)
+		n += (size_t)snprintf(got + n, sizeof(got) - n, "%s%.2s>%.2s %s",
+		    i ? ";" : "", *dirs[i].base ? dirs[i].base : "-",
+		    *dirs[i].head ? dirs[i].head : "-", dirs[i].path);
+	got[n] = '\0';
+	assert_string_equal(got, want_dirs);
 	facts_free(&f);
 	tree_free(&b);
 	tree_free(&h);
@@ -75,28 +85,37 @@ static void
 test_diff(void **state)
 {
 	(void)state;
-	/* Directories are not files; an unchanged file is not listed. */
-	diff("tree 040000 " SHA_A " src;blob 100644 " SHA_A " src/a.c;"
+	/* An unchanged file is not listed, nor an unchanged directory
+	 * descended into; a changed one is, under its full path. */
+	diff("tree 040000 " SHA_A " src;tree 040000 " SHA_A " lib;"
 	    "blob 100644 " SHA_A " README",
-	    "tree 040000 " SHA_B " src;blob 100644 " SHA_B " src/a.c;"
-	    "blob 100644 " SHA_A " README",
-	    "modified src/a.c");
-	/* Added, removed, a rename as both names, in path order whatever
-	 * the listing's order. */
-	diff("blob 100644 " SHA_A " z;blob 100644 " SHA_A " .github/x.yml;"
+	    "tree 040000 " SHA_B " src;tree 040000 " SHA_A " lib;"
+	    "blob 100644 " SHA_B " README", "",
+	    "modified README", "aa>bb src");
+	diff("blob 100644 " SHA_A " a.c", "blob 100644 " SHA_B " a.c",
+	    "src/x", "modified src/x/a.c", "");
+	/* Added, removed, a rename as both names, in name order whatever
+	 * the listing's order; a directory on one side only is listed
+	 * there only. */
+	diff("blob 100644 " SHA_A " z;tree 040000 " SHA_A " .github;"
 	    "blob 100644 " SHA_B " keep",
-	    "blob 100644 " SHA_B " keep;blob 100644 " SHA_A " a/new;"
-	    "blob 100644 " SHA_A " ci/x.yml",
-	    "removed .github/x.yml;added a/new;added ci/x.yml;removed z");
+	    "blob 100644 " SHA_B " keep;blob 100644 " SHA_A " new;"
+	    "tree 040000 " SHA_C " ci", "",
+	    "added new;removed z", "aa>- .github;->cc ci");
 	/* A mode change alone (made executable, turned into a link) and a
 	 * submodule moved are changes. */
-	diff("blob 100644 " SHA_A " run.sh;commit 160000 " SHA_A " vendor/lib;"
+	diff("blob 100644 " SHA_A " run.sh;commit 160000 " SHA_A " lib;"
 	    "blob 100644 " SHA_A " l",
-	    "blob 100755 " SHA_A " run.sh;commit 160000 " SHA_B " vendor/lib;"
-	    "blob 120000 " SHA_A " l",
-	    "modified l;modified run.sh;modified vendor/lib");
-	diff("", "", "");
-	diff("", "blob 100644 " SHA_A " only", "added only");
+	    "blob 100755 " SHA_A " run.sh;commit 160000 " SHA_B " lib;"
+	    "blob 120000 " SHA_A " l", "",
+	    "modified l;modified lib;modified run.sh", "");
+	/* A file that became a directory: removed, and the directory listed
+	 * as new; and the other way round. */
+	diff("blob 100644 " SHA_A " x;tree 040000 " SHA_B " y",
+	    "tree 040000 " SHA_C " x;blob 100644 " SHA_A " y", "d",
+	    "removed d/x;added d/y", "->cc d/x;bb>- d/y");
+	diff("", "", "", "", "");
+	diff("", "blob 100644 " SHA_A " only", "", "added only", "");
 }
 
 static void
@@ -108,7 +127,7 @@ test_parse_refuses(void **state)
 
 	(void)state;
 	/* Malformed entries: short sha, upper-case sha, unknown type,
-	 * non-numeric mode, empty path. */
+	 * non-numeric mode, a '/' in a name (a recursive listing). */
 	assert_int_equal(parse("blob 100644 abc a", 0, &t), TH_ERR_PROTOCOL);
 	assert_int_equal(parse("blob 100644 "
 	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA a", 0, &t),
@@ -117,10 +136,12 @@ test_parse_refuses(void **state)
 	    TH_ERR_PROTOCOL);
 	assert_int_equal(parse("blob 10064x " SHA_A " a", 0, &t),
 	    TH_ERR_PROTOCOL);
-	/* The same path twice. */
-	assert_int_equal(parse("blob 100644 " SHA_A " a;blob 100644 " SHA_B
+	assert_int_equal(parse("blob 100644 " SHA_A " a/b", 0, &t),
+	    TH_ERR_PROTOCOL);
+	/* The same name twice. */
+	assert_int_equal(parse("blob 100644 " SHA_A " a;tree 040000 " SHA_B
 	    " a", 0, &t), TH_ERR_PROTOCOL);
-	/* A path over FACTS_PATH_MAX. */
+	/* A name over FACTS_PATH_MAX. */
 	memset(path, 'p', FACTS_PATH_MAX + 1);
 	path[FACTS_PATH_MAX + 1] = '\0';
 	snprintf(entry, sizeof(entry), "blob 100644 " SHA_A " %s", path);
@@ -129,7 +150,9 @@ test_parse_refuses(void **state)
 	snprintf(entry, sizeof(entry), "blob 100644 " SHA_A " %s", path);
 	assert_int_equal(parse(entry, 0, &t), 0);
 	tree_free(&t);
-	/* No "truncated": a cut listing could pass for a whole one. */
+	/* A truncated listing, or one that does not say. */
+	assert_int_equal(parse("blob 100644 " SHA_A " a", 1, &t),
+	    TH_ERR_TOO_LONG);
 	assert_int_equal(json_parse_strict("{\"tree\":[]}", 11, 64, &o), 0);
 	assert_int_equal(tree_parse(o, &t), TH_ERR_PROTOCOL);
 	json_object_put(o);
@@ -138,49 +161,47 @@ test_parse_refuses(void **state)
 	json_object_put(o);
 }
 
-/* A truncated listing is parsed and flagged, and never diffed. */
+/* Bounds: a full path over FACTS_PATH_MAX, more directories than the
+ * walk takes, more than FACTS_FILES_MAX files: TH_ERR_TOO_LONG. */
 static void
-test_truncated(void **state)
+test_bounds(void **state)
 {
 	struct tree b, h;
 	struct pr_facts f;
+	struct tree_dir dirs[2];
+	char deep[FACTS_PATH_MAX + 1];
+	size_t i, ndirs = 0;
 
 	(void)state;
 	memset(&f, 0, sizeof(f));
-	assert_int_equal(parse("blob 100644 " SHA_A " a", 1, &b), 0);
-	assert_true(b.truncated);
-	assert_int_equal(parse("blob 100644 " SHA_A " a", 0, &h), 0);
-	assert_int_not_equal(tree_diff(&b, &h, &f), 0);
-	assert_int_not_equal(tree_diff(&h, &b, &f), 0);
-	assert_int_equal(f.nfiles, 0);
+	memset(deep, 'd', FACTS_PATH_MAX - 1);
+	deep[FACTS_PATH_MAX - 1] = '\0';
+	assert_int_equal(parse("", 0, &b), 0);
+	assert_int_equal(parse("blob 100644 " SHA_A " x", 0, &h), 0);
+	assert_int_equal(tree_diff(&b, &h, deep, &f, dirs, &ndirs, 2),
+	    TH_ERR_TOO_LONG);
+	tree_free(&h);
+	assert_int_equal(parse("tree 040000 " SHA_A " x;tree 040000 " SHA_A
+	    " y;tree 040000 " SHA_A " z", 0, &h), 0);
+	assert_int_equal(tree_diff(&b, &h, "", &f, dirs, &ndirs, 2),
+	    TH_ERR_TOO_LONG);
+	assert_int_equal(ndirs, 2);
+	tree_free(&h);
 	tree_free(&b);
-	tree_free(&h);
-}
-
-/* More than FACTS_FILES_MAX differences: TH_ERR_TOO_LONG, the facts
- * bounded. */
-static void
-test_too_many(void **state)
-{
-	struct tree b, h;
-	struct pr_facts f;
-	size_t i;
-
-	(void)state;
-	memset(&f, 0, sizeof(f));
+	/* FACTS_FILES_MAX + 1 names, made by hand. */
 	memset(&b, 0, sizeof(b));
-	assert_int_equal(parse("", 0, &h), 0);
-	tree_free(&h);
 	h.n = FACTS_FILES_MAX + 1;
 	assert_non_null(h.e = calloc(h.n, sizeof(*h.e)));
-	assert_non_null(h.paths = malloc(h.n * 24));
+	assert_non_null(h.names = malloc(h.n * 24));
 	for (i = 0; i < h.n; i++) {
-		snprintf(h.paths + i * 24, 24, "f%05zu", i);
-		h.e[i].path = h.paths + i * 24;
+		snprintf(h.names + i * 24, 24, "f%05zu", i);
+		h.e[i].name = h.names + i * 24;
 		snprintf(h.e[i].mode, sizeof(h.e[i].mode), "100644");
 		memcpy(h.e[i].sha, SHA_A, FACTS_SHA_LEN + 1);
 	}
-	assert_int_equal(tree_diff(&b, &h, &f), TH_ERR_TOO_LONG);
+	ndirs = 0;
+	assert_int_equal(tree_diff(&b, &h, "", &f, dirs, &ndirs, 2),
+	    TH_ERR_TOO_LONG);
 	assert_int_equal(f.nfiles, FACTS_FILES_MAX);
 	facts_free(&f);
 	tree_free(&h);
@@ -279,8 +300,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_diff),
 		cmocka_unit_test(test_parse_refuses),
-		cmocka_unit_test(test_truncated),
-		cmocka_unit_test(test_too_many),
+		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_refusal_reason),
 		cmocka_unit_test(test_max_files),
 	};
