@@ -19,7 +19,9 @@
 #define GH_PER_PAGE	100
 #define GH_PAGES_MAX	40	/* 3000 files / 100 + slack */
 #define GH_COMPARE_FILES 300	/* a comparison lists no more */
-#define GH_TREE_DIRS_MAX 1000	/* directories walked for one PR */
+#define GH_TREE_DIRS_MAX 400	/* directories walked for one PR: two
+				 * listings each, under GitHub's 900 requests
+				 * a minute */
 
 /* Shared by the broker's request threads.  mu guards the App JWT, the
  * installation cache and which sessions are in use; a request holds a
