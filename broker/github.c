@@ -730,7 +730,7 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
     const char *mb, struct pr_facts *f)
 {
 	static const struct tree none;
-	struct http_req req[HTTP_BATCH_MAX], *batch[HTTP_BATCH_MAX];
+	struct http_req *req = NULL, *batch[HTTP_BATCH_MAX];
 	struct tree t[HTTP_BATCH_MAX];
 	struct tree_dir *dirs = NULL, *d;
 	int side[HTTP_BATCH_MAX][2];	/* dir's request per side, or -1 */
@@ -738,10 +738,13 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
 	size_t ndirs = 1, next = 0, nb, n = 0, i;
 	int k, r = 0;
 
-	memset(req, 0, sizeof(req));
 	memset(t, 0, sizeof(t));
-	if ((dirs = calloc(GH_TREE_DIRS_MAX, sizeof(*dirs))) == NULL)
+	/* ~70 KB of requests: not on a request thread's stack. */
+	if ((req = calloc(HTTP_BATCH_MAX, sizeof(*req))) == NULL ||
+	    (dirs = calloc(GH_TREE_DIRS_MAX, sizeof(*dirs))) == NULL) {
+		free(req);
 		return TH_ERR_ALLOC;
+	}
 	memcpy(dirs[0].base, mb, FACTS_SHA_LEN + 1);
 	memcpy(dirs[0].head, f->pr.head_sha, FACTS_SHA_LEN + 1);
 	pthread_mutex_lock(&g->tree_mu);
@@ -810,6 +813,7 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
 			http_req_clear(&req[i]);
 		tree_free(&t[i]);
 	}
+	free(req);
 	free(dirs);
 	/* What could not be read refuses rules on files, not the merge. */
 	return r == TH_ERR_ALLOC || f->files_why[0] == '\0' ? r : 0;
