@@ -193,10 +193,12 @@ facts_add_file(struct pr_facts *f, const char *path, const char *status)
 	if (strlen(path) > FACTS_PATH_MAX || strlen(status) >=
 	    sizeof(fl->status))
 		return th_fail(TH_ERR_PROTOCOL, "changed file name too long");
-	if ((fl = push((void **)&f->files, &f->nfiles, sizeof(*fl),
-	    FACTS_FILES_MAX)) == NULL)
+	if (f->nfiles >= FACTS_FILES_MAX)
 		return th_fail(TH_ERR_TOO_LONG, "more than %d changed files",
 		    FACTS_FILES_MAX);
+	if ((fl = push((void **)&f->files, &f->nfiles, sizeof(*fl),
+	    FACTS_FILES_MAX)) == NULL)
+		return TH_ERR_ALLOC;
 	memcpy(fl->filename, path, strlen(path) + 1);
 	memcpy(fl->status, status, strlen(status) + 1);
 	return 0;

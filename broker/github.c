@@ -22,6 +22,8 @@
 #define GH_TREE_DIRS_MAX 400	/* directories walked for one PR: two
 				 * listings each, under GitHub's 900 requests
 				 * a minute */
+#define GH_TREE_PER_MINUTE 800	/* listings by all walks together */
+#define GH_TREE_WALK_S	10	/* the other facts were read before it */
 
 /* Shared by the broker's request threads.  mu guards the App JWT, the
  * installation cache and which sessions are in use; a request holds a
@@ -29,10 +31,15 @@
  * on GitHub, and never holds mu then. */
 struct gh {
 	pthread_mutex_t	 mu;
-	/* One pull request's trees are read at a time: two listings of up
-	 * to 8 MiB each and their parse (~50 MB for 7 MB) per merge would
-	 * otherwise multiply by the merges in flight. */
+	/* One pull request's trees are walked at a time: up to
+	 * HTTP_BATCH_MAX listings of up to 8 MiB each per walk must not
+	 * multiply by the merges in flight. */
 	pthread_mutex_t	 tree_mu;
+	/* Listings left this minute, shared by every walk (a token bucket
+	 * refilled at GH_TREE_PER_MINUTE a minute), and when it was last
+	 * refilled; under mu. */
+	double		 tree_tokens;
+	uint64_t	 tree_refilled_us;
 	pthread_cond_t	 session_free;
 	struct http	*session[GH_SESSIONS];
 	int		 in_use[GH_SESSIONS];
@@ -697,6 +704,30 @@ compare_merge_base(struct json_object *o, char mb[FACTS_SHA_LEN + 1])
 	return 0;
 }
 
+/* Agents asking again and again for a large pull request must not spend
+ * the installation's GitHub rate limit (900 requests a minute, 5000 an
+ * hour) that every other operation needs. */
+int
+gh_tree_budget(struct gh *g, size_t n)
+{
+	uint64_t t = now_us();
+	int ok;
+
+	pthread_mutex_lock(&g->mu);
+	if (g->tree_refilled_us == 0)
+		g->tree_tokens = GH_TREE_PER_MINUTE;
+	else
+		g->tree_tokens += (double)(t - g->tree_refilled_us) *
+		    GH_TREE_PER_MINUTE / 60e6;
+	if (g->tree_tokens > GH_TREE_PER_MINUTE)
+		g->tree_tokens = GH_TREE_PER_MINUTE;
+	g->tree_refilled_us = t;
+	if ((ok = g->tree_tokens >= (double)n))
+		g->tree_tokens -= (double)n;
+	pthread_mutex_unlock(&g->mu);
+	return ok;
+}
+
 /* A tree listing's reply into t: 0, TH_ERR_ALLOC, or another error whose
  * message says why it cannot be read. */
 static int
@@ -735,6 +766,9 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
 	struct tree_dir *dirs = NULL, *d;
 	int side[HTTP_BATCH_MAX][2];	/* dir's request per side, or -1 */
 	char url[HTTP_URL_MAX];
+	struct timespec deadline;
+	uint64_t t0;
+	int locked = 0;
 	size_t ndirs = 1, next = 0, nb, n = 0, i;
 	int k, r = 0;
 
@@ -747,9 +781,27 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
 	}
 	memcpy(dirs[0].base, mb, FACTS_SHA_LEN + 1);
 	memcpy(dirs[0].head, f->pr.head_sha, FACTS_SHA_LEN + 1);
-	pthread_mutex_lock(&g->tree_mu);
+	/* The checks and reviews were read before the walk: a walk that
+	 * takes long (waiting for another, or a slow GitHub) would judge
+	 * them stale, so it gives up. */
+	t0 = now_us();
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += GH_TREE_WALK_S;
+	if (pthread_mutex_timedlock(&g->tree_mu, &deadline) != 0) {
+		snprintf(f->files_why, sizeof(f->files_why), "another pull "
+		    "request's trees were being walked for more than %d s",
+		    GH_TREE_WALK_S);
+		goto out;
+	}
+	locked = 1;
 	while (next < ndirs) {
-		/* The next directories, on the sides they are on. */
+		if (now_us() - t0 > (uint64_t)GH_TREE_WALK_S * 1000000) {
+			snprintf(f->files_why, sizeof(f->files_why), "walking "
+			    "the trees took more than %d s", GH_TREE_WALK_S);
+			goto out;
+		}
+		/* The next directories, on the sides they are on: two
+		 * listings at most each, HTTP_BATCH_MAX at most in all. */
 		for (nb = n = 0; next + nb < ndirs && n + 2 <= HTTP_BATCH_MAX;
 		    nb++) {
 			d = &dirs[next + nb];
@@ -767,6 +819,13 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
 				batch[n] = &req[n];
 				n++;
 			}
+		}
+		if (!gh_tree_budget(g, n)) {
+			snprintf(f->files_why, sizeof(f->files_why), "the trees' "
+			    "walk would take more than the %d listings a minute "
+			    "all walks may use (GitHub allows 900 requests): try "
+			    "again in a minute", GH_TREE_PER_MINUTE);
+			goto out;
 		}
 		if ((r = run(g, batch, n)) != 0)
 			goto out;
@@ -807,7 +866,8 @@ files_by_tree(struct gh *g, const char *auth, const char *repo,
 	else
 		f->files_complete = 1;
  out:
-	pthread_mutex_unlock(&g->tree_mu);
+	if (locked)
+		pthread_mutex_unlock(&g->tree_mu);
 	for (i = 0; i < HTTP_BATCH_MAX; i++) {
 		if (req[i].resp != NULL)
 			http_req_clear(&req[i]);

@@ -88,6 +88,10 @@ void	gh_token_free(struct gh_token *tok);
  * files are incomplete, saying so in f->files_why. */
 int	gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 	    int64_t pr, int files, struct pr_facts *f);
+/* Takes n tree listings from the budget all walks share (a pull request
+ * of 300 files or more has its trees walked): GH_TREE_PER_MINUTE (800) a
+ * minute, refilled continuously.  1 if taken, 0 if not enough is left. */
+int	gh_tree_budget(struct gh *g, size_t n);
 /* PUT .../pulls/N/merge with sha (GitHub refuses with 409 if the head
  * moved).  0 with res->status 200 when merged; TH_ERR_DENIED with the
  * reason for GitHub's refusals. */

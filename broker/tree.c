@@ -160,6 +160,14 @@ tree_diff(const struct tree *base, const struct tree *head, const char *path,
 		b = i < base->n ? &base->e[i] : NULL;
 		h = k < head->n ? &head->e[k] : NULL;
 		c = b == NULL ? 1 : h == NULL ? -1 : strcmp(b->name, h->name);
+		/* Unchanged: nothing below it changed either, and its path,
+		 * however long, is not needed. */
+		if (c == 0 && b->dir == h->dir && strcmp(b->sha, h->sha) == 0 &&
+		    strcmp(b->mode, h->mode) == 0) {
+			i++;
+			k++;
+			continue;
+		}
 		if ((size_t)snprintf(full, sizeof(full), "%s%s%s", path,
 		    *path ? "/" : "", c <= 0 ? b->name : h->name) >
 		    FACTS_PATH_MAX)
@@ -174,10 +182,6 @@ tree_diff(const struct tree *base, const struct tree *head, const char *path,
 		} else {
 			i++;
 			k++;
-			/* Unchanged: nothing below it changed either. */
-			if (b->dir == h->dir && strcmp(b->sha, h->sha) == 0 &&
-			    strcmp(b->mode, h->mode) == 0)
-				continue;
 			if (!b->dir && !h->dir)
 				/* A mode change (made executable, turned into
 				 * a link) is a change GitHub lists too. */

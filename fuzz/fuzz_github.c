@@ -3,7 +3,7 @@
  * reply header lines the HTTP client reads (broker/http.c: the Link header
  * decides where the next page, and the token, goes); and a page of the
  * lists recovery reads (broker/recover.c: comments, pull requests or
- * deployments the App may have made); and two recursive tree listings
+ * deployments the App may have made); and two listings of one directory
  * (broker/tree.c, one directory level: the changed files of a pull request
  * of 300 or more).
  * Byte 0 picks: the pull request, a page of check runs, statuses, reviews

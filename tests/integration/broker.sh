@@ -286,6 +286,34 @@ r = r['requests'] if isinstance(r, dict) else r
 routes = [x.get('route') for x in r]
 sys.exit(0 if 'pull_merge' in routes and not set(routes) & {'compare', 'git_tree', 'pull_files'} else 1)" &&
 	ok "... read no changed files" || fail "a policy without a rule on files had them read"
+# 301 files over 20 new top-level directories, two levels each, and a key
+# three levels down in the last: the walk lists 8 directories (16
+# listings) at a time, so the key is found in the third batch of a level.
+WIDE=$($PY -c 'import json
+f = {"d%02d/x/f%d.c" % (i, j): "int f;\n" for i in range(20) for j in range(15)}
+f["d19/x/y/key.pem"] = "secret\n"
+print(json.dumps(f))')
+admin POST git-commit "{\"repo\":\"acme/monorepo\",\"branch\":\"wide\",\"files\":$WIDE}" >"$T/wide.json"
+WIDESHA=$($PY -c "import json,sys;print(json.load(open(sys.argv[1]))['sha'])" "$T/wide.json")
+admin POST pulls "{\"repo\":\"acme/monorepo\",\"number\":3,\"head\":{\"sha\":\"$WIDESHA\",\"ref\":\"wide\"},\"base\":{\"ref\":\"main\"},\"user\":{\"login\":\"bob\"},\"mergeable\":true,\"files\":$($PY -c 'import json,sys;print(json.dumps(sorted(json.loads(sys.argv[1]))))' "$WIDE"),\"reviews\":$APPROVED}" >/dev/null
+admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$WIDESHA\",\"check_runs\":[{\"name\":\"ci/test\",\"status\":\"completed\",\"conclusion\":\"success\"}]}" >/dev/null
+echo '{"required_checks":["ci/test"],"min_approvals":1,"protected_paths":["*.pem"]}' >"$T/policy-pem.json"
+expect_ok "alice delegates github.merge on acme/monorepo@main with *.pem protected" \
+	sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \
+	delegate --as alice --key 'pkcs11:token=alice;object=alice-key;type=private' --pin-file $T/alice/hsm/user.pin \
+	--to coder-1 --allow github.merge --repo acme/monorepo --target main --policy $T/policy-pem.json --ttl 1h"
+admin POST requests/clear >/dev/null
+$TH github merge --repo acme/monorepo --pr 3 --target main >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 3 ] && grep -q "protected path: d19/x/y/key.pem matches [*].pem" "$T/err" &&
+	ok "301 files over 20 directories: the key in the last batch is found" ||
+	{ fail "301 files over 20 directories (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+admin GET requests | $PY -c "
+import json, sys
+r = json.load(sys.stdin)
+r = r['requests'] if isinstance(r, dict) else r
+sys.exit(0 if sum(1 for x in r if x.get('route') == 'git_tree') == 43 else 1)" &&
+	ok "... from 43 listings: both roots, 20 + 20 new directories and d19/x/y" ||
+	fail "the 20-directory walk did not make exactly 43 listings"
 
 # GitHub faults.
 admin POST faults '{"method":"GET","path_regex":"/pulls/11$","status":503,"times":2}' >/dev/null

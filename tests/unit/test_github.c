@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -152,6 +153,26 @@ test_link_next(void **state)
 	assert_string_equal(req.next, "https://h/x?page=2");
 }
 
+/* The tree listings all walks share: 800 a minute, refilled as time
+ * passes (13 a second), never above 800. */
+static void
+test_tree_budget(void **state)
+{
+	struct gh *g = NULL;
+	struct timespec wait = { 0, 300 * 1000 * 1000 };
+
+	(void)state;
+	assert_int_equal(gh_new("http://127.0.0.1:1", "42", NULL, &g), 0);
+	assert_true(gh_tree_budget(g, 790));
+	assert_true(gh_tree_budget(g, 10));
+	assert_false(gh_tree_budget(g, 2));
+	/* 0.3 s later: ~4 back, not 800. */
+	nanosleep(&wait, NULL);
+	assert_true(gh_tree_budget(g, 2));
+	assert_false(gh_tree_budget(g, 100));
+	gh_free(g);
+}
+
 int
 main(void)
 {
@@ -160,6 +181,7 @@ main(void)
 		cmocka_unit_test(test_git_url),
 		cmocka_unit_test(test_link_next),
 		cmocka_unit_test(test_config_lines),
+		cmocka_unit_test(test_tree_budget),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -181,6 +181,19 @@ test_bounds(void **state)
 	assert_int_equal(tree_diff(&b, &h, deep, &f, dirs, &ndirs, 2),
 	    TH_ERR_TOO_LONG);
 	tree_free(&h);
+	/* An unchanged name whose path would be too long, beside a change
+	 * whose path is not: its path is never needed. */
+	tree_free(&b);
+	deep[FACTS_PATH_MAX - 3] = '\0';
+	assert_int_equal(parse("blob 100644 " SHA_A " unchanged", 0, &b), 0);
+	assert_int_equal(parse("blob 100644 " SHA_A " unchanged;"
+	    "blob 100644 " SHA_A " x", 0, &h), 0);
+	assert_int_equal(tree_diff(&b, &h, deep, &f, dirs, &ndirs, 2), 0);
+	assert_int_equal(f.nfiles, 1);
+	facts_free(&f);
+	tree_free(&h);
+	tree_free(&b);
+	assert_int_equal(parse("", 0, &b), 0);
 	assert_int_equal(parse("tree 040000 " SHA_A " x;tree 040000 " SHA_A
 	    " y;tree 040000 " SHA_A " z", 0, &h), 0);
 	assert_int_equal(tree_diff(&b, &h, "", &f, dirs, &ndirs, 2),
