@@ -241,77 +241,71 @@ a_c_a "1 file" 16 "$(sha 1616)" '["src/ok.c"]' '[".github/workflows/evil.yml"]'
 a_c_a "301 files" 17 "$(sha 1717)" "$($PY -c 'import json;print(json.dumps(["src/w%d.c" % i for i in range(301)]))')" \
 	"$($PY -c 'import json;print(json.dumps(["src/w%d.c" % i for i in range(300)] + [".github/workflows/evil.yml"]))')"
 
-# Past 300 files in a real git repository whose base branch moved on after
-# the pull request branched off, changing a protected workflow there: the
-# files are those between the merge base and the head, not the base's tip,
-# so the pull request (which touches nothing protected) merges.
+# Pull requests of a real git repository, acme/monorepo.
+# mono_pr N BRANCH FILES: a commit on BRANCH (from main) with FILES (a JSON
+# object path -> content), pull request N from it, approved and green.
+mono_pr() {
+	admin POST git-commit "{\"repo\":\"acme/monorepo\",\"branch\":\"$2\",\"files\":$3}" >"$T/mono.json"
+	_sha=$($PY -c "import json,sys;print(json.load(open(sys.argv[1]))['sha'])" "$T/mono.json")
+	admin POST pulls "{\"repo\":\"acme/monorepo\",\"number\":$1,\"head\":{\"sha\":\"$_sha\",\"ref\":\"$2\"},\"base\":{\"ref\":\"main\"},\"user\":{\"login\":\"bob\"},\"mergeable\":true,\"files\":$($PY -c 'import json,sys;print(json.dumps(sorted(json.loads(sys.argv[1]))))' "$3"),\"reviews\":$APPROVED}" >/dev/null
+	admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$_sha\",\"check_runs\":[{\"name\":\"ci/test\",\"status\":\"completed\",\"conclusion\":\"success\"}]}" >/dev/null
+}
+# mono_delegate DESC POLICY: alice's newest delegation of github.merge on
+# acme/monorepo@main to coder-1 (the broker prefers it), under POLICY.
+mono_delegate() {
+	echo "$2" >"$T/policy-mono.json"
+	expect_ok "alice delegates github.merge on acme/monorepo@main to coder-1 $1" \
+		sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \
+		delegate --as alice --key 'pkcs11:token=alice;object=alice-key;type=private' --pin-file $T/alice/hsm/user.pin \
+		--to coder-1 --allow github.merge --repo acme/monorepo --target main --policy $T/policy-mono.json --ttl 1h"
+	admin POST requests/clear >/dev/null
+}
+# The GitHub routes asked for since the last clear, one per line.
+routes() {
+	admin GET requests | $PY -c "
+import json, sys
+r = json.load(sys.stdin)
+r = r['requests'] if isinstance(r, dict) else r
+print('\n'.join(str(x.get('route')) for x in r))"
+}
 admin POST installations '{"id":42,"account":"acme","repositories":["acme/backend","acme/frontend","acme/monorepo"],"permissions":{"contents":"write","pull_requests":"write","checks":"read","statuses":"read","issues":"write","deployments":"write","actions":"write"}}' >/dev/null
 admin POST git-repos '{"repo":"acme/monorepo","default_branch":"main","files":{"README.md":"hi\n",".github/workflows/ci.yml":"on: push\n"}}' >/dev/null
-BIGFILES=$($PY -c 'import json;print(json.dumps({"src/f%d.c" % i: "int f%d;\n" % i for i in range(301)}))')
-BIG=$(admin POST git-commit "{\"repo\":\"acme/monorepo\",\"branch\":\"big\",\"files\":$BIGFILES}" | $PY -c "import json,sys;print(json.load(sys.stdin)['sha'])")
+
+# Past 300 files, the base branch moved on after the pull request branched
+# off, changing a protected workflow there: the files are those between the
+# merge base and the head, not the base's tip, so the pull request (which
+# touches nothing protected) merges.
+mono_pr 1 big "$($PY -c 'import json;print(json.dumps({"src/f%d.c" % i: "int f%d;\n" % i for i in range(301)}))')"
 admin POST git-commit '{"repo":"acme/monorepo","branch":"main","files":{".github/workflows/ci.yml":"on: [push, pull_request]\n"}}' >/dev/null
-admin POST pulls "{\"repo\":\"acme/monorepo\",\"number\":1,\"head\":{\"sha\":\"$BIG\",\"ref\":\"big\"},\"base\":{\"ref\":\"main\"},\"user\":{\"login\":\"bob\"},\"mergeable\":true,\"files\":$($PY -c 'import json;print(json.dumps(["src/f%d.c" % i for i in range(301)]))'),\"reviews\":$APPROVED}" >/dev/null
-admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$BIG\",\"check_runs\":[{\"name\":\"ci/test\",\"status\":\"completed\",\"conclusion\":\"success\"}]}" >/dev/null
-echo '{"required_checks":["ci/test"],"min_approvals":1,"protected_paths":[".github/workflows/**"]}' >"$T/policy-front.json"
-expect_ok "alice delegates github.merge on acme/monorepo@main to coder-1" \
-	sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \
-	delegate --as alice --key 'pkcs11:token=alice;object=alice-key;type=private' --pin-file $T/alice/hsm/user.pin \
-	--to coder-1 --allow github.merge --repo acme/monorepo --target main --policy $T/policy-front.json --ttl 1h"
-admin POST requests/clear >/dev/null
+mono_delegate "(workflows protected)" '{"required_checks":["ci/test"],"min_approvals":1,"protected_paths":[".github/workflows/**"]}'
 expect_ok "301 files, base moved on (a workflow changed there): merged, judged from the merge base" \
 	$TH github merge --repo acme/monorepo --pr 1 --target main
-admin GET requests | $PY -c "
-import json, sys
-r = json.load(sys.stdin)
-r = r['requests'] if isinstance(r, dict) else r
-sys.exit(0 if sum(1 for x in r if x.get('route') == 'git_tree') == 3 else 1)" &&
+[ "$(routes | grep -c '^git_tree$')" -eq 3 ] &&
 	ok "... from three listings: the root at the merge base and at the head, and src/ (new) at the head" ||
 	fail "the 301-file merge did not list exactly the root twice and src/"
+
 # A policy without a rule on files: they are not asked for at all.
-admin POST git-commit '{"repo":"acme/monorepo","branch":"small","files":{"src/small.c":"int s;\n"}}' >"$T/small.json"
-SMALL=$($PY -c "import json,sys;print(json.load(open(sys.argv[1]))['sha'])" "$T/small.json")
-admin POST pulls "{\"repo\":\"acme/monorepo\",\"number\":2,\"head\":{\"sha\":\"$SMALL\",\"ref\":\"small\"},\"base\":{\"ref\":\"main\"},\"user\":{\"login\":\"bob\"},\"mergeable\":true,\"files\":[\"src/small.c\"],\"reviews\":$APPROVED}" >/dev/null
-admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$SMALL\",\"check_runs\":[{\"name\":\"ci/test\",\"status\":\"completed\",\"conclusion\":\"success\"}]}" >/dev/null
-echo '{"required_checks":["ci/test"],"min_approvals":1}' >"$T/policy-nofiles.json"
-expect_ok "alice delegates github.merge on acme/monorepo@main with no rule on files" \
-	sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \
-	delegate --as alice --key 'pkcs11:token=alice;object=alice-key;type=private' --pin-file $T/alice/hsm/user.pin \
-	--to coder-1 --allow github.merge --repo acme/monorepo --target main --policy $T/policy-nofiles.json --ttl 1h"
-admin POST requests/clear >/dev/null
+mono_pr 2 small '{"src/small.c":"int s;\n"}'
+mono_delegate "(no rule on files)" '{"required_checks":["ci/test"],"min_approvals":1}'
 expect_ok "a merge under a policy without a rule on files" $TH github merge --repo acme/monorepo --pr 2 --target main
-admin GET requests | $PY -c "
-import json, sys
-r = json.load(sys.stdin)
-r = r['requests'] if isinstance(r, dict) else r
-routes = [x.get('route') for x in r]
-sys.exit(0 if 'pull_merge' in routes and not set(routes) & {'compare', 'git_tree', 'pull_files'} else 1)" &&
+routes >"$T/routes"
+grep -qx pull_merge "$T/routes" && ! grep -Eqx 'compare|git_tree|pull_files' "$T/routes" &&
 	ok "... read no changed files" || fail "a policy without a rule on files had them read"
+
 # 301 files over 20 new top-level directories, two levels each, and a key
-# three levels down in the last: the walk lists 8 directories (16
-# listings) at a time, so the key is found in the third batch of a level.
-WIDE=$($PY -c 'import json
+# three levels down in the last.  The walk asks for up to 16 listings at a
+# time (one for a directory on one side only), so each level of 20 spans
+# two batches, and d19 is in the second.
+mono_pr 3 wide "$($PY -c 'import json
 f = {"d%02d/x/f%d.c" % (i, j): "int f;\n" for i in range(20) for j in range(15)}
 f["d19/x/y/key.pem"] = "secret\n"
-print(json.dumps(f))')
-admin POST git-commit "{\"repo\":\"acme/monorepo\",\"branch\":\"wide\",\"files\":$WIDE}" >"$T/wide.json"
-WIDESHA=$($PY -c "import json,sys;print(json.load(open(sys.argv[1]))['sha'])" "$T/wide.json")
-admin POST pulls "{\"repo\":\"acme/monorepo\",\"number\":3,\"head\":{\"sha\":\"$WIDESHA\",\"ref\":\"wide\"},\"base\":{\"ref\":\"main\"},\"user\":{\"login\":\"bob\"},\"mergeable\":true,\"files\":$($PY -c 'import json,sys;print(json.dumps(sorted(json.loads(sys.argv[1]))))' "$WIDE"),\"reviews\":$APPROVED}" >/dev/null
-admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$WIDESHA\",\"check_runs\":[{\"name\":\"ci/test\",\"status\":\"completed\",\"conclusion\":\"success\"}]}" >/dev/null
-echo '{"required_checks":["ci/test"],"min_approvals":1,"protected_paths":["*.pem"]}' >"$T/policy-pem.json"
-expect_ok "alice delegates github.merge on acme/monorepo@main with *.pem protected" \
-	sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \
-	delegate --as alice --key 'pkcs11:token=alice;object=alice-key;type=private' --pin-file $T/alice/hsm/user.pin \
-	--to coder-1 --allow github.merge --repo acme/monorepo --target main --policy $T/policy-pem.json --ttl 1h"
-admin POST requests/clear >/dev/null
+print(json.dumps(f))')"
+mono_delegate "(*.pem protected)" '{"required_checks":["ci/test"],"min_approvals":1,"protected_paths":["*.pem"]}'
 $TH github merge --repo acme/monorepo --pr 3 --target main >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 3 ] && grep -q "protected path: d19/x/y/key.pem matches [*].pem" "$T/err" &&
 	ok "301 files over 20 directories: the key in the last batch is found" ||
 	{ fail "301 files over 20 directories (exit $rc)"; sed 's/^/#   /' "$T/err"; }
-admin GET requests | $PY -c "
-import json, sys
-r = json.load(sys.stdin)
-r = r['requests'] if isinstance(r, dict) else r
-sys.exit(0 if sum(1 for x in r if x.get('route') == 'git_tree') == 43 else 1)" &&
+[ "$(routes | grep -c '^git_tree$')" -eq 43 ] &&
 	ok "... from 43 listings: both roots, 20 + 20 new directories and d19/x/y" ||
 	fail "the 20-directory walk did not make exactly 43 listings"
 
