@@ -887,7 +887,7 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 	struct json_object *o = NULL, *list;
 	char url[FACTS_LISTS][HTTP_URL_MAX], auth[GH_TOKEN_MAX + 16];
 	char esc[3 * FACTS_REF_MAX + 1], mb[FACTS_SHA_LEN + 1] = "";
-	int active[FACTS_LISTS], pages = 0, by_tree, k, n, r;
+	int active[FACTS_LISTS], pages = 0, k, n, r;
 	long status = 0;
 
 	memset(f, 0, sizeof(*f));
@@ -924,14 +924,15 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 	 * GH_COMPARE_FILES a comparison could be cut short at the count a
 	 * stale changed_files says. */
 	f->files_pinned = f->pr.changed_files >= 0;
-	by_tree = f->files_by_tree = f->pr.changed_files >= GH_COMPARE_FILES;
+	f->files_by_tree = f->pr.changed_files >= GH_COMPARE_FILES;
 	for (k = 0; k < FACTS_LISTS; k++)
 		active[k] = 1;
 	/* A policy without a rule on files never looks at them: neither
 	 * asked for (a comparison's patches can run to megabytes) nor able
 	 * to fail the merge.  Past FACTS_FILES_MAX they could not be held in
 	 * full anyway. */
-	if (!files || (by_tree && f->pr.changed_files > FACTS_FILES_MAX)) {
+	if (!files || (f->files_by_tree &&
+	    f->pr.changed_files > FACTS_FILES_MAX)) {
 		active[FACTS_FILES] = 0;
 		if (!files)
 			snprintf(f->files_why, sizeof(f->files_why), "not "
@@ -941,7 +942,7 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			    "request has %lld changed files, more than the %d "
 			    "Threshold reads", (long long)f->pr.changed_files,
 			    FACTS_FILES_MAX);
-		by_tree = f->files_by_tree = f->files_pinned = 0;
+		f->files_by_tree = f->files_pinned = 0;
 	} else if (f->files_pinned) {
 		if (gh_escape(esc, sizeof(esc), f->pr.base_ref) != 0 ||
 		    (size_t)snprintf(url[FACTS_FILES], HTTP_URL_MAX, "%s/repos/"
@@ -992,14 +993,15 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			    &o)) != 0)
 				goto out;
 			list = o;
-			if (k == FACTS_FILES && f->files_pinned && !by_tree &&
+			if (k == FACTS_FILES && f->files_pinned &&
+			    !f->files_by_tree &&
 			    (!json_object_is_type(o, json_type_object) ||
 			    !json_object_object_get_ex(o, "files", &list))) {
 				r = th_fail(TH_ERR_PROTOCOL, "GitHub's "
 				    "comparison lists no files");
 				goto out;
 			}
-			if (k == FACTS_FILES && by_tree)
+			if (k == FACTS_FILES && f->files_by_tree)
 				r = compare_merge_base(o, mb);
 			else
 				r = facts_parse_page((enum facts_list)k, list,
@@ -1031,7 +1033,7 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 				goto out;
 			} else {
 				active[k] = 0;
-				if (k == FACTS_FILES && !by_tree)
+				if (k == FACTS_FILES && !f->files_by_tree)
 					f->files_complete =
 					    f->pr.changed_files >= 0 &&
 					    (int64_t)f->nfiles ==
@@ -1040,7 +1042,8 @@ gh_pr_facts(struct gh *g, const struct gh_token *tok, const char *repo,
 			http_req_clear(&req[k]);
 		}
 	}
-	if (by_tree && (r = files_by_tree(g, auth, repo, mb, f)) != 0)
+	if (f->files_by_tree &&
+	    (r = files_by_tree(g, auth, repo, mb, f)) != 0)
 		goto out;
 	r = approver_access(g, auth, repo, f);
  out:
