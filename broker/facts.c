@@ -94,6 +94,24 @@ facts_parse_pr(struct json_object *o, struct gh_pr *pr)
 	return 0;
 }
 
+/* The App that reported a check run: app.id, or 0 when GitHub names
+ * none (app is null). */
+static int
+check_app(struct json_object *run, int64_t *app_id)
+{
+	struct json_object *app;
+
+	*app_id = 0;
+	if (!json_object_object_get_ex(run, "app", &app) ||
+	    json_object_is_type(app, json_type_null))
+		return 0;
+	if (!json_object_is_type(app, json_type_object) ||
+	    json_get_int64(app, "id", app_id) != 0 || *app_id < 1)
+		return th_fail(TH_ERR_PROTOCOL, "GitHub reply: bad check run "
+		    "\"app\"");
+	return 0;
+}
+
 /* Grows *arr (of elements of size sz) to hold one more, bounded by max. */
 static void *
 push(void **arr, size_t *n, size_t sz, size_t max)
@@ -139,9 +157,10 @@ facts_parse_page(enum facts_list kind, struct json_object *o,
 				    "check runs");
 			if ((r = facts_str(e, "name", c->name, sizeof(c->name),
 			    1)) == 0 && (r = facts_str(e, "status", c->status,
-			    sizeof(c->status), 1)) == 0)
-				r = facts_str(e, "conclusion", c->conclusion,
-				    sizeof(c->conclusion), 0);
+			    sizeof(c->status), 1)) == 0 &&
+			    (r = facts_str(e, "conclusion", c->conclusion,
+			    sizeof(c->conclusion), 0)) == 0)
+				r = check_app(e, &c->app_id);
 			break;
 		case FACTS_STATUS:
 			if ((s = push((void **)&f->statuses, &f->nstatuses,

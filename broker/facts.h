@@ -38,6 +38,8 @@ struct gh_check_run {
 	char	name[FACTS_NAME_MAX + 1];
 	char	status[24];		/* queued, in_progress, completed, ... */
 	char	conclusion[24];		/* "" while not completed */
+	int64_t	app_id;			/* the App that reported it; 0: none
+					 * named */
 };
 
 struct gh_status {

@@ -578,7 +578,8 @@ facts_check(const struct pr_facts *f, const char *target)
 	for (i = 0; i < f->nchecks; i++)
 		if (!TERMINATED(f->checks[i].name) ||
 		    !TERMINATED(f->checks[i].status) ||
-		    !TERMINATED(f->checks[i].conclusion))
+		    !TERMINATED(f->checks[i].conclusion) ||
+		    f->checks[i].app_id < 0)
 			return th_fail(TH_ERR_INVALID, "check run malformed");
 	for (i = 0; i < f->nstatuses; i++)
 		if (!TERMINATED(f->statuses[i].context) ||
@@ -660,17 +661,25 @@ static int
 rule_checks(struct ectx *x, struct json_object *v)
 {
 	const struct pr_facts *f = x->f;
-	struct json_object *a;
+	struct json_object *a, *run;
 	const char *name;
+	int64_t app_id, other;
 	size_t i, j;
 	int r;
 
 	if ((r = ev_array(x->ev, "checks", &a)) != 0)
 		return r;
-	for (i = 0; i < f->nchecks; i++)
-		if ((r = ev_push(a, ev_pair("name", f->checks[i].name,
-		    "conclusion", run_verdict(&f->checks[i])))) != 0)
+	for (i = 0; i < f->nchecks; i++) {
+		run = ev_pair("name", f->checks[i].name, "conclusion",
+		    run_verdict(&f->checks[i]));
+		if (run != NULL && ev_set(run, "app_id",
+		    json_object_new_int64(f->checks[i].app_id)) != 0) {
+			json_object_put(run);
+			run = NULL;
+		}
+		if ((r = ev_push(a, run)) != 0)
 			return r;
+	}
 	if ((r = ev_array(x->ev, "statuses", &a)) != 0)
 		return r;
 	for (i = 0; i < f->nstatuses; i++)
@@ -694,17 +703,32 @@ rule_checks(struct ectx *x, struct json_object *v)
 			    "is %s", f->statuses[i].context,
 			    *f->statuses[i].state ? f->statuses[i].state :
 			    "unknown");
-	/* Everything reported passed; now each named one must be there. */
+	/* Everything reported passed; now each named one must be there, from
+	 * the App it is pinned to if it is. */
 	for (i = 0; i < json_object_array_length(v); i++) {
-		name = json_object_get_string(json_object_array_get_idx(v, i));
-		if (name == NULL)
+		if (policy_check_entry(json_object_array_get_idx(v, i), &name,
+		    &app_id) != 0)
 			return th_fail(TH_ERR_DENIED, "required checks: bad "
-			    "name");
-		for (j = 0; j < f->nchecks; j++)
-			if (strcmp(f->checks[j].name, name) == 0)
+			    "entry");
+		other = 0;
+		for (j = 0; j < f->nchecks; j++) {
+			if (strcmp(f->checks[j].name, name) != 0)
+				continue;
+			if (app_id == 0 || f->checks[j].app_id == app_id)
 				break;
+			if (other == 0)
+				other = f->checks[j].app_id;
+		}
 		if (j < f->nchecks)
 			continue;
+		if (app_id != 0 && other != 0)
+			return th_fail(TH_ERR_DENIED, "required checks: %s "
+			    "from App %lld is missing (App %lld reported it)",
+			    name, (long long)app_id, (long long)other);
+		if (app_id != 0)
+			return th_fail(TH_ERR_DENIED, "required checks: %s "
+			    "from App %lld is missing", name,
+			    (long long)app_id);
 		for (j = 0; j < f->nstatuses; j++)
 			if (strcmp(f->statuses[j].context, name) == 0)
 				break;

@@ -22,7 +22,8 @@
 #include "recover.h"
 #include "tree.h"
 
-static const char policy_text[] = "{\"required_checks\":[\"ci/test\"],"
+static const char policy_text[] = "{\"required_checks\":[\"ci/test\","
+    "{\"context\":\"lint\",\"app_id\":15368}],"
     "\"min_approvals\":1,\"protected_paths\":[\".github/workflows/**\","
     "\"/secrets/\",\"*.pem\"],\"allowed_targets\":[\"main\"]}";
 
@@ -303,6 +304,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    f.nreviews <= FACTS_REVIEWS_MAX && f.nfiles <= FACTS_FILES_MAX);
 	for (i = 0; i < f.nfiles; i++)
 		FUZZ_ASSERT(strlen(f.files[i].filename) < FACTS_PATH_MAX + 1);
+	for (i = 0; i < f.nchecks; i++)
+		FUZZ_ASSERT(f.checks[i].app_id >= 0);
 	(void)peval_merge(policy, &f, "main", 1764000000, &ev);
  out:
 	json_object_put(ev);

@@ -162,8 +162,13 @@ def github_seeds(out):
                                 "mergeable": True, "head": {"sha": sha, "ref": "topic"},
                                 "base": {"ref": "main"}, "user": {"login": "bob"}}).encode())
     c.add(b"\x00" + json.dumps({"total_count": 2, "check_runs": [
-        {"name": "ci/test", "status": "completed", "conclusion": "success"},
-        {"name": "lint", "status": "in_progress", "conclusion": None}]}).encode())
+        {"name": "ci/test", "status": "completed", "conclusion": "success",
+         "app": {"id": 15368, "slug": "github-actions"}},
+        {"name": "lint", "status": "in_progress", "conclusion": None, "app": None}]}).encode())
+    c.add(b"\x00" + json.dumps({"total_count": 2, "check_runs": [
+        {"name": "lint", "status": "completed", "conclusion": "success", "app": {"id": 99}},
+        {"name": "lint", "status": "completed", "conclusion": "success",
+         "app": {"id": 15368}}]}).encode())
     c.add(b"\x01" + json.dumps({"state": "success", "statuses": [
         {"context": "ci/test", "state": "success"}]}).encode())
     c.add(b"\x02" + json.dumps([{"id": 1, "user": {"login": "carol"}, "state": "APPROVED",

@@ -31,6 +31,53 @@ is_string_list(struct json_object *v, int (*valid)(const char *))
 	return 1;
 }
 
+int
+policy_check_entry(struct json_object *e, const char **context,
+    int64_t *app_id)
+{
+	struct json_object *c, *a;
+	size_t n;
+
+	if (json_object_is_type(e, json_type_string)) {
+		c = e;
+		*app_id = 0;
+	} else if (json_object_is_type(e, json_type_object) &&
+	    json_object_object_length(e) == 2 &&
+	    json_object_object_get_ex(e, "context", &c) &&
+	    json_object_is_type(c, json_type_string) &&
+	    json_object_object_get_ex(e, "app_id", &a) &&
+	    json_object_is_type(a, json_type_int)) {
+		*app_id = json_object_get_int64(a);
+		if (*app_id < 1 || *app_id > POLICY_APP_ID_MAX)
+			return -1;
+	} else
+		return -1;
+	n = (size_t)json_object_get_string_len(c);
+	if (n == 0 || n > POLICY_STRING_MAX)
+		return -1;
+	*context = json_object_get_string(c);
+	return 0;
+}
+
+static int
+is_check_list(struct json_object *v)
+{
+	const char *context;
+	int64_t app_id;
+	size_t i, n;
+
+	if (!json_object_is_type(v, json_type_array))
+		return 0;
+	n = json_object_array_length(v);
+	if (n > POLICY_LIST_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (policy_check_entry(json_object_array_get_idx(v, i),
+		    &context, &app_id) != 0)
+			return 0;
+	return 1;
+}
+
 static int
 is_day(const char *s)
 {
@@ -124,8 +171,12 @@ policy_validate(struct json_object *p)
 	if (!json_object_is_type(p, json_type_object))
 		return th_fail(TH_ERR_INVALID, "policy is not an object");
 	json_object_object_foreach(p, k, v) {
-		if (strcmp(k, "required_checks") == 0 ||
-		    strcmp(k, "protected_paths") == 0) {
+		if (strcmp(k, "required_checks") == 0) {
+			if (!is_check_list(v))
+				return th_fail(TH_ERR_INVALID, "policy %s must "
+				    "be a list of check names or {\"context\", "
+				    "\"app_id\"} objects", k);
+		} else if (strcmp(k, "protected_paths") == 0) {
 			if (!is_string_list(v, NULL))
 				return th_fail(TH_ERR_INVALID, "policy %s must "
 				    "be a list of strings", k);
@@ -201,6 +252,37 @@ subset(struct json_object *sub, struct json_object *super,
 	return 1;
 }
 
+/* Every check the parent requires, the child requires from the same
+ * source: a check pinned to an App stays pinned to it, and an unpinned one
+ * may become pinned. */
+static int
+checks_narrow(struct json_object *c, struct json_object *p)
+{
+	const char *pctx, *cctx;
+	int64_t papp, capp;
+	size_t i, j;
+
+	for (i = 0; i < json_object_array_length(p); i++) {
+		policy_check_entry(json_object_array_get_idx(p, i), &pctx,
+		    &papp);
+		for (j = 0; j < json_object_array_length(c); j++) {
+			policy_check_entry(json_object_array_get_idx(c, j),
+			    &cctx, &capp);
+			if (strcmp(pctx, cctx) == 0 &&
+			    (papp == 0 || capp == papp))
+				break;
+		}
+		if (j < json_object_array_length(c))
+			continue;
+		if (papp == 0)
+			return th_fail(TH_ERR_DENIED, "policy required_checks "
+			    "drops %s", pctx);
+		return th_fail(TH_ERR_DENIED, "policy required_checks drops "
+		    "%s from App %lld", pctx, (long long)papp);
+	}
+	return 0;
+}
+
 static int
 window_narrows(struct json_object *c, struct json_object *p)
 {
@@ -260,8 +342,10 @@ policy_narrows(struct json_object *child, struct json_object *parent)
 			continue;
 		if (!json_object_object_get_ex(child, k, &c))
 			return th_fail(TH_ERR_DENIED, "policy drops %s", k);
-		if (strcmp(k, "required_checks") == 0 ||
-		    strcmp(k, "protected_paths") == 0) {
+		if (strcmp(k, "required_checks") == 0) {
+			if (checks_narrow(c, p) != 0)
+				return TH_ERR_DENIED;
+		} else if (strcmp(k, "protected_paths") == 0) {
 			if (!subset(p, c, &missing))
 				return th_fail(TH_ERR_DENIED, "policy %s drops "
 				    "%s", k, missing);

@@ -1977,11 +1977,16 @@ class Emulator:
         if ctx.q("status"):
             runs = [r for r in runs if r["status"] == ctx.q("status")]
         if ctx.q("filter", "latest") == "latest":
+            # GitHub keeps the newest run of each name within a check
+            # suite, not across suites: another App's run of the same name
+            # never hides this one.  A suite here is the App's runs on the
+            # commit (GitHub makes one per App and head SHA by default).
             latest = {}
             for r in runs:
-                if r["name"] not in latest or r["id"] > latest[r["name"]]["id"]:
-                    latest[r["name"]] = r
-            runs = [r for r in runs if latest[r["name"]] is r]
+                k = (r["app"]["id"], r["name"])
+                if k not in latest or r["id"] > latest[k]["id"]:
+                    latest[k] = r
+            runs = [r for r in runs if latest[(r["app"]["id"], r["name"])] is r]
         items = []
         for r in runs:
             v = copy.deepcopy(r)

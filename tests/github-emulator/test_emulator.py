@@ -515,6 +515,14 @@ class EmulatorTest(unittest.TestCase):
         self.assertIn("next", parse_link(r.header("Link")))
         r = self.get("/repos/acme/widgets/commits/%s/check-runs" % ("f" * 40), tok)
         self.assertEqual(r.json, {"total_count": 0, "check_runs": []})
+        # "latest" is per check suite: a newer success from another App does
+        # not hide the CI App's failure; each run names its App.
+        self.gh.set_checks(REPO, HEAD, [
+            {"name": "build", "status": "completed", "conclusion": "failure", "app_id": 7},
+            {"name": "build", "status": "completed", "conclusion": "success", "app_id": 99}])
+        r = self.get("/repos/acme/widgets/commits/%s/check-runs" % HEAD, tok)
+        self.assertEqual(sorted((c["app"]["id"], c["conclusion"]) for c in r.json["check_runs"]),
+                         [(7, "failure"), (99, "success")])
 
     def test_combined_status(self):
         tok = self.token(["widgets"], {"statuses": "read"})

@@ -309,6 +309,26 @@ $TH github merge --repo acme/monorepo --pr 3 --target main >"$T/out" 2>"$T/err";
 	ok "... from 43 listings: both roots, 20 + 20 new directories and d19/x/y" ||
 	fail "the 20-directory walk did not make exactly 43 listings"
 
+# ci/test pinned to the GitHub App that runs CI (4242): a run of that name
+# from another App, or a commit status, does not satisfy it.
+mono_pr 4 pinned '{"src/p.c":"int p;\n"}'
+PINNED_SHA=$_sha
+mono_delegate "(ci/test pinned to App 4242)" '{"required_checks":[{"context":"ci/test","app_id":4242}],"min_approvals":1}'
+admin POST statuses "{\"repo\":\"acme/monorepo\",\"sha\":\"$PINNED_SHA\",\"statuses\":[{\"context\":\"ci/test\",\"state\":\"success\"}]}" >/dev/null
+$TH github merge --repo acme/monorepo --pr 4 --target main >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 3 ] && grep -q "required checks: ci/test from App 4242 is missing (App 15368 reported it)" "$T/err" &&
+	ok "a check pinned to an App: another App's run and a status of that name do not satisfy it" ||
+	{ fail "pinned check satisfied from another source (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$PINNED_SHA\",\"replace\":false,\"check_runs\":[{\"name\":\"ci/test\",\"app_id\":4242,\"conclusion\":\"failure\"}]}" >/dev/null
+admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$PINNED_SHA\",\"replace\":false,\"check_runs\":[{\"name\":\"ci/test\",\"app_id\":666,\"conclusion\":\"success\"}]}" >/dev/null
+$TH github merge --repo acme/monorepo --pr 4 --target main >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 3 ] && grep -q "required checks: ci/test is failure" "$T/err" &&
+	ok "... its App's failure is not hidden by a newer success of the same name from a third App" ||
+	{ fail "pinned check failure hidden (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$PINNED_SHA\",\"replace\":false,\"check_runs\":[{\"name\":\"ci/test\",\"app_id\":4242,\"conclusion\":\"success\"}]}" >/dev/null
+expect_ok "... and once App 4242 re-runs it green, the pull request merges" \
+	$TH github merge --repo acme/monorepo --pr 4 --target main
+
 # GitHub faults.
 admin POST faults '{"method":"GET","path_regex":"/pulls/11$","status":503,"times":2}' >/dev/null
 expect_ok "two 503s on a read are retried through" $TH github merge --repo acme/backend --pr 11 --target main

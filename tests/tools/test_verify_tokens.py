@@ -648,6 +648,43 @@ class Chains(Base):
         bad(time_window=dict(tw, start="07:59"))
         bad(time_window=dict(tw, end="18:01"))
 
+    def test_pinned_checks(self):
+        pinned = {"context": "ci", "app_id": 15368}
+        # Pinning a check its parent requires from any source narrows.
+        rc, out = self.run_chain(self.chain(over={3: {"policy": apply(
+            POLICY_2, {"required_checks": [pinned, "lint"]})}}))
+        self.assertEqual(rc, 0, out)
+        # Unpinning it, or moving it to another App, widens.
+        for checks in (["ci", "lint"], [dict(pinned, app_id=1), "lint"]):
+            out = self.assertChainFails(self.chain(over={
+                2: {"policy": apply(POLICY_1, {"required_checks": [pinned]})},
+                3: {"policy": apply(POLICY_2, {"required_checks": checks})}}),
+                3, "widens scope", "required_checks drops ci from App 15368")
+        for bad in ({"context": "ci"}, {"context": "ci", "app_id": 0},
+                    {"context": "ci", "app_id": "1"}, {"context": "", "app_id": 1},
+                    {"context": "ci", "app_id": 1, "slug": "x"}):
+            self.assertChainFails(self.chain(n=1, over={2: {"policy": {
+                "required_checks": [bad]}}}), 2, "policy")
+
+    def test_push_policy(self):
+        push = {"allow_force_push": True, "max_push_bytes": 1000}
+        # A permission may be dropped; a size limit may not.
+        rc, out = self.run_chain(self.chain(over={
+            2: {"policy": apply(POLICY_1, push)},
+            3: {"policy": apply(POLICY_2, {"max_push_bytes": 999})}}))
+        self.assertEqual(rc, 0, out)
+        self.assertChainFails(self.chain(over={2: {"policy": apply(POLICY_1, push)},
+                                               3: {"policy": POLICY_2}}),
+                              3, "widens scope", "drops max_push_bytes")
+        self.assertChainFails(self.chain(over={3: {"policy": apply(POLICY_2, push)}}),
+                              3, "widens scope", "allow_force_push")
+        self.assertChainFails(self.chain(over={
+            2: {"policy": apply(POLICY_1, push)},
+            3: {"policy": apply(POLICY_2, {"max_push_bytes": 1001})}}),
+            3, "widens scope", "max_push_bytes")
+        self.assertChainFails(self.chain(n=1, over={2: {"policy": {
+            "allow_branch_delete": True}}}), 2, "policy")
+
     def test_policy_equal_is_ok(self):
         rc, out = self.run_chain(self.chain(over={3: {"policy": POLICY_1}}))
         self.assertEqual(rc, 0, out)

@@ -15,6 +15,8 @@ rule of the "Common format" section is enforced explicitly here.
 
 docs/policy.md did not exist when this was written; the policy format and the "Narrowing"
 rules implemented below were given alongside the brief (see validate_policy / policy_narrows).
+The push rules (allow_force_push, allow_branch_delete, max_push_bytes) and required checks pinned
+to a GitHub App ({"context", "app_id"}) were added later from docs/policy.md's tables.
 """
 
 import argparse
@@ -508,7 +510,7 @@ def check_capability_claims(c):
 
 
 # --------------------------------------------------------------------------------------------
-# policy (format and "Narrowing", as given with the brief; docs/policy.md absent)
+# policy (format and "Narrowing", as given with the brief; later rules from docs/policy.md)
 
 _tz_cache = None
 
@@ -532,17 +534,42 @@ def _string_list(p, key, what):
         raise Fail(f"{what}.{key} is not a list of strings")
 
 
+def _check_entry(e):
+    """(context, app_id) of a required_checks entry (app_id None: any source), or None."""
+    if isinstance(e, str):
+        return (e, None) if 1 <= len(e.encode()) <= 256 else None
+    if (isinstance(e, dict) and set(e) == {"context", "app_id"}
+            and isinstance(e["context"], str) and 1 <= len(e["context"].encode()) <= 256
+            and type(e["app_id"]) is int and 1 <= e["app_id"] < 2 ** 53):
+        return (e["context"], e["app_id"])
+    return None
+
+
 def validate_policy(p, what="policy"):
     if not isinstance(p, dict):
         raise Fail(f"{what} is not a JSON object")
     allowed = {"required_checks", "protected_paths", "allowed_targets", "min_approvals",
-               "max_changed_files", "fresh_approvals", "time_window"}
+               "max_changed_files", "fresh_approvals", "time_window", "allow_force_push",
+               "allow_branch_delete", "max_push_bytes"}
     extra = set(p) - allowed
     if extra:
         raise Fail(f"{what} has unknown member(s) {sorted(extra)}")
-    for key in ("required_checks", "protected_paths", "allowed_targets"):
+    for key in ("protected_paths", "allowed_targets"):
         if key in p:
             _string_list(p, key, what)
+    if "required_checks" in p:
+        rc = p["required_checks"]
+        if (not isinstance(rc, list) or len(rc) > 64
+                or any(_check_entry(e) is None for e in rc)):
+            raise Fail(f"{what}.required_checks is not a list of names or "
+                       "{context, app_id} objects")
+    for key in ("allow_force_push", "allow_branch_delete"):
+        if key in p and not isinstance(p[key], bool):
+            raise Fail(f"{what}.{key} is not a boolean")
+    if p.get("allow_branch_delete") is True and p.get("allow_force_push") is not True:
+        raise Fail(f"{what}.allow_branch_delete needs allow_force_push")
+    if "max_push_bytes" in p:
+        _integer(p, "max_push_bytes", 1, 2 ** 40, f"{what}.max_push_bytes")
     if "allowed_targets" in p:
         for t in p["allowed_targets"]:
             if not BRANCH_RE.fullmatch(t):
@@ -572,13 +599,25 @@ def validate_policy(p, what="policy"):
 
 def policy_narrows(child, parent):
     """None if child keeps every condition of parent and is at least as strict, else why."""
+    for key in ("allow_force_push", "allow_branch_delete"):
+        if child.get(key) is True and parent.get(key) is not True:
+            return f"policy grants {key} its parent does not"
     for key in parent:
-        if key not in child:
+        if key not in child and key not in ("allow_force_push", "allow_branch_delete"):
             return f"policy drops {key}"
-    for key in ("required_checks", "protected_paths"):
-        if key in parent and not set(child[key]) >= set(parent[key]):
-            missing = sorted(set(parent[key]) - set(child[key]))
-            return f"policy {key} drops {missing}"
+    if "required_checks" in parent:
+        have = [_check_entry(e) for e in child["required_checks"]]
+        for ctx, app in map(_check_entry, parent["required_checks"]):
+            # A pinned check stays pinned to its App; an unpinned one may be pinned.
+            if not any(c == ctx and (app is None or a == app) for c, a in have):
+                return f"policy required_checks drops {ctx}" + (
+                    f" from App {app}" if app is not None else "")
+    if "protected_paths" in parent and not set(child["protected_paths"]) >= set(
+            parent["protected_paths"]):
+        missing = sorted(set(parent["protected_paths"]) - set(child["protected_paths"]))
+        return f"policy protected_paths drops {missing}"
+    if "max_push_bytes" in parent and child["max_push_bytes"] > parent["max_push_bytes"]:
+        return "policy max_push_bytes raised"
     if "allowed_targets" in parent and not set(child["allowed_targets"]) <= set(
             parent["allowed_targets"]):
         added = sorted(set(child["allowed_targets"]) - set(parent["allowed_targets"]))

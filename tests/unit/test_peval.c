@@ -216,7 +216,8 @@ test_all_pass_evidence(void **state)
 	    "\"max_changed_files\",\"time_window\"]");
 	assert_true(json_object_object_get_ex(ev, "checks", &v));
 	assert_string_equal(plain(v),
-	    "[{\"name\":\"ci/test\",\"conclusion\":\"success\"}]");
+	    "[{\"name\":\"ci/test\",\"conclusion\":\"success\","
+	    "\"app_id\":0}]");
 	assert_true(json_object_object_get_ex(ev, "statuses", &v));
 	assert_string_equal(plain(v),
 	    "[{\"context\":\"ci/ext\",\"state\":\"success\"}]");
@@ -330,8 +331,9 @@ test_checks(void **state)
 	ev = refused_at(any, f, NOW, "required checks: build is in_progress");
 	assert_true(json_object_object_get_ex(ev, "checks", &v));
 	assert_string_equal(plain(v),
-	    "[{\"name\":\"ci/test\",\"conclusion\":\"success\"},"
-	    "{\"name\":\"build\",\"conclusion\":\"in_progress\"}]");
+	    "[{\"name\":\"ci/test\",\"conclusion\":\"success\","
+	    "\"app_id\":0},{\"name\":\"build\",\"conclusion\":"
+	    "\"in_progress\",\"app_id\":0}]");
 	json_object_put(ev);
 	strcpy(f->checks[1].status, "queued");
 	refused(any, f, "required checks: build is queued");
@@ -367,6 +369,55 @@ test_checks(void **state)
 	refused(any, f, "required checks: ci/ext is error");
 	strcpy(f->statuses[0].state, "success");
 	passes("{\"required_checks\":[\"ci/test\",\"ci/ext\"]}", f);
+	done(f);
+}
+
+/* A check pinned to an App is satisfied only by a run that App reported:
+ * not by a status, nor by another App's run of the same name. */
+static void
+test_checks_pinned(void **state)
+{
+	const char *pinned = "{\"required_checks\":[{\"context\":"
+	    "\"ci/test\",\"app_id\":4242}]}";
+	struct pr_facts *f;
+	struct json_object *ev, *v;
+
+	(void)state;
+	f = bare();
+	add_status(f, "ci/test", "success");
+	passes("{\"required_checks\":[\"ci/test\"]}", f);
+	refused(pinned, f, "required checks: ci/test from App 4242 is "
+	    "missing");
+	add_check(f, "ci/test", "completed", "success");
+	f->checks[0].app_id = 15368;
+	refused(pinned, f, "required checks: ci/test from App 4242 is "
+	    "missing (App 15368 reported it)");
+	add_check(f, "ci/test", "completed", "success");
+	f->checks[1].app_id = 4242;
+	passes(pinned, f);
+	/* The evidence names each run's App. */
+	add_check(f, "lint", "completed", "failure");
+	f->checks[2].app_id = 77;
+	ev = refused_at(pinned, f, NOW, "required checks: lint is failure");
+	assert_true(json_object_object_get_ex(ev, "checks", &v));
+	assert_string_equal(plain(v),
+	    "[{\"name\":\"ci/test\",\"conclusion\":\"success\","
+	    "\"app_id\":15368},{\"name\":\"ci/test\",\"conclusion\":"
+	    "\"success\",\"app_id\":4242},{\"name\":\"lint\","
+	    "\"conclusion\":\"failure\",\"app_id\":77}]");
+	json_object_put(ev);
+	/* Every run must still pass, the pinned App's included. */
+	strcpy(f->checks[2].conclusion, "success");
+	passes(pinned, f);
+	strcpy(f->checks[1].conclusion, "failure");
+	refused(pinned, f, "required checks: ci/test is failure");
+	done(f);
+	/* A run GitHub names no App for (0) satisfies no pin. */
+	f = bare();
+	add_check(f, "ci/test", "completed", "success");
+	refused(pinned, f, "required checks: ci/test from App 4242 is "
+	    "missing");
+	passes("{\"required_checks\":[\"ci/test\"]}", f);
 	done(f);
 }
 
@@ -1013,6 +1064,7 @@ main(void)
 		cmocka_unit_test(test_pr_state),
 		cmocka_unit_test(test_targets),
 		cmocka_unit_test(test_checks),
+		cmocka_unit_test(test_checks_pinned),
 		cmocka_unit_test(test_reviews),
 		cmocka_unit_test(test_protected_paths),
 		cmocka_unit_test(test_max_files),

@@ -214,6 +214,50 @@ test_policy(void **state)
 	assert_int_equal(validate("{\"allow_branch_delete\":true,"
 	    "\"allow_force_push\":false}"), TH_ERR_INVALID);
 	assert_int_equal(validate("{\"allow_branch_delete\":false}"), 0);
+	/* A required check may be pinned to the GitHub App that reports
+	 * it; the pin is kept, at the same App, through every link. */
+	assert_int_equal(validate("{\"required_checks\":[\"ci\",{\"context\":"
+	    "\"ci/test\",\"app_id\":15368}]}"), 0);
+	assert_int_equal(validate("{\"required_checks\":[{\"context\":"
+	    "\"ci/test\"}]}"), TH_ERR_INVALID);
+	assert_int_equal(validate("{\"required_checks\":[{\"context\":"
+	    "\"ci/test\",\"app_id\":0}]}"), TH_ERR_INVALID);
+	assert_int_equal(validate("{\"required_checks\":[{\"context\":"
+	    "\"ci/test\",\"app_id\":9007199254740992}]}"), TH_ERR_INVALID);
+	assert_int_equal(validate("{\"required_checks\":[{\"context\":"
+	    "\"ci/test\",\"app_id\":9007199254740991}]}"), 0);
+	assert_int_equal(validate("{\"required_checks\":[{\"context\":"
+	    "\"ci/test\",\"app_id\":\"15368\"}]}"), TH_ERR_INVALID);
+	assert_int_equal(validate("{\"required_checks\":[{\"context\":"
+	    "\"\",\"app_id\":1}]}"), TH_ERR_INVALID);
+	assert_int_equal(validate("{\"required_checks\":[{\"context\":"
+	    "\"ci\",\"app_id\":1,\"x\":1}]}"), TH_ERR_INVALID);
+	assert_int_equal(validate("{\"required_checks\":[7]}"),
+	    TH_ERR_INVALID);
+	{
+		const char *pin = "{\"required_checks\":[{\"context\":\"ci\","
+		    "\"app_id\":5}]}";
+
+		assert_int_equal(narrows(pin, pin), 0);
+		assert_int_equal(narrows(pin, "{\"required_checks\":[\"ci\"]}"),
+		    0);
+		assert_int_equal(narrows("{\"required_checks\":[\"lint\","
+		    "{\"context\":\"ci\",\"app_id\":6},{\"context\":\"ci\","
+		    "\"app_id\":5}]}", pin), 0);
+		th_errclear();
+		assert_int_equal(narrows("{\"required_checks\":[\"ci\"]}", pin),
+		    TH_ERR_DENIED);
+		assert_string_equal(th_errmsg(TH_ERR_DENIED), "policy "
+		    "required_checks drops ci from App 5");
+		assert_int_equal(narrows("{\"required_checks\":[{\"context\":"
+		    "\"ci\",\"app_id\":6}]}", pin), TH_ERR_DENIED);
+		assert_int_equal(narrows("{\"required_checks\":[{\"context\":"
+		    "\"lint\",\"app_id\":5}]}", pin), TH_ERR_DENIED);
+		assert_int_equal(narrows("{\"required_checks\":[]}",
+		    "{\"required_checks\":[\"ci\"]}"), TH_ERR_DENIED);
+		assert_string_equal(th_errmsg(TH_ERR_DENIED), "policy "
+		    "required_checks drops ci");
+	}
 	/* Unknown rules and bad values are invalid. */
 	assert_int_equal(validate("{\"allow_everything\":true}"),
 	    TH_ERR_INVALID);
