@@ -60,8 +60,9 @@ expect_ok "independent verifier accepts the chain" \
 
 # Re-delegation by the agent, narrowing: only the release target... the
 # parent allows main only, so narrow by policy instead.
+# (ci/test pinned to the App that runs it: stricter than any source.)
 cat >"$T/stricter.json" <<'JSON'
-{"required_checks":["ci/test","ci/lint"],"min_approvals":2,"protected_paths":[".github/workflows/**","secrets/**"]}
+{"required_checks":[{"context":"ci/test","app_id":15368},"ci/lint"],"min_approvals":2,"protected_paths":[".github/workflows/**","secrets/**"]}
 JSON
 expect_ok "coder-1 re-delegates to coder-1-sub, narrower" \
 	$TH delegate --as agent:coder-1 --to coder-1-sub --allow github.merge \
@@ -96,6 +97,11 @@ echo '{"required_checks":[],"min_approvals":1,"protected_paths":[".github/workfl
 expect_fail "re-delegation weakening required checks refused" "policy required_checks drops ci/test" \
 	$TH delegate --as agent:coder-1 --to sub2 --allow github.merge --repo acme/backend \
 	--target main --policy "$T/weaker.json" --ttl 1h
+echo '{"required_checks":[{"context":"ci/test","app_id":1},"ci/lint"],"min_approvals":2,"protected_paths":[".github/workflows/**","secrets/**"]}' >"$T/weaker.json"
+expect_fail "a re-delegation moving a pinned check to another App refused" \
+	"link 4 widens scope: policy required_checks drops ci/test from App 15368" \
+	$TH delegate --as agent:coder-1-sub --to sub3 --allow github.merge --repo acme/backend \
+	--target main --policy "$T/weaker.json" --ttl 30m
 # Signed directly by the attenuation key (bypassing the CLI's own checks):
 # installing it is refused all the same.
 now=$($PY "$TOOLS/jws.py" now)
