@@ -314,18 +314,21 @@ $TH github merge --repo acme/monorepo --pr 3 --target main >"$T/out" 2>"$T/err";
 mono_pr 4 pinned '{"src/p.c":"int p;\n"}'
 PINNED_SHA=$_sha
 mono_delegate "(ci/test pinned to App 4242)" '{"required_checks":[{"context":"ci/test","app_id":4242}],"min_approvals":1}'
+run_by() { # APP CONCLUSION: one more ci/test run on #4's head
+	admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$PINNED_SHA\",\"replace\":false,\"check_runs\":[{\"name\":\"ci/test\",\"app_id\":$1,\"conclusion\":\"$2\"}]}" >/dev/null
+}
+pinned_refused() { # DESC REASON
+	$TH github merge --repo acme/monorepo --pr 4 --target main >"$T/out" 2>"$T/err"; rc=$?
+	[ $rc -eq 3 ] && grep -qF "$2" "$T/err" && ok "$1" || { fail "$1 (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+}
 admin POST statuses "{\"repo\":\"acme/monorepo\",\"sha\":\"$PINNED_SHA\",\"statuses\":[{\"context\":\"ci/test\",\"state\":\"success\"}]}" >/dev/null
-$TH github merge --repo acme/monorepo --pr 4 --target main >"$T/out" 2>"$T/err"; rc=$?
-[ $rc -eq 3 ] && grep -q "required checks: ci/test from App 4242 is missing (App 15368 reported it)" "$T/err" &&
-	ok "a check pinned to an App: another App's run and a status of that name do not satisfy it" ||
-	{ fail "pinned check satisfied from another source (exit $rc)"; sed 's/^/#   /' "$T/err"; }
-admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$PINNED_SHA\",\"replace\":false,\"check_runs\":[{\"name\":\"ci/test\",\"app_id\":4242,\"conclusion\":\"failure\"}]}" >/dev/null
-admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$PINNED_SHA\",\"replace\":false,\"check_runs\":[{\"name\":\"ci/test\",\"app_id\":666,\"conclusion\":\"success\"}]}" >/dev/null
-$TH github merge --repo acme/monorepo --pr 4 --target main >"$T/out" 2>"$T/err"; rc=$?
-[ $rc -eq 3 ] && grep -q "required checks: ci/test is failure" "$T/err" &&
-	ok "... its App's failure is not hidden by a newer success of the same name from a third App" ||
-	{ fail "pinned check failure hidden (exit $rc)"; sed 's/^/#   /' "$T/err"; }
-admin POST checks "{\"repo\":\"acme/monorepo\",\"sha\":\"$PINNED_SHA\",\"replace\":false,\"check_runs\":[{\"name\":\"ci/test\",\"app_id\":4242,\"conclusion\":\"success\"}]}" >/dev/null
+pinned_refused "a check pinned to an App: another App's run and a status of that name do not satisfy it" \
+	"required checks: ci/test from App 4242 is missing (App 15368 reported it)"
+run_by 4242 failure
+run_by 666 success
+pinned_refused "... its App's failure is not hidden by a newer success of the same name from a third App" \
+	"required checks: ci/test is failure"
+run_by 4242 success
 expect_ok "... and once App 4242 re-runs it green, the pull request merges" \
 	$TH github merge --repo acme/monorepo --pr 4 --target main
 
