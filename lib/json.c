@@ -67,6 +67,12 @@ scan_string(const char *s, size_t len, size_t *i)
 	unsigned cp, lo;
 
 	for (; *i < len && s[*i] != '"'; (*i)++) {
+		/* RFC 8259 wants them escaped, and json-c lets them through:
+		 * a verifier that follows the RFC would refuse what we take. */
+		if ((unsigned char)s[*i] < 0x20)
+			return th_fail(TH_ERR_INVALID, "invalid JSON: control "
+			    "character 0x%02x unescaped in a string",
+			    (unsigned char)s[*i]);
 		if (s[*i] != '\\')
 			continue;
 		if (++(*i) == len)

@@ -77,8 +77,9 @@ parse_header(struct jws *j, struct json_object *hdr)
 	r = json_get_string(hdr, "typ", &typ);
 	if (r != 0 && r != TH_ERR_NOT_FOUND)
 		return th_fail(TH_ERR_INVALID, "header: %s", th_errmsg(r));
-	if (r == 0 && strlen(typ) > JWS_TYP_MAX)
-		return th_fail(TH_ERR_INVALID, "typ too long");
+	/* Present means named: "" must not pass where typ may be absent. */
+	if (r == 0 && (typ[0] == '\0' || strlen(typ) > JWS_TYP_MAX))
+		return th_fail(TH_ERR_INVALID, "typ empty or too long");
 	if (r == 0)
 		strcpy(j->typ, typ);
 	r = json_get_string(hdr, "kid", &kid);

@@ -112,11 +112,17 @@ get_purpose(struct buf *b, char *out)
 {
 	int r;
 
-	if ((r = buf_get_cstring(b, out, PROTO_PURPOSE_MAX + 1)) != 0)
+	if ((r = buf_get_cstring(b, out, PROTO_PURPOSE_MAX + 1)) != 0) {
+		out[0] = '\0';
 		return th_fail(TH_ERR_PROTOCOL, "bad purpose field: %s",
 		    th_strerror(r));
-	if (!proto_purpose_valid(out))
+	}
+	/* A refused name is not kept: the signer logs the purpose of
+	 * every request, and a newline in it would forge a log line. */
+	if (!proto_purpose_valid(out)) {
+		out[0] = '\0';
 		return th_fail(TH_ERR_PROTOCOL, "bad purpose name");
+	}
 	return 0;
 }
 

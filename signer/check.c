@@ -47,6 +47,20 @@ check_lifetime(struct json_object *claims, int64_t max, int64_t *iat_out)
 	return 0;
 }
 
+/* Near the signer's clock: a token signed for a later time would let
+ * whoever holds the socket for a moment stock up on tokens to use when
+ * they are no longer allowed to ask. */
+static int
+check_fresh(int64_t iat, time_t now)
+{
+	if (iat < (int64_t)now - CHECK_IAT_PAST ||
+	    iat > (int64_t)now + CHECK_IAT_FUTURE)
+		return th_fail(TH_ERR_DENIED, "iat is %" PRId64 " s from the "
+		    "signer's clock (allowed -%d..+%d)", iat - (int64_t)now,
+		    CHECK_IAT_PAST, CHECK_IAT_FUTURE);
+	return 0;
+}
+
 static int
 check_github_jwt(const struct config *cfg, struct json_object *claims,
     time_t now)
@@ -73,12 +87,7 @@ check_github_jwt(const struct config *cfg, struct json_object *claims,
 		    "configured App id", s);
 	if ((r = check_lifetime(claims, GITHUB_JWT_TTL_MAX, &iat)) != 0)
 		return r;
-	if (iat < (int64_t)now - CHECK_IAT_PAST ||
-	    iat > (int64_t)now + CHECK_IAT_FUTURE)
-		return th_fail(TH_ERR_DENIED, "iat is %" PRId64 " s from the "
-		    "signer's clock (allowed -%d..+%d)", iat - (int64_t)now,
-		    CHECK_IAT_PAST, CHECK_IAT_FUTURE);
-	return 0;
+	return check_fresh(iat, now);
 }
 
 /* The audit key (a TPM-less deployment's countersignature) signs only
@@ -145,8 +154,10 @@ check_sign_payload(const struct config *cfg, enum purpose p,
 		r = check_header(j, keyalg, TYP_HUMAN_CERT, 0);
 		break;
 	case PURPOSE_CAPABILITY:
-		if ((r = check_header(j, keyalg, TYP_CAPABILITY, 0)) == 0)
-			r = check_lifetime(j->claims, CAPABILITY_TTL_MAX, &iat);
+		if ((r = check_header(j, keyalg, TYP_CAPABILITY, 0)) == 0 &&
+		    (r = check_lifetime(j->claims, CAPABILITY_TTL_MAX,
+		    &iat)) == 0)
+			r = check_fresh(iat, now);
 		break;
 	case PURPOSE_ATTENUATION:
 		if ((r = check_header(j, keyalg, TYP_DELEGATION, 0)) == 0)

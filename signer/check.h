@@ -29,7 +29,8 @@
 #include "config.h"
 
 #define CHECK_HEADER_MAX	512
-#define CHECK_IAT_PAST		120	/* github-app iat may lag now by this */
+#define CHECK_IAT_PAST		120	/* a JWT's or capability's iat may lag
+					 * now by this */
 #define CHECK_IAT_FUTURE	60	/* ... and lead it by this */
 
 /* 0 if key purpose p (of algorithm keyalg) may sign payload at time now;

@@ -59,6 +59,15 @@ expect_fail "root key refuses a capability" "typ" \
 expect_fail "capability lifetime over 60 s refused" "lifetime" \
 	sign capability '{"alg":"ES256","typ":"threshold-capability+jwt"}' \
 	"{\"iat\":$now,\"exp\":$((now + 61))}"
+expect_fail "a capability signed for an hour later refused" "iat is 3[0-9]{3} s from the signer.s clock" \
+	sign capability '{"alg":"ES256","typ":"threshold-capability+jwt"}' \
+	"{\"iat\":$((now + 3600)),\"exp\":$((now + 3615))}"
+expect_fail "App JWT with an empty typ refused" "typ empty" \
+	sign github-app '{"alg":"RS256","typ":""}' \
+	"{\"iss\":\"$(cat "$T/app-id")\",\"iat\":$((now - 60)),\"exp\":$((now + 540))}"
+expect_fail "a raw control character in the claims refused" "control character" \
+	sign capability '{"alg":"ES256","typ":"threshold-capability+jwt"}' \
+	"{\"iat\":$now,\"exp\":$((now + 15)),\"sub\":\"a$(printf '\001')b\"}"
 expect_fail "App JWT with a wrong iss refused" "iss" \
 	sign github-app '{"alg":"RS256"}' \
 	"{\"iss\":\"1\",\"iat\":$((now - 60)),\"exp\":$((now + 540))}"
@@ -106,6 +115,11 @@ check_frame "truncated SIGN refused" "0000000603000000ff61" "^ERROR 15"
 check_frame "frame cut short closes quietly" "00000010030000" "^CLOSED"
 check_frame "trailing bytes refused" "000000020100" "^ERROR 15 .*trailing"
 check_frame "garbage refused" "$(od -An -tx1 -N64 /dev/urandom | tr -d ' \n' | sed 's/^../00/')" "^(ERROR|CLOSED)"
+# A purpose with a newline ("a\nFORGED-LINE"): refused, and the log does not
+# get a line of the peer's making.
+check_frame "a purpose that is no name refused" "00000016030000000d610a464f524745442d4c494e4500000000" "^ERROR 15 .*purpose"
+grep -q "^FORGED-LINE" "$T/signer.log" && fail "a peer wrote a line into the signer's log" ||
+	ok "... and it is not written to the log"
 out=$(frame sign capability "x.y")
 echo "$out" | grep -q "^ERROR 10" && ok "well-formed frame with bad payload: refused, code 10" ||
 	fail "well-formed frame with bad payload (got: $out)"

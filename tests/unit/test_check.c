@@ -98,6 +98,8 @@ test_github_app(void **state)
 	assert_int_equal(github("{\"alg\":\"RS256\",\"typ\":\""
 	    TYP_CAPABILITY "\"}", "\"123456\"", NOW - 60, NOW + 540),
 	    TH_ERR_DENIED);
+	assert_int_equal(github("{\"alg\":\"RS256\",\"typ\":\"\"}",
+	    "\"123456\"", NOW - 60, NOW + 540), TH_ERR_DENIED);
 	assert_int_equal(github("{\"alg\":\"RS256\",\"crit\":[\"x\"]}",
 	    "\"123456\"", NOW - 60, NOW + 540), TH_ERR_DENIED);
 	assert_int_equal(github("{\"alg\":\"RS256\",\"alg\":\"RS256\"}",
@@ -131,6 +133,20 @@ test_token_keys(void **state)
 	    0);
 	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap, claims61),
 	    TH_ERR_DENIED);
+	/* Only near the signer's clock: no stock of capabilities signed for
+	 * later (found in review). */
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap,
+	    "{\"iat\":1790000060,\"exp\":1790000075}"), 0);
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap,
+	    "{\"iat\":1790000061,\"exp\":1790000076}"), TH_ERR_DENIED);
+	assert_string_equal(th_errmsg(TH_ERR_DENIED), "iat is 61 s from the "
+	    "signer's clock (allowed -120..+60)");
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap,
+	    "{\"iat\":2105360000,\"exp\":2105360015}"), TH_ERR_DENIED);
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap,
+	    "{\"iat\":1789999880,\"exp\":1789999895}"), 0);
+	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap,
+	    "{\"iat\":1789999879,\"exp\":1789999894}"), TH_ERR_DENIED);
 	/* exp - iat overflowing int64 is no short lifetime (found in
 	 * review: it wrapped negative and passed). */
 	assert_int_equal(try(PURPOSE_CAPABILITY, TH_ALG_ES256, cap,

@@ -197,6 +197,14 @@ test_refusals(void **state)
 	    claims, ec);
 	assert_int_equal(check(t, ec), TH_ERR_INVALID);
 	buf_free(t);
+	/* A typ present is a name: "" would pass where typ may be absent
+	 * (the github-app key's JWTs; found in review). */
+	t = make("{\"alg\":\"ES256\",\"typ\":\"\"}", claims, ec);
+	assert_int_equal(check(t, ec), TH_ERR_INVALID);
+	buf_free(t);
+	t = make("{\"alg\":\"ES256\"}", claims, ec);
+	assert_int_equal(check(t, ec), 0);
+	buf_free(t);
 	/* Claims that are not an object. */
 	t = make("{\"alg\":\"ES256\",\"typ\":\"x\"}", "[1,2]", ec);
 	assert_int_equal(check(t, ec), TH_ERR_INVALID);

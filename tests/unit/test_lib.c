@@ -181,6 +181,14 @@ test_json_strict(void **state)
 	assert_int_equal(parse("{\"a\":\"\\\\\\u0000\"}"), TH_ERR_INVALID);
 	assert_int_equal(parse("{\"a\":\"\\\\u0000\"}"), 0);
 	assert_int_equal(parse("{\"a\":\"\\u0001\"}"), 0);
+	/* Control characters only escaped, as RFC 8259 (and Python's json,
+	 * the independent verifier's) want: json-c takes them raw (found in
+	 * review). */
+	assert_int_equal(parse("{\"a\":\"x\ny\"}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":\"\x01\"}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\x1f\":1}"), TH_ERR_INVALID);
+	assert_int_equal(parse("{\"a\":\"\x7f \\n\\u001f\"}"), 0);
+	assert_int_equal(parse("{\"a\":\n\t\"b\"}"), 0);
 	/* Surrogates only in pairs: json-c makes every lone one U+FFFD, so
 	 * "rel\ud800" and "rel\udfff" would compare equal (found in review). */
 	assert_int_equal(parse("{\"a\":\"\\ud83d\\ude00\"}"), 0);

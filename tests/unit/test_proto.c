@@ -165,14 +165,24 @@ test_decode_refuses_malformed(void **state)
 	uint8_t longqual[] = { PROTO_QUOTE, 0, 0, 0, 65 };
 	uint8_t unknown[] = { 0x42 };
 	uint8_t upper[] = { PROTO_PUBKEY, 0, 0, 0, 1, 'A' };
+	/* SIGN, purpose "a\nb": the signer logs the purpose it decoded, and
+	 * a refused one must not reach the log (a forged line). */
+	uint8_t newline[] = { PROTO_SIGN, 0, 0, 0, 3, 'a', '\n', 'b',
+	    0, 0, 0, 0 };
 
 	(void)state;
 #define REFUSED(arr) do {						\
+		memset(&req, 'x', sizeof(req));				\
 		b = raw(arr, sizeof(arr));				\
 		assert_int_equal(proto_req_decode(b, &req),		\
 		    TH_ERR_PROTOCOL);					\
+		assert_true(memchr(req.purpose, '\0',			\
+		    sizeof(req.purpose)) != NULL);			\
+		assert_true(req.purpose[0] == '\0' ||			\
+		    proto_purpose_valid(req.purpose));			\
 		buf_free(b);						\
 	} while (0)
+	REFUSED(newline);
 	REFUSED(longpurpose);
 	REFUSED(hugepayload);
 	REFUSED(nul);
