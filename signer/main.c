@@ -21,6 +21,7 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: threshold-signer -f CONFIG [-v] [serve]\n"
+	    "       threshold-signer -f CONFIG check\n"
 	    "       threshold-signer -f CONFIG keygen PURPOSE\n"
 	    "       threshold-signer -f CONFIG import PURPOSE PEMFILE\n"
 	    "       threshold-signer -f CONFIG pubkey PURPOSE\n"
@@ -95,6 +96,11 @@ main(int argc, char **argv)
 	if ((r = config_load(conf, &cfg)) != 0) {
 		fprintf(stderr, "threshold-signer: %s\n", th_errmsg(r));
 		return 1;
+	}
+	/* Only the file is read: no device is opened. */
+	if (strcmp(cmd, "check") == 0 && argc == 1) {
+		printf("%s: ok\n", conf);
+		return 0;
 	}
 	if (strcmp(cmd, "serve") != 0) {
 		if (argc < 2)

@@ -33,10 +33,6 @@
 #include "err.h"
 #include "tpm.h"
 
-#define OWNER_PERSIST_FIRST	0x81000000
-#define OWNER_PERSIST_LAST	0x8100ffff
-#define EK_PERSIST_FIRST	0x81010000
-#define EK_PERSIST_LAST		0x8101ffff
 /* TPM2_TRANSIENT_FIRST shifts a signed int into the sign bit (UBSan). */
 #define TRANSIENT_FIRST		0x80000000u
 
@@ -616,8 +612,8 @@ tpm_key_create(struct tpm_ctx *ctx, uint32_t handle, enum th_alg alg)
 	TSS2_RC rc;
 	int r;
 
-	if ((r = check_range(handle, OWNER_PERSIST_FIRST,
-	    OWNER_PERSIST_LAST)) != 0 ||
+	if ((r = check_range(handle, TPM_OWNER_PERSIST_FIRST,
+	    TPM_OWNER_PERSIST_LAST)) != 0 ||
 	    (r = tmpl_sign(&tmpl, alg, TPMA_OBJECT_FIXEDTPM |
 	    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN)) != 0 ||
 	    (r = tpm_ready(ctx)) != 0 ||
@@ -686,8 +682,8 @@ tpm_key_import(struct tpm_ctx *ctx, uint32_t handle, EVP_PKEY *priv)
 
 	memset(&sens, 0, sizeof(sens));
 	memset(&dup, 0, sizeof(dup));
-	if ((r = check_range(handle, OWNER_PERSIST_FIRST,
-	    OWNER_PERSIST_LAST)) != 0)
+	if ((r = check_range(handle, TPM_OWNER_PERSIST_FIRST,
+	    TPM_OWNER_PERSIST_LAST)) != 0)
 		goto out;
 	if (priv == NULL || !EVP_PKEY_is_a(priv, "RSA") ||
 	    EVP_PKEY_get_bits(priv) != 2048) {
@@ -772,7 +768,8 @@ tpm_ak_create(struct tpm_ctx *ctx, uint32_t handle)
 	TSS2_RC rc;
 	int r;
 
-	if ((r = check_range(handle, EK_PERSIST_FIRST, EK_PERSIST_LAST)) != 0 ||
+	if ((r = check_range(handle, TPM_EK_PERSIST_FIRST,
+	    TPM_EK_PERSIST_LAST)) != 0 ||
 	    (r = tmpl_sign(&tmpl, TH_ALG_ES256, TPMA_OBJECT_FIXEDTPM |
 	    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
 	    TPMA_OBJECT_RESTRICTED)) != 0 ||
@@ -797,8 +794,9 @@ tpm_key_evict(struct tpm_ctx *ctx, uint32_t handle)
 	TSS2_RC rc;
 	int r;
 
-	if ((handle < OWNER_PERSIST_FIRST || handle > OWNER_PERSIST_LAST) &&
-	    (handle < EK_PERSIST_FIRST || handle > EK_PERSIST_LAST))
+	if ((handle < TPM_OWNER_PERSIST_FIRST ||
+	    handle > TPM_OWNER_PERSIST_LAST) &&
+	    (handle < TPM_EK_PERSIST_FIRST || handle > TPM_EK_PERSIST_LAST))
 		return th_fail(TH_ERR_INVALID, "0x%08x is not a persistent "
 		    "key handle", handle);
 	if ((r = tpm_ready(ctx)) != 0 || (r = resolve(ctx, handle, &tr)) != 0)

@@ -27,6 +27,12 @@
 #include "buf.h"
 
 #define TPM_SRK_HANDLE		0x81000001
+/* Persistent handles (TCG Registry of Reserved TPM 2.0 Handles): signing
+ * keys in the owner range, the attestation key in the endorsement one. */
+#define TPM_OWNER_PERSIST_FIRST	0x81000000
+#define TPM_OWNER_PERSIST_LAST	0x8100ffff
+#define TPM_EK_PERSIST_FIRST	0x81010000
+#define TPM_EK_PERSIST_LAST	0x8101ffff
 #define TPM_EK_RSA_HANDLE	0x81010001	/* TCG: the RSA EK, if persisted */
 #define TPM_QUALIFYING_MAX	64	/* bytes of qualifying data in a quote */
 #define TPM_PCRSEL_MAX		128	/* chars in a selection string */

@@ -332,4 +332,29 @@ while [ $i -lt 10 ]; do
 done
 [ $stopped -eq 10 ] && ok "SIGTERM just after a reply stops the signer (10 of 10)" ||
 	fail "SIGTERM just after a reply stopped the signer $stopped times of 10 (last: $out)"
+# The configuration: the example in docs/keys.md passes `check` (which
+# opens no device); keys shared between purposes or out of their handle
+# range are refused, naming the line or the keys.
+awk '/^```/ { f = !f; n++; next } f && n == 1' "$(dirname "$0")/../../docs/keys.md" >"$T/keys-md.conf"
+expect_ok "docs/keys.md's example configuration passes check" \
+	"$BIN/threshold-signer" -f "$T/keys-md.conf" check
+conf() { # LINES... -> $T/bad.conf
+	printf 'socket %s\ntpm-tcti swtpm:port=1\npkcs11-module /x.so\n' "$T/x.sock" >"$T/bad.conf"
+	printf '%s\n' "$@" >>"$T/bad.conf"
+}
+conf "key capability tpm:0x81000010" "key attenuation tpm:0x81000010"
+expect_fail "one TPM key for two purposes refused" "keys capability and attenuation are the same key" \
+	"$BIN/threshold-signer" -f "$T/bad.conf" check
+conf "key capability pkcs11:token=t;object=k" "key audit pkcs11:token=t;object=k"
+expect_fail "one PKCS#11 URI for two purposes refused" "keys capability and audit are the same key" \
+	"$BIN/threshold-signer" -f "$T/bad.conf" check
+conf "key attestation tpm:0x81000011"
+expect_fail "an attestation key outside the endorsement range refused" "key attestation: tpm:0x81000011 is outside" \
+	"$BIN/threshold-signer" -f "$T/bad.conf" check
+conf "key capability tpm:0x81000001"
+expect_fail "a signing key at the SRK's handle refused" "key capability: tpm:0x81000001 is outside" \
+	"$BIN/threshold-signer" -f "$T/bad.conf" check
+conf "socket-mode 0660 # a comment after a value"
+expect_fail "a # after a value is no comment: refused, naming the line" "bad.conf:4: .socket-mode. takes one value" \
+	"$BIN/threshold-signer" -f "$T/bad.conf" check
 done_testing
