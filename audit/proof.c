@@ -7,7 +7,9 @@
 #include <sqlite3.h>
 
 #include "b64url.h"
+#include "buf.h"
 #include "err.h"
+#include "jcs.h"
 #include "json.h"
 #include "merkle.h"
 #include "proof.h"
@@ -35,6 +37,67 @@ parse_row(sqlite3_stmt *q, int col, struct json_object **out)
 		return th_fail(TH_ERR_PROTOCOL, "an audit row is empty or too "
 		    "large");
 	return json_parse_strict(t, (size_t)n, PROOF_BODY_MAX, out);
+}
+
+/* Row col of q, an entry with the given seq: its leaf hash, over its
+ * canonical form (which is how it must be stored), and the entry if
+ * keep. */
+static int
+row_leaf(sqlite3_stmt *q, int col, int64_t seq, uint8_t leaf[MERKLE_HASH_LEN],
+    struct json_object **keep)
+{
+	struct json_object *e = NULL;
+	struct buf *c = NULL;
+	int64_t s;
+	int r;
+
+	if ((r = parse_row(q, col, &e)) != 0)
+		goto out;
+	if ((c = buf_new()) == NULL) {
+		r = TH_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = jcs_encode(c, e)) != 0 ||
+	    buf_len(c) != (size_t)sqlite3_column_bytes(q, col) ||
+	    memcmp(buf_ptr(c), sqlite3_column_text(q, col), buf_len(c)) != 0 ||
+	    json_get_int64(e, "seq", &s) != 0 || s != seq) {
+		r = th_fail(TH_ERR_PROTOCOL, "audit log: entry %lld is not "
+		    "stored as its canonical form with its own seq",
+		    (long long)seq);
+		goto out;
+	}
+	merkle_leaf(buf_ptr(c), buf_len(c), leaf);
+	if (keep != NULL) {
+		*keep = e;
+		e = NULL;
+	}
+ out:
+	buf_free(c);
+	json_object_put(e);
+	return r;
+}
+
+/* The checkpoint's root: 32 bytes in base64url. */
+static int
+checkpoint_root(struct json_object *cp, uint8_t root[MERKLE_HASH_LEN])
+{
+	struct buf *b = NULL;
+	const char *s;
+	int r;
+
+	if ((b = buf_new()) == NULL)
+		return TH_ERR_ALLOC;
+	if (json_get_string(cp, "root", &s) != 0 ||
+	    b64url_decode(b, s, strlen(s)) != 0 ||
+	    buf_len(b) != MERKLE_HASH_LEN)
+		r = th_fail(TH_ERR_PROTOCOL, "audit log: a checkpoint without "
+		    "a readable root");
+	else {
+		memcpy(root, buf_ptr(b), MERKLE_HASH_LEN);
+		r = 0;
+	}
+	buf_free(b);
+	return r;
 }
 
 /* The checkpoint whose batch holds seq, and its first and last. */
@@ -111,8 +174,6 @@ proof_write_db(const char *path, int64_t seq, FILE *out)
 		r = th_fail(TH_ERR_IO, "audit log: %s", sqlite3_errmsg(db));
 		goto out;
 	}
-	/* The stored text is the entry's canonical form: leaves hash it as
-	 * it is. */
 	for (i = 0; i < n; i++) {
 		if (sqlite3_step(q) != SQLITE_ROW ||
 		    (s = sqlite3_column_int64(q, 0)) != first + i) {
@@ -121,22 +182,24 @@ proof_write_db(const char *path, int64_t seq, FILE *out)
 			    (long long)last);
 			goto out;
 		}
-		merkle_leaf(sqlite3_column_text(q, 1),
-		    (size_t)sqlite3_column_bytes(q, 1), leaves[i]);
-		if (s == seq && (r = parse_row(q, 1, &entry)) != 0)
+		if ((r = row_leaf(q, 1, s, leaves[i], s == seq ? &entry :
+		    NULL)) != 0)
 			goto out;
 	}
-	if ((r = merkle_path((const uint8_t (*)[MERKLE_HASH_LEN])leaves,
-	    (size_t)n, (size_t)(seq - first), path_h, &plen)) != 0 ||
-	    (r = merkle_root((const uint8_t (*)[MERKLE_HASH_LEN])leaves,
-	    (size_t)n, root)) != 0)
+	if ((r = checkpoint_root(cp, root)) != 0 ||
+	    (r = merkle_path((const uint8_t (*)[MERKLE_HASH_LEN])leaves,
+	    (size_t)n, (size_t)(seq - first), path_h, &plen)) != 0)
 		goto out;
-	/* The path is checked against the checkpoint's own root before it
-	 * is handed out. */
+	/* A proof is handed out only if it leads to the checkpoint's own
+	 * root: rows altered since would otherwise get a proof of their
+	 * own, consistent with nothing the TPM signed. */
 	if (merkle_verify(leaves[seq - first], (size_t)(seq - first),
 	    (size_t)n, (const uint8_t (*)[MERKLE_HASH_LEN])path_h, plen,
 	    root) != 0) {
-		r = th_fail(TH_ERR_CRYPTO, "the audit path does not verify");
+		r = th_fail(TH_ERR_CRYPTO, "audit log: entries %lld..%lld do "
+		    "not hash to their checkpoint's root (the database was "
+		    "altered; run threshold audit verify)", (long long)first,
+		    (long long)last);
 		goto out;
 	}
 	o = json_object_new_object();

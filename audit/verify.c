@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "b64url.h"
+#include "cap.h"
 #include "cert.h"
 #include "chain.h"
 #include "deleg.h"
@@ -225,8 +226,9 @@ b64_decode(const char *s, size_t max, struct buf *out)
 
 /* json-c keeps an integer above INT64_MAX as a uint64 (clamped to
  * UINT64_MAX) and clamps one below INT64_MIN to INT64_MIN, silently; both
- * would let two texts share a canonical form.  Canonical JSON here is
- * int64 only, INT64_MIN excluded. */
+ * would let two texts share a canonical form.  The strict parser refuses
+ * both, so INT64_MIN read is INT64_MIN written; what is built otherwise
+ * must still be int64 (docs/audit-format.md: -2^63 .. 2^63-1). */
 static int
 ints_in_range(struct json_object *o, int depth)
 {
@@ -238,8 +240,7 @@ ints_in_range(struct json_object *o, int depth)
 	case json_type_double:
 		return 0;
 	case json_type_int:
-		return json_object_get_int64(o) != INT64_MIN &&
-		    !(json_object_get_int64(o) == INT64_MAX &&
+		return !(json_object_get_int64(o) == INT64_MAX &&
 		    json_object_get_uint64(o) != (uint64_t)INT64_MAX);
 	case json_type_array:
 		for (i = 0; i < json_object_array_length(o); i++)
@@ -1894,11 +1895,12 @@ sig_check(struct averify *v, uint64_t seq, const struct jws *j)
 static int
 check_capability(struct averify *v, uint64_t seq, enum kind kind,
     const char *cap, const char *agent, const char *jti,
-    struct json_object *op, struct json_object *chain)
+    struct json_object *op, struct json_object *chain, int64_t time)
 {
 	const char *what = kind_names[kind], *s;
 	struct json_object *x;
 	struct jws *j = NULL;
+	int64_t iat;
 	int r;
 
 	if ((r = jws_parse(cap, strlen(cap), &j)) != 0)
@@ -1909,6 +1911,14 @@ check_capability(struct averify *v, uint64_t seq, enum kind kind,
 		    "\"%.40s\"", (unsigned long long)seq, what, j->typ);
 	else if ((r = sig_check(v, seq, j)) != 0)
 		;
+	else if (cap_claims_check(j->claims, &iat) != 0)
+		r = fail(v, 5, "entry %llu: %s's capability is malformed: %s",
+		    (unsigned long long)seq, what, th_errmsg(TH_ERR_INVALID));
+	else if (iat > time + CAP_SKEW)
+		/* Redeemed before it was issued: the broker refuses that. */
+		r = fail(v, 5, "entry %llu: %s's capability was issued %lld s "
+		    "after the entry's time", (unsigned long long)seq, what,
+		    (long long)(iat - time));
 	else if (json_get_string(j->claims, "sub", &s) != 0 ||
 	    strcmp(s, agent) != 0)
 		r = fail(v, 5, "entry %llu: %s's agent is not its "
@@ -1971,7 +1981,7 @@ do_action(struct averify *v, uint64_t seq, enum kind kind,
 		return r;
 	if (kind != K_MINT)
 		return check_capability(v, seq, kind, cap, agent, jti, op,
-		    chain);
+		    chain, time);
 	return 0;
 }
 

@@ -395,6 +395,26 @@ parse_claims(struct json_object *cl, struct cap_redeemed *out,
 	return 0;
 }
 
+int
+cap_claims_check(struct json_object *claims, int64_t *iat)
+{
+	struct cap_redeemed red;
+	struct json_object *chain;
+	const char *aud;
+	int64_t exp;
+	int r;
+
+	memset(&red, 0, sizeof(red));
+	if ((r = parse_claims(claims, &red, &aud, iat, &exp, &chain)) != 0)
+		return r;
+	/* As unsigned: exp - iat could overflow int64. */
+	if (exp <= *iat ||
+	    (uint64_t)exp - (uint64_t)*iat > (uint64_t)CAPABILITY_TTL_MAX)
+		return th_fail(TH_ERR_INVALID, "lifetime not within 1..%d s",
+		    CAPABILITY_TTL_MAX);
+	return 0;
+}
+
 static int verify(struct cap_ctx *, struct store *, const char *, size_t,
     int64_t, struct cap_redeemed *);
 

@@ -67,6 +67,13 @@ struct json_object *cap_op_json(const struct cap_op *op);
 /* Checks op's parameters against what the operation takes. */
 int	cap_op_validate(const struct cap_op *op);
 
+/* A capability's claims as docs/tokens.md defines them: exactly its
+ * members, iss, sub, jti, the operation and its parameters, a chain of 2
+ * to CHAIN_LINKS_MAX hashes, and 0 < exp - iat <= CAPABILITY_TTL_MAX; not
+ * its signature, audience or time (the audit verifier judges those as of
+ * its log).  *iat gets iat.  TH_ERR_INVALID with the reason. */
+int	cap_claims_check(struct json_object *claims, int64_t *iat);
+
 /* Mints a capability for agent ("agent:NAME") to do op, if an installed
  * chain covers it, signed through signer (one connection per thread);
  * appends the token to out and describes the chain in desc.  Refusals are

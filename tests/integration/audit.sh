@@ -116,6 +116,36 @@ then ok "the proof leads from entry 3 to its checkpoint's root and qualifying da
 else fail "inclusion proof"; fi
 expect_fail "a proof for an entry that does not exist" "not committed" \
 	$BIN/threshold audit proof 999999 --db "$T/state/audit.db"
+# A row altered in the database (entry 3's time, still canonical; then
+# entry 3 with a space added): no proof is handed out, for it or for any
+# entry of its batch.
+alter() { # FROM TO: replaced in entry 3 of a copy, $T/altered.db
+	rm -f "$T/altered.db"
+	$PY - "$T/state/audit.db" "$T/altered.db" "$1" "$2" <<'EOF'
+import sqlite3, sys
+src, dst = sqlite3.connect(sys.argv[1]), sqlite3.connect(sys.argv[2])
+src.backup(dst)
+# Whoever alters the file first drops the append-only triggers.
+for (t,) in dst.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+    dst.execute('DROP TRIGGER "%s"' % t)
+n = dst.execute("UPDATE entries SET body = replace(body, ?, ?) WHERE seq = 3",
+                (sys.argv[3], sys.argv[4])).rowcount
+dst.commit()
+body = dst.execute("SELECT body FROM entries WHERE seq = 3").fetchone()[0]
+sys.exit(0 if n == 1 and sys.argv[4] in body else 1)
+EOF
+}
+alter '"time":1' '"time":2' || fail "could not alter entry 3's time"
+expect_fail "a proof from a database whose entry was altered is refused" \
+	"entries [0-9]+\.\.[0-9]+ do not hash to their checkpoint's root" \
+	$BIN/threshold audit proof 3 --db "$T/altered.db"
+last3=$($PY -c "import json,sys;print(json.load(open(sys.argv[1]))['checkpoint']['last'])" "$T/proof.json")
+expect_fail "... and so is one for another entry of its batch" "do not hash to their checkpoint's root" \
+	$BIN/threshold audit proof "$last3" --db "$T/altered.db"
+alter '"seq":3' '"seq": 3' || fail "could not alter entry 3's seq"
+expect_fail "a proof from a database whose entry is not canonical is refused" \
+	"entry 3 is not stored as its canonical form" \
+	$BIN/threshold audit proof 3 --db "$T/altered.db"
 if grep -q "ghs_" "$T/audit.jsonl"; then fail "a token value in the log"; else ok "no token value in the log (fingerprints only)"; fi
 mkdir -p "$T/cp"
 expect_ok "checkpoint 1 extracted, qual = H(statement)" $AC checkpoint "$T/audit.jsonl" 1 "$T/cp"

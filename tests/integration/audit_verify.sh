@@ -182,6 +182,15 @@ mk replayint --tamper replay-intent --entries 60 --batch 8 &&
 # A capability minted by another broker (its aud), signed by the same key.
 mk capaud --tamper cap-other-aud --entries 20 --batch 8 &&
     refuses capaud "entry [0-9]+: (intent|read)'s capability is for another broker"
+# Capabilities signed with the right key whose claims docs/tokens.md refuses:
+# another issuer, a lifetime over 60 s; and one issued (iat) a minute after
+# the entry that acted with it.
+mk capiss --tamper cap-other-iss --entries 20 --batch 8 &&
+    refuses capiss "entry [0-9]+: (intent|read)'s capability is malformed: bad iss, sub or jti"
+mk caplong --tamper cap-long --entries 20 --batch 8 &&
+    refuses caplong "entry [0-9]+: (intent|read)'s capability is malformed: lifetime not within 1..60 s"
+mk caplate --tamper cap-late --entries 20 --batch 8 &&
+    refuses caplate "entry [0-9]+: (intent|read)'s capability was issued 6[01] s after the entry's time"
 # A certificate the root did not sign names no human, even unused.
 mk certnr --tamper cert-not-root --entries 20 --batch 8 &&
     refuses certnr "entry $(at certnr): link: a human certificate not signed by the root"

@@ -34,6 +34,8 @@ Tamper modes.  Built in (the forgery is signed where a forger could sign it):
   bad-capability    an intent's capability had its op altered after signing
   cap-mismatch      an intent's op differs from its (validly signed) capability's
   bad-capability-then-mismatch  both: bad-capability first, cap-mismatch on the next intent
+  cap-other-iss, cap-long, cap-late   every capability (signed by the capability key) has
+                    another iss, a lifetime of 61 s, or an iat 60 s after its entry's time
   missing-link      the sub-agent's delegation is never logged as a link
   expired-chain     the delegation expires while the log goes on
   orphan-outcome    an outcome refers to a mint, not to an intent
@@ -405,10 +407,15 @@ class Builder:
             self.at = seq
 
     def capability(self, agent, op, chain, jti, time):
+        # Tampers signed with the capability key: another issuer, a lifetime
+        # over 60 s, or issued after the entry that acts with it.
+        iat = time + 60 if self.tamper == "cap-late" else time - 1
         return jws(self.k.capability, TYP_CAPABILITY, {
-            "iss": "threshold:broker", "sub": agent, "jti": jti,
+            "iss": "threshold:other" if self.tamper == "cap-other-iss" else "threshold:broker",
+            "sub": agent, "jti": jti,
             "aud": self.instance + ("x" if self.tamper == "cap-other-aud" else ""),
-            "iat": time - 1, "exp": time + 14, "op": op, "chain": chain})
+            "iat": iat, "exp": iat + (61 if self.tamper == "cap-long" else 15),
+            "op": op, "chain": chain})
 
     # The links of a chain not yet logged, and a mint over it: (chain, jti, mint seq).
     def mint(self, agent, op, tokens):
@@ -657,6 +664,7 @@ def main():
                       "expired-chain", "orphan-outcome", "activation-other-ak",
                       "activation-other-ek", "activation-not-root", "no-activation", "no-keys",
                       "keys-not-root", "keys-other-instance", "forged-capability", "replay-intent", "cap-other-aud",
+                      "cap-other-iss", "cap-long", "cap-late",
                       "cert-not-root", "policy-altered",
                       "policy-absent", "policy-on-cert", "read-mismatch",
                       "read-bad-capability"):
