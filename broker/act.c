@@ -379,8 +379,9 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *cap,
 		/* A 5xx or a lost answer leaves the outcome unknown: say so
 		 * rather than guess. */
 		fail(b, ans, gr.status == 409 ? 409 : 502, gr.status == 409 ?
-		    "head_moved" : gr.status == 0 || gr.status >= 500 ?
-		    "github_unavailable" : "github_refused", r);
+		    "head_moved" : gr.status == 0 || gr.status >= 500 ||
+		    r == TH_ERR_UNAVAILABLE ? "github_unavailable" :
+		    "github_refused", r);
 		goto revoke;
 	}
 	b->m.merges++;

@@ -185,7 +185,7 @@ run(struct gh *g, struct http_req **reqs, size_t n)
 {
 	uint64_t t0 = now_us();
 	unsigned rounds = 0;
-	size_t i;
+	size_t i, k;
 	int r;
 
 	pthread_mutex_lock(&g->mu);
@@ -207,8 +207,11 @@ run(struct gh *g, struct http_req **reqs, size_t n)
 		r = th_fail(TH_ERR_UNAVAILABLE, "not sent: its intent was "
 		    "recorded more than %d s ago", GH_SEND_WITHIN);
 	else if (g->session[i] != NULL ||
-	    (r = http_new("Threshold/0.1 (+broker)", &g->session[i])) == 0)
+	    (r = http_new("Threshold/0.1 (+broker)", &g->session[i])) == 0) {
+		for (k = 0; k < n; k++)
+			reqs[k]->send_by = thread_send_by;
 		r = http_run(g->session[i], reqs, n, &rounds);
+	}
 	pthread_mutex_lock(&g->mu);
 	g->in_use[i] = 0;
 	pthread_cond_signal(&g->session_free);
@@ -278,6 +281,14 @@ app_auth(struct gh *g, char *out)
 
 /* One request, retried as http allows; on success *reply holds the
  * parsed JSON body (NULL for an empty one). */
+/* GitHub's answer to a call its rate limit stopped (http.c gave up
+ * waiting): the call was not acted on. */
+static int
+rate_limited(long status)
+{
+	return status == 403 || status == 429;
+}
+
 static int
 call(struct gh *g, const char *method, const char *url, const char *auth,
     const char *body, int idempotent, long *status,
@@ -291,12 +302,14 @@ call(struct gh *g, const char *method, const char *url, const char *auth,
 		return r;
 	if ((r = run(g, reqs, 1)) != 0)
 		goto out;
+	/* Also on failure: a rate limit's 403 or 429 says the call was
+	 * not acted on, where no answer says nothing. */
+	*status = req.status;
 	if (req.r != 0) {
 		r = th_fail(req.r, "GitHub %s %s: %s", method, url + strlen(g->base),
 		    req.errmsg);
 		goto out;
 	}
-	*status = req.status;
 	if (next != NULL && req.next_too_long) {
 		r = th_fail(TH_ERR_PROTOCOL, "GitHub sent a next page link "
 		    "longer than %d bytes", HTTP_URL_MAX - 1);
@@ -1079,7 +1092,8 @@ gh_merge(struct gh *g, const struct gh_token *tok, const char *repo,
 	if ((r = call(g, "PUT", url, auth, json_object_to_json_string_ext(body,
 	    JSON_C_TO_STRING_PLAIN), 0, &res->status, &o, NULL, 0)) != 0) {
 		if (!thread_not_sent)
-			r = th_fail(r, "merge outcome unknown: %s",
+			r = th_fail(r, "%s: %s", rate_limited(res->status) ?
+			    "not merged" : "merge outcome unknown",
 			    th_errmsg(r));
 		goto out;
 	}
@@ -1124,7 +1138,8 @@ gh_write(struct gh *g, const struct gh_token *tok, const char *method,
 	if ((r = call(g, method, url, auth, json_object_to_json_string_ext(body,
 	    JSON_C_TO_STRING_PLAIN), 0, &res->status, &o, NULL, 0)) != 0) {
 		if (!thread_not_sent)
-			r = th_fail(r, "outcome unknown: %s", th_errmsg(r));
+			r = th_fail(r, "%s: %s", rate_limited(res->status) ?
+			    "not done" : "outcome unknown", th_errmsg(r));
 		goto out;
 	}
 	snprintf(res->message, sizeof(res->message), "%s", gh_message(o));

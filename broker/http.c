@@ -330,6 +330,19 @@ http_run(struct http *h, struct http_req **reqs, size_t n, unsigned *rounds)
 				again[i]->r = TH_ERR_UNAVAILABLE;
 				wait = -1;
 			}
+			/* What must go out by a deadline (a write after its
+			 * intent) is not sent again past it: recovery asks
+			 * GitHub only once that deadline has long passed. */
+			if (wait >= 0 && again[i]->send_by != 0 &&
+			    (int64_t)time(NULL) + wait > again[i]->send_by) {
+				snprintf(again[i]->errmsg,
+				    sizeof(again[i]->errmsg), "not sent again: "
+				    "GitHub answered %ld and a resend in %ld s "
+				    "would be past the deadline to send it",
+				    again[i]->status, wait);
+				again[i]->r = TH_ERR_UNAVAILABLE;
+				wait = -1;
+			}
 			if (wait < 0)
 				continue;
 			if (wait > maxwait)

@@ -28,6 +28,8 @@ struct http_req {
 	const char	*auth;			/* "Bearer ..." or NULL */
 	const char	*body;			/* JSON, or NULL */
 	int		 idempotent;	/* safe to resend after a 5xx/timeout */
+	int64_t		 send_by;	/* not (re)sent after this time(2)
+					 * second; 0: no limit */
 	/* Out. */
 	int		 r;		/* 0, or TH_ERR_* with errmsg */
 	long		 status;

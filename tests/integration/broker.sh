@@ -337,6 +337,23 @@ admin POST faults '{"method":"GET","path_regex":"/pulls/11$","status":503,"times
 expect_ok "two 503s on a read are retried through" $TH github merge --repo acme/backend --pr 11 --target main
 admin POST faults '{"method":"GET","path_regex":"/compare/main[.][.][.]0+12$","rate_limit":{"kind":"secondary","retry_after":1}}' >/dev/null
 expect_ok "a secondary rate limit (retry-after: 1) is waited out" $TH github merge --repo acme/backend --pr 12 --target main
+# A merge GitHub rate-limits (retry-after: 4, twice) is not sent again past
+# 5 s after its intent: recovery counts on that.  Sent once or twice (by
+# when in the second the intent was recorded), never the third time that
+# GitHub would have taken.
+pr 94 "$(sha 94)" main bob '["src/t.c"]' "$APPROVED"; green "$(sha 94)"
+admin POST requests/clear >/dev/null
+admin POST faults '{"method":"PUT","path_regex":"/pulls/94/merge$","rate_limit":{"kind":"secondary","retry_after":4},"times":2}' >/dev/null
+$TH github merge --repo acme/backend --pr 94 --target main >"$T/out" 2>"$T/err"; rc=$?
+admin DELETE faults >/dev/null
+puts=$(admin GET requests | $PY -c "
+import json, sys
+r = json.load(sys.stdin)
+r = r['requests'] if isinstance(r, dict) else r
+print(sum(1 for x in r if x.get('method') == 'PUT' and x.get('path', '').endswith('/pulls/94/merge')))")
+[ $rc -eq 5 ] && grep -q "not merged: .*not sent again: GitHub answered 403" "$T/err" && [ "$puts" -ge 1 ] && [ "$puts" -le 2 ] &&
+	! merged | grep -qw 94 && ok "a rate-limited merge is not resent past its intent's 5 s ($puts sent, not merged)" ||
+	{ fail "rate-limited merge resent late (exit $rc, $puts sent)"; sed 's/^/#   /' "$T/err"; }
 admin POST faults '{"method":"GET","path_regex":"/pulls/13$","rate_limit":{"kind":"primary","reset_in":3600},"times":5}' >/dev/null
 $TH github merge --repo acme/backend --pr 13 --target main >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 5 ] && grep -q "rate limit" "$T/err" && ok "an hour-long rate limit fails fast with a clear error (exit 5)" ||
