@@ -83,6 +83,19 @@ facts_parse_pr(struct json_object *o, struct gh_pr *pr)
 	pr->mergeable = !json_object_object_get_ex(o, "mergeable", &v) ||
 	    json_object_is_type(v, json_type_null) ? -1 :
 	    json_object_get_boolean(v);
+	/* Who merged it and when: recovery tells the App's merge from
+	 * anyone else's. */
+	if (json_object_object_get_ex(o, "merged_by", &v) &&
+	    !json_object_is_type(v, json_type_null) &&
+	    (!json_object_is_type(v, json_type_object) ||
+	    facts_str(v, "login", pr->merged_by, sizeof(pr->merged_by), 1)
+	    != 0))
+		return th_fail(TH_ERR_PROTOCOL, "malformed pull request reply: "
+		    "merged_by");
+	if (facts_str(o, "merged_at", pr->merged_at, sizeof(pr->merged_at),
+	    0) != 0)
+		return th_fail(TH_ERR_PROTOCOL, "malformed pull request reply: "
+		    "merged_at");
 	/* The files list stops at 3000 with no next page: only this count
 	 * tells a whole list from a cut one. */
 	pr->changed_files = -1;

@@ -32,6 +32,8 @@ struct gh_pr {
 	int	draft;
 	int	mergeable;		/* 1, 0, or -1: not computed yet */
 	int64_t	changed_files;		/* GitHub's count; -1 if not given */
+	char	merged_by[FACTS_LOGIN_MAX + 1];	/* "" unless merged */
+	char	merged_at[24];		/* YYYY-MM-DDTHH:MM:SSZ, or "" */
 };
 
 struct gh_check_run {

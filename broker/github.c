@@ -1173,6 +1173,8 @@ gh_pr_get(struct gh *g, const struct gh_token *tok, const char *repo,
 	snprintf(auth, sizeof(auth), "Bearer %s", tok->value);
 	if ((r = call(g, "GET", url, auth, NULL, 1, &status, &o, NULL, 0)) == 0)
 		r = status == 200 ? facts_parse_pr(o, out) :
+		    status == 404 ? th_fail(TH_ERR_NOT_FOUND, "GitHub: no "
+		    "pull request %s#%lld (404)", repo, (long long)pr) :
 		    th_fail(TH_ERR_DENIED, "GitHub: pull request %s#%lld: %ld",
 		    repo, (long long)pr, status);
 	OPENSSL_cleanse(auth, sizeof(auth));

@@ -47,24 +47,47 @@ recovery_token(struct broker *b, const char *repo, const char *perm,
 	return r;
 }
 
-/* What GitHub says of an interrupted merge's pull request. */
+static int iso_time(const char *, time_t *);
+
+/* What GitHub says of an interrupted merge's pull request.  It is this
+ * intent's merge only if the App merged it, in the intent's window, with
+ * the head the intent was judged on: a merge by someone else after the
+ * broker died (of that head or a later one) is not the broker's. */
 static int
 recover_merge(struct broker *b, const char *repo, int64_t n,
-    struct json_object *res)
+    struct json_object *entry, time_t at, struct json_object *res)
 {
+	struct json_object *d;
 	struct gh_token tok;
 	struct gh_pr pr;
-	int r;
+	char app[GH_LOGIN_MAX + 1];
+	const char *judged = NULL;
+	time_t t;
+	int r, ours;
 
 	memset(&tok, 0, sizeof(tok));
-	if ((r = recovery_token(b, repo, "pull_requests", &tok)) == 0 &&
+	if (json_object_object_get_ex(entry, "decision", &d))
+		json_get_string(d, "head_sha", &judged);
+	if ((r = gh_app_login(b->gh, app, sizeof(app))) == 0 &&
+	    (r = recovery_token(b, repo, "pull_requests", &tok)) == 0 &&
 	    (r = gh_pr_get(b->gh, &tok, repo, n, &pr)) == 0) {
+		ours = pr.merged && strcasecmp(pr.merged_by, app) == 0 &&
+		    iso_time(pr.merged_at, &t) == 0 &&
+		    t >= at - RECOVER_SKEW &&
+		    t <= at + RECOVER_SETTLE + RECOVER_SKEW &&
+		    judged != NULL && strcmp(judged, pr.head_sha) == 0;
 		json_object_object_add(res, "merged",
-		    json_object_new_boolean(pr.merged));
+		    json_object_new_boolean(ours));
 		json_object_object_add(res, "state", json_object_new_string(
 		    pr.open ? "open" : "closed"));
 		json_object_object_add(res, "head_sha",
 		    json_object_new_string(pr.head_sha));
+		if (pr.merged) {
+			json_object_object_add(res, "merged_by",
+			    json_object_new_string(pr.merged_by));
+			json_object_object_add(res, "merged_at",
+			    json_object_new_string(pr.merged_at));
+		}
 	}
 	gh_token_revoke(b->gh, &tok);
 	return r;
@@ -412,7 +435,7 @@ recover_one(int64_t seq, struct json_object *entry, void *arg)
 	if (strcmp(kind, "github.workflow.dispatch") != 0)
 		settle(seq, at, strcmp(kind, "github.push") == 0, b->started);
 	if (strcmp(kind, "github.merge") == 0)
-		r = recover_merge(b, repo, n, res);
+		r = recover_merge(b, repo, n, entry, (time_t)at, res);
 	else if (strcmp(kind, "github.push") == 0)
 		r = recover_push(b, repo, entry, res);
 	else if (strcmp(kind, "github.comment") == 0 ||

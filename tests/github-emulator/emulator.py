@@ -592,6 +592,8 @@ class Emulator:
             if "user" in spec:
                 u = spec["user"]
                 pr["user"] = {"login": u.get("login") if isinstance(u, dict) else u}
+            if "merged_by" in spec:     # a login: merged by someone other than the App
+                pr["merged_by"] = spec["merged_by"]
             if "head" in spec:
                 h = spec["head"]
                 pr["head"] = {"ref": h.get("ref", pr["head"]["ref"]),

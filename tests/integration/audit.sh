@@ -253,6 +253,13 @@ expect_ok "alice delegates comments, pull requests, deployments and dispatches t
 	--pin-file "$T/alice/hsm/user.pin" --to coder-1 --allow github.comment --allow github.pr.create \
 	--allow github.deployment.create --allow github.workflow.dispatch --repo acme/backend \
 	--target main --policy "$T/ops-policy.json" --ttl 1h
+# Two merges whose calls never reach GitHub, in flight with those: while
+# the broker is down, #26's pull request goes (GitHub answers 404) and
+# someone else merges #27 (not the broker's merge, whatever its head).
+for n in 26 27; do
+	green_pr $n "$(sha $n)" "[\"src/k$n.c\"]"
+	admin POST faults "{\"method\":\"PUT\",\"path_regex\":\"/pulls/$n/merge\",\"hang_ms\":6000,\"then\":\"close\"}" >/dev/null
+done
 for f in '"path_regex":"^/repos/acme/backend/issues/1/comments$","delay_ms":3000' \
     '"path_regex":"^/repos/acme/backend/issues/2/comments$","hang_ms":3000,"then":"close"' \
     '"path_regex":"^/repos/acme/backend/issues/24/comments$","delay_ms":3000' \
@@ -269,13 +276,17 @@ $TH github comment --repo acme/backend --pr 24 --body "asked twice" >/dev/null 2
 $TH github pr create --repo acme/backend --head feature-r --base main --title "Recovered" >/dev/null 2>&1 &
 $TH github deploy --repo acme/backend --ref main --environment staging >/dev/null 2>&1 &
 $TH github dispatch --repo acme/backend --workflow deploy.yml --ref main >/dev/null 2>&1 &
+$TH github merge --repo acme/backend --pr 26 >/dev/null 2>&1 &
+$TH github merge --repo acme/backend --pr 27 >/dev/null 2>&1 &
 all_intents() {
-	$PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);ops=[json.loads(b)['op']['op'] for (b,) in c.execute(\"select body from entries where kind='intent'\")];sys.exit(0 if sum(o!='github.merge' for o in ops)==7 else 1)" \
+	$PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);ops=[json.loads(b)['op'] for (b,) in c.execute(\"select body from entries where kind='intent'\")];sys.exit(0 if sum(o['op']!='github.merge' for o in ops)==7 and {26,27}<={o.get('pr') for o in ops if o['op']=='github.merge'} else 1)" \
 	    "$T/state/audit.db" 2>/dev/null
 }
-eventually all_intents || fail "the seven operations' intents were appended"
+eventually all_intents || fail "the seven operations' and two merges' intents were appended"
 sleep 0.7
 kill -9 "$(cat "$T/broker.pid")"
+admin POST faults '{"method":"GET","path_regex":"^/repos/acme/backend/pulls/26$","status":404,"times":1}' >/dev/null
+admin POST pulls '{"repo":"acme/backend","number":27,"merged":true,"merged_by":"carol"}' >/dev/null
 logged=$(wc -l <"$T/broker.log")
 start_broker || fail "broker restarts after kill -9 during seven operations"
 tail -n +"$((logged + 1))" "$T/broker.log" | grep -q "is recent: waiting [0-9]* s for GitHub to finish" &&
@@ -320,10 +331,19 @@ assert len(deps) == 1 and r["result"]["id"] == deps[0], (r, deps)
 i = intents("github.workflow.dispatch")
 r = rec[i[0]["seq"]]
 assert r["status"] == 0 and "check the workflow's runs" in r["result"]["unknown"], r
+def merge_rec(n):
+    i = intents("github.merge", pr=n)
+    assert len(i) == 1 and i[0]["seq"] in rec, (n, i)
+    return rec[i[0]["seq"]]
+r = merge_rec(26)
+assert r["status"] == 0 and "no pull request acme/backend#26 (404)" in r["result"]["unknown"], r
+r = merge_rec(27)
+assert r["result"]["merged"] is False and r["result"]["merged_by"] == "carol", r
+assert r["result"]["state"] == "closed" and r["result"].get("merged_at"), r
 print("ok")
 EOF2
 grep -q '^ok$' "$T/rec.check" &&
-	ok "restart found the comment, pull request and deployment GitHub made, gave the twice-asked comment to one intent, recorded the comment it never got as not made, the dispatch as unknown" ||
+	ok "restart found the comment, pull request and deployment GitHub made, gave the twice-asked comment to one intent, recorded the comment it never got as not made, the dispatch as unknown, a merge of a pull request gone as unknown, and one someone else merged as not the broker's" ||
 	{ fail "recovery of the other operations"; sed 's/^/#   /' "$T/rec.check"; tail -5 "$T/broker.log" | sed 's/^/#   /'; }
 # A write whose intent took longer than 5 s to be countersigned (swtpm held
 # meanwhile) is not sent at all: what GitHub may have made for an intent is
