@@ -757,19 +757,14 @@ git_request(const struct gconn *g)
 /* Verifies the request's capability (g->cap, read from its headers): a
  * push spends it, every other step of the exchange only checks it. */
 static int
-authorise(struct broker *b, const struct gconn *g, int spend,
+authorise(struct broker *b, const struct gconn *g, int spend, int64_t at,
     struct cap_redeemed *red)
 {
 	const char *cap = g->cap;
 	int r;
 
-	/* A push is judged as of when what it does (its ref updates) was
-	 * all in: its pack may take longer to arrive than a capability
-	 * lives, but what it updates cannot be decided later. */
-	r = spend ?
-	    cap_redeem(b->cap, b->st, cap, strlen(cap), g->cmds_at ?
-	    g->cmds_at : time(NULL), red) :
-	    cap_check(b->cap, b->st, cap, strlen(cap), g->started, red);
+	r = spend ? cap_redeem(b->cap, b->st, cap, strlen(cap), at, red) :
+	    cap_check(b->cap, b->st, cap, strlen(cap), at, red);
 	if (r != 0)
 		return r;
 	if (g->push && strcmp(red->op.op, "github.push") != 0)
@@ -846,7 +841,7 @@ credential_first(struct broker *b, struct MHD_Connection *c,
 	if ((r = basic_password(c, g->cap, sizeof(g->cap))) != 0)
 		r = r == TH_ERR_NOT_FOUND ? r : th_fail(TH_ERR_DENIED,
 		    "malformed Basic credentials");
-	else if ((r = authorise(b, g, 0, &g->red)) == 0)
+	else if ((r = authorise(b, g, 0, g->started, &g->red)) == 0)
 		return 0;
 	g->answered = 1;
 	/* A refused body is not read: the connection closes. */
@@ -905,6 +900,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	enum MHD_Result ret;
 	char why[512];
 	char wf_why[512] = "";
+	const char *code = NULL;
 	int64_t intent = 0;
 	long status = 0;
 	int r, wf = 0, wf_retried = 0, probe, audit_down = 0;
@@ -917,14 +913,35 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	 * revocation meanwhile counts). */
 	probe = g->kind == GK_RECEIVE && g->body_len == 4 &&
 	    memcmp(g->head, "0000", 4) == 0;
+	/* A push is judged as of when what it does (its ref updates) was
+	 * all in: its pack may take longer to arrive than a capability
+	 * lives, but what it updates cannot be decided later.  A fetch's
+	 * request is small: it is judged again as of now, so a body
+	 * trickled in past the capability's life, or past a revocation,
+	 * reads nothing. */
 	if (g->kind == GK_RECEIVE && !probe &&
-	    (r = authorise(b, g, 1, red)) != 0)
+	    (r = authorise(b, g, 1, g->cmds_at ? g->cmds_at : time(NULL),
+	    red)) != 0)
+		return refuse_credential(b, c, g, r, 0);
+	if (g->kind == GK_UPLOAD &&
+	    (r = authorise(b, g, 0, time(NULL), red)) != 0)
 		return refuse_credential(b, c, g, r, 0);
 	ans.agent = red->agent;
 	ans.op = &red->op;
 	ans.jti = red->jti;
 	if (probe)
 		return probe_reply(c);
+	/* What was not all spooled is not forwarded: GitHub would get a
+	 * request cut short. */
+	if (g->kind == GK_UPLOAD && (g->room.full || g->too_big ||
+	    g->write_err)) {
+		snprintf(why, sizeof(why), "%s", g->room.full ?
+		    th_errmsg(room_fail(&g->room, "the fetch request")) :
+		    g->too_big ? "the fetch request is larger than the "
+		    "broker's limit" : "cannot spool the fetch request");
+		code = "bad_request";
+		goto refuse;
+	}
 	if (g->kind == GK_RECEIVE) {
 		if (g->room.full) {
 			snprintf(why, sizeof(why), "%s", th_errmsg(room_fail(
@@ -1051,8 +1068,8 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 		close(f.out);
 	return ret;
  refuse:
-	ans.code = audit_down ? "audit_unavailable" : g->kind == GK_RECEIVE ?
-	    "policy_denied" : "github_refused";
+	ans.code = code != NULL ? code : audit_down ? "audit_unavailable" :
+	    g->kind == GK_RECEIVE ? "policy_denied" : "github_refused";
 	(void)rec_refusal(b, &ans, why);
 	if (tok != NULL)
 		revoker_push(b->revoker, tok);

@@ -479,6 +479,36 @@ PY
 grep -q "expired" "$T/late.out" && [ -z "$(ref refs/heads/agent/late)" ] &&
 	ok "a push whose ref updates came after its capability expired is refused" ||
 	{ fail "a late push"; sed 's/^/#   /' "$T/late.out" | head -5; }
+# The same for a fetch: its request trickled in (a byte, then the rest after
+# the capability expired) reads nothing.
+cap=$(printf 'protocol=http\nhost=127.0.0.1:%s\npath=acme/widgets.git\n\n' "$GITPORT" |
+	git-credential-threshold --broker "$T/broker.sock" get | sed -n 's/^password=//p')
+$PY - "$GITPORT" "$cap" "$good" >"$T/latefetch.out" 2>&1 <<'PY'
+import base64, socket, sys, time
+port, cap, want = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+line = ("want %s\n" % want).encode()
+body = b"%04x" % (len(line) + 4) + line + b"0000" + b"0009done\n"
+s = socket.create_connection(("127.0.0.1", port), timeout=20)
+s.sendall(("POST /acme/widgets.git/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           "Content-Type: application/x-git-upload-pack-request\r\nContent-Length: %d\r\n"
+           "Authorization: Basic %s\r\n\r\n" % (len(body), base64.b64encode(
+               ("x-capability:" + cap).encode()).decode())).encode() + body[:1])
+time.sleep(3.5)
+s.sendall(body[1:])
+out = b""
+try:
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+except socket.timeout:
+    pass
+print(out.decode("latin-1"))
+PY
+grep -q "expired" "$T/latefetch.out" && ! grep -q "PACK" "$T/latefetch.out" &&
+	ok "a fetch whose request came in after its capability expired reads nothing" ||
+	{ fail "a late fetch"; sed 's/^/#   /' "$T/latefetch.out" | head -5; }
 mv "$T/broker.conf.orig" "$T/broker.conf"
 
 stop_broker
