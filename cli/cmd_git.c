@@ -39,11 +39,35 @@ repo_from_path(const char *path, char *repo, size_t len)
 	return repo_valid(repo, 0) ? 0 : -1;
 }
 
+/* The broker's git endpoint is plain HTTP on the loopback: a capability
+ * is handed to no other remote (a submodule's, github.com itself, any
+ * host a repository names), where it would only leak. */
+static int
+is_broker_remote(const char *protocol, const char *host)
+{
+	static const char *const loopback[] = { "127.0.0.1", "localhost",
+	    "[::1]" };
+	size_t i, n;
+
+	if (strcmp(protocol, "http") != 0)
+		return 0;
+	for (i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+		n = strlen(loopback[i]);
+		if (strncmp(host, loopback[i], n) == 0 &&
+		    (host[n] == '\0' || (host[n] == ':' &&
+		    host[n + 1] != '\0' &&
+		    strspn(host + n + 1, "0123456789") == strlen(host + n + 1))))
+			return 1;
+	}
+	return 0;
+}
+
 int
 cmd_git_credential(struct cli *cli, int argc, char **argv)
 {
 	struct json_object *req = NULL, *reply = NULL;
 	char line[GITCRED_LINE_MAX], path[GITCRED_LINE_MAX] = "";
+	char protocol[GITCRED_LINE_MAX] = "", host[GITCRED_LINE_MAX] = "";
 	char repo[SCOPE_REPO_MAX + 1];
 	const char *cap, *msg;
 	long status = 0;
@@ -66,7 +90,15 @@ cmd_git_credential(struct cli *cli, int argc, char **argv)
 			break;
 		if (strncmp(line, "path=", 5) == 0)
 			snprintf(path, sizeof(path), "%s", line + 5);
+		else if (strncmp(line, "protocol=", 9) == 0)
+			snprintf(protocol, sizeof(protocol), "%s", line + 9);
+		else if (strncmp(line, "host=", 5) == 0)
+			snprintf(host, sizeof(host), "%s", line + 5);
 	}
+	/* No answer, as git's helpers do for what they do not know: git
+	 * asks its other helpers, or the user. */
+	if (!is_broker_remote(protocol, host))
+		return 0;
 	if (path[0] == '\0')
 		return cli_fail("git did not say which repository: git config "
 		    "credential.useHttpPath true");

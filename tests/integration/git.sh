@@ -270,6 +270,13 @@ fi
 cap=$(printf 'protocol=http\nhost=127.0.0.1:%s\npath=acme/widgets.git\n\n' "$GITPORT" |
 	git-credential-threshold --broker "$T/broker.sock" get | sed -n 's/^password=//p')
 [ -n "$cap" ] && ok "git-credential-threshold answers with a capability" || fail "credential helper"
+out=$(printf 'protocol=https\nhost=github.com\npath=acme/widgets.git\n\n' |
+	git-credential-threshold --broker "$T/broker.sock" get 2>&1); rc=$?
+out2=$(printf 'protocol=http\nhost=127.0.0.1.evil.example:%s\npath=acme/widgets.git\n\n' "$GITPORT" |
+	git-credential-threshold --broker "$T/broker.sock" get 2>&1)
+[ $rc -eq 0 ] && [ -z "$out" ] && [ -z "$out2" ] &&
+	ok "... and nothing for another remote (github.com, a look-alike host): git asks elsewhere" ||
+	fail "the credential helper answered for another remote ($out$out2)"
 git -C "$W" push -q "http://x-capability:$cap@127.0.0.1:$GITPORT/acme/widgets.git" agent/big:agent/big2 >/dev/null 2>&1
 git -C "$W" -c credential.helper= push "http://x-capability:$cap@127.0.0.1:$GITPORT/acme/widgets.git" agent/big:agent/big3 >"$T/out" 2>"$T/err" &&
 	fail "a spent capability pushed again" || {
