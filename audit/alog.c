@@ -434,13 +434,16 @@ int
 alog_has_link(struct alog *l, const char *hash)
 {
 	size_t i;
+	int found;
 
 	pthread_mutex_lock(&l->lock);
 	for (i = 0; i < l->nlinks; i++)
 		if (strcmp(l->links[i], hash) == 0)
 			break;
+	/* Read under the lock: alog_link may be adding one meanwhile. */
+	found = i < l->nlinks;
 	pthread_mutex_unlock(&l->lock);
-	return i < l->nlinks;
+	return found;
 }
 
 int
