@@ -2043,7 +2043,7 @@ static int
 entry_pre(struct averify *v, struct json_object *e, const struct vline *pre)
 {
 	struct buf *canon = NULL;
-	const char *prev, *kname;
+	const char *prev, *kname, *str;
 	uint64_t seq = v->nentries + 1;
 	int64_t ver, s, time;
 	uint8_t h[32];
@@ -2131,9 +2131,16 @@ entry_pre(struct averify *v, struct json_object *e, const struct vline *pre)
 		r = do_reference(v, seq, kind, e);
 		break;
 	case K_REFUSAL:
-		r = 0;
-		if (json_get_string(e, "agent", &kname) == 0 &&
-		    name_valid(kname, "agent"))
+		/* docs/audit-format.md: each a string; the agent's name is
+		 * counted if it is one ("unknown" is not). */
+		if ((r = entry_string(v, seq, e, "agent", CHAIN_NAME_MAX,
+		    &kname)) != 0 ||
+		    (r = entry_string(v, seq, e, "code", AVERIFY_CODE_MAX,
+		    &str)) != 0 ||
+		    (r = entry_string(v, seq, e, "reason", SIZE_MAX, &str))
+		    != 0)
+			break;
+		if (name_valid(kname, "agent"))
 			r = strset_add(&v->agents, kname) < 0 ?
 			    TH_ERR_ALLOC : 0;
 		break;

@@ -41,6 +41,7 @@
 #define AVERIFY_PENDING_MAX	1024	/* checkpoints read before their entries */
 #define AVERIFY_EXPECT_MAX	64	/* --expect-checkpoint */
 #define AVERIFY_MSG_MAX		512
+#define AVERIFY_CODE_MAX	64	/* a refusal's code */
 #define AVERIFY_B64_MAX		4096	/* attest, sig as base64url */
 
 /* TPM 2.0 Part 2 constants and bounds. */

@@ -461,6 +461,19 @@ test_core(void **state)
 	assert_int_equal(sum.agents, 1);
 	averify_free(v);
 
+	/* A refusal's agent, code and reason are strings (found in
+	 * review: any value passed). */
+	assert_int_equal(averify_new(root, &v), 0);
+	assert_int_equal(averify_header(v, h), 0);
+	snprintf(text, sizeof(text), "{\"v\":1,\"seq\":1,\"time\":5,\"prev\":"
+	    "\"%s\",\"kind\":\"refusal\",\"agent\":\"agent:a\",\"code\":\"x\","
+	    "\"reason\":7}", hh);
+	e = parse(text);
+	assert_int_equal(averify_entry(v, e), TH_ERR_DENIED);
+	assert_non_null(strstr(averify_failure(v), "entry 1: "));
+	json_object_put(e);
+	averify_free(v);
+
 	/* -2^63 is a 64-bit integer (found in review: it was refused). */
 	assert_int_equal(averify_new(root, &v), 0);
 	assert_int_equal(averify_header(v, h), 0);
