@@ -6,6 +6,7 @@
 # request that only reads is audited too.
 . "$(dirname "$0")/../lib.sh"
 PY=/usr/bin/python3
+TOOLS="$ROOT/tests/tools"
 
 "$FIX/provision" "$T" 2>"$T/provision.log" || { cat "$T/provision.log"; fail "provision"; done_testing; exit 1; }
 export SOFTHSM2_CONF="$T/hsm/softhsm2.conf"
@@ -460,29 +461,9 @@ late=$(git -C "$W" rev-parse HEAD)
 printf '%s\n^%s\n' "$late" "$good" | git -C "$W" pack-objects -q --revs --stdout >"$T/late.pack"
 cap=$(printf 'protocol=http\nhost=127.0.0.1:%s\npath=acme/widgets.git\n\n' "$GITPORT" |
 	git-credential-threshold --broker "$T/broker.sock" get | sed -n 's/^password=//p')
-$PY - "$GITPORT" "$cap" "$late" "$T/late.pack" >"$T/late.out" 2>&1 <<'PY'
-import base64, socket, sys, time
-port, cap, new, pack = int(sys.argv[1]), sys.argv[2], sys.argv[3], open(sys.argv[4], "rb").read()
-line = ("%s %s refs/heads/agent/late\0report-status\n" % ("0" * 40, new)).encode()
-body = b"%04x" % (len(line) + 4) + line + b"0000" + pack
-s = socket.create_connection(("127.0.0.1", port), timeout=20)
-s.sendall(("POST /acme/widgets.git/git-receive-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-           "Content-Type: application/x-git-receive-pack-request\r\nContent-Length: %d\r\n"
-           "Authorization: Basic %s\r\n\r\n" % (len(body), base64.b64encode(
-               ("x-capability:" + cap).encode()).decode())).encode())
-time.sleep(3.5)
-s.sendall(body)
-out = b""
-try:
-    while b"\r\n\r\n" not in out or len(out) < 400:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
-except socket.timeout:
-    pass
-print(out.decode("latin-1"))
-PY
+$PY "$TOOLS/git_late.py" "$GITPORT" "$cap" receive-pack 3.5 0 \
+	"$(printf '%040d' 0) $late refs/heads/agent/late\\0report-status\\n" flush --pack "$T/late.pack" \
+	>"$T/late.out" 2>&1
 grep -q "expired" "$T/late.out" && [ -z "$(ref refs/heads/agent/late)" ] &&
 	ok "a push whose ref updates came after its capability expired is refused" ||
 	{ fail "a late push"; sed 's/^/#   /' "$T/late.out" | head -5; }
@@ -490,29 +471,8 @@ grep -q "expired" "$T/late.out" && [ -z "$(ref refs/heads/agent/late)" ] &&
 # the capability expired) reads nothing.
 cap=$(printf 'protocol=http\nhost=127.0.0.1:%s\npath=acme/widgets.git\n\n' "$GITPORT" |
 	git-credential-threshold --broker "$T/broker.sock" get | sed -n 's/^password=//p')
-$PY - "$GITPORT" "$cap" "$good" >"$T/latefetch.out" 2>&1 <<'PY'
-import base64, socket, sys, time
-port, cap, want = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-line = ("want %s\n" % want).encode()
-body = b"%04x" % (len(line) + 4) + line + b"0000" + b"0009done\n"
-s = socket.create_connection(("127.0.0.1", port), timeout=20)
-s.sendall(("POST /acme/widgets.git/git-upload-pack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-           "Content-Type: application/x-git-upload-pack-request\r\nContent-Length: %d\r\n"
-           "Authorization: Basic %s\r\n\r\n" % (len(body), base64.b64encode(
-               ("x-capability:" + cap).encode()).decode())).encode() + body[:1])
-time.sleep(3.5)
-s.sendall(body[1:])
-out = b""
-try:
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
-except socket.timeout:
-    pass
-print(out.decode("latin-1"))
-PY
+$PY "$TOOLS/git_late.py" "$GITPORT" "$cap" upload-pack 3.5 1 "want $good\\n" flush "done\\n" \
+	>"$T/latefetch.out" 2>&1
 grep -q "expired" "$T/latefetch.out" && ! grep -q "PACK" "$T/latefetch.out" &&
 	ok "a fetch whose request came in after its capability expired reads nothing" ||
 	{ fail "a late fetch"; sed 's/^/#   /' "$T/latefetch.out" | head -5; }
