@@ -77,29 +77,6 @@ row_leaf(sqlite3_stmt *q, int col, int64_t seq, uint8_t leaf[MERKLE_HASH_LEN],
 	return r;
 }
 
-/* The checkpoint's root: 32 bytes in base64url. */
-static int
-checkpoint_root(struct json_object *cp, uint8_t root[MERKLE_HASH_LEN])
-{
-	struct buf *b = NULL;
-	const char *s;
-	int r;
-
-	if ((b = buf_new()) == NULL)
-		return TH_ERR_ALLOC;
-	if (json_get_string(cp, "root", &s) != 0 ||
-	    b64url_decode(b, s, strlen(s)) != 0 ||
-	    buf_len(b) != MERKLE_HASH_LEN)
-		r = th_fail(TH_ERR_PROTOCOL, "audit log: a checkpoint without "
-		    "a readable root");
-	else {
-		memcpy(root, buf_ptr(b), MERKLE_HASH_LEN);
-		r = 0;
-	}
-	buf_free(b);
-	return r;
-}
-
 /* The checkpoint whose batch holds seq, and its first and last. */
 static int
 find_checkpoint(sqlite3 *db, int64_t seq, struct json_object **cp,
@@ -143,6 +120,8 @@ proof_write_db(const char *path, int64_t seq, FILE *out)
 {
 	uint8_t (*leaves)[MERKLE_HASH_LEN] = NULL;
 	uint8_t path_h[MERKLE_PROOF_MAX][MERKLE_HASH_LEN], root[MERKLE_HASH_LEN];
+	char root_b64[B64URL_DIGEST_LEN + 1];
+	const char *cp_root;
 	struct json_object *o = NULL, *cp = NULL, *entry = NULL, *arr;
 	sqlite3_stmt *q = NULL;
 	sqlite3 *db = NULL;
@@ -186,14 +165,19 @@ proof_write_db(const char *path, int64_t seq, FILE *out)
 		    NULL)) != 0)
 			goto out;
 	}
-	if ((r = checkpoint_root(cp, root)) != 0 ||
+	if ((r = json_get_string(cp, "root", &cp_root)) != 0 ||
 	    (r = merkle_path((const uint8_t (*)[MERKLE_HASH_LEN])leaves,
-	    (size_t)n, (size_t)(seq - first), path_h, &plen)) != 0)
+	    (size_t)n, (size_t)(seq - first), path_h, &plen)) != 0 ||
+	    (r = merkle_root((const uint8_t (*)[MERKLE_HASH_LEN])leaves,
+	    (size_t)n, root)) != 0)
 		goto out;
-	/* A proof is handed out only if it leads to the checkpoint's own
-	 * root: rows altered since would otherwise get a proof of their
-	 * own, consistent with nothing the TPM signed. */
-	if (merkle_verify(leaves[seq - first], (size_t)(seq - first),
+	/* A proof is handed out only if the batch hashes to the checkpoint's
+	 * own root (rows altered since would otherwise get a proof of their
+	 * own, consistent with nothing the TPM signed), and the path leads
+	 * there. */
+	b64url_digest(root, root_b64);
+	if (strcmp(root_b64, cp_root) != 0 ||
+	    merkle_verify(leaves[seq - first], (size_t)(seq - first),
 	    (size_t)n, (const uint8_t (*)[MERKLE_HASH_LEN])path_h, plen,
 	    root) != 0) {
 		r = th_fail(TH_ERR_CRYPTO, "audit log: entries %lld..%lld do "

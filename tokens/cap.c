@@ -395,6 +395,15 @@ parse_claims(struct json_object *cl, struct cap_redeemed *out,
 	return 0;
 }
 
+/* 0 < exp - iat <= CAPABILITY_TTL_MAX, as unsigned: exp - iat could
+ * overflow int64. */
+static int
+lifetime_ok(int64_t iat, int64_t exp)
+{
+	return exp > iat &&
+	    (uint64_t)exp - (uint64_t)iat <= (uint64_t)CAPABILITY_TTL_MAX;
+}
+
 int
 cap_claims_check(struct json_object *claims, int64_t *iat)
 {
@@ -407,9 +416,7 @@ cap_claims_check(struct json_object *claims, int64_t *iat)
 	memset(&red, 0, sizeof(red));
 	if ((r = parse_claims(claims, &red, &aud, iat, &exp, &chain)) != 0)
 		return r;
-	/* As unsigned: exp - iat could overflow int64. */
-	if (exp <= *iat ||
-	    (uint64_t)exp - (uint64_t)*iat > (uint64_t)CAPABILITY_TTL_MAX)
+	if (!lifetime_ok(*iat, exp))
 		return th_fail(TH_ERR_INVALID, "lifetime not within 1..%d s",
 		    CAPABILITY_TTL_MAX);
 	return 0;
@@ -506,8 +513,7 @@ verify(struct cap_ctx *ctx, struct store *st, const char *token,
 		    (long long)(now - exp));
 		goto out;
 	}
-	/* exp > now here, so exp - TTL cannot overflow; exp - iat could. */
-	if (exp <= iat || iat < exp - CAPABILITY_TTL_MAX) {
+	if (!lifetime_ok(iat, exp)) {
 		r = th_fail(TH_ERR_DENIED, "lifetime not within 1..%d s",
 		    CAPABILITY_TTL_MAX);
 		goto out;
