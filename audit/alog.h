@@ -55,9 +55,9 @@ int	alog_open_intents(struct alog *l,
 int	alog_result_named(struct alog *l, const char *op, const char *repo,
 	    int64_t id, int *named);
 
-/* Writes the export file (JSON lines: header, entries, checkpoints). */
-int	alog_export(struct alog *l, FILE *out);
-/* The same, reading a log database directly (threshold audit export). */
+/* Writes the export file (JSON lines: header, entries, checkpoints) of a
+ * log database, one snapshot of it while a broker appends (threshold audit
+ * export). */
 int	alog_export_db(const char *path, FILE *out);
 
 #endif

@@ -8,11 +8,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 
 #include "broker.h"
 #include "err.h"
+#include "harden.h"
 #include "log.h"
 #include "peval.h"
 
@@ -26,7 +25,6 @@ usage(void)
 int
 main(int argc, char **argv)
 {
-	struct rlimit rl = { 0, 0 };
 	sigset_t stopsigs;
 	struct broker b;
 	const char *conf = NULL;
@@ -34,12 +32,10 @@ main(int argc, char **argv)
 	char db[PATH_MAX];
 	int ch, r, held;
 
-	/* Installation tokens pass through this process's memory. */
-	setrlimit(RLIMIT_CORE, &rl);
+	harden_process();
 	/* A full disk must fail a write (and so the operation, closed), not
 	 * kill the broker. */
 	signal(SIGXFSZ, SIG_IGN);
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	/* Blocked before any thread starts, so every thread inherits it:
 	 * api_serve takes SIGTERM and SIGINT with sigwait, which loses none
 	 * (a flag set by a handler can land just before pause()).  One sent

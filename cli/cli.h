@@ -44,6 +44,9 @@ int	cli_open_store(struct cli *cli, struct store **out);
 int	cli_open_signer(struct cli *cli, struct sigc **out);
 int	cli_open_cap(struct cli *cli, struct sigc *signer, struct store *st,
 	    struct cap_ctx **out);
+/* A decimal number in [min, max], digits only (no sign, space or suffix:
+ * strtoll would read "12x" or " +12" as 12); 0, or -1 if it is not one. */
+int	cli_number(const char *s, int64_t min, int64_t max, int64_t *out);
 /* "90s", "15m", "8h", "365d" -> seconds; -1 if malformed or over 10 y. */
 int64_t	cli_duration(const char *s);
 
@@ -57,6 +60,9 @@ int	cmd_git_credential(struct cli *cli, int argc, char **argv);
 
 /* Prints "threshold: MESSAGE" on stderr and returns 1. */
 int	cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same for a malformed argument: returns 2 (usage). */
+int	cli_usage_fail(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2)));
 /* Reads a whole file ("-" for stdin) of at most max bytes into out. */
 int	cli_read_file(const char *path, size_t max, struct buf *out);
 int	cli_write_file(const char *path, const uint8_t *p, size_t len);

@@ -200,7 +200,7 @@ audit_verify(struct cli *cli, int argc, char **argv)
 	EVP_PKEY *root = NULL;
 	size_t npcrs = 0, nexpect = 0, i;
 	int ch, json = cli->json, nthreads = 0, r, rc = 1;
-	char *end;
+	int64_t n;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -220,10 +220,10 @@ audit_verify(struct cli *cli, int argc, char **argv)
 			break;
 		case 'j': json = 1; break;
 		case 't':
-			nthreads = (int)strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || nthreads < 1 ||
-			    nthreads > 64)
-				return audit_usage();
+			if (cli_number(optarg, 1, 64, &n) != 0)
+				return cli_usage_fail("bad --threads \"%s\" (1..64)",
+				    optarg);
+			nthreads = (int)n;
 			break;
 		default: return audit_usage();
 		}

@@ -43,7 +43,8 @@ audit_export_cmd(struct cli *cli, int argc, char **argv)
 int
 audit_proof_cmd(struct cli *cli, int argc, char **argv)
 {
-	char db[PATH_MAX], *end;
+	char db[PATH_MAX];
+	int64_t v;
 	long long seq = 0;
 	int i, r;
 
@@ -52,8 +53,9 @@ audit_proof_cmd(struct cli *cli, int argc, char **argv)
 		if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
 			snprintf(db, sizeof(db), "%s", argv[++i]);
 		else if (seq == 0 && argv[i][0] != '-') {
-			seq = strtoll(argv[i], &end, 10);
-			if (*end != '\0' || seq < 1)
+			if (cli_number(argv[i], 1, INT64_MAX, &v) == 0)
+				seq = v;
+			else
 				seq = -1;
 		} else
 			seq = -1;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "cap.h"
@@ -19,7 +20,7 @@ capability_usage(void)
 	fprintf(stderr,
 	    "usage: threshold capability request --agent NAME OP --repo OWNER/NAME\n"
 	    "           [--pr N] [--target BRANCH]\n"
-	    "       threshold capability redeem TOKEN|FILE|-\n");
+	    "       threshold capability redeem FILE|-\n");
 	return 2;
 }
 
@@ -48,7 +49,6 @@ capability_request(struct cli *cli, int argc, char **argv)
 	struct cap_ctx *cap = NULL;
 	struct buf *tok = NULL;
 	char agent[80] = "", desc[512];
-	char *end;
 	int ch, r, rc = 1;
 
 	memset(&op, 0, sizeof(op));
@@ -64,9 +64,10 @@ capability_request(struct cli *cli, int argc, char **argv)
 				return 1;
 			break;
 		case 'p':
-			op.pr = strtoll(optarg, &end, 10);
-			if (*end != '\0' || op.pr <= 0 || op.pr > CAP_PR_MAX)
-				return cli_fail("bad --pr \"%s\"", optarg);
+			if (cli_number(optarg, 1, CAP_PR_MAX, &op.pr) != 0)
+				return cli_usage_fail("bad --pr \"%s\" (a pull request "
+				    "number, 1..%lld)", optarg,
+				    (long long)CAP_PR_MAX);
 			break;
 		case 't':
 			if (copy_arg(op.target, sizeof(op.target), optarg,
@@ -135,13 +136,16 @@ capability_redeem(struct cli *cli, const char *arg)
 
 	if ((in = buf_new()) == NULL)
 		return 1;
-	/* A token has two dots; anything else names a file. */
-	if (strchr(arg, '.') != NULL && strchr(strchr(arg, '.') + 1, '.') &&
-	    strchr(arg, '/') == NULL)
-		r = buf_put(in, arg, strlen(arg));
-	else
-		r = cli_read_file(arg, JWS_TOKEN_MAX + 2, in);
-	if (r != 0) {
+	/* Any local user reads another's argv (/proc/PID/cmdline): a token
+	 * there is refused, and not echoed. */
+	if (strncmp(arg, "eyJ", 3) == 0 && strchr(arg, '/') == NULL &&
+	    access(arg, F_OK) != 0) {
+		rc = cli_usage_fail("a capability is not taken on the command "
+		    "line, where other users can read it: put it in a FILE "
+		    "or give - and pipe it in");
+		goto out;
+	}
+	if ((r = cli_read_file(arg, JWS_TOKEN_MAX + 2, in)) != 0) {
 		rc = cli_fail("%s", th_errmsg(r));
 		goto out;
 	}

@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 
+#include "cap.h"
 #include "cli.h"
 #include "err.h"
 #include "json.h"
@@ -86,9 +87,13 @@ report_error(long status, struct json_object *reply)
 		json_get_string(err, "message", &msg);
 	}
 	fprintf(stderr, "threshold: refused (%s): %s\n", code, msg);
+	/* By code first: GitHub's refusals come with 403 too (docs/api.md). */
+	if (strcmp(code, "github_refused") == 0 ||
+	    strcmp(code, "head_moved") == 0)
+		return GH_EXIT_GITHUB;
 	if (status == 403)
 		return GH_EXIT_REFUSED;
-	if (status == 409 || strcmp(code, "github_refused") == 0)
+	if (status == 409)
 		return GH_EXIT_GITHUB;
 	if (status == 502 || status == 503)
 		return GH_EXIT_UNAVAILABLE;
@@ -219,7 +224,7 @@ cmd_github(struct cli *cli, int argc, char **argv)
 	const char *env = NULL, *wf = NULL, *sub;
 	struct json_object *req = NULL, *inputs = NULL, *p;
 	char what[512], *eq;
-	long long pr = 0;
+	int64_t pr = 0;
 	int ch, draft = 0, rc;
 
 	if (argc < 1)
@@ -237,7 +242,14 @@ cmd_github(struct cli *cli, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'r': repo = optarg; break;
-		case 'p': pr = strtoll(optarg, NULL, 10); break;
+		case 'p':
+			if (cli_number(optarg, 1, CAP_PR_MAX, &pr) != 0) {
+				json_object_put(inputs);
+				return cli_usage_fail("bad --pr \"%s\" (a pull request "
+				    "number, 1..%lld)", optarg,
+				    (long long)CAP_PR_MAX);
+			}
+			break;
 		case 't': target = optarg; break;
 		case 'm': method = optarg; break;
 		case 'H': head = optarg; break;
@@ -267,7 +279,7 @@ cmd_github(struct cli *cli, int argc, char **argv)
 		goto usage;
 	if (strcmp(sub, "merge") == 0 && pr > 0) {
 		req = new_req("github.merge", repo, pr, target ? target : "main");
-		snprintf(what, sizeof(what), "merged %s#%lld into %s", repo, pr,
+		snprintf(what, sizeof(what), "merged %s#%lld into %s", repo, (long long)pr,
 		    target ? target : "main");
 		rc = run_op(cli, req, method ? method : "merge", what);
 	} else if (strcmp(sub, "pr create") == 0 && head && base && title) {
@@ -286,7 +298,7 @@ cmd_github(struct cli *cli, int argc, char **argv)
 	} else if (strcmp(sub, "comment") == 0 && pr > 0 && body) {
 		req = new_req("github.comment", repo, pr, NULL);
 		param(req, "body", body);
-		snprintf(what, sizeof(what), "commented on %s#%lld", repo, pr);
+		snprintf(what, sizeof(what), "commented on %s#%lld", repo, (long long)pr);
 		rc = run_op(cli, req, NULL, what);
 	} else if (strcmp(sub, "deploy") == 0 && ref) {
 		req = new_req("github.deployment.create", repo, 0, ref);

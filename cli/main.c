@@ -1,4 +1,5 @@
 /* threshold: the command line for humans, agents and auditors. */
+#include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 
 #include "buf.h"
 #include "cli.h"
+#include "harden.h"
 
 static void
 usage(void)
@@ -27,8 +29,8 @@ usage(void)
 	exit(2);
 }
 
-int
-main(int argc, char **argv)
+static int
+run(int argc, char **argv)
 {
 	struct cli cli = { .signer_socket = NULL, .state_dir = NULL };
 	int i;
@@ -80,4 +82,22 @@ main(int argc, char **argv)
 		return cmd_audit(&cli, argc - i - 1, argv + i + 1);
 	usage();
 	return 2;
+}
+
+/* What a command printed must have reached its reader: a capability minted
+ * into a full disk or a verification summary lost is a failure, not 0. */
+int
+main(int argc, char **argv)
+{
+	int rc;
+
+	/* Capabilities and PINs pass through this process's memory. */
+	harden_process();
+	rc = run(argc, argv);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "threshold: writing standard output: %s\n",
+		    strerror(errno != 0 ? errno : EIO));
+		return rc != 0 ? rc : 1;
+	}
+	return rc;
 }

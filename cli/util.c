@@ -28,6 +28,19 @@ cli_fail(const char *fmt, ...)
 }
 
 int
+cli_usage_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("threshold: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 2;
+}
+
+int
 cli_read_file(const char *path, size_t max, struct buf *out)
 {
 	uint8_t tmp[4096];
@@ -111,6 +124,22 @@ cli_open_cap(struct cli *cli, struct sigc *signer, struct store *st,
 	if ((r = cap_ctx_new(signer, store_instance(st), CAP_TTL_DEFAULT,
 	    out)) != 0)
 		return cli_fail("%s", th_errmsg(r));
+	return 0;
+}
+
+int
+cli_number(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	if (s[0] < '0' || s[0] > '9')
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
 	return 0;
 }
 

@@ -29,14 +29,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 
 #include <openssl/crypto.h>
 #include <openssl/pem.h>
 
 #include "alg.h"
 #include "err.h"
+#include "harden.h"
 #include "jws.h"
 #include "p11.h"
 #include "sha.h"
@@ -55,15 +54,6 @@ usage(void)
 	exit(2);
 }
 
-/* Key material must not reach a core file or a debugger. */
-static void
-harden(void)
-{
-	struct rlimit rl = { 0, 0 };
-
-	setrlimit(RLIMIT_CORE, &rl);
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-}
 
 /* One line, printable ASCII only: the message may carry token text. */
 static void
@@ -204,7 +194,7 @@ main(int argc, char **argv)
 	size_t len = 0;
 	int i, r;
 
-	harden();
+	harden_process();
 	/* Options matched exactly (getopt_long would take "--pin" for
 	 * "--pin-file"); the first other word is the command. */
 	for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {

@@ -4,14 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 
 #include <openssl/pem.h>
 
 #include "admin.h"
 #include "config.h"
 #include "err.h"
+#include "harden.h"
 #include "keys.h"
 #include "log.h"
 #include "server.h"
@@ -31,15 +30,6 @@ usage(void)
 	exit(2);
 }
 
-/* Key material must not reach a core file or a debugger. */
-static void
-harden(void)
-{
-	struct rlimit rl = { 0, 0 };
-
-	setrlimit(RLIMIT_CORE, &rl);
-	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-}
 
 static int
 print_pubkey(const struct config *cfg, enum purpose p)
@@ -78,7 +68,7 @@ main(int argc, char **argv)
 	enum log_level level = LOG_INFO;
 	int ch, p = -1, r;
 
-	harden();
+	harden_process();
 	while ((ch = getopt(argc, argv, "f:v")) != -1) {
 		switch (ch) {
 		case 'f': conf = optarg; break;

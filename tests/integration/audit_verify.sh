@@ -72,8 +72,15 @@ else fail "--json summary"; sed 's/^/#   /' "$T/ok.sum"; fi
 "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --json --threads 1 >"$T/t1.sum" 2>&1 &&
     cmp -s "$T/t1.sum" "$T/ok.sum" && ok "--threads 1 (no helper threads): the same summary" ||
     { fail "--threads 1"; cat "$T/t1.sum"; }
-expect_fail "--threads 0 is a usage error" "usage" \
+expect_fail "--threads 0 is a usage error" 'bad --threads "0"' \
     "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --threads 0
+expect_fail "--threads 4294967297 is refused, not cut to 1" 'bad --threads "4294967297"' \
+    "$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --threads 4294967297
+"$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --threads 2x >/dev/null 2>&1
+[ $? -eq 2 ] && ok "a malformed --threads exits 2 (usage)" || fail "--threads 2x exit status"
+"$TH" audit verify "$T/ok.jsonl" --root "$K/root.pem" --json >/dev/full 2>"$T/err"
+[ $? -eq 1 ] && grep -q "writing standard output" "$T/err" &&
+	ok "a summary lost on a full disk: exit 1, saying so" || fail "verify --json >/dev/full"
 expect_ok "a log on stdin verifies" sh -c \
     "'$TH' audit verify - --root '$K/root.pem' <'$T/ok.jsonl'"
 expect_fail "a missing log: says why" "cannot open $T/none.jsonl: No such file or directory" \

@@ -185,6 +185,27 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok39" 
 dead39() { [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok39" -H 'User-Agent: t' "$GH/repos/acme/backend/pulls/39")" = 401 ]; }
 eventually dead39 && ok "... and #39's token is dead once GitHub answers" || fail "#39's token still alive"
 
+# The CLI: a pull request number is all digits (strtoll read "12x" as 12,
+# a green and approved pull request); GitHub's refusal exits 4 although
+# the broker answers it with 403; an answer lost on stdout is a failure.
+$TH github merge --repo acme/backend --pr 12x --target main >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q 'bad --pr "12x"' "$T/err" && ! merged | grep -qw 12 &&
+	ok "--pr 12x: usage error (exit 2), #12 not merged" ||
+	{ fail "--pr 12x (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+$TH github merge --repo acme/backend --pr 999 --target main >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 4 ] && grep -q "github_refused" "$T/err" &&
+	ok "a pull request GitHub does not have: github_refused, exit 4" ||
+	{ fail "missing pull request (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+$BIN/threshold --broker "$T/broker.sock" --json github merge --repo acme/backend --pr 999 \
+    --target main >/dev/full 2>"$T/err"; rc=$?
+[ $rc -eq 4 ] && ok "an answer written to a full disk: still the command's own exit (4)" ||
+	fail "refusal to /dev/full (exit $rc)"
+pr 95 "$(sha 95)" main bob '["src/u.c"]' "$APPROVED"; green "$(sha 95)"
+$TH --json github merge --repo acme/backend --pr 95 --target main >/dev/full 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "writing standard output: No space left" "$T/err" && merged | grep -qw 95 &&
+	ok "#95 merged but its answer lost on a full disk: exit 1, saying so" ||
+	{ fail "answer lost (exit $rc)"; sed 's/^/#   /' "$T/err"; }
+
 # Policy rules, each refused with its reason (exit 3).
 refused() { # desc pr regex
 	d=$1; n=$2; re=$3
@@ -692,6 +713,29 @@ sys.exit(0 if any(e["code"] == "busy" and e["agent"] == "agent:coder-1" and
             any(e["code"] == "busy" and e["agent"] == "agent:coder-1" and
                 "agent:coder-1 has 33 connections open" in e["reason"] for e in r) else 1)
 PY
+
+# An export read slowly (its pipe full, the export held among the entries)
+# while the broker appends refusals and their checkpoints: one snapshot,
+# which verifies (three SELECTs apart gave checkpoints over entries the
+# export did not hold).
+count() { $PY -c "import sqlite3,sys;print(sqlite3.connect(sys.argv[1]).execute('select count(*) from $2').fetchone()[0])" "$1"; }
+cp0=$(count "$T/state/audit.db" checkpoints)
+($BIN/threshold audit export --db "$T/state/audit.db"; echo "rc=$?" >"$T/live.rc") |
+    (sleep 3; cat >"$T/live.jsonl") &
+epid=$!
+sleep 0.5
+i=0
+while [ $i -lt 12 ]; do
+	$TH github merge --repo acme/backend --pr 2 --target main >/dev/null 2>&1
+	i=$((i + 1))
+done
+wait $epid
+cp1=$(count "$T/state/audit.db" checkpoints)
+inlive=$(grep -c '"type":"checkpoint"' "$T/live.jsonl")
+[ "$(wc -c <"$T/live.jsonl")" -gt 200000 ] && [ "$cp1" -gt "$cp0" ] && [ "$inlive" -le "$cp0" ] &&
+	grep -q 'rc=0' "$T/live.rc" && ok "export held mid-log while $((cp1 - cp0)) checkpoints were added: holds the log as it was" ||
+	fail "live export: $(wc -c <"$T/live.jsonl") bytes, checkpoints $cp0 -> $cp1, $inlive exported, $(cat "$T/live.rc")"
+expect_ok "... and that export verifies" $BIN/threshold audit verify "$T/live.jsonl" --root "$T/root.pem"
 
 # Signer down: nothing is authorised and nothing reaches GitHub.
 "$FIX/signer-stop" "$T" || fail "the signer stops on SIGTERM"

@@ -139,6 +139,8 @@ expect_fail "mint: another target is not covered" "operation not covered" \
 	$TH capability request --agent coder-1 github.merge --repo acme/backend --pr 1 --target release
 expect_fail "mint: an agent without delegation is refused" "operation not covered" \
 	$TH capability request --agent stranger github.merge --repo acme/backend --pr 1 --target main
+expect_fail "mint: --pr 12x is refused, not read as 12" 'bad --pr "12x"' \
+	$TH capability request --agent coder-1 github.merge --repo acme/backend --pr 12x --target main
 expect_fail "mint: an unknown operation is refused" "unknown operation" \
 	$TH capability request --agent coder-1 github.nuke --repo acme/backend --pr 1 --target main
 expect_ok "mint through the 3-link chain" \
@@ -156,6 +158,8 @@ cp "$T/out" "$T/capq"
 expect_ok "redeem --json" $TH --json capability redeem "$T/capq"
 $PY -c 'import json,sys; o = json.load(open(sys.argv[1])); assert o["target"] == "rel\"ease" and o["agent"] == "agent:coder-q" and o["pr"] == 5, o' "$T/out" &&
 	ok "redeem --json is JSON, the quote in the branch escaped" || { fail "redeem --json"; sed 's/^/#   /' "$T/out"; }
+expect_fail "redeem: a capability in argv (readable by any local user) is refused" \
+	"not taken on the command line" $TH capability redeem "$(cat "$T/cap1")"
 expect_ok "redeem" $TH capability redeem "$T/cap1"
 grep -q "ok: github.merge acme/backend#123 -> main for agent:coder-1" "$T/out" &&
 	ok "redeem reports the operation" || fail "redeem reports the operation"
