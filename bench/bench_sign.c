@@ -9,13 +9,23 @@
  * microseconds.  compare measures both in one process, alternating blocks
  * of N / COMPARE_ROUNDS signatures, so that the two figures see the same
  * machine (a shared VM's speed drifts by more than the overhead measured)
- * and prints both lines and the overhead, by rate and by p50. */
+ * and prints both lines and the overhead, by rate and by p50, and the
+ * floor: a bare round trip of the same sizes between two processes over a
+ * Unix socket, both polling as the signer and its client do, with no
+ * protocol, checks or signing; what the kernel and the machine's
+ * scheduling cost whatever the signer does. */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <openssl/rand.h>
 
@@ -30,6 +40,8 @@
 
 #define BENCH_CONNS_MAX	16
 #define COMPARE_ROUNDS	20
+#define FLOOR_REQ	300	/* a capability's SIGN request, about */
+#define FLOOR_REP	100	/* an ES256 reply */
 
 static void
 report(const char *mode, const char *what, double *lat, size_t n,
@@ -235,6 +247,67 @@ bench_socket(const char *path, const char *purpose, size_t n,
 	return r != 0;
 }
 
+/* Reads exactly len bytes, polling: 0, or -1 if the peer is gone. */
+static int
+recv_polling(int fd, uint8_t *p, size_t len)
+{
+	ssize_t got;
+
+	while (len > 0) {
+		if ((got = recv(fd, p, len, MSG_DONTWAIT)) > 0) {
+			p += got;
+			len -= (size_t)got;
+		} else if (got == 0 || (errno != EAGAIN && errno != EINTR))
+			return -1;
+	}
+	return 0;
+}
+
+/* n bare round trips; p50 in *p50, average in *avg (us). */
+static int
+bench_floor(size_t n, double *p50, double *avg)
+{
+	uint8_t msg[FLOOR_REQ];
+	double *lat, t0, start;
+	pid_t pid;
+	size_t i;
+	int sv[2], r = -1, st;
+
+	if ((lat = calloc(n, sizeof(*lat))) == NULL)
+		return -1;
+	memset(msg, 'x', sizeof(msg));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
+	    (pid = fork()) < 0)
+		goto out;
+	if (pid == 0) {
+		close(sv[0]);
+		while (recv_polling(sv[1], msg, FLOOR_REQ) == 0 &&
+		    send(sv[1], msg, FLOOR_REP, MSG_NOSIGNAL) == FLOOR_REP)
+			;
+		_exit(0);
+	}
+	close(sv[1]);
+	start = now_us();
+	for (i = 0; i < n; i++) {
+		t0 = now_us();
+		if (send(sv[0], msg, FLOOR_REQ, MSG_NOSIGNAL) != FLOOR_REQ ||
+		    recv_polling(sv[0], msg, FLOOR_REP) != 0)
+			break;
+		lat[i] = now_us() - t0;
+	}
+	*avg = (now_us() - start) / (double)n;
+	close(sv[0]);
+	waitpid(pid, &st, 0);
+	if (i == n) {
+		sort_latencies(lat, n);
+		*p50 = lat[n / 2];
+		r = 0;
+	}
+ out:
+	free(lat);
+	return r;
+}
+
 /* Raw and socket in alternating blocks; KEYREF must be the key the signer
  * serves for PURPOSE (SoftHSM is opened by both processes at once). */
 static int
@@ -246,6 +319,7 @@ bench_compare(const char *conf, const char *ref, const char *path,
 	struct buf **payload = NULL;
 	uint8_t sig[TH_SIG_MAX];
 	double *lat[2] = { NULL, NULL }, total[2] = { 0, 0 }, t0, t;
+	double fp50, favg;
 	size_t round, i, blk = n / COMPARE_ROUNDS, siglen, done = 0;
 	enum th_alg alg;
 	int r;
@@ -290,6 +364,11 @@ bench_compare(const char *conf, const char *ref, const char *path,
 	printf("overhead  socket vs raw, interleaved: %.1f%% by rate, %.1f%% "
 	    "by p50\n", (total[1] - total[0]) / total[0] * 100,
 	    (lat[1][done / 2] - lat[0][done / 2]) / lat[0][done / 2] * 100);
+	if (bench_floor(done, &fp50, &favg) == 0)
+		printf("floor     bare round trip, 2 processes polling a Unix "
+		    "socket: avg %.1f us, p50 %.1f us = %.1f%% of raw by rate, "
+		    "%.1f%% by p50\n", favg, fp50, favg / (total[0] / done) *
+		    100, fp50 / lat[0][done / 2] * 100);
  out:
 	if (r != 0)
 		fprintf(stderr, "bench_sign: %s\n", th_errmsg(r));
