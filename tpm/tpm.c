@@ -776,13 +776,30 @@ tpm_ak_create(struct tpm_ctx *ctx, uint32_t handle)
 	    (r = tpm_ready(ctx)) != 0 ||
 	    (r = check_free(ctx, handle)) != 0)
 		return r;
+	/* A primary key is a function of the hierarchy's seed and the
+	 * template: with a fixed template every keygen made the same AK, so a
+	 * rotation changed nothing and anyone with the endorsement hierarchy
+	 * could make the destroyed key again, quoting for old logs.  Random
+	 * unique bytes, forgotten once it is persisted, make it one of a
+	 * kind. */
+	tmpl.publicArea.unique.ecc.x.size = 32;
+	tmpl.publicArea.unique.ecc.y.size = 32;
+	if (RAND_bytes(tmpl.publicArea.unique.ecc.x.buffer, 32) != 1 ||
+	    RAND_bytes(tmpl.publicArea.unique.ecc.y.buffer, 32) != 1) {
+		r = th_fail(TH_ERR_CRYPTO, "no random bytes for the AK");
+		goto out;
+	}
 	rc = Esys_CreatePrimary(ctx->esys, ESYS_TR_RH_ENDORSEMENT,
 	    ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
 	    &outside, &pcrs, &obj, NULL, NULL, NULL, NULL);
-	if (rc != TSS2_RC_SUCCESS)
-		return tss_fail(ctx, rc, "Esys_CreatePrimary(AK)");
+	if (rc != TSS2_RC_SUCCESS) {
+		r = tss_fail(ctx, rc, "Esys_CreatePrimary(AK)");
+		goto out;
+	}
 	r = persist(ctx, obj, handle, NULL);
 	flush(ctx, &obj);
+ out:
+	OPENSSL_cleanse(&tmpl.publicArea.unique, sizeof(tmpl.publicArea.unique));
 	return r;
 }
 

@@ -261,11 +261,22 @@ test_ak(void **state)
 	uint8_t dig[TH_DIGEST_LEN], sig[TH_SIG_MAX];
 	size_t siglen = sizeof(sig);
 	struct buf *a, *s, *p;
+	EVP_PKEY *first, *second;
 
 	(void)state;
+	/* A rotated AK is another key: the old one cannot be made again. */
+	assert_ok(tpm_ak_create(ctx, H_AK));
+	assert_ok(tpm_key_load(ctx, H_AK, &ak));
+	assert_ok(tpm_key_pubkey(ak, &first));
+	tpm_key_free(ak);
+	assert_ok(tpm_key_evict(ctx, H_AK));
 	assert_ok(tpm_ak_create(ctx, H_AK));
 	assert_int_equal(tpm_ak_create(ctx, H_AK), TH_ERR_EXISTS);
 	assert_ok(tpm_key_load(ctx, H_AK, &ak));
+	assert_ok(tpm_key_pubkey(ak, &second));
+	assert_int_not_equal(EVP_PKEY_eq(first, second), 1);
+	EVP_PKEY_free(first);
+	EVP_PKEY_free(second);
 	assert_int_equal(tpm_key_alg(ak), TH_ALG_ES256);
 	sha256("x", 1, dig);
 	assert_int_equal(tpm_sign(ak, dig, sig, &siglen), TH_ERR_DENIED);
