@@ -1,10 +1,13 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/pem.h>
 
 #include "admin.h"
+#include "buf.h"
 #include "err.h"
 #include "p11.h"
 #include "tpm.h"
@@ -58,6 +61,40 @@ admin_keygen(const struct config *cfg, enum purpose p)
 	return r;
 }
 
+/* The PEM read with read(2) into a buffer wiped when freed: stdio kept
+ * the file in a buffer of its own that fclose freed unwiped, the whole key
+ * in base64 left in the heap. */
+static int
+read_pem(const char *path, struct buf *pem)
+{
+	uint8_t chunk[4096];
+	ssize_t n;
+	int fd, r = 0;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+		return th_fail(TH_ERR_IO, "cannot open %s: %s", path,
+		    strerror(errno));
+	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			r = th_fail(TH_ERR_IO, "reading %s: %s", path,
+			    strerror(errno));
+			break;
+		}
+		if (buf_len(pem) + (size_t)n > ADMIN_PEM_MAX) {
+			r = th_fail(TH_ERR_TOO_LONG, "%s is over %d bytes: not "
+			    "a PEM private key", path, ADMIN_PEM_MAX);
+			break;
+		}
+		if ((r = buf_put(pem, chunk, (size_t)n)) != 0)
+			break;
+	}
+	OPENSSL_cleanse(chunk, sizeof(chunk));
+	close(fd);
+	return r;
+}
+
 int
 admin_import(const struct config *cfg, enum purpose p, const char *pem_path)
 {
@@ -65,7 +102,8 @@ admin_import(const struct config *cfg, enum purpose p, const char *pem_path)
 	struct tpm_ctx *tpm = NULL;
 	struct p11_ctx *p11 = NULL;
 	EVP_PKEY *priv = NULL;
-	FILE *f = NULL;
+	struct buf *pem = NULL;
+	BIO *bio = NULL;
 	int r;
 
 	if ((k = configured(cfg, p)) == NULL)
@@ -73,10 +111,15 @@ admin_import(const struct config *cfg, enum purpose p, const char *pem_path)
 	if (p == PURPOSE_ATTESTATION)
 		return th_fail(TH_ERR_INVALID, "the attestation key is made "
 		    "inside the TPM; use keygen");
-	if ((f = fopen(pem_path, "re")) == NULL)
-		return th_fail(TH_ERR_IO, "cannot open %s: %s", pem_path,
-		    strerror(errno));
-	priv = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	if ((pem = buf_new()) == NULL)
+		return TH_ERR_ALLOC;
+	if ((r = read_pem(pem_path, pem)) != 0)
+		goto out;
+	if ((bio = BIO_new_mem_buf(buf_ptr(pem), (int)buf_len(pem))) == NULL) {
+		r = TH_ERR_ALLOC;
+		goto out;
+	}
+	priv = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 	if (priv == NULL) {
 		r = th_fail(TH_ERR_INVALID, "%s holds no PEM private key",
 		    pem_path);
@@ -97,8 +140,8 @@ admin_import(const struct config *cfg, enum purpose p, const char *pem_path)
 	}
  out:
 	EVP_PKEY_free(priv);	/* frees and wipes the key material */
-	if (f != NULL)
-		fclose(f);
+	BIO_free(bio);		/* read-only over pem: holds no copy */
+	buf_free(pem);		/* wiped */
 	tpm_close(tpm);
 	p11_close(p11);
 	return r;

@@ -5,6 +5,8 @@
 
 #include "config.h"
 
+#define ADMIN_PEM_MAX	65536	/* an RSA-4096 PEM is ~3.3 KB */
+
 /* Creates the purpose's key inside its TPM or token: ES256 for
  * delegation-root and capability, the restricted attestation key for
  * attestation.  The github-app key is imported, never generated. */

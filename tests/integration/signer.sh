@@ -19,6 +19,18 @@ for p in delegation-root capability github-app attestation; do
 done
 expect_ok "github-app public key is the imported one" \
 	cmp "$T/github-app.pem" "$T/github-app.pub.pem"
+# Imports that stop before any device is opened, each saying why.
+SIGNER="$BIN/threshold-signer -f $T/signer.conf"
+expect_fail "import: a missing PEM" "cannot open $T/none.pem" $SIGNER import github-app "$T/none.pem"
+echo "not a key" >"$T/junk.pem"
+expect_fail "import: a file that is not a PEM key" "holds no PEM private key" \
+	$SIGNER import github-app "$T/junk.pem"
+head -c 70000 /dev/zero >"$T/huge.pem"
+expect_fail "import: a file over 64 KiB is not read whole" "is over 65536 bytes" \
+	$SIGNER import github-app "$T/huge.pem"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/ec.pem" 2>/dev/null
+expect_fail "import: an EC key for the App" "the github-app key must be RSA" \
+	$SIGNER import github-app "$T/ec.pem"
 
 now=$($PY "$TOOLS/jws.py" now)
 sign() { # purpose header claims -> $T/jws
