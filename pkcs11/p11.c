@@ -455,8 +455,10 @@ slot_find(struct p11_ctx *ctx, struct target *t)
 			t->slotid = id;
 		}
 	}
+	/* Unavailable, not not-found: a token unplugged is looked for again
+	 * from the module's initialisation (the slot list is read there). */
 	if (found == 0)
-		return th_fail(TH_ERR_NOT_FOUND, "no initialised token "
+		return th_fail(TH_ERR_UNAVAILABLE, "no initialised token "
 		    "matches the PKCS#11 URI");
 	if (found > 1)
 		return th_fail(TH_ERR_INVALID, "%u tokens match the PKCS#11 "

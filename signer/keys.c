@@ -139,9 +139,12 @@ key_ensure(struct keys *k, enum purpose p)
 			return th_fail(r, "the %s key (pkcs11) cannot be "
 			    "loaded: %s", purpose_name(p), th_errmsg(r));
 		if ((r = p11_key_load(k->p11, ck->uri, &k->pkey[p])) != 0) {
-			/* The token may be away: look again, from the module's
-			 * initialisation, next time. */
-			p11_reset(k);
+			/* A token away: look again, from the module's
+			 * initialisation, next time.  Only then: a key it
+			 * does not hold, a bad URI or PIN must not tear down
+			 * the keys loaded (any peer may ask HEALTH). */
+			if (r == TH_ERR_UNAVAILABLE)
+				p11_reset(k);
 			return th_fail(r, "the %s key (pkcs11) cannot be "
 			    "loaded: %s", purpose_name(p), th_errmsg(r));
 		}

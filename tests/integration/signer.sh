@@ -369,4 +369,34 @@ expect_fail "a signing key at the SRK's handle refused" "key capability: tpm:0x8
 conf "socket-mode 0660 # a comment after a value"
 expect_fail "a # after a value is no comment: refused, naming the line" "bad.conf:4: .socket-mode. takes one value" \
 	"$BIN/threshold-signer" -f "$T/bad.conf" check
+
+# A configured key the token does not hold (an audit key before its
+# keygen) is refused, saying so, and costs the other keys nothing: the
+# capability key stays loaded (any peer's HEALTH used to tear down every
+# PKCS#11 key and log in again).
+cat >"$T/p11only.conf" <<CONF
+socket $T/p11only.sock
+allow-uid $(id -u)
+pkcs11-module /usr/lib/softhsm/libsofthsm2.so
+pkcs11-pin-file $T/hsm/user.pin
+key capability pkcs11:token=threshold;type=private;object=capability
+key audit pkcs11:token=threshold;type=private;object=no-such-key
+CONF
+"$BIN/threshold-signer" -f "$T/p11only.conf" >"$T/p11only.log" 2>&1 &
+p11pid=$!
+i=0; while [ ! -S "$T/p11only.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+now=$($PY "$TOOLS/jws.py" now)
+$PY "$TOOLS/jws.py" input '{"alg":"ES256","typ":"threshold-capability+jwt"}' \
+    "{\"iat\":$now,\"exp\":$((now + 15))}" >"$T/p11only.in"
+P1="$BIN/threshold --signer $T/p11only.sock"
+for round in 1 2 3; do
+	$P1 signer sign capability "$T/p11only.in" >/dev/null 2>"$T/p11only.err" || fail "p11only: sign ($round)"
+	$P1 signer health >"$T/p11only.health" 2>&1
+done
+grep -q "^audit.*no private key matches" "$T/p11only.health" && ok "a missing key: health says so" ||
+	{ fail "health of a missing key"; sed 's/^/#   /' "$T/p11only.health"; }
+n=$(grep -c "loaded capability key" "$T/p11only.log")
+[ "$n" -eq 1 ] && ok "... and the capability key was loaded once across 3 health checks" ||
+	fail "the capability key was loaded $n times (a missing key reset the token)"
+kill "$p11pid"; wait "$p11pid" 2>/dev/null
 done_testing
