@@ -470,11 +470,12 @@ slot_find(struct p11_ctx *ctx, struct target *t)
 /* PIN files the token refused, as they were then (a context is made
  * afresh after every failure, so this is the process's): each is not
  * tried again until it changes, since a token locks after a few wrong
- * PINs and any allowed peer can make the signer log in.  op 0 asks, 1
- * records a refusal, -1 forgets one. */
+ * PINs and any allowed peer can make the signer log in.  A file is known
+ * by its device and inode, whatever its path's length or spelling.  op 0
+ * asks, 1 records a refusal, -1 forgets one. */
 #define PIN_REFUSED_MAX	8
 static struct {
-	char		 path[256];
+	int		 used;
 	dev_t		 dev;
 	ino_t		 ino;
 	off_t		 size;
@@ -484,29 +485,29 @@ static size_t	 refused_next;
 static pthread_mutex_t refused_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int
-pin_refused(const char *path, const struct stat *st, int op)
+pin_refused(const struct stat *st, int op)
 {
 	size_t i;
 	int found = 0;
 
 	pthread_mutex_lock(&refused_mu);
 	for (i = 0; i < PIN_REFUSED_MAX; i++)
-		if (strcmp(refused[i].path, path) == 0)
+		if (refused[i].used && refused[i].dev == st->st_dev &&
+		    refused[i].ino == st->st_ino)
 			break;
 	if (op == 0)
-		found = i < PIN_REFUSED_MAX && refused[i].dev == st->st_dev &&
-		    refused[i].ino == st->st_ino &&
+		found = i < PIN_REFUSED_MAX &&
 		    refused[i].size == st->st_size &&
 		    refused[i].mtime.tv_sec == st->st_mtim.tv_sec &&
 		    refused[i].mtime.tv_nsec == st->st_mtim.tv_nsec;
 	else if (op < 0 && i < PIN_REFUSED_MAX)
-		refused[i].path[0] = '\0';
-	else if (op > 0 && strlen(path) < sizeof(refused[0].path)) {
+		refused[i].used = 0;
+	else if (op > 0) {
 		if (i == PIN_REFUSED_MAX) {
 			i = refused_next;
 			refused_next = (refused_next + 1) % PIN_REFUSED_MAX;
 		}
-		snprintf(refused[i].path, sizeof(refused[i].path), "%s", path);
+		refused[i].used = 1;
 		refused[i].dev = st->st_dev;
 		refused[i].ino = st->st_ino;
 		refused[i].size = st->st_size;
@@ -539,20 +540,20 @@ login(struct p11_ctx *ctx, struct target *t)
 		    "(unlock it with the SO PIN)");
 	if ((r = pin_read(path, pin, &st)) != 0)
 		return r;
-	if (pin_refused(path, &st, 0)) {
+	if (pin_refused(&st, 0)) {
 		OPENSSL_cleanse(pin, sizeof(pin));
-		return th_fail(TH_ERR_DENIED, "the token refused the PIN in %s "
-		    "and the file has not changed since: not tried again (a "
-		    "token locks after a few wrong PINs); correct it", path);
+		return th_fail(TH_ERR_DENIED, "PIN not tried again: the token "
+		    "refused it and its file has not changed since (a token "
+		    "locks after a few wrong PINs); correct %s", path);
 	}
 	/* libp11 keeps a copy for re-login after fork(), wiped when the
 	 * slots are released (p11_close). */
 	if (PKCS11_login(t->slot, 0, pin) != 0) {
 		r = lp_fail(TH_ERR_DENIED, "PKCS11_login");
 		if (r == TH_ERR_DENIED)
-			(void)pin_refused(path, &st, 1);
+			(void)pin_refused(&st, 1);
 	} else
-		(void)pin_refused(path, &st, -1);
+		(void)pin_refused(&st, -1);
 	OPENSSL_cleanse(pin, sizeof(pin));
 	return r;
 }

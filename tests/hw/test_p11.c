@@ -577,6 +577,39 @@ test_wrong_pin(void **state)
 	p11_close(ctx);
 }
 
+/* The same for a PIN file whose path is longer than 256 bytes (the table
+ * kept paths that fitted 256 bytes: a longer one was tried every time). */
+static void
+test_wrong_pin_long_path(void **state)
+{
+	char dir[256], name[1024], fn[4096];
+	struct p11_ctx *ctx = NULL;
+	struct p11_key *key = NULL;
+	int r, i;
+
+	(void)state;
+	memset(dir, 'd', 200);
+	dir[200] = '\0';
+	path(fn, sizeof(fn), dir);
+	assert_true(mkdir(fn, 0700) == 0 || errno == EEXIST);
+	snprintf(name, sizeof(name), "%s/%s", dir, dir);
+	path(fn, sizeof(fn), name);
+	assert_true(mkdir(fn, 0700) == 0 || errno == EEXIST);
+	snprintf(name, sizeof(name), "%s/%s/wrong.pin", dir, dir);
+	write_file(name, "00000002\n", 9);
+	path(fn, sizeof(fn), name);
+	assert_true(strlen(fn) > 400);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(p11_open(g_module, fn, &ctx), 0);
+		r = p11_key_load(ctx, URI("t-es256"), &key);
+		assert_int_equal(r, TH_ERR_DENIED);
+		assert_non_null(strstr(th_errmsg(r), i == 0 ?
+		    "CKR_PIN_INCORRECT" : "not tried again"));
+		assert_null(key);
+		p11_close(ctx);
+	}
+}
+
 static void
 test_bad_module(void **state)
 {
@@ -812,6 +845,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_raw_unexportable),
 		cmocka_unit_test(test_control_exportable),
 		cmocka_unit_test(test_wrong_pin),
+		cmocka_unit_test(test_wrong_pin_long_path),
 		cmocka_unit_test(test_bad_module),
 		cmocka_unit_test(test_pin_file_errors),
 		cmocka_unit_test(test_uri_duplicates),
