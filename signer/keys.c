@@ -319,7 +319,7 @@ keys_health(struct keys *k, struct proto_health_item *items, size_t *n)
 		lock(k, i);
 		r = key_ensure(k, i);
 		if (r == 0 && k->tkey[i] != NULL)
-			r = tpm_health(k->tpm);
+			r = tpm_key_health(k->tkey[i]);
 		else if (r == 0 && (r = p11_key_health(k->pkey[i])) ==
 		    TH_ERR_UNAVAILABLE)
 			r = p11_gone(k, i, r);

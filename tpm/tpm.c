@@ -566,6 +566,16 @@ tpm_health(struct tpm_ctx *ctx)
 	return r;
 }
 
+int
+tpm_key_health(struct tpm_key *key)
+{
+	int r;
+
+	if ((r = tpm_health(key->ctx)) != 0)
+		return r;
+	return key_ready(key);
+}
+
 static int
 count_handles(struct tpm_ctx *ctx, uint32_t first, uint32_t *n)
 {

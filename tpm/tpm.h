@@ -48,6 +48,9 @@ void	tpm_close(struct tpm_ctx *ctx);			/* NULL ok */
 /* A cheap round trip to the TPM (e.g. TPM2_GetCapability); reconnects if
  * needed.  0 when the TPM answers. */
 int	tpm_health(struct tpm_ctx *ctx);
+/* The same, and the key still the object it was loaded as (after a
+ * reconnect its handle is resolved again and its name compared). */
+int	tpm_key_health(struct tpm_key *key);
 
 /* Counts transient objects and sessions loaded in the TPM, whoever loaded
  * them (leak checks: this module leaves none behind). */

@@ -660,7 +660,12 @@ test_recovery(void **state)
 	assert_ok(tpm_sign(key, dig, sig, &siglen));
 	assert_true(verify(pub, TH_ALG_ES256, dig, sig, siglen));
 	assert_ok(tpm_health(ctx));
-	/* Another key now sits at H_REC2: never sign with it. */
+	/* Another key now sits at H_REC2: the key's health says so (the
+	 * TPM answering is not enough), and it never signs. */
+	assert_ok(tpm_key_health(key));
+	r = tpm_key_health(key2);
+	print_message("# health of the replaced key: %s\n", th_errmsg(r));
+	assert_int_equal(r, TH_ERR_NOT_FOUND);
 	siglen = sizeof(sig);
 	r = tpm_sign(key2, dig, sig, &siglen);
 	print_message("# sign with replaced key: %s\n", th_errmsg(r));
