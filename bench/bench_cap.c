@@ -149,6 +149,7 @@ run(void *arg)
 		if ((w->r = (spend ? cap_redeem : cap_check)(cap, st,
 		    (const char *)buf_ptr(tok), buf_len(tok), now, &red)) != 0)
 			goto out;
+		cap_redeemed_release(cap, &red);
 		w->lat[w->first + i] = now_us() - t0;
 		w->mint_us += t1 - t0;
 		w->check_us += now_us() - t1;

@@ -598,6 +598,7 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 		    "capabilities are used by git, through the broker's git "
 		    "endpoint (docs/api.md)", red.op.op));
 		ans->op = NULL;
+		cap_redeemed_release(b->cap, &red);
 		return;
 	}
 	if ((r = cap_spend(b->st, &red, time(NULL))) != 0)
@@ -619,8 +620,10 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 	json_object_object_add(ans->body, "chain", json_object_new_string(desc));
 	json_object_object_add(ans->body, "jti", json_object_new_string(red.jti));
 	timing_json(ans, t0, rounds0, busy0);
+	cap_redeemed_release(b->cap, &red);
 	return;
  refused:
+	cap_redeemed_release(b->cap, &red);
 	b->m.redeem_refused++;
 	log_warn("%s: redeem refused: %s", agent, th_errmsg(r));
 	fail(b, ans, r == TH_ERR_DENIED ? 403 : 500, r == TH_ERR_DENIED ?

@@ -919,13 +919,17 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	 * request is small: it is judged again as of now, so a body
 	 * trickled in past the capability's life, or past a revocation,
 	 * reads nothing. */
-	if (g->kind == GK_RECEIVE && !probe &&
-	    (r = authorise(b, g, 1, g->cmds_at ? g->cmds_at : time(NULL),
-	    red)) != 0)
-		return refuse_credential(b, c, g, r, 0);
-	if (g->kind == GK_UPLOAD &&
-	    (r = authorise(b, g, 0, time(NULL), red)) != 0)
-		return refuse_credential(b, c, g, r, 0);
+	if (g->kind == GK_RECEIVE && !probe) {
+		cap_redeemed_release(b->cap, red);
+		if ((r = authorise(b, g, 1, g->cmds_at ? g->cmds_at :
+		    time(NULL), red)) != 0)
+			return refuse_credential(b, c, g, r, 0);
+	}
+	if (g->kind == GK_UPLOAD) {
+		cap_redeemed_release(b->cap, red);
+		if ((r = authorise(b, g, 0, time(NULL), red)) != 0)
+			return refuse_credential(b, c, g, r, 0);
+	}
 	ans.agent = red->agent;
 	ans.op = &red->op;
 	ans.jti = red->jti;
@@ -1216,13 +1220,14 @@ static void
 on_git_done(void *arg, struct MHD_Connection *c, void **ctx,
     enum MHD_RequestTerminationCode toe)
 {
+	struct broker *b = arg;
 	struct gconn *g = *ctx;
 
-	(void)arg;
 	(void)c;
 	(void)toe;
 	if (g == NULL)
 		return;
+	cap_redeemed_release(b->cap, &g->red);
 	if (g->spool >= 0)
 		close(g->spool);
 	gitrx_free(g->rx);

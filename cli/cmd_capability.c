@@ -162,6 +162,7 @@ capability_redeem(struct cli *cli, const char *arg)
 		goto out;
 	}
 	chain_describe(red.chain, desc, sizeof(desc));
+	cap_redeemed_release(cap, &red);
 	if (cli->json) {
 		/* Built, not printed: a target or parameter may hold '"'. */
 		if ((o = cap_op_json(&red.op)) == NULL) {

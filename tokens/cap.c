@@ -218,7 +218,8 @@ covers(const struct chain *c, const char *agent, const struct cap_op *op)
 	    scope_covers(c->ops, &req);
 }
 
-/* The first installed, live chain for agent that covers op. */
+/* The first installed, live chain for agent that covers op; the caller
+ * puts it (chain_put). */
 static int
 find_chain(struct cap_ctx *ctx, struct store *st, const char *agent,
     const struct cap_op *op, int64_t now, const struct chain **out)
@@ -233,8 +234,10 @@ find_chain(struct cap_ctx *ctx, struct store *st, const char *agent,
 	    &n)) != 0)
 		return r;
 	for (i = 0; i < n; i++) {
+		c = NULL;
 		if ((r = chain_get(ctx->chains, st, leaves[i], &c)) != 0 ||
 		    (r = chain_check_live(c, st, now)) != 0) {
+			chain_put(ctx->chains, c);
 			if (r != TH_ERR_DENIED)
 				return r;
 			snprintf(why, sizeof(why), "%s", th_errmsg(r));
@@ -244,6 +247,7 @@ find_chain(struct cap_ctx *ctx, struct store *st, const char *agent,
 			*out = c;
 			return 0;
 		}
+		chain_put(ctx->chains, c);
 		snprintf(why, sizeof(why), "no delegation covers it");
 	}
 	return th_fail(TH_ERR_DENIED, "operation not covered: %s %s for %s "
@@ -271,7 +275,7 @@ cap_mint(struct cap_ctx *ctx, struct sigc *signer, struct store *st,
 	if ((r = cap_op_validate(op)) != 0 ||
 	    (r = find_chain(ctx, st, agent, op, now, &c)) != 0 ||
 	    (r = jws_new_jti(jti)) != 0)
-		return r;
+		goto out;
 	if ((claims = json_object_new_object()) == NULL ||
 	    (chain = json_object_new_array()) == NULL ||
 	    (tok = buf_new()) == NULL) {
@@ -302,6 +306,7 @@ cap_mint(struct cap_ctx *ctx, struct sigc *signer, struct store *st,
 	mintset_add(ctx->minted, h, now + ctx->ttl);
 	chain_describe(c, desc, desclen);
  out:
+	chain_put(ctx->chains, c);
 	json_object_put(claims);
 	json_object_put(chain);
 	buf_free(tok);
@@ -425,6 +430,13 @@ cap_claims_check(struct json_object *claims, int64_t *iat)
 static int verify(struct cap_ctx *, struct store *, const char *, size_t,
     int64_t, struct cap_redeemed *);
 
+void
+cap_redeemed_release(struct cap_ctx *ctx, struct cap_redeemed *red)
+{
+	chain_put(ctx->chains, red->chain);
+	red->chain = NULL;
+}
+
 int
 cap_spend(struct store *st, const struct cap_redeemed *red, int64_t now)
 {
@@ -437,9 +449,9 @@ cap_redeem(struct cap_ctx *ctx, struct store *st, const char *token,
 {
 	int r;
 
-	if ((r = verify(ctx, st, token, len, now, out)) != 0 ||
+	if ((r = verify(ctx, st, token, len, now, out)) == 0 &&
 	    (r = cap_spend(st, out, now)) != 0)
-		out->chain = NULL;
+		cap_redeemed_release(ctx, out);
 	return r;
 }
 
@@ -451,7 +463,7 @@ cap_check(struct cap_ctx *ctx, struct store *st, const char *token,
 
 	if ((r = verify(ctx, st, token, len, now, out)) == 0 &&
 	    (r = store_spent(st, out->jti)) != 0)
-		out->chain = NULL;
+		cap_redeemed_release(ctx, out);
 	return r;
 }
 
@@ -462,7 +474,7 @@ verify(struct cap_ctx *ctx, struct store *st, const char *token,
 {
 	struct json_object *chain;
 	struct jws *j = NULL;
-	const struct chain *c;
+	const struct chain *c = NULL;
 	const char *aud, *leaf;
 	int64_t iat, exp;
 	size_t i, n;
@@ -540,7 +552,9 @@ verify(struct cap_ctx *ctx, struct store *st, const char *token,
 	}
 	out->exp = exp;
 	out->chain = c;
+	c = NULL;
  out:
+	chain_put(ctx->chains, c);
 	jws_free(j);
 	return r;
 }

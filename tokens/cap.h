@@ -43,7 +43,7 @@ struct cap_redeemed {
 	char			 agent[CHAIN_NAME_MAX + 1];
 	char			 jti[JWS_JTI_LEN + 1];
 	int64_t			 exp;
-	const struct chain	*chain;		/* owned by the cap_ctx */
+	const struct chain	*chain;		/* held: cap_redeemed_release */
 };
 
 struct cap_ctx;
@@ -83,13 +83,18 @@ int	cap_mint(struct cap_ctx *ctx, struct sigc *signer, struct store *st,
 	    const struct cap_op *op, int64_t now, struct buf *out, char *desc,
 	    size_t desclen);
 /* Verifies and spends a capability; thread-safe given one store per
- * thread.  Refusals are TH_ERR_DENIED naming the failed check. */
+ * thread.  Refusals are TH_ERR_DENIED naming the failed check.  On success
+ * out holds its chain until cap_redeemed_release (out is overwritten:
+ * release a previous result first). */
 int	cap_redeem(struct cap_ctx *ctx, struct store *st, const char *token,
 	    size_t len, int64_t now, struct cap_redeemed *out);
 /* Verifies without spending, and refuses one already spent: for the steps
  * of a git exchange before the one that spends it. */
 int	cap_check(struct cap_ctx *ctx, struct store *st, const char *token,
 	    size_t len, int64_t now, struct cap_redeemed *out);
+/* Lets go of the chain a successful cap_redeem or cap_check holds for red
+ * (the cache may then drop it); red->chain is NULL after. */
+void	cap_redeemed_release(struct cap_ctx *ctx, struct cap_redeemed *red);
 /* Spends a capability cap_check has just passed (atomically: of two
  * spends of one jti, one is refused as replayed), without verifying it
  * again. */

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cert.h"
 #include "chain.h"
@@ -16,6 +17,7 @@ struct chain_ctx {
 	pthread_mutex_t	 lock;
 	struct chain	*cache[CHAIN_CACHE_MAX];
 	size_t		 ncache;
+	uint64_t	 tick;		/* chain_get's, for least recent use */
 };
 
 int
@@ -236,6 +238,82 @@ chain_verify_new(struct chain_ctx *ctx, struct store *st, const char *token,
 	return r;
 }
 
+/* The cached chain ending at leaf_hash, taken (its holder count raised);
+ * NULL if none.  Call with ctx->lock held. */
+static struct chain *
+cache_take(struct chain_ctx *ctx, const char *leaf_hash)
+{
+	struct chain *c;
+	size_t i;
+
+	for (i = 0; i < ctx->ncache; i++) {
+		c = ctx->cache[i];
+		if (strcmp(c->hashes[c->n - 1], leaf_hash) == 0) {
+			c->refs++;
+			c->used = ++ctx->tick;
+			return c;
+		}
+	}
+	return NULL;
+}
+
+/* The earliest time a link of c expires. */
+static int64_t
+chain_exp(const struct chain *c)
+{
+	int64_t exp = c->exp[0];
+	size_t i;
+
+	for (i = 1; i < c->n; i++)
+		if (c->exp[i] < exp)
+			exp = c->exp[i];
+	return exp;
+}
+
+/* Room for one more: a chain nobody holds is dropped, one expired (no
+ * request can use it again) before the least recently used.  Call with
+ * ctx->lock held; -1 if every chain is held. */
+static int
+cache_make_room(struct chain_ctx *ctx)
+{
+	int64_t now = (int64_t)time(NULL);
+	size_t i, victim = ctx->ncache;
+
+	for (i = 0; i < ctx->ncache; i++) {
+		if (ctx->cache[i]->refs > 0)
+			continue;
+		if (chain_exp(ctx->cache[i]) <= now) {
+			victim = i;
+			break;
+		}
+		if (victim == ctx->ncache ||
+		    ctx->cache[i]->used < ctx->cache[victim]->used)
+			victim = i;
+	}
+	if (victim == ctx->ncache)
+		return -1;
+	chain_free(ctx->cache[victim]);
+	ctx->cache[victim] = ctx->cache[--ctx->ncache];
+	return 0;
+}
+
+void
+chain_put(struct chain_ctx *ctx, const struct chain *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&ctx->lock);
+	for (i = 0; i < ctx->ncache && ctx->cache[i] != c; i++)
+		;
+	/* A chain put more often than it was got is a bug: noticed, not
+	 * let to free one another request holds. */
+	if (i < ctx->ncache && ctx->cache[i]->refs > 0)
+		ctx->cache[i]->refs--;
+	pthread_mutex_unlock(&ctx->lock);
+}
+
 int
 chain_get(struct chain_ctx *ctx, struct store *st, const char *leaf_hash,
     const struct chain **out)
@@ -243,17 +321,11 @@ chain_get(struct chain_ctx *ctx, struct store *st, const char *leaf_hash,
 	struct chain *c = NULL;
 	enum store_kind kind;
 	char *tok = NULL;
-	size_t i;
 	int r;
 
 	*out = NULL;
 	pthread_mutex_lock(&ctx->lock);
-	for (i = 0; i < ctx->ncache; i++)
-		if (strcmp(ctx->cache[i]->hashes[ctx->cache[i]->n - 1],
-		    leaf_hash) == 0) {
-			*out = ctx->cache[i];
-			break;
-		}
+	*out = cache_take(ctx, leaf_hash);
 	pthread_mutex_unlock(&ctx->lock);
 	if (*out != NULL)
 		return 0;
@@ -269,19 +341,19 @@ chain_get(struct chain_ctx *ctx, struct store *st, const char *leaf_hash,
 	pthread_mutex_lock(&ctx->lock);
 	/* Another thread may have verified the same leaf meanwhile; keep
 	 * the first so pointers handed out stay valid. */
-	for (i = 0; i < ctx->ncache; i++)
-		if (strcmp(ctx->cache[i]->hashes[ctx->cache[i]->n - 1],
-		    leaf_hash) == 0)
-			break;
-	if (i < ctx->ncache) {
-		*out = ctx->cache[i];
-	} else if (ctx->ncache < CHAIN_CACHE_MAX) {
-		ctx->cache[ctx->ncache++] = c;
-		*out = c;
-		c = NULL;
-	} else
-		r = th_fail(TH_ERR_UNAVAILABLE, "chain cache full (%d "
-		    "chains); restart to clear", CHAIN_CACHE_MAX);
+	if ((*out = cache_take(ctx, leaf_hash)) == NULL) {
+		if (ctx->ncache == CHAIN_CACHE_MAX && cache_make_room(ctx) != 0)
+			r = th_fail(TH_ERR_UNAVAILABLE, "all %d cached "
+			    "delegation chains are in use by requests: retry "
+			    "when one ends", CHAIN_CACHE_MAX);
+		else {
+			c->refs = 1;
+			c->used = ++ctx->tick;
+			ctx->cache[ctx->ncache++] = c;
+			*out = c;
+			c = NULL;
+		}
+	}
 	pthread_mutex_unlock(&ctx->lock);
  out:
 	chain_free(c);

@@ -2,7 +2,10 @@
  * -> ... -> delegation_n, each link signed by the one above and narrowing
  * it.  What never changes (signatures, linkage, attenuation) is verified
  * once per leaf and cached by the leaf's hash; what does (time, revocation)
- * is checked per request by chain_check_live. */
+ * is checked per request by chain_check_live.  The cache holds up to
+ * CHAIN_CACHE_MAX chains: when full, one nobody holds makes room, an
+ * expired one first, else the least recently used (verified again if it is
+ * asked for again). */
 #ifndef TH_CHAIN_H
 #define TH_CHAIN_H
 
@@ -21,6 +24,9 @@
 #define CHAIN_NAME_MAX		(6 + NAME_MAX_LEN)	/* "agent:" + name */
 
 struct chain {
+	/* The cache's: holders (chain_get .. chain_put), last use. */
+	unsigned		 refs;
+	uint64_t		 used;
 	size_t			 n;		/* links, certificate included */
 	char			 hashes[CHAIN_LINKS_MAX][JWS_HASH_LEN + 1];
 	char			 names[CHAIN_LINKS_MAX][CHAIN_NAME_MAX + 1];
@@ -37,9 +43,10 @@ int	chain_ctx_new(EVP_PKEY *root, EVP_PKEY *atten, struct chain_ctx **out);
 void	chain_ctx_free(struct chain_ctx *ctx);		/* NULL ok */
 
 /* The verified chain ending at the installed delegation leaf_hash.  The
- * result belongs to ctx (valid until chain_ctx_free); thread-safe. */
+ * result belongs to ctx and stays valid until chain_put; thread-safe. */
 int	chain_get(struct chain_ctx *ctx, struct store *st,
 	    const char *leaf_hash, const struct chain **out);
+void	chain_put(struct chain_ctx *ctx, const struct chain *c); /* NULL ok */
 /* Verifies a delegation that is not installed yet against the installed
  * links above it; on success *out is the caller's (chain_free). */
 int	chain_verify_new(struct chain_ctx *ctx, struct store *st,

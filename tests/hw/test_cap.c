@@ -42,24 +42,23 @@ static struct store *st;
 static struct cap_ctx *cap;
 static int64_t T0;
 
-/* Installs human:tess (certified by the root in the signer) and her
- * delegation of github.merge on acme/app@main to agent, valid until exp. */
+/* Certifies human (by the root in the signer) with a fresh key *hk. */
 static void
-install_chain(const char *human, const char *agent, int64_t exp)
+install_cert(const char *human, EVP_PKEY **hk,
+    char certhash[JWS_HASH_LEN + 1])
 {
-	struct json_object *claims, *ops, *policy;
-	EVP_PKEY *hk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), *root;
-	char kid[JWK_THUMBPRINT_LEN + 1], certhash[JWS_HASH_LEN + 1];
+	struct json_object *claims;
+	EVP_PKEY *root;
+	char kid[JWK_THUMBPRINT_LEN + 1];
 	struct buf *tok = buf_new();
-	struct chain *ch;
-	struct deleg *d;
 	uint8_t sig[TH_SIG_MAX];
 	enum th_alg alg;
 	size_t siglen;
 
+	*hk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	assert_int_equal(sigc_pubkey(sc, "delegation-root", &alg, &root), 0);
 	assert_int_equal(jwk_thumbprint(root, kid), 0);
-	assert_int_equal(cert_claims(human, "Tess", "tess@example.com", hk,
+	assert_int_equal(cert_claims(human, "Tess", "tess@example.com", *hk,
 	    T0 - 100, T0 - 100, T0 + 86400, &claims), 0);
 	assert_int_equal(jws_signing_input(tok, TH_ALG_ES256, TYP_HUMAN_CERT,
 	    kid, claims), 0);
@@ -71,13 +70,27 @@ install_chain(const char *human, const char *agent, int64_t exp)
 	assert_int_equal(store_put_token(st, STORE_CERT, certhash,
 	    (const char *)buf_ptr(tok), CERT_ISS, human, NULL, T0 + 86400), 0);
 	json_object_put(claims);
+	buf_free(tok);
+	EVP_PKEY_free(root);
+}
+
+/* human's delegation of github.merge on acme/app@main to agent, valid
+ * until exp, signed with hk under certhash. */
+static void
+install_deleg(const char *human, EVP_PKEY *hk, const char *certhash,
+    const char *agent, int64_t exp)
+{
+	struct json_object *claims, *ops, *policy;
+	char kid[JWK_THUMBPRINT_LEN + 1];
+	struct buf *tok = buf_new();
+	struct chain *ch;
+	struct deleg *d;
 
 	ops = json_tokener_parse("[{\"op\":\"github.merge\",\"repos\":"
 	    "[\"acme/app\"],\"targets\":[\"main\"]}]");
 	policy = json_tokener_parse("{\"min_approvals\":1}");
 	assert_int_equal(deleg_claims(human, agent, certhash, ops, policy,
 	    NULL, T0 - 100, T0 - 100, exp, &claims), 0);
-	buf_reset(tok);
 	assert_int_equal(jwk_thumbprint(hk, kid), 0);
 	assert_int_equal(jws_signing_input(tok, TH_ALG_ES256, TYP_DELEGATION,
 	    kid, claims), 0);
@@ -94,7 +107,34 @@ install_chain(const char *human, const char *agent, int64_t exp)
 	json_object_put(ops);
 	json_object_put(policy);
 	buf_free(tok);
-	EVP_PKEY_free(root);
+}
+
+/* Installs human (certified by the root in the signer) and her delegation
+ * of github.merge on acme/app@main to agent, valid until exp. */
+static void
+install_chain(const char *human, const char *agent, int64_t exp)
+{
+	char certhash[JWS_HASH_LEN + 1];
+	EVP_PKEY *hk;
+
+	install_cert(human, &hk, certhash);
+	install_deleg(human, hk, certhash, agent, exp);
+	EVP_PKEY_free(hk);
+}
+
+/* human's delegations to n agents, prefix0 .. prefix(n-1). */
+static void
+install_delegs(const char *human, const char *prefix, int n, int64_t exp)
+{
+	char certhash[JWS_HASH_LEN + 1], agent[64];
+	EVP_PKEY *hk;
+	int i;
+
+	install_cert(human, &hk, certhash);
+	for (i = 0; i < n; i++) {
+		snprintf(agent, sizeof(agent), "%s%d", prefix, i);
+		install_deleg(human, hk, certhash, agent, exp);
+	}
 	EVP_PKEY_free(hk);
 }
 
@@ -115,9 +155,12 @@ static int
 redeem(struct buf *tok, int64_t now)
 {
 	struct cap_redeemed red;
+	int r;
 
-	return cap_redeem(cap, st, (const char *)buf_ptr(tok), buf_len(tok),
+	r = cap_redeem(cap, st, (const char *)buf_ptr(tok), buf_len(tok),
 	    now, &red);
+	cap_redeemed_release(cap, &red);
+	return r;
 }
 
 static void
@@ -184,6 +227,7 @@ race(void *arg)
 	rc->r = cap_redeem(cap, mine, (const char *)buf_ptr(rc->tok),
 	    buf_len(rc->tok), T0 + 1, &red);
 	snprintf(rc->msg, sizeof(rc->msg), "%s", th_errmsg(rc->r));
+	cap_redeemed_release(cap, &red);
 	store_close(mine);
 	return NULL;
 }
@@ -315,6 +359,45 @@ test_chain_cached(void **state)
 	assert_ptr_equal(a, b);
 	assert_int_equal(a->n, 2);
 	assert_string_equal(a->names[0], "human:tess");
+	chain_put(cap_chains(cap), a);
+	chain_put(cap_chains(cap), b);
+}
+
+/* Past CHAIN_CACHE_MAX delegations seen, minting goes on: a chain nobody
+ * holds makes room (the cache used to fill for good, every new delegation
+ * then refused until a restart).  One held meanwhile stays, the same. */
+static void
+test_chain_cache_turns_over(void **state)
+{
+	char leaves[1][JWS_HASH_LEN + 1], agent[64];
+	const struct chain *held, *again;
+	struct buf *tok = buf_new();
+	struct cap_redeemed red;
+	size_t n;
+	int i;
+
+	(void)state;
+	install_chain("human:uma", "agent:keep", T0 + 3600);
+	mint("agent:keep", T0, tok);
+	assert_int_equal(cap_check(cap, st, (const char *)buf_ptr(tok),
+	    buf_len(tok), T0, &red), 0);
+	held = red.chain;
+	install_delegs("human:uma", "agent:fill-", CHAIN_CACHE_MAX + 50,
+	    T0 + 3600);
+	for (i = 0; i < CHAIN_CACHE_MAX + 50; i++) {
+		snprintf(agent, sizeof(agent), "agent:fill-%d", i);
+		mint(agent, T0, tok);
+	}
+	/* Still the chain redemption holds, intact; got again, the same. */
+	assert_string_equal(held->names[1], "agent:keep");
+	assert_int_equal(store_find_leaves(st, "agent:keep", T0, leaves, 1,
+	    &n), 0);
+	assert_int_equal(chain_get(cap_chains(cap), st, leaves[0], &again), 0);
+	assert_ptr_equal(again, held);
+	chain_put(cap_chains(cap), again);
+	cap_redeemed_release(cap, &red);
+	assert_null(red.chain);
+	buf_free(tok);
 }
 
 /* A revoked link is reported as that link, at mint and at redemption; a
@@ -366,6 +449,7 @@ test_revoked_links(void **state)
 	    desc, sizeof(desc)), TH_ERR_DENIED);
 	assert_non_null(strstr(th_errmsg(TH_ERR_DENIED),
 	    "revoked: link 1 (human:vic)"));
+	chain_put(cap_chains(cap), c);
 	buf_free(tok);
 }
 
@@ -376,6 +460,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_window_edges),
 		cmocka_unit_test(test_not_before),
 		cmocka_unit_test(test_threads_redeem_once),
+		cmocka_unit_test(test_chain_cache_turns_over),
 		cmocka_unit_test(test_tampering),
 		cmocka_unit_test(test_expiring_link),
 		cmocka_unit_test(test_chain_cached),
