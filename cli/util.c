@@ -14,30 +14,37 @@
 #include "sigclient.h"
 #include "store.h"
 
+static int
+vfail(int rc, const char *fmt, va_list ap)
+{
+	fputs("threshold: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	return rc;
+}
+
 int
 cli_fail(const char *fmt, ...)
 {
 	va_list ap;
+	int rc;
 
-	fputs("threshold: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	rc = vfail(1, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
+	return rc;
 }
 
 int
 cli_usage_fail(const char *fmt, ...)
 {
 	va_list ap;
+	int rc;
 
-	fputs("threshold: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	rc = vfail(2, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	return 2;
+	return rc;
 }
 
 int
