@@ -45,13 +45,21 @@ facts_str(struct json_object *o, const char *key, char *dst, size_t dstsz,
 	return 0;
 }
 
+/* With null_ok, a null user (GitHub's schema allows it: a review whose
+ * author's account is gone) is the empty login, which counts for nothing
+ * (docs/policy.md); a pull request's author must be there. */
 static int
-copy_login(struct json_object *o, char *dst)
+copy_login(struct json_object *o, char *dst, int null_ok)
 {
 	struct json_object *user;
 
-	if (!json_object_object_get_ex(o, "user", &user) ||
-	    !json_object_is_type(user, json_type_object))
+	if (!json_object_object_get_ex(o, "user", &user))
+		return th_fail(TH_ERR_PROTOCOL, "GitHub reply lacks a user");
+	if (user == NULL && null_ok) {
+		dst[0] = '\0';
+		return 0;
+	}
+	if (!json_object_is_type(user, json_type_object))
 		return th_fail(TH_ERR_PROTOCOL, "GitHub reply lacks a user");
 	return facts_str(user, "login", dst, FACTS_LOGIN_MAX + 1, 1);
 }
@@ -71,7 +79,7 @@ facts_parse_pr(struct json_object *o, struct gh_pr *pr)
 	    (r = facts_str(head, "ref", pr->head_ref, sizeof(pr->head_ref), 1))
 	    != 0 ||
 	    (r = facts_str(base, "ref", pr->base_ref, sizeof(pr->base_ref), 1))
-	    != 0 || (r = copy_login(o, pr->author)) != 0 ||
+	    != 0 || (r = copy_login(o, pr->author, 0)) != 0 ||
 	    (r = json_get_int64(o, "number", &pr->number)) != 0 ||
 	    (r = json_get_string(o, "state", &state)) != 0)
 		return th_fail(TH_ERR_PROTOCOL, "malformed pull request reply");
@@ -192,7 +200,7 @@ facts_parse_page(enum facts_list kind, struct json_object *o,
 				    "reviews");
 			rv->write = -1;
 			if ((r = json_get_int64(e, "id", &rv->id)) == 0 &&
-			    (r = copy_login(e, rv->user)) == 0 &&
+			    (r = copy_login(e, rv->user, 1)) == 0 &&
 			    (r = facts_str(e, "state", rv->state,
 			    sizeof(rv->state), 1)) == 0)
 				r = facts_str(e, "commit_id", rv->commit_id,

@@ -558,8 +558,11 @@ class Emulator:
         state = str(rv.get("state", "APPROVED")).upper()
         if state not in REVIEW_STATES:
             raise AdminError("bad review state %r" % state)
+        # "user": null is GitHub's for a review whose author's account is
+        # gone (the schema's user is nullable).
         return {"id": int(rv.get("id") or self.new_id()),
-                "user": {"login": user, "id": abs(hash(user)) % 10**8, "type": "User"},
+                "user": None if user is None else
+                {"login": user, "id": abs(hash(user)) % 10**8, "type": "User"},
                 "body": rv.get("body", ""), "state": state,
                 "commit_id": rv.get("commit_id") or pr["head"]["sha"],
                 "submitted_at": None if state == "PENDING"
@@ -1533,7 +1536,7 @@ class Emulator:
             role = "none" if repo["private"] else "read"
             for pr in repo["pulls"].values():
                 for rv in pr.get("reviews", []):
-                    if (rv["user"]["login"] or "").lower() == login.lower() and \
+                    if ((rv["user"] or {}).get("login") or "").lower() == login.lower() and \
                             rv.get("author_association") in ("OWNER", "MEMBER", "COLLABORATOR"):
                         role = "write"
         legacy = {"admin": "admin", "maintain": "write", "write": "write",

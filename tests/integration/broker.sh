@@ -217,6 +217,14 @@ refused "protected path refused" 3 "protected path: .github/workflows/ci.yml"
 refused "no approval refused" 4 "approvals: 0 of 1"
 refused "author's own approval does not count" 5 "approvals: 0 of 1"
 expect_ok "a pull request with 20 approvers merges" $TH github merge --repo acme/backend --pr 93 --target main
+# A review whose author's account is gone comes with "user": null: it
+# counts for nothing, and refuses nothing (it made every merge of its pull
+# request fail as a malformed reply).
+pr 96 "$(sha 96)" main bob '["src/x.c"]' '[{"user":null,"state":"CHANGES_REQUESTED"},{"user":"carol","state":"APPROVED"}]'; green "$(sha 96)"
+pr 97 "$(sha 97)" main bob '["src/y.c"]' '[{"user":null,"state":"APPROVED"}]'; green "$(sha 97)"
+expect_ok "a review by a deleted user (user null) beside carol's approval: merges" \
+	$TH github merge --repo acme/backend --pr 96 --target main
+refused "an approval by a deleted user (user null) does not count" 97 "approvals: 0 of 1"
 refused "approvals from users without write access do not count" 92 \
 	"approvals: 0 of 1 required \(without write access: mallory, tina\)"
 refused "PR targeting another branch refused" 6 "targets release"
