@@ -43,7 +43,7 @@ struct rec_limit {
 	int64_t		 burst, per_s;
 	int64_t		 tokens, last_s;
 	uint64_t	 held;		/* not recorded yet, one entry owed */
-	char		 last[256];	/* the reason of the last one held */
+	char		 last[512];	/* the reason of the last one held */
 	_Atomic uint64_t total;		/* ever held (metrics) */
 };
 

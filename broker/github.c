@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "err.h"
+#include "utf8.h"
 #include "github.h"
 #include "json.h"
 #include "jws.h"
@@ -535,6 +536,8 @@ gh_token_revoke(struct gh *g, struct gh_token *tok)
 		    "revocation unknown: %s", r != 0 ? th_errmsg(r) :
 		    status == 401 ? "401 (expired or already revoked)" :
 		    "unexpected status");
+		/* Cut, it must stay UTF-8: it is recorded. */
+		utf8_sanitize(tok->revoke_msg);
 	}
 	OPENSSL_cleanse(auth, sizeof(auth));
 	OPENSSL_cleanse(tok->value, sizeof(tok->value));

@@ -8,6 +8,7 @@
 #include "broker.h"
 #include "deleg.h"
 #include "err.h"
+#include "utf8.h"
 #include "json.h"
 #include "log.h"
 
@@ -116,7 +117,7 @@ rec_held(struct broker *b, const struct rec_limit *l, uint64_t n,
     const char *last)
 {
 	struct json_object *e = json_object_new_object();
-	char why[512];
+	char why[sizeof(l->last) + 256];
 	int r;
 
 	if (e == NULL)
@@ -125,6 +126,7 @@ rec_held(struct broker *b, const struct rec_limit *l, uint64_t n,
 	    "by one (more than %lld a second); the last: %s",
 	    (unsigned long long)n, l->agent != NULL ? l->agent :
 	    "callers without an agent identity", (long long)l->per_s, last);
+	utf8_sanitize(why);
 	json_object_object_add(e, "agent", json_object_new_string(
 	    l->agent != NULL ? l->agent : "unknown"));
 	json_object_object_add(e, "code", json_object_new_string(
@@ -195,7 +197,9 @@ admit(struct rec_limit *l, const char *reason)
 	else {
 		l->held++;
 		l->total++;
+		/* Cut, it must stay UTF-8: the entry is canonical JSON. */
 		snprintf(l->last, sizeof(l->last), "%s", reason);
+		utf8_sanitize(l->last);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return ok;
@@ -251,14 +255,14 @@ rec_refusal(struct broker *b, const struct answer *ans, const char *reason)
 {
 	struct json_object *e, *d;
 	struct rec_limit *l;
-	int r;
+	int r, held_r = 0;
 
 	if ((l = limit_of(b, ans->agent)) != NULL) {
 		if (!admit(l, reason))
 			return 0;
-		/* An admitted refusal first records those held before it. */
-		if ((r = flush_held(b, l)) != 0)
-			return r;
+		/* An admitted refusal first records those held before it;
+		 * if they cannot be, still itself (they stay owed). */
+		held_r = flush_held(b, l);
 	}
 	if ((e = json_object_new_object()) == NULL)
 		return TH_ERR_ALLOC;
@@ -275,7 +279,7 @@ rec_refusal(struct broker *b, const struct answer *ans, const char *reason)
 		json_object_object_add(e, "decision", json_object_get(d));
 	r = append_commit(b, "refusal", e, NULL, NULL);
 	json_object_put(e);
-	return r;
+	return r != 0 ? r : held_r;
 }
 
 int
