@@ -82,10 +82,8 @@ db_fail(struct alog *l, const char *what)
 	    sqlite3_errmsg(l->db));
 }
 
-/* The PCR values of tpm2-tools' serialized dump (see tpm/tpm.c,
- * pcrs_serialize), in selection order, and the selection as a string. */
-static int
-pcr_values(const uint8_t *p, size_t len, struct json_object **out,
+int
+alog_pcr_values(const uint8_t *p, size_t len, struct json_object **out,
     char *sel, size_t sellen)
 {
 	struct json_object *a = NULL, *e;
@@ -115,6 +113,10 @@ pcr_values(const uint8_t *p, size_t len, struct json_object **out,
 			goto out;
 		used += (size_t)snprintf(sel + used, sellen - used, "%s%s:",
 		    i ? "+" : "", alg == 0x000b ? "sha256" : "sha1");
+		/* Checked after every write: past sellen, sellen - used
+		 * would wrap. */
+		if (used >= sellen)
+			goto out;
 		for (j = 0, k = 0; j < size * 8u; j++) {
 			if (!(p[7 + i * 8 + j / 8] & (1u << (j % 8))))
 				continue;
@@ -270,7 +272,7 @@ countersign(struct alog *l, struct json_object *stmt, int64_t n,
 		goto out;
 	}
 	if ((r = quote_check(l, attest, sig, qual)) != 0 ||
-	    (r = pcr_values(buf_ptr(pcrs), buf_len(pcrs), &vals, sel,
+	    (r = alog_pcr_values(buf_ptr(pcrs), buf_len(pcrs), &vals, sel,
 	    sizeof(sel))) != 0)
 		goto out;
 	if (strcmp(sel, l->pcr_selection) != 0) {
@@ -605,7 +607,7 @@ make_header(struct alog *l, const char *instance, struct buf *body)
 		    th_errmsg(r));
 		goto out;
 	}
-	if ((r = pcr_values(buf_ptr(p), buf_len(p), &vals, l->pcr_selection,
+	if ((r = alog_pcr_values(buf_ptr(p), buf_len(p), &vals, l->pcr_selection,
 	    sizeof(l->pcr_selection))) != 0)
 		goto out;
 	json_object_object_add(h, "pcr_selection",

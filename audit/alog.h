@@ -55,6 +55,13 @@ int	alog_open_intents(struct alog *l,
 int	alog_result_named(struct alog *l, const char *op, const char *repo,
 	    int64_t id, int *named);
 
+/* The PCR values of tpm2-tools' serialized dump, as the signer's QUOTE
+ * returns them (see tpm/tpm.c, pcrs_serialize), in selection order, and
+ * the selection as a string in sel (at most sellen - 1 bytes); from the
+ * signer, so bounded like any outside input. */
+int	alog_pcr_values(const uint8_t *p, size_t len, struct json_object **out,
+	    char *sel, size_t sellen);
+
 /* Writes the export file (JSON lines: header, entries, checkpoints) of a
  * log database, one snapshot of it while a broker appends (threshold audit
  * export). */
