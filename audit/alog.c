@@ -623,14 +623,20 @@ make_header(struct alog *l, const char *instance, struct buf *body)
 	return r;
 }
 
-/* Reloads what appending and committing need from an existing log. */
+/* Reloads what appending and committing need from an existing log, and
+ * goes on from it only if it is as written: every entry canonical, with
+ * its own seq and the previous entry's hash, and the last checkpoint's
+ * batch hashing to its root.  (A broker that appended to an altered log
+ * would countersign what no auditor can verify.) */
 static int
 load_state(struct alog *l)
 {
 	struct json_object *o = NULL;
 	sqlite3_stmt *st = NULL;
-	const char *qual, *hash;
-	int64_t last = 0;
+	const char *qual, *hash, *root = NULL;
+	char prev[B64URL_DIGEST_LEN + 1], want_root[B64URL_DIGEST_LEN + 1] = "";
+	uint8_t (*batch)[MERKLE_HASH_LEN] = NULL, got[MERKLE_HASH_LEN];
+	int64_t last = 0, first = 0;
 	int r = 0, rc;
 
 	if (sqlite3_prepare_v2(l->db, "SELECT n, body FROM checkpoints ORDER "
@@ -641,11 +647,20 @@ load_state(struct alog *l)
 		if ((r = json_parse_strict((const char *)sqlite3_column_text(st,
 		    1), (size_t)sqlite3_column_bytes(st, 1), ALOG_BODY_MAX,
 		    &o)) != 0 || (r = json_get_int64(o, "last", &last)) != 0 ||
-		    (r = json_get_string(o, "qual", &qual)) != 0)
+		    (r = json_get_int64(o, "first", &first)) != 0 ||
+		    (r = json_get_string(o, "root", &root)) != 0 ||
+		    strlen(root) != B64URL_DIGEST_LEN ||
+		    (r = json_get_string(o, "qual", &qual)) != 0 ||
+		    first < 1 || last < first || last - first >= ALOG_BATCH_MAX)
 			r = th_fail(TH_ERR_INVALID, "audit log: unreadable last "
 			    "checkpoint");
-		else
+		else {
 			snprintf(l->ckpt_prev, sizeof(l->ckpt_prev), "%s", qual);
+			snprintf(want_root, sizeof(want_root), "%s", root);
+			if ((batch = calloc((size_t)(last - first + 1),
+			    sizeof(*batch))) == NULL)
+				r = TH_ERR_ALLOC;
+		}
 		json_object_put(o);
 		o = NULL;
 	} else
@@ -654,10 +669,12 @@ load_state(struct alog *l)
 	st = NULL;
 	l->committed = last;
 	if (r != 0)
-		return r;
+		goto out;
 	if (sqlite3_prepare_v2(l->db, "SELECT seq, kind, body FROM entries "
-	    "ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
-		return db_fail(l, "read");
+	    "ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+		r = db_fail(l, "read");
+		goto out;
+	}
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const uint8_t *b = sqlite3_column_text(st, 2);
 		size_t n = (size_t)sqlite3_column_bytes(st, 2);
@@ -667,8 +684,20 @@ load_state(struct alog *l)
 			    "missing", (long long)l->seq + 1);
 			break;
 		}
+		if (l->seq == 0)
+			snprintf(prev, sizeof(prev), "%s", l->hh);
+		else
+			b64url_digest(l->last, prev);
+		if ((r = stmt_entry_check(b, n, l->seq + 1, prev, &o)) != 0) {
+			r = th_fail(TH_ERR_INVALID, "%s: the log was altered; "
+			    "run threshold audit verify, and move it aside to "
+			    "start a new one", th_errmsg(r));
+			break;
+		}
 		l->seq++;
 		sha256(b, n, l->last);
+		if (batch != NULL && l->seq >= first && l->seq <= last)
+			merkle_leaf(b, n, batch[l->seq - first]);
 		if (l->seq > l->committed) {
 			if (l->nleaves == l->aleaves) {
 				uint8_t (*g)[MERKLE_HASH_LEN] = realloc(l->leaves,
@@ -685,8 +714,7 @@ load_state(struct alog *l)
 			merkle_leaf(b, n, l->leaves[l->nleaves++]);
 		}
 		if (strcmp((const char *)sqlite3_column_text(st, 1), "link") == 0 &&
-		    json_parse_strict((const char *)b, n, ALOG_BODY_MAX,
-		    &o) == 0 && json_get_string(o, "hash", &hash) == 0 &&
+		    json_get_string(o, "hash", &hash) == 0 &&
 		    l->nlinks < ALOG_LINKS_MAX) {
 			char (*g)[JWS_HASH_LEN + 1] = realloc(l->links,
 			    (l->nlinks + 1) * sizeof(*g));
@@ -704,6 +732,21 @@ load_state(struct alog *l)
 	if (r == 0 && l->committed > l->seq)
 		r = th_fail(TH_ERR_INVALID, "audit log: checkpoint beyond the "
 		    "last entry");
+	if (r == 0 && batch != NULL) {
+		if ((r = merkle_root((const uint8_t (*)[MERKLE_HASH_LEN])batch,
+		    (size_t)(last - first + 1), got)) != 0)
+			goto out;
+		b64url_digest(got, prev);
+		if (strcmp(prev, want_root) != 0)
+			r = th_fail(TH_ERR_INVALID, "audit log: entries %lld..%lld "
+			    "do not hash to their checkpoint's root: the log was "
+			    "altered; run threshold audit verify, and move it "
+			    "aside to start a new one", (long long)first,
+			    (long long)last);
+	}
+ out:
+	json_object_put(o);
+	free(batch);
 	return r;
 }
 

@@ -13,6 +13,7 @@
 #include "json.h"
 #include "merkle.h"
 #include "proof.h"
+#include "stmt.h"
 
 #define PROOF_BATCH_MAX		(1024 * 1024)	/* entries in one batch */
 #define PROOF_BODY_MAX		(1024 * 1024)
@@ -46,34 +47,12 @@ static int
 row_leaf(sqlite3_stmt *q, int col, int64_t seq, uint8_t leaf[MERKLE_HASH_LEN],
     struct json_object **keep)
 {
-	struct json_object *e = NULL;
-	struct buf *c = NULL;
-	int64_t s;
+	const uint8_t *b = sqlite3_column_text(q, col);
+	size_t n = (size_t)sqlite3_column_bytes(q, col);
 	int r;
 
-	if ((r = parse_row(q, col, &e)) != 0)
-		goto out;
-	if ((c = buf_new()) == NULL) {
-		r = TH_ERR_ALLOC;
-		goto out;
-	}
-	if ((r = jcs_encode(c, e)) != 0 ||
-	    buf_len(c) != (size_t)sqlite3_column_bytes(q, col) ||
-	    memcmp(buf_ptr(c), sqlite3_column_text(q, col), buf_len(c)) != 0 ||
-	    json_get_int64(e, "seq", &s) != 0 || s != seq) {
-		r = th_fail(TH_ERR_PROTOCOL, "audit log: entry %lld is not "
-		    "stored as its canonical form with its own seq",
-		    (long long)seq);
-		goto out;
-	}
-	merkle_leaf(buf_ptr(c), buf_len(c), leaf);
-	if (keep != NULL) {
-		*keep = e;
-		e = NULL;
-	}
- out:
-	buf_free(c);
-	json_object_put(e);
+	if ((r = stmt_entry_check(b, n, seq, NULL, keep)) == 0)
+		merkle_leaf(b, n, leaf);
 	return r;
 }
 

@@ -430,6 +430,48 @@ start_broker && fail "broker starts on a log without a keys statement" ||
 	{ grep -q "audit log $T/old-audit.db has no keys statement" "$T/broker.log" &&
 	  ok "a log without a keys statement: the broker refuses to start, saying why" ||
 	  { fail "a log without a keys statement"; tail -3 "$T/broker.log" | sed 's/^/#   /'; }; }
+# A log altered while the broker was down is not appended to (it was, and
+# what followed was countersigned on top of what no auditor can verify):
+# a committed entry edited, its chain of hashes redone after it; an entry
+# stored otherwise than canonically.
+tamper() { # MODE -> $T/tampered.db
+	cp "$T/state/audit.db" "$T/tampered.db"
+	$PY - "$T/tampered.db" "$1" <<'EOF2'
+import base64, hashlib, json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("DROP TRIGGER entries_ro")
+rows = db.execute("SELECT seq, body FROM entries ORDER BY seq").fetchall()
+canon = lambda o: json.dumps(o, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+h = lambda b: base64.urlsafe_b64encode(hashlib.sha256(b.encode()).digest()).rstrip(b"=").decode()
+if sys.argv[2] == "edit":
+    # The first outcome says something else; every later prev follows.
+    k = next(i for i, (s, b) in enumerate(rows) if json.loads(b)["kind"] == "outcome")
+    prev = None
+    for i in range(k, len(rows)):
+        e = json.loads(rows[i][1])
+        if i == k:
+            e["status"] = 500
+        else:
+            e["prev"] = prev
+        b = canon(e)
+        db.execute("UPDATE entries SET body = ? WHERE seq = ?", (b, rows[i][0]))
+        prev = h(b)
+else:
+    s, b = rows[-1]
+    db.execute("UPDATE entries SET body = ? WHERE seq = ?", (json.dumps(json.loads(b), indent=1), s))
+db.commit()
+EOF2
+}
+for mode in edit spaces; do
+	[ $mode = edit ] && why="do not hash to their checkpoint's root" || why="not stored as its canonical form"
+	tamper $mode
+	cp "$T/broker.conf.orig" "$T/broker.conf"
+	echo "audit $T/tampered.db" >>"$T/broker.conf"
+	start_broker && { fail "broker starts on a log altered ($mode)"; stop_broker; } ||
+		{ grep "the log was altered" "$T/broker.log" | grep -q "$why" &&
+		  ok "a log altered while the broker was down ($mode): it refuses to start, saying why" ||
+		  { fail "altered log ($mode)"; tail -3 "$T/broker.log" | sed 's/^/#   /'; }; }
+done
 mv "$T/broker.conf.orig" "$T/broker.conf"
 
 # Fail closed: the log's database cannot be written.
