@@ -44,12 +44,12 @@
 
 enum kind {
 	K_LINK = 1, K_MINT, K_REFUSAL, K_INTENT, K_OUTCOME, K_REVOCATION,
-	K_RECOVERED, K_READ
+	K_RECOVERED, K_READ, K_GRANT
 };
-#define K_LAST	K_READ
+#define K_LAST	K_GRANT
 
 static const char *const kind_names[] = { NULL, "link", "mint", "refusal",
-    "intent", "outcome", "revocation", "recovered", "read" };
+    "intent", "outcome", "revocation", "recovered", "read", "grant" };
 
 enum ckind { CK_QUOTE = 1, CK_TOKEN = 2 };
 
@@ -2148,6 +2148,7 @@ entry_pre(struct averify *v, struct json_object *e, const struct vline *pre)
 	case K_OUTCOME:
 	case K_REVOCATION:
 	case K_RECOVERED:
+	case K_GRANT:
 		r = do_reference(v, seq, kind, e);
 		break;
 	case K_REFUSAL:

@@ -99,6 +99,11 @@ int	rec_intent(struct broker *b, const struct cap_redeemed *red,
 int	rec_read(struct broker *b, const struct cap_redeemed *red,
 	    const char *capability, const char *request,
 	    const struct gh_token *tok, int64_t *seq);
+/* A token with more permissions than its intent's, for the same operation
+ * (a push GitHub refused for changing workflows, sent again): durable and
+ * countersigned before the token is used. */
+int	rec_grant(struct broker *b, int64_t intent, const struct gh_token *tok,
+	    struct json_object *permissions, const char *reason);
 int	rec_outcome(struct broker *b, int64_t intent, long status,
 	    struct json_object *result, const char *error, int64_t *seq,
 	    int64_t *checkpoint);

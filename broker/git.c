@@ -849,21 +849,32 @@ credential_first(struct broker *b, struct MHD_Connection *c,
 	return 1;
 }
 
-static int
-token_for(struct broker *b, const struct gconn *g, int workflows,
-    struct gh_token *tok)
+/* The token's permissions: contents, and workflows: write if asked. */
+static struct json_object *
+perms_for(const struct gconn *g, int workflows)
 {
 	struct json_object *perms = json_object_new_object();
-	int64_t inst;
-	int r;
 
 	if (perms == NULL)
-		return TH_ERR_ALLOC;
+		return NULL;
 	json_object_object_add(perms, "contents",
 	    json_object_new_string(perm_level(g)));
 	if (workflows)
 		json_object_object_add(perms, "workflows",
 		    json_object_new_string("write"));
+	return perms;
+}
+
+static int
+token_for(struct broker *b, const struct gconn *g, int workflows,
+    struct gh_token *tok)
+{
+	struct json_object *perms = perms_for(g, workflows);
+	int64_t inst;
+	int r;
+
+	if (perms == NULL)
+		return TH_ERR_ALLOC;
 	if ((r = gh_installation(b->gh, g->repo, &inst)) == 0)
 		r = gh_token_create(b->gh, inst, g->repo, perms, tok);
 	json_object_put(perms);
@@ -1020,6 +1031,23 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 				wf = TH_ERR_ALLOC;
 			else if ((wf = token_for(b, g, 1, tok)) == 0)
 				tok->intent = intent;
+		}
+		/* The token that makes the push is on record before it is
+		 * used, as the intent's was (its fingerprint, its added
+		 * permission, why). */
+		if (wf == 0) {
+			struct json_object *perms = perms_for(g, 1);
+
+			if (perms == NULL)
+				wf = TH_ERR_ALLOC;
+			else if ((wf = rec_grant(b, intent, tok, perms,
+			    "GitHub refused the push for changing "
+			    ".github/workflows/; the chain grants "
+			    "github.push.workflows for every pushed branch"))
+			    != 0)
+				wf = th_fail(wf, "not sent again: audit log: %s",
+				    th_errmsg(wf));
+			json_object_put(perms);
 		}
 		if (wf == 0 && (ftruncate(f.out, 0) != 0 ||
 		    lseek(f.out, 0, SEEK_SET) != 0))

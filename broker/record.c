@@ -397,6 +397,30 @@ rec_read(struct broker *b, const struct cap_redeemed *red,
 }
 
 int
+rec_grant(struct broker *b, int64_t intent, const struct gh_token *tok,
+    struct json_object *permissions, const char *reason)
+{
+	struct json_object *e = json_object_new_object(), *t;
+	int r;
+
+	if (e == NULL || (t = json_object_new_object()) == NULL) {
+		json_object_put(e);
+		return TH_ERR_ALLOC;
+	}
+	json_object_object_add(e, "intent", json_object_new_int64(intent));
+	json_object_object_add(t, "fingerprint",
+	    json_object_new_string(tok->fingerprint));
+	json_object_object_add(t, "expires_at",
+	    json_object_new_string(tok->expires_at));
+	json_object_object_add(e, "token", t);
+	json_object_object_add(e, "permissions", json_object_get(permissions));
+	json_object_object_add(e, "reason", json_object_new_string(reason));
+	r = append_commit(b, "grant", e, NULL, NULL);
+	json_object_put(e);
+	return r;
+}
+
+int
 rec_outcome(struct broker *b, int64_t intent, long status,
     struct json_object *result, const char *error, int64_t *seq,
     int64_t *checkpoint)

@@ -365,6 +365,19 @@ refs = intents[0]["decision"]["refs"]
 assert refs[0]["ref"] == "refs/heads/agent/feat" and len(refs[0]["new"]) == 40, refs
 outs = {e["intent"]: e for e in ents if e["kind"] == "outcome"}
 assert all(i["seq"] in outs for i in intents), "every push intent has an outcome"
+# The workflow push's second token is on record, with its permissions,
+# before the push it made (its outcome), and it is that token that was
+# revoked; the intent names the first.
+grants = [e for e in ents if e["kind"] == "grant"]
+assert len(grants) == 1, grants
+g = grants[0]
+assert g["permissions"] == {"contents": "write", "workflows": "write"}, g
+i = next(e for e in intents if e["seq"] == g["intent"])
+assert outs[i["seq"]]["seq"] > g["seq"] > i["seq"], (i["seq"], g["seq"])
+assert outs[i["seq"]]["result"]["workflows"] == "granted after GitHub asked", outs[i["seq"]]
+assert g["token"]["fingerprint"] != i["token"]["fingerprint"], g
+revs = {e["fingerprint"] for e in ents if e["kind"] == "revocation" and e.get("intent") == i["seq"]}
+assert {g["token"]["fingerprint"], i["token"]["fingerprint"]} <= revs, revs
 refusals = [e for e in ents if e["kind"] == "refusal"]
 reasons = " | ".join([e.get("reason", "") for e in refusals] + [e.get("error", "") for e in outs.values()])
 for want in ("max_push_bytes", "not a fast-forward", "default branch", "protected branch", "deleting a branch", "github.push.workflows", "replayed"):
