@@ -19,7 +19,6 @@
 #include "verify.h"
 
 #define ALOG_BATCH_MAX		100000
-#define ALOG_LINKS_MAX		4096
 #define ALOG_BODY_MAX		(1024 * 1024)
 #define PCR_SEL_SIZE		132	/* tpm2-tools' TPML_PCR_SELECTION dump */
 #define PCR_DIG_SIZE		532	/* ... and TPML_DIGEST */
@@ -43,8 +42,8 @@ struct alog {
 	uint8_t		(*leaves)[MERKLE_HASH_LEN];	/* committed+1 .. seq */
 	size_t		 nleaves, aleaves;
 	int		 committing;
-	char		(*links)[JWS_HASH_LEN + 1];
-	size_t		 nlinks;
+	char		(*links)[JWS_HASH_LEN + 1];	/* sorted */
+	size_t		 nlinks, alinks;
 	/* Held across alog_link's check and append: two threads linking the
 	 * same delegation write it once. */
 	pthread_mutex_t	 link_lock;
@@ -432,18 +431,65 @@ alog_append(struct alog *l, const char *kind, struct json_object *obj,
 	return r;
 }
 
+/* Whether hash is among the links logged (binary search of the sorted
+ * set); *at is where it is or would go.  Call with l->lock held. */
+static int
+link_find(const struct alog *l, const char *hash, size_t *at)
+{
+	size_t lo = 0, hi = l->nlinks, mid;
+	int c;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if ((c = strcmp(l->links[mid], hash)) == 0) {
+			*at = mid;
+			return 1;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*at = lo;
+	return 0;
+}
+
+/* Adds hash to the set of links logged (every link a log holds: with a
+ * bound, the links past it were appended again at every use).  Call with
+ * l->lock held. */
+static int
+link_add(struct alog *l, const char *hash)
+{
+	char (*grown)[JWS_HASH_LEN + 1];
+	size_t at, n;
+
+	if (strlen(hash) > JWS_HASH_LEN)
+		return TH_ERR_INVALID;
+	if (link_find(l, hash, &at))
+		return 0;
+	if (l->nlinks == l->alinks) {
+		n = l->alinks ? l->alinks * 2 : 64;
+		if ((grown = realloc(l->links, n * sizeof(*grown))) == NULL)
+			return TH_ERR_ALLOC;
+		l->links = grown;
+		l->alinks = n;
+	}
+	memmove(l->links + at + 1, l->links + at,
+	    (l->nlinks - at) * sizeof(*l->links));
+	snprintf(l->links[at], JWS_HASH_LEN + 1, "%s", hash);
+	l->nlinks++;
+	return 0;
+}
+
 int
 alog_has_link(struct alog *l, const char *hash)
 {
-	size_t i;
+	size_t at;
 	int found;
 
-	pthread_mutex_lock(&l->lock);
-	for (i = 0; i < l->nlinks; i++)
-		if (strcmp(l->links[i], hash) == 0)
-			break;
 	/* Read under the lock: alog_link may be adding one meanwhile. */
-	found = i < l->nlinks;
+	pthread_mutex_lock(&l->lock);
+	found = link_find(l, hash, &at);
 	pthread_mutex_unlock(&l->lock);
 	return found;
 }
@@ -453,7 +499,6 @@ alog_link(struct alog *l, const char *hash, const char *token,
     const char *policy)
 {
 	struct json_object *o;
-	char (*grown)[JWS_HASH_LEN + 1];
 	int r;
 
 	pthread_mutex_lock(&l->link_lock);
@@ -474,12 +519,9 @@ alog_link(struct alog *l, const char *hash, const char *token,
 	json_object_put(o);
 	if (r != 0)
 		goto out;
+	/* Not remembered (out of memory): it is only logged again. */
 	pthread_mutex_lock(&l->lock);
-	if (l->nlinks < ALOG_LINKS_MAX && (grown = realloc(l->links,
-	    (l->nlinks + 1) * sizeof(*grown))) != NULL) {
-		l->links = grown;
-		snprintf(l->links[l->nlinks++], JWS_HASH_LEN + 1, "%s", hash);
-	}
+	(void)link_add(l, hash);
 	pthread_mutex_unlock(&l->lock);
  out:
 	pthread_mutex_unlock(&l->link_lock);
@@ -714,17 +756,8 @@ load_state(struct alog *l)
 			merkle_leaf(b, n, l->leaves[l->nleaves++]);
 		}
 		if (strcmp((const char *)sqlite3_column_text(st, 1), "link") == 0 &&
-		    json_get_string(o, "hash", &hash) == 0 &&
-		    l->nlinks < ALOG_LINKS_MAX) {
-			char (*g)[JWS_HASH_LEN + 1] = realloc(l->links,
-			    (l->nlinks + 1) * sizeof(*g));
-
-			if (g != NULL) {
-				l->links = g;
-				snprintf(l->links[l->nlinks++], JWS_HASH_LEN + 1,
-				    "%s", hash);
-			}
-		}
+		    json_get_string(o, "hash", &hash) == 0)
+			(void)link_add(l, hash);
 		json_object_put(o);
 		o = NULL;
 	}

@@ -409,6 +409,9 @@ import json, sys
 ents = [o["entry"] for o in map(json.loads, open(sys.argv[1])) if o["type"] == "entry"]
 i40 = [e for e in ents if e["kind"] == "intent" and e["op"].get("pr") == 40]
 assert len(i40) == 1 and i40[0]["decision"].get("omitted"), i40[0].get("decision") if i40 else ents[-3:]
+# Across the restarts above, each link was logged once.
+links = [e["hash"] for e in ents if e["kind"] == "link"]
+assert links and len(links) == len(set(links)), links
 EOF2
 expect_ok "the log with cut evidence verifies" $TH audit verify "$T/audit.jsonl" --root "$T/root.pem"
 
