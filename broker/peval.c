@@ -167,6 +167,31 @@ glob_add(struct glob *g, int type, int ch, size_t pos)
  * "**" "/" preceded it).  "**" is special only as a whole component:
  * leading or inner "**" "/" spans zero or more directories, a final "/"
  * "**" everything below; any other run of '*' is one '*'. */
+/* No component of pat[0..n) (between its slashes, anchor and trailing
+ * slash already taken off) is empty, "." or "..": GitHub's paths have
+ * none, so such a pattern ("./.github/workflows", "a//b") would protect
+ * nothing. */
+static int
+components_ok(const char *pat, size_t n)
+{
+	size_t i, start = 0, len;
+
+	for (i = 0; i <= n; i++) {
+		if (i < n && pat[i] == '\\') {
+			i++;
+			continue;
+		}
+		if (i < n && pat[i] != '/')
+			continue;
+		len = i - start;
+		if (len == 0 || (len == 1 && pat[start] == '.') ||
+		    (len == 2 && pat[start] == '.' && pat[start + 1] == '.'))
+			return 0;
+		start = i + 1;
+	}
+	return 1;
+}
+
 static int
 glob_compile(struct glob *g, const char *pat)
 {
@@ -195,7 +220,7 @@ glob_compile(struct glob *g, const char *pat)
 		pat++;
 		n--;
 	}
-	if (n == 0)
+	if (n == 0 || !components_ok(pat, n))
 		return -1;
 	g->pat = pat;
 	g->len = n;

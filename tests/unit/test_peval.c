@@ -637,6 +637,18 @@ test_glob(void **state)
 	assert_int_equal(glob_match("x\\ ", "x "), 1);
 	assert_int_equal(glob_match("x\\ ", "x"), 0);
 	assert_int_equal(glob_match("x\\\\ ", "x\\"), TH_ERR_INVALID);
+	/* An empty, "." or ".." component never names a GitHub path: a
+	 * pattern with one would protect nothing, so it is malformed. */
+	assert_int_equal(glob_match("./.github/workflows/**",
+	    ".github/workflows/ci.yml"), TH_ERR_INVALID);
+	assert_int_equal(glob_match("deploy//secrets/", "deploy/secrets/k"),
+	    TH_ERR_INVALID);
+	assert_int_equal(glob_match(".github/../CODEOWNERS", "CODEOWNERS"),
+	    TH_ERR_INVALID);
+	assert_int_equal(glob_match("/..", "x"), TH_ERR_INVALID);
+	assert_int_equal(glob_match(".", "x"), TH_ERR_INVALID);
+	assert_int_equal(glob_match(".github/", ".github/x"), 1);
+	assert_int_equal(glob_match("..x/.y/", "..x/.y/z"), 1);
 	/* No '/': any depth, and a matching directory holds its files. */
 	assert_int_equal(glob_match("*.pem", "key.pem"), 1);
 	assert_int_equal(glob_match("*.pem", "a/b/key.pem"), 1);
