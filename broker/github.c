@@ -30,6 +30,11 @@
  * installation cache and which sessions are in use; a request holds a
  * session (a curl multi handle and its connections) only while it waits
  * on GitHub, and never holds mu then. */
+/* Whatever GitHub's tokens grow to within GH_TOKEN_MAX, the request that
+ * uses or revokes one can carry it. */
+_Static_assert(GH_TOKEN_MAX + sizeof("Bearer ") <= HTTP_AUTH_MAX &&
+    GH_AUTH_MAX <= HTTP_AUTH_MAX, "Authorization values past HTTP_AUTH_MAX");
+
 struct gh {
 	pthread_mutex_t	 mu;
 	/* One pull request's trees are walked at a time: up to

@@ -192,7 +192,7 @@ on_header(char *p, size_t size, size_t n, void *arg)
 static int
 start(struct http *h, struct http_req *req)
 {
-	char auth[4096];
+	char auth[sizeof("Authorization: ") + HTTP_AUTH_MAX];
 	CURL *e;
 
 	buf_reset(req->resp);
@@ -214,9 +214,9 @@ start(struct http *h, struct http_req *req)
 		req->headers = curl_slist_append(req->headers,
 		    "Content-Type: application/json");
 	if (req->auth != NULL) {
-		if ((size_t)snprintf(auth, sizeof(auth), "Authorization: %s",
-		    req->auth) >= sizeof(auth))
+		if (strlen(req->auth) >= HTTP_AUTH_MAX)
 			return th_fail(TH_ERR_TOO_LONG, "credential too long");
+		snprintf(auth, sizeof(auth), "Authorization: %s", req->auth);
 		req->headers = curl_slist_append(req->headers, auth);
 		OPENSSL_cleanse(auth, sizeof(auth));
 	}
@@ -291,8 +291,11 @@ retry_in(const struct http_req *req)
 		return -1;
 	if ((req->status == 403 || req->status == 429) &&
 	    (req->retry_after >= 0 || req->rl_remaining == 0)) {
+		/* A primary limit without its reset: at least a minute, as
+		 * GitHub asks (not at once, three times). */
 		wait = req->retry_after >= 0 ? req->retry_after :
-		    req->rl_reset - (long)time(NULL);
+		    req->rl_reset >= 0 ? req->rl_reset - (long)time(NULL) :
+		    HTTP_RESET_UNKNOWN_S;
 		return wait < 0 ? 0 : wait;
 	}
 	if (req->idempotent && (req->status == 0 || req->status >= 500))

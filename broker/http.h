@@ -13,9 +13,11 @@
 
 #define HTTP_RESP_MAX		(8 * 1024 * 1024)
 #define HTTP_URL_MAX		2048
+#define HTTP_AUTH_MAX		8192	/* an Authorization value, NUL included */
 #define HTTP_BATCH_MAX		16
 #define HTTP_ATTEMPTS		3	/* per request */
 #define HTTP_WAIT_MAX_S		10	/* longest retry-after we sit out */
+#define HTTP_RESET_UNKNOWN_S	60	/* a rate limit whose reset is not said */
 #define HTTP_TIMEOUT_MS		10000
 #define HTTP_CONNECT_TIMEOUT_MS	3000
 

@@ -1047,6 +1047,8 @@ class Emulator:
                 hdrs = {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": "0",
                         "x-ratelimit-used": str(limit), "x-ratelimit-reset": str(reset),
                         "x-ratelimit-resource": rl.get("resource", "core")}
+                if rl.get("omit_reset"):    # a proxy that drops it, say
+                    del hdrs["x-ratelimit-reset"]
                 msg = ("API rate limit exceeded for installation ID %s. If you reach out to GitHub "
                        "Support for help, please include the request ID %s."
                        % (rl.get("installation_id", "1"), secrets.token_hex(8).upper()))

@@ -206,6 +206,23 @@ $TH --json github merge --repo acme/backend --pr 95 --target main >/dev/full 2>"
 	ok "#95 merged but its answer lost on a full disk: exit 1, saying so" ||
 	{ fail "answer lost (exit $rc)"; sed 's/^/#   /' "$T/err"; }
 
+# GitHub's token format is changing: a token of 4084 characters (within
+# the broker's 4096) is used and revoked (the Authorization header was cut
+# at 4096 bytes: the merge failed and the token stayed live).
+admin POST config '{"token_length":4080}' >/dev/null
+pr 98 "$(sha 98)" main bob '["src/z.c"]' "$APPROVED"; green "$(sha 98)"
+expect_ok "a 4084-character installation token: the merge goes through" \
+	$TH github merge --repo acme/backend --pr 98 --target main
+admin POST config '{"token_length":36}' >/dev/null
+long_revoked() {
+	admin GET tokens | $PY -c "
+import json, sys
+t = json.load(sys.stdin); t = t['tokens'] if isinstance(t, dict) else t
+long = [x for x in t if len(x['token']) > 4000]
+sys.exit(0 if long and all(x.get('revoked') for x in long) else 1)"
+}
+eventually long_revoked && ok "... and that token is revoked" || fail "the long token is not revoked"
+
 # Policy rules, each refused with its reason (exit 3).
 refused() { # desc pr regex
 	d=$1; n=$2; re=$3
@@ -388,6 +405,20 @@ $TH github merge --repo acme/backend --pr 13 --target main >"$T/out" 2>"$T/err";
 [ $rc -eq 5 ] && grep -q "rate limit" "$T/err" && ok "an hour-long rate limit fails fast with a clear error (exit 5)" ||
 	{ fail "primary rate limit (exit $rc)"; sed 's/^/#   /' "$T/err"; }
 admin DELETE faults >/dev/null
+# The same without x-ratelimit-reset: at least a minute, so not resent at
+# once (it was, three times within a second).
+pr 99 "$(sha 99)" main bob '["src/aa.c"]' "$APPROVED"; green "$(sha 99)"
+admin POST requests/clear >/dev/null
+admin POST faults '{"method":"GET","path_regex":"/pulls/99$","rate_limit":{"kind":"primary","omit_reset":true},"times":5}' >/dev/null
+$TH github merge --repo acme/backend --pr 99 --target main >"$T/out" 2>"$T/err"; rc=$?
+admin DELETE faults >/dev/null
+gets=$(admin GET requests | $PY -c "
+import json, sys
+r = json.load(sys.stdin); r = r['requests'] if isinstance(r, dict) else r
+print(sum(1 for x in r if x.get('method') == 'GET' and x.get('path', '').endswith('/pulls/99')))")
+[ $rc -eq 5 ] && grep -q "rate limit" "$T/err" && [ "$gets" -eq 1 ] &&
+	ok "a rate limit without its reset: not resent at once, fails fast (exit 5)" ||
+	{ fail "rate limit without reset (exit $rc, $gets GETs)"; sed 's/^/#   /' "$T/err"; }
 admin POST faults '{"method":"PUT","path_regex":"/pulls/14/merge","status":502,"times":1}' >/dev/null
 $TH github merge --repo acme/backend --pr 14 --target main >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 5 ] && grep -q "outcome is unknown" "$T/err" && ok "a 502 on the merge is not retried; outcome reported unknown" ||
