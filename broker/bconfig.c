@@ -145,9 +145,45 @@ parse_line(struct bconf *c, char *line)
 	return th_fail(TH_ERR_CONFIG, "unknown directive \"%s\"", name);
 }
 
+/* A directive other than agent given on a second line: refused, naming
+ * both (the last would win silently: a socket-mode 0666 below a 0600).
+ * seen[] holds each directive's name and line. */
+#define BCONF_DIRECTIVES_MAX	32
+
+struct seen {
+	char	name[32];
+	int	line;
+};
+
+static int
+once(struct seen *seen, size_t *nseen, const char *line, int n)
+{
+	char name[32];
+	size_t i, len;
+
+	line += strspn(line, " \t");
+	len = strcspn(line, " \t");
+	if (len == 0 || line[0] == '#' || len >= sizeof(name) ||
+	    (len == 5 && memcmp(line, "agent", 5) == 0))
+		return 0;
+	memcpy(name, line, len);
+	name[len] = '\0';
+	for (i = 0; i < *nseen; i++)
+		if (strcmp(seen[i].name, name) == 0)
+			return th_fail(TH_ERR_CONFIG, "\"%s\" given twice "
+			    "(lines %d and %d)", name, seen[i].line, n);
+	if (*nseen < BCONF_DIRECTIVES_MAX) {
+		snprintf(seen[*nseen].name, sizeof(seen[0].name), "%s", name);
+		seen[(*nseen)++].line = n;
+	}
+	return 0;
+}
+
 int
 bconf_load(const char *path, struct bconf *c)
 {
+	struct seen seen[BCONF_DIRECTIVES_MAX];
+	size_t nseen = 0;
 	char line[2048];
 	FILE *f;
 	int r = 0, n = 0;
@@ -169,7 +205,9 @@ bconf_load(const char *path, struct bconf *c)
 			break;
 		}
 		line[strcspn(line, "\r\n")] = '\0';
-		if ((r = parse_line(c, line)) != 0)
+		if ((r = once(seen, &nseen, line, n)) != 0)
+			r = th_fail(r, "%s:%d: %s", path, n, th_errmsg(r));
+		else if ((r = parse_line(c, line)) != 0)
 			r = th_fail(r, "%s:%d: %s", path, n, th_errmsg(r));
 	}
 	fclose(f);

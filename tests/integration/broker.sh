@@ -797,6 +797,20 @@ inlive=$(grep -c '"type":"checkpoint"' "$T/live.jsonl")
 	fail "live export: $(wc -c <"$T/live.jsonl") bytes, checkpoints $cp0 -> $cp1, $inlive exported, $(cat "$T/live.rc")"
 expect_ok "... and that export verifies" $BIN/threshold audit verify "$T/live.jsonl" --root "$T/root.pem"
 
+# The configuration: docs/api.md's example is read as it is (its comments
+# after values were refused as second values), stopping only where a
+# device is missing; a directive given twice is refused, naming the lines.
+mkdir -p "$T/doc-state"
+awk '/^## Configuration/ {c = 1} c && /^```/ {f = !f; if (!f) exit; next} f' "$ROOT/docs/api.md" |
+    sed "s|/run/threshold/signer.sock|$T/no-signer.sock|; s|/run/threshold|$T|; s|/var/lib/threshold|$T/doc-state|" >"$T/doc.conf"
+"$BIN/thresholdd" -f "$T/doc.conf" >"$T/doc.log" 2>&1
+grep -q "no-signer.sock" "$T/doc.log" && ! grep -q "doc.conf:" "$T/doc.log" &&
+	ok "docs/api.md's example configuration is read whole (it stops at the missing signer)" ||
+	{ fail "docs/api.md's example configuration"; sed 's/^/#   /' "$T/doc.log"; }
+printf 'socket-mode 0600\nlisten %s\nsocket-mode 0666\n' "$T/x.sock" >"$T/twice.conf"
+expect_fail "a directive given twice is refused, naming both lines" \
+	'twice.conf:3: "socket-mode" given twice \(lines 1 and 3\)' "$BIN/thresholdd" -f "$T/twice.conf"
+
 # Signer down: nothing is authorised and nothing reaches GitHub.
 "$FIX/signer-stop" "$T" || fail "the signer stops on SIGTERM"
 admin POST requests/clear >/dev/null
