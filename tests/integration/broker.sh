@@ -392,11 +392,14 @@ admin POST requests/clear >/dev/null
 admin POST faults '{"method":"PUT","path_regex":"/pulls/94/merge$","rate_limit":{"kind":"secondary","retry_after":4},"times":2}' >/dev/null
 $TH github merge --repo acme/backend --pr 94 --target main >"$T/out" 2>"$T/err"; rc=$?
 admin DELETE faults >/dev/null
-puts=$(admin GET requests | $PY -c "
+# requests_to METHOD PATH-SUFFIX: how many such requests GitHub received.
+requests_to() {
+	admin GET requests | $PY -c "
 import json, sys
-r = json.load(sys.stdin)
-r = r['requests'] if isinstance(r, dict) else r
-print(sum(1 for x in r if x.get('method') == 'PUT' and x.get('path', '').endswith('/pulls/94/merge')))")
+r = json.load(sys.stdin); r = r['requests'] if isinstance(r, dict) else r
+print(sum(1 for x in r if x.get('method') == sys.argv[1] and x.get('path', '').endswith(sys.argv[2])))" "$1" "$2"
+}
+puts=$(requests_to PUT /pulls/94/merge)
 [ $rc -eq 5 ] && grep -q "not merged: .*not sent again: GitHub answered 403" "$T/err" && [ "$puts" -ge 1 ] && [ "$puts" -le 2 ] &&
 	! merged | grep -qw 94 && ok "a rate-limited merge is not resent past its intent's 5 s ($puts sent, not merged)" ||
 	{ fail "rate-limited merge resent late (exit $rc, $puts sent)"; sed 's/^/#   /' "$T/err"; }
@@ -412,10 +415,7 @@ admin POST requests/clear >/dev/null
 admin POST faults '{"method":"GET","path_regex":"/pulls/99$","rate_limit":{"kind":"primary","omit_reset":true},"times":5}' >/dev/null
 $TH github merge --repo acme/backend --pr 99 --target main >"$T/out" 2>"$T/err"; rc=$?
 admin DELETE faults >/dev/null
-gets=$(admin GET requests | $PY -c "
-import json, sys
-r = json.load(sys.stdin); r = r['requests'] if isinstance(r, dict) else r
-print(sum(1 for x in r if x.get('method') == 'GET' and x.get('path', '').endswith('/pulls/99')))")
+gets=$(requests_to GET /pulls/99)
 [ $rc -eq 5 ] && grep -q "rate limit" "$T/err" && [ "$gets" -eq 1 ] &&
 	ok "a rate limit without its reset: not resent at once, fails fast (exit 5)" ||
 	{ fail "rate limit without reset (exit $rc, $gets GETs)"; sed 's/^/#   /' "$T/err"; }
