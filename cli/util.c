@@ -50,31 +50,13 @@ cli_usage_fail(const char *fmt, ...)
 int
 cli_read_file(const char *path, size_t max, struct buf *out)
 {
-	uint8_t tmp[4096];
-	ssize_t n;
-	size_t total = 0;
-	int fd, r = 0;
+	int fd, r;
 
 	fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return th_fail(TH_ERR_IO, "cannot open %s: %s", path,
 		    strerror(errno));
-	while ((n = read(fd, tmp, sizeof(tmp))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = th_fail(TH_ERR_IO, "reading %s: %s", path,
-			    strerror(errno));
-			break;
-		}
-		if ((total += (size_t)n) > max) {
-			r = th_fail(TH_ERR_TOO_LONG, "%s is larger than %zu "
-			    "bytes", path, max);
-			break;
-		}
-		if ((r = buf_put(out, tmp, (size_t)n)) != 0)
-			break;
-	}
+	r = buf_read_fd(out, fd, path, max);
 	if (fd != STDIN_FILENO)
 		close(fd);
 	return r;

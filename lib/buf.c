@@ -1,5 +1,7 @@
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -266,4 +268,32 @@ buf_get_cstring(struct buf *b, char *out, size_t outsz)
 	memcpy(out, p, len);
 	out[len] = '\0';
 	return 0;
+}
+
+int
+buf_read_fd(struct buf *b, int fd, const char *name, size_t max)
+{
+	uint8_t tmp[4096];
+	size_t total = 0;
+	ssize_t n;
+	int r = 0;
+
+	while ((n = read(fd, tmp, sizeof(tmp))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = th_fail(TH_ERR_IO, "reading %s: %s", name,
+			    strerror(errno));
+			break;
+		}
+		if ((total += (size_t)n) > max) {
+			r = th_fail(TH_ERR_TOO_LONG, "%s is larger than %zu "
+			    "bytes", name, max);
+			break;
+		}
+		if ((r = buf_put(b, tmp, (size_t)n)) != 0)
+			break;
+	}
+	OPENSSL_cleanse(tmp, sizeof(tmp));
+	return r;
 }

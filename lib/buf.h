@@ -46,4 +46,9 @@ int	buf_get_string_direct(struct buf *b, const uint8_t **p, size_t *len,
 int	buf_get_cstring(struct buf *b, char *out, size_t outsz);
 int	buf_consume(struct buf *b, size_t len);
 
+/* Appends what fd holds up to its end, at most max bytes (refused past
+ * them); name is what errors call it.  The bytes pass through no other
+ * buffer that is not wiped (stdio's would keep a key or a PIN). */
+int	buf_read_fd(struct buf *b, int fd, const char *name, size_t max);
+
 #endif

@@ -61,36 +61,18 @@ admin_keygen(const struct config *cfg, enum purpose p)
 	return r;
 }
 
-/* The PEM read with read(2) into a buffer wiped when freed: stdio kept
- * the file in a buffer of its own that fclose freed unwiped, the whole key
- * in base64 left in the heap. */
+/* The PEM read into a buffer wiped when freed: stdio kept the file in a
+ * buffer of its own that fclose freed unwiped, the whole key in base64
+ * left in the heap. */
 static int
 read_pem(const char *path, struct buf *pem)
 {
-	uint8_t chunk[4096];
-	ssize_t n;
-	int fd, r = 0;
+	int fd, r;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
 		return th_fail(TH_ERR_IO, "cannot open %s: %s", path,
 		    strerror(errno));
-	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			r = th_fail(TH_ERR_IO, "reading %s: %s", path,
-			    strerror(errno));
-			break;
-		}
-		if (buf_len(pem) + (size_t)n > ADMIN_PEM_MAX) {
-			r = th_fail(TH_ERR_TOO_LONG, "%s is over %d bytes: not "
-			    "a PEM private key", path, ADMIN_PEM_MAX);
-			break;
-		}
-		if ((r = buf_put(pem, chunk, (size_t)n)) != 0)
-			break;
-	}
-	OPENSSL_cleanse(chunk, sizeof(chunk));
+	r = buf_read_fd(pem, fd, path, ADMIN_PEM_MAX);
 	close(fd);
 	return r;
 }

@@ -26,7 +26,7 @@ echo "not a key" >"$T/junk.pem"
 expect_fail "import: a file that is not a PEM key" "holds no PEM private key" \
 	$SIGNER import github-app "$T/junk.pem"
 head -c 70000 /dev/zero >"$T/huge.pem"
-expect_fail "import: a file over 64 KiB is not read whole" "is over 65536 bytes" \
+expect_fail "import: a file over 64 KiB is not read whole" "is larger than 65536 bytes" \
 	$SIGNER import github-app "$T/huge.pem"
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/ec.pem" 2>/dev/null
 expect_fail "import: an EC key for the App" "the github-app key must be RSA" \
