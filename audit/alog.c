@@ -19,7 +19,7 @@
 #include "verify.h"
 
 #define ALOG_BATCH_MAX		100000
-#define ALOG_BODY_MAX		(1024 * 1024)
+#define ALOG_BODY_MAX		STMT_ENTRY_MAX	/* written as start reads */
 #define PCR_SEL_SIZE		132	/* tpm2-tools' TPML_PCR_SELECTION dump */
 #define PCR_DIG_SIZE		532	/* ... and TPML_DIGEST */
 #define ALOG_COMMIT_DELAY_MS	10	/* background batching window */

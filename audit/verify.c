@@ -1753,25 +1753,6 @@ missing_link(struct averify *v, struct json_object *chain, int *r)
 	return 0;
 }
 
-static int check_chain_held(struct averify *, uint64_t, const char *,
-    const char *, struct json_object *, struct json_object *, int64_t,
-    const struct chain **);
-
-/* The verified chain named by chain (an array of link hashes), live at
- * time, whose delegate is agent and which covers op. */
-static int
-check_chain(struct averify *v, uint64_t seq, const char *what,
-    const char *agent, struct json_object *op, struct json_object *chain,
-    int64_t time)
-{
-	const struct chain *c = NULL;
-	int r;
-
-	r = check_chain_held(v, seq, what, agent, op, chain, time, &c);
-	chain_put(v->chains, c);
-	return r;
-}
-
 /* check_chain's work; *cp is the chain it got from the cache, if any. */
 static int
 check_chain_held(struct averify *v, uint64_t seq, const char *what,
@@ -1779,7 +1760,6 @@ check_chain_held(struct averify *v, uint64_t seq, const char *what,
     int64_t time, const struct chain **cp)
 {
 	const struct chain *c = NULL;
-	struct chain_ctx *fresh;
 	struct json_object *x;
 	struct scope_req req;
 	const char *h;
@@ -1798,15 +1778,7 @@ check_chain_held(struct averify *v, uint64_t seq, const char *what,
 			    i + 1);
 	}
 	h = json_object_get_string(json_object_array_get_idx(chain, n - 1));
-	if ((r = chain_get(v->chains, v->st, h, &c)) == TH_ERR_UNAVAILABLE) {
-		/* Every cached chain held (a bug: each is put once
-		 * checked): start a fresh cache. */
-		if ((r = chain_ctx_new(v->root, v->atten, &fresh)) != 0)
-			return r;
-		chain_ctx_free(v->chains);
-		v->chains = fresh;
-		r = chain_get(v->chains, v->st, h, &c);
-	}
+	r = chain_get(v->chains, v->st, h, &c);
 	*cp = c;
 	if (r == TH_ERR_ALLOC || r == TH_ERR_IO)
 		return r;
@@ -1853,6 +1825,21 @@ check_chain_held(struct averify *v, uint64_t seq, const char *what,
 		    "on %.140s", (unsigned long long)seq, what, req.op,
 		    req.repo);
 	return 0;
+}
+
+/* The verified chain named by chain (an array of link hashes), live at
+ * time, whose delegate is agent and which covers op. */
+static int
+check_chain(struct averify *v, uint64_t seq, const char *what,
+    const char *agent, struct json_object *op, struct json_object *chain,
+    int64_t time)
+{
+	const struct chain *c = NULL;
+	int r;
+
+	r = check_chain_held(v, seq, what, agent, op, chain, time, &c);
+	chain_put(v->chains, c);
+	return r;
 }
 
 /* An intent's or a read's capability: signed by the capability key, and

@@ -9,12 +9,12 @@
 #include <openssl/crypto.h>
 
 #include "err.h"
-#include "utf8.h"
 #include "github.h"
 #include "json.h"
 #include "jws.h"
 #include "sha.h"
 #include "tree.h"
+#include "utf8.h"
 
 #define GH_JWT_TTL	540	/* GitHub allows 600; iat is backdated 60 */
 #define GH_PER_PAGE	100
@@ -26,15 +26,15 @@
 #define GH_TREE_PER_MINUTE 800	/* listings by all walks together */
 #define GH_TREE_WALK_S	10	/* the other facts were read before it */
 
-/* Shared by the broker's request threads.  mu guards the App JWT, the
- * installation cache and which sessions are in use; a request holds a
- * session (a curl multi handle and its connections) only while it waits
- * on GitHub, and never holds mu then. */
 /* Whatever GitHub's tokens grow to within GH_TOKEN_MAX, the request that
  * uses or revokes one can carry it. */
 _Static_assert(GH_TOKEN_MAX + sizeof("Bearer ") <= HTTP_AUTH_MAX &&
     GH_AUTH_MAX <= HTTP_AUTH_MAX, "Authorization values past HTTP_AUTH_MAX");
 
+/* Shared by the broker's request threads.  mu guards the App JWT, the
+ * installation cache and which sessions are in use; a request holds a
+ * session (a curl multi handle and its connections) only while it waits
+ * on GitHub, and never holds mu then. */
 struct gh {
 	pthread_mutex_t	 mu;
 	/* One pull request's trees are walked at a time: up to

@@ -162,11 +162,6 @@ glob_add(struct glob *g, int type, int ch, size_t pos)
 	return 0;
 }
 
-/* gitignore's rules: a trailing '/' restricts to directories, a leading
- * '/' anchors, and a pattern with no other '/' matches at any depth (as if
- * "**" "/" preceded it).  "**" is special only as a whole component:
- * leading or inner "**" "/" spans zero or more directories, a final "/"
- * "**" everything below; any other run of '*' is one '*'. */
 /* No component of pat[0..n) (between its slashes, anchor and trailing
  * slash already taken off) is empty, "." or "..": GitHub's paths have
  * none, so such a pattern ("./.github/workflows", "a//b") would protect
@@ -192,6 +187,11 @@ components_ok(const char *pat, size_t n)
 	return 1;
 }
 
+/* gitignore's rules: a trailing '/' restricts to directories, a leading
+ * '/' anchors, and a pattern with no other '/' matches at any depth (as if
+ * "**" "/" preceded it).  "**" is special only as a whole component:
+ * leading or inner "**" "/" spans zero or more directories, a final "/"
+ * "**" everything below; any other run of '*' is one '*'. */
 static int
 glob_compile(struct glob *g, const char *pat)
 {

@@ -297,20 +297,18 @@ cache_make_room(struct chain_ctx *ctx)
 	return 0;
 }
 
+/* c came from chain_get: while held it is in the cache (only chains
+ * nobody holds are dropped), so it is counted down in place. */
 void
 chain_put(struct chain_ctx *ctx, const struct chain *c)
 {
-	size_t i;
+	struct chain *mine = (struct chain *)c;
 
-	if (c == NULL)
+	if (mine == NULL)
 		return;
 	pthread_mutex_lock(&ctx->lock);
-	for (i = 0; i < ctx->ncache && ctx->cache[i] != c; i++)
-		;
-	/* A chain put more often than it was got is a bug: noticed, not
-	 * let to free one another request holds. */
-	if (i < ctx->ncache && ctx->cache[i]->refs > 0)
-		ctx->cache[i]->refs--;
+	if (mine->refs > 0)
+		mine->refs--;
 	pthread_mutex_unlock(&ctx->lock);
 }
 
