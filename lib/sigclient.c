@@ -14,11 +14,21 @@
 #include "err.h"
 #include "sigclient.h"
 
+/* How long this connection's recent replies to one kind of request took
+ * (type and purpose): a SoftHSM signature and a TPM quote differ 30-fold. */
+struct sigc_pace {
+	uint8_t		 type;
+	char		 purpose[PROTO_PURPOSE_MAX + 1];
+	uint32_t	 avg_us;	/* moving average, 0 until measured */
+};
+
 struct sigc {
 	char		 path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int		 fd;
 	struct buf	*req;
 	struct buf	*rep;
+	struct sigc_pace pace[SIGC_PACES];
+	int		 npace;
 };
 
 static int
@@ -88,19 +98,30 @@ sigc_close(struct sigc *c)
 /* Threads of this process waiting for the signer's reply right now. */
 static atomic_int waiting;
 
-/* A SoftHSM signature takes ~40 us; blocking in read() at once means the
- * signer's reply must wake us, which on a VM costs an inter-processor
- * interrupt of the same order, paid by the signer in its send() (~15 us of
- * its time per reply, measured: the signer is the bottleneck, so every
- * client pays it).  Polling without sleeping for a bounded while first
- * keeps the exchange on busy cores.  Bounded: at most SIGC_SPIN_US of CPU
- * per call, then an ordinary blocking read.  Only while at most
- * SIGC_SPINNERS threads of this process wait on the signer: it serves one
- * request at a time, so the first waiter is being served and the second is
- * next, both replies within the spin bound; later waiters are two
- * signatures or more away and would only take the cores the signer and the
- * working threads need (measured: 4 spinning threads on 2 cores push p99
- * from 0.5 to 4 ms). */
+static uint64_t
+elapsed_us(const struct timespec *t0, const struct timespec *t1)
+{
+	return (uint64_t)((t1->tv_sec - t0->tv_sec) * 1000000 +
+	    (t1->tv_nsec - t0->tv_nsec) / 1000);
+}
+
+/* Blocking in read() at once means the signer's reply must wake us, which
+ * on a VM costs an inter-processor interrupt, paid by the signer in its
+ * send() (~15 us of its time per reply, measured: the signer is the
+ * bottleneck, so every client pays it), and more in this thread's wake-up:
+ * with a 100 us bound, below a SoftHSM signature at a slow moment of a VM
+ * (76-200 us), the socket added 95-155% to a raw signature; with 600 us,
+ * 10-52% (bench_sign compare, alternated).  So the caller polls without
+ * sleeping for a bounded while first, keeping the exchange on busy cores:
+ * at most SIGC_SPIN_US of CPU per call, then an ordinary blocking read; and
+ * only for requests whose recent replies came within that bound (a TPM
+ * signature takes ~1 ms: spinning through it would take the CPU swtpm
+ * needs and still end in a sleep).  Only while at most SIGC_SPINNERS
+ * threads of this process wait on the signer: it serves one request at a
+ * time, so the first waiter is being served and the second is next; later
+ * waiters are two signatures or more away and would only take the cores the
+ * signer and the working threads need (measured: 4 spinning threads on 2
+ * cores push p99 from 0.5 to 4 ms). */
 static void
 sigc_spin(int fd)
 {
@@ -121,10 +142,45 @@ sigc_spin(int fd)
 		if (i % 16 != 15)
 			continue;
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000000 +
-		    (t.tv_nsec - t0.tv_nsec) / 1000 > SIGC_SPIN_US)
+		if (elapsed_us(&t0, &t) > SIGC_SPIN_US)
 			return;
 	}
+}
+
+/* The pace entry of req's kind; the oldest entry is reused when full. */
+static struct sigc_pace *
+sigc_pace_of(struct sigc *c, const struct proto_req *req)
+{
+	struct sigc_pace *p;
+	int i;
+
+	for (i = 0; i < c->npace; i++) {
+		p = &c->pace[i];
+		if (p->type == req->type && strcmp(p->purpose, req->purpose) == 0)
+			return p;
+	}
+	if (c->npace < SIGC_PACES)
+		p = &c->pace[c->npace++];
+	else {
+		memmove(&c->pace[0], &c->pace[1],
+		    (SIGC_PACES - 1) * sizeof(c->pace[0]));
+		p = &c->pace[SIGC_PACES - 1];
+	}
+	memset(p, 0, sizeof(*p));
+	p->type = req->type;
+	memcpy(p->purpose, req->purpose, sizeof(p->purpose));
+	return p;
+}
+
+/* A reply delayed by the scheduler moves the average by at most an eighth
+ * of 4 * SIGC_SPIN_US: spinning resumes within a few calls. */
+static void
+sigc_pace_update(struct sigc_pace *p, uint64_t us)
+{
+	if (us > 4 * SIGC_SPIN_US)
+		us = 4 * SIGC_SPIN_US;
+	p->avg_us = p->avg_us == 0 ? (uint32_t)us :
+	    (uint32_t)((7 * (uint64_t)p->avg_us + us) / 8);
 }
 
 /* One request/reply exchange; on a broken connection reconnects and tries
@@ -132,6 +188,8 @@ sigc_spin(int fd)
 static int
 sigc_call(struct sigc *c, const struct proto_req *req, struct proto_reply *rep)
 {
+	struct sigc_pace *pace = sigc_pace_of(c, req);
+	struct timespec t0, t1;
 	int r, attempt;
 
 	buf_reset(c->req);
@@ -143,12 +201,17 @@ sigc_call(struct sigc *c, const struct proto_req *req, struct proto_reply *rep)
 		/* Read even when the write failed: a signer that refuses a
 		 * peer sends its reason and closes before reading. */
 		atomic_fetch_add(&waiting, 1);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		(void)proto_write_all(c->fd, buf_ptr(c->req), buf_len(c->req));
-		sigc_spin(c->fd);
+		if (pace->avg_us <= SIGC_SPIN_US)
+			sigc_spin(c->fd);
 		r = proto_read_frame(c->fd, c->rep);
 		atomic_fetch_sub(&waiting, 1);
-		if (r == 0)
+		if (r == 0) {
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			sigc_pace_update(pace, elapsed_us(&t0, &t1));
 			break;
+		}
 		close(c->fd);
 		c->fd = -1;
 		if (r != TH_ERR_IO)

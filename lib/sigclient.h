@@ -17,8 +17,9 @@
 #include "proto.h"
 
 #define SIGC_TIMEOUT_S	30	/* per read or write on the socket */
-#define SIGC_SPIN_US	100	/* busy-wait for a reply before sleeping */
+#define SIGC_SPIN_US	600	/* busy-wait for a reply before sleeping */
 #define SIGC_SPINNERS	2	/* waiting threads that busy-wait */
+#define SIGC_PACES	8	/* kinds of request timed per connection */
 
 struct sigc;
 
