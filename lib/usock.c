@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -7,6 +9,39 @@
 
 #include "err.h"
 #include "usock.h"
+
+/* chmod(2) of the socket just bound, not of what its name leads to now:
+ * someone who can write the directory could have put a symlink or another
+ * file there since the bind.  The name is opened without following a link
+ * (O_PATH), checked to be a socket of ours, and changed through that open
+ * file (/proc/self/fd: chmod has no fd form for an O_PATH file). */
+static int
+set_mode(const char *path, mode_t mode)
+{
+	char proc[64];
+	struct stat st;
+	int fd, r;
+
+	if ((fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return th_fail(TH_ERR_IO, "cannot open %s just bound: %s", path,
+		    strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+	    st.st_uid != geteuid()) {
+		r = th_fail(TH_ERR_IO, "%s is no longer the socket just bound "
+		    "(is its directory writable by others?)", path);
+		goto out;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (chmod(proc, mode) != 0) {
+		r = th_fail(TH_ERR_IO, "cannot set the mode of %s through %s "
+		    "(is /proc mounted?): %s", path, proc, strerror(errno));
+		goto out;
+	}
+	r = 0;
+ out:
+	close(fd);
+	return r;
+}
 
 int
 usock_listen(const char *path, mode_t mode, int backlog)
@@ -35,11 +70,20 @@ usock_listen(const char *path, mode_t mode, int backlog)
 	old = umask(0177);
 	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
-	if (r != 0 || chmod(path, mode) != 0 || listen(fd, backlog) != 0) {
+	if (r != 0) {
+		r = th_fail(TH_ERR_IO, "cannot bind %s: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	if ((r = set_mode(path, mode)) != 0)
+		goto fail;
+	if (listen(fd, backlog) != 0) {
 		r = th_fail(TH_ERR_IO, "cannot listen on %s: %s", path,
 		    strerror(errno));
-		close(fd);
-		return r;
+		goto fail;
 	}
 	return fd;
+ fail:
+	close(fd);
+	return r;
 }

@@ -22,6 +22,8 @@ TCPPORT=$($PY -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(
 broker_conf "$T/broker.sock" "socket-mode 0666" "listen-tcp 127.0.0.1:$TCPPORT" \
     "agent 65534 coder-2"
 start_broker && ok "thresholdd starts" || { fail "thresholdd starts"; cat "$T/broker.log"; done_testing; exit 1; }
+[ "$(stat -c %a "$T/broker.sock")" = 666 ] && ok "the socket has the configured mode (0666)" ||
+	fail "socket mode $(stat -c %a "$T/broker.sock"), configured 0666"
 TH="$BIN/threshold --broker $T/broker.sock"
 
 # GitHub state: acme/backend with PRs for each case.

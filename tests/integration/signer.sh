@@ -8,6 +8,8 @@ PY=/usr/bin/python3
 "$FIX/provision" "$T" 2>"$T/provision.log" || { cat "$T/provision.log"; fail "provision"; done_testing; exit 1; }
 export SOFTHSM2_CONF="$T/hsm/softhsm2.conf"
 "$FIX/signer-start" "$T" || { fail "signer starts"; done_testing; exit 1; }
+[ "$(stat -c %a "$T/signer.sock")" = 600 ] && ok "the socket has the default mode (0600)" ||
+	fail "socket mode $(stat -c %a "$T/signer.sock"), default 0600"
 TH="$BIN/threshold --signer $T/signer.sock"
 
 expect_ok "health: every key answers" $TH signer health
