@@ -9,6 +9,7 @@
 #include "keys.h"
 #include "log.h"
 #include "p11.h"
+#include "sha.h"
 #include "tpm.h"
 
 /* The main thread and the TPM lane (signer/server.c) may call in at once:
@@ -21,6 +22,12 @@ struct keys {
 	struct p11_ctx		*p11;
 	struct tpm_key		*tkey[PURPOSE_COUNT];
 	struct p11_key		*pkey[PURPOSE_COUNT];
+	/* SHA-256 of each key's SubjectPublicKeyInfo when first loaded: a
+	 * key found again (a PKCS#11 token back after a reset) must be the
+	 * same key, not whatever now answers to its URI. */
+	pthread_mutex_t		 pin_mu;	/* taken last, alone */
+	uint8_t			 pinned[PURPOSE_COUNT][SHA_LEN];
+	int			 is_pinned[PURPOSE_COUNT];
 };
 
 int
@@ -33,6 +40,7 @@ keys_new(const struct config *cfg, struct keys **out)
 	(*out)->cfg = cfg;
 	for (i = 0; i < BACKEND_COUNT; i++)
 		pthread_mutex_init(&(*out)->mu[i], NULL);
+	pthread_mutex_init(&(*out)->pin_mu, NULL);
 	return 0;
 }
 
@@ -86,6 +94,7 @@ keys_free(struct keys *k)
 	p11_close(k->p11);
 	for (i = 0; i < BACKEND_COUNT; i++)
 		pthread_mutex_destroy(&k->mu[i]);
+	pthread_mutex_destroy(&k->pin_mu);
 	free(k);
 }
 
@@ -113,6 +122,54 @@ static void
 unlock(struct keys *k, enum purpose p)
 {
 	pthread_mutex_unlock(&k->mu[k->cfg->keys[p].backend]);
+}
+
+/* Key p, just loaded, must be the key loaded first for p, and no other
+ * purpose's: config.c refuses two purposes naming one handle or URI, but
+ * not one object named by two URIs written differently. */
+static int
+key_pin(struct keys *k, enum purpose p)
+{
+	EVP_PKEY *pub = NULL;
+	uint8_t *der = NULL, h[SHA_LEN];
+	int i, r, len;
+
+	r = k->tkey[p] != NULL ? tpm_key_pubkey(k->tkey[p], &pub) :
+	    p11_key_pubkey(k->pkey[p], &pub);
+	if (r != 0)
+		goto out;
+	if ((len = i2d_PUBKEY(pub, &der)) <= 0) {
+		r = th_fail(TH_ERR_CRYPTO, "cannot encode the %s key's public "
+		    "key", purpose_name(p));
+		goto out;
+	}
+	sha256(der, (size_t)len, h);
+	pthread_mutex_lock(&k->pin_mu);
+	if (k->is_pinned[p] && memcmp(k->pinned[p], h, sizeof(h)) != 0) {
+		r = th_fail(TH_ERR_DENIED, "the %s key (%s) found now is not "
+		    "the key this signer started with (its public key "
+		    "differs): restart the signer if it was replaced on "
+		    "purpose", purpose_name(p),
+		    backend_name(k->cfg->keys[p].backend));
+		goto unlock;
+	}
+	for (i = 0; i < PURPOSE_COUNT; i++)
+		if (i != (int)p && k->is_pinned[i] &&
+		    memcmp(k->pinned[i], h, sizeof(h)) == 0) {
+			r = th_fail(TH_ERR_CONFIG, "keys %s and %s are the same "
+			    "key (one object under two URIs?): each purpose "
+			    "needs its own", purpose_name(i), purpose_name(p));
+			goto unlock;
+		}
+	memcpy(k->pinned[p], h, sizeof(h));
+	k->is_pinned[p] = 1;
+	r = 0;
+ unlock:
+	pthread_mutex_unlock(&k->pin_mu);
+ out:
+	OPENSSL_free(der);
+	EVP_PKEY_free(pub);
+	return r;
 }
 
 static int
@@ -157,6 +214,10 @@ key_ensure(struct keys *k, enum purpose p)
 		r = th_fail(TH_ERR_CONFIG, "the %s key is %s, it must be %s",
 		    purpose_name(p), th_alg_name(key_alg(k, p)),
 		    th_alg_name(purpose_alg(p)));
+		keys_drop(k, p);
+		return r;
+	}
+	if ((r = key_pin(k, p)) != 0) {
 		keys_drop(k, p);
 		return r;
 	}

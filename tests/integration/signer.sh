@@ -400,5 +400,41 @@ grep -q "^audit.*no private key matches" "$T/p11only.health" && ok "a missing ke
 n=$(grep -c "loaded capability key" "$T/p11only.log")
 [ "$n" -eq 1 ] && ok "... and the capability key was loaded once across 3 health checks" ||
 	fail "the capability key was loaded $n times (a missing key reset the token)"
+# The capability key replaced under the running signer (destroyed and
+# generated again under its URI): after the token's next absence the
+# signer finds a key by that URI again, and must see it is another one.
+"$BIN/threshold-signer" -f "$T/p11only.conf" destroy capability >/dev/null 2>&1 &&
+    "$BIN/threshold-signer" -f "$T/p11only.conf" keygen capability >/dev/null 2>&1 ||
+	fail "replacing the capability key"
+mv "$T/hsm/tokens" "$T/hsm/tokens.away"
+$P1 signer sign capability "$T/p11only.in" >/dev/null 2>&1 && fail "p11only: signed with the token away"
+mv "$T/hsm/tokens.away" "$T/hsm/tokens"
+expect_fail "a replaced key found again by its URI is refused, saying why" \
+	"the capability key \(pkcs11\) found now is not the key this signer started with" \
+	$P1 signer sign capability "$T/p11only.in"
+kill "$p11pid"; wait "$p11pid" 2>/dev/null
+# A restart takes the new key, as the refusal says.
+"$BIN/threshold-signer" -f "$T/p11only.conf" >"$T/p11only.log" 2>&1 &
+p11pid=$!
+i=0; while [ ! -S "$T/p11only.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+$P1 signer pubkey capability >"$T/capability-new.pem" 2>/dev/null
+$P1 signer sign capability "$T/p11only.in" >"$T/p11only.jws" 2>"$T/p11only.err" &&
+    $PY "$TOOLS/jws.py" verify "$(cat "$T/p11only.jws")" "$T/capability-new.pem" ES256 >/dev/null 2>&1 &&
+    ! cmp -s "$T/capability-new.pem" "$T/capability.pem" &&
+	ok "restarted, the signer signs with the new key" ||
+	{ fail "restarted, the signer signs with the new key"; sed 's/^/#   /' "$T/p11only.err"; }
+kill "$p11pid"; wait "$p11pid" 2>/dev/null
+# One object under two URIs written differently passes the configuration's
+# check (the URIs differ) but not the signer's: the second purpose to load
+# it is refused.
+sed 's|^key audit .*|key attenuation pkcs11:object=capability;token=threshold;type=private|' \
+    "$T/p11only.conf" >"$T/twouris.conf"
+"$BIN/threshold-signer" -f "$T/twouris.conf" >"$T/twouris.log" 2>&1 &
+p11pid=$!
+i=0; while [ ! -S "$T/p11only.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+$P1 signer health >"$T/twouris.health" 2>&1
+grep -q "^attenuation.*keys capability and attenuation are the same key" "$T/twouris.health" &&
+	ok "one object under two URIs: the second purpose is refused, saying why" ||
+	{ fail "one object under two URIs"; sed 's/^/#   /' "$T/twouris.health"; }
 kill "$p11pid"; wait "$p11pid" 2>/dev/null
 done_testing
