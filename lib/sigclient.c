@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <sys/un.h>
@@ -31,12 +32,45 @@ struct sigc {
 	int		 npace;
 };
 
+/* Whoever answers at the path must be trusted with it: root, this
+ * process's user, or the owner of the socket's directory (who controls
+ * what is bound there anyway).  Another user's socket there means the
+ * directory is writable by others, and its answers (public keys above all)
+ * would be believed. */
+static int
+sigc_check_peer(const struct sigc *c, int fd)
+{
+	char dir[sizeof(c->path)], *slash;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct stat st;
+
+	memcpy(dir, c->path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) == NULL)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+	    stat(dir, &st) != 0)
+		return th_fail(TH_ERR_UNAVAILABLE, "cannot check who serves "
+		    "the signer socket %s: %s", c->path, strerror(errno));
+	if (cred.uid != 0 && cred.uid != geteuid() && cred.uid != st.st_uid)
+		return th_fail(TH_ERR_UNAVAILABLE, "the signer socket %s is "
+		    "served by uid %u, neither root, this user nor the owner "
+		    "of %s (uid %u): refused; keep the socket in a directory "
+		    "only the signer's user can write", c->path,
+		    (unsigned)cred.uid, dir, (unsigned)st.st_uid);
+	return 0;
+}
+
 static int
 sigc_open_socket(struct sigc *c)
 {
 	struct timeval timeout = { .tv_sec = SIGC_TIMEOUT_S };
 	struct sockaddr_un sun;
-	int fd;
+	int fd, r;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -55,6 +89,10 @@ sigc_open_socket(struct sigc *c)
 		return th_fail(TH_ERR_UNAVAILABLE,
 		    "cannot reach the signer at %s: %s", c->path,
 		    strerror(errno));
+	}
+	if ((r = sigc_check_peer(c, fd)) != 0) {
+		close(fd);
+		return r;
 	}
 	c->fd = fd;
 	return 0;

@@ -217,6 +217,18 @@ expect_ok "and reads public keys" $NOBODY $TH signer pubkey delegation-root
 expect_ok "the unconfined uid still signs with the root" $TH signer sign delegation-root "$T/input-root"
 grep -q "uid 65534 pid [0-9]*: SIGN delegation-root: refused: uid 65534 may not use" "$T/signer.log" &&
 	ok "the refusal is in the signer's log" || fail "confined refusal logged"
+# Clients check who serves the socket: another user's socket in a directory
+# others can write (qn, 0777) is refused before anything is sent or believed.
+$NOBODY $PY -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4)
+time.sleep(30)' "$T/qn/fake.sock" &
+fakepid=$!
+i=0; while [ ! -S "$T/qn/fake.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+expect_fail "a socket served by another user in a directory others can write is refused" \
+	"the signer socket $T/qn/fake.sock is served by uid 65534, neither root" \
+	$BIN/threshold --signer "$T/qn/fake.sock" signer pubkey capability
+kill "$fakepid" 2>/dev/null; wait "$fakepid" 2>/dev/null
 
 # Each allowed uid (root and 65534 here) holds at most its share, half, of
 # the signer's 64 connections: uid 65534 opening as many as it can does not
