@@ -112,7 +112,7 @@ DEFAULT_CONFIG = {
     "clock_offset": 0,          # seconds added to the emulator's clock (drift tests)
     "implicit_metadata": True,  # tokens always carry metadata: read, as on GitHub
     "jwt_max_lifetime": 600,    # max exp - iat, and max exp - now
-    "jwt_iat_leeway": 60,       # iat may be this far in the future
+    "jwt_iat_leeway": 0,        # iat may be this far in the future (GitHub: none)
     "request_log_max": 100000,
     "api_created_pr_mergeable_null": True,  # POST /pulls answers mergeable null first
     "tree_entries_max": 100000,  # entries of a recursive tree listing before "truncated"
