@@ -62,6 +62,10 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS entries_result_id ON entries("
     "  json_extract(body, '$.result.id')) WHERE kind IN ('outcome',"
     "  'recovered');"
+    /* And: has another intent to merge this pull request merged it? */
+    "CREATE INDEX IF NOT EXISTS entries_intent_pr ON entries("
+    "  json_extract(body, '$.op.repo'), json_extract(body, '$.op.pr'))"
+    "  WHERE kind = 'intent';"
     "CREATE TABLE IF NOT EXISTS checkpoints(n INTEGER PRIMARY KEY,"
     "  body TEXT NOT NULL);"
     /* Append-only even for a careless hand: rows are never changed. */
@@ -374,13 +378,27 @@ int
 alog_append(struct alog *l, const char *kind, struct json_object *obj,
     int64_t *seq)
 {
+	return alog_append_before(l, kind, obj, INT64_MAX, seq);
+}
+
+int
+alog_append_before(struct alog *l, const char *kind, struct json_object *obj,
+    int64_t before, int64_t *seq)
+{
 	struct json_object *e = NULL, *ref;
 	struct buf *body = NULL;
 	char prev[JWS_HASH_LEN + 1];
 	uint8_t (*grown)[MERKLE_HASH_LEN];
+	int64_t now;
 	int r = TH_ERR_ALLOC;
 
 	pthread_mutex_lock(&l->lock);
+	/* Under the lock: the time checked is the time written. */
+	if ((now = time(NULL)) >= before) {
+		r = th_fail(TH_ERR_DENIED, "expired at %lld, before it could be "
+		    "recorded", (long long)before);
+		goto out;
+	}
 	if (l->nleaves == l->aleaves) {
 		if (l->aleaves >= ALOG_BATCH_MAX) {
 			r = th_fail(TH_ERR_UNAVAILABLE, "audit log: too many "
@@ -404,7 +422,7 @@ alog_append(struct alog *l, const char *kind, struct json_object *obj,
 		b64url_digest(l->last, prev);
 	json_object_object_add(e, "v", json_object_new_int(1));
 	json_object_object_add(e, "seq", json_object_new_int64(l->seq + 1));
-	json_object_object_add(e, "time", json_object_new_int64(time(NULL)));
+	json_object_object_add(e, "time", json_object_new_int64(now));
 	json_object_object_add(e, "prev", json_object_new_string(prev));
 	json_object_object_add(e, "kind", json_object_new_string(kind));
 	if ((r = jcs_encode(body, e)) != 0)
@@ -1033,6 +1051,32 @@ alog_result_named(struct alog *l, const char *op, const char *repo,
 	sqlite3_bind_text(st, 3, repo, -1, SQLITE_STATIC);
 	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		*named = 1;
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(l, "read");
+}
+
+int
+alog_merge_claimed(struct alog *l, const char *repo, int64_t pr,
+    int64_t except, int64_t *by)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*by = 0;
+	if (sqlite3_prepare_v2(l->db, "SELECT i.seq FROM entries i JOIN "
+	    "entries o ON o.ref = i.seq WHERE i.kind = 'intent' AND "
+	    "json_extract(i.body, '$.op.repo') = ?1 AND "
+	    "json_extract(i.body, '$.op.pr') = ?2 AND "
+	    "json_extract(i.body, '$.op.op') = 'github.merge' AND "
+	    "i.seq != ?3 AND o.kind IN ('outcome', 'recovered') AND "
+	    "json_extract(o.body, '$.result.merged') = 1 LIMIT 1", -1, &st,
+	    NULL) != SQLITE_OK)
+		return db_fail(l, "read");
+	sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, pr);
+	sqlite3_bind_int64(st, 3, except);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		*by = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(l, "read");
 }

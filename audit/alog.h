@@ -28,6 +28,11 @@ void	alog_close(struct alog *l);			/* NULL ok */
  * v, seq, time and prev; durable when this returns.  *seq may be NULL. */
 int	alog_append(struct alog *l, const char *kind, struct json_object *obj,
 	    int64_t *seq);
+/* As alog_append, but nothing is written, and TH_ERR_DENIED returned, if
+ * the entry's time would not be before `before`: an entry naming a chain
+ * that has expired by its own time would not verify. */
+int	alog_append_before(struct alog *l, const char *kind,
+	    struct json_object *obj, int64_t before, int64_t *seq);
 /* 1 if the log already holds a link entry for hash. */
 int	alog_has_link(struct alog *l, const char *hash);
 /* Appends a link entry for token (with its hash) unless the log already
@@ -49,6 +54,11 @@ int	alog_open_intents(struct alog *l,
 	    int (*fn)(int64_t seq, struct json_object *entry, void *arg),
 	    void *arg);
 
+/* *by: an intent other than except to merge repo's pull request pr that an
+ * outcome or recovered entry says merged it, or 0 (a pull request merges
+ * once: an interrupted intent is not given another's merge). */
+int	alog_merge_claimed(struct alog *l, const char *repo, int64_t pr,
+	    int64_t except, int64_t *by);
 /* *named 1 if an outcome or recovered entry of an intent to do op on repo
  * gives id as its result's "id" (the comment, deployment or pull request
  * number GitHub made for it). */

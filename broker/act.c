@@ -35,6 +35,17 @@ fail(struct broker *b, struct answer *ans, unsigned status, const char *code,
 		log_err("audit: refusal not recorded: %s", th_errmsg(e));
 }
 
+/* The intent could not be recorded: the log is down, or a link of the
+ * chain expired while the policy's live checks ran (rec_use). */
+static void
+intent_failed(struct broker *b, struct answer *ans, int r)
+{
+	if (r == TH_ERR_DENIED)
+		fail(b, ans, 403, "capability_refused", r);
+	else
+		fail(b, ans, 503, "audit_unavailable", r);
+}
+
 void
 act_refuse(struct broker *b, const char *agent, unsigned status,
     const char *code, int r, struct answer *ans)
@@ -345,7 +356,7 @@ merge(struct broker *b, const struct cap_redeemed *red, const char *cap,
 	}
 	recorded = (int64_t)time(NULL);
 	if ((r = rec_intent(b, red, cap, evidence, tok, &intent)) != 0) {
-		fail(b, ans, 503, "audit_unavailable", r);
+		intent_failed(b, ans, r);
 		goto revoke;
 	}
 	tok->intent = intent;
@@ -510,7 +521,7 @@ operate(struct broker *b, const struct cap_redeemed *red, const char *cap,
 	}
 	recorded = (int64_t)time(NULL);
 	if ((r = rec_intent(b, red, cap, evidence, tok, &intent)) != 0) {
-		fail(b, ans, 503, "audit_unavailable", r);
+		intent_failed(b, ans, r);
 		goto revoke;
 	}
 	tok->intent = intent;
@@ -601,7 +612,7 @@ act_redeem(struct broker *b, const char *agent, struct json_object *req,
 		cap_redeemed_release(b->cap, &red);
 		return;
 	}
-	if ((r = cap_spend(b->st, &red, time(NULL))) != 0)
+	if ((r = cap_spend(b->st, &red, time(NULL), 0)) != 0)
 		goto refused;
 	b->m.redeemed++;
 	ans->op = &red.op;

@@ -89,19 +89,19 @@ decision_trimmed(struct json_object *d)
  * and an intent must be durable before anything is done. */
 static int
 append_commit(struct broker *b, const char *kind, struct json_object *e,
-    int64_t *seq, int64_t *checkpoint)
+    int64_t before, int64_t *seq, int64_t *checkpoint)
 {
 	struct json_object *d, *t;
 	int64_t s;
 	int r;
 
-	r = alog_append(b->audit, kind, e, &s);
+	r = alog_append_before(b->audit, kind, e, before, &s);
 	if (r == TH_ERR_TOO_LONG && json_object_object_get_ex(e, "decision",
 	    &d) && json_object_is_type(d, json_type_object)) {
 		if ((t = decision_trimmed(d)) == NULL)
 			return TH_ERR_ALLOC;
 		json_object_object_add(e, "decision", t);
-		r = alog_append(b->audit, kind, e, &s);
+		r = alog_append_before(b->audit, kind, e, before, &s);
 	}
 	if (r != 0)
 		return r;
@@ -132,7 +132,7 @@ rec_held(struct broker *b, const struct rec_limit *l, uint64_t n,
 	json_object_object_add(e, "code", json_object_new_string(
 	    "rate_limited"));
 	json_object_object_add(e, "reason", json_object_new_string(why));
-	r = append_commit(b, "refusal", e, NULL, NULL);
+	r = append_commit(b, "refusal", e, INT64_MAX, NULL, NULL);
 	json_object_put(e);
 	return r;
 }
@@ -277,7 +277,7 @@ rec_refusal(struct broker *b, const struct answer *ans, const char *reason)
 	if (ans->body != NULL && json_object_object_get_ex(ans->body,
 	    "decision", &d))
 		json_object_object_add(e, "decision", json_object_get(d));
-	r = append_commit(b, "refusal", e, NULL, NULL);
+	r = append_commit(b, "refusal", e, INT64_MAX, NULL, NULL);
 	json_object_put(e);
 	return r != 0 ? r : held_r;
 }
@@ -322,13 +322,29 @@ rec_mint(struct broker *b, const char *agent, const char *capability,
  * value) and the token it was given.  Durable and countersigned before the
  * token is used at GitHub: fail closed.  *seq is set as soon as the entry
  * is written, so that a failed countersignature can still close it. */
+/* When c's first link to expire does (*which). */
+static int64_t
+chain_expiry(const struct chain *c, size_t *which)
+{
+	int64_t until = INT64_MAX;
+	size_t i;
+
+	*which = 0;
+	for (i = 0; i < c->n; i++)
+		if (c->exp[i] < until) {
+			until = c->exp[i];
+			*which = i;
+		}
+	return until;
+}
+
 static int
 rec_use(struct broker *b, const char *kind, const struct cap_redeemed *red,
     const char *capability, const char *member, struct json_object *value,
     const struct gh_token *tok, int64_t *seq)
 {
 	struct json_object *e = NULL, *chain, *t;
-	size_t i;
+	size_t i, first;
 	int r;
 
 	if ((r = rec_links(b, (char (*)[JWS_HASH_LEN + 1])red->chain->hashes,
@@ -355,7 +371,16 @@ rec_use(struct broker *b, const char *kind, const struct cap_redeemed *red,
 	json_object_object_add(t, "expires_at",
 	    json_object_new_string(tok->expires_at));
 	json_object_object_add(e, "token", t);
-	r = append_commit(b, kind, e, seq, NULL);
+	/* The verifier judges the chain as of the entry's time (and the
+	 * chain's own checks were as of the capability's redemption, or a
+	 * push's ref updates, some time ago): an entry written once a link
+	 * has expired would not verify. */
+	r = append_commit(b, kind, e, chain_expiry(red->chain, &first), seq,
+	    NULL);
+	if (r == TH_ERR_DENIED)
+		r = th_fail(TH_ERR_DENIED, "link %zu (%s) of the delegation "
+		    "chain expired before the %s could be recorded", first + 1,
+		    red->chain->names[first], kind);
 	json_object_put(e);
 	return r;
 }
@@ -415,7 +440,7 @@ rec_grant(struct broker *b, int64_t intent, const struct gh_token *tok,
 	json_object_object_add(e, "token", t);
 	json_object_object_add(e, "permissions", json_object_get(permissions));
 	json_object_object_add(e, "reason", json_object_new_string(reason));
-	r = append_commit(b, "grant", e, NULL, NULL);
+	r = append_commit(b, "grant", e, INT64_MAX, NULL, NULL);
 	json_object_put(e);
 	return r;
 }
@@ -457,7 +482,7 @@ rec_recovered(struct broker *b, int64_t intent, long status,
 	json_object_object_add(e, "intent", json_object_new_int64(intent));
 	json_object_object_add(e, "status", json_object_new_int64(status));
 	json_object_object_add(e, "result", json_object_get(result));
-	r = append_commit(b, "recovered", e, NULL, NULL);
+	r = append_commit(b, "recovered", e, INT64_MAX, NULL, NULL);
 	log_info("audit: intent %lld recovered: %s", (long long)intent,
 	    json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
 	json_object_put(e);

@@ -13,6 +13,7 @@
 #include "json.h"
 #include "log.h"
 #include "recover.h"
+#include "revoker.h"
 
 /* How long before its intent an object GitHub lists may have been made
  * and still be the intent's: the broker's and GitHub's clocks may
@@ -28,23 +29,45 @@
  * death ended it, and that was before this start. */
 #define RECOVER_PUSH_SETTLE	(GH_WORK_MAX + 5)
 
-/* A token for repo with one read permission, for recovery's lookups; the
- * caller revokes it. */
+/* What recovery's lookups need: the App's login (when app is not NULL) and
+ * a token for repo with one read permission, in *out (the caller hands it
+ * to recovery_done).  A failure here says nothing of the intent (the
+ * signer or GitHub away, the App not installed for now): it is made one
+ * that may pass, so the intent stays open for the next start. */
 static int
-recovery_token(struct broker *b, const char *repo, const char *perm,
-    struct gh_token *tok)
+recovery_access(struct broker *b, const char *repo, const char *perm,
+    char *app, size_t applen, struct gh_token **out)
 {
 	struct json_object *perms;
 	int64_t inst;
 	int r;
 
+	if ((*out = calloc(1, sizeof(**out))) == NULL)
+		return TH_ERR_ALLOC;
 	if ((perms = json_object_new_object()) == NULL)
 		return TH_ERR_ALLOC;
 	json_object_object_add(perms, perm, json_object_new_string("read"));
-	if ((r = gh_installation(b->gh, repo, &inst)) == 0)
-		r = gh_token_create(b->gh, inst, repo, perms, tok);
+	if ((app == NULL || (r = gh_app_login(b->gh, app, applen)) == 0) &&
+	    (r = gh_installation(b->gh, repo, &inst)) == 0)
+		r = gh_token_create(b->gh, inst, repo, perms, *out);
 	json_object_put(perms);
+	if (r != 0 && r != TH_ERR_ALLOC)
+		r = th_fail(TH_ERR_UNAVAILABLE, "cannot ask GitHub yet: %s",
+		    th_errmsg(r));
 	return r;
+}
+
+/* The token goes to the revoker, which records its revocation (with no
+ * intent: it only read facts) as for any other. */
+static void
+recovery_done(struct broker *b, struct gh_token *tok)
+{
+	if (tok == NULL)
+		return;
+	if (tok->value[0] != '\0')
+		revoker_push(b->revoker, tok);
+	else
+		gh_token_free(tok);
 }
 
 static int iso_time(const char *, time_t *);
@@ -54,30 +77,38 @@ static int iso_time(const char *, time_t *);
  * the head the intent was judged on: a merge by someone else after the
  * broker died (of that head or a later one) is not the broker's. */
 static int
-recover_merge(struct broker *b, const char *repo, int64_t n,
+recover_merge(struct broker *b, int64_t seq, const char *repo, int64_t n,
     struct json_object *entry, time_t at, struct json_object *res)
 {
 	struct json_object *d;
-	struct gh_token tok;
+	struct gh_token *tok = NULL;
 	struct gh_pr pr;
 	char app[GH_LOGIN_MAX + 1];
 	const char *judged = NULL;
+	int64_t by = 0;
 	time_t t;
 	int r, ours;
 
-	memset(&tok, 0, sizeof(tok));
 	if (json_object_object_get_ex(entry, "decision", &d))
 		json_get_string(d, "head_sha", &judged);
-	if ((r = gh_app_login(b->gh, app, sizeof(app))) == 0 &&
-	    (r = recovery_token(b, repo, "pull_requests", &tok)) == 0 &&
-	    (r = gh_pr_get(b->gh, &tok, repo, n, &pr)) == 0) {
+	if ((r = recovery_access(b, repo, "pull_requests", app, sizeof(app),
+	    &tok)) == 0 && (r = gh_pr_get(b->gh, tok, repo, n, &pr)) == 0) {
 		ours = pr.merged && strcasecmp(pr.merged_by, app) == 0 &&
 		    iso_time(pr.merged_at, &t) == 0 &&
 		    t >= at - RECOVER_SKEW &&
 		    t <= at + RECOVER_SETTLE + RECOVER_SKEW &&
 		    judged != NULL && strcmp(judged, pr.head_sha) == 0;
+		/* Two intents to merge one pull request (one never sent, the
+		 * broker down before the other's): the one whose outcome
+		 * says so merged it. */
+		if (ours && (r = alog_merge_claimed(b->audit, repo, n, seq,
+		    &by)) != 0)
+			goto out;
+		if (by != 0)
+			json_object_object_add(res, "merge_of_intent",
+			    json_object_new_int64(by));
 		json_object_object_add(res, "merged",
-		    json_object_new_boolean(ours));
+		    json_object_new_boolean(ours && by == 0));
 		json_object_object_add(res, "state", json_object_new_string(
 		    pr.open ? "open" : "closed"));
 		json_object_object_add(res, "head_sha",
@@ -89,7 +120,8 @@ recover_merge(struct broker *b, const char *repo, int64_t n,
 			    json_object_new_string(pr.merged_at));
 		}
 	}
-	gh_token_revoke(b->gh, &tok);
+ out:
+	recovery_done(b, tok);
 	return r;
 }
 
@@ -102,19 +134,18 @@ recover_push(struct broker *b, const char *repo, struct json_object *entry,
     struct json_object *res)
 {
 	struct json_object *d, *refs, *one, *o = NULL, *c, *v, *out, *x;
-	struct gh_token tok;
+	struct gh_token *tok = NULL;
 	const char *ref, *oldid, *newid, *now;
 	long status;
 	size_t i;
 	int r, all_new = 1, all_old = 1, is_new, is_old;
 
-	memset(&tok, 0, sizeof(tok));
 	if (!json_object_object_get_ex(entry, "decision", &d) ||
 	    !json_object_object_get_ex(d, "refs", &refs) ||
 	    !json_object_is_type(refs, json_type_array) ||
 	    json_object_array_length(refs) == 0)
 		return th_fail(TH_ERR_INVALID, "the intent names no refs");
-	if ((r = recovery_token(b, repo, "contents", &tok)) != 0)
+	if ((r = recovery_access(b, repo, "contents", NULL, 0, &tok)) != 0)
 		goto out;
 	out = json_object_new_array();
 	json_object_object_add(res, "refs", out);
@@ -130,7 +161,7 @@ recover_push(struct broker *b, const char *repo, struct json_object *entry,
 		}
 		json_object_put(o);
 		o = NULL;
-		if ((r = gh_branch_get(b->gh, &tok, repo, ref + 11, &status,
+		if ((r = gh_branch_get(b->gh, tok, repo, ref + 11, &status,
 		    &o)) != 0)
 			goto out;
 		now = NULL;
@@ -164,7 +195,7 @@ recover_push(struct broker *b, const char *repo, struct json_object *entry,
 		    json_object_new_boolean(all_new));
 	r = 0;
  out:
-	gh_token_revoke(b->gh, &tok);
+	recovery_done(b, tok);
 	json_object_put(o);
 	return r;
 }
@@ -253,19 +284,18 @@ recover_made(struct broker *b, const char *kind, const char *repo,
     const char *perm, const char *path, struct rec_made *m,
     struct json_object *res)
 {
-	struct gh_token tok;
+	struct gh_token *tok = NULL;
 	char app[GH_LOGIN_MAX + 1], since[32], until[32];
 	int64_t found = 0;
 	size_t i;
 	int r, named = 1;
 
-	memset(&tok, 0, sizeof(tok));
 	m->app = app;
 	if ((r = iso_format(m->since, since, sizeof(since))) != 0 ||
 	    (r = iso_format(m->until, until, sizeof(until))) != 0 ||
-	    (r = gh_app_login(b->gh, app, sizeof(app))) != 0 ||
-	    (r = recovery_token(b, repo, perm, &tok)) != 0 ||
-	    (r = gh_list(b->gh, &tok, path, rec_made_match, m)) != 0)
+	    (r = recovery_access(b, repo, perm, app, sizeof(app),
+	    &tok)) != 0 ||
+	    (r = gh_list(b->gh, tok, path, rec_made_match, m)) != 0)
 		goto out;
 	/* Oldest first: GitHub's ids grow with creation. */
 	for (i = 0; i < m->nids && named; i++) {
@@ -283,7 +313,7 @@ recover_made(struct broker *b, const char *kind, const char *repo,
 	json_object_object_add(res, "since", json_object_new_string(since));
 	json_object_object_add(res, "until", json_object_new_string(until));
  out:
-	gh_token_revoke(b->gh, &tok);
+	recovery_done(b, tok);
 	m->app = NULL;
 	return r;
 }
@@ -435,7 +465,7 @@ recover_one(int64_t seq, struct json_object *entry, void *arg)
 	if (strcmp(kind, "github.workflow.dispatch") != 0)
 		settle(seq, at, strcmp(kind, "github.push") == 0, b->started);
 	if (strcmp(kind, "github.merge") == 0)
-		r = recover_merge(b, repo, n, entry, (time_t)at, res);
+		r = recover_merge(b, seq, repo, n, entry, (time_t)at, res);
 	else if (strcmp(kind, "github.push") == 0)
 		r = recover_push(b, repo, entry, res);
 	else if (strcmp(kind, "github.comment") == 0 ||
@@ -455,7 +485,9 @@ recover_one(int64_t seq, struct json_object *entry, void *arg)
 	}
 	/* What no later start would answer otherwise (the pull request or
 	 * repository gone, the intent's own values unusable) is recorded as
-	 * unknown, saying why; the rest is asked again at the next start. */
+	 * unknown, saying why; the rest is asked again at the next start.
+	 * (recovery_access makes every failure to get at GitHub one that
+	 * may pass: only the lookups and the intent give these codes.) */
 	if (r == TH_ERR_NOT_FOUND || r == TH_ERR_INVALID ||
 	    r == TH_ERR_TOO_LONG) {
 		json_object_put(res);

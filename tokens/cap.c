@@ -438,9 +438,10 @@ cap_redeemed_release(struct cap_ctx *ctx, struct cap_redeemed *red)
 }
 
 int
-cap_spend(struct store *st, const struct cap_redeemed *red, int64_t now)
+cap_spend(struct store *st, const struct cap_redeemed *red, int64_t now,
+    int64_t keep_s)
 {
-	return store_spend(st, red->jti, red->exp, now - CAP_SKEW);
+	return store_spend(st, red->jti, red->exp + keep_s, now - CAP_SKEW);
 }
 
 int
@@ -450,7 +451,7 @@ cap_redeem(struct cap_ctx *ctx, struct store *st, const char *token,
 	int r;
 
 	if ((r = verify(ctx, st, token, len, now, out)) == 0 &&
-	    (r = cap_spend(st, out, now)) != 0)
+	    (r = cap_spend(st, out, now, 0)) != 0)
 		cap_redeemed_release(ctx, out);
 	return r;
 }

@@ -97,8 +97,10 @@ int	cap_check(struct cap_ctx *ctx, struct store *st, const char *token,
 void	cap_redeemed_release(struct cap_ctx *ctx, struct cap_redeemed *red);
 /* Spends a capability cap_check has just passed (atomically: of two
  * spends of one jti, one is refused as replayed), without verifying it
- * again. */
+ * again.  Its id stays spent keep_s past its expiry: an operation judged
+ * as of a past moment (a push, as of when its ref updates were in) must
+ * still find it spent by another, however late it comes. */
 int	cap_spend(struct store *st, const struct cap_redeemed *red,
-	    int64_t now);
+	    int64_t now, int64_t keep_s);
 
 #endif

@@ -513,6 +513,20 @@ chmod 0711 "$T"
 expect_fail "outside the time window: refused, naming the local time" "policy_denied.*outside the time window \(.* Europe/Paris\)" \
 	setpriv --reuid=65534 --regid=65534 --clear-groups $TH github comment --repo acme/backend --pr 1 --body late
 
+# A delegation that expires while the policy's live checks run (GitHub slow
+# to answer): the intent, which the verifier judges at its own time, is not
+# written, and nothing is done; the log stays verifiable.
+pr 195 "$(sha 195)" main bob '["src/e.c"]' "$APPROVED"; green "$(sha 195)"
+expect_ok "alice delegates github.merge to coder-2 for 6 s" \
+	$ALICE delegate --as alice --key "$AKEY" --pin-file "$T/alice/hsm/user.pin" --to coder-2 \
+	--allow github.merge --repo acme/backend --target main --policy "$T/policy.json" --ttl 6s
+admin POST faults '{"method":"GET","path_regex":"^/repos/acme/backend/pulls/195$","delay_ms":7000,"times":1}' >/dev/null
+expect_fail "the delegation expired during the policy's checks: refused before the intent" \
+	"capability_refused.*link 2 \(agent:coder-2\) of the delegation chain expired before the intent could be recorded" \
+	setpriv --reuid=65534 --regid=65534 --clear-groups $TH github merge --repo acme/backend --pr 195 --target main
+admin DELETE faults >/dev/null
+merged | grep -qw 195 && fail "#195 merged on an expired delegation" || ok "... and #195 is not merged"
+
 # A capability presented by another agent is refused and not spent: it
 # still serves the agent it was minted for.
 curl -sS --unix-socket "$T/broker.sock" -X POST http://localhost/v1/capabilities \
