@@ -114,6 +114,15 @@ parse_line(struct bconf *c, char *line)
 		c->git_max_bytes = (int64_t)n;
 		return 0;
 	}
+	if (strcmp(name, "git-push-seconds") == 0) {
+		long long n = strtoll(v, &end, 10);
+
+		if (*end != '\0' || n < 1 || n > 86400)
+			return th_fail(TH_ERR_CONFIG, "git-push-seconds must be "
+			    "1..86400");
+		c->git_push_seconds = (int64_t)n;
+		return 0;
+	}
 	if (strcmp(name, "signer") == 0)
 		return set(c->signer, sizeof(c->signer), v, "signer");
 	if (strcmp(name, "state") == 0)
@@ -192,6 +201,7 @@ bconf_load(const char *path, struct bconf *c)
 	c->socket_mode = 0660;
 	c->ttl = CAP_TTL_DEFAULT;
 	c->git_max_bytes = (int64_t)2 << 30;
+	c->git_push_seconds = 3600;
 	snprintf(c->git_url, sizeof(c->git_url), "https://github.com");
 	if ((f = fopen(path, "re")) == NULL)
 		return th_fail(TH_ERR_CONFIG, "cannot open %s: %s", path,

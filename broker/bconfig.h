@@ -18,6 +18,8 @@
  *					https://github.com
  *   git-max-bytes N			largest push or fetch reply, default
  *					2 GiB
+ *   git-push-seconds N			longest a push body may take to
+ *					arrive, 1..86400, default 3600
  *   agent UID NAME			a Unix uid and the agent it is
  *					(repeatable) */
 #ifndef TH_BCONFIG_H
@@ -50,6 +52,7 @@ struct bconf {
 	int			git_port;	/* 0: no git endpoint */
 	char			git_url[BCONF_VALUE_MAX];
 	int64_t			git_max_bytes;
+	int64_t			git_push_seconds;
 	struct bconf_agent	agents[BCONF_AGENTS_MAX];
 	size_t			nagents;
 };

@@ -38,7 +38,11 @@
 #define GIT_SPOOL_RESERVE	((uint64_t)64 * 1024 * 1024)
 #define GIT_SPOOL_STEP		((uint64_t)1024 * 1024)
 #define GIT_BOUNDARY_MAX	16
-#define GIT_PUSH_SECONDS_MAX	3600	/* a whole push body, at most */
+/* GitHub compares one push may ask for, all its refs together: each ref
+ * may need up to GIT_BOUNDARY_MAX, and an agent chooses its merges'
+ * parents, so without a bound of its own one push could spend a large part
+ * of the App's hourly rate limit, which every agent shares. */
+#define GIT_COMPARES_MAX	32
 
 enum git_kind { GK_REFS, GK_RECEIVE, GK_UPLOAD };
 
@@ -100,7 +104,6 @@ struct gconn {
 	time_t		 started;	/* when the request's headers came */
 	time_t		 cmds_at;	/* when its ref updates were all in
 					 * (its pack began), or 0 */
-	int		 too_slow;	/* over GIT_PUSH_SECONDS_MAX */
 	char		 head[4];	/* the body's first bytes */
 	char		 rx_msg[256];
 	struct cap_redeemed red;	/* its capability, checked at headers */
@@ -522,7 +525,8 @@ rule(struct json_object *rules, const char *name)
  * leaves the pack, GitHub's compare answers for the commits it has. */
 static int
 fast_forward(struct broker *b, const struct gh_token *tok, const char *repo,
-    const struct gitrx *rx, const char *old, const char *new)
+    const struct gitrx *rx, const char *old, const char *new,
+    size_t *compares)
 {
 	char bound[GIT_BOUNDARY_MAX][GITRX_HEXSZ + 1], path[512];
 	struct json_object *o = NULL;
@@ -537,6 +541,13 @@ fast_forward(struct broker *b, const struct gh_token *tok, const char *repo,
 	if (r == 1)
 		return 0;
 	for (i = 0; i < n; i++) {
+		if (*compares >= GIT_COMPARES_MAX)
+			return th_fail(TH_ERR_DENIED, "cannot tell whether this "
+			    "is a fast-forward within %d lookups at GitHub for "
+			    "the whole push (merges of commits it does not "
+			    "carry): push fewer branches at once",
+			    GIT_COMPARES_MAX);
+		++*compares;
 		snprintf(path, sizeof(path), "/repos/%.140s/compare/%.40s...%.40s", repo,
 		    old, bound[i]);
 		if ((r = gh_get(b->gh, tok, path, &status, &o)) != 0)
@@ -567,7 +578,7 @@ judge_push(struct broker *b, const struct cap_redeemed *red,
 	const char *branch, *s;
 	char path[512], def[SCOPE_BRANCH_MAX + 1];
 	long status;
-	size_t i;
+	size_t i, compares = 0;
 	int r = 0, prot, allow_force, allow_delete;
 
 	json_object_object_add(evidence, "refs", refs);
@@ -677,7 +688,7 @@ judge_push(struct broker *b, const struct cap_redeemed *red,
 		if ((r = rule(rules, "fast_forward")) != 0)
 			goto out;
 		if ((r = fast_forward(b, tok, red->op.repo, rx, cmd->old,
-		    cmd->new)) != 0) {
+		    cmd->new, &compares)) != 0) {
 			if (r == TH_ERR_DENIED)
 				r = th_fail(r, "%s: %s", branch, th_errmsg(r));
 			goto out;
@@ -763,9 +774,7 @@ authorise(struct broker *b, const struct gconn *g, int spend, int64_t at,
 	const char *cap = g->cap;
 	int r;
 
-	r = spend ? cap_redeem(b->cap, b->st, cap, strlen(cap), at, red) :
-	    cap_check(b->cap, b->st, cap, strlen(cap), at, red);
-	if (r != 0)
+	if ((r = cap_check(b->cap, b->st, cap, strlen(cap), at, red)) != 0)
 		return r;
 	if (g->push && strcmp(red->op.op, "github.push") != 0)
 		return th_fail(TH_ERR_DENIED, "a %s capability cannot push",
@@ -782,6 +791,13 @@ authorise(struct broker *b, const struct gconn *g, int spend, int64_t at,
 	if (strcmp(red->agent, g->agent) != 0)
 		return th_fail(TH_ERR_DENIED, "the capability was issued to "
 		    "%s, and this connection is %s's", red->agent, g->agent);
+	/* Spent as of at, up to an hour ago: the id is kept spent past
+	 * the capability's expiry for as long, or another connection's
+	 * push of the same capability, judged as of its own past moment,
+	 * would find it pruned and spend it again. */
+	if (spend)
+		return cap_spend(b->st, red, at, b->cfg.git_push_seconds +
+		    2 * CAP_SKEW);
 	return 0;
 }
 
@@ -899,6 +915,29 @@ serve_reply(struct MHD_Connection *c, long status, struct fwd *f)
 	return ret;
 }
 
+/* The code of a refusal for GitHub's failure r (docs/api.md). */
+static const char *
+github_code(int r)
+{
+	return r == TH_ERR_UNAVAILABLE ? "github_unavailable" :
+	    "github_refused";
+}
+
+/* An intent or read that could not be recorded: the log is down, or a
+ * link of the chain expired meanwhile (rec_use). */
+static void
+intent_failed(int r, char *why, size_t len, const char **code,
+    int *audit_down)
+{
+	if (r == TH_ERR_DENIED) {
+		snprintf(why, len, "%s", th_errmsg(r));
+		*code = "capability_refused";
+	} else {
+		snprintf(why, len, "audit log: %s", th_errmsg(r));
+		*audit_down = 1;
+	}
+}
+
 static enum MHD_Result
 finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 {
@@ -963,11 +1002,6 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 			    &g->room, "the push")));
 			goto refuse;
 		}
-		if (g->too_slow) {
-			snprintf(why, sizeof(why), "the push took more than "
-			    "%d s to arrive", GIT_PUSH_SECONDS_MAX);
-			goto refuse;
-		}
 		if (g->too_big || g->write_err || g->rx_r != 0 ||
 		    (r = gitrx_finish(g->rx)) != 0) {
 			snprintf(why, sizeof(why), "%s", g->too_big ?
@@ -983,6 +1017,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	}
 	if ((r = token_for(b, g, 0, tok)) != 0) {
 		snprintf(why, sizeof(why), "%s", th_errmsg(r));
+		code = github_code(r);
 		gh_token_free(tok);
 		tok = NULL;
 		goto refuse;
@@ -991,15 +1026,16 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 		evidence = json_object_new_object();
 		if ((r = judge_push(b, red, g->rx, tok, evidence)) != 0) {
 			snprintf(why, sizeof(why), "%s", th_errmsg(r));
+			/* Asking GitHub for the facts can fail too. */
+			if (r == TH_ERR_UNAVAILABLE)
+				code = github_code(r);
 			json_object_object_add(evidence, "failed",
 			    json_object_new_string(why));
 			goto refuse;
 		}
 		if ((r = rec_intent(b, red, g->cap, evidence, tok, &intent))
 		    != 0) {
-			snprintf(why, sizeof(why), "audit log: %s",
-			    th_errmsg(r));
-			audit_down = 1;
+			intent_failed(r, why, sizeof(why), &code, &audit_down);
 			goto refuse;
 		}
 		tok->intent = intent;
@@ -1009,9 +1045,7 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 		r = rec_read(b, red, g->cap, git_request(g), tok, &intent);
 		tok->intent = intent;
 		if (r != 0) {
-			snprintf(why, sizeof(why), "audit log: %s",
-			    th_errmsg(r));
-			audit_down = 1;
+			intent_failed(r, why, sizeof(why), &code, &audit_down);
 			goto refuse;
 		}
 	}
@@ -1031,6 +1065,11 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 				wf = TH_ERR_ALLOC;
 			else if ((wf = token_for(b, g, 1, tok)) == 0)
 				tok->intent = intent;
+			else {
+				/* No token was made: nothing to revoke. */
+				gh_token_free(tok);
+				tok = NULL;
+			}
 		}
 		/* The token that makes the push is on record before it is
 		 * used, as the intent's was (its fingerprint, its added
@@ -1110,7 +1149,8 @@ finish(struct broker *b, struct MHD_Connection *c, struct gconn *g)
 	    "fetch from", g->repo, why);
 	if (g->kind == GK_RECEIVE)
 		return reject_push(c, g->rx, why);
-	return refused(c, g, audit_down ? 503 : 403, why, 0);
+	return refused(c, g, audit_down ? 503 : strcmp(ans.code,
+	    "github_unavailable") == 0 ? 502 : 403, why, 0);
 }
 
 /* A request refused before its credential is looked at (no such git
@@ -1178,13 +1218,13 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		/* The credential is judged now; a push's spend, as of when
 		 * its ref updates were in (authorise). */
 		g->started = time(NULL);
+		/* Refused at once: a POST's body, unread, is not waited
+		 * for (and no credential was looked at). */
 		if ((r = parse_url(url, method, MHD_lookup_connection_value(c,
 		    MHD_GET_ARGUMENT_KIND, "service"), g)) != 0) {
-			g->kind = GK_REFS;
-			g->rx_r = r;
-			snprintf(g->rx_msg, sizeof(g->rx_msg), "%s",
+			g->answered = 1;
+			return refuse_early(b, c, g, 404, "bad_request",
 			    th_errmsg(r));
-			return MHD_YES;
 		}
 		if (g->kind == GK_RECEIVE && MHD_lookup_connection_value(c,
 		    MHD_HEADER_KIND, "Content-Encoding") != NULL) {
@@ -1210,6 +1250,23 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 	if (*upload_size > 0) {
+		/* libmicrohttpd's timeout is for silence only: a body sent
+		 * a byte a minute would hold its connection and thread for
+		 * ever.  Refused at once, the rest unread. */
+		if (time(NULL) - g->started > b->cfg.git_push_seconds) {
+			char slow[128];
+
+			snprintf(slow, sizeof(slow), "the %s took more than "
+			    "%lld s to arrive (git-push-seconds)",
+			    g->kind == GK_RECEIVE ? "push" : "request",
+			    (long long)b->cfg.git_push_seconds);
+			g->answered = 1;
+			/* libmicrohttpd queues no answer while it reads a
+			 * body: the refusal is recorded and logged, and the
+			 * connection closed. */
+			(void)refuse_early(b, c, g, 408, "bad_request", slow);
+			return MHD_NO;
+		}
 		if (g->body_len + *upload_size > (uint64_t)b->cfg.git_max_bytes)
 			g->too_big = 1;
 		if (!g->too_big && !g->write_err && g->spool >= 0 &&
@@ -1229,18 +1286,12 @@ on_git(void *arg, struct MHD_Connection *c, const char *url,
 		if (g->rx != NULL && g->cmds_at == 0 &&
 		    gitrx_pack_bytes(g->rx) > 0)
 			g->cmds_at = time(NULL);
-		/* libmicrohttpd's timeout is for silence only: a body sent
-		 * a byte a minute would hold its connection for ever. */
-		if (time(NULL) - g->started > GIT_PUSH_SECONDS_MAX)
-			g->too_slow = 1;
 		for (off = 0; off < *upload_size && g->body_len + off < 4; off++)
 			g->head[g->body_len + off] = upload[off];
 		g->body_len += *upload_size;
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (g->rx_r != 0 && g->rx == NULL)
-		return refuse_early(b, c, g, 404, "bad_request", g->rx_msg);
 	return finish(b, c, g);
 }
 

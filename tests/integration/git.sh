@@ -190,6 +190,21 @@ expect_ok "alice delegates github.push, github.fetch and github.push.workflows o
 git -C "$W" cherry-pick -q HEAD@{1} 2>/dev/null || {
 	mkdir -p "$W/.github/workflows"; echo "on: push" >"$W/.github/workflows/ci.yml"
 	git -C "$W" add .github; git -C "$W" commit -qm "add a workflow"; }
+# GitHub refuses the retry's token (workflows: write): the push fails, and
+# no revocation of a token never made is recorded.
+admin POST faults '{"method":"POST","path_regex":"access_tokens$","status":422,"skip":2,"times":1}' >/dev/null
+git -C "$W" push -q origin agent/feat >/dev/null 2>&1 && fail "a workflow push whose retry token was refused went through"
+admin DELETE faults >/dev/null
+sleep 2
+$PY - "$T/state/audit.db" >"$T/norevoke.check" 2>&1 <<'PY' &&
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+r = [json.loads(b) for (b,) in c.execute("select body from entries where kind='revocation'")]
+bad = [e for e in r if not e.get("fingerprint") or e.get("result") not in ("revoked",) and not str(e.get("result", "")).startswith("unknown")]
+assert not bad, bad
+PY
+	ok "a refused retry token: no empty revocation recorded" ||
+	{ fail "revocations after a refused retry token"; sed 's/^/#   /' "$T/norevoke.check"; }
 admin POST requests/clear >/dev/null
 expect_ok "with github.push.workflows, the workflow push goes through" git -C "$W" push -q origin agent/feat
 [ "$(ref refs/heads/agent/feat)" = "$(git -C "$W" rev-parse HEAD)" ] && ok "GitHub has the workflow commit" ||
@@ -489,7 +504,121 @@ $PY "$TOOLS/git_late.py" "$GITPORT" "$cap" upload-pack 3.5 1 "want $good\\n" flu
 grep -q "expired" "$T/latefetch.out" && ! grep -q "PACK" "$T/latefetch.out" &&
 	ok "a fetch whose request came in after its capability expired reads nothing" ||
 	{ fail "a late fetch"; sed 's/^/#   /' "$T/latefetch.out" | head -5; }
+# One capability on two connections: B's ref updates and a byte of its pack
+# go at once, the rest 6 s later; A pushes in between (spending it), and a
+# push 4 s later (another capability) prunes the ids that expired.  B, judged
+# as of when its ref updates came, while the capability lived, is still a
+# replay: the id stays spent past the capability's expiry.
+newpack() { # BRANCH -> its new commit; its pack in $T/BRANCH.pack
+	git -C "$W" checkout -q -B "agent/$1" "$good"
+	git -C "$W" commit -q --allow-empty -m "$1"
+	git -C "$W" rev-parse HEAD
+	printf '%s\n^%s\n' "$(git -C "$W" rev-parse HEAD)" "$good" |
+		git -C "$W" pack-objects -q --revs --stdout >"$T/$1.pack"
+}
+tb=$(newpack twice-b); ta=$(newpack twice-a)
+cap=$(printf 'protocol=http\nhost=127.0.0.1:%s\npath=acme/widgets.git\n\n' "$GITPORT" |
+	git-credential-threshold --broker "$T/broker.sock" get | sed -n 's/^password=//p')
+$PY "$TOOLS/git_late.py" "$GITPORT" "$cap" receive-pack 6 pkt+1 \
+	"$(printf '%040d' 0) $tb refs/heads/agent/twice-b\\0report-status\\n" flush --pack "$T/twice-b.pack" \
+	>"$T/twice-b.out" 2>&1 &
+bpid=$!
+sleep 0.5
+$PY "$TOOLS/git_late.py" "$GITPORT" "$cap" receive-pack 0 0 \
+	"$(printf '%040d' 0) $ta refs/heads/agent/twice-a\\0report-status\\n" flush --pack "$T/twice-a.pack" \
+	>"$T/twice-a.out" 2>&1
+sleep 4
+newpack prune >/dev/null
+git -C "$W" push -q origin agent/prune >/dev/null 2>&1 || fail "a push that prunes spent ids"
+wait "$bpid"
+[ "$(ref refs/heads/agent/twice-a)" = "$ta" ] && [ -z "$(ref refs/heads/agent/twice-b)" ] &&
+	grep -q "replayed" "$T/twice-b.out" &&
+	ok "one capability, two pushes: the second, however late it ends, is a replay" ||
+	{ fail "one capability, two pushes"; sed 's/^/#   /' "$T/twice-b.out" | head -5; }
 mv "$T/broker.conf.orig" "$T/broker.conf"
+
+# A body still arriving git-push-seconds after its headers is refused at
+# once and its connection closed (the rest is not waited for: a byte every
+# half second would otherwise hold the connection until its 100,000 bytes
+# are in); a POST to no git endpoint is refused before its body is read.
+stop_broker
+cp "$T/broker.conf" "$T/broker.conf.orig"
+echo "git-push-seconds 2" >>"$T/broker.conf"
+start_broker || fail "broker starts with git-push-seconds 2"
+cap=$(printf 'protocol=http\nhost=127.0.0.1:%s\npath=acme/widgets.git\n\n' "$GITPORT" |
+	git-credential-threshold --broker "$T/broker.sock" get | sed -n 's/^password=//p')
+trickle() { # PATH -> seconds until the broker answered, and its status line
+	$PY - "$GITPORT" "$cap" "$1" <<'PY'
+import base64, socket, sys, time
+port, cap, path = sys.argv[1:4]
+auth = base64.b64encode(("x-capability:" + cap).encode()).decode()
+s = socket.create_connection(("127.0.0.1", int(port)))
+s.sendall(("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-git-receive-pack-request\r\n"
+           "Content-Length: 100000\r\nAuthorization: Basic %s\r\n\r\n" % (path, auth)).encode())
+t0, out = time.time(), b""
+s.settimeout(0.5)
+while time.time() - t0 < 12:
+    try:
+        s.sendall(b"0")
+    except OSError:
+        pass
+    try:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    except socket.timeout:
+        pass
+    except OSError:
+        break
+print("%.1f %s" % (time.time() - t0, out.split(b"\r\n")[0].decode("latin-1")))
+print(out.decode("latin-1"))
+PY
+}
+trickle /acme/widgets.git/git-receive-pack >"$T/trickle.out" 2>&1
+read -r secs _ <"$T/trickle.out"
+slow_recorded() {
+	$PY -c "import json,sqlite3,sys;c=sqlite3.connect(sys.argv[1]);sys.exit(0 if any('the push took more than 2 s to arrive' in json.loads(b).get('reason','') for (b,) in c.execute(\"select body from entries where kind='refusal'\")) else 1)" \
+	    "$T/state/audit.db"
+}
+[ "${secs%.*}" -lt 8 ] && slow_recorded &&
+	ok "a push body trickled past git-push-seconds: closed after ${secs} s, the rest unread, the refusal recorded" ||
+	{ fail "a trickled push body"; sed 's/^/#   /' "$T/trickle.out" | head -5; }
+trickle /acme/widgets.git/no-such-service >"$T/badurl.out" 2>&1
+read -r secs status code _ <"$T/badurl.out"
+[ "$code" = 404 ] && [ "${secs%.*}" -lt 2 ] &&
+	ok "a POST to no git endpoint: 404 before its body is read" ||
+	{ fail "a POST to no git endpoint"; sed 's/^/#   /' "$T/badurl.out" | head -5; }
+mv "$T/broker.conf.orig" "$T/broker.conf"
+
+# Fast-forwards GitHub must tell: 33 branches at base moved to top, whose
+# parent next GitHub already has: each ref's walk leaves the pack at next,
+# one compare each.  Past 32 compares for the whole push it is refused; 32
+# branches go through.  (Under a new delegation without allow_force_push,
+# which waives the fast-forward check: the broker prefers the newest.)
+expect_ok "alice delegates github.push on agent/* without force-push" \
+	sh -c "SOFTHSM2_CONF=$T/alice/hsm/softhsm2.conf $BIN/threshold --signer $T/signer.sock --state $T/state \
+	delegate --as alice --key 'pkcs11:token=alice;object=alice-key;type=private' --pin-file $T/alice/hsm/user.pin \
+	--to coder-1 --allow github.push --allow github.fetch --repo acme/widgets --target 'agent/*' \
+	--policy $T/policy.json --ttl 1h"
+git -C "$W" checkout -q -B agent/cbase "$good" && git -C "$W" commit -q --allow-empty -m cbase
+base=$(git -C "$W" rev-parse HEAD)
+git -C "$W" commit -q --allow-empty -m cnext
+git -C "$W" push -q origin "HEAD:refs/heads/agent/cnext" >/dev/null 2>&1 || fail "pushing agent/cnext"
+git -C "$W" commit -q --allow-empty -m ctop
+next=$(git -C "$W" rev-parse HEAD)
+specs() { # FROM TO COMMIT: refspecs COMMIT:refs/heads/agent/cN for N in FROM..TO
+	_i=$1; while [ "$_i" -le "$2" ]; do printf ' %s:refs/heads/agent/c%d' "$3" "$_i"; _i=$((_i + 1)); done
+}
+# shellcheck disable=SC2046
+git -C "$W" push -q origin $(specs 1 33 "$base") >/dev/null 2>&1 || fail "creating 33 branches"
+# shellcheck disable=SC2046
+refused_push "a push needing more than 32 compares at GitHub is refused, saying why" \
+	"within 32 lookups at GitHub" push origin $(specs 1 33 "$next")
+# shellcheck disable=SC2046
+expect_ok "32 branches moved at once (32 compares) go through" git -C "$W" push -q origin $(specs 1 32 "$next")
+[ "$(ref refs/heads/agent/c32)" = "$next" ] && [ "$(ref refs/heads/agent/c33)" = "$base" ] &&
+	ok "... GitHub has them" || fail "the 32 branches at GitHub"
 
 stop_broker
 done_testing

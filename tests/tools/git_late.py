@@ -5,6 +5,8 @@ after their capability expired.
 
     git_late.py PORT CAPABILITY receive-pack|upload-pack DELAY HEAD PKT... [--pack FILE]
 
+HEAD is a byte count, or pkt+N: every pkt-line and N bytes of the pack.
+
 Each PKT is a pkt-line's payload, with the two-character escapes \\n and \\0
 turned into a newline and a NUL byte, or "flush" for 0000; a pack file, if
 given, follows the pkt-lines.
@@ -29,8 +31,9 @@ def main(argv):
         pack = open(args[i + 1], "rb").read()
         del args[i:i + 2]
     port, cap, service, delay, head = args[:5]
-    body = b"".join(pkt(p) for p in args[5:]) + pack
-    head = int(head)
+    pkts = b"".join(pkt(p) for p in args[5:])
+    body = pkts + pack
+    head = len(pkts) + int(head[4:]) if head.startswith("pkt+") else int(head)
     auth = base64.b64encode(("x-capability:" + cap).encode()).decode()
     s = socket.create_connection(("127.0.0.1", int(port)), timeout=20)
     s.sendall(("POST /acme/widgets.git/git-%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
