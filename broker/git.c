@@ -791,8 +791,8 @@ authorise(struct broker *b, const struct gconn *g, int spend, int64_t at,
 	if (strcmp(red->agent, g->agent) != 0)
 		return th_fail(TH_ERR_DENIED, "the capability was issued to "
 		    "%s, and this connection is %s's", red->agent, g->agent);
-	/* Spent as of at, up to an hour ago: the id is kept spent past
-	 * the capability's expiry for as long, or another connection's
+	/* Spent as of at, up to git-push-seconds ago: the id is kept spent
+	 * past the capability's expiry for as long, or another connection's
 	 * push of the same capability, judged as of its own past moment,
 	 * would find it pruned and spend it again. */
 	if (spend)

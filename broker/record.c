@@ -318,10 +318,6 @@ rec_mint(struct broker *b, const char *agent, const char *capability,
 	return r;
 }
 
-/* An intent or a read: the capability, what it is used for (member:
- * value) and the token it was given.  Durable and countersigned before the
- * token is used at GitHub: fail closed.  *seq is set as soon as the entry
- * is written, so that a failed countersignature can still close it. */
 /* When c's first link to expire does (*which). */
 static int64_t
 chain_expiry(const struct chain *c, size_t *which)
@@ -338,6 +334,10 @@ chain_expiry(const struct chain *c, size_t *which)
 	return until;
 }
 
+/* An intent or a read: the capability, what it is used for (member:
+ * value) and the token it was given.  Durable and countersigned before the
+ * token is used at GitHub: fail closed.  *seq is set as soon as the entry
+ * is written, so that a failed countersignature can still close it. */
 static int
 rec_use(struct broker *b, const char *kind, const struct cap_redeemed *red,
     const char *capability, const char *member, struct json_object *value,

@@ -484,7 +484,7 @@ recover_one(int64_t seq, struct json_object *entry, void *arg)
 		    "happened; check by hand"));
 	}
 	/* What no later start would answer otherwise (the pull request or
-	 * repository gone, the intent's own values unusable) is recorded as
+	 * issue gone, the intent's own values unusable) is recorded as
 	 * unknown, saying why; the rest is asked again at the next start.
 	 * (recovery_access makes every failure to get at GitHub one that
 	 * may pass: only the lookups and the intent give these codes.) */
