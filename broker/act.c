@@ -159,7 +159,10 @@ mint(struct broker *b, const char *agent, struct cap_op *op, int fallback,
 	/* No capability leaves unrecorded. */
 	if ((r = rec_mint(b, agent, (const char *)buf_ptr(tok),
 	    buf_len(tok))) != 0) {
-		fail(b, ans, 503, "audit_unavailable", r);
+		if (r == TH_ERR_DENIED)
+			fail(b, ans, 403, "not_covered", r);
+		else
+			fail(b, ans, 503, "audit_unavailable", r);
 		goto out;
 	}
 	b->m.minted++;

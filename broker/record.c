@@ -282,14 +282,31 @@ rec_refusal(struct broker *b, const struct answer *ans, const char *reason)
 	return r != 0 ? r : held_r;
 }
 
+/* When c's first link to expire does (*which). */
+static int64_t
+chain_expiry(const struct chain *c, size_t *which)
+{
+	int64_t until = INT64_MAX;
+	size_t i;
+
+	*which = 0;
+	for (i = 0; i < c->n; i++)
+		if (c->exp[i] < until) {
+			until = c->exp[i];
+			*which = i;
+		}
+	return until;
+}
+
 int
 rec_mint(struct broker *b, const char *agent, const char *capability,
     size_t len)
 {
 	struct json_object *e = NULL, *v;
 	char hashes[CHAIN_LINKS_MAX][JWS_HASH_LEN + 1];
+	const struct chain *c = NULL;
 	struct jws *j = NULL;
-	size_t i, n;
+	size_t i, n, first;
 	int r;
 
 	if ((r = jws_parse(capability, len, &j)) != 0)
@@ -311,27 +328,27 @@ rec_mint(struct broker *b, const char *agent, const char *capability,
 	json_object_object_add(e, "op", json_object_get(v));
 	json_object_object_get_ex(j->claims, "jti", &v);
 	json_object_object_add(e, "jti", json_object_get(v));
-	r = alog_append(b->audit, "mint", e, NULL);
+	/* Judged by the verifier as of the entry's time, like an intent: a
+	 * link that expired between the mint and this append would leave a
+	 * log that does not verify. */
+	if (i == 0) {
+		r = th_fail(TH_ERR_INVALID, "capability without a chain");
+		goto out;
+	}
+	if ((r = chain_get(cap_chains(b->cap), b->st, hashes[i - 1],
+	    &c)) != 0)
+		goto out;
+	r = alog_append_before(b->audit, "mint", e, chain_expiry(c, &first),
+	    NULL);
+	if (r == TH_ERR_DENIED)
+		r = th_fail(TH_ERR_DENIED, "link %zu (%s) of the delegation "
+		    "chain expired before the capability could be recorded",
+		    first + 1, c->names[first]);
  out:
+	chain_put(cap_chains(b->cap), c);
 	json_object_put(e);
 	jws_free(j);
 	return r;
-}
-
-/* When c's first link to expire does (*which). */
-static int64_t
-chain_expiry(const struct chain *c, size_t *which)
-{
-	int64_t until = INT64_MAX;
-	size_t i;
-
-	*which = 0;
-	for (i = 0; i < c->n; i++)
-		if (c->exp[i] < until) {
-			until = c->exp[i];
-			*which = i;
-		}
-	return until;
 }
 
 /* An intent or a read: the capability, what it is used for (member:

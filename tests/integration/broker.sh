@@ -527,6 +527,32 @@ expect_fail "the delegation expired during the policy's checks: refused before t
 admin DELETE faults >/dev/null
 merged | grep -qw 195 && fail "#195 merged on an expired delegation" || ok "... and #195 is not merged"
 
+# The same for a mint: the delegation expires while the signer signs (the
+# signer stopped for that while); the mint entry, which the verifier also
+# judges at its own time, is not written and the capability not handed out.
+t0=$(date +%s)
+expect_ok "alice delegates github.merge to coder-2 for 5 s" \
+	$ALICE delegate --as alice --key "$AKEY" --pin-file "$T/alice/hsm/user.pin" --to coder-2 \
+	--allow github.merge --repo acme/backend --target main --policy "$T/policy.json" --ttl 5s
+t1=$(date +%s)
+if [ $((t1 - t0)) -le 3 ]; then
+	kill -STOP "$(cat "$T/signer.pid")"
+	setpriv --reuid=65534 --regid=65534 --clear-groups curl -s -w '\n%{http_code}\n' \
+		--unix-socket "$T/broker.sock" -X POST http://localhost/v1/capabilities \
+		-d '{"op":"github.merge","repo":"acme/backend","pr":195,"target":"main"}' >"$T/mint-exp.out" &
+	cpid=$!
+	while [ "$(date +%s)" -le $((t1 + 6)) ]; do sleep 0.2; done
+	kill -CONT "$(cat "$T/signer.pid")"
+	wait "$cpid"
+	[ "$(tail -1 "$T/mint-exp.out")" = 403 ] &&
+		grep -q 'not_covered.*link 2 (agent:coder-2) of the delegation chain expired before the capability could be recorded' "$T/mint-exp.out" &&
+		! grep -q '"capability"' "$T/mint-exp.out" &&
+		ok "the delegation expired while the capability was signed: refused, no capability, no mint entry" ||
+		{ fail "a mint outlasting its delegation"; sed 's/^/#   /' "$T/mint-exp.out"; }
+else
+	fail "delegating took $((t1 - t0)) s: the 5 s delegation is too close to expiry to test the mint"
+fi
+
 # A capability presented by another agent is refused and not spent: it
 # still serves the agent it was minted for.
 curl -sS --unix-socket "$T/broker.sock" -X POST http://localhost/v1/capabilities \
