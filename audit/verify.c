@@ -2,6 +2,7 @@
  * in order, then the auditor's expectations. */
 #include <errno.h>
 #include <stdarg.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,9 +73,13 @@ struct cp_expect {
 };
 
 /* Distinct names, for the summary (open addressing). */
+/* A set of strings whose members come from the log, which anyone may
+ * have crafted: a balanced tree (tsearch), whose cost no choice of
+ * strings can drive up, unlike an unkeyed hash table (names built to
+ * collide made verification quadratic: hours for a large log). */
 struct strset {
-	char		**slot;
-	size_t		  cap, n;
+	void		*root;
+	size_t		 n;
 };
 
 struct averify {
@@ -288,47 +293,28 @@ same_json(struct json_object *a, struct json_object *b)
 	return same;
 }
 
-static uint64_t
-fnv1a(const char *s)
+static int
+strset_cmp(const void *a, const void *b)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
-	return h;
+	return strcmp(a, b);
 }
 
 /* 0 if str was added, 1 if it was there already, or a negative error. */
 static int
 strset_add(struct strset *s, const char *str)
 {
-	char **old = s->slot, **grown;
-	size_t i, oldcap = s->cap, ncap;
+	char *copy, **found;
 
-	if ((s->n + 1) * 2 > s->cap) {
-		ncap = s->cap ? s->cap * 2 : 64;
-		if ((grown = calloc(ncap, sizeof(*grown))) == NULL)
-			return TH_ERR_ALLOC;
-		s->slot = grown;
-		s->cap = ncap;
-		for (i = 0; i < oldcap; i++) {
-			size_t j;
-
-			if (old[i] == NULL)
-				continue;
-			for (j = fnv1a(old[i]) & (ncap - 1); grown[j] != NULL;
-			    j = (j + 1) & (ncap - 1))
-				;
-			grown[j] = old[i];
-		}
-		free(old);
-	}
-	for (i = fnv1a(str) & (s->cap - 1); s->slot[i] != NULL;
-	    i = (i + 1) & (s->cap - 1))
-		if (strcmp(s->slot[i], str) == 0)
-			return 1;
-	if ((s->slot[i] = strdup(str)) == NULL)
+	if ((copy = strdup(str)) == NULL)
 		return TH_ERR_ALLOC;
+	if ((found = tsearch(copy, &s->root, strset_cmp)) == NULL) {
+		free(copy);
+		return TH_ERR_ALLOC;
+	}
+	if (*found != copy) {
+		free(copy);
+		return 1;
+	}
 	s->n++;
 	return 0;
 }
@@ -336,11 +322,7 @@ strset_add(struct strset *s, const char *str)
 static void
 strset_free(struct strset *s)
 {
-	size_t i;
-
-	for (i = 0; i < s->cap; i++)
-		free(s->slot[i]);
-	free(s->slot);
+	tdestroy(s->root, free);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -1591,6 +1573,40 @@ drain(struct averify *v, int all)
 	return decided(v) ? TH_ERR_DENIED : 0;
 }
 
+static size_t
+containers(struct json_object *o)
+{
+	size_t n = 1, i;
+
+	if (json_object_is_type(o, json_type_object)) {
+		json_object_object_foreach(o, k, m) {
+			(void)k;
+			n += containers(m);
+		}
+	} else if (json_object_is_type(o, json_type_array)) {
+		for (i = 0; i < json_object_array_length(o); i++)
+			n += containers(json_object_array_get_idx(o, i));
+	} else
+		n = 0;
+	return n;
+}
+
+/* Only a checkpoint of a checkpoint's size waits for its entries: up to
+ * AVERIFY_PENDING_MAX of them are held, parsed, and a crafted one
+ * (megabytes of "[{},{},...]") would each cost hundreds of MiB. */
+static int
+cp_holdable(struct json_object *cp)
+{
+	size_t len = 0;
+
+	if (!json_object_is_type(cp, json_type_object) ||
+	    containers(cp) > AVERIFY_PENDING_CONTAINERS)
+		return 0;
+	(void)json_object_to_json_string_length(cp, JSON_C_TO_STRING_PLAIN,
+	    &len);
+	return len > 0 && len <= AVERIFY_PENDING_BYTES;
+}
+
 int
 averify_checkpoint(struct averify *v, struct json_object *cp)
 {
@@ -1612,6 +1628,12 @@ averify_checkpoint(struct averify *v, struct json_object *cp)
 	if (v->npending == AVERIFY_PENDING_MAX)
 		return fail(v, 0, "more than %d checkpoints ahead of the entries "
 		    "they cover", AVERIFY_PENDING_MAX);
+	if (!cp_holdable(cp))
+		return fail(v, 0, "checkpoint %llu (read ahead of the entries it "
+		    "covers) has more than %d objects and arrays or %d bytes: "
+		    "not a checkpoint", (unsigned long long)(v->ncp +
+		    v->npending + 1), AVERIFY_PENDING_CONTAINERS,
+		    AVERIFY_PENDING_BYTES);
 	v->pending[v->npending++] = json_object_get(cp);
 	return 0;
 }

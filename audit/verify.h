@@ -38,7 +38,11 @@
 #define AVERIFY_LINE_MAX	(1024 * 1024 + 64)
 #define AVERIFY_ENTRIES_MAX	(4 * 1024 * 1024)
 #define AVERIFY_CHECKPOINTS_MAX	(1024 * 1024)
-#define AVERIFY_PENDING_MAX	1024	/* checkpoints read before their entries */
+#define AVERIFY_PENDING_MAX	1024	/* checkpoints read before their entries, */
+#define AVERIFY_PENDING_BYTES	(32 * 1024)	/* each at most this long */
+#define AVERIFY_PENDING_CONTAINERS 64	/* and with at most this many objects
+					 * and arrays (itself, pcr_values and
+					 * its up to 48 entries) */
 #define AVERIFY_EXPECT_MAX	64	/* --expect-checkpoint */
 #define AVERIFY_MSG_MAX		512
 #define AVERIFY_CODE_MAX	64	/* a refusal's code */

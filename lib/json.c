@@ -169,7 +169,7 @@ scan_number(const char *s, size_t len, size_t *i)
  * check.  Outside strings only RFC 8259 characters may appear (json-c
  * takes single-quoted strings). */
 static int
-scan_text(const char *s, size_t len, size_t *members)
+scan_text(const char *s, size_t len, size_t *members, size_t *containers)
 {
 	/* Structure, white space, and the letters of true/false/null. */
 	static const uint8_t plain[256] = {
@@ -182,6 +182,7 @@ scan_text(const char *s, size_t len, size_t *members)
 	int r;
 
 	*members = 0;
+	*containers = 0;
 	for (i = 0; i < len; i++) {
 		if (s[i] == '"') {
 			i++;
@@ -189,6 +190,8 @@ scan_text(const char *s, size_t len, size_t *members)
 				return r;
 		} else if (s[i] == ':')
 			(*members)++;
+		else if (s[i] == '{' || s[i] == '[')
+			(*containers)++;
 		else if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9')) {
 			if ((r = scan_number(s, len, &i)) != 0)
 				return r;
@@ -200,13 +203,30 @@ scan_text(const char *s, size_t len, size_t *members)
 	return 0;
 }
 
+/* The text is "null" with white space around it (s is not a C string). */
+static int
+is_null_text(const char *s, size_t len)
+{
+	size_t i = 0, n;
+
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' ||
+	    s[i] == '\n'))
+		i++;
+	if (len - i < 4 || memcmp(s + i, "null", 4) != 0)
+		return 0;
+	for (n = i + 4; n < len; n++)
+		if (s[n] != ' ' && s[n] != '\t' && s[n] != '\r' && s[n] != '\n')
+			return 0;
+	return 1;
+}
+
 int
 json_parse_strict(const char *s, size_t len, size_t maxlen,
     struct json_object **out)
 {
 	struct json_tokener *tok = NULL;
 	struct json_object *o = NULL;
-	size_t members;
+	size_t members, containers;
 	int r = TH_ERR_INVALID;
 
 	*out = NULL;
@@ -220,12 +240,24 @@ json_parse_strict(const char *s, size_t len, size_t maxlen,
 	 * overlong forms through.) */
 	if (!utf8_valid(s, len))
 		return th_fail(TH_ERR_INVALID, "JSON is not valid UTF-8");
-	if ((r = scan_text(s, len, &members)) != 0)
+	if ((r = scan_text(s, len, &members, &containers)) != 0)
 		return r;
+	if (containers > JSON_CONTAINERS_MIN + len / JSON_CONTAINER_BYTES)
+		return th_fail(TH_ERR_INVALID, "JSON has %zu objects and "
+		    "arrays in %zu bytes (at most %zu)", containers, len,
+		    (size_t)JSON_CONTAINERS_MIN + len / JSON_CONTAINER_BYTES);
 	if ((tok = json_tokener_new_ex(JSON_DEPTH_MAX)) == NULL)
 		return TH_ERR_ALLOC;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	o = json_tokener_parse_ex(tok, s, (int)len);
+	/* A NULL with no error is the text "null", or json-c out of
+	 * memory: not to be reported as the input's fault. */
+	if (o == NULL && json_tokener_get_error(tok) == json_tokener_success) {
+		r = is_null_text(s, len) ? th_fail(TH_ERR_INVALID, "invalid "
+		    "JSON: null") : th_fail(TH_ERR_ALLOC, "out of memory "
+		    "parsing JSON");
+		goto out;
+	}
 	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success) {
 		r = th_fail(TH_ERR_INVALID, "invalid JSON: %s",
 		    json_tokener_error_desc(json_tokener_get_error(tok)));

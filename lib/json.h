@@ -12,6 +12,12 @@
 #include <json-c/json.h>
 
 #define JSON_DEPTH_MAX	16
+/* json-c spends ~850 bytes on an empty object or array: "[{},{},...]"
+ * would make a 1 MiB text ~280 MiB of memory.  At most this many objects
+ * and arrays, plus one per JSON_CONTAINER_BYTES of text (denser than any
+ * text of ours or GitHub's), bound it to ~50 times the text. */
+#define JSON_CONTAINERS_MIN	64
+#define JSON_CONTAINER_BYTES	16
 
 /* On success *out is an owned reference (json_object_put it). */
 int	json_parse_strict(const char *s, size_t len, size_t maxlen,

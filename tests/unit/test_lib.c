@@ -149,6 +149,36 @@ parse(const char *s)
 	return r;
 }
 
+/* Objects and arrays cost json-c ~850 bytes each: a text made of them
+ * is refused past one per JSON_CONTAINER_BYTES (and a few). */
+static void
+test_json_dense(void)
+{
+	struct json_object *o = NULL;
+	char *s = malloc(64 * 1024);
+	size_t n, len;
+
+	assert_non_null(s);
+	for (n = 1; n < 8192; n++)	/* "[{},{},...]" */
+		memcpy(s + 3 * n - 2, "{},", 3);
+	s[0] = '[';
+	len = 3 * 8192 - 2;
+	s[len - 1] = ']';
+	assert_int_equal(json_parse_strict(s, len, 64 * 1024, &o),
+	    TH_ERR_INVALID);
+	assert_null(o);
+	assert_non_null(strstr(th_errmsg(TH_ERR_INVALID), "objects and arrays"));
+	/* As dense as allowed, and a little denser than real data: parses. */
+	for (n = 0, len = 1; n < 2000; n++, len += JSON_CONTAINER_BYTES)
+		memcpy(s + len, "{\"n\":\"abcdefg\"},", JSON_CONTAINER_BYTES);
+	s[0] = '[';
+	s[len - 1] = ']';
+	assert_int_equal(json_parse_strict(s, len, 64 * 1024, &o), 0);
+	assert_int_equal(json_object_array_length(o), 2000);
+	json_object_put(o);
+	free(s);
+}
+
 static void
 test_json_strict(void **state)
 {
@@ -169,6 +199,9 @@ test_json_strict(void **state)
 	    &(struct json_object *){0}), TH_ERR_INVALID);
 	assert_int_equal(parse("[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]"),
 	    TH_ERR_INVALID);
+	assert_int_equal(parse("null"), TH_ERR_INVALID);
+	assert_int_equal(parse(" null "), TH_ERR_INVALID);
+	test_json_dense();
 	/* Text must be UTF-8 (found by fuzz/fuzz_json.c: raw bytes reached
 	 * the canonical encoder, whose output did not parse back). */
 	assert_int_equal(parse("{\"a\":\"caf\xc3\xa9 \xe2\x82\xac\"}"), 0);
