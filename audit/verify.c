@@ -303,17 +303,15 @@ strset_cmp(const void *a, const void *b)
 static int
 strset_add(struct strset *s, const char *str)
 {
-	char *copy, **found;
+	char *copy;
 
+	if (tfind(str, &s->root, strset_cmp) != NULL)
+		return 1;
 	if ((copy = strdup(str)) == NULL)
 		return TH_ERR_ALLOC;
-	if ((found = tsearch(copy, &s->root, strset_cmp)) == NULL) {
+	if (tsearch(copy, &s->root, strset_cmp) == NULL) {
 		free(copy);
 		return TH_ERR_ALLOC;
-	}
-	if (*found != copy) {
-		free(copy);
-		return 1;
 	}
 	s->n++;
 	return 0;
