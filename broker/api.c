@@ -328,10 +328,17 @@ api_serve(struct broker *b)
 		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		/* TCP carries no identity: agents' endpoints refuse it and
 		 * only health and metrics answer there. */
+		/* Any local user can connect: bounded in number and in
+		 * idle time, idle connections cannot take the descriptors
+		 * the agents' socket and git endpoint need. */
 		td = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
 		    MHD_USE_ERROR_LOG, (uint16_t)b->cfg.tcp_port, NULL, NULL,
 		    handle, b, MHD_OPTION_SOCK_ADDR, &sin,
 		    MHD_OPTION_NOTIFY_COMPLETED, on_completed, b,
+		    MHD_OPTION_CONNECTION_LIMIT,
+		    (unsigned)BROKER_TCP_CONNECTIONS_MAX,
+		    MHD_OPTION_CONNECTION_TIMEOUT,
+		    (unsigned)BROKER_TCP_IDLE_S,
 		    MHD_OPTION_END);
 		if (td == NULL) {
 			r = th_fail(TH_ERR_IO, "cannot listen on 127.0.0.1:%d",

@@ -18,6 +18,8 @@
 #define BROKER_BODY_MAX		(64 * 1024)
 #define BROKER_CONNECTIONS_MAX	64	/* agents' connections served at once */
 #define BROKER_CONNECTIONS_OVER	16	/* more, answered 503 busy and closed */
+#define BROKER_TCP_CONNECTIONS_MAX 16	/* health and metrics on listen-tcp */
+#define BROKER_TCP_IDLE_S	10	/* ... each closed after this idle */
 
 /* Counted by every request thread. */
 struct broker_metrics {

@@ -581,6 +581,31 @@ code=$(curl -s -o "$T/tcp.json" -w '%{http_code}' -X POST "http://127.0.0.1:$TCP
 	-d '{"op":"github.merge","repo":"acme/backend","pr":1,"target":"main"}')
 [ "$code" = 403 ] && grep -q unknown_agent "$T/tcp.json" && ok "TCP carries no identity: agent endpoints refuse it" ||
 	fail "agent endpoint over TCP ($code)"
+# Any local user can connect over TCP: 300 idle connections of a user that
+# is no agent hold at most 16 of the broker's descriptors, agents are
+# still served, and TCP answers again once they are gone.
+fds() { ls "/proc/$(cat "$T/broker.pid")/fd" | wc -l; }
+fd0=$(fds)
+setpriv --reuid=65533 --regid=65533 --clear-groups $PY -c '
+import socket, sys, time
+held = []
+for _ in range(300):
+    try:
+        held.append(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2))
+    except OSError:
+        pass
+time.sleep(4)
+' "$TCPPORT" &
+tcpholder=$!
+sleep 2
+fd1=$(fds)
+code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$T/broker.sock" http://localhost/v1/health)
+[ $((fd1 - fd0)) -le 20 ] && [ "$code" = 200 ] &&
+	ok "300 idle TCP connections take at most 16 descriptors ($((fd1 - fd0)) more), agents still served" ||
+	fail "300 idle TCP connections: $fd0 -> $fd1 descriptors, agents' health $code"
+wait $tcpholder
+eventually curl -sSf -o /dev/null "http://127.0.0.1:$TCPPORT/v1/health" &&
+	ok "... and TCP serves again once they are gone" || fail "TCP after the idle connections"
 code=$(curl -s -o "$T/bad.json" -w '%{http_code}' --unix-socket "$T/broker.sock" -X POST \
 	http://localhost/v1/capabilities -d '{"op":"github.merge","op":1}')
 [ "$code" = 400 ] && grep -q 'duplicate member' "$T/bad.json" && ok "a body that is not strict JSON: 400, naming why" ||
