@@ -75,6 +75,7 @@ struct gitrx {
 	z_stream	 z;
 	int		 zinit;
 	uint64_t	 zout;
+	uint64_t	 inflated;	/* by every object so far */
 	int		 keep;		/* inflate into cbuf, not scratch */
 	long		 base;		/* a commit delta's base commit */
 	uint8_t		*cbuf;		/* the commit or commit delta read */
@@ -118,6 +119,12 @@ gitrx_limits_default(struct gitrx_limits *lim)
 	lim->max_commit_size = 1024 * 1024;
 	lim->max_commit_bytes = 64 * 1024 * 1024;
 	lim->max_object_size = 512ULL * 1024 * 1024;
+	/* Source code deflates 3-10 times and git's own commit deltas are a
+	 * few times smaller than the commits: far inside these. */
+	lim->inflate_free = 64ULL * 1024 * 1024;
+	lim->inflate_ratio = 64;
+	lim->commit_free = 8 * 1024 * 1024;
+	lim->commit_ratio = 32;
 }
 
 struct gitrx *
@@ -134,8 +141,8 @@ gitrx_new(const struct gitrx_limits *lim)
 	if (rx->lim.max_commands == 0 || rx->lim.max_pack_bytes == 0 ||
 	    rx->lim.max_objects == 0 || rx->lim.max_commits == 0 ||
 	    rx->lim.max_commit_size == 0 || rx->lim.max_object_size == 0 ||
-	    rx->lim.max_commit_bytes == 0 ||
-	    rx->lim.max_commits > UINT32_MAX / 8)
+	    rx->lim.max_commit_bytes == 0 || rx->lim.inflate_ratio == 0 ||
+	    rx->lim.commit_ratio == 0 || rx->lim.max_commits > UINT32_MAX / 8)
 		goto fail;
 	if ((rx->pkt = malloc(PKT_DATA_MAX + 1)) == NULL ||
 	    (rx->md = EVP_MD_CTX_new()) == NULL ||
@@ -293,6 +300,13 @@ graph_reserve(struct gitrx *rx, size_t np, size_t len)
 	if (len > rx->lim.max_commit_bytes - rx->npool)
 		return th_fail(TH_ERR_TOO_LONG, "commits larger than the limit "
 		    "of %zu bytes in all", rx->lim.max_commit_bytes);
+	/* Kept for the whole push: a delta of a few bytes can rebuild a
+	 * megabyte commit. */
+	if (rx->npool + len > rx->lim.commit_free +
+	    (uint64_t)rx->lim.commit_ratio * rx->packoff)
+		return th_fail(TH_ERR_TOO_LONG, "commits come to more than %u "
+		    "times the pack's bytes so far (past the first %zu)",
+		    rx->lim.commit_ratio, rx->lim.commit_free);
 	if (rx->npool + len > rx->poolcap) {
 		n = rx->poolcap ? rx->poolcap : 65536;
 		while (n < rx->npool + len)
@@ -997,7 +1011,15 @@ zdata(struct gitrx *rx, const uint8_t *p, size_t n, size_t *used,
 		zr = inflate(z, Z_NO_FLUSH);
 		produced = room - z->avail_out;
 		rx->zout += produced;
+		rx->inflated += produced;
 		*used = n - z->avail_in;
+		if (rx->inflated > rx->lim.inflate_free +
+		    rx->lim.inflate_ratio * (rx->packoff + *used))
+			return th_fail(TH_ERR_TOO_LONG, "object %u: the pack "
+			    "inflates to more than %u times its size (past the "
+			    "first %llu bytes): refused as a compression bomb",
+			    rx->objdone, rx->lim.inflate_ratio,
+			    (unsigned long long)rx->lim.inflate_free);
 		if (rx->zout > rx->objsize)
 			return th_fail(TH_ERR_INVALID, "object %u inflates to "
 			    "more than its %llu bytes", rx->objdone,

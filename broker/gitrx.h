@@ -33,6 +33,14 @@ struct gitrx_limits {
 	size_t		max_commit_size; /* inflated size of one commit */
 	size_t		max_commit_bytes; /* all commits' content, kept */
 	uint64_t	max_object_size; /* inflated size of any object */
+	/* What a pack may cost beyond its own size: a few bytes of deflate
+	 * or of delta copies can stand for megabytes.  Inflated bytes in
+	 * all, and commits' content kept, are each bounded by a free
+	 * allowance plus a multiple of the pack bytes read so far. */
+	uint64_t	inflate_free;
+	unsigned	inflate_ratio;
+	size_t		commit_free;
+	unsigned	commit_ratio;
 };
 
 struct gitrx_cmd {

@@ -28,6 +28,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	lim.max_commit_size = 4096;
 	lim.max_commit_bytes = 16384;
 	lim.max_object_size = 1 << 16;
+	lim.inflate_free = 1 << 15;
+	lim.inflate_ratio = 8;
+	lim.commit_free = 8192;
+	lim.commit_ratio = 4;
 	if ((rx = gitrx_new(&lim)) == NULL)
 		return 0;
 	piece = (size_t)data[0] + 1;

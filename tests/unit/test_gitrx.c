@@ -700,6 +700,64 @@ test_crafted_commit(void **state)
 	free(body.p);
 }
 
+/* A few bytes of deflate or of delta copies standing for megabytes: the
+ * pack's inflated bytes, and the commits kept, are bounded by a multiple
+ * of the pack's size (past a free allowance). */
+static void
+test_budgets(void **state)
+{
+	static const char head[] = "tree " TREE "\nparent " PARENT "\nauthor "
+	    "A <a@b> 0 +0000\ncommitter A <a@b> 0 +0000\n\n";
+	struct bytes body = { 0 };
+	struct gitrx_limits lim;
+	struct gitrx *rx;
+	size_t blen = 2 << 20, clen = 32 * 1024, i, n;
+	uint8_t *zeros = calloc(1, blen), delta[7][16];
+	char *commit = malloc(clen);
+	struct obj o[8];
+
+	(void)state;
+	assert_non_null(zeros);
+	assert_non_null(commit);
+	/* 2 MiB of zeros deflate to ~2 KiB. */
+	o[0] = (struct obj){ 3, blen, zeros, blen, 0, NULL };
+	crafted(&body, o, 1, 1);
+	gitrx_limits_default(&lim);
+	lim.inflate_free = 1 << 20;
+	expect_fail(&lim, &body, TH_ERR_TOO_LONG, "inflates to more than 64 "
+	    "times its size (past the first 1048576 bytes): refused as a "
+	    "compression bomb");
+	assert_int_equal(parse(NULL, &body, 3, NULL), 0);
+
+	/* A 32 KiB commit and seven deltas on it, each a copy of all but its
+	 * last byte and a byte of its own: 256 KiB of commits. */
+	memcpy(commit, head, sizeof(head) - 1);
+	memset(commit + sizeof(head) - 1, 'a', clen - sizeof(head));
+	commit[clen - 1] = '\n';
+	o[0] = (struct obj){ 1, clen, commit, clen, 0, NULL };
+	for (i = 0; i < 7; i++) {
+		n = delta_varint(delta[i], clen);	/* base size */
+		n += delta_varint(delta[i] + n, clen);	/* result size */
+		delta[i][n++] = 0xb0;	/* copy from 0, two size bytes */
+		delta[i][n++] = (uint8_t)((clen - 1) & 0xff);
+		delta[i][n++] = (uint8_t)((clen - 1) >> 8);
+		delta[i][n++] = 1;	/* insert one byte */
+		delta[i][n++] = (uint8_t)('0' + i);
+		o[i + 1] = (struct obj){ 6, n, delta[i], n, 1, NULL };
+	}
+	body.len = 0;
+	crafted(&body, o, 8, 8);
+	lim.commit_free = 64 * 1024;
+	expect_fail(&lim, &body, TH_ERR_TOO_LONG, "commits come to more than "
+	    "32 times the pack's bytes so far (past the first 65536)");
+	assert_int_equal(parse(NULL, &body, 3, &rx), 0);
+	assert_int_equal(gitrx_ncommits(rx), 8);
+	gitrx_free(rx);
+	free(body.p);
+	free(commit);
+	free(zeros);
+}
+
 static void
 test_malformed_pack(void **state)
 {
@@ -1004,6 +1062,7 @@ main(void)
 		cmocka_unit_test(test_delete_only),
 		cmocka_unit_test(test_crafted_commit),
 		cmocka_unit_test(test_crafted_deltas),
+		cmocka_unit_test(test_budgets),
 		cmocka_unit_test(test_malformed_pack),
 		cmocka_unit_test(test_malformed_commands),
 		cmocka_unit_test(test_mutations),
