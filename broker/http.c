@@ -123,34 +123,32 @@ header_value(const char *p, size_t len, const char *name, size_t *vlen)
 	return p;
 }
 
-/* Link: <url>; rel="next", <url>; rel="last" */
+/* Link: <url>; rel="next", <url>; rel="last".  One pass: each link's
+ * parameters are searched only up to the comma that ends them (searching
+ * to the end of the header for every link was quadratic in its length). */
 static void
 parse_link(struct http_req *req, const char *v, size_t len)
 {
-	const char *end = v + len, *lt, *gt;
+	const char *end = v + len, *p, *lt, *gt, *stop;
 
-	for (lt = v; lt < end; lt = gt + 1) {
-		if ((lt = memchr(lt, '<', (size_t)(end - lt))) == NULL ||
+	for (p = v; p < end; p = stop + 1) {
+		if ((lt = memchr(p, '<', (size_t)(end - p))) == NULL ||
 		    (gt = memchr(lt, '>', (size_t)(end - lt))) == NULL)
 			return;
-		if (end - gt >= 12 && memmem(gt, (size_t)(end - gt),
-		    "rel=\"next\"", 10) != NULL) {
-			const char *comma = memchr(gt, ',', (size_t)(end - gt));
-			const char *rel = memmem(gt, (size_t)(end - gt),
-			    "rel=\"next\"", 10);
-
-			if (comma != NULL && rel > comma)
-				continue;
-			/* A next page not followed would leave a list that
-			 * looks whole: the caller must know. */
-			if ((size_t)(gt - lt - 1) >= sizeof(req->next)) {
-				req->next_too_long = 1;
-				return;
-			}
-			memcpy(req->next, lt + 1, (size_t)(gt - lt - 1));
-			req->next[gt - lt - 1] = '\0';
+		if ((stop = memchr(gt, ',', (size_t)(end - gt))) == NULL)
+			stop = end;
+		if (stop - gt < 12 || memmem(gt, (size_t)(stop - gt),
+		    "rel=\"next\"", 10) == NULL)
+			continue;
+		/* A next page not followed would leave a list that looks
+		 * whole: the caller must know. */
+		if ((size_t)(gt - lt - 1) >= sizeof(req->next)) {
+			req->next_too_long = 1;
 			return;
 		}
+		memcpy(req->next, lt + 1, (size_t)(gt - lt - 1));
+		req->next[gt - lt - 1] = '\0';
+		return;
 	}
 }
 

@@ -151,6 +151,15 @@ test_link_next(void **state)
 	link_line(&req, line);
 	assert_int_equal(req.next_too_long, 0);
 	assert_string_equal(req.next, "https://h/x?page=2");
+	/* A comma inside a URL does not end its link. */
+	link_line(&req, "Link: <https://h/x?a=1,2&page=4>; rel=\"next\"\r\n");
+	assert_string_equal(req.next, "https://h/x?a=1,2&page=4");
+	/* rel="next" of a later link is not this one's. */
+	link_line(&req, "Link: <https://h/x?page=1>; rel=\"prev\", "
+	    "<https://h/x?page=5>;rel=\"next\"\r\n");
+	assert_string_equal(req.next, "https://h/x?page=5");
+	link_line(&req, "Link: <https://h/x?page=1>, <https://h/y>\r\n");
+	assert_string_equal(req.next, "");
 }
 
 /* The tree listings all walks share: 800 a minute, refilled as time
