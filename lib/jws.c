@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/ecdsa.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -29,8 +30,10 @@ jws_free(struct jws *j)
 	if (j == NULL)
 		return;
 	json_object_put(j->claims);
-	free(j->token);
-	free(j);
+	/* A capability is a bearer credential until it is spent. */
+	if (j->token != NULL)
+		OPENSSL_clear_free(j->token, strlen(j->token));
+	OPENSSL_clear_free(j, sizeof(*j));
 }
 
 static int
