@@ -205,16 +205,31 @@ void
 act_git_credential(struct broker *b, const char *agent,
     struct json_object *req, struct answer *ans)
 {
+	static const char *const members[] = { "repo", "port" };
 	struct cap_op op;
 	const char *repo;
+	int64_t port;
 	int r;
 
 	ans->agent = agent;
 	memset(&op, 0, sizeof(op));
 	if (!json_object_is_type(req, json_type_object) ||
-	    (r = json_get_string_len(req, "repo", SCOPE_REPO_MAX, &repo)) != 0) {
+	    json_only_members(req, members, 2) != 0 ||
+	    json_get_string_len(req, "repo", SCOPE_REPO_MAX, &repo) != 0 ||
+	    json_get_int64(req, "port", &port) != 0 || port < 1 ||
+	    port > 65535) {
 		fail(b, ans, 400, "bad_request", th_fail(TH_ERR_INVALID, "give "
-		    "{\"repo\": \"OWNER/NAME\"}"));
+		    "{\"repo\": \"OWNER/NAME\", \"port\": the git remote's "
+		    "loopback port}"));
+		return;
+	}
+	/* Another local user's listener on the loopback, named by a
+	 * repository's submodule or remote, would be handed the capability. */
+	if (port != b->cfg.git_port) {
+		fail(b, ans, 403, "wrong_remote", th_fail(TH_ERR_DENIED, "the "
+		    "git remote's port %lld is not thresholdd's git endpoint%s",
+		    (long long)port, b->cfg.git_port == 0 ? " (none is "
+		    "configured: git-listen)" : ""));
 		return;
 	}
 	snprintf(op.op, sizeof(op.op), "github.push");

@@ -8,6 +8,7 @@
  *   git config credential.helper "threshold --broker SOCKET"
  *   git config credential.useHttpPath true */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -43,21 +44,29 @@ repo_from_path(const char *path, char *repo, size_t len)
  * is handed to no other remote (a submodule's, github.com itself, any
  * host a repository names), where it would only leak. */
 static int
-is_broker_remote(const char *protocol, const char *host)
+is_broker_remote(const char *protocol, const char *host, long *port)
 {
 	static const char *const loopback[] = { "127.0.0.1", "localhost",
 	    "[::1]" };
+	const char *digits;
 	size_t i, n;
 
 	if (strcmp(protocol, "http") != 0)
 		return 0;
 	for (i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
 		n = strlen(loopback[i]);
-		if (strncmp(host, loopback[i], n) == 0 &&
-		    (host[n] == '\0' || (host[n] == ':' &&
-		    host[n + 1] != '\0' &&
-		    strspn(host + n + 1, "0123456789") == strlen(host + n + 1))))
+		if (strncmp(host, loopback[i], n) != 0)
+			continue;
+		if (host[n] == '\0') {
+			*port = 80;
 			return 1;
+		}
+		digits = host + n + 1;
+		if (host[n] == ':' && digits[0] != '\0' && strlen(digits) <= 5 &&
+		    strspn(digits, "0123456789") == strlen(digits)) {
+			*port = atol(digits);
+			return 1;
+		}
 	}
 	return 0;
 }
@@ -70,7 +79,7 @@ cmd_git_credential(struct cli *cli, int argc, char **argv)
 	char protocol[GITCRED_LINE_MAX] = "", host[GITCRED_LINE_MAX] = "";
 	char repo[SCOPE_REPO_MAX + 1];
 	const char *cap, *msg;
-	long status = 0;
+	long status = 0, port = 0;
 	int r, rc = 1, lines = 0;
 
 	if (argc != 1) {
@@ -97,7 +106,7 @@ cmd_git_credential(struct cli *cli, int argc, char **argv)
 	}
 	/* No answer, as git's helpers do for what they do not know: git
 	 * asks its other helpers, or the user. */
-	if (!is_broker_remote(protocol, host))
+	if (!is_broker_remote(protocol, host, &port))
 		return 0;
 	if (path[0] == '\0')
 		return cli_fail("git did not say which repository: git config "
@@ -106,6 +115,8 @@ cmd_git_credential(struct cli *cli, int argc, char **argv)
 		return cli_fail("\"%.200s\" is not OWNER/NAME.git", path);
 	req = json_object_new_object();
 	json_object_object_add(req, "repo", json_object_new_string(repo));
+	/* The broker hands a capability only to its own git endpoint. */
+	json_object_object_add(req, "port", json_object_new_int64(port));
 	if ((r = broker_post(cli->broker_socket, "/v1/git-credential", req,
 	    &status, &reply)) != 0) {
 		cli_fail("%s", th_errmsg(r));

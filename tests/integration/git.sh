@@ -293,6 +293,16 @@ out2=$(printf 'protocol=http\nhost=127.0.0.1.evil.example:%s\npath=acme/widgets.
 [ $rc -eq 0 ] && [ -z "$out" ] && [ -z "$out2" ] &&
 	ok "... and nothing for another remote (github.com, a look-alike host): git asks elsewhere" ||
 	fail "the credential helper answered for another remote ($out$out2)"
+# Another loopback port (a listener of another local user, named by a
+# submodule, say) is given no capability, and the refusal is recorded.
+other=$((GITPORT == 65535 ? GITPORT - 1 : GITPORT + 1))
+out=$(printf 'protocol=http\nhost=localhost:%s\npath=acme/widgets.git\n\n' "$other" |
+	git-credential-threshold --broker "$T/broker.sock" get 2>&1); rc=$?
+[ $rc -ne 0 ] && ! printf '%s' "$out" | grep -q password= &&
+	printf '%s' "$out" | grep -q "the git remote's port $other is not thresholdd's git endpoint" &&
+	$PY -c "import sqlite3,sys;sys.exit(0 if sqlite3.connect(sys.argv[1]).execute(\"select count(*) from entries where kind='refusal' and body like '%wrong_remote%'\").fetchone()[0] >= 1 else 1)" "$T/state/audit.db" &&
+	ok "another loopback port: no capability, refused wrong_remote and recorded" ||
+	fail "the credential helper for another loopback port (rc $rc: $out)"
 git -C "$W" push -q "http://x-capability:$cap@127.0.0.1:$GITPORT/acme/widgets.git" agent/big:agent/big2 >/dev/null 2>&1
 git -C "$W" -c credential.helper= push "http://x-capability:$cap@127.0.0.1:$GITPORT/acme/widgets.git" agent/big:agent/big3 >"$T/out" 2>"$T/err" &&
 	fail "a spent capability pushed again" || {
