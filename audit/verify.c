@@ -1571,34 +1571,18 @@ drain(struct averify *v, int all)
 	return decided(v) ? TH_ERR_DENIED : 0;
 }
 
-static size_t
-containers(struct json_object *o)
-{
-	size_t n = 1, i;
-
-	if (json_object_is_type(o, json_type_object)) {
-		json_object_object_foreach(o, k, m) {
-			(void)k;
-			n += containers(m);
-		}
-	} else if (json_object_is_type(o, json_type_array)) {
-		for (i = 0; i < json_object_array_length(o); i++)
-			n += containers(json_object_array_get_idx(o, i));
-	} else
-		n = 0;
-	return n;
-}
-
 /* Only a checkpoint of a checkpoint's size waits for its entries: up to
  * AVERIFY_PENDING_MAX of them are held, parsed, and a crafted one
  * (megabytes of "[{},{},...]") would each cost hundreds of MiB. */
 static int
 cp_holdable(struct json_object *cp)
 {
-	size_t len = 0;
+	size_t len = 0, members = 0, containers = 0;
 
-	if (!json_object_is_type(cp, json_type_object) ||
-	    containers(cp) > AVERIFY_PENDING_CONTAINERS)
+	if (!json_object_is_type(cp, json_type_object))
+		return 0;
+	json_count(cp, &members, &containers);
+	if (containers > AVERIFY_PENDING_CONTAINERS)
 		return 0;
 	(void)json_object_to_json_string_length(cp, JSON_C_TO_STRING_PLAIN,
 	    &len);

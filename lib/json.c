@@ -9,28 +9,30 @@
 #include "json.h"
 #include "utf8.h"
 
-/* Members in the tree, objects nested in arrays included. */
-static size_t
-count_members(struct json_object *o)
+void
+json_count(struct json_object *o, size_t *members, size_t *containers)
 {
-	size_t n = 0, i;
+	size_t i;
 
 	switch (json_object_get_type(o)) {
 	case json_type_object: {
+		(*containers)++;
 		json_object_object_foreach(o, k, v) {
 			(void)k;
-			n += 1 + count_members(v);
+			(*members)++;
+			json_count(v, members, containers);
 		}
 		break;
 	}
 	case json_type_array:
+		(*containers)++;
 		for (i = 0; i < json_object_array_length(o); i++)
-			n += count_members(json_object_array_get_idx(o, i));
+			json_count(json_object_array_get_idx(o, i), members,
+			    containers);
 		break;
 	default:
 		break;
 	}
-	return n;
 }
 
 static int
@@ -226,7 +228,7 @@ json_parse_strict(const char *s, size_t len, size_t maxlen,
 {
 	struct json_tokener *tok = NULL;
 	struct json_object *o = NULL;
-	size_t members, containers;
+	size_t members, containers, counted = 0, built = 0;
 	int r = TH_ERR_INVALID;
 
 	*out = NULL;
@@ -267,7 +269,8 @@ json_parse_strict(const char *s, size_t len, size_t maxlen,
 		r = th_fail(TH_ERR_INVALID, "trailing data after JSON");
 		goto out;
 	}
-	if (count_members(o) != members) {
+	json_count(o, &counted, &built);
+	if (counted != members) {
 		r = th_fail(TH_ERR_INVALID, "duplicate member name in JSON");
 		goto out;
 	}

@@ -23,6 +23,11 @@
 int	json_parse_strict(const char *s, size_t len, size_t maxlen,
 	    struct json_object **out);
 
+/* Adds o's members (of every object in the tree) and objects and arrays
+ * (o included) to the counts. */
+void	json_count(struct json_object *o, size_t *members,
+	    size_t *containers);
+
 /* Typed member getters: TH_ERR_NOT_FOUND if absent, TH_ERR_INVALID if of
  * another type.  Strings are returned borrowed from obj. */
 int	json_get_string(struct json_object *obj, const char *key,

@@ -400,17 +400,19 @@ refuses kind "entry 2: unknown kind \"linq\""
 # Lines that would cost far more memory parsed than read: a line of empty
 # objects (json-c spends ~850 bytes on each), and a checkpoint held ahead
 # of its entries that is no checkpoint's size (1024 such are held).
-for c in dense bigcp; do mkdir -p "$T/$c.keys" && cp "$K/root.pem" "$T/$c.keys/"; done
-$PY - "$T/ok.jsonl" "$T/dense.jsonl" "$T/bigcp.jsonl" <<'PY'
+for c in dense bigcp manycp; do mkdir -p "$T/$c.keys" && cp "$K/root.pem" "$T/$c.keys/"; done
+$PY - "$T/ok.jsonl" "$T/dense.jsonl" "$T/bigcp.jsonl" "$T/manycp.jsonl" <<'PY'
 import sys
 lines = open(sys.argv[1]).read().splitlines(True)
 def put(path, extra):
     open(path, "w").write(lines[0] + extra + "\n" + "".join(lines[1:]))
 put(sys.argv[2], '{"type":"checkpoint","checkpoint":{"last":99999999,"x":[' + ",".join(["{}"] * 20000) + ']}}')
 put(sys.argv[3], '{"type":"checkpoint","checkpoint":{"last":99999999,"x":"' + "A" * 40000 + '"}}')
+put(sys.argv[4], '{"type":"checkpoint","checkpoint":{"last":99999999,"x":[' + ",".join(['{"a":"bcdefghijkl"}'] * 100) + ']}}')
 PY
 refuses dense "line 2: .*JSON has 20003 objects and arrays in [0-9]+ bytes \(at most [0-9]+\)"
 refuses bigcp "checkpoint 1 \(read ahead of the entries it covers\) has more than 64 objects and arrays or 32768 bytes: not a checkpoint"
+refuses manycp "checkpoint 1 \(read ahead of the entries it covers\) has more than 64 objects and arrays or 32768 bytes: not a checkpoint"
 
 # ---- usage
 "$TH" audit verify "$T/ok.jsonl" >/dev/null 2>&1; rc=$?
